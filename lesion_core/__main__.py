@@ -1,0 +1,3 @@
+from lesion_core.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""Shared fixtures: real files in temporary folders, a small demo dataset, the real ISIC sample."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache and runs folder, so tests never share generated state."""
+    base = tmp_path_factory.mktemp("lesion_home")
+    monkeypatch.setenv("LESION_LAB_CACHE", str(base / "cache"))
+    monkeypatch.setenv("LESION_LAB_RUNS", str(base / "runs"))
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A small demo dataset (notebook layout) made once per test session; treat as read-only."""
+    from lesion_core.demo import generate_demo
+
+    return generate_demo(tmp_path_factory.mktemp("demo") / "demo", n_per_class=20, size=96, seed=0)
+
+
+@pytest.fixture(scope="session")
+def isic_dev_root() -> Path:
+    """The real ISIC 2017 sample (300 images, 100 per class) named by $LESION_LAB_ISIC_DEV."""
+    root = os.environ.get("LESION_LAB_ISIC_DEV")
+    if not root or not (Path(root) / "labels.csv").is_file():
+        pytest.skip("real ISIC sample not available (set LESION_LAB_ISIC_DEV; .ci/run does)")
+    return Path(root)

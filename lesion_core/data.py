@@ -1,0 +1,623 @@
+"""Datasets of skin-lesion images: layouts, validation report, splits, decoding and caching.
+
+Two layouts are detected automatically:
+- "csv" (the notebook's): `labels.csv` with header `id,label` (or `DBtrain.csv`, `DBval.csv`,
+  `DBtest.csv` as the splits), images at `images/<id>.jpg`, masks at `masks/<id>.png`.
+- "isic2017" (the official download, unchanged): `ISIC-2017_Training_Data/ISIC_*.jpg`,
+  `ISIC-2017_Training_Part1_GroundTruth/ISIC_*_segmentation.png` and
+  `ISIC-2017_Training_Part3_GroundTruth.csv` (`image_id,melanoma,seborrheic_keratosis`);
+  likewise `Validation` (val) and `Test_v2` (test).
+
+Every load validates each row and keeps a Report: bad rows are excluded and listed with
+their id, never silently dropped. Masks are optional per sample (mask_path None).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from lesion_core.errors import DataError
+from lesion_core.paths import cache_dir
+
+CLASS_NAMES = ("nevus", "melanoma", "seborrheic keratosis")
+SPLITS = ("train", "val", "test")
+
+# ISIC 2017 folder/file stems per split, as the challenge distributed them.
+_ISIC_SPLITS = {"train": "Training", "val": "Validation", "test": "Test_v2"}
+_DB_FILES = {"train": "DBtrain.csv", "val": "DBval.csv", "test": "DBtest.csv"}
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+@dataclass
+class Record:
+    """One usable row: where its files are and which split it belongs to."""
+
+    id: str
+    label: int
+    image_path: Path
+    mask_path: Path | None
+    split: str
+
+
+@dataclass
+class Problem:
+    """Something found while checking a row; id "" means the dataset as a whole."""
+
+    id: str
+    kind: str
+    message: str
+
+
+@dataclass
+class Report:
+    """What a load found: usable counts per split and class, problems (excluded rows), notes."""
+
+    class_names: tuple
+    n_rows: int = 0
+    counts: dict = field(default_factory=dict)  # split -> class name -> n usable
+    problems: list = field(default_factory=list)  # rows excluded, each with the reason
+    notes: list = field(default_factory=list)  # kept, but worth knowing (converted, no mask)
+
+    @property
+    def n_usable(self) -> int:
+        return sum(sum(per_class.values()) for per_class in self.counts.values())
+
+    @property
+    def usable(self) -> bool:
+        """True when there is something to train on (at least one usable training sample)."""
+        return sum(self.counts.get("train", {}).values()) > 0
+
+    def format(self) -> str:
+        """Human-readable text: the count table, then every problem and note with its id."""
+        names = list(self.class_names)
+        width = max(len(n) for n in names + ["split"]) + 2
+        lines = [
+            f"{self.n_usable} usable of {self.n_rows} rows; "
+            f"{len(self.problems)} excluded, {len(self.notes)} notes",
+            "split".ljust(8) + "".join(n.rjust(width) for n in names) + "total".rjust(8),
+        ]
+        for split in SPLITS:
+            per_class = self.counts.get(split, {})
+            cells = "".join(str(per_class.get(n, 0)).rjust(width) for n in names)
+            lines.append(split.ljust(8) + cells + str(sum(per_class.values())).rjust(8))
+        for title, items in (("problems (excluded)", self.problems), ("notes", self.notes)):
+            if items:
+                lines.append(f"{title}:")
+                lines += [f"  {p.id or '-'}: [{p.kind}] {p.message}" for p in items]
+        return "\n".join(lines)
+
+
+@dataclass
+class LesionData:
+    """A loaded dataset: the usable records with their split, and the report of the load."""
+
+    root: Path
+    layout: str
+    class_names: tuple
+    records: list
+    report: Report
+    split_seed: int
+    max_size: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+    def split(self, name: str) -> list:
+        """Records of one split ("train", "val" or "test"), in a stable order."""
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
+        return [r for r in self.records if r.split == name]
+
+    def to_spec(self) -> dict:
+        """JSON-ready description that from_spec() turns back into exactly this dataset."""
+        return {
+            "root": str(self.root.resolve()),
+            "layout": self.layout,
+            "class_names": list(self.class_names),
+            "max_size": self.max_size,
+            "split_seed": self.split_seed,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "splits": {s: [r.id for r in self.split(s)] for s in SPLITS},
+        }
+
+
+def from_spec(spec: dict, check_images: bool = True) -> LesionData:
+    """Reload a dataset recorded by LesionData.to_spec(), with the very same split."""
+    return load_dataset(
+        spec["root"],
+        class_names=spec.get("class_names"),
+        max_size=spec.get("max_size", 0),
+        val_fraction=spec.get("val_fraction", 0.15),
+        test_fraction=spec.get("test_fraction", 0.15),
+        split_seed=spec.get("split_seed", 42),
+        check_images=check_images,
+        splits=spec["splits"],
+    )
+
+
+# ---------------------------------------------------------------------------- reading files
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode (L, LA, P, RGBA, CMYK, 16-bit, 32-bit) as 8-bit RGB."""
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        # 16/32-bit grey: PIL's convert would clip to 255; scale the range down instead.
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if values.max() > 255 else 255.0
+        grey = np.clip(values / top * 255 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return image.convert("RGB")
+
+
+def _fit_size(size: tuple, max_side: int | None) -> tuple:
+    """(width, height) scaled so the longer side is at most max_side, keeping the aspect."""
+    width, height = size
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _open_image(path: Path, max_side: int | None) -> Image.Image:
+    """Decoded RGB PIL image, longer side <= max_side; JPEGs decode at reduced size (draft)."""
+    try:
+        with Image.open(path) as image:
+            target = _fit_size(image.size, max_side)
+            if image.format == "JPEG" and target != image.size:
+                # DCT scaling decodes at 1/2, 1/4 or 1/8 size directly: several times faster.
+                image.draft("RGB", target)
+            image.load()
+            rgb = _to_rgb(image)
+    except FileNotFoundError:
+        raise DataError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+    if rgb.size != target:
+        rgb = rgb.resize(target, Image.BILINEAR, reducing_gap=2.0)
+    return rgb
+
+
+def read_image(path, max_side: int | None = None) -> np.ndarray:
+    """Image as uint8 (H, W, 3) RGB; with max_side the longer side is at most max_side."""
+    return np.asarray(_open_image(Path(path), max_side))
+
+
+def _mask_levels(image: Image.Image) -> np.ndarray:
+    """Mask pixel values as a 2-D array (any mode; colour masks are reduced to grey)."""
+    if image.mode not in ("L", "1", "I", "I;16", "I;16B", "I;16L", "F"):
+        image = image.convert("L")
+    return np.asarray(image)
+
+
+def _binarize(levels: np.ndarray) -> np.ndarray:
+    """{0,1} uint8 from 0/1 or 0/255 masks: values above half the scale are lesion."""
+    threshold = 0 if levels.max() <= 1 else (127 if levels.max() <= 255 else 32767)
+    return (levels > threshold).astype(np.uint8)
+
+
+def read_mask(path, shape: tuple) -> np.ndarray:
+    """Mask as uint8 (H, W) in {0, 1}, resized (nearest) to shape=(H, W) if it differs."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            mask = _binarize(_mask_levels(image))
+    except FileNotFoundError:
+        raise DataError(f"mask not found: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read mask {path}: {exc}") from None
+    height, width = shape[:2]
+    if mask.shape != (height, width):
+        mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
+    return mask
+
+
+# ---------------------------------------------------------------------------- layouts
+
+
+@dataclass
+class _Row:
+    """A raw table row before validation; split None means "to be split"."""
+
+    id: str
+    label: object  # int, or the raw text when it is not a valid label
+    split: str | None
+    image_path: Path | None = None
+    mask_path: Path | None = None
+    label_problem: str = ""
+
+
+def _read_csv(path: Path, required: tuple) -> list:
+    """Rows of a CSV as dicts; DataError if unreadable or the header lacks a required column."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DataError(
+                    f"{path.name} needs a header with columns {', '.join(required)}; "
+                    f"found {', '.join(header) or 'nothing'}"
+                )
+            return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+
+
+def _detect_layout(root: Path) -> str:
+    if (root / "labels.csv").is_file() or (root / _DB_FILES["train"]).is_file():
+        return "csv"
+    if any(root.glob("ISIC-2017_*_Part3_GroundTruth.csv")):
+        return "isic2017"
+    raise DataError(
+        f"no dataset found in {root}: expected labels.csv (or DBtrain.csv, DBval.csv, "
+        "DBtest.csv) with images/ and masks/, or the official ISIC 2017 files "
+        "(ISIC-2017_Training_Part3_GroundTruth.csv and its folders)"
+    )
+
+
+def _csv_rows(root: Path) -> list:
+    """Rows of the notebook layout: labels.csv (split later) or DBtrain/DBval/DBtest.csv."""
+    if (root / "labels.csv").is_file():
+        tables = [(None, root / "labels.csv")]
+    else:
+        tables = [(s, root / f) for s, f in _DB_FILES.items() if (root / f).is_file()]
+    rows = []
+    for split, path in tables:
+        rows.append([_Row(r.get("id", ""), r.get("label", ""), split)
+                     for r in _read_csv(path, ("id", "label"))])
+    return rows
+
+
+def _isic_label(row: dict) -> object:
+    """ISIC 2017 diagnosis columns to a label (1 melanoma, 2 seborrheic keratosis, else 0)."""
+    try:
+        melanoma = float(row.get("melanoma", ""))
+        keratosis = float(row.get("seborrheic_keratosis", ""))
+    except ValueError:
+        return f"melanoma={row.get('melanoma')!r}, seborrheic_keratosis={row.get('seborrheic_keratosis')!r}"
+    if {melanoma, keratosis} - {0.0, 1.0} or melanoma + keratosis > 1:
+        return f"melanoma={melanoma:g}, seborrheic_keratosis={keratosis:g}"
+    return 1 if melanoma == 1 else 2 if keratosis == 1 else 0
+
+
+def _isic_rows(root: Path) -> list:
+    """Rows of the official ISIC 2017 layout, one table per split that is present."""
+    tables = []
+    for split, stem in _ISIC_SPLITS.items():
+        path = root / f"ISIC-2017_{stem}_Part3_GroundTruth.csv"
+        if not path.is_file():
+            continue
+        rows = []
+        for raw in _read_csv(path, ("image_id", "melanoma", "seborrheic_keratosis")):
+            label = _isic_label(raw)
+            row = _Row(raw["image_id"], label, split)
+            if isinstance(label, str):
+                row.label_problem = f"ISIC diagnosis columns are not one-hot 0/1: {label}"
+            row.image_path = root / f"ISIC-2017_{stem}_Data" / f"{raw['image_id']}.jpg"
+            row.mask_path = root / f"ISIC-2017_{stem}_Part1_GroundTruth" / f"{raw['image_id']}_segmentation.png"
+            rows.append(row)
+        tables.append(rows)
+    return tables
+
+
+def _subset(rows: list, max_size: int, seed: int) -> list:
+    """At most max_size rows, a seeded random subset (as the notebook's MyDataset(maxSize))."""
+    if max_size <= 0 or len(rows) <= max_size:
+        return rows
+    order = np.random.RandomState(seed).permutation(len(rows))[:max_size]
+    return [rows[i] for i in sorted(order)]
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def _unsafe_id(sample_id: str) -> str:
+    """Why an id cannot name a file inside the dataset folder, or "" when it can."""
+    if not sample_id:
+        return "empty id"
+    if "\x00" in sample_id:
+        return "id contains a NUL character"
+    for pure in (PurePosixPath(sample_id), PureWindowsPath(sample_id)):
+        if pure.is_absolute() or pure.drive or pure.root:
+            return "id is an absolute path and would escape the dataset folder"
+        if ".." in pure.parts:
+            return "id contains '..' and would escape the dataset folder"
+    return ""
+
+
+def _parse_label(raw: object, n_classes: int) -> tuple:
+    """(label, "") for an integer in range(n_classes), else (None, problem kind + message)."""
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and _INTEGER.fullmatch(raw):
+        value = int(raw)
+    else:
+        return None, ("label_not_integer", f"label {raw!r} is not an integer")
+    if not 0 <= value < n_classes:
+        return None, ("label_out_of_range", f"label {value} is outside 0..{n_classes - 1}")
+    return value, None
+
+
+_NOTE_MODES = {"L": "grayscale", "LA": "grayscale+alpha", "1": "black-and-white", "P": "palette",
+               "RGBA": "RGBA", "CMYK": "CMYK", "I;16": "16-bit", "I;16B": "16-bit",
+               "I;16L": "16-bit", "I": "32-bit integer", "F": "32-bit float"}
+
+
+def _check_image(path: Path) -> tuple:
+    """Cheaply decode an image: ((width, height), mode) or raise (kind, message)."""
+    try:
+        if path.stat().st_size == 0:
+            raise _Bad("not_an_image", f"{path.name} is an empty file (0 bytes)")
+        with Image.open(path) as image:
+            size, mode = image.size, image.mode
+            if image.format == "JPEG":
+                # Decoding at 1/8 size still reads every byte: truncation is detected, fast.
+                image.draft(image.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
+            image.load()
+    except _Bad:
+        raise
+    except UnidentifiedImageError:
+        raise _Bad("not_an_image", f"{path.name} is not an image file PIL can read") from None
+    except (PermissionError, IsADirectoryError) as exc:
+        raise _Bad("unreadable_image", f"{path.name} cannot be opened: {exc.strerror}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise _Bad("corrupt_image", f"{path.name} is corrupt or truncated: {exc}") from None
+    return size, mode
+
+
+def _check_mask(path: Path, image_size: tuple) -> None:
+    """Raise (kind, message) for an unreadable, wrongly sized, empty or non-binary mask."""
+    try:
+        with Image.open(path) as image:
+            size = image.size
+            levels = _mask_levels(image)
+    except UnidentifiedImageError:
+        raise _Bad("corrupt_mask", f"{path.name} is not an image file PIL can read") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise _Bad("corrupt_mask", f"{path.name} cannot be decoded: {exc}") from None
+    if size != image_size:
+        raise _Bad("mask_size", f"mask is {size[0]}x{size[1]} but the image is "
+                                f"{image_size[0]}x{image_size[1]}")
+    values = np.unique(levels)
+    if values.max() == 0:
+        raise _Bad("empty_mask", f"{path.name} has no lesion pixels (all zero)")
+    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+        shown = ", ".join(str(v) for v in values[:6]) + (" ..." if len(values) > 6 else "")
+        raise _Bad("non_binary_mask", f"{path.name} has {len(values)} distinct values ({shown}); "
+                                      "masks must be 0/255 or 0/1 (saved as PNG, not JPEG)")
+
+
+class _Bad(Exception):
+    """A row-level problem found while checking files: args are (kind, message)."""
+
+
+def _validate(row: _Row, n_classes: int, check_images: bool, report: Report) -> Record | None:
+    """A Record for a usable row; otherwise append the Problem to the report and return None."""
+    try:
+        reason = _unsafe_id(row.id)
+        if reason:
+            raise _Bad("unsafe_id", reason)
+        if row.label_problem:
+            raise _Bad("label_invalid", row.label_problem)
+        label, bad_label = _parse_label(row.label, n_classes)
+        if bad_label:
+            raise _Bad(*bad_label)
+        if not row.image_path.exists():
+            raise _Bad("missing_image", f"image not found: {row.image_path.name}")
+        mask_path = row.mask_path if row.mask_path and row.mask_path.exists() else None
+        if check_images:
+            size, mode = _check_image(row.image_path)
+            if mode != "RGB":
+                report.notes.append(Problem(row.id, "converted_image",
+                                            f"{_NOTE_MODES.get(mode, mode)} image converted to 8-bit RGB"))
+            if mask_path:
+                _check_mask(mask_path, size)
+    except _Bad as bad:
+        report.problems.append(Problem(row.id, *bad.args))
+        return None
+    if row.mask_path and mask_path is None and row.mask_path.parent.is_dir():
+        report.notes.append(Problem(row.id, "no_mask", f"no mask ({row.mask_path.name} not found); "
+                                    "mask-based augmentations will refuse this sample"))
+    return Record(row.id, label, row.image_path, mask_path, row.split or "train")
+
+
+# ---------------------------------------------------------------------------- splits
+
+
+def _carve(records: list, fraction: float, seed: int, report: Report) -> tuple:
+    """Split records into (kept, carved) with `fraction` carved, stratified by label if possible."""
+    from sklearn.model_selection import train_test_split
+
+    if fraction <= 0 or len(records) < 2:
+        return records, []
+    labels = [r.label for r in records]
+    try:
+        return tuple(train_test_split(records, test_size=fraction, random_state=seed, stratify=labels))
+    except ValueError:
+        report.notes.append(Problem("", "unstratified_split",
+                                    "too few samples per class to stratify; split at random"))
+        try:
+            return tuple(train_test_split(records, test_size=fraction, random_state=seed))
+        except ValueError:
+            return records, []
+
+
+def _assign_splits(records: list, present: set, val_fraction: float, test_fraction: float,
+                   seed: int, report: Report) -> None:
+    """Carve the splits no table provided (val, test) out of the training pool, in place."""
+    pool = [r for r in records if r.split == "train"]
+    if "test" not in present:
+        pool, test = _carve(pool, test_fraction, seed, report)
+        for r in test:
+            r.split = "test"
+    if "val" not in present:
+        # val_fraction is of the whole pool, so rescale it to what remains after test.
+        remaining = 1 - (test_fraction if "test" not in present else 0)
+        _, val = _carve(pool, min(val_fraction / remaining, 0.9), seed, report)
+        for r in val:
+            r.split = "val"
+
+
+def _apply_recorded_splits(records: list, splits: dict, report: Report) -> list:
+    """Give each record its recorded split; records not in the recording are left out (noted)."""
+    split_of = {sample_id: name for name in SPLITS for sample_id in splits.get(name, [])}
+    kept = []
+    for record in records:
+        if record.id in split_of:
+            record.split = split_of.pop(record.id)
+            kept.append(record)
+    for sample_id in split_of:
+        report.problems.append(Problem(sample_id, "not_in_dataset",
+                                       "recorded in the saved split but not usable in the dataset now"))
+    return kept
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float = 0.15,
+                 test_fraction: float = 0.15, split_seed: int = 42, check_images: bool = True,
+                 splits: dict | None = None) -> LesionData:
+    """Load and validate a dataset folder (layout detected); DataError when nothing is usable.
+
+    max_size > 0 keeps a seeded random subset of at most max_size rows of each table (the
+    single labels.csv before it is split, or each split file), like the notebook's maxSize.
+    Without val/test tables, they are carved from the training rows by a stratified split
+    seeded with split_seed. `splits` (split -> ids, as in to_spec()) replays a recorded split.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"dataset folder not found: {root}")
+    layout = _detect_layout(root)
+    class_names = tuple(class_names) if class_names else CLASS_NAMES
+    if layout == "isic2017" and len(class_names) != 3:
+        raise DataError("the ISIC 2017 layout has 3 classes; give 3 class names or none")
+    tables = _csv_rows(root) if layout == "csv" else _isic_rows(root)
+    if layout == "csv":
+        _attach_csv_paths(root, tables)
+    if splits is None:
+        tables = [_subset(rows, max_size, split_seed) for rows in tables]
+    report = Report(class_names=class_names, n_rows=sum(len(rows) for rows in tables))
+    if layout == "csv" and not (root / "masks").is_dir():
+        report.notes.append(Problem("", "no_masks", "no masks/ folder: samples have no masks"))
+
+    records, seen = [], {}
+    for rows in tables:
+        for row in rows:
+            if row.id in seen and not _unsafe_id(row.id):
+                report.problems.append(Problem(row.id, "duplicate_id",
+                                               f"id appears again (first in {seen[row.id]}); "
+                                               "only the first row is used"))
+                continue
+            seen.setdefault(row.id, row.split or "the labels file")
+            record = _validate(row, len(class_names), check_images, report)
+            if record:
+                records.append(record)
+
+    if splits is not None:
+        records = _apply_recorded_splits(records, splits, report)
+    else:
+        present = {rows[0].split for rows in tables if rows and rows[0].split}
+        _assign_splits(records, present, val_fraction, test_fraction, split_seed, report)
+    records.sort(key=lambda r: (SPLITS.index(r.split), r.id))
+    for record in records:
+        per_class = report.counts.setdefault(record.split, {})
+        name = class_names[record.label]
+        per_class[name] = per_class.get(name, 0) + 1
+    if not report.usable:
+        raise DataError(f"no usable training samples in {root}:\n{report.format()}")
+    return LesionData(root, layout, class_names, records, report, split_seed,
+                      max_size, val_fraction, test_fraction)
+
+
+def _attach_csv_paths(root: Path, tables: list) -> None:
+    """Point rows of the notebook layout at images/<id>.jpg and masks/<id>.png (safe ids only)."""
+    for rows in tables:
+        for row in rows:
+            if not _unsafe_id(row.id):
+                row.image_path = root / "images" / f"{row.id}.jpg"
+                row.mask_path = root / "masks" / f"{row.id}.png"
+
+
+# ---------------------------------------------------------------------------- torch dataset
+
+
+class LesionDataset(Dataset):
+    """Torch dataset of records: samples {"image", "mask", "label", "id"} (see CONTRACTS.md).
+
+    With max_side, images are decoded at reduced size (longer side <= max_side, aspect kept;
+    masks resized nearest) and, with cache=True, the resized uint8 arrays are kept under
+    cache_dir()/decoded so later epochs skip decoding. The cache key includes each file's
+    absolute path, size and modification time, so editing a file invalidates its entry.
+    Without max_side nothing is cached: full-size originals would fill the disk.
+    """
+
+    def __init__(self, records, transform=None, max_side: int | None = None, cache: bool = True):
+        self.records = list(records)
+        self.transform = transform
+        self.max_side = max_side
+        self.cache = cache and bool(max_side)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        image, mask = self._decoded(record)
+        sample = {"image": image, "mask": mask, "label": record.label, "id": record.id}
+        return self.transform(sample) if self.transform else sample
+
+    def _decoded(self, record: Record) -> tuple:
+        """(image uint8 (H, W, 3), mask uint8 (H, W) {0,1} or None), from the cache if there."""
+        if not self.cache:
+            return _decode(record, self.max_side)
+        path = cache_dir() / "decoded" / f"{_cache_key(record, self.max_side)}.npz"
+        try:
+            with np.load(path) as stored:
+                return stored["image"], (stored["mask"] if "mask" in stored else None)
+        except (OSError, ValueError, KeyError):
+            pass  # not cached yet, or a damaged entry: decode again and rewrite it
+        image, mask = _decode(record, self.max_side)
+        _write_atomic_npz(path, image=image, **({"mask": mask} if mask is not None else {}))
+        return image, mask
+
+
+def _decode(record: Record, max_side: int | None) -> tuple:
+    image = read_image(record.image_path, max_side)
+    mask = read_mask(record.mask_path, image.shape[:2]) if record.mask_path else None
+    return image, mask
+
+
+def _cache_key(record: Record, max_side: int | None) -> str:
+    """Hex digest of each file's absolute path, size and mtime_ns, and max_side."""
+    parts = [str(max_side)]
+    for path in (record.image_path, record.mask_path):
+        if path is not None:
+            stat = Path(path).stat()
+            parts += [str(Path(path).resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def _write_atomic_npz(path: Path, **arrays) -> None:
+    """Write arrays to path via a temporary file and a rename, so readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

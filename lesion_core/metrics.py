@@ -1,0 +1,126 @@
+"""Classification metrics for a set of predictions: accuracy, confusion, per-class PR, ROC/AUC.
+
+compute_metrics returns numpy arrays and floats (handy for plots); to_jsonable turns the
+result into plain JSON (lists, floats, None for NaN/inf) for run folders.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from lesion_core.data import CLASS_NAMES
+
+# The smallest probability used in -log p, so a confidently wrong sample has a large, finite loss.
+PROB_FLOOR = 1e-12
+
+
+def scored_classes(class_names) -> list[int]:
+    """Classes whose AUCs make up mean_auc: melanoma and keratosis (1, 2) for ISIC, else all.
+
+    The ISIC 2017 challenge (and the notebook's computeAUCs) scores melanoma-vs-all and
+    seborrheic-keratosis-vs-all; nevus-vs-all is not part of the score.
+    """
+    names = tuple(str(name).strip().lower() for name in class_names)
+    if names == CLASS_NAMES:
+        return [1, 2]
+    return list(range(len(names)))
+
+
+def compute_metrics(labels, probs, class_names) -> dict:
+    """Metrics of class probabilities against true labels.
+
+    labels: (N,) int in [0, C); probs: (N, C) float, softmax outputs (rows sum to 1).
+    Returns a dict with accuracy (float), counts (C,) true samples per class,
+    confusion (C, C) int (rows = true class, columns = predicted), confusion_pct (C, C)
+    row percentages (rows of absent classes are 0), precision and recall (C,) (0 when
+    undefined), auc (C,) one-vs-rest (NaN when the class is absent or is the only class),
+    roc (list of C dicts fpr/tpr/thresholds, empty lists when undefined), mean_auc
+    (nanmean of auc over scored_classes, NaN when none is defined), predicted (N,) argmax,
+    confidence (N,) max probability, loss (N,) cross-entropy -log p[true class],
+    class_names and scored_classes.
+    """
+    labels, probs = _check_inputs(labels, probs, class_names)
+    n_classes = probs.shape[1]
+    predicted = probs.argmax(axis=1)
+    confusion = np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
+    true_counts = confusion.sum(axis=1)
+    predicted_counts = confusion.sum(axis=0)
+    correct = np.diag(confusion)
+    aucs, rocs = zip(*(_one_vs_rest(labels == c, probs[:, c]) for c in range(n_classes)))
+    auc = np.array(aucs, dtype=float)
+    scored = scored_classes(class_names)
+    return {
+        "class_names": list(class_names),
+        "accuracy": float(correct.sum() / len(labels)) if len(labels) else math.nan,
+        "counts": true_counts,
+        "confusion": confusion,
+        # keepdims divides each row by its own total (the notebook's cm / cm.sum(axis=1) divided columns)
+        "confusion_pct": 100.0 * _safe_divide(confusion, true_counts[:, None]),
+        "precision": _safe_divide(correct, predicted_counts),
+        "recall": _safe_divide(correct, true_counts),
+        "auc": auc,
+        "roc": list(rocs),
+        "scored_classes": scored,
+        "mean_auc": _nanmean(auc[scored]),
+        "predicted": predicted,
+        "confidence": probs.max(axis=1),
+        "loss": -np.log(np.maximum(probs[np.arange(len(labels)), labels], PROB_FLOOR)),
+    }
+
+
+def _check_inputs(labels, probs, class_names) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or labels.shape != (probs.shape[0],):
+        raise ValueError(f"labels must be (N,) and probs (N, C); got {labels.shape} and {probs.shape}")
+    if probs.shape[1] != len(class_names):
+        raise ValueError(f"probs has {probs.shape[1]} columns but there are {len(class_names)} class names")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got {labels.dtype}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= probs.shape[1]):
+        raise ValueError(f"labels must lie in [0, {probs.shape[1]}); got {labels.min()}..{labels.max()}")
+    return labels.astype(np.int64), probs
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (sklearn's zero_division=0)."""
+    numerator = np.asarray(numerator, dtype=float)
+    denominator = np.broadcast_to(np.asarray(denominator, dtype=float), numerator.shape)
+    out = np.zeros_like(numerator)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+def _nanmean(values: np.ndarray) -> float:
+    """Mean of the defined values; NaN (without numpy's warning) when none is."""
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if defined.size else math.nan
+
+
+def _one_vs_rest(is_class: np.ndarray, scores: np.ndarray) -> tuple[float, dict]:
+    """AUC and ROC curve of one class against the rest; NaN and empty curve when undefined."""
+    if is_class.all() or not is_class.any():
+        return math.nan, {"fpr": [], "tpr": [], "thresholds": []}
+    fpr, tpr, thresholds = roc_curve(is_class, scores)
+    roc = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
+    return float(roc_auc_score(is_class, scores)), roc
+
+
+def to_jsonable(value):
+    """Plain JSON data: numpy arrays/scalars to lists/numbers, NaN and infinities to None."""
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

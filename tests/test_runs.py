@@ -1,0 +1,136 @@
+"""Run folder format: atomic writes, tolerant readers, listing, liveness, stop requests."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from lesion_core import runs
+
+
+def _config(model="lenet"):
+    return {"model": {"name": model}, "epochs": 2}
+
+
+def test_atomic_write_json_replaces_and_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "status.json"
+    runs.atomic_write_json(path, {"a": 1})
+    runs.atomic_write_json(path, {"a": 2, "nan": math.nan, "arr": np.arange(3)})
+    assert json.loads(path.read_text()) == {"a": 2, "nan": None, "arr": [0, 1, 2]}
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path):
+    path = tmp_path / "config.json"
+    runs.atomic_write_json(path, {"ok": True})
+    try:
+        runs.atomic_write_json(path, {"bad": object()})
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("an unserialisable object must raise")
+    assert json.loads(path.read_text()) == {"ok": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_create_run_writes_config_and_queued_status(tmp_path):
+    run_dir = runs.create_run(tmp_path / "runs", _config("efficientnet_lite0"))
+    assert run_dir.parent == tmp_path / "runs"
+    assert "-efficientnet_lite0-" in run_dir.name
+    assert runs.read_config(run_dir) == _config("efficientnet_lite0")
+    assert runs.read_status(run_dir)["state"] == "queued"
+
+
+def test_run_ids_are_unique_and_sortable(tmp_path):
+    ids = [runs.create_run(tmp_path, _config()).name for _ in range(5)]
+    assert len(set(ids)) == 5
+    # the timestamp leads (so names sort by start time), then the model, then a random suffix
+    assert all(re.fullmatch(r"\d{8}-\d{6}-lenet-[0-9a-f]{4}", i) for i in ids)
+
+
+def test_read_history_skips_a_cut_short_last_line(tmp_path):
+    runs.append_line(tmp_path / "history.jsonl", json.dumps({"epoch": 1, "phase": "train"}))
+    runs.append_line(tmp_path / "history.jsonl", json.dumps({"epoch": 1, "phase": "val"}))
+    with open(tmp_path / "history.jsonl", "a") as handle:
+        handle.write('{"epoch": 2, "pha')
+    assert runs.read_history(tmp_path) == [{"epoch": 1, "phase": "train"}, {"epoch": 1, "phase": "val"}]
+
+
+def test_readers_of_a_missing_or_garbled_folder_return_empty(tmp_path):
+    (tmp_path / "status.json").write_text("{not json")
+    assert runs.read_status(tmp_path) == {}
+    assert runs.read_config(tmp_path / "missing") == {}
+    assert runs.read_history(tmp_path) == []
+
+
+def test_dead_pid_shows_as_interrupted_and_inactive(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    run_dir = runs.create_run(tmp_path, _config())
+    runs.write_status(run_dir, state="running", pid=proc.pid)
+    assert runs.run_info(run_dir).state == "interrupted"
+    assert not runs.is_active(run_dir)
+    assert runs.active_run(tmp_path) is None
+
+
+def test_zombie_process_counts_as_dead(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        # the child exits but stays a zombie until proc.wait() reaps it
+        while runs.pid_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not runs.pid_alive(proc.pid)
+    finally:
+        proc.wait()
+
+
+def test_live_pid_is_the_active_run(tmp_path):
+    run_dir = runs.create_run(tmp_path, _config())
+    runs.write_status(run_dir, state="running", pid=os.getpid())
+    assert runs.is_active(run_dir)
+    assert runs.active_run(tmp_path).path == run_dir
+    runs.write_status(run_dir, state="finished")
+    assert runs.active_run(tmp_path) is None
+
+
+def test_list_runs_newest_first_with_best_from_history(tmp_path):
+    first = runs.create_run(tmp_path, _config())
+    second = runs.create_run(tmp_path, _config("resnet18"))
+    os.rename(first, tmp_path / ("00000000-000000-" + first.name.split("-", 2)[2]))
+    for epoch, auc in ((1, 0.6), (2, 0.8), (3, 0.7)):
+        runs.append_line(second / "history.jsonl",
+                         json.dumps({"epoch": epoch, "phase": "val", "mean_auc": auc, "loss": 1.0}))
+    (tmp_path / "not_a_run").mkdir()
+    listed = runs.list_runs(tmp_path)
+    assert [r.path for r in listed][0] == second
+    assert len(listed) == 2
+    assert listed[0].model == "resnet18"
+    assert listed[0].best == {"metric": "val_mean_auc", "value": 0.8, "epoch": 2}
+    assert listed[1].best is None
+
+
+def test_best_falls_back_to_val_loss_when_auc_undefined():
+    history = [{"epoch": 1, "phase": "val", "mean_auc": None, "loss": 0.9},
+               {"epoch": 2, "phase": "val", "mean_auc": None, "loss": 0.5},
+               {"epoch": 2, "phase": "train", "mean_auc": 0.9, "loss": 0.1}]
+    assert runs.best_from_history(history) == {"metric": "val_loss", "value": 0.5, "epoch": 2}
+
+
+def test_request_stop_and_clear(tmp_path):
+    assert not runs.stop_requested(tmp_path)
+    runs.request_stop(tmp_path)
+    assert runs.stop_requested(tmp_path)
+    runs.clear_stop(tmp_path)
+    assert not runs.stop_requested(tmp_path)
+
+
+def test_list_runs_of_a_missing_folder_is_empty(tmp_path):
+    assert runs.list_runs(tmp_path / "nope") == []

@@ -446,8 +446,9 @@ def _carve(records: list, fraction: float, seed: int, report: Report) -> tuple:
     try:
         return tuple(train_test_split(records, test_size=fraction, random_state=seed, stratify=labels))
     except ValueError:
-        report.notes.append(Problem("", "unstratified_split",
-                                    "too few samples per class to stratify; split at random"))
+        if not any(n.kind == "unstratified_split" for n in report.notes):
+            report.notes.append(Problem("", "unstratified_split",
+                                        "too few samples per class to stratify; split at random"))
         try:
             return tuple(train_test_split(records, test_size=fraction, random_state=seed))
         except ValueError:

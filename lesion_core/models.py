@@ -165,11 +165,11 @@ MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in (
         ModelEntry(
-            "efficientnet_lite0", "EfficientNet-Lite0 (4.7M params), ImageNet weights shipped offline",
+            "efficientnet_lite0", "EfficientNet-Lite0 (3.4M params + head), ImageNet weights shipped offline",
             224, "_bn1", HALF, HALF, ("random", "offline", "file"), "_fc", _efficientnet_lite0,
         ),
         ModelEntry(
-            "lenet", "The notebook's LeNet-style net (62k params, 32x32 input)",
+            "lenet", "The notebook's LeNet-style net (61k params, 32x32 input)",
             32, "conv2", HALF, HALF, ("random", "file"), "fc3", LeNet, min_input_size=16,
         ),
         ModelEntry(
@@ -410,3 +410,81 @@ def _download(url: str, target: Path) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- summary
+
+
+@dataclass
+class ModelSummary:
+    """What a model is made of: one row per leaf-module call and one per parameter tensor.
+
+    layers: dicts name, type, output_shape (list, or list of lists for tuple outputs),
+    params (the module's own parameters, counted at its first call only);
+    params: dicts name, shape, numel, trainable (what the notebook printed);
+    total/trainable: parameter counts; output_shape: the model's output for the probe batch.
+    """
+
+    layers: list[dict]
+    params: list[dict]
+    total: int
+    trainable: int
+    output_shape: list
+
+    def format(self) -> str:
+        """Human-readable table for the CLI."""
+        width = max([len(row["name"]) for row in self.layers] + [10])
+        lines = [f"{'layer':<{width}}  {'type':<24} {'output shape':<22} {'params':>12}"]
+        for row in self.layers:
+            shape = str(row["output_shape"]).replace(" ", "")
+            lines.append(f"{row['name']:<{width}}  {row['type']:<24} {shape:<22} {row['params']:>12,}")
+        lines.append(f"output shape: {self.output_shape}")
+        lines.append(f"parameters: {self.total:,} total, {self.trainable:,} trainable")
+        return "\n".join(lines)
+
+
+def summarize(model: nn.Module, input_size: int, batch_size: int = 2) -> ModelSummary:
+    """Run a (batch_size, 3, input_size, input_size) zero batch through model in eval mode,
+    recording each leaf module's output shape with forward hooks."""
+    layers: list[dict] = []
+    seen: set[str] = set()
+
+    def hook(name: str):
+        def record(module, _inputs, output):
+            params = 0 if name in seen else sum(p.numel() for p in module.parameters(recurse=False))
+            seen.add(name)
+            layers.append({"name": name, "type": type(module).__name__,
+                           "output_shape": _shape_of(output), "params": params})
+        return record
+
+    leaves = [(name, module) for name, module in model.named_modules() if not any(module.children())]
+    handles = [module.register_forward_hook(hook(name)) for name, module in leaves]
+    was_training = model.training
+    device = next(model.parameters()).device
+    try:
+        model.eval()
+        with torch.no_grad():
+            output = model(torch.zeros(batch_size, 3, input_size, input_size, device=device))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    params = [
+        {"name": name, "shape": list(p.shape), "numel": p.numel(), "trainable": p.requires_grad}
+        for name, p in model.named_parameters()
+    ]
+    return ModelSummary(
+        layers=layers,
+        params=params,
+        total=sum(row["numel"] for row in params),
+        trainable=sum(row["numel"] for row in params if row["trainable"]),
+        output_shape=_shape_of(output),
+    )
+
+
+def _shape_of(value) -> list:
+    if isinstance(value, torch.Tensor):
+        return list(value.shape)
+    if isinstance(value, (list, tuple)):
+        return [_shape_of(item) for item in value]
+    return []

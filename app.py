@@ -1,0 +1,24 @@
+"""Lesion Lab: `streamlit run app.py`. Page config, navigation and the sidebar every page shares."""
+
+import streamlit as st
+
+from pages import common
+
+st.set_page_config(page_title="Lesion Lab", page_icon=":material/biotech:", layout="wide")
+common.keep_widget_state()
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:"),
+    st.Page("pages/augment.py", title="Augmentations", icon=":material/auto_fix_high:"),
+    st.Page("pages/model.py", title="Model", icon=":material/account_tree:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/results.py", title="Results", icon=":material/monitoring:"),
+    st.Page("pages/predictions.py", title="Predictions", icon=":material/grid_view:"),
+]
+page = st.navigation(PAGES)
+
+with st.sidebar:
+    common.sidebar()
+
+page.run()

@@ -1,0 +1,208 @@
+"""Pure functions from data to pictures: plotly figures and uint8 images for the pages.
+
+Nothing here reads files or imports streamlit, so every figure can be tested on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from torchvision.utils import make_grid
+
+# One colour per class everywhere (nevus, melanoma, seborrheic keratosis, then extras).
+CLASS_COLOURS = ("#4c78a8", "#c4453a", "#e0a030", "#54a24b", "#b279a2", "#9d755d")
+SPLIT_ORDER = ("train", "val", "test")
+_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white", height=340)
+
+
+def _class_colour(index: int) -> str:
+    return CLASS_COLOURS[index % len(CLASS_COLOURS)]
+
+
+def _layout(fig: go.Figure, title: str, **extra) -> go.Figure:
+    fig.update_layout(title=title, **{**_LAYOUT, **extra})
+    return fig
+
+
+# ---------------------------------------------------------------- dataset
+
+
+def class_distribution(counts: Mapping[str, Mapping], class_names: Sequence[str]) -> go.Figure:
+    """Grouped bars: images per class (x) for each split (one trace per split).
+
+    counts: split -> class -> n; a class key may be its index or its name.
+    """
+    fig = go.Figure()
+    splits = [s for s in SPLIT_ORDER if s in counts] + [s for s in counts if s not in SPLIT_ORDER]
+    for split in splits:
+        by_name = {(class_names[k] if isinstance(k, int) else str(k)): n for k, n in counts[split].items()}
+        values = [int(by_name.get(name, 0)) for name in class_names]
+        fig.add_bar(name=split, x=list(class_names), y=values, text=values, textposition="auto")
+    return _layout(fig, "Images per class and split", barmode="group", yaxis_title="images")
+
+
+# ---------------------------------------------------------------- images
+
+
+def mask_overlay(image: np.ndarray, mask: np.ndarray | None, mode: str = "outline",
+                 colour=(0, 255, 90), alpha: float = 0.35) -> np.ndarray:
+    """The image (uint8 HxWx3) with the lesion mask (HxW, {0,1}) drawn on it, as a new array.
+
+    mode "outline" paints the mask's one-pixel border (thickened for large images),
+    "overlay" tints the lesion, "none" (or no mask) returns a copy of the image.
+    """
+    out = np.array(image, dtype=np.uint8, copy=True)
+    if mask is None or mode == "none":
+        return out
+    lesion = np.asarray(mask) > 0
+    if lesion.shape != out.shape[:2]:
+        raise ValueError(f"mask shape {lesion.shape} does not match image shape {out.shape[:2]}")
+    paint = np.asarray(colour, dtype=np.float32)
+    if mode == "overlay":
+        out[lesion] = (out[lesion] * (1 - alpha) + paint * alpha).astype(np.uint8)
+        return out
+    if mode != "outline":
+        raise ValueError(f"unknown mask mode {mode!r}; use 'outline', 'overlay' or 'none'")
+    edge = _mask_edge(lesion, width=max(1, round(max(lesion.shape) / 250)))
+    out[edge] = paint.astype(np.uint8)
+    return out
+
+
+def _mask_edge(lesion: np.ndarray, width: int) -> np.ndarray:
+    """Pixels of the lesion within `width` pixels of the background (bool HxW)."""
+    padded = np.pad(lesion, width, mode="edge")
+    eroded = lesion.copy()
+    h, w = lesion.shape
+    for dy in range(-width, width + 1):
+        for dx in range(-width, width + 1):
+            eroded &= padded[width + dy: width + dy + h, width + dx: width + dx + w]
+    return lesion & ~eroded
+
+
+def tensor_to_image(image: torch.Tensor, mean=None, std=None) -> np.ndarray:
+    """A (3, H, W) float tensor (normalised with mean/std if given) -> uint8 (H, W, 3)."""
+    return batch_grid(image.unsqueeze(0), mean, std, nrow=1, padding=0)
+
+
+def batch_grid(images: torch.Tensor, mean=None, std=None, nrow: int = 8,
+               padding: int = 2) -> np.ndarray:
+    """A batch (B, 3, H, W) as the DataLoader delivers it -> one uint8 grid image (H', W', 3).
+
+    Undoes Normalize (x * std + mean) when mean and std are given, then clips to [0, 1].
+    """
+    batch = images.detach().float().cpu()
+    if mean is not None and std is not None:
+        batch = batch * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
+    grid = make_grid(batch.clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)
+    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+# ---------------------------------------------------------------- training curves
+
+
+def metric_curves(history: Sequence[Mapping], metrics: Sequence[tuple[str, str]],
+                  title: str, yaxis: str = "") -> go.Figure:
+    """Lines of several metrics per epoch from history rows.
+
+    history: rows with at least "epoch" and "phase" ("train"/"val"/...); metrics: pairs
+    (phase, key) drawn as one line each, named "<phase> <key>". Rows lacking a key are skipped.
+    """
+    fig = go.Figure()
+    for index, (phase, key) in enumerate(metrics):
+        rows = [r for r in history if r.get("phase") == phase and _is_number(r.get(key))]
+        fig.add_scatter(x=[r["epoch"] for r in rows], y=[r[key] for r in rows],
+                        mode="lines+markers", name=f"{phase} {key}".replace("_", " "),
+                        line=dict(color=_class_colour(index), dash="solid" if phase != "train" else "dot"))
+    return _layout(fig, title, xaxis_title="epoch", yaxis_title=yaxis)
+
+
+def overlay_curves(histories: Mapping[str, Sequence[Mapping]], phase: str, key: str,
+                   title: str) -> go.Figure:
+    """One line per run (run id -> history rows) of `key` in `phase`, for comparing runs."""
+    fig = go.Figure()
+    for run_id, history in histories.items():
+        rows = [r for r in history if r.get("phase") == phase and _is_number(r.get(key))]
+        fig.add_scatter(x=[r["epoch"] for r in rows], y=[r[key] for r in rows],
+                        mode="lines+markers", name=run_id)
+    return _layout(fig, title, xaxis_title="epoch", yaxis_title=key.replace("_", " "))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def confusion_heatmap(matrix, class_names: Sequence[str], percent: bool = False) -> go.Figure:
+    """Confusion matrix (C, C), rows = true class, columns = predicted, as an annotated heatmap.
+
+    percent=True expects row percentages (each row sums to 100) and labels cells with "%".
+    """
+    values = np.asarray(matrix, dtype=float)
+    text = [[(f"{v:.1f}%" if percent else f"{int(v)}") for v in row] for row in values]
+    fig = go.Figure(go.Heatmap(
+        z=values, x=list(class_names), y=list(class_names), text=text, texttemplate="%{text}",
+        colorscale="Blues", zmin=0, zmax=100 if percent else None, showscale=False,
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="true class")
+    fig.update_xaxes(title="predicted class", side="bottom")
+    return _layout(fig, "Confusion matrix (row %)" if percent else "Confusion matrix (counts)")
+
+
+def roc_curves(roc: Mapping, auc: Mapping | Sequence, class_names: Sequence[str]) -> go.Figure:
+    """One-vs-rest ROC curve per class plus the chance diagonal; legend shows each AUC.
+
+    roc: class (index or name) -> {"fpr": [...], "tpr": [...]}; auc: per class, same keys
+    (or a sequence by class index). Classes missing from roc are skipped.
+    """
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                    line=dict(color="#999", dash="dash"))
+    for index, name in enumerate(class_names):
+        curve = _by_class(roc, index, name)
+        if not curve:
+            continue
+        value = _by_class(auc, index, name)
+        label = f"{name} (AUC {value:.3f})" if _is_number(value) else f"{name} (AUC n/a)"
+        fig.add_scatter(x=list(curve["fpr"]), y=list(curve["tpr"]), mode="lines", name=label,
+                        line=dict(color=_class_colour(index)))
+    fig.update_xaxes(range=[0, 1], title="false positive rate")
+    fig.update_yaxes(range=[0, 1.02], title="true positive rate")
+    return _layout(fig, "ROC curves (one class against the rest)")
+
+
+def _by_class(values, index: int, name: str):
+    """values[index] or values[name]: metric dicts may be keyed either way."""
+    if isinstance(values, Mapping):
+        for key in (index, name, str(index)):
+            if key in values:
+                return values[key]
+        return None
+    return values[index] if index < len(values) else None
+
+
+def precision_recall_bars(precision, recall, class_names: Sequence[str]) -> go.Figure:
+    """Grouped bars of precision and recall per class (values in [0, 1])."""
+    names = list(class_names)
+    fig = go.Figure()
+    for label, values in (("precision", precision), ("recall", recall)):
+        ys = [_by_class(values, i, n) for i, n in enumerate(names)]
+        fig.add_bar(name=label, x=names, y=ys, text=[f"{y:.2f}" if _is_number(y) else "" for y in ys])
+    fig.update_yaxes(range=[0, 1.05])
+    return _layout(fig, "Precision and recall per class", barmode="group")
+
+
+def probability_bars(probs: Sequence[float], class_names: Sequence[str],
+                     true_label: int | None = None) -> go.Figure:
+    """Horizontal bars of one image's class probabilities; the true class is marked."""
+    names = [f"{n} (true)" if i == true_label else n for i, n in enumerate(class_names)]
+    values = [float(p) for p in probs]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", text=[f"{v:.1%}" for v in values],
+                           marker_color=[_class_colour(i) for i in range(len(values))]))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, "Class probabilities", height=80 + 45 * len(values))

@@ -1,0 +1,223 @@
+"""What every page shares: durable session state, cached engine calls, error display.
+
+With st.navigation, Streamlit does not scan pages/ for pages, so this module is a plain
+helper the pages import (`from pages import common`). It is the only UI module holding
+st.cache_* wrappers; the work itself lives in lesion_core.
+
+Session state: widgets whose key starts with "keep_" keep their value when the user visits
+another page (see keep_widget_state); durable non-widget values live under the DATASET,
+PIPELINE and MODEL keys below.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
+
+from lesion_core import data, demo, paths, runs
+from lesion_core.errors import LesionLabError
+
+DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
+PIPELINE = "pipeline"  # augmentation spec (list of steps) built on the Augmentations page
+KEEP = "keep_"  # prefix of widget keys whose values survive page switches
+# Env var naming a dataset folder to open at start instead of the demo (tests, servers).
+DATA_ENV = "LESION_LAB_DATA"
+
+
+def keep_widget_state() -> None:
+    """Stop Streamlit deleting "keep_" widget values when their page is not shown.
+
+    Streamlit drops the state of widgets not rendered in a run; re-assigning a key through
+    the Session State API at the start of every run turns it into ordinary state it keeps.
+    """
+    for key in list(st.session_state.keys()):
+        if isinstance(key, str) and key.startswith(KEEP):
+            st.session_state[key] = st.session_state[key]
+
+
+def default(key: str, value) -> None:
+    """Give widget `key` its first value, set through state so the widget needs no value=."""
+    st.session_state.setdefault(key, value)
+
+
+@contextmanager
+def user_errors():
+    """Show a LesionLabError as st.error with its message (meant for the user), not a traceback."""
+    try:
+        yield
+    except LesionLabError as exc:
+        st.error(str(exc), icon=":material/error:")
+
+
+# ---------------------------------------------------------------- dataset
+
+
+def dataset_choice() -> dict:
+    """The chosen dataset {"source", "root"}: $LESION_LAB_DATA at first, else the demo."""
+    if DATASET not in st.session_state:
+        env_root = os.environ.get(DATA_ENV)
+        st.session_state[DATASET] = ({"source": "folder", "root": env_root} if env_root
+                                     else {"source": "demo", "root": ""})
+    return st.session_state[DATASET]
+
+
+def choose_dataset(source: str, root: str | Path = "") -> None:
+    """Make another dataset current (the pages read it through current_data())."""
+    st.session_state[DATASET] = {"source": source, "root": str(root)}
+
+
+@st.cache_resource(show_spinner=False)
+def _demo_root() -> str:
+    return str(demo.demo_dir())
+
+
+def demo_root() -> Path:
+    """The built-in demo dataset, generated on first use (a few seconds, with a spinner)."""
+    with st.spinner("Preparing the demo dataset (first start only, a few seconds)..."):
+        return Path(_demo_root())
+
+
+def _folder_stamp(root: Path) -> tuple:
+    """Changes when the folder's label tables change, so a stale cached load is not reused."""
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in root.glob("*.csv")))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load(root: str, stamp: tuple) -> data.LesionData:
+    return data.load_dataset(root)
+
+
+def load_data(root: str | Path) -> data.LesionData:
+    """load_dataset(root), cached per folder while its CSV files are unchanged."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise data.DataError(f"dataset folder not found: {root}")
+    with st.spinner(f"Checking the dataset in {root} ..."):
+        return _load(str(root.resolve()), _folder_stamp(root))
+
+
+def current_data() -> data.LesionData | None:
+    """The chosen dataset, loaded; None (with the error shown) when it cannot be used."""
+    choice = dataset_choice()
+    try:
+        root = demo_root() if choice["source"] == "demo" else choice["root"]
+        return load_data(root)
+    except LesionLabError as exc:
+        st.error(f"The chosen dataset cannot be used: {exc}", icon=":material/error:")
+        return None
+
+
+def dataset_name() -> str:
+    """Short name of the chosen dataset: "demo" or its folder's name."""
+    choice = dataset_choice()
+    return "demo" if choice["source"] == "demo" else Path(choice["root"]).name
+
+
+# ---------------------------------------------------------------- device
+
+
+@st.cache_resource(show_spinner=False)
+def device_label() -> str:
+    """The accelerator training would use: the GPU's name, or CPU with its thread count."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    return f"CPU ({os.cpu_count()} cores; no GPU found)"
+
+
+def runs_root() -> Path:
+    return paths.runs_dir()
+
+
+def counts_frame(dataset: data.LesionData):
+    """Usable images per split (rows) and class (columns), with totals."""
+    import pandas as pd
+
+    counts = dataset.report.counts
+    frame = pd.DataFrame(
+        [[counts.get(s, {}).get(n, 0) for n in dataset.class_names] for s in data.SPLITS],
+        index=list(data.SPLITS), columns=list(dataset.class_names))
+    frame["total"] = frame.sum(axis=1)
+    return frame
+
+
+# ---------------------------------------------------------------- runs
+
+RUN = "keep_run"  # the sidebar's run picker: the run the Results and Predictions pages show
+
+
+def all_runs() -> list[runs.RunInfo]:
+    """Every run in the runs folder, newest first (read fresh: run folders are the truth)."""
+    return runs.list_runs(paths.runs_dir())
+
+
+def selected_run() -> runs.RunInfo | None:
+    """The run picked in the sidebar (the newest when none was picked), or None."""
+    listed = all_runs()
+    chosen = st.session_state.get(RUN)
+    return next((r for r in listed if r.id == chosen), listed[0] if listed else None)
+
+
+def select_run(run_id: str) -> None:
+    """Make run_id the sidebar's choice (call before the sidebar is drawn, e.g. in a callback)."""
+    st.session_state[RUN] = run_id
+
+
+def run_label(run: runs.RunInfo) -> str:
+    best = run.best or {}
+    score = f", best {best['value']:.3f}" if isinstance(best.get("value"), (int, float)) else ""
+    return f"{run.id} ({run.state}{score})"
+
+
+def runs_frame(listed: list[runs.RunInfo]):
+    """One row per run: id, state, model, highlights of the config, best val AUC, duration."""
+    import pandas as pd
+
+    rows = []
+    for run in listed:
+        config, best = run.config, run.best or {}
+        rows.append({
+            "run": run.id,
+            "state": run.state,
+            "model": run.model,
+            "epochs": config.get("epochs"),
+            "image size": config.get("image_size"),
+            "best val mean AUC": best.get("value") if best.get("metric") == "val_mean_auc" else None,
+            "best epoch": best.get("epoch"),
+            "minutes": round(run.duration / 60, 1) if run.duration else None,
+            "message": run.status.get("message", ""),
+        })
+    return pd.DataFrame(rows)
+
+
+def runs_overview(limit: int | None = None) -> None:
+    """The most recent runs as a table, or a hint where to start one."""
+    listed = all_runs()
+    if not listed:
+        st.info("No runs yet. Open **Train** and press Launch to train on the demo data.")
+        return
+    st.dataframe(runs_frame(listed[:limit]), hide_index=True, width="stretch")
+
+
+def sidebar() -> None:
+    """The current dataset and the run picker, on every page."""
+    choice = dataset_choice()
+    st.caption("Dataset")
+    st.markdown(f"**{dataset_name()}** ({choice['source']})")
+    listed = all_runs()
+    if listed:
+        ids = [r.id for r in listed]
+        if st.session_state.get(RUN) not in ids:
+            st.session_state[RUN] = ids[0]
+        labels = {r.id: run_label(r) for r in listed}
+        st.selectbox("Run", ids, key=RUN, format_func=labels.get,
+                     help="The run the Results and Predictions pages show")
+    else:
+        st.caption("No runs yet")
+    active = runs.active_run(paths.runs_dir())
+    if active:
+        st.info(f"Training: {active.id} ({active.state})", icon=":material/model_training:")

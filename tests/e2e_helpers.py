@@ -1,0 +1,93 @@
+"""A real `streamlit run app.py` server and a headless Chromium for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def artifacts_dir() -> Path:
+    """Where screenshots go: $LESION_LAB_ARTIFACTS or ./test-artifacts (gitignored)."""
+    path = Path(os.environ.get("LESION_LAB_ARTIFACTS") or REPO / "test-artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def require_chromium() -> None:
+    """Skip when Chromium is absent on a developer machine; in CI its absence is a failure."""
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} not found; CI must install chromium (see .ci/run)")
+    pytest.skip(f"{CHROMIUM} not found: install Debian's chromium to run the browser tests")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def seed_demo_cache(cache: Path, demo_root: Path) -> None:
+    """Put a small demo where demo_dir() looks, so the app starts on it without generating 300 images."""
+    from lesion_core.demo import DEMO_VERSION
+
+    shutil.copytree(demo_root, cache / f"demo-{DEMO_VERSION}")
+
+
+class Server:
+    """`streamlit run app.py` in its own process group on a free port; stop() kills the group."""
+
+    def __init__(self, env: dict, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
+                   "--server.address", "127.0.0.1", "--server.headless", "true",
+                   "--browser.gatherUsageStats", "false"]
+        self._out = open(log, "wb")
+        # A new session makes the server the leader of a process group that holds the
+        # trainer subprocesses it launches too, so teardown can kill them all at once.
+        self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env},
+                                        stdout=self._out, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        """Poll /_stcore/health until it answers ok; fail with the server log otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.25)
+        pytest.fail(f"streamlit did not become healthy in {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self._out.close()

@@ -1,0 +1,125 @@
+"""Figures and images from plain data, checked without Streamlit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lesion_core import plots
+
+NAMES = ("nevus", "melanoma", "seborrheic keratosis")
+
+
+def test_class_distribution_has_one_bar_trace_per_split_in_order():
+    counts = {"test": {"nevus": 1}, "train": {"nevus": 5, "melanoma": 2, "seborrheic keratosis": 3},
+              "val": {0: 1, 1: 1}}
+    fig = plots.class_distribution(counts, NAMES)
+    assert [t.name for t in fig.data] == ["train", "val", "test"]
+    assert list(fig.data[0].y) == [5, 2, 3]
+    assert list(fig.data[1].y) == [1, 1, 0]  # integer class keys map to names
+    assert list(fig.data[2].y) == [1, 0, 0]
+
+
+def test_mask_overlay_outline_paints_only_the_border():
+    image = np.full((40, 40, 3), 100, np.uint8)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:30, 10:30] = 1
+    out = plots.mask_overlay(image, mask, "outline", colour=(0, 255, 0))
+    painted = (out != image).any(axis=2)
+    assert painted[10, 15] and painted[29, 20]  # the border rows of the square
+    assert not painted[20, 20]  # the inside stays as it was
+    assert not painted[5, 5]  # and so does the background
+    assert (image == 100).all()  # the input is not modified
+
+
+def test_mask_overlay_tints_the_lesion_and_leaves_background():
+    image = np.full((8, 8, 3), 200, np.uint8)
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:4, 2:4] = 1
+    out = plots.mask_overlay(image, mask, "overlay", colour=(0, 0, 0), alpha=0.5)
+    assert (out[2, 2] == 100).all() and (out[0, 0] == 200).all()
+
+
+@pytest.mark.parametrize("mask, mode", [(None, "outline"), (np.ones((8, 8), np.uint8), "none")])
+def test_mask_overlay_without_a_mask_returns_the_image(mask, mode):
+    image = np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    assert (plots.mask_overlay(image, mask, mode) == image).all()
+
+
+def test_mask_overlay_rejects_a_mask_of_another_size():
+    with pytest.raises(ValueError, match="does not match"):
+        plots.mask_overlay(np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4), np.uint8))
+
+
+def test_mask_overlay_rejects_an_unknown_mode():
+    with pytest.raises(ValueError, match="unknown mask mode"):
+        plots.mask_overlay(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8), "glow")
+
+
+def test_batch_grid_undoes_normalisation():
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
+    pixel = torch.tensor([1.0, 0.2, 0.6])
+    normalised = ((pixel - torch.tensor(mean)) / torch.tensor(std)).view(1, 3, 1, 1).expand(2, 3, 4, 4)
+    grid = plots.batch_grid(normalised, mean, std, nrow=2, padding=2)
+    assert grid.dtype == np.uint8 and grid.shape == (2 + 4 + 2, 2 + 2 * (4 + 2), 3)
+    assert grid[3, 3].tolist() == [255, 51, 153]  # 1.0, 0.2, 0.6 scaled to 0..255
+    assert grid[0, 0].tolist() == [255, 255, 255]  # white padding between images
+
+
+def test_tensor_to_image_clips_out_of_range_values():
+    image = torch.tensor([-1.0, 0.5, 2.0]).view(3, 1, 1).expand(3, 2, 2)
+    assert plots.tensor_to_image(image)[0, 0].tolist() == [0, 128, 255]
+
+
+HISTORY = [
+    {"epoch": 1, "phase": "train", "loss": 1.0},
+    {"epoch": 1, "phase": "val", "loss": 1.2, "mean_auc": 0.6},
+    {"epoch": 2, "phase": "train", "loss": 0.8},
+    {"epoch": 2, "phase": "val", "loss": float("nan"), "mean_auc": 0.7},
+]
+
+
+def test_metric_curves_draws_one_line_per_phase_and_skips_missing_values():
+    fig = plots.metric_curves(HISTORY, [("train", "loss"), ("val", "loss")], "Loss")
+    train, val = fig.data
+    assert list(train.x) == [1, 2] and list(train.y) == [1.0, 0.8]
+    assert list(val.x) == [1] and list(val.y) == [1.2]  # NaN at epoch 2 is left out
+    assert train.name == "train loss"
+
+
+def test_overlay_curves_has_one_line_per_run():
+    fig = plots.overlay_curves({"a": HISTORY, "b": HISTORY[:2]}, "val", "mean_auc", "AUC")
+    assert [t.name for t in fig.data] == ["a", "b"]
+    assert list(fig.data[1].y) == [0.6]
+
+
+def test_confusion_heatmap_labels_counts_and_percentages():
+    matrix = [[3, 1, 0], [0, 2, 2], [1, 0, 1]]
+    raw = plots.confusion_heatmap(matrix, NAMES)
+    assert raw.data[0].text[1][2] == "2"
+    pct = plots.confusion_heatmap([[75, 25, 0], [0, 50, 50], [50, 0, 50]], NAMES, percent=True)
+    assert pct.data[0].text[0][0] == "75.0%" and pct.data[0].zmax == 100
+    assert "row %" in pct.layout.title.text
+
+
+def test_roc_curves_name_each_class_with_its_auc_and_skip_missing_classes():
+    roc = {"melanoma": {"fpr": [0, 0.5, 1], "tpr": [0, 0.9, 1]}, 2: {"fpr": [0, 1], "tpr": [0, 1]}}
+    auc = {"melanoma": 0.8512, 2: math.nan}
+    fig = plots.roc_curves(roc, auc, NAMES)
+    names = [t.name for t in fig.data]
+    assert names == ["chance", "melanoma (AUC 0.851)", "seborrheic keratosis (AUC n/a)"]
+
+
+def test_precision_recall_bars_accept_lists_and_dicts():
+    fig = plots.precision_recall_bars([0.5, 1.0, 0.0], {"nevus": 0.2, "melanoma": 0.4}, NAMES)
+    assert list(fig.data[0].y) == [0.5, 1.0, 0.0]
+    assert list(fig.data[1].y)[:2] == [0.2, 0.4] and fig.data[1].y[2] is None
+
+
+def test_probability_bars_mark_the_true_class():
+    fig = plots.probability_bars([0.1, 0.7, 0.2], NAMES, true_label=1)
+    assert list(fig.data[0].y) == ["nevus", "melanoma (true)", "seborrheic keratosis"]
+    assert fig.data[0].text[1] == "70.0%"

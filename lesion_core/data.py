@@ -18,7 +18,9 @@ import csv
 import hashlib
 import os
 import re
+import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -26,7 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from lesion_core.errors import DataError
+from lesion_core.errors import DataError, UnsafeArchiveError
 from lesion_core.paths import cache_dir
 
 CLASS_NAMES = ("nevus", "melanoma", "seborrheic keratosis")
@@ -323,17 +325,17 @@ def _subset(rows: list, max_size: int, seed: int) -> list:
 # ---------------------------------------------------------------------------- validation
 
 
-def _unsafe_id(sample_id: str) -> str:
-    """Why an id cannot name a file inside the dataset folder, or "" when it can."""
-    if not sample_id:
-        return "empty id"
-    if "\x00" in sample_id:
-        return "id contains a NUL character"
-    for pure in (PurePosixPath(sample_id), PureWindowsPath(sample_id)):
+def _unsafe_id(name: str, what: str = "id") -> str:
+    """Why a name (an id, a ZIP entry) cannot name a file inside its folder, or "" if it can."""
+    if not name:
+        return f"empty {what}"
+    if "\x00" in name:
+        return f"{what} contains a NUL character"
+    for pure in (PurePosixPath(name), PureWindowsPath(name)):
         if pure.is_absolute() or pure.drive or pure.root:
-            return "id is an absolute path and would escape the dataset folder"
+            return f"{what} is an absolute path and would escape the folder"
         if ".." in pure.parts:
-            return "id contains '..' and would escape the dataset folder"
+            return f"{what} contains '..' and would escape the folder"
     return ""
 
 
@@ -622,3 +624,115 @@ def _write_atomic_npz(path: Path, **arrays) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# ---------------------------------------------------------------------------- ZIP import
+
+_DATASET_MARKERS = re.compile(r"(labels\.csv|DBtrain\.csv|ISIC-2017_\w+_Part3_GroundTruth\.csv)")
+_CHUNK = 1 << 20
+
+
+def import_zip(zip_path, dest, *, max_total_bytes: int = 20 * 10**9, max_files: int = 100_000,
+               max_ratio: float = 200.0) -> Path:
+    """Extract a dataset ZIP safely into dest (new or empty); return the dataset root in it.
+
+    Every entry is checked before anything is written: names that would land outside dest
+    (`../`, absolute, drive letters), symlinks and other special files, encrypted entries,
+    more than max_files entries, more than max_total_bytes uncompressed (as declared by the
+    central directory) and entries compressed more than max_ratio:1 (zip bombs). Extraction
+    goes to a temporary folder beside dest, streams each entry with a byte counter against
+    its declared size, and is renamed into place at the end: a refused or failed import
+    leaves nothing behind. Raises UnsafeArchiveError for unsafe archives, DataError otherwise.
+    """
+    zip_path, dest = Path(zip_path), Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise DataError(f"{dest} already exists and is not empty; choose a new folder")
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except FileNotFoundError:
+        raise DataError(f"ZIP file not found: {zip_path}") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{zip_path.name} is not a readable ZIP file: {exc}") from None
+    with archive:
+        members = _checked_members(archive, max_total_bytes, max_files, max_ratio)
+        inner_root = _zip_dataset_root([name for name, _ in members], zip_path.name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-import-", dir=dest.parent))
+        try:
+            for name, info in members:
+                _extract_member(archive, info, staging / name)
+            if dest.exists():
+                dest.rmdir()  # empty, checked above
+            os.rename(staging, dest)
+        except zipfile.BadZipFile as exc:
+            raise DataError(f"{zip_path.name} is damaged: {exc}; nothing was imported") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return dest / inner_root
+
+
+def _checked_members(archive, max_total_bytes, max_files, max_ratio) -> list:
+    """[(safe relative name, ZipInfo)] of the files to extract; UnsafeArchiveError says why not."""
+    infos = archive.infolist()
+    if len(infos) > max_files:
+        raise UnsafeArchiveError(
+            f"the ZIP has {len(infos)} entries, more than the limit of {max_files}")
+    total = sum(info.file_size for info in infos)
+    if total > max_total_bytes:
+        raise UnsafeArchiveError(f"the ZIP would unpack to {total:,} bytes, more than the limit "
+                                 f"of {max_total_bytes:,}")
+    members = []
+    for info in infos:
+        name = info.filename.replace("\\", "/")
+        reason = _unsafe_id(name, "name")
+        if reason:
+            raise UnsafeArchiveError(f"refused entry {info.filename!r}: {reason}")
+        file_type = (info.external_attr >> 16) & 0o170000
+        if file_type == 0o120000:
+            raise UnsafeArchiveError(f"refused entry {info.filename!r}: it is a symbolic link")
+        if file_type not in (0, 0o100000, 0o040000):
+            raise UnsafeArchiveError(
+                f"refused entry {info.filename!r}: it is not a regular file or folder")
+        if info.flag_bits & 0x1:
+            raise UnsafeArchiveError(f"refused entry {info.filename!r}: it is encrypted")
+        # Small entries cannot be bombs; large ones compressed beyond max_ratio are.
+        if info.file_size > _CHUNK and info.file_size > max_ratio * max(info.compress_size, 1):
+            ratio = info.file_size // max(info.compress_size, 1)
+            raise UnsafeArchiveError(f"refused entry {info.filename!r}: compressed {ratio}:1, more "
+                                     f"than the limit of {max_ratio:g}:1 (a zip bomb?)")
+        if info.is_dir() or name.split("/")[0] == "__MACOSX":
+            continue  # folders are made as files land; macOS resource forks are not data
+        members.append((name, info))
+    return members
+
+
+def _zip_dataset_root(names: list, zip_name: str) -> str:
+    """The folder inside the ZIP ("" for its top) holding the dataset's label file(s)."""
+    parents = {PurePosixPath(n).parent.as_posix() for n in names
+               if _DATASET_MARKERS.fullmatch(PurePosixPath(n).name)}
+    roots = {"" if p == "." else p for p in parents}
+    if not roots:
+        raise DataError(f"no dataset found in {zip_name}: expected labels.csv (or DBtrain.csv) "
+                        "or the ISIC 2017 ground-truth CSVs, at the top or in one folder")
+    def depth(folder: str) -> int:
+        return folder.count("/") + 1 if folder else 0
+
+    shallowest = min(map(depth, roots))
+    candidates = sorted(r for r in roots if depth(r) == shallowest)
+    if len(candidates) > 1:
+        raise DataError(f"{zip_name} holds several datasets ({', '.join(candidates)}); "
+                        "put one dataset per ZIP")
+    return candidates[0]
+
+
+def _extract_member(archive, info, target: Path) -> None:
+    """Stream one entry to target, refusing it if it inflates past its declared size."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with archive.open(info) as source, open(target, "wb") as out:
+        while chunk := source.read(_CHUNK):
+            written += len(chunk)
+            if written > info.file_size:
+                raise UnsafeArchiveError(f"entry {info.filename!r} unpacks to more than its declared "
+                             f"{info.file_size} bytes; nothing was imported")
+            out.write(chunk)

@@ -21,6 +21,7 @@ import os
 import pickle
 import re
 import socket
+import threading
 import urllib.request
 import warnings
 from dataclasses import dataclass, field
@@ -223,7 +224,9 @@ def build_model(
 
     if source == "file":
         model = entry.build(num_classes)
-        load_weights(model, extract_state_dict(load_checkpoint(weights_path)), weights_path)
+        state_dict = extract_state_dict(load_checkpoint(weights_path))
+        _check_head_classes(state_dict, entry.head, num_classes, weights_path)
+        load_weights(model, state_dict, weights_path)
         info["path"] = str(weights_path)
     elif source in ("offline", "torchvision"):
         model = _build_pretrained(entry, source, num_classes, on_missing, info)
@@ -272,6 +275,17 @@ def _build_pretrained(entry: ModelEntry, source: str, num_classes: int, on_missi
     if num_classes != 1000:
         replace_head(model, entry.head, num_classes)
     return model
+
+
+def _check_head_classes(state_dict: dict, head: str, num_classes: int, path) -> None:
+    """Say plainly when a checkpoint was trained for another number of classes."""
+    weight = state_dict.get(f"{head}.weight")
+    if isinstance(weight, torch.Tensor) and weight.ndim == 2 and weight.shape[0] != num_classes:
+        raise ModelError(
+            f"checkpoint {path} has a {weight.shape[0]}-class head ({head}) but the model is built "
+            f"for {num_classes} classes; use num_classes={weight.shape[0]} or a checkpoint trained "
+            "on these classes."
+        )
 
 
 def replace_head(model: nn.Module, head: str, num_classes: int) -> None:
@@ -383,15 +397,34 @@ def _fetch_torchvision_weights(name: str) -> Path:
         f"the cache, which is {torch.hub.get_dir()}) and {host} cannot be reached."
         f" Copy {os.path.basename(target)} there, or use weights='random' (or on_missing='random')."
     )
-    try:
-        socket.create_connection((host, 443), timeout=CONNECT_TIMEOUT_S).close()
-    except OSError:
-        raise ModelError(offline_help) from None
+    if not _reachable(host, 443, CONNECT_TIMEOUT_S):
+        raise ModelError(offline_help)
     try:
         _download(url, target)
     except OSError as err:
         raise ModelError(f"{offline_help} Download failed: {_first_line(err)}") from None
     return target
+
+
+def _reachable(host: str, port: int, timeout: float) -> bool:
+    """Whether a TCP connection to host opens within timeout seconds, name lookup included.
+
+    The probe runs in a daemon thread because the socket timeout does not cover DNS, and
+    a resolver that does not answer can block getaddrinfo for tens of seconds.
+    """
+    result = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
 
 
 def _download(url: str, target: Path) -> None:

@@ -110,8 +110,23 @@ def test_file_weights_round_trip(tmp_path, wrap):
 def test_file_with_other_number_of_classes_is_reported(tmp_path):
     path = tmp_path / "ten_classes.pt"
     torch.save({"model": build_model("lenet", num_classes=10, weights="random").state_dict()}, path)
-    with pytest.raises(ModelError, match=r"shape mismatches: fc3\.weight \(10, 84\) vs model \(3, 84\)"):
+    with pytest.raises(ModelError, match=r"10-class head \(fc3\) but the model is built for 3 classes"):
         build_model("lenet", num_classes=3, weights_path=path)
+
+
+def test_file_for_another_architecture_is_reported(tmp_path):
+    path = tmp_path / "resnet.pt"
+    torch.save({"model": build_model("resnet18", weights="random").state_dict()}, path)
+    with pytest.raises(ModelError, match=r"missing keys: conv1\.bias.*unexpected keys: .*layer1.*conv1\.weight \(64, 3, 7, 7\)"):
+        build_model("lenet", weights_path=path)
+
+
+def test_shape_mismatch_is_reported_by_name():
+    model = build_model("lenet", weights="random")
+    state = model.state_dict()
+    state["conv2.weight"] = torch.zeros(16, 6, 3, 3)
+    with pytest.raises(ModelError, match=r"shape mismatches: conv2\.weight \(16, 6, 3, 3\) vs model \(16, 6, 5, 5\)"):
+        load_weights(model, state)
 
 
 class _RunsCode:

@@ -673,9 +673,9 @@ def _from_state(state: State) -> dict:
     sample = dict(state)
     image, mask = state["image"], state["mask"]
     if image.dtype == torch.uint8:
-        # np.array copies, so the output never aliases the caller's input arrays.
-        sample["image"] = np.array(image.as_subclass(torch.Tensor).permute(1, 2, 0))
-        sample["mask"] = None if mask is None else np.array(mask.as_subclass(torch.Tensor)[0])
+        # copy(), so the output never aliases the caller's input arrays.
+        sample["image"] = image.as_subclass(torch.Tensor).permute(1, 2, 0).numpy().copy()
+        sample["mask"] = None if mask is None else mask.as_subclass(torch.Tensor)[0].numpy().copy()
     return sample
 
 

@@ -1,0 +1,204 @@
+"""Command line: train, evaluate, predict, models (thin wrappers over lesion_core.train)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lesion_core.errors import TrainingError
+
+
+def register(subparsers) -> None:
+    """Add the train, evaluate, predict and models sub-commands."""
+    p = subparsers.add_parser("train", help="train a model; progress and results go to a run folder",
+                              description="Train a model. Without options beyond --data and --out: the default "
+                                          "recipe (EfficientNet-Lite0 from offline ImageNet weights, AdamW, cosine, "
+                                          "class weighting, default_train augmentation, 224 px, 4 epochs).")
+    p.add_argument("--data", help="dataset folder, or 'demo' for the built-in demo data")
+    p.add_argument("--model", help="model name (see `models`)")
+    p.add_argument("--pretrained", metavar="random|offline|torchvision|FILE", help="initial weights")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--momentum", type=float, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--optimizer", help="sgd, adam or adamw")
+    p.add_argument("--scheduler", help="step, cosine or none")
+    p.add_argument("--step-size", type=int, help="StepLR period in epochs")
+    p.add_argument("--gamma", type=float, help="StepLR factor")
+    p.add_argument("--augment", metavar="PIPELINE.json", help="training augmentation pipeline file")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--config", metavar="FILE", help="JSON config (train.default_config() layout); flags override it")
+    p.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run folder")
+    p.add_argument("--max-size", type=int, help="use at most N images (seeded subset), 0 = all")
+    p.add_argument("--image-size", type=int, help="model input side in pixels (default: the model's)")
+    p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
+    p.add_argument("--device", help="auto, cpu, cuda or mps")
+    p.add_argument("--out", metavar="RUNS_DIR", help="folder that receives the run folder")
+    p.add_argument("--run-dir", help=argparse.SUPPRESS)  # a folder made by train.launch()
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("evaluate", help="metrics and confusion matrix of a run's best model")
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--split", default="test", choices=("val", "test"))
+    p.add_argument("--data", help="dataset folder, when it moved since training")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser("predict", help="class probabilities of one image (JSON)")
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--mask", metavar="MASK", help="lesion mask, for pipelines that need one")
+    p.set_defaults(func=cmd_predict)
+
+    p = subparsers.add_parser("models", help="list the model zoo")
+    p.set_defaults(func=cmd_models)
+
+
+def config_from_args(args) -> dict:
+    """A config override dict from --config FILE and the flags given (flags win)."""
+    from lesion_core import transforms
+
+    config = {}
+    if args.config:
+        try:
+            config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise TrainingError(f"cannot read config file {args.config}: {exc}") from None
+        if not isinstance(config, dict):
+            raise TrainingError(f"config file {args.config} must hold a JSON object")
+
+    def put(section, key, value):
+        if value is not None:
+            (config.setdefault(section, {}) if section else config)[key] = value
+
+    put("data", "root", args.data)
+    put("data", "max_size", args.max_size)
+    put("model", "name", args.model)
+    if args.pretrained is not None:
+        if args.pretrained in ("default", "random", "offline", "torchvision"):
+            put("model", "weights", args.pretrained)
+        else:
+            put("model", "weights", "file")
+            put("model", "weights_path", str(Path(args.pretrained).resolve()))
+    for key in ("optimizer", "lr", "momentum", "weight_decay"):
+        put("optim", key, getattr(args, key))
+    put("scheduler", "name", args.scheduler)
+    put("scheduler", "step_size", args.step_size)
+    put("scheduler", "gamma", args.gamma)
+    for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device"):
+        put(None, key, getattr(args, key))
+    if args.augment:
+        put(None, "augment", transforms.load_spec(args.augment))
+    if config.get("data", {}).get("root") not in (None, "demo"):
+        config["data"]["root"] = str(Path(config["data"]["root"]).resolve())
+    return config
+
+
+class _Bars:
+    """tqdm progress bars for the trainer's on_batch/on_log callbacks (one bar per phase)."""
+
+    def __init__(self):
+        self.bar = None
+        self.key = None
+
+    def batch(self, progress: dict) -> None:
+        from tqdm import tqdm
+
+        key = (progress["epoch"], progress["phase"])
+        if key != self.key:
+            self.close()
+            self.key = key
+            self.bar = tqdm(total=progress["n_iters"], desc=f"epoch {key[0]} {key[1]}", unit="batch",
+                            leave=False, file=sys.stderr, disable=None)
+        self.bar.set_postfix(img_s=f"{progress['images_per_s']:.1f}", eta=f"{progress['eta_s']:.0f}s")
+        self.bar.update(progress["iteration"] - self.bar.n)
+
+    def log(self, line: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stdout)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_train(args) -> int:
+    from lesion_core import runs, train
+
+    bars = _Bars()
+    options = [name for name, value in vars(args).items()
+               if value is not None and name not in ("resume", "run_dir", "func", "command")]
+    try:
+        if args.resume or args.run_dir:
+            if options:
+                raise TrainingError(f"--resume/--run-dir take the run's own config; drop {', '.join('--' + o.replace('_', '-') for o in options)}")
+            run_dir = train.run_training(resume=args.resume, run_dir=args.run_dir,
+                                         on_batch=bars.batch, on_log=bars.log)
+        else:
+            if not args.out:
+                raise TrainingError("give --out RUNS_DIR (the folder that receives the run folder)")
+            if not args.data and not args.config:
+                raise TrainingError("give --data DIR (a dataset folder) or --data demo")
+            run_dir = train.run_training(config_from_args(args), args.out, on_batch=bars.batch, on_log=bars.log)
+    finally:
+        bars.close()
+    status = runs.read_status(run_dir)
+    print(f"{status.get('message')}\nrun folder: {run_dir}")
+    return 0 if status.get("state") in ("finished", "stopped") else 1
+
+
+def format_confusion(confusion, class_names, percent: bool = False) -> str:
+    """A text table: rows = true class, columns = predicted class."""
+    width = max(10, *(len(n) for n in class_names)) + 2
+    lines = ["true \\ pred".ljust(width) + "".join(n[:width - 2].rjust(width) for n in class_names)]
+    for name, row in zip(class_names, confusion):
+        cells = (f"{v:.1f}%" if percent else str(int(v)) for v in row)
+        lines.append(name.ljust(width) + "".join(c.rjust(width) for c in cells))
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args) -> int:
+    from lesion_core import train
+
+    result = train.evaluate_run(args.run, split=args.split, data_root=args.data)
+    names = result["class_names"]
+    fmt = lambda v: "n/a" if v != v else f"{v:.4f}"  # NaN != NaN
+    print(f"{args.split}: {len(result['ids'])} images, accuracy {result['accuracy']:.4f}, "
+          f"mean AUC {fmt(result['mean_auc'])} (over {', '.join(names[i] for i in result['scored_classes'])})")
+    for i, name in enumerate(names):
+        print(f"  {name}: AUC {fmt(result['auc'][i])}, precision {result['precision'][i]:.3f}, "
+              f"recall {result['recall'][i]:.3f}, n {int(result['counts'][i])}")
+    print("confusion matrix:\n" + format_confusion(result["confusion"], names))
+    print("confusion matrix (row %):\n" + format_confusion(result["confusion_pct"], names, percent=True))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from lesion_core import data, train
+    from lesion_core.errors import DataError
+
+    if not Path(args.image).is_file():
+        raise DataError(f"image not found: {args.image}")
+    image = data.read_image(args.image)
+    mask = data.read_mask(args.mask, image.shape[:2]) if args.mask else None
+    print(json.dumps(train.predict_image(args.run, image, mask), indent=2))
+    return 0
+
+
+def cmd_models(args) -> int:
+    import torch
+
+    from lesion_core import models
+
+    print(f"{'name':20} {'input':>5} {'params':>8}  {'weights':28} description")
+    for name, entry in models.MODELS.items():
+        with torch.device("meta"):  # counts parameters without allocating or initialising them
+            n_params = sum(p.numel() for p in entry.build(3).parameters())
+        print(f"{name:20} {entry.input_size:5d} {n_params / 1e6:7.2f}M  {', '.join(entry.weight_sources):28} "
+              f"{entry.description}")
+    print(f"default: {models.DEFAULT_MODEL}; params counted with a 3-class head")
+    return 0

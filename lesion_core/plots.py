@@ -1,6 +1,7 @@
-"""Pure functions from data to pictures: plotly figures and uint8 images for the pages.
+"""Pure functions from data to plotly figures for the pages.
 
 Nothing here reads files or imports streamlit, so every figure can be tested on its own.
+Images (mask overlays, batch grids) come from lesion_core.transforms.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
-from torchvision.utils import make_grid
 
 # One colour per class everywhere (nevus, melanoma, seborrheic keratosis, then extras).
 CLASS_COLOURS = ("#4c78a8", "#c4453a", "#e0a030", "#54a24b", "#b279a2", "#9d755d")
@@ -42,62 +41,6 @@ def class_distribution(counts: Mapping[str, Mapping], class_names: Sequence[str]
         values = [int(by_name.get(name, 0)) for name in class_names]
         fig.add_bar(name=split, x=list(class_names), y=values, text=values, textposition="auto")
     return _layout(fig, "Images per class and split", barmode="group", yaxis_title="images")
-
-
-# ---------------------------------------------------------------- images
-
-
-def mask_overlay(image: np.ndarray, mask: np.ndarray | None, mode: str = "outline",
-                 colour=(0, 255, 90), alpha: float = 0.35) -> np.ndarray:
-    """The image (uint8 HxWx3) with the lesion mask (HxW, {0,1}) drawn on it, as a new array.
-
-    mode "outline" paints the mask's one-pixel border (thickened for large images),
-    "overlay" tints the lesion, "none" (or no mask) returns a copy of the image.
-    """
-    out = np.array(image, dtype=np.uint8, copy=True)
-    if mask is None or mode == "none":
-        return out
-    lesion = np.asarray(mask) > 0
-    if lesion.shape != out.shape[:2]:
-        raise ValueError(f"mask shape {lesion.shape} does not match image shape {out.shape[:2]}")
-    paint = np.asarray(colour, dtype=np.float32)
-    if mode == "overlay":
-        out[lesion] = (out[lesion] * (1 - alpha) + paint * alpha).astype(np.uint8)
-        return out
-    if mode != "outline":
-        raise ValueError(f"unknown mask mode {mode!r}; use 'outline', 'overlay' or 'none'")
-    edge = _mask_edge(lesion, width=max(1, round(max(lesion.shape) / 250)))
-    out[edge] = paint.astype(np.uint8)
-    return out
-
-
-def _mask_edge(lesion: np.ndarray, width: int) -> np.ndarray:
-    """Pixels of the lesion within `width` pixels of the background (bool HxW)."""
-    padded = np.pad(lesion, width, mode="edge")
-    eroded = lesion.copy()
-    h, w = lesion.shape
-    for dy in range(-width, width + 1):
-        for dx in range(-width, width + 1):
-            eroded &= padded[width + dy: width + dy + h, width + dx: width + dx + w]
-    return lesion & ~eroded
-
-
-def tensor_to_image(image: torch.Tensor, mean=None, std=None) -> np.ndarray:
-    """A (3, H, W) float tensor (normalised with mean/std if given) -> uint8 (H, W, 3)."""
-    return batch_grid(image.unsqueeze(0), mean, std, nrow=1, padding=0)
-
-
-def batch_grid(images: torch.Tensor, mean=None, std=None, nrow: int = 8,
-               padding: int = 2) -> np.ndarray:
-    """A batch (B, 3, H, W) as the DataLoader delivers it -> one uint8 grid image (H', W', 3).
-
-    Undoes Normalize (x * std + mean) when mean and std are given, then clips to [0, 1].
-    """
-    batch = images.detach().float().cpu()
-    if mean is not None and std is not None:
-        batch = batch * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
-    grid = make_grid(batch.clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)
-    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
 # ---------------------------------------------------------------- training curves

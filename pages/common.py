@@ -69,6 +69,29 @@ def choose_dataset(source: str, root: str | Path = "") -> None:
     st.session_state[DATASET] = {"source": source, "root": str(root)}
 
 
+def import_upload(upload) -> Path:
+    """Unpack an uploaded dataset ZIP under cache_dir()/uploads and return the dataset root.
+
+    The same file uploaded again replaces its earlier copy (same folder: name + content hash).
+    """
+    import hashlib
+    import shutil
+
+    content = upload.getvalue()
+    folder = paths.cache_dir() / "uploads"
+    folder.mkdir(exist_ok=True)
+    stem = f"{Path(upload.name).stem[:40]}-{hashlib.sha256(content).hexdigest()[:10]}"
+    archive, dest = folder / f"{stem}.zip", folder / stem
+    archive.write_bytes(content)
+    shutil.rmtree(dest, ignore_errors=True)
+    try:
+        root = data.import_zip(archive, dest)
+    finally:
+        archive.unlink(missing_ok=True)
+    load_data(root)  # a ZIP that holds no usable dataset fails here, with the report
+    return root
+
+
 @st.cache_resource(show_spinner=False)
 def _demo_root() -> str:
     return str(demo.demo_dir())
@@ -221,3 +244,77 @@ def sidebar() -> None:
     active = runs.active_run(paths.runs_dir())
     if active:
         st.info(f"Training: {active.id} ({active.state})", icon=":material/model_training:")
+
+
+# ---------------------------------------------------------------- samples and batches
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _image_sizes(image_paths: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(width, height) of each image, read from the file headers only."""
+    from PIL import Image
+
+    sizes = []
+    for path in image_paths:
+        with Image.open(path) as image:
+            sizes.append(image.size)
+    return sizes
+
+
+def sample_frame(dataset: data.LesionData):
+    """One row per usable sample: id, label, class, split, width, height, mask (yes/no)."""
+    import pandas as pd
+
+    records = dataset.records
+    sizes = _image_sizes(tuple(str(r.image_path) for r in records))
+    return pd.DataFrame({
+        "id": [r.id for r in records],
+        "label": [r.label for r in records],
+        "class": [dataset.class_names[r.label] for r in records],
+        "split": [r.split for r in records],
+        "width": [w for w, _ in sizes],
+        "height": [h for _, h in sizes],
+        "mask": [r.mask_path is not None for r in records],
+    })
+
+
+def read_sample(record: data.Record, max_side: int | None = 1024) -> dict:
+    """A record's sample {"image", "mask", "label", "id"} for display (longer side <= max_side)."""
+    image = data.read_image(record.image_path, max_side)
+    mask = data.read_mask(record.mask_path, image.shape[:2]) if record.mask_path else None
+    return {"image": image, "mask": mask, "label": record.label, "id": record.id}
+
+
+def loader_batch(records: list, spec: list, size: int, mean, std, batch_size: int = 16,
+                 seed: int = 0) -> tuple:
+    """One shuffled batch exactly as training would see it: the spec finalised for the model
+    (fixed size, ToTensor, Normalize), drawn through a DataLoader.
+
+    Returns (grid uint8 HxWx3 with the normalisation undone, labels list[int], ids list[str]).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from lesion_core import transforms
+
+    pipeline = transforms.build_pipeline(transforms.finalize_spec(spec, size, mean, std))
+    dataset = data.LesionDataset(records, transform=pipeline, max_side=max(2 * size, 256))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0,
+                        generator=torch.Generator().manual_seed(seed),
+                        collate_fn=list)  # masks may be None: keep the samples as a list
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        batch = next(iter(loader))
+    images = torch.stack([s["image"] for s in batch])
+    grid = transforms.batch_grid(images, mean, std, nrow=8)
+    return grid, [s["label"] for s in batch], [s["id"] for s in batch]
+
+
+def show_batch(records: list, spec: list, class_names, size: int, mean, std, seed: int) -> None:
+    """Draw loader_batch's grid with the class of every image, row by row."""
+    with st.spinner("Drawing a batch through the DataLoader..."):
+        grid, labels, ids = loader_batch(records, spec, size, mean, std, seed=seed)
+    st.image(grid, width="stretch")
+    rows = [labels[i:i + 8] for i in range(0, len(labels), 8)]
+    st.caption("  \n".join(f"row {n + 1}: " + ", ".join(class_names[label] for label in row)
+                           for n, row in enumerate(rows)))

@@ -1,2 +1,91 @@
+"""Dataset: choose the data (demo, server folder, ZIP), check it, browse its samples."""
+
 import streamlit as st
-st.title("todo")
+
+from lesion_core import plots, transforms
+from pages import common
+
+st.title("Dataset")
+
+SOURCES = {"demo": "Built-in demo", "folder": "Folder on the server", "upload": "Upload a ZIP"}
+common.default("keep_ds_source", common.dataset_choice()["source"])
+source = st.radio("Source", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="keep_ds_source")
+
+with common.user_errors():
+    if source == "demo":
+        if st.button("Use the demo dataset", key="ds_use_demo"):
+            common.choose_dataset("demo")
+    elif source == "folder":
+        common.default("keep_ds_folder", common.dataset_choice()["root"])
+        folder = st.text_input("Dataset folder on the server", key="keep_ds_folder",
+                               help="labels.csv + images/ + masks/, or the ISIC 2017 files")
+        if st.button("Open folder", key="ds_open_folder", disabled=not folder):
+            common.load_data(folder)  # raises with a clear message before it becomes current
+            common.choose_dataset("folder", folder)
+    else:
+        upload = st.file_uploader("ZIP of a dataset folder", type=["zip"], key="ds_zip")
+        if upload is not None and st.button("Import ZIP", key="ds_import"):
+            with st.spinner(f"Unpacking {upload.name}..."):
+                root = common.import_upload(upload)
+            common.choose_dataset("upload", root)
+
+dataset = common.current_data()
+if dataset is None:
+    st.stop()
+st.success(f"Current dataset: **{common.dataset_name()}** ({dataset.root}, {dataset.layout} layout)")
+
+# ---------------------------------------------------------------- validation report
+report = dataset.report
+st.subheader("Validation report")
+st.caption(f"{report.n_usable} usable of {report.n_rows} rows; {len(report.problems)} excluded; "
+           f"{len(report.notes)} notes")
+counts, chart = st.columns([2, 3])
+counts.dataframe(common.counts_frame(dataset))
+chart.plotly_chart(plots.class_distribution(report.counts, dataset.class_names), key="ds_dist")
+for title, items in (("Problems (rows excluded)", report.problems), ("Notes", report.notes)):
+    if items:
+        with st.expander(f"{title}: {len(items)}", expanded=title.startswith("Problems")):
+            st.dataframe([{"id": p.id or "-", "kind": p.kind, "message": p.message} for p in items],
+                         hide_index=True, width="stretch")
+
+# ---------------------------------------------------------------- samples
+st.subheader("Samples")
+frame = common.sample_frame(dataset)
+left, middle, right = st.columns(3)
+splits = left.multiselect("Split", ["train", "val", "test"], key="keep_ds_splits")
+classes = middle.multiselect("Class", list(dataset.class_names), key="keep_ds_classes")
+query = right.text_input("Id contains", key="keep_ds_query")
+shown = frame[(frame["split"].isin(splits) if splits else True)
+              & (frame["class"].isin(classes) if classes else True)
+              & frame["id"].str.contains(query, case=False, regex=False)]
+st.dataframe(shown, hide_index=True, width="stretch", height=240)
+
+if shown.empty:
+    st.info("No sample matches the filters.")
+    st.stop()
+st.subheader("Sample viewer")
+pick, mode = st.columns([2, 1])
+common.default("keep_ds_index", 0)
+index = pick.number_input(f"Index in the filtered table (0 to {len(shown) - 1})", min_value=0,
+                          max_value=len(shown) - 1, step=1, key="keep_ds_index")
+mask_mode = mode.radio("Mask", ["outline", "overlay", "none"], horizontal=True, key="keep_ds_mask")
+row = shown.iloc[min(index, len(shown) - 1)]
+record = dataset.records[int(row.name)]
+with common.user_errors():
+    sample = common.read_sample(record)
+    image, info = st.columns([2, 1])
+    image.image(transforms.overlay(sample["image"], sample["mask"], mask_mode)
+                if mask_mode != "none" else sample["image"], width=480)
+    info.markdown(f"**index** {index}  \n**id** `{record.id}`  \n**label** {record.label} "
+                  f"({dataset.class_names[record.label]})  \n**split** {record.split}  \n"
+                  f"**size** {row['width']} x {row['height']}  \n"
+                  f"**mask** {'yes' if record.mask_path else 'none'}")
+
+# ---------------------------------------------------------------- batch
+st.subheader("A training batch as the DataLoader delivers it")
+st.caption("Evaluation preset (rescale, centre crop) at 128 px, ImageNet normalisation undone for display.")
+common.default("keep_ds_batch_seed", 0)
+seed = st.number_input("Shuffle seed", min_value=0, step=1, key="keep_ds_batch_seed")
+with common.user_errors():
+    common.show_batch(dataset.split("train"), transforms.PRESETS["eval"], dataset.class_names, 128,
+                      transforms.IMAGENET_MEAN, transforms.IMAGENET_STD, int(seed))

@@ -71,7 +71,14 @@ def wait_idle(page) -> None:
 
 
 def shot(page, name: str) -> None:
-    page.screenshot(path=str(artifacts_dir() / f"{name}.png"), full_page=True)
+    """Screenshot the whole page: Streamlit scrolls inside its main block, so the viewport is
+    grown to the content's height for the picture (and put back after)."""
+    height = page.evaluate(
+        "() => document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], height + 100)})
+    page.screenshot(path=str(artifacts_dir() / f"{name}.png"))
+    page.set_viewport_size(size)
 
 
 def no_exception(page) -> None:
@@ -83,3 +90,11 @@ def test_home(page, server):
     page.get_by_text("CPU").first.wait_for()
     no_exception(page)
     shot(page, "01-home")
+
+
+def test_dataset(page, server):
+    open_page(page, server, "dataset", "Dataset")
+    page.get_by_text("Validation report").wait_for()
+    page.locator("[data-testid='stImage'] img").nth(1).wait_for()  # viewer and batch grid
+    no_exception(page)
+    shot(page, "02-dataset")

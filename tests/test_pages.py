@@ -48,3 +48,44 @@ def test_home_shows_dataset_device_and_next_steps(app):
     assert "CPU" in metrics["Device"] or "GPU" in metrics["Device"]
     assert "No runs yet" in texts(app)
     assert len(app.get("page_link")) == 6
+
+
+def test_dataset_page_reports_counts_and_shows_samples_and_a_batch(app):
+    goto(app, "dataset")
+    assert "Current dataset: **demo**" in texts(app)
+    assert len(app.get("plotly_chart")) == 1
+    assert len(app.image) == 2  # the sample viewer and the batch grid
+    app.number_input(key="keep_ds_index").set_value(4).run()
+    row = app.dataframe[-1].value.iloc[4]
+    assert f"**id** `{row['id']}`" in texts(app)
+    assert f"**label** {row['label']} ({row['class']})" in texts(app)
+
+
+def test_dataset_page_filters_the_sample_table(app):
+    goto(app, "dataset")
+    app.multiselect(key="keep_ds_classes").set_value(["melanoma"]).run()
+    app.multiselect(key="keep_ds_splits").set_value(["val"]).run()
+    table = app.dataframe[-1].value
+    assert len(table) == 3 and set(table["class"]) == {"melanoma"} and set(table["split"]) == {"val"}
+
+
+def test_dataset_page_opens_a_server_folder(app, demo_root, tmp_path):
+    goto(app, "dataset")
+    app.radio(key="keep_ds_source").set_value("folder").run()
+    app.text_input(key="keep_ds_folder").set_value(str(demo_root)).run()
+    app.button(key="ds_open_folder").click().run()
+    assert not app.exception and not app.error
+    assert f"Current dataset: **{demo_root.name}**" in texts(app)
+    # The choice survives a visit to another page.
+    goto(app, "home")
+    assert {m.label: m.value for m in app.metric}["Dataset"] == demo_root.name
+
+
+def test_dataset_page_refuses_a_folder_without_a_dataset(app, tmp_path):
+    goto(app, "dataset")
+    app.radio(key="keep_ds_source").set_value("folder").run()
+    app.text_input(key="keep_ds_folder").set_value(str(tmp_path)).run()
+    app.button(key="ds_open_folder").click().run()
+    assert not app.exception
+    assert "no dataset found" in app.error[0].value
+    assert "Current dataset: **demo**" in texts(app)  # the demo stays current

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import pytest
-import torch
 
 from lesion_core import plots
 
@@ -21,57 +18,6 @@ def test_class_distribution_has_one_bar_trace_per_split_in_order():
     assert list(fig.data[0].y) == [5, 2, 3]
     assert list(fig.data[1].y) == [1, 1, 0]  # integer class keys map to names
     assert list(fig.data[2].y) == [1, 0, 0]
-
-
-def test_mask_overlay_outline_paints_only_the_border():
-    image = np.full((40, 40, 3), 100, np.uint8)
-    mask = np.zeros((40, 40), np.uint8)
-    mask[10:30, 10:30] = 1
-    out = plots.mask_overlay(image, mask, "outline", colour=(0, 255, 0))
-    painted = (out != image).any(axis=2)
-    assert painted[10, 15] and painted[29, 20]  # the border rows of the square
-    assert not painted[20, 20]  # the inside stays as it was
-    assert not painted[5, 5]  # and so does the background
-    assert (image == 100).all()  # the input is not modified
-
-
-def test_mask_overlay_tints_the_lesion_and_leaves_background():
-    image = np.full((8, 8, 3), 200, np.uint8)
-    mask = np.zeros((8, 8), np.uint8)
-    mask[2:4, 2:4] = 1
-    out = plots.mask_overlay(image, mask, "overlay", colour=(0, 0, 0), alpha=0.5)
-    assert (out[2, 2] == 100).all() and (out[0, 0] == 200).all()
-
-
-@pytest.mark.parametrize("mask, mode", [(None, "outline"), (np.ones((8, 8), np.uint8), "none")])
-def test_mask_overlay_without_a_mask_returns_the_image(mask, mode):
-    image = np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)
-    assert (plots.mask_overlay(image, mask, mode) == image).all()
-
-
-def test_mask_overlay_rejects_a_mask_of_another_size():
-    with pytest.raises(ValueError, match="does not match"):
-        plots.mask_overlay(np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4), np.uint8))
-
-
-def test_mask_overlay_rejects_an_unknown_mode():
-    with pytest.raises(ValueError, match="unknown mask mode"):
-        plots.mask_overlay(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8), "glow")
-
-
-def test_batch_grid_undoes_normalisation():
-    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
-    pixel = torch.tensor([1.0, 0.2, 0.6])
-    normalised = ((pixel - torch.tensor(mean)) / torch.tensor(std)).view(1, 3, 1, 1).expand(2, 3, 4, 4)
-    grid = plots.batch_grid(normalised, mean, std, nrow=2, padding=2)
-    assert grid.dtype == np.uint8 and grid.shape == (2 + 4 + 2, 2 + 2 * (4 + 2), 3)
-    assert grid[3, 3].tolist() == [255, 51, 153]  # 1.0, 0.2, 0.6 scaled to 0..255
-    assert grid[0, 0].tolist() == [255, 255, 255]  # white padding between images
-
-
-def test_tensor_to_image_clips_out_of_range_values():
-    image = torch.tensor([-1.0, 0.5, 2.0]).view(3, 1, 1).expand(3, 2, 2)
-    assert plots.tensor_to_image(image)[0, 0].tolist() == [0, 128, 255]
 
 
 HISTORY = [

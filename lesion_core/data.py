@@ -493,7 +493,7 @@ def _apply_recorded_splits(records: list, splits: dict, report: Report) -> list:
 def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float = 0.15,
                  test_fraction: float = 0.15, split_seed: int = 42, check_images: bool = True,
                  splits: dict | None = None) -> LesionData:
-    """Load and validate a dataset folder (layout detected); DataError when nothing is usable.
+    """Load and validate a dataset folder (layout detected); DataError when no row is usable.
 
     max_size > 0 keeps a seeded random subset of at most max_size rows of each table (the
     single labels.csv before it is split, or each split file), like the notebook's maxSize.
@@ -539,8 +539,8 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
         per_class = report.counts.setdefault(record.split, {})
         name = class_names[record.label]
         per_class[name] = per_class.get(name, 0) + 1
-    if not report.usable:
-        raise DataError(f"no usable training samples in {root}:\n{report.format()}")
+    if not report.n_usable:
+        raise DataError(f"no usable samples in {root}:\n{report.format()}")
     return LesionData(root, layout, class_names, records, report, split_seed,
                       max_size, val_fraction, test_fraction)
 

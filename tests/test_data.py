@@ -341,7 +341,7 @@ def test_unusual_image_modes_are_converted_and_noted(good, mode, note):
 def test_nothing_usable_is_refused_with_the_report(good):
     for path in (good / "images").iterdir():
         path.unlink()
-    with pytest.raises(DataError, match="no usable training samples") as caught:
+    with pytest.raises(DataError, match="no usable samples") as caught:
         load_dataset(good)
     assert "s000: [missing_image]" in str(caught.value)
 

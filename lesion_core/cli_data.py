@@ -1,0 +1,57 @@
+"""Data sub-commands: demo-data, check-data, import-zip."""
+
+from __future__ import annotations
+
+import time
+
+from lesion_core.data import import_zip, load_dataset
+from lesion_core.demo import generate_demo
+
+
+def register(subparsers) -> None:
+    """Add the data sub-commands to the `python -m lesion_core` parser."""
+    demo = subparsers.add_parser("demo-data", help="write the synthetic demo dataset into OUT")
+    demo.add_argument("out", help="new or empty folder")
+    demo.add_argument("--n-per-class", type=int, default=100, help="images per class (default 100)")
+    demo.add_argument("--size", type=int, default=320, help="image side in pixels (default 320)")
+    demo.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    demo.set_defaults(func=demo_data)
+
+    check = subparsers.add_parser(
+        "check-data", help="validate a dataset folder; exit 0 when usable, 1 when not")
+    check.add_argument("dir", help="dataset folder (notebook layout or official ISIC 2017)")
+    check.add_argument("--max-size", type=int, default=0, help="check a seeded subset of N rows")
+    check.add_argument("--split-seed", type=int, default=42, help="seed of the stratified split")
+    check.set_defaults(func=check_data)
+
+    unzip = subparsers.add_parser(
+        "import-zip", help="safely extract a dataset ZIP into DEST and check it")
+    unzip.add_argument("file", help="the ZIP file")
+    unzip.add_argument("dest", help="new or empty folder to extract into")
+    unzip.set_defaults(func=import_zip_command)
+
+
+def demo_data(args) -> int:
+    start = time.perf_counter()
+    root = generate_demo(args.out, n_per_class=args.n_per_class, size=args.size, seed=args.seed)
+    print(f"wrote {3 * args.n_per_class} demo images ({args.size}px) to {root} "
+          f"in {time.perf_counter() - start:.1f}s")
+    return 0
+
+
+def _print_check(root, **options) -> int:
+    """Load and validate root, print the report; 0 when usable, 1 when not."""
+    data = load_dataset(root, **options)
+    print(f"dataset: {data.root} (layout {data.layout})")
+    print(data.report.format())
+    return 0 if data.report.usable else 1
+
+
+def check_data(args) -> int:
+    return _print_check(args.dir, max_size=args.max_size, split_seed=args.split_seed)
+
+
+def import_zip_command(args) -> int:
+    root = import_zip(args.file, args.dest)
+    print(f"imported {args.file} into {args.dest}; dataset root: {root}")
+    return _print_check(root)

@@ -656,7 +656,9 @@ def _to_state(sample: dict) -> State:
         got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
         raise TransformError(f"sample {sid}: image must be a uint8 HxWx3 RGB array, got {got}")
     state = dict(sample)
-    state["image"] = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
+    # Shared, not copied, unless read-only (np.asarray of a PIL image): torch warns about
+    # those, and no step writes in place anyway.
+    state["image"] = tv_tensors.Image(torch.from_numpy(np.require(image, requirements="W")).permute(2, 0, 1))
     if mask is not None:
         if not (isinstance(mask, np.ndarray) and mask.shape == image.shape[:2]):
             raise TransformError(

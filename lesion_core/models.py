@@ -140,6 +140,8 @@ class ModelEntry:
     head: module path of the final nn.Linear (replaced for num_classes, left trainable when
     the backbone is frozen). last_conv: module path whose output is the last convolutional
     feature map (Grad-CAM's usual target layer); resolve with ``model.get_submodule``.
+    build(num_classes) returns a randomly initialised model; min_input_size is the smallest
+    square input its forward accepts (input_size is the one it was designed for).
     """
 
     name: str
@@ -166,25 +168,25 @@ MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in (
         ModelEntry(
-            "efficientnet_lite0", "EfficientNet-Lite0 (3.4M params + head), ImageNet weights shipped offline",
+            "efficientnet_lite0", "EfficientNet-Lite0, ImageNet weights shipped offline (the recommended start)",
             224, "_bn1", HALF, HALF, ("random", "offline", "file"), "_fc", _efficientnet_lite0,
         ),
         ModelEntry(
-            "lenet", "The notebook's LeNet-style net (61k params, 32x32 input)",
+            "lenet", "The notebook's LeNet-style net for 32x32 inputs",
             32, "conv2", HALF, HALF, ("random", "file"), "fc3", LeNet, min_input_size=16,
         ),
         ModelEntry(
-            "customnet", "The notebook's AlexNet-style net trained from scratch (58M params)",
+            "customnet", "The notebook's AlexNet-style net, trained from scratch",
             224, "conv5", HALF, HALF, ("random", "file"), "fc4", CustomNet, min_input_size=67,
         ),
-        _tv_entry("alexnet", "torchvision AlexNet (61M params)", "features.11", "classifier.6", 63),
-        _tv_entry("resnet18", "torchvision ResNet-18 (11.7M params)", "layer4", "fc"),
-        _tv_entry("resnet50", "torchvision ResNet-50 (25.6M params)", "layer4", "fc"),
-        _tv_entry("mobilenet_v3_small", "torchvision MobileNetV3-Small (2.5M params)", "features.12", "classifier.3"),
-        _tv_entry("mobilenet_v3_large", "torchvision MobileNetV3-Large (5.5M params)", "features.16", "classifier.3"),
-        _tv_entry("efficientnet_b0", "torchvision EfficientNet-B0 (5.3M params)", "features.8", "classifier.1"),
-        _tv_entry("densenet121", "torchvision DenseNet-121 (8.0M params)", "features", "classifier"),
-        _tv_entry("vgg16", "torchvision VGG-16 (138M params)", "features.29", "classifier.6"),
+        _tv_entry("alexnet", "torchvision AlexNet (the notebook's fine-tuning example)", "features.11", "classifier.6", 63),
+        _tv_entry("resnet18", "torchvision ResNet-18", "layer4", "fc"),
+        _tv_entry("resnet50", "torchvision ResNet-50", "layer4", "fc"),
+        _tv_entry("mobilenet_v3_small", "torchvision MobileNetV3-Small", "features.12", "classifier.3"),
+        _tv_entry("mobilenet_v3_large", "torchvision MobileNetV3-Large", "features.16", "classifier.3"),
+        _tv_entry("efficientnet_b0", "torchvision EfficientNet-B0", "features.8", "classifier.1"),
+        _tv_entry("densenet121", "torchvision DenseNet-121", "features", "classifier"),
+        _tv_entry("vgg16", "torchvision VGG-16", "features.29", "classifier.6"),
     )
 }
 

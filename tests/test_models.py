@@ -264,3 +264,39 @@ def test_summary_of_lenet_matches_notebook_shapes():
     assert model.training
     text = summary.format()
     assert "fc3" in text and "61,411 total" in text
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A real HTTP server on localhost serving tmp_path/"served"."""
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_checks_hash_in_file_name(http_folder, tmp_path):
+    import hashlib
+
+    folder, base = http_folder
+    payload = b"weights" * 1000
+    digest = hashlib.sha256(payload).hexdigest()
+    (folder / f"good-{digest[:8]}.pth").write_bytes(payload)
+    (folder / "bad-00000000.pth").write_bytes(payload)
+
+    good = tmp_path / "cache" / f"good-{digest[:8]}.pth"
+    models._download(f"{base}/{good.name}", good)
+    assert good.read_bytes() == payload
+
+    bad = tmp_path / "cache" / "bad-00000000.pth"
+    with pytest.raises(OSError, match="sha256"):
+        models._download(f"{base}/{bad.name}", bad)
+    assert sorted(p.name for p in bad.parent.iterdir()) == [good.name]  # nothing half-written left

@@ -1,0 +1,330 @@
+"""Training engine: learning, run folder contents, reproducibility, stop/resume, NaN, launch."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from lesion_core import data, models, runs, train
+from lesion_core.errors import ModelError, TrainingError
+
+AUGMENT = [
+    {"name": "RandomResizedCrop", "params": {"size": 32, "scale_min": 0.5}},
+    {"name": "RandomHorizontalFlip", "params": {"p": 0.5}},
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: tiny models run faster without thread hand-offs on a shared 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(root, **overrides) -> dict:
+    """LeNet at 32 px on the demo data: a whole epoch takes a fraction of a second."""
+    config = {
+        "data": {"root": str(root), "val_fraction": 0.3},
+        "model": {"name": "lenet", "weights": "random"},
+        "optim": {"optimizer": "adamw", "lr": 0.01},
+        "image_size": 32, "epochs": 2, "batch_size": 8,
+        "augment": AUGMENT, "eval_augment": [],
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            config.setdefault(key, {}).update(value)
+        else:
+            config[key] = value
+    return config
+
+
+def learning_rows(history: list[dict]) -> list[dict]:
+    """History without wall-clock measurements, which differ between identical runs."""
+    return [{k: v for k, v in row.items() if k not in train.TIMING_KEYS} for row in history]
+
+
+def wait_for(predicate, what: str, timeout: float = 60.0):
+    """Poll predicate() until it returns something truthy; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_short_training_on_demo_data_learns(demo_root, tmp_path):
+    run_dir = train.run_training(tiny_config(demo_root, epochs=10), tmp_path)
+    history = runs.read_history(run_dir)
+    val = [row for row in history if row["phase"] == "val"]
+    assert len(val) == 10
+    train_rows = [row for row in history if row["phase"] == "train"]
+    assert train_rows[-1]["loss"] < 0.85 * train_rows[0]["loss"]
+    assert val[-1]["loss"] < 0.85 * val[0]["loss"]
+    assert val[-1]["accuracy"] > 0.5  # chance is 1/3
+    assert runs.read_status(run_dir)["best"]["value"] > 0.8
+
+
+def test_run_folder_holds_everything(demo_root, tmp_path):
+    run_dir = train.run_training(tiny_config(demo_root), tmp_path)
+    status = runs.read_status(run_dir)
+    assert status["state"] == "finished"
+    assert status["best"]["metric"] == "val_mean_auc"
+    config = runs.read_config(run_dir)
+    assert config["resolved"]["device"] == "cpu"
+    assert config["resolved"]["versions"]["torch"] == torch.__version__
+    assert config["data"]["class_names"] == list(data.CLASS_NAMES)
+    assert sum(len(ids) for ids in config["data"]["split"]["splits"].values()) == 60
+
+    history = runs.read_history(run_dir)
+    assert [(r["epoch"], r["phase"]) for r in history] == [(1, "train"), (1, "val"), (2, "train"), (2, "val")]
+    for row in history:
+        assert set(row["auc"]) == set(data.CLASS_NAMES)
+        assert row["images_per_s"] > 0 and row["iter_time_s"] > 0 and row["lr"] > 0
+
+    best = models.load_checkpoint(run_dir / "best.pt")
+    last = models.load_checkpoint(run_dir / "last.pt")
+    assert best["epoch"] == status["best"]["epoch"]
+    assert last["epoch"] == 2 and set(last) >= {"model", "optimizer", "scheduler", "epoch", "best"}
+    for split in ("val", "test"):
+        with open(run_dir / f"predictions_{split}.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        assert list(rows[0]) == ["id", "label", "prob_nevus", "prob_melanoma", "prob_seborrheic keratosis", "pred"]
+        assert [r["id"] for r in rows] == config["data"]["split"]["splits"][split]
+        assert json.loads((run_dir / f"metrics_{split}.json").read_text())["n"] == len(rows)
+    assert "epoch 2/2" in (run_dir / "train.log").read_text()
+    assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*"))
+
+
+def test_metrics_equal_sklearn_on_saved_predictions(demo_root, tmp_path):
+    run_dir = train.run_training(tiny_config(demo_root), tmp_path)
+    with open(run_dir / "predictions_test.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    names = list(data.CLASS_NAMES)
+    labels = np.array([names.index(r["label"]) for r in rows])
+    probs = np.array([[float(r[f"prob_{n}"]) for n in names] for r in rows])
+    saved = json.loads((run_dir / "metrics_test.json").read_text())
+    expected = [roc_auc_score(labels == c, probs[:, c]) for c in range(3)]
+    np.testing.assert_allclose(saved["auc"], expected, atol=1e-5)
+    assert saved["mean_auc"] == pytest.approx(np.mean(expected[1:]), abs=1e-5)  # melanoma, keratosis
+    assert saved["accuracy"] == pytest.approx(np.mean(probs.argmax(1) == labels))
+    assert [r["pred"] for r in rows] == [names[i] for i in probs.argmax(1)]
+    # evaluate_run reproduces the same predictions from best.pt and the recorded split
+    result = train.evaluate_run(run_dir, "test")
+    np.testing.assert_allclose(result["auc"], expected, atol=1e-4)
+
+
+def test_same_config_and_seed_give_the_same_history(demo_root, tmp_path):
+    first = train.run_training(tiny_config(demo_root, seed=3), tmp_path / "a")
+    second = train.run_training(tiny_config(demo_root, seed=3), tmp_path / "b")
+    other = train.run_training(tiny_config(demo_root, seed=4), tmp_path / "c")
+    assert learning_rows(runs.read_history(first)) == learning_rows(runs.read_history(second))
+    assert learning_rows(runs.read_history(first)) != learning_rows(runs.read_history(other))
+
+
+def test_stop_then_resume_ends_where_an_uninterrupted_run_ends(demo_root, tmp_path):
+    config = tiny_config(demo_root, epochs=3)
+    straight = train.run_training(config, tmp_path / "straight")
+
+    runs_dir = tmp_path / "stopped"
+
+    def stop_in_epoch_2(progress):
+        if progress["epoch"] == 2 and progress["phase"] == "train" and progress["iteration"] == 2:
+            (run_dir,) = runs_dir.iterdir()
+            runs.request_stop(run_dir)
+
+    run_dir = train.run_training(config, runs_dir, on_batch=stop_in_epoch_2)
+    status = runs.read_status(run_dir)
+    assert status["state"] == "stopped"
+    assert "--resume" in status["message"]
+    assert models.load_checkpoint(run_dir / "last.pt")["epoch"] == 1
+    assert models.load_checkpoint(run_dir / "best.pt")["epoch"] == 1
+    assert not runs.stop_requested(run_dir)
+
+    train.run_training(resume=run_dir)
+    assert runs.read_status(run_dir)["state"] == "finished"
+    assert learning_rows(runs.read_history(run_dir)) == learning_rows(runs.read_history(straight))
+    for name in ("best.pt", "last.pt"):
+        a = models.load_checkpoint(straight / name)["model"]
+        b = models.load_checkpoint(run_dir / name)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_diverging_loss_fails_with_learning_rate_advice_and_keeps_best(demo_root, tmp_path):
+    # epoch 1 trains at lr 0.01; StepLR then multiplies it by 1e8, so epoch 2 diverges
+    config = tiny_config(demo_root, epochs=3, optim={"optimizer": "sgd", "lr": 0.01},
+                         scheduler={"name": "step", "step_size": 1, "gamma": 1e8})
+    with pytest.raises(TrainingError, match="learning rate"):
+        train.run_training(config, tmp_path)
+    (run_dir,) = tmp_path.iterdir()
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed"
+    assert "learning rate" in status["message"]
+    best = models.load_checkpoint(run_dir / "best.pt")
+    assert best["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in best["model"].values() if t.is_floating_point())
+    model, _ = train.load_run_model(run_dir)
+    assert isinstance(model, torch.nn.Module)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"model": {"name": "resnet9000"}}, "unknown model 'resnet9000'; choose one of: efficientnet_lite0"),
+    ({"optim": {"lr": 0}}, "learning rate must be > 0"),
+    ({"optim": {"lr": -0.1}}, "learning rate must be > 0"),
+    ({"optim": {"optimizer": "rmsprop"}}, "unknown optimizer 'rmsprop'"),
+    ({"scheduler": {"name": "plateau"}}, "unknown scheduler 'plateau'"),
+    ({"epochs": 0}, "epochs must be an integer >= 1"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"data": {"root": "/no/such/folder"}}, "dataset folder not found"),
+    ({"image_size": 8}, "image_size must be an integer >= 16"),
+    ({"class_weights": [1, -1, 1]}, "class_weights must be"),
+    ({"device": "tpu"}, "unknown device 'tpu'"),
+    ({"lr": 0.1}, "unknown config key 'lr'"),
+    ({"model": {"weights": "file", "weights_path": "/no/such.pt"}}, "weights file not found"),
+])
+def test_bad_config_is_refused_before_a_run_folder_exists(demo_root, tmp_path, override, message):
+    with pytest.raises(TrainingError, match=message.replace("(", r"\(")):
+        train.run_training(tiny_config(demo_root, **override), tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_default_config_is_the_documented_recipe_and_json():
+    config = train.default_config()
+    json.dumps(config)
+    assert config["model"]["name"] == "efficientnet_lite0" and config["model"]["weights"] == "default"
+    assert config["optim"]["optimizer"] == "adamw" and config["optim"]["lr"] == 1e-3
+    assert config["scheduler"]["name"] == "cosine" and config["class_weights"] == "auto"
+    assert train.validate_config({})["batch_size"] == 32
+
+
+def test_auto_class_weights_are_inverse_frequency():
+    weights = train.class_weights({"class_weights": "auto"}, [0] * 1372 + [1] * 374 + [2] * 254, 3)
+    counts = np.array([1372, 374, 254])
+    np.testing.assert_allclose(weights.numpy(), counts.sum() / (3 * counts), rtol=1e-6)
+
+
+def _hostile_checkpoint(path: Path, marker: Path) -> None:
+    """A .pt that would create `marker` if it were unpickled without weights_only."""
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"model": Payload(), "epoch": 1}, path)
+
+
+def test_evaluate_and_predict_refuse_a_checkpoint_that_runs_code(demo_root, tmp_path):
+    run_dir = train.run_training(tiny_config(demo_root, epochs=1), tmp_path)
+    marker = tmp_path / "pwned"
+    _hostile_checkpoint(run_dir / "best.pt", marker)
+    with pytest.raises(ModelError, match="untrusted checkpoint"):
+        train.evaluate_run(run_dir)
+    with pytest.raises(ModelError, match="untrusted checkpoint"):
+        train.predict_image(run_dir, np.zeros((40, 40, 3), np.uint8))
+    assert not marker.exists()
+
+
+def test_resume_refuses_a_last_checkpoint_that_runs_code(demo_root, tmp_path):
+    run_dir = train.run_training(tiny_config(demo_root, epochs=1), tmp_path)
+    runs.write_status(run_dir, state="stopped")
+    marker = tmp_path / "pwned"
+    _hostile_checkpoint(run_dir / "last.pt", marker)
+    with pytest.raises(ModelError, match="untrusted checkpoint"):
+        train.run_training(resume=run_dir)
+    assert not marker.exists()
+    assert runs.read_status(run_dir)["state"] == "failed"
+
+
+def test_resume_refuses_a_finished_run(demo_root, tmp_path):
+    run_dir = train.run_training(tiny_config(demo_root, epochs=1), tmp_path)
+    with pytest.raises(TrainingError, match="already finished"):
+        train.run_training(resume=run_dir)
+
+
+def test_predict_image_gives_probabilities_per_class(demo_root, tmp_path):
+    run_dir = train.run_training(tiny_config(demo_root, epochs=1), tmp_path)
+    image = data.read_image(next((demo_root / "images").glob("*.jpg")))
+    probs = train.predict_image(run_dir, image)
+    assert list(probs) == list(data.CLASS_NAMES)
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert train.predict_image(run_dir, image) == probs  # cached model, same answer
+
+
+def _status_shows_training(run_dir):
+    status = runs.read_status(run_dir)
+    return status.get("state") == "running" and status.get("iteration", 0) > 0
+
+
+def test_sigterm_leaves_a_consistent_resumable_run(demo_root, tmp_path):
+    run_dir = train.launch(tiny_config(demo_root, epochs=40), tmp_path)
+    wait_for(lambda: _status_shows_training(run_dir), "the trainer to report a batch")
+    pid = runs.read_status(run_dir)["pid"]
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not runs.pid_alive(pid) or runs.read_status(run_dir)["state"] == "stopped", "the trainer to exit")
+    wait_for(lambda: runs.read_status(run_dir)["state"] == "stopped", "state stopped")
+    assert runs.run_info(run_dir).state == "stopped"
+    history = runs.read_history(run_dir)
+    done = models.load_checkpoint(run_dir / "last.pt")["epoch"] if (run_dir / "last.pt").exists() else 0
+    assert all(row["epoch"] <= done + 1 for row in history)
+
+    train.run_training(resume=run_dir)
+    history = runs.read_history(run_dir)
+    assert [(r["epoch"], r["phase"]) for r in history] == [(e, p) for e in range(1, 41) for p in ("train", "val")]
+    assert runs.read_status(run_dir)["state"] == "finished"
+
+
+def test_launch_refuses_a_second_run_while_one_is_active(demo_root, tmp_path):
+    first = train.launch(tiny_config(demo_root, epochs=200), tmp_path)
+    try:
+        wait_for(lambda: _status_shows_training(first), "the first run to train")
+        assert runs.active_run(tmp_path).path == first
+        with pytest.raises(TrainingError, match=first.name):
+            train.launch(tiny_config(demo_root), tmp_path)
+        with pytest.raises(TrainingError, match="still running"):
+            train.run_training(resume=first)
+    finally:
+        runs.request_stop(first)
+        wait_for(lambda: runs.read_status(first).get("state") in ("stopped", "finished", "failed"), "stop")
+    assert runs.read_status(first)["state"] == "stopped"
+    assert len(runs.list_runs(tmp_path)) == 1
+
+
+def test_killed_trainer_shows_as_interrupted_and_resumes(demo_root, tmp_path):
+    run_dir = train.launch(tiny_config(demo_root, epochs=20), tmp_path)
+    wait_for(lambda: _status_shows_training(run_dir), "the trainer to report a batch")
+    pid = runs.read_status(run_dir)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not runs.pid_alive(pid), "the trainer to die")
+    assert runs.run_info(run_dir).state == "interrupted"
+    assert runs.active_run(tmp_path) is None
+    train.run_training(resume=run_dir)
+    assert runs.read_status(run_dir)["state"] == "finished"
+    assert len(runs.read_history(run_dir)) == 40
+
+
+@pytest.mark.slow
+def test_real_isic_short_fine_tune_of_the_offline_model(isic_dev_root, tmp_path):
+    config = {
+        "data": {"root": str(isic_dev_root), "max_size": 60},
+        "model": {"name": "efficientnet_lite0", "weights": "offline"},
+        "epochs": 1, "batch_size": 16, "image_size": 64,
+    }
+    run_dir = train.run_training(config, tmp_path)
+    status = runs.read_status(run_dir)
+    assert status["state"] == "finished", status
+    assert runs.read_config(run_dir)["resolved"]["weights"]["source"] == "offline"
+    assert (run_dir / "predictions_test.csv").is_file()
+    assert isinstance(runs.read_history(run_dir)[-1]["loss"], float)
+

@@ -66,8 +66,10 @@ def _border_radius(rng: np.random.Generator, theta: np.ndarray, kind: int) -> np
     return np.interp(theta, angles, table).astype(np.float32)
 
 
-def _lesion_colour(rng, kind, inside, size, tone_shift) -> np.ndarray:
+def _lesion_colour(rng, kind, inside, size, tone) -> np.ndarray:
     """The lesion's RGB colour field, float (size, size, 3), before blending with skin."""
+    # Darker skin darkens the lesion too, so lesion colour alone does not give the class away.
+    tone_shift = (tone.mean() - 190) * 0.35
     if kind == 0:
         colour = _NEVUS_BROWN * rng.uniform(0.55, 1.45) + tone_shift
         # One even colour, a touch darker in the middle (as a pigment network would look).
@@ -85,6 +87,8 @@ def _lesion_colour(rng, kind, inside, size, tone_shift) -> np.ndarray:
     # Keratoses range from pale tan to brown, overlapping the nevus browns.
     colour = _SK_TAN + rng.uniform(0, 0.7) * (_NEVUS_BROWN - _SK_TAN)
     colour = colour * rng.uniform(0.7, 1.15) + tone_shift
+    # Still visibly darker than the skin around it, as keratoses are.
+    colour *= min(1.0, 0.85 * tone.mean() / colour.mean())
     field = np.broadcast_to(colour, (size, size, 3)).copy()
     # Waxy, "stuck-on" texture: fine speckle, bright milia-like dots, dark comedo-like pits.
     field += 18 * rng.standard_normal((size, size, 1))
@@ -118,8 +122,6 @@ def make_sample(kind: int, size: int, rng: np.random.Generator) -> tuple[np.ndar
 
     tone = _SKIN_TONES[rng.integers(len(_SKIN_TONES))] * rng.uniform(0.92, 1.05)
     skin = (tone + 10 * _smooth_noise(rng, size, 5)[..., None]).astype(np.float32)
-    # Darker skin darkens the lesion too, so lesion colour alone does not give the class away.
-    tone_shift = (tone.mean() - 190) * 0.35
 
     centre = rng.uniform(-0.15, 0.15, 2)
     base = rng.uniform(0.28, 0.5)
@@ -140,7 +142,7 @@ def make_sample(kind: int, size: int, rng: np.random.Generator) -> tuple[np.ndar
     mask = (alpha >= 0.5).astype(np.uint8)
     inside = np.clip(1 - rho / np.maximum(radius, 1e-6), 0, 1)
 
-    lesion = _lesion_colour(rng, kind, inside, size, tone_shift).astype(np.float32)
+    lesion = _lesion_colour(rng, kind, inside, size, tone).astype(np.float32)
     image = skin * (1 - alpha[..., None]) + lesion * alpha[..., None]
     _draw_hairs(rng, image)
 

@@ -301,8 +301,9 @@ def test_same_seed_gives_same_draws_and_another_seed_other_draws():
 def test_preview_draws_are_seeded_and_leave_the_global_rng_alone():
     torch.manual_seed(123)
     before = torch.get_rng_state()
+    torch.set_num_threads(2)  # preview runs on one thread, then gives the caller's count back
     draws = T.preview_draws(make_sample(), T.PRESETS["notebook_train"], n=4, seed=1)
-    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(torch.get_rng_state(), before) and torch.get_num_threads() == 2
     again = T.preview_draws(make_sample(), T.PRESETS["notebook_train"], n=4, seed=1)
     assert len(draws) == 4 and [p for _, p in draws] == [p for _, p in again]
     assert all(s["image"].dtype == np.uint8 for s, _ in draws)  # ToTensor/Normalize left out
@@ -313,6 +314,16 @@ def test_masks_given_as_0_255_come_out_as_0_1():
     sample["mask"] = sample["mask"] * 255
     out = T.build_pipeline([step("RandomHorizontalFlip", p=1.0)])(sample)
     np.testing.assert_array_equal(out["mask"], sample["mask"][:, ::-1] // 255)
+
+
+def test_read_only_and_mirrored_input_arrays_are_accepted_and_left_alone():
+    sample = make_sample()
+    original = sample["image"].copy()
+    sample["image"] = sample["image"][:, ::-1]  # negative strides, which torch.from_numpy refuses
+    sample["image"].flags.writeable = False
+    out = T.build_pipeline([step("ChangeSkin", colour=0)])(sample)
+    assert (out["image"][sample["mask"] == 0] == 0).all()
+    np.testing.assert_array_equal(sample["image"], original[:, ::-1])
 
 
 def test_a_sample_that_is_not_uint8_rgb_is_refused():

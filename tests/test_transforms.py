@@ -4,6 +4,7 @@ the notebook's transforms behave as specified with its bugs fixed; specs are che
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -82,9 +83,11 @@ def registry_spec(name: str, params: dict | None = None) -> list[dict]:
 def test_registry_entry_defaults_give_right_shapes_dtypes_and_binary_masks(name):
     info = T.REGISTRY[name]
     sample = make_sample()
+    # Pickled and back, as DataLoader workers started with "spawn" receive it.
+    pipeline = pickle.loads(pickle.dumps(T.build_pipeline(registry_spec(name))))
     for seed in range(5):
         torch.manual_seed(seed)
-        out, params = T.build_pipeline(registry_spec(name)).apply_with_params(sample)
+        out, params = pipeline.apply_with_params(sample)
         assert isinstance(params[-1], dict)
         json.dumps(params)  # params.json must be able to store them
         image, mask = out["image"], out["mask"]

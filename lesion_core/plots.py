@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from lesion_core.metrics import scored_classes
+
 # One colour per class everywhere (nevus, melanoma, seborrheic keratosis, then extras).
 CLASS_COLOURS = ("#4c78a8", "#c4453a", "#e0a030", "#54a24b", "#b279a2", "#9d755d")
 SPLIT_ORDER = ("train", "val", "test")
@@ -46,20 +48,43 @@ def class_distribution(counts: Mapping[str, Mapping], class_names: Sequence[str]
 # ---------------------------------------------------------------- training curves
 
 
-def metric_curves(history: Sequence[Mapping], metrics: Sequence[tuple[str, str]],
-                  title: str, yaxis: str = "") -> go.Figure:
-    """Lines of several metrics per epoch from history rows.
+def history_value(row: Mapping, key: str):
+    """row[key]; "auc/melanoma" reads the nested row["auc"]["melanoma"] (None when absent)."""
+    value = row
+    for part in key.split("/"):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
 
-    history: rows with at least "epoch" and "phase" ("train"/"val"/...); metrics: pairs
-    (phase, key) drawn as one line each, named "<phase> <key>". Rows lacking a key are skipped.
+
+def metric_curves(history: Sequence[Mapping], metrics: Sequence[tuple[str, str, str]],
+                  title: str, yaxis: str = "") -> go.Figure:
+    """Lines of several metrics per epoch from history rows (one row per epoch and phase).
+
+    metrics: (phase, key, line name) triples; key may be nested ("auc/melanoma"). Rows
+    without a finite value for the key are skipped, so undefined AUCs leave gaps, not zeros.
     """
     fig = go.Figure()
-    for index, (phase, key) in enumerate(metrics):
-        rows = [r for r in history if r.get("phase") == phase and _is_number(r.get(key))]
-        fig.add_scatter(x=[r["epoch"] for r in rows], y=[r[key] for r in rows],
-                        mode="lines+markers", name=f"{phase} {key}".replace("_", " "),
-                        line=dict(color=_class_colour(index), dash="solid" if phase != "train" else "dot"))
+    for index, (phase, key, name) in enumerate(metrics):
+        points = [(r["epoch"], history_value(r, key)) for r in history if r.get("phase") == phase]
+        points = [(x, y) for x, y in points if _is_number(y)]
+        fig.add_scatter(x=[x for x, _ in points], y=[y for _, y in points], mode="lines+markers",
+                        name=name, line=dict(color=_class_colour(index),
+                                             dash="dot" if phase == "train" else "solid"))
     return _layout(fig, title, xaxis_title="epoch", yaxis_title=yaxis)
+
+
+def loss_curves(history: Sequence[Mapping]) -> go.Figure:
+    """Training and validation loss per epoch."""
+    return metric_curves(history, [("train", "loss", "train loss"), ("val", "loss", "val loss")],
+                         "Loss", "cross-entropy")
+
+
+def auc_curves(history: Sequence[Mapping], class_names: Sequence[str]) -> go.Figure:
+    """Validation AUC per epoch of each scored class (melanoma, keratosis) and their mean."""
+    lines = [("val", f"auc/{class_names[i]}", f"{class_names[i]} AUC") for i in scored_classes(class_names)]
+    fig = metric_curves(history, lines + [("val", "mean_auc", "mean AUC")], "Validation AUC", "AUC")
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
 
 
 def overlay_curves(histories: Mapping[str, Sequence[Mapping]], phase: str, key: str,
@@ -67,8 +92,9 @@ def overlay_curves(histories: Mapping[str, Sequence[Mapping]], phase: str, key: 
     """One line per run (run id -> history rows) of `key` in `phase`, for comparing runs."""
     fig = go.Figure()
     for run_id, history in histories.items():
-        rows = [r for r in history if r.get("phase") == phase and _is_number(r.get(key))]
-        fig.add_scatter(x=[r["epoch"] for r in rows], y=[r[key] for r in rows],
+        points = [(r["epoch"], history_value(r, key)) for r in history if r.get("phase") == phase]
+        points = [(x, y) for x, y in points if _is_number(y)]
+        fig.add_scatter(x=[x for x, _ in points], y=[y for _, y in points],
                         mode="lines+markers", name=run_id)
     return _layout(fig, title, xaxis_title="epoch", yaxis_title=key.replace("_", " "))
 

@@ -1,2 +1,170 @@
+"""Augmentations: build a pipeline step by step and preview its random draws on real images."""
+
+import json
+import time
+
 import streamlit as st
-st.title("todo")
+
+from lesion_core import transforms
+from pages import common
+
+st.title("Augmentations")
+st.caption("Every step draws its random parameters once and applies them to the image and its "
+           "mask alike. Training adds the model's resize, ToTensor and Normalize at the end.")
+
+EDIT = "aug_edit_version"  # bumped on add/remove/move/preset so step widgets start afresh
+STEP_NAMES = [name for name, info in transforms.REGISTRY.items() if info.kind != "tensor"]
+
+
+def set_pipeline(spec) -> None:
+    st.session_state[common.PIPELINE] = transforms.image_steps(spec)
+    st.session_state[EDIT] = st.session_state.get(EDIT, 0) + 1
+
+
+def move(index: int, offset: int) -> None:
+    spec = list(common.pipeline())
+    spec.insert(index + offset, spec.pop(index))
+    set_pipeline(spec)
+
+
+def remove(index: int) -> None:
+    set_pipeline([s for i, s in enumerate(common.pipeline()) if i != index])
+
+
+def add_step() -> None:
+    name = st.session_state["aug_add_name"]
+    set_pipeline(common.pipeline() + [{"name": name, "params": transforms.REGISTRY[name].defaults()}])
+
+
+def param_widget(param, value, key: str):
+    """A widget for one ParamInfo, returning the value the user set (JSON types)."""
+    label, helptext = param.name.replace("_", " "), param.help or None
+    if param.choices:
+        return st.selectbox(label, param.choices, index=list(param.choices).index(value), key=key, help=helptext)
+    if param.type == "bool":
+        return st.checkbox(label, value=bool(value), key=key, help=helptext)
+    if param.type in ("int", "float"):
+        cast = int if param.type == "int" else float
+        return st.number_input(label, value=cast(value), min_value=None if param.min is None else cast(param.min),
+                               max_value=None if param.max is None else cast(param.max),
+                               step=cast(1) if param.type == "int" else 0.05, key=key, help=helptext)
+    if param.type == "colour":
+        rgb = value if isinstance(value, list) else [value] * 3
+        picked = st.color_picker(label, "#%02x%02x%02x" % tuple(rgb), key=key, help=helptext)
+        return [int(picked[i:i + 2], 16) for i in (1, 3, 5)]
+    # int_or_pair, floats3: JSON text ("224" or "[224, 256]"), checked by validate_spec.
+    text = st.text_input(label, json.dumps(value), key=key, help=helptext)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # validate_spec names the step and parameter
+
+
+def edit_steps() -> list:
+    """Draw one bordered box per step (parameters, move, remove); return the edited spec."""
+    version, spec, edited = st.session_state.get(EDIT, 0), common.pipeline(), []
+    for index, step in enumerate(spec):
+        info = transforms.REGISTRY[step["name"]]
+        with st.container(border=True):
+            title, up, down, drop = st.columns([6, 1, 1, 1])
+            title.markdown(f"**{index + 1}. {step['name']}**" + (" (needs a mask)" if info.needs_mask else ""),
+                           help=info.help)
+            up.button("↑", key=f"aug_up_{version}_{index}", on_click=move, args=(index, -1), disabled=index == 0)
+            down.button("↓", key=f"aug_down_{version}_{index}", on_click=move, args=(index, 1),
+                        disabled=index == len(spec) - 1)
+            drop.button("✕", key=f"aug_rm_{version}_{index}", on_click=remove, args=(index,))
+            columns = st.columns(max(4, len(info.params)))
+            params = {}
+            for column, param in zip(columns, info.params):
+                with column:
+                    params[param.name] = param_widget(param, step["params"].get(param.name, param.default),
+                                                      f"aug_p_{version}_{index}_{param.name}")
+            edited.append({"name": step["name"], "params": params})
+    return edited
+
+
+def choose_sample(dataset):
+    """The image to preview: from the dataset (by class, id or at random) or an upload."""
+    source = st.radio("Image", ["dataset", "upload"], horizontal=True, key="keep_aug_source",
+                      format_func={"dataset": "From the dataset", "upload": "Upload an image"}.get)
+    if source == "upload":
+        image = st.file_uploader("Image (JPEG or PNG)", type=["jpg", "jpeg", "png"], key="aug_up_image")
+        mask = st.file_uploader("Lesion mask (optional, PNG)", type=["png"], key="aug_up_mask")
+        return common.sample_from_upload(image, mask) if image else None
+    if dataset is None:
+        return None
+    names = ["any class"] + list(dataset.class_names)
+    by_class, by_id, shuffle = st.columns([2, 3, 1], vertical_alignment="bottom")
+    wanted = by_class.selectbox("Class", names, key="keep_aug_class")
+    records = [r for r in dataset.records if wanted == "any class" or dataset.class_names[r.label] == wanted]
+    ids = [r.id for r in records]
+    if st.session_state.get("keep_aug_id") not in ids:
+        st.session_state["keep_aug_id"] = ids[0]
+    shuffle.button("Random", key="aug_random", on_click=common.pick_random, args=("keep_aug_id", ids))
+    chosen = by_id.selectbox("Image id", ids, key="keep_aug_id")
+    return common.read_sample(records[ids.index(chosen)])
+
+
+dataset = common.current_data()
+with common.user_errors():
+    sample = choose_sample(dataset)
+
+st.subheader("Pipeline")
+preset_col, load_col, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
+preset = preset_col.selectbox("Preset", list(transforms.PRESETS), key="keep_aug_preset")
+load_col.button("Load preset", key="aug_load_preset", on_click=set_pipeline,
+                  args=(transforms.PRESETS[preset],))
+edited = edit_steps()
+add_col, add_button, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
+add_col.selectbox("Step to add", STEP_NAMES, key="aug_add_name",
+                  help="\n".join(f"- **{n}**: {transforms.REGISTRY[n].help}" for n in STEP_NAMES))
+add_button.button("Add step", key="aug_add", on_click=add_step)
+
+spec = None
+with common.user_errors():
+    spec = transforms.validate_spec(edited)
+    st.session_state[common.PIPELINE] = spec
+
+if spec is not None and sample is not None:
+    st.subheader("Draws")
+    count, seed_col, again, mode_col = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
+    n = count.slider("Number of draws", 1, 16, 8, key="keep_aug_n")
+    common.default("keep_aug_seed", 0)
+    seed = seed_col.number_input("Seed", min_value=0, step=1, key="keep_aug_seed")
+    again.button("New draws", key="aug_new", on_click=common.bump, args=("keep_aug_seed",))
+    mode = mode_col.radio("Mask", ["outline", "overlay"], horizontal=True, key="keep_aug_mask")
+    with common.user_errors():
+        started = time.perf_counter()
+        draws = transforms.preview_draws(sample, spec, n=n, seed=int(seed))
+        st.caption(f"{n} draws of a {sample['image'].shape[1]}x{sample['image'].shape[0]} image "
+                   f"in {time.perf_counter() - started:.2f} s")
+        tiles = [(sample, "original")] + [
+            (out, "  \n".join(f"{step['name']}: {common.short_params(drawn)}"
+                              for step, drawn in zip(spec, params) if drawn))
+            for out, params in draws]
+        for start in range(0, len(tiles), 4):
+            for column, (shown, caption) in zip(st.columns(4), tiles[start:start + 4]):
+                column.image(transforms.overlay(shown["image"], shown["mask"], mode), width="stretch")
+                column.caption(caption or "(nothing random drawn)")
+
+if spec is not None and dataset is not None:
+    st.subheader("A training batch with this pipeline")
+    model_name = common.model_choice()["name"]
+    size_col, seed_col = st.columns(2)
+    common.default("keep_aug_batch_size", 128)
+    size = size_col.number_input("Image size (px)", min_value=32, max_value=512, step=16, key="keep_aug_batch_size")
+    common.default("keep_aug_batch_seed", 0)
+    batch_seed = seed_col.number_input("Batch seed", min_value=0, step=1, key="keep_aug_batch_seed")
+    st.caption(f"As the DataLoader delivers it to {model_name}: the pipeline, then resize to "
+               f"{size} px, ToTensor and the model's Normalize (undone here for display).")
+    with common.user_errors():
+        common.show_batch(dataset.split("train"), spec, common.batch_config(model_name, int(size)),
+                          dataset.class_names, int(batch_seed))
+
+if spec is not None:
+    st.subheader("Pipeline as JSON")
+    text = json.dumps(spec, indent=2)
+    st.code(text, language="json")
+    st.download_button("Download pipeline.json", text, file_name="pipeline.json", mime="application/json",
+                       key="aug_download")
+    st.page_link("pages/train.py", label="Train with this pipeline", icon=":material/model_training:")

@@ -22,6 +22,7 @@ from lesion_core.errors import LesionLabError
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
 PIPELINE = "pipeline"  # augmentation spec (list of steps) built on the Augmentations page
+MODEL = "model"  # the Model page's choice, used by Train and the batch previews
 KEEP = "keep_"  # prefix of widget keys whose values survive page switches
 # Env var naming a dataset folder to open at start instead of the demo (tests, servers).
 DATA_ENV = "LESION_LAB_DATA"
@@ -50,6 +51,52 @@ def user_errors():
         yield
     except LesionLabError as exc:
         st.error(str(exc), icon=":material/error:")
+
+
+# ---------------------------------------------------------------- small widget helpers
+
+
+def bump(key: str) -> None:
+    """Callback: add one to an integer in session state (e.g. a seed, for "new draws")."""
+    st.session_state[key] = int(st.session_state.get(key, 0)) + 1
+
+
+def pick_random(key: str, options: list) -> None:
+    """Callback: set a selectbox's value to one of its options at random."""
+    import random
+
+    st.session_state[key] = random.choice(options)
+
+
+def short_params(drawn: dict) -> str:
+    """One step's drawn random parameters as short text: "angle=-12.35, flipped=True"."""
+    def fmt(value):
+        if isinstance(value, float):
+            return f"{value:.2f}"
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(fmt(v) for v in value) + "]"
+        return str(value)
+    return ", ".join(f"{k}={fmt(v)}" for k, v in drawn.items())
+
+
+# ---------------------------------------------------------------- pipeline and model choices
+
+
+def pipeline() -> list:
+    """The augmentation spec built on the Augmentations page (default: the default_train preset)."""
+    from lesion_core import transforms
+
+    if PIPELINE not in st.session_state:
+        st.session_state[PIPELINE] = transforms.image_steps(transforms.PRESETS["default_train"])
+    return st.session_state[PIPELINE]
+
+
+def model_choice() -> dict:
+    """The model chosen on the Model page: {"name", "weights", "weights_path", "freeze_backbone"}."""
+    from lesion_core import models
+
+    return st.session_state.setdefault(MODEL, {"name": models.DEFAULT_MODEL, "weights": "default",
+                                               "weights_path": None, "freeze_backbone": False})
 
 
 # ---------------------------------------------------------------- dataset
@@ -285,35 +332,58 @@ def read_sample(record: data.Record, max_side: int | None = 1024) -> dict:
     return {"image": image, "mask": mask, "label": record.label, "id": record.id}
 
 
-def loader_batch(records: list, spec: list, size: int, mean, std, batch_size: int = 16,
-                 seed: int = 0) -> tuple:
-    """One shuffled batch exactly as training would see it: the spec finalised for the model
-    (fixed size, ToTensor, Normalize), drawn through a DataLoader.
+def sample_from_upload(image_file, mask_file=None) -> dict:
+    """A sample from uploaded files: image uint8 (H, W, 3) (longer side <= 1024), mask {0,1} or None."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
 
-    Returns (grid uint8 HxWx3 with the normalisation undone, labels list[int], ids list[str]).
+    try:
+        with Image.open(image_file) as opened:
+            opened.thumbnail((1024, 1024))
+            image = np.asarray(opened.convert("RGB"))
+        mask = None
+        if mask_file is not None:
+            with Image.open(mask_file) as opened:
+                levels = np.asarray(opened.convert("L"))
+            # 0/1 and 0/255 masks both work: anything above half the scale is lesion.
+            mask = (levels > (0 if levels.max() <= 1 else 127)).astype(np.uint8)
+            mask = np.asarray(Image.fromarray(mask).resize(image.shape[1::-1], Image.NEAREST))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise data.DataError(f"cannot read the uploaded file: {exc}") from None
+    return {"image": image, "mask": mask, "label": 0, "id": image_file.name}
+
+
+def loader_batch(records: list, spec: list, config: dict, seed: int = 0) -> tuple:
+    """One shuffled batch exactly as training would see it: train.make_loader (the spec
+    finalised for the config's model: fixed size, ToTensor, its Normalize), seeded.
+
+    Returns (grid uint8 HxWx3 with the normalisation undone, labels list[int]).
     """
     import torch
-    from torch.utils.data import DataLoader
 
-    from lesion_core import transforms
+    from lesion_core import models, train, transforms
 
-    pipeline = transforms.build_pipeline(transforms.finalize_spec(spec, size, mean, std))
-    dataset = data.LesionDataset(records, transform=pipeline, max_side=max(2 * size, 256))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0,
-                        generator=torch.Generator().manual_seed(seed),
-                        collate_fn=list)  # masks may be None: keep the samples as a list
+    entry = models.MODELS[config["model"]["name"]]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        batch = next(iter(loader))
-    images = torch.stack([s["image"] for s in batch])
-    grid = transforms.batch_grid(images, mean, std, nrow=8)
-    return grid, [s["label"] for s in batch], [s["id"] for s in batch]
+        loader = train.make_loader(records, spec, config, shuffle=True,
+                                   generator=torch.Generator().manual_seed(seed))
+        images, labels, _ids = next(iter(loader))
+    return transforms.batch_grid(images, entry.mean, entry.std, nrow=8), labels.tolist()
 
 
-def show_batch(records: list, spec: list, class_names, size: int, mean, std, seed: int) -> None:
+def batch_config(model_name: str, image_size: int, batch_size: int = 16) -> dict:
+    """A training config for showing batches: the default recipe with this model and size."""
+    from lesion_core import train
+
+    return train.merge_config(train.default_config(), {
+        "model": {"name": model_name}, "image_size": image_size, "batch_size": batch_size})
+
+
+def show_batch(records: list, spec: list, config: dict, class_names, seed: int) -> None:
     """Draw loader_batch's grid with the class of every image, row by row."""
     with st.spinner("Drawing a batch through the DataLoader..."):
-        grid, labels, ids = loader_batch(records, spec, size, mean, std, seed=seed)
+        grid, labels = loader_batch(records, spec, config, seed=seed)
     st.image(grid, width="stretch")
     rows = [labels[i:i + 8] for i in range(0, len(labels), 8)]
     st.caption("  \n".join(f"row {n + 1}: " + ", ".join(class_names[label] for label in row)

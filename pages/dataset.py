@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lesion_core import plots, transforms
+from lesion_core import models, plots, transforms
 from pages import common
 
 st.title("Dataset")
@@ -83,9 +83,10 @@ with common.user_errors():
 
 # ---------------------------------------------------------------- batch
 st.subheader("A training batch as the DataLoader delivers it")
-st.caption("Evaluation preset (rescale, centre crop) at 128 px, ImageNet normalisation undone for display.")
+st.caption("Evaluation preset (rescale, centre crop) at 128 px for the default model; "
+           "its normalisation undone for display.")
 common.default("keep_ds_batch_seed", 0)
 seed = st.number_input("Shuffle seed", min_value=0, step=1, key="keep_ds_batch_seed")
 with common.user_errors():
-    common.show_batch(dataset.split("train"), transforms.PRESETS["eval"], dataset.class_names, 128,
-                      transforms.IMAGENET_MEAN, transforms.IMAGENET_STD, int(seed))
+    common.show_batch(dataset.split("train"), transforms.PRESETS["eval"],
+                      common.batch_config(models.DEFAULT_MODEL, 128), dataset.class_names, int(seed))

@@ -98,3 +98,19 @@ def test_dataset(page, server):
     page.locator("[data-testid='stImage'] img").nth(1).wait_for()  # viewer and batch grid
     no_exception(page)
     shot(page, "02-dataset")
+
+
+def test_augmentations(page, server):
+    open_page(page, server, "augment", "Augmentations")
+    caption = page.get_by_text("RandomRotate90: k=").first
+    before = caption.inner_text()
+    page.get_by_role("button", name="New draws").click()
+    page.wait_for_function(
+        """(old) => {
+            const first = [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
+                .find(e => e.innerText.includes('RandomRotate90: k='));
+            return first && first.innerText !== old;
+        }""", arg=before)
+    wait_idle(page)
+    no_exception(page)
+    shot(page, "03-augmentations")

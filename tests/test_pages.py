@@ -89,3 +89,47 @@ def test_dataset_page_refuses_a_folder_without_a_dataset(app, tmp_path):
     assert not app.exception
     assert "no dataset found" in app.error[0].value
     assert "Current dataset: **demo**" in texts(app)  # the demo stays current
+
+
+def step_names(app: AppTest) -> list[str]:
+    return [s["name"] for s in app.session_state["pipeline"]]
+
+
+def test_augment_page_previews_draws_with_their_parameters(app):
+    goto(app, "augment")
+    captions = [c.value for c in app.caption]
+    assert any(c.startswith("8 draws of a 96x96 image") for c in captions)
+    assert sum("RandomRotate90: k=" in c for c in captions) == 8
+    assert len(app.image) == 1 + 8 + 1  # original, draws, batch grid
+    before = [c for c in captions if "RandomRotate90" in c]
+    app.button(key="aug_new").click().run()
+    assert app.number_input(key="keep_aug_seed").value == 1
+    assert [c.value for c in app.caption if "RandomRotate90" in c.value] != before
+
+
+def test_augment_page_edits_the_pipeline(app):
+    goto(app, "augment")
+    assert step_names(app) == ["RandomResizedCrop", "RandomRotate90", "RandomHorizontalFlip", "RandomVerticalFlip"]
+    app.selectbox(key="keep_aug_preset").set_value("notebook_train")
+    app.button(key="aug_load_preset").click().run()
+    assert step_names(app)[:2] == ["CropByMask", "RandomRotation"]
+    assert "ToTensor" not in step_names(app)  # training adds the tensor steps for the model
+    app.button(key="aug_down_1_0").click().run()  # move CropByMask below RandomRotation
+    assert step_names(app)[:2] == ["RandomRotation", "CropByMask"]
+    app.button(key="aug_rm_2_1").click().run()
+    assert "CropByMask" not in step_names(app)
+    app.selectbox(key="aug_add_name").set_value("ColorJitter")
+    app.button(key="aug_add").click().run()
+    assert step_names(app)[-1] == "ColorJitter"
+    version = app.session_state["aug_edit_version"]
+    app.number_input(key=f"aug_p_{version}_0_degrees").set_value(30.0).run()
+    assert app.session_state["pipeline"][0]["params"]["degrees"] == 30.0
+    assert not app.exception and not app.error
+    assert '"degrees": 30.0' in app.code[0].value
+
+
+def test_augment_page_names_a_bad_parameter(app):
+    goto(app, "augment")
+    app.text_input(key="aug_p_0_0_size").set_value("[224, 0]").run()
+    assert not app.exception
+    assert "step 1 (RandomResizedCrop)" in app.error[0].value

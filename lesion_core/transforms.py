@@ -14,6 +14,7 @@ numpy (see CONTRACTS.md) unless the pipeline ends in ToTensor(+Normalize).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import math
@@ -425,7 +426,8 @@ class TransformInfo:
     kind: str
 
     def defaults(self) -> dict:
-        return {p.name: p.default for p in self.params}
+        """A fresh {name: default} dict: copied, so editing it never changes the registry."""
+        return copy.deepcopy({p.name: p.default for p in self.params})
 
 
 _SIZE_HELP = "int = square side in pixels, [h, w] = height and width"

@@ -144,6 +144,12 @@ def test_registry_describes_every_parameter_for_the_ui():
         assert T.validate_spec(registry_spec(info.name, info.defaults()))[-1]["params"] == info.defaults()
 
 
+def test_editing_defaults_or_a_canonical_spec_leaves_the_registry_alone():
+    T.REGISTRY["ChangeSkin"].defaults()["colour"][0] = 1
+    T.validate_spec([step("ChangeSkin")])[0]["params"]["colour"][1] = 2
+    assert T.REGISTRY["ChangeSkin"].defaults()["colour"] == [198, 134, 66]
+
+
 def test_alignment_check_catches_the_notebooks_separate_draws():
     """Rotating image and mask in two calls (the notebook's bug) draws two angles: caught."""
     sample = make_sample()

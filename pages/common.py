@@ -388,3 +388,66 @@ def show_batch(records: list, spec: list, config: dict, class_names, seed: int) 
     rows = [labels[i:i + 8] for i in range(0, len(labels), 8)]
     st.caption("  \n".join(f"row {n + 1}: " + ", ".join(class_names[label] for label in row)
                            for n, row in enumerate(rows)))
+
+
+# ---------------------------------------------------------------- models
+
+
+def save_upload(upload, folder: str) -> Path:
+    """Store an uploaded file under cache_dir()/<folder>/ by content hash; return its path."""
+    import hashlib
+
+    content = upload.getvalue()
+    target = paths.cache_dir() / folder / f"{hashlib.sha256(content).hexdigest()[:16]}{Path(upload.name).suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        target.write_bytes(content)
+    return target
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _build_model(name: str, weights: str, weights_path: str | None, freeze_backbone: bool, num_classes: int):
+    from lesion_core import models
+
+    return models.build_model(name, num_classes, weights=weights, weights_path=weights_path,
+                              freeze_backbone=freeze_backbone)
+
+
+def build_model(name: str, weights: str = "default", weights_path: str | None = None,
+                freeze_backbone: bool = False, num_classes: int = 3):
+    """models.build_model, cached per choice (big nets take seconds to build)."""
+    with st.spinner(f"Building {name} ({weights} weights)..."):
+        return _build_model(name, weights, weights_path, freeze_backbone, num_classes)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _summarize(_model, choice_key: str, size: int):
+    from lesion_core import models
+
+    return models.summarize(_model, size)
+
+
+def summarize(model, choice: dict, size: int):
+    """models.summarize(model, size), cached per model choice and input size."""
+    import json
+
+    with st.spinner("Summarising the layers..."):
+        return _summarize(model, json.dumps(choice, sort_keys=True), size)
+
+
+def real_batch_shapes(model, records: list, model_name: str, size: int) -> tuple:
+    """(input shape, output shape) of one real 4-image batch of records through the model."""
+    import torch
+
+    from lesion_core import train, transforms
+
+    config = batch_config(model_name, size, batch_size=4)
+    images, _labels, _ids = next(iter(train.make_loader(records, transforms.PRESETS["eval"], config, shuffle=False)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(images)
+    finally:
+        model.train(was_training)
+    return tuple(images.shape), tuple(output.shape)

@@ -133,3 +133,35 @@ def test_augment_page_names_a_bad_parameter(app):
     app.text_input(key="aug_p_0_0_size").set_value("[224, 0]").run()
     assert not app.exception
     assert "step 1 (RandomResizedCrop)" in app.error[0].value
+
+
+def test_model_page_summarises_the_default_model_on_a_real_batch(app):
+    goto(app, "model")
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Output of a zero batch"] == "(2, 3)"
+    assert int(metrics["Parameters"].replace(",", "")) > 1_000_000
+    assert "output (4, 3)" in app.success[0].value
+    assert len(app.dataframe) == 2  # layers and parameters
+
+
+def test_model_page_freezing_leaves_only_the_head_trainable(app):
+    goto(app, "model")
+    app.selectbox(key="keep_model_name").set_value("lenet").run()
+    app.checkbox(key="keep_model_freeze").check().run()
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Trainable"] == f"{84 * 3 + 3:,}"  # fc3 only
+    assert app.session_state["model"] == {"name": "lenet", "weights": "default", "weights_path": None,
+                                          "freeze_backbone": True}
+
+
+def test_model_page_says_when_torchvision_weights_cannot_be_had(app, tmp_path, monkeypatch):
+    from lesion_core import models
+
+    if models._reachable("download.pytorch.org", 443, 3):
+        pytest.skip("download.pytorch.org is reachable; this test is about the offline message")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty weights cache
+    goto(app, "model")
+    app.selectbox(key="keep_model_name").set_value("resnet18").run()
+    app.radio(key="keep_model_weights").set_value("torchvision").run()
+    assert not app.exception
+    assert "resnet18" in app.error[0].value and "random" in app.error[0].value

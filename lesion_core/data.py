@@ -586,14 +586,17 @@ class LesionDataset(Dataset):
         """(image uint8 (H, W, 3), mask uint8 (H, W) {0,1} or None), from the cache if there."""
         if not self.cache:
             return _decode(record, self.max_side)
-        path = cache_dir() / "decoded" / f"{_cache_key(record, self.max_side)}.npz"
+        path = cache_dir() / "decoded" / f"{_cache_key(record, self.max_side)}.npy"
         try:
-            with np.load(path) as stored:
-                return stored["image"], (stored["mask"] if "mask" in stored else None)
-        except (OSError, ValueError, KeyError):
+            # One raw .npy per sample, the mask as a 4th channel: loads in a fraction of a
+            # millisecond, faster than decoding even a small JPEG (an .npz is not).
+            stored = np.load(path)
+            image = np.ascontiguousarray(stored[..., :3])
+            return image, (np.ascontiguousarray(stored[..., 3]) if stored.shape[-1] == 4 else None)
+        except (OSError, ValueError, IndexError):
             pass  # not cached yet, or a damaged entry: decode again and rewrite it
         image, mask = _decode(record, self.max_side)
-        _write_atomic_npz(path, image=image, **({"mask": mask} if mask is not None else {}))
+        _write_atomic_npy(path, image if mask is None else np.dstack([image, mask]))
         return image, mask
 
 
@@ -613,13 +616,13 @@ def _cache_key(record: Record, max_side: int | None) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
-def _write_atomic_npz(path: Path, **arrays) -> None:
-    """Write arrays to path via a temporary file and a rename, so readers never see half."""
+def _write_atomic_npy(path: Path, array: np.ndarray) -> None:
+    """Save array to path via a temporary file and a rename, so readers never see half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
-            np.savez(out, **arrays)
+            np.save(out, array)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

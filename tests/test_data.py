@@ -416,19 +416,19 @@ def test_dataset_max_side_keeps_aspect_and_mask_follows(tmp_path):
 def test_cache_is_reused_and_invalidated_when_the_file_changes(good):
     record = load_dataset(good).records[0]
     first = LesionDataset([record], max_side=32)[0]
-    entries = list((cache_dir() / "decoded").glob("*.npz"))
+    entries = list((cache_dir() / "decoded").glob("*.npy"))
     assert len(entries) == 1
     # Reading again uses the entry: overwrite it with a marker and see the marker come back.
-    marked = first["image"].copy()
-    marked[0, 0] = (1, 2, 3)
-    np.savez(entries[0], image=marked, mask=first["mask"])
+    marked = np.dstack([first["image"], first["mask"]])
+    marked[0, 0, :3] = (1, 2, 3)
+    np.save(entries[0], marked)
     assert tuple(LesionDataset([record], max_side=32)[0]["image"][0, 0]) == (1, 2, 3)
     # Changing the image file (new content and mtime) gives a new key and a fresh decode.
     Image.new("RGB", (48, 48), (0, 255, 0)).save(record.image_path, format="JPEG")
     os.utime(record.image_path, ns=(1, 10**18))
     fresh = LesionDataset([record], max_side=32)[0]
     assert fresh["image"][..., 1].mean() > 240
-    assert len(list((cache_dir() / "decoded").glob("*.npz"))) == 2
+    assert len(list((cache_dir() / "decoded").glob("*.npy"))) == 2
 
 
 def test_cached_sample_equals_direct_decode(good):
@@ -438,6 +438,22 @@ def test_cached_sample_equals_direct_decode(good):
         cached = LesionDataset([record], max_side=32)[0]
         assert np.array_equal(cached["image"], direct["image"])
         assert np.array_equal(cached["mask"], direct["mask"])
+        assert cached["image"].flags.c_contiguous and cached["mask"].flags.c_contiguous
+
+
+def test_cached_sample_without_mask_stays_without_mask(tmp_path):
+    data = load_dataset(make_dataset(tmp_path / "d", masks=False))
+    for _ in range(2):
+        sample = LesionDataset(data.records[:1], max_side=32)[0]
+        assert sample["mask"] is None and sample["image"].shape == (32, 32, 3)
+
+
+def test_damaged_cache_entry_is_decoded_again(good):
+    record = load_dataset(good).records[0]
+    expected = LesionDataset([record], max_side=32)[0]["image"]
+    (entry,) = (cache_dir() / "decoded").glob("*.npy")
+    entry.write_bytes(b"half a file")
+    assert np.array_equal(LesionDataset([record], max_side=32)[0]["image"], expected)
 
 
 def test_no_max_side_means_no_cache(good):

@@ -31,7 +31,8 @@ from torchvision.transforms import functional as TF
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lesion_core.data import read_image, read_mask  # noqa: E402
-from lesion_core.transforms import IMAGENET_MEAN, IMAGENET_STD, PRESETS, SKIN_TONES, build_pipeline, preview_draws  # noqa: E402
+from lesion_core.transforms import (  # noqa: E402
+    IMAGENET_MEAN, IMAGENET_STD, PRESETS, SKIN_TONES, build_pipeline, preview_draws)
 
 SIZES = ((384, 384), (768, 1024))  # (h, w)
 
@@ -103,7 +104,8 @@ def load_samples(data: Path | None, n: int = 4) -> list[dict]:
     samples = []
     for sid in ids:
         image = read_image(data / "images" / f"{sid}.jpg")
-        samples.append({"image": image, "mask": read_mask(data / "masks" / f"{sid}.png", image.shape), "label": 0, "id": sid})
+        mask = read_mask(data / "masks" / f"{sid}.png", image.shape)
+        samples.append({"image": image, "mask": mask, "label": 0, "id": sid})
     return samples
 
 

@@ -282,7 +282,8 @@ class RandomRotate90(Transform):
 
     def run(self, state):
         k = int(torch.randint(4, (1,)))
-        image, mask = (None if t is None else torch.rot90(t, k, dims=(-2, -1)) for t in (state["image"], state["mask"]))
+        turn = (None if t is None else torch.rot90(t, k, dims=(-2, -1)) for t in (state["image"], state["mask"]))
+        image, mask = turn
         return _with(state, image, mask), {"k": k}
 
     def output_size(self, in_size):
@@ -401,7 +402,8 @@ class Normalize(Transform):
 class ParamInfo:
     """One parameter: type is "int" | "float" | "bool" | "int_or_pair" (int or [a, b]) |
     "colour" (int or [r, g, b], each taken mod 256) | "floats3" ([x, y, z]).
-    min/max bound every number in the value (None: unbounded)."""
+    min/max bound every number in the value (None: unbounded); for "colour" they are the
+    widget's range, since values outside it are taken mod 256."""
 
     name: str
     type: str
@@ -453,7 +455,8 @@ REGISTRY: dict[str, TransformInfo] = {
         _entry(RandomCrop, "geometric", True, ParamInfo("size", "int_or_pair", 224, 1, 10000, _SIZE_HELP)),
         _entry(CenterCrop, "geometric", False, ParamInfo("size", "int_or_pair", 224, 1, 10000, _SIZE_HELP)),
         _entry(Rescale, "geometric", False,
-               ParamInfo("size", "int_or_pair", 256, 1, 10000, "int = shorter side (aspect kept), [h, w] = exact size")),
+               ParamInfo("size", "int_or_pair", 256, 1, 10000,
+                         "int = shorter side (aspect kept), [h, w] = exact size")),
         _entry(RandomCenterCrop, "geometric", True,
                ParamInfo("min_size", "int", 100, 1, 10000, "smallest side drawn"),
                ParamInfo("max_size", "int", 224, 1, 10000, "largest side drawn")),
@@ -477,12 +480,15 @@ REGISTRY: dict[str, TransformInfo] = {
                ParamInfo("contrast", "float", 0.2, 0, 1, "contrast factor drawn in [1-x, 1+x]"),
                ParamInfo("saturation", "float", 0.2, 0, 1, "saturation factor drawn in [1-x, 1+x]")),
         _entry(ChangeSkin, "colour", False,
-               ParamInfo("colour", "colour", [198, 134, 66], 0, 255, "int (grey level) or [r, g, b], each taken mod 256")),
+               ParamInfo("colour", "colour", [198, 134, 66], 0, 255,
+                         "int (grey level) or [r, g, b], each taken mod 256")),
         _entry(RandomChangeSkin, "colour", True),
         _entry(ToTensor, "tensor", False),
         _entry(Normalize, "tensor", False,
-               ParamInfo("mean", "floats3", list(IMAGENET_MEAN), -10, 10, "per-channel mean (ImageNet; 0.5 for TF-Lite nets)"),
-               ParamInfo("std", "floats3", list(IMAGENET_STD), 1e-6, 10, "per-channel std (ImageNet; 0.5 for TF-Lite nets)")),
+               ParamInfo("mean", "floats3", list(IMAGENET_MEAN), -10, 10,
+                         "per-channel mean (ImageNet; 0.5 for TF-Lite nets)"),
+               ParamInfo("std", "floats3", list(IMAGENET_STD), 1e-6, 10,
+                         "per-channel std (ImageNet; 0.5 for TF-Lite nets)")),
     )
 }
 

@@ -307,6 +307,33 @@ def test_same_seed_gives_same_draws_and_another_seed_other_draws():
     assert pa != pc
 
 
+class _Angles(torch.utils.data.Dataset):
+    """The same sample 8 times; each item is the angle its rotation drew."""
+
+    def __init__(self):
+        self.pipeline = T.build_pipeline([step("RandomRotation", degrees=180, expand=False)])
+        self.sample = make_sample(16, 16)
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return self.pipeline.apply_with_params(self.sample)[1][0]["angle"]
+
+
+def test_dataloader_workers_draw_different_angles_reproducibly():
+    """Torch seeds each worker's RNG from the loader's generator: draws differ between workers
+    (no duplicated augmentations, numpy's classic trap) and repeat with the same generator."""
+    def angles(seed):
+        loader = torch.utils.data.DataLoader(_Angles(), batch_size=None, num_workers=2,
+                                             generator=torch.Generator().manual_seed(seed))
+        return [float(a) for a in loader]
+
+    first = angles(0)
+    assert len(set(first)) == 8
+    assert angles(0) == first and angles(1) != first
+
+
 def test_preview_draws_are_seeded_and_leave_the_global_rng_alone():
     torch.manual_seed(123)
     before = torch.get_rng_state()

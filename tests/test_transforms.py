@@ -136,6 +136,12 @@ def test_registry_entry_without_mask_transforms_image_or_says_it_needs_one(name)
         assert out["mask"] is None and channels == 3
 
 
+def test_rotation_cropping_to_the_lesion_needs_a_mask():
+    sample = dict(make_sample(), mask=None, id="ISIC_0000043")
+    with pytest.raises(TransformError, match=r"step 1 \(RandomRotation\) needs a lesion mask; sample ISIC_0000043"):
+        T.build_pipeline([step("RandomRotation", crop_to_lesion=True)])(sample)
+
+
 def test_registry_describes_every_parameter_for_the_ui():
     for info in T.REGISTRY.values():
         assert info.help and info.kind in {"geometric", "colour", "tensor"}

@@ -206,6 +206,8 @@ def run_info(run_dir) -> RunInfo:
     run_dir = Path(run_dir)
     status = read_status(run_dir)
     state = effective_state(status)
+    if state == "running" and stop_requested(run_dir):
+        state = "stopping"  # shown at once; the trainer itself stops after its current batch
     best = status.get("best") or best_from_history(read_history(run_dir))
     started = status.get("started") or status.get("created")
     end = time.time() if state in ACTIVE_STATES else status.get("updated")

@@ -135,6 +135,11 @@ def validate_config(config: dict) -> dict:
     _require(config["device"] in DEVICES, f"unknown device {config['device']!r}; use one of: {', '.join(DEVICES)}")
     _require(config["amp"] in AMP_MODES, f"unknown amp mode {config['amp']!r}; use one of: {', '.join(AMP_MODES)}")
     resolve_device(config["device"])  # fails now, not after the run folder exists
+    # Absolute paths: the trainer may run in another working directory (launch() uses the run's).
+    if config["data"]["root"] != "demo":
+        config["data"]["root"] = str(Path(config["data"]["root"]).resolve())
+    if config["model"]["weights_path"]:
+        config["model"]["weights_path"] = str(Path(config["model"]["weights_path"]).resolve())
     return config
 
 
@@ -244,17 +249,38 @@ def collate(samples: list[dict]) -> tuple[torch.Tensor, torch.Tensor, list[str]]
     return images, labels, [s["id"] for s in samples]
 
 
-def load_data(config: dict, root_override=None) -> data.LesionData:
-    """The run's dataset: the recorded split when config has one, else a fresh load and split."""
-    cfg = config["data"]
-    if cfg.get("split"):
-        spec = dict(cfg["split"], root=str(root_override or cfg["split"]["root"]))
-        return data.from_spec(spec)
-    root = root_override or cfg["root"]
-    if root == "demo":
-        from lesion_core.demo import demo_dir
+def _data_root(cfg: dict) -> Path:
+    if cfg["root"] != "demo":
+        return Path(cfg["root"])
+    from lesion_core.demo import demo_dir
 
-        root = demo_dir()
+    return demo_dir()
+
+
+def _recorded_split(cfg: dict) -> dict | None:
+    """cfg's recorded split (LesionData.to_spec()) if it still describes cfg's data settings.
+
+    A config copied from an earlier run keeps that run's exact split, unless its root or
+    split settings were changed since, which calls for a new split.
+    """
+    spec = cfg.get("split")
+    if not spec or any(spec.get(k) != cfg[k] for k in ("max_size", "val_fraction", "test_fraction", "split_seed")):
+        return None
+    if cfg["root"] == "demo":
+        return spec if Path(spec["root"]).is_dir() else dict(spec, root=str(_data_root(cfg)))
+    return spec if Path(spec["root"]).resolve() == Path(cfg["root"]).resolve() else None
+
+
+def load_data(config: dict, root_override=None) -> data.LesionData:
+    """The run's dataset: the recorded split when it applies, else a fresh load and split.
+
+    root_override: the same dataset at another place (it moved since training).
+    """
+    cfg = config["data"]
+    spec = _recorded_split(cfg)
+    if spec:
+        return data.from_spec(dict(spec, root=str(root_override or spec["root"])))
+    root = root_override or _data_root(cfg)
     return data.load_dataset(root, class_names=cfg["class_names"], max_size=cfg["max_size"],
                              val_fraction=cfg["val_fraction"], test_fraction=cfg["test_fraction"],
                              split_seed=cfg["split_seed"])
@@ -276,7 +302,7 @@ def make_loader(records, spec, config: dict, shuffle: bool, generator=None) -> D
     drop_last = shuffle and len(records) % config["batch_size"] == 1 and len(records) > 1
     return DataLoader(dataset, batch_size=config["batch_size"], shuffle=shuffle, drop_last=drop_last,
                       num_workers=config["num_workers"], collate_fn=collate, generator=generator,
-                      worker_init_fn=_worker_init, persistent_workers=False)
+                      worker_init_fn=_worker_init)
 
 
 def class_weights(config: dict, labels: list[int], n_classes: int) -> torch.Tensor | None:
@@ -373,6 +399,7 @@ class Trainer:
         self.on_log = on_log
         self.stop_signal = False
         self.iter_time = {}  # phase -> mean seconds per batch, for the ETA
+        self.completed = 0  # last epoch saved in last.pt
         self.status = {}
 
     # -- reporting
@@ -401,7 +428,6 @@ class Trainer:
         cfg = self.config
         self.device = resolve_device(cfg["device"])
         self.amp_dtype = resolve_amp(cfg["amp"], self.device)
-        seed_everything(cfg["seed"])  # model init draws from torch's RNG
         self.data = load_data(cfg)
         self.class_names = list(self.data.class_names)
         cfg["data"]["split"] = self.data.to_spec()
@@ -410,6 +436,7 @@ class Trainer:
         self.log("data: " + "; ".join(f"{s} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in c.items())})"
                                       for s, c in counts.items()))
         mcfg = cfg["model"]
+        seed_everything(cfg["seed"])  # the new head's initialisation draws from torch's RNG
         self.model = models.build_model(mcfg["name"], len(self.class_names), weights=mcfg["weights"],
                                         weights_path=mcfg["weights_path"], freeze_backbone=mcfg["freeze_backbone"])
         weights_info = getattr(self.model, "weights_info", None)
@@ -439,7 +466,8 @@ class Trainer:
                  f"amp {cfg['resolved']['amp']}, {image_size(cfg)} px, batch {cfg['batch_size']}, "
                  f"{cfg['optim']['optimizer']} lr {cfg['optim']['lr']}, {cfg['scheduler']['name']} schedule")
         self.best = None
-        return self._restore() + 1 if resuming else 1
+        self.completed = self._restore() if resuming else 0
+        return self.completed + 1
 
     def _restore(self) -> int:
         """Load last.pt (if any) into model/optimizer/scheduler; return its epoch (0 if none)."""
@@ -490,6 +518,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "epoch": epoch, "best": self.best, "seed": self.config["seed"]})
+        self.completed = epoch
         self.log(f"epoch {epoch}/{self.config['epochs']}: train loss {train['loss']:.4f} acc {train['accuracy']:.3f}"
                  f" | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} mean AUC {_fmt(val['mean_auc'])}"
                  f" ({', '.join(f'{k} {_fmt(v)}' for k, v in val['auc'].items())})"
@@ -665,7 +694,7 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
     except _StopRequested as where:
         runs.clear_stop(run_dir)
         message = (f"stopped during {where}; best and last weights saved"
-                   f" (last.pt: epoch {_last_epoch(trainer)}); resume with --resume {run_dir}")
+                   f" (last.pt: epoch {trainer.completed}); resume with --resume {run_dir}")
         trainer.set_status(state="stopped", phase=None, message=message, eta_s=None)
         trainer.log(message)
     except _Diverged as exc:
@@ -687,11 +716,6 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
     return run_dir
 
 
-def _last_epoch(trainer: Trainer) -> str:
-    path = trainer.run_dir / "last.pt"
-    return str(models.load_checkpoint(path)["epoch"]) if path.exists() else "none yet"
-
-
 def _resumable_config(run_dir: Path) -> dict:
     """The config of a run that may be resumed; TrainingError when it is running or done."""
     _require((run_dir / "config.json").is_file(), f"not a run folder (no config.json): {run_dir}")
@@ -704,8 +728,8 @@ def _resumable_config(run_dir: Path) -> dict:
 
 def _refuse_if_busy(runs_dir: Path) -> None:
     active = runs.active_run(runs_dir)
-    _require(active is None, f"run {active.id if active else ''} is still {active.state if active else ''}: "
-             "one training at a time; stop it first")
+    if active is not None:
+        raise TrainingError(f"run {active.id} is still {active.state}: one training at a time; stop it first")
 
 
 def launch(config: dict, runs_dir) -> Path:

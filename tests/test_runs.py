@@ -124,6 +124,14 @@ def test_best_falls_back_to_val_loss_when_auc_undefined():
     assert runs.best_from_history(history) == {"metric": "val_loss", "value": 0.5, "epoch": 2}
 
 
+def test_a_running_run_with_a_stop_request_shows_as_stopping(tmp_path):
+    run_dir = runs.create_run(tmp_path, _config())
+    runs.write_status(run_dir, state="running", pid=os.getpid())
+    runs.request_stop(run_dir)
+    assert runs.run_info(run_dir).state == "stopping"
+    assert runs.is_active(run_dir)
+
+
 def test_request_stop_and_clear(tmp_path):
     assert not runs.stop_requested(tmp_path)
     runs.request_stop(tmp_path)

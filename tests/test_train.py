@@ -200,6 +200,21 @@ def test_bad_config_is_refused_before_a_run_folder_exists(demo_root, tmp_path, o
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_copied_config_keeps_its_split_unless_the_data_settings_change(demo_root, tmp_path):
+    first = train.run_training(tiny_config(demo_root, epochs=1), tmp_path / "a")
+    copied = runs.read_config(first)
+    same = train.load_data(copied)
+    assert [r.id for r in same.split("val")] == copied["data"]["split"]["splits"]["val"]
+    changed = dict(copied, data=dict(copied["data"], max_size=30))
+    assert len(train.load_data(changed).records) == 30
+
+
+def test_relative_paths_are_made_absolute(demo_root, monkeypatch):
+    monkeypatch.chdir(demo_root.parent.parent)
+    config = train.validate_config(tiny_config(Path(demo_root.parent.name) / demo_root.name))
+    assert config["data"]["root"] == str(demo_root.resolve())
+
+
 def test_default_config_is_the_documented_recipe_and_json():
     config = train.default_config()
     json.dumps(config)

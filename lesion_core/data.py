@@ -275,11 +275,17 @@ def _csv_rows(root: Path) -> list:
         tables = [(None, root / "labels.csv")]
     else:
         tables = [(s, root / f) for s, f in _DB_FILES.items() if (root / f).is_file()]
-    rows = []
+    result = []
     for split, path in tables:
-        rows.append([_Row(r.get("id", ""), r.get("label", ""), split)
-                     for r in _read_csv(path, ("id", "label"))])
-    return rows
+        rows = []
+        for raw in _read_csv(path, ("id", "label")):
+            row = _Row(raw["id"], raw["label"], split)
+            if not _unsafe_id(row.id):  # an unsafe id never becomes a path
+                row.image_path = root / "images" / f"{row.id}.jpg"
+                row.mask_path = root / "masks" / f"{row.id}.png"
+            rows.append(row)
+        result.append(rows)
+    return result
 
 
 def _isic_label(row: dict) -> object:
@@ -288,7 +294,8 @@ def _isic_label(row: dict) -> object:
         melanoma = float(row.get("melanoma", ""))
         keratosis = float(row.get("seborrheic_keratosis", ""))
     except ValueError:
-        return f"melanoma={row.get('melanoma')!r}, seborrheic_keratosis={row.get('seborrheic_keratosis')!r}"
+        return (f"melanoma={row.get('melanoma')!r}, "
+                f"seborrheic_keratosis={row.get('seborrheic_keratosis')!r}")
     if {melanoma, keratosis} - {0.0, 1.0} or melanoma + keratosis > 1:
         return f"melanoma={melanoma:g}, seborrheic_keratosis={keratosis:g}"
     return 1 if melanoma == 1 else 2 if keratosis == 1 else 0
@@ -307,8 +314,10 @@ def _isic_rows(root: Path) -> list:
             row = _Row(raw["image_id"], label, split)
             if isinstance(label, str):
                 row.label_problem = f"ISIC diagnosis columns are not one-hot 0/1: {label}"
-            row.image_path = root / f"ISIC-2017_{stem}_Data" / f"{raw['image_id']}.jpg"
-            row.mask_path = root / f"ISIC-2017_{stem}_Part1_GroundTruth" / f"{raw['image_id']}_segmentation.png"
+            if not _unsafe_id(row.id):  # an unsafe id never becomes a path
+                row.image_path = root / f"ISIC-2017_{stem}_Data" / f"{row.id}.jpg"
+                row.mask_path = (root / f"ISIC-2017_{stem}_Part1_GroundTruth"
+                                 / f"{row.id}_segmentation.png")
             rows.append(row)
         tables.append(rows)
     return tables
@@ -340,7 +349,7 @@ def _unsafe_id(name: str, what: str = "id") -> str:
 
 
 def _parse_label(raw: object, n_classes: int) -> tuple:
-    """(label, "") for an integer in range(n_classes), else (None, problem kind + message)."""
+    """(label, None) for an integer in range(n_classes), else (None, (kind, message))."""
     if isinstance(raw, int):
         value = raw
     elif isinstance(raw, str) and _INTEGER.fullmatch(raw):
@@ -422,15 +431,17 @@ def _validate(row: _Row, n_classes: int, check_images: bool, report: Report) -> 
         if check_images:
             size, mode = _check_image(row.image_path)
             if mode != "RGB":
+                what = _NOTE_MODES.get(mode, mode)
                 report.notes.append(Problem(row.id, "converted_image",
-                                            f"{_NOTE_MODES.get(mode, mode)} image converted to 8-bit RGB"))
+                                            f"{what} image converted to 8-bit RGB"))
             if mask_path:
                 _check_mask(mask_path, size)
     except _Bad as bad:
         report.problems.append(Problem(row.id, *bad.args))
         return None
     if row.mask_path and mask_path is None and row.mask_path.parent.is_dir():
-        report.notes.append(Problem(row.id, "no_mask", f"no mask ({row.mask_path.name} not found); "
+        report.notes.append(Problem(row.id, "no_mask",
+                                    f"no mask ({row.mask_path.name} not found); "
                                     "mask-based augmentations will refuse this sample"))
     return Record(row.id, label, row.image_path, mask_path, row.split or "train")
 
@@ -446,7 +457,8 @@ def _carve(records: list, fraction: float, seed: int, report: Report) -> tuple:
         return records, []
     labels = [r.label for r in records]
     try:
-        return tuple(train_test_split(records, test_size=fraction, random_state=seed, stratify=labels))
+        return tuple(train_test_split(records, test_size=fraction, random_state=seed,
+                                      stratify=labels))
     except ValueError:
         if not any(n.kind == "unstratified_split" for n in report.notes):
             report.notes.append(Problem("", "unstratified_split",
@@ -482,8 +494,8 @@ def _apply_recorded_splits(records: list, splits: dict, report: Report) -> list:
             record.split = split_of.pop(record.id)
             kept.append(record)
     for sample_id in split_of:
-        report.problems.append(Problem(sample_id, "not_in_dataset",
-                                       "recorded in the saved split but not usable in the dataset now"))
+        report.problems.append(Problem(sample_id, "not_in_dataset", "recorded in the saved "
+                                       "split but not usable in the dataset now"))
     return kept
 
 
@@ -508,13 +520,13 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
     if layout == "isic2017" and len(class_names) != 3:
         raise DataError("the ISIC 2017 layout has 3 classes; give 3 class names or none")
     tables = _csv_rows(root) if layout == "csv" else _isic_rows(root)
-    if layout == "csv":
-        _attach_csv_paths(root, tables)
     if splits is None:
         tables = [_subset(rows, max_size, split_seed) for rows in tables]
     report = Report(class_names=class_names, n_rows=sum(len(rows) for rows in tables))
-    if layout == "csv" and not (root / "masks").is_dir():
-        report.notes.append(Problem("", "no_masks", "no masks/ folder: samples have no masks"))
+    mask_folders = {row.mask_path.parent for rows in tables for row in rows if row.mask_path}
+    for folder in sorted(f for f in mask_folders if not f.is_dir()):
+        report.notes.append(Problem("", "no_masks",
+                                    f"no {folder.name}/ folder: samples have no masks"))
 
     records, seen = [], {}
     for rows in tables:
@@ -543,15 +555,6 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
         raise DataError(f"no usable samples in {root}:\n{report.format()}")
     return LesionData(root, layout, class_names, records, report, split_seed,
                       max_size, val_fraction, test_fraction)
-
-
-def _attach_csv_paths(root: Path, tables: list) -> None:
-    """Point rows of the notebook layout at images/<id>.jpg and masks/<id>.png (safe ids only)."""
-    for rows in tables:
-        for row in rows:
-            if not _unsafe_id(row.id):
-                row.image_path = root / "images" / f"{row.id}.jpg"
-                row.mask_path = root / "masks" / f"{row.id}.png"
 
 
 # ---------------------------------------------------------------------------- torch dataset
@@ -736,8 +739,8 @@ def _extract_member(archive, info, target: Path) -> None:
         while chunk := source.read(_CHUNK):
             written += len(chunk)
             if written > info.file_size:
-                raise UnsafeArchiveError(f"entry {info.filename!r} unpacks to more than its declared "
-                             f"{info.file_size} bytes; nothing was imported")
+                raise UnsafeArchiveError(f"entry {info.filename!r} unpacks to more than its "
+                                         f"declared {info.file_size} bytes; nothing was imported")
             out.write(chunk)
 
 

@@ -27,7 +27,8 @@ def make_isic(root: Path, splits: dict, source: Path | None = None) -> Path:
     sources = sorted((source / "images").glob("*.jpg")) if source else []
     for split, rows in splits.items():
         stem = _STEMS[split]
-        images, masks = root / f"ISIC-2017_{stem}_Data", root / f"ISIC-2017_{stem}_Part1_GroundTruth"
+        images = root / f"ISIC-2017_{stem}_Data"
+        masks = root / f"ISIC-2017_{stem}_Part1_GroundTruth"
         images.mkdir(parents=True)
         masks.mkdir()
         with open(root / f"ISIC-2017_{stem}_Part3_GroundTruth.csv", "w", newline="") as handle:
@@ -78,6 +79,15 @@ def test_missing_segmentation_is_a_note(tmp_path):
     data = load_dataset(root)
     assert data.report.n_usable == 9
     assert [(n.id, n.kind) for n in data.report.notes if n.id] == [("ISIC_0000004", "no_mask")]
+
+
+def test_missing_segmentation_folder_is_one_note(tmp_path):
+    root = make_isic(tmp_path, {"train": ids(0, 6), "val": ids(50, 3), "test": ids(80, 3)})
+    shutil.rmtree(root / "ISIC-2017_Training_Part1_GroundTruth")
+    data = load_dataset(root)
+    assert data.split("train")[0].mask_path is None and data.split("val")[0].mask_path
+    assert [(n.id, n.kind) for n in data.report.notes] == [("", "no_masks")]
+    assert "ISIC-2017_Training_Part1_GroundTruth/" in data.report.notes[0].message
 
 
 def _rewrite_first_row(root: Path, melanoma: str, keratosis: str):

@@ -259,6 +259,15 @@ def test_zero_one_masks_are_binary(good):
     assert np.array_equal(LesionDataset([record])[0]["mask"], mask)
 
 
+def test_sixteen_bit_masks_are_binary(good):
+    _, mask = lesion_arrays()
+    Image.fromarray(mask.astype(np.uint16) * 65535).save(good / "masks" / "s003.png")
+    data = load_dataset(good)
+    assert data.report.problems == []
+    record = next(r for r in data.records if r.id == "s003")
+    assert np.array_equal(LesionDataset([record])[0]["mask"], mask)
+
+
 def test_label_out_of_range(good):
     add_row(good, "s000b", "3")
     Image.open(good / "images" / "s000.jpg").save(good / "images" / "s000b.jpg")

@@ -75,7 +75,7 @@ def main() -> None:
     amp_dtype = train.resolve_amp(config["amp"], device)
     name = config["model"]["name"]
     print(f"{name} at {args.size} px, batch {args.batch_size}, {torch.get_num_threads()} threads, "
-          f"autocast {str(amp_dtype).replace('torch.', '') if amp_dtype else 'off'}, channels_last, torch {torch.__version__}")
+          f"autocast {train.dtype_name(amp_dtype)}, channels_last, torch {torch.__version__}")
 
     peak = {"fp32": matmul_gflops(torch.float32)}
     if amp_dtype == torch.bfloat16:

@@ -428,46 +428,53 @@ class Trainer:
         cfg = self.config
         self.device = resolve_device(cfg["device"])
         self.amp_dtype = resolve_amp(cfg["amp"], self.device)
+        self._load_data()
+        weights_info = self._build_model()
+        cfg["resolved"] = {
+            "device": str(self.device), "amp": dtype_name(self.amp_dtype), "channels_last": self.channels_last,
+            "image_size": image_size(cfg), "class_weights": _tolist(self.criterion.weight),
+            "weights": weights_info, "threads": torch.get_num_threads(), "versions": versions()}
+        runs.atomic_write_json(self.run_dir / "config.json", cfg)
+        self.log(f"model {cfg['model']['name']} ({(weights_info or {}).get('source', '?')} weights) on {self.device}, "
+                 f"amp {cfg['resolved']['amp']}, {image_size(cfg)} px, batch {cfg['batch_size']}, "
+                 f"{cfg['optim']['optimizer']} lr {cfg['optim']['lr']}, {cfg['scheduler']['name']} schedule")
+        self.best = None
+        self.completed = self._restore() if resuming else 0
+        return self.completed + 1
+
+    def _load_data(self) -> None:
+        """The dataset and its loaders; records the exact split in the config."""
+        cfg = self.config
         self.data = load_data(cfg)
         self.class_names = list(self.data.class_names)
         cfg["data"]["split"] = self.data.to_spec()
         cfg["data"]["class_names"] = self.class_names
-        counts = self.data.report.counts
         self.log("data: " + "; ".join(f"{s} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in c.items())})"
-                                      for s, c in counts.items()))
-        mcfg = cfg["model"]
-        seed_everything(cfg["seed"])  # the new head's initialisation draws from torch's RNG
-        self.model = models.build_model(mcfg["name"], len(self.class_names), weights=mcfg["weights"],
-                                        weights_path=mcfg["weights_path"], freeze_backbone=mcfg["freeze_backbone"])
-        weights_info = getattr(self.model, "weights_info", None)
-        self.model.to(self.device)
-        self.channels_last = cfg["channels_last"] and self.device.type in ("cpu", "cuda")
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        train_labels = [r.label for r in self.data.split("train")]
-        weights = class_weights(cfg, train_labels, len(self.class_names))
-        self.criterion = nn.CrossEntropyLoss(weight=weights.to(self.device) if weights is not None else None)
-        self.optimizer = make_optimizer(cfg, self.model.parameters())
-        self.scheduler = make_scheduler(cfg, self.optimizer)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+                                      for s, c in self.data.report.counts.items()))
+        _require(len(self.data.split("val")) > 0, "the validation split is empty: use more data or a larger val_fraction")
         self.generator = torch.Generator()
         self.loaders = {
             "train": make_loader(self.data.split("train"), cfg["augment"], cfg, True, self.generator),
             "val": make_loader(self.data.split("val"), cfg["eval_augment"], cfg, False),
         }
         _require(len(self.loaders["train"]) > 0, "the training split is empty")
-        _require(len(self.data.split("val")) > 0, "the validation split is empty: use more data or a larger val_fraction")
-        cfg["resolved"] = {"device": str(self.device), "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
-                           "channels_last": self.channels_last, "image_size": image_size(cfg),
-                           "class_weights": weights.tolist() if weights is not None else None,
-                           "weights": weights_info, "threads": torch.get_num_threads(), "versions": versions()}
-        runs.atomic_write_json(self.run_dir / "config.json", cfg)
-        self.log(f"model {mcfg['name']} ({(weights_info or {}).get('source', '?')} weights) on {self.device}, "
-                 f"amp {cfg['resolved']['amp']}, {image_size(cfg)} px, batch {cfg['batch_size']}, "
-                 f"{cfg['optim']['optimizer']} lr {cfg['optim']['lr']}, {cfg['scheduler']['name']} schedule")
-        self.best = None
-        self.completed = self._restore() if resuming else 0
-        return self.completed + 1
+
+    def _build_model(self) -> dict | None:
+        """Model, loss, optimiser, scheduler and grad scaler; returns what weights were loaded."""
+        cfg, mcfg = self.config, self.config["model"]
+        seed_everything(cfg["seed"])  # the new head's initialisation draws from torch's RNG
+        self.model = models.build_model(mcfg["name"], len(self.class_names), weights=mcfg["weights"],
+                                        weights_path=mcfg["weights_path"], freeze_backbone=mcfg["freeze_backbone"])
+        self.model.to(self.device)
+        self.channels_last = cfg["channels_last"] and self.device.type in ("cpu", "cuda")
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        weights = class_weights(cfg, [r.label for r in self.data.split("train")], len(self.class_names))
+        self.criterion = nn.CrossEntropyLoss(weight=weights.to(self.device) if weights is not None else None)
+        self.optimizer = make_optimizer(cfg, self.model.parameters())
+        self.scheduler = make_scheduler(cfg, self.optimizer)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        return getattr(self.model, "weights_info", None)
 
     def _restore(self) -> int:
         """Load last.pt (if any) into model/optimizer/scheduler; return its epoch (0 if none)."""
@@ -629,6 +636,15 @@ class Trainer:
                    + (f"; test mean AUC {_fmt(summary['test']['mean_auc'])}" if "test" in summary else ""))
         self.set_status(state="finished", phase=None, message=message, eta_s=0, final=metrics.to_jsonable(summary))
         self.log(message)
+
+
+def dtype_name(dtype: torch.dtype | None) -> str:
+    """'bfloat16', 'float16' or 'off' (no autocast)."""
+    return str(dtype).replace("torch.", "") if dtype is not None else "off"
+
+
+def _tolist(tensor: torch.Tensor | None) -> list | None:
+    return tensor.tolist() if tensor is not None else None
 
 
 def _fmt(value) -> str:

@@ -244,22 +244,27 @@ def run_label(run: runs.RunInfo) -> str:
 
 
 def runs_frame(listed: list[runs.RunInfo]):
-    """One row per run: id, state, model, highlights of the config, best val AUC, duration."""
+    """One row per run: id, state, highlights of the config, best val and test AUC, duration."""
     import pandas as pd
 
     rows = []
     for run in listed:
         config, best = run.config, run.best or {}
+        optim, model = config.get("optim", {}), config.get("model", {})
+        test = (run.status.get("final") or {}).get("test") or {}
         rows.append({
             "run": run.id,
             "state": run.state,
-            "model": run.model,
+            "model": f"{model.get('name', '?')} ({model.get('weights', '?')})",
+            "size": config.get("image_size"),
             "epochs": config.get("epochs"),
-            "image size": config.get("image_size"),
+            "batch": config.get("batch_size"),
+            "optimiser": f"{optim.get('optimizer', '?')} {optim.get('lr', '')}",
+            "augmentation": ", ".join(s["name"] for s in config.get("augment", [])),
             "best val mean AUC": best.get("value") if best.get("metric") == "val_mean_auc" else None,
             "best epoch": best.get("epoch"),
+            "test mean AUC": test.get("mean_auc"),
             "minutes": round(run.duration / 60, 1) if run.duration else None,
-            "message": run.status.get("message", ""),
         })
     return pd.DataFrame(rows)
 
@@ -451,3 +456,58 @@ def real_batch_shapes(model, records: list, model_name: str, size: int) -> tuple
     finally:
         model.train(was_training)
     return tuple(images.shape), tuple(output.shape)
+
+
+def run_metrics(run_dir: Path, split: str) -> dict | None:
+    """The run's metrics_<split>.json (written when it finished), or None when absent."""
+    import json
+
+    path = Path(run_dir) / f"metrics_{split}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def set_value(key: str, value) -> None:
+    """Callback: store a value in session state (e.g. which prediction is opened)."""
+    st.session_state[key] = value
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _prediction_frame(path: str, mtime: int):
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    prob_columns = [c for c in frame.columns if c.startswith("prob_")]
+    names = [c.removeprefix("prob_") for c in prob_columns]
+    probs = frame[prob_columns].to_numpy(dtype=float)
+    true_index = frame["label"].map({n: i for i, n in enumerate(names)}).to_numpy()
+    frame["confidence"] = probs.max(axis=1)
+    frame["loss"] = -np.log(np.clip(probs[np.arange(len(frame)), true_index], 1e-12, 1))
+    frame["correct"] = frame["label"] == frame["pred"]
+    frame.attrs["class_names"] = names
+    return frame
+
+
+def prediction_frame(run_dir: Path, split: str):
+    """predictions_<split>.csv of a run with confidence, loss (-log p(true)) and correct
+    columns; frame.attrs["class_names"]; None when the file is not written yet."""
+    path = Path(run_dir) / f"predictions_{split}.csv"
+    if not path.is_file():
+        return None
+    return _prediction_frame(str(path), path.stat().st_mtime_ns)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _run_records(run_dir: str) -> dict:
+    split = runs.read_config(run_dir).get("data", {}).get("split")
+    if not split:
+        raise data.DataError(f"run {Path(run_dir).name} has no recorded data split yet")
+    return {r.id: r for r in data.from_spec(split, check_images=False).records}
+
+
+def run_records(run_dir: Path) -> dict:
+    """id -> Record of the images a run was trained and evaluated on (its recorded split)."""
+    return _run_records(str(run_dir))

@@ -55,8 +55,8 @@ left, middle, right = st.columns(3)
 splits = left.multiselect("Split", ["train", "val", "test"], key="keep_ds_splits")
 classes = middle.multiselect("Class", list(dataset.class_names), key="keep_ds_classes")
 query = right.text_input("Id contains", key="keep_ds_query")
-shown = frame[(frame["split"].isin(splits) if splits else True)
-              & (frame["class"].isin(classes) if classes else True)
+shown = frame[frame["split"].isin(splits or ["train", "val", "test"])
+              & frame["class"].isin(classes or list(dataset.class_names))
               & frame["id"].str.contains(query, case=False, regex=False)]
 st.dataframe(shown, hide_index=True, width="stretch", height=240)
 

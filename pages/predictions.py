@@ -1,2 +1,80 @@
+"""Predictions: browse a run's predictions image by image; classify a new image with a run."""
+
 import streamlit as st
-st.title("todo")
+
+from lesion_core import plots, train, transforms
+from pages import common
+
+st.title("Predictions")
+
+run = common.selected_run()
+if run is None:
+    st.info("No runs yet: launch one on the **Train** page.")
+    st.stop()
+st.caption(f"Run **{run.id}** ({run.state}) · pick another run in the sidebar")
+
+PER_PAGE = 12
+split = st.radio("Split", ["test", "val"], horizontal=True, key="keep_pred_split")
+frame = common.prediction_frame(run.path, split)
+if frame is None:
+    st.info(f"No {split} predictions yet: they are written when the run finishes.")
+else:
+    names = list(frame.attrs["class_names"])
+    true_col, pred_col, right_col, sort_col = st.columns(4)
+    wanted_true = true_col.multiselect("True class", names, key="keep_pred_true")
+    wanted_pred = pred_col.multiselect("Predicted class", names, key="keep_pred_pred")
+    outcome = right_col.radio("Outcome", ["all", "right", "wrong"], horizontal=True, key="keep_pred_outcome")
+    order = sort_col.selectbox("Sort by", ["loss (worst first)", "confidence (highest first)",
+                                           "confidence (lowest first)"], key="keep_pred_sort")
+    keep = frame["label"].isin(wanted_true or names) & frame["pred"].isin(wanted_pred or names)
+    if outcome != "all":
+        keep &= frame["correct"] == (outcome == "right")
+    shown = frame[keep]
+    key, ascending = {"loss (worst first)": ("loss", False), "confidence (highest first)": ("confidence", False),
+                      "confidence (lowest first)": ("confidence", True)}[order]
+    shown = shown.sort_values(key, ascending=ascending)
+    st.caption(f"{len(shown)} of {len(frame)} images · {int(frame['correct'].sum())} right overall")
+
+    pages = max(1, -(-len(shown) // PER_PAGE))
+    common.default("keep_pred_page", 1)
+    st.session_state["keep_pred_page"] = min(st.session_state["keep_pred_page"], pages)
+    page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, key="keep_pred_page")
+    records = common.run_records(run.path)
+    rows = shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
+    for start in range(0, len(rows), 4):
+        for column, (_, row) in zip(st.columns(4), rows.iloc[start:start + 4].iterrows()):
+            with column, common.user_errors():
+                sample = common.read_sample(records[row["id"]], max_side=256)
+                column.image(transforms.overlay(sample["image"], sample["mask"], "outline"), width="stretch")
+                mark = "✓" if row["correct"] else "✗"
+                column.caption(f"{mark} `{row['id']}`  \ntrue **{row['label']}** · predicted **{row['pred']}** "
+                               f"({row['confidence']:.0%})")
+                column.button("Open", key=f"pred_open_{row['id']}", on_click=common.set_value,
+                              args=("pred_open", row["id"]))
+
+    opened = st.session_state.get("pred_open")
+    if opened in set(frame["id"]):
+        row = frame.set_index("id").loc[opened]
+        st.subheader(f"{opened}: true {row['label']}, predicted {row['pred']}")
+        image_col, bars_col = st.columns([3, 2])
+        with common.user_errors():
+            sample = common.read_sample(records[opened])
+            image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline"), width="stretch")
+        probs = [row[f"prob_{n}"] for n in names]
+        bars_col.plotly_chart(plots.probability_bars(probs, names, names.index(row["label"])), key="pred_bars")
+        bars_col.caption(f"Cross-entropy loss {row['loss']:.3f}")
+
+st.subheader("Classify a new image")
+image_file = st.file_uploader("Image (JPEG or PNG)", type=["jpg", "jpeg", "png"], key="pred_image")
+mask_file = st.file_uploader("Lesion mask (optional; needed by mask-based evaluation steps)", type=["png"],
+                             key="pred_mask")
+if image_file is not None:
+    with common.user_errors():
+        sample = common.sample_from_upload(image_file, mask_file)
+        with st.spinner(f"Classifying with {run.id}..."):
+            probs = train.predict_image(run.path, sample["image"], sample["mask"])
+        image_col, bars_col = st.columns([3, 2])
+        image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline"), width="stretch")
+        bars_col.plotly_chart(plots.probability_bars(list(probs.values()), list(probs)), key="pred_new_bars")
+        best = max(probs, key=probs.get)
+        bars_col.success(f"Most likely: **{best}** ({probs[best]:.0%})")

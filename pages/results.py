@@ -1,2 +1,66 @@
+"""Results: compare runs, then one run's confusion matrices, precision/recall, ROC and downloads."""
+
+import json
+
 import streamlit as st
-st.title("todo")
+
+from lesion_core import plots, runs
+from pages import common
+
+st.title("Results")
+
+listed = common.all_runs()
+if not listed:
+    st.info("No runs yet: launch one on the **Train** page.")
+    st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
+    st.stop()
+
+st.subheader("Runs")
+st.dataframe(common.runs_frame(listed), hide_index=True, width="stretch",
+             column_config={"best val mean AUC": st.column_config.NumberColumn(format="%.3f"),
+                            "test mean AUC": st.column_config.NumberColumn(format="%.3f")})
+
+ids = [r.id for r in listed]
+common.default("keep_res_compare", ids[:2])
+st.session_state["keep_res_compare"] = [i for i in st.session_state["keep_res_compare"] if i in ids]
+compare = st.multiselect("Compare runs", ids, key="keep_res_compare")
+if compare:
+    histories = {r.id: runs.read_history(r.path) for r in listed if r.id in compare}
+    auc, loss = st.columns(2)
+    auc.plotly_chart(plots.overlay_curves(histories, "val", "mean_auc", "Validation mean AUC"), key="res_cmp_auc")
+    loss.plotly_chart(plots.overlay_curves(histories, "val", "loss", "Validation loss"), key="res_cmp_loss")
+
+run = common.selected_run()
+st.subheader(f"Run {run.id}")
+st.caption(f"{run.state}: {run.status.get('message', '')} · pick another run in the sidebar")
+split = st.radio("Evaluated on", ["test", "val"], horizontal=True, key="keep_res_split",
+                 help="The best weights' predictions on the held-out split, written when the run finished")
+result = common.run_metrics(run.path, split)
+if result is None:
+    st.info(f"No {split} metrics yet: they are written when the run finishes.")
+else:
+    names = result["class_names"]
+    accuracy, mean_auc, count = st.columns(3)
+    accuracy.metric("Accuracy", f"{result['accuracy']:.3f}")
+    mean_auc.metric("Mean AUC (melanoma, keratosis)" if len(names) == 3 else "Mean AUC",
+                    "n/a" if result["mean_auc"] is None else f"{result['mean_auc']:.3f}")
+    count.metric("Images", result["n"])
+    raw, pct = st.columns(2)
+    raw.plotly_chart(plots.confusion_heatmap(result["confusion"], names), key="res_cm")
+    pct.plotly_chart(plots.confusion_heatmap(result["confusion_pct"], names, percent=True), key="res_cm_pct")
+    bars, roc = st.columns(2)
+    bars.plotly_chart(plots.precision_recall_bars(result["precision"], result["recall"], names), key="res_pr")
+    roc.plotly_chart(plots.roc_curves(result["roc"], result["auc"], names), key="res_roc")
+
+st.subheader("Downloads")
+files = [(f"predictions_{split}.csv", "text/csv"), ("config.json", "application/json"),
+         ("best.pt", "application/octet-stream")]
+for column, (name, mime) in zip(st.columns(len(files)), files):
+    path = run.path / name
+    if path.is_file():
+        column.download_button(f"Download {name}", path.read_bytes(), file_name=f"{run.id}-{name}", mime=mime,
+                               key=f"res_dl_{name}")
+    else:
+        column.caption(f"{name}: not written yet")
+with st.expander("Config"):
+    st.code(json.dumps(run.config, indent=2), language="json")

@@ -1,2 +1,145 @@
+"""Train: set every hyperparameter, launch a run in its own process, follow it live, stop it."""
+
 import streamlit as st
-st.title("todo")
+
+from lesion_core import models, plots, runs, train, transforms
+from pages import common
+
+st.title("Train")
+
+# Defaults small enough that Launch on the demo shows curves within a minute on a 2-core CPU:
+# EfficientNet-Lite0 (offline ImageNet weights) at 96 px trains an epoch of the demo in ~10 s.
+DEFAULTS = {"keep_tr_size": 96, "keep_tr_batch": 32, "keep_tr_epochs": 3, "keep_tr_max_size": 0,
+            "keep_tr_seed": 0, "keep_tr_optimizer": "adamw", "keep_tr_lr": 1e-3, "keep_tr_momentum": 0.9,
+            "keep_tr_decay": 0.01, "keep_tr_scheduler": "cosine", "keep_tr_step": 7, "keep_tr_gamma": 0.1,
+            "keep_tr_weights": "auto", "keep_tr_device": "auto", "keep_tr_aug": "page"}
+for key, value in DEFAULTS.items():
+    common.default(key, value)
+
+
+def settings(dataset) -> dict:
+    """Draw the hyperparameter widgets; return the run's config (validated by train.launch)."""
+    choice = common.model_choice()
+    entry = models.MODELS[choice["name"]]
+    st.markdown(f"**Data** {common.dataset_name()} ({dataset.report.n_usable} images) · "
+                f"**model** {choice['name']} ({choice['weights']} weights"
+                f"{', backbone frozen' if choice['freeze_backbone'] else ''})")
+    st.page_link("pages/model.py", label="Change the model", icon=":material/account_tree:")
+    data_col, optim_col, sched_col = st.columns(3)
+    with data_col:
+        size = st.number_input("Image size (px)", min_value=entry.min_input_size, max_value=1024, step=16,
+                               key="keep_tr_size", help=f"{choice['name']} was designed for {entry.input_size} px")
+        batch = st.number_input("Batch size", min_value=1, max_value=512, key="keep_tr_batch")
+        epochs = st.number_input("Epochs", min_value=1, max_value=500, key="keep_tr_epochs")
+        max_size = st.number_input("maxSize (0 = all images)", min_value=0, step=10, key="keep_tr_max_size",
+                                   help="Train on a seeded random subset of at most this many images")
+        seed = st.number_input("Seed", min_value=0, step=1, key="keep_tr_seed")
+    with optim_col:
+        optimizer = st.selectbox("Optimiser", train.OPTIMIZERS, key="keep_tr_optimizer")
+        lr = st.number_input("Learning rate", min_value=1e-7, max_value=10.0, format="%.5f", step=1e-4,
+                             key="keep_tr_lr")
+        momentum = st.number_input("Momentum (SGD)", min_value=0.0, max_value=0.999, step=0.05,
+                                   key="keep_tr_momentum", disabled=optimizer != "sgd")
+        decay = st.number_input("Weight decay", min_value=0.0, max_value=1.0, step=0.01, key="keep_tr_decay")
+        device = st.selectbox("Device", train.DEVICES, key="keep_tr_device")
+    with sched_col:
+        scheduler = st.selectbox("Scheduler", train.SCHEDULERS, key="keep_tr_scheduler")
+        step = st.number_input("Step size (epochs)", min_value=1, key="keep_tr_step",
+                               disabled=scheduler != "step")
+        gamma = st.number_input("Gamma", min_value=0.001, max_value=1.0, step=0.05, key="keep_tr_gamma",
+                                disabled=scheduler != "step")
+        weights = st.selectbox("Class weights", ["auto", "none"], key="keep_tr_weights",
+                               help="auto: inverse class frequency, so rare classes count as much")
+    augment = st.radio("Augmentation", ["page", *transforms.PRESETS], horizontal=True, key="keep_tr_aug",
+                       format_func=lambda n: "the Augmentations page's pipeline" if n == "page" else f"preset {n}")
+    spec = common.pipeline() if augment == "page" else transforms.PRESETS[augment]
+    with st.expander("Augmentation steps"):
+        st.code(", ".join(s["name"] for s in spec) or "(none)")
+    choice_root = common.dataset_choice()
+    return {
+        "data": {"root": "demo" if choice_root["source"] == "demo" else str(dataset.root),
+                 "max_size": int(max_size), "class_names": list(dataset.class_names)},
+        "model": dict(choice),
+        "optim": {"optimizer": optimizer, "lr": float(lr), "momentum": float(momentum), "weight_decay": float(decay)},
+        "scheduler": {"name": scheduler, "step_size": int(step), "gamma": float(gamma)},
+        "epochs": int(epochs), "batch_size": int(batch), "image_size": int(size), "seed": int(seed),
+        "class_weights": weights, "augment": spec, "device": device,
+    }
+
+
+def progress(status: dict) -> None:
+    """Progress bar with epoch, batch, speed and time left, from status.json."""
+    epochs, epoch = status.get("epochs") or 1, status.get("epoch") or 0
+    phase, iteration, n_iters = status.get("phase"), status.get("iteration") or 0, status.get("n_iters") or 0
+    within = iteration / n_iters if phase == "train" and n_iters else (1.0 if phase in ("val", "evaluate") else 0.0)
+    fraction = min(1.0, max(0.0, (max(epoch, 1) - 1 + within) / epochs)) if epoch else 0.0
+    eta = status.get("eta_s")
+    parts = [f"epoch {epoch}/{epochs}"] + ([f"{phase} batch {iteration}/{n_iters}"] if phase in ("train", "val") else
+                                          [phase] if phase else [])
+    if status.get("images_per_s"):
+        parts.append(f"{status['images_per_s']:.1f} images/s")
+    if eta is not None:
+        parts.append(f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+    st.progress(fraction, text=" · ".join(parts))
+
+
+def show_run(run_id: str) -> None:
+    """A run's state, progress, curves and log; while it is active the page refreshes this part."""
+    run = next((r for r in common.all_runs() if r.id == run_id), None)
+    if run is None:
+        return
+    st.subheader(f"Run {run.id}")
+    history = runs.read_history(run.path)
+    class_names = run.config.get("data", {}).get("class_names") or ["nevus", "melanoma", "seborrheic keratosis"]
+    active = run.state in runs.ACTIVE_STATES
+    message = run.status.get("message", "")
+    state_text = f"**{run.state}**: {message.removeprefix(run.state + ': ')}"
+    {"failed": st.error, "interrupted": st.warning, "stopped": st.warning}.get(run.state, st.info)(state_text)
+    if active:
+        progress(run.status)
+        if runs.stop_requested(run.path):
+            st.caption("Stop requested: the trainer stops after the current batch and keeps its weights.")
+        elif st.button("Stop", key="tr_stop", icon=":material/stop:"):
+            runs.request_stop(run.path)
+            st.rerun(scope="fragment")
+    loss, auc = st.columns(2)
+    loss.plotly_chart(plots.loss_curves(history), key="tr_loss")
+    auc.plotly_chart(plots.auc_curves(history, class_names), key="tr_auc")
+    speeds = [r["images_per_s"] for r in history if r.get("phase") == "train" and r.get("images_per_s")]
+    if speeds:
+        st.caption(f"Training speed per epoch (images/s): {', '.join(f'{s:.1f}' for s in speeds)}")
+    with st.expander("train.log"):
+        log = run.path / "train.log"
+        st.code(log.read_text()[-4000:] if log.exists() else "(no log yet)")
+    if not active and st.session_state.get("tr_was_active") == run.id:
+        st.session_state.pop("tr_was_active")
+        st.rerun()  # the run just ended: redraw the page without the live refresh
+    if active:
+        st.session_state["tr_was_active"] = run.id
+
+
+@st.fragment(run_every=2)
+def live_run(run_id: str) -> None:
+    show_run(run_id)
+
+
+dataset = common.current_data()
+if dataset is None:
+    st.stop()
+config = settings(dataset)
+if st.button("Launch", type="primary", key="tr_launch", icon=":material/play_arrow:"):
+    with common.user_errors(), st.spinner("Starting the trainer..."):
+        run_dir = train.launch(config, common.runs_root())
+        st.session_state["tr_run"] = run_dir.name
+        st.toast(f"Started {run_dir.name}")
+
+active = runs.active_run(common.runs_root())
+if active is not None:
+    live_run(active.id)
+else:
+    latest = common.all_runs()
+    shown = st.session_state.get("tr_run") or (latest[0].id if latest else None)
+    if shown:
+        show_run(shown)
+    else:
+        st.info("Press **Launch** to train with these settings; curves appear here after the first epoch.")

@@ -696,7 +696,11 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
         run_dir, config, resuming = Path(resume), _resumable_config(Path(resume)), True
     elif run_dir is not None:
         run_dir, resuming = Path(run_dir), False
-        config = validate_config(runs.read_config(run_dir))
+        try:
+            config = validate_config(runs.read_config(run_dir))
+        except LesionLabError as exc:  # e.g. the data folder vanished since launch()
+            runs.write_status(run_dir, state="failed", message=str(exc), pid=os.getpid())
+            raise
     else:
         config, resuming = validate_config(config or {}), False
         runs_dir = Path(runs_dir or "runs")

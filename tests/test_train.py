@@ -359,3 +359,13 @@ def test_every_zoo_model_trains_an_epoch(name, demo_root, tmp_path):
     run_dir = train.run_training(config, tmp_path)
     assert runs.read_status(run_dir)["state"] == "finished"
     assert len(runs.read_history(run_dir)) == 2
+
+
+def test_a_launched_run_whose_data_vanished_says_failed(demo_root, tmp_path):
+    config = train.validate_config(tiny_config(demo_root))
+    config["data"]["root"] = str(tmp_path / "gone")
+    run_dir = runs.create_run(tmp_path / "runs", config)
+    with pytest.raises(TrainingError, match="dataset folder not found"):
+        train.run_training(run_dir=run_dir)
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed" and "dataset folder not found" in status["message"]

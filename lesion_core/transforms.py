@@ -497,37 +497,43 @@ def _step(name: str, **params) -> dict:
     return {"name": name, "params": params}
 
 
-PRESETS: dict[str, list[dict]] = {
-    # The notebook's training chain, bugs fixed: crop to the lesion, rotate and re-crop to it,
-    # flips, a random skin tone, then a 224 crop of the 256-rescaled lesion.
-    "notebook_train": [
-        _step("CropByMask", border=10),
-        _step("RandomRotation", degrees=180, expand=True, crop_to_lesion=True),
-        _step("RandomHorizontalFlip", p=0.5),
-        _step("RandomVerticalFlip", p=0.5),
-        _step("RandomChangeSkin"),
-        _step("Rescale", size=256),
-        _step("RandomCrop", size=224),
-        _step("ToTensor"),
-        _step("Normalize", mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
-    ],
-    # The recipe that reached mean AUC 0.887 (MEASUREMENTS.md): crop/resize first, so the
-    # rotations and flips then touch 224x224 pixels only; no mask needed.
-    "default_train": [
-        _step("RandomResizedCrop", size=224, scale_min=0.35, scale_max=1.0, ratio_min=0.75, ratio_max=4 / 3),
-        _step("RandomRotate90"),
-        _step("RandomHorizontalFlip", p=0.5),
-        _step("RandomVerticalFlip", p=0.5),
-        _step("ToTensor"),
-        _step("Normalize", mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
-    ],
-    "eval": [
-        _step("Rescale", size=256),
-        _step("CenterCrop", size=224),
-        _step("ToTensor"),
-        _step("Normalize", mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
-    ],
-}
+def preset(name: str, size: int = 224) -> list[dict]:
+    """A named pipeline spec whose crops end at (size, size), so the trainer never has to
+    resize a second time; the Rescale before a crop keeps the usual 256/224 margin."""
+    margin = round(size * 256 / 224)
+    norm = _step("Normalize", mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+    if name == "notebook_train":
+        # The notebook's training chain, bugs fixed: crop to the lesion, rotate and re-crop to
+        # it, flips, a random skin tone, then a crop of the rescaled lesion.
+        return [
+            _step("CropByMask", border=10),
+            _step("RandomRotation", degrees=180, expand=True, crop_to_lesion=True),
+            _step("RandomHorizontalFlip", p=0.5),
+            _step("RandomVerticalFlip", p=0.5),
+            _step("RandomChangeSkin"),
+            _step("Rescale", size=margin),
+            _step("RandomCrop", size=size),
+            _step("ToTensor"),
+            norm,
+        ]
+    if name == "default_train":
+        # The recipe that reached mean AUC 0.887 (MEASUREMENTS.md): crop/resize first, so the
+        # rotations and flips then touch size x size pixels only; no mask needed.
+        return [
+            _step("RandomResizedCrop", size=size, scale_min=0.35, scale_max=1.0, ratio_min=0.75, ratio_max=4 / 3),
+            _step("RandomRotate90"),
+            _step("RandomHorizontalFlip", p=0.5),
+            _step("RandomVerticalFlip", p=0.5),
+            _step("ToTensor"),
+            norm,
+        ]
+    if name == "eval":
+        return [_step("Rescale", size=margin), _step("CenterCrop", size=size), _step("ToTensor"), norm]
+    raise TransformError(f"unknown preset {name!r}; known: {', '.join(PRESET_NAMES)}")
+
+
+PRESET_NAMES = ("notebook_train", "default_train", "eval")
+PRESETS: dict[str, list[dict]] = {name: preset(name) for name in PRESET_NAMES}
 
 
 # --------------------------------------------------------------------------- spec checking

@@ -482,3 +482,23 @@ def test_batch_grid_lays_out_a_batch_like_make_grid():
     np.testing.assert_array_equal(stacked, grid)
     with pytest.raises(TransformError, match="one size"):
         T.batch_grid([make_sample(10, 10), make_sample(12, 10)])
+
+
+@pytest.mark.parametrize("name", T.PRESET_NAMES)
+@pytest.mark.parametrize("size", [64, 128, 224])
+def test_presets_end_at_the_requested_size_without_a_second_resize(name, size):
+    spec = T.preset(name, size)
+    steps = T.image_steps(spec)
+    finalized = T.finalize_spec(spec, size, (0.5,) * 3, (0.5,) * 3)
+    assert [s["name"] for s in finalized] == [s["name"] for s in steps] + ["ToTensor", "Normalize"]
+    rgb = np.zeros((150, 200, 3), np.uint8)
+    mask = np.zeros((150, 200), np.uint8)
+    mask[40:110, 60:150] = 1
+    torch.manual_seed(0)
+    out = T.build_pipeline(finalized)({"image": rgb, "mask": mask, "label": 0, "id": "x"})
+    assert tuple(out["image"].shape) == (3, size, size)
+
+
+def test_unknown_preset_names_the_known_ones():
+    with pytest.raises(TransformError, match="default_train"):
+        T.preset("fancy")

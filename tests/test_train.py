@@ -224,6 +224,19 @@ def test_default_config_is_the_documented_recipe_and_json():
     assert train.validate_config({})["batch_size"] == 32
 
 
+def test_batchnorm_recalibration_gives_exact_averages_and_restores_momentum():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4, momentum=0.01)).eval()
+    batches = [(torch.randn(8, 3, 10, 10) * 2 + 1, torch.zeros(8, dtype=torch.int64), ["x"] * 8) for _ in range(4)]
+    assert train.recalibrate_batchnorm(model, batches, torch.device("cpu")) == 1
+    with torch.no_grad():
+        features = torch.cat([model[0](images) for images, _, _ in batches])
+    norm = model[1]
+    torch.testing.assert_close(norm.running_mean, features.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-5)
+    assert norm.momentum == 0.01 and not model.training
+    assert train.recalibrate_batchnorm(torch.nn.Linear(2, 2), batches, torch.device("cpu")) == 0
+
+
 def test_auto_class_weights_are_inverse_frequency():
     weights = train.class_weights({"class_weights": "auto"}, [0] * 1372 + [1] * 374 + [2] * 254, 3)
     counts = np.array([1372, 374, 254])

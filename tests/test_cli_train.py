@@ -161,3 +161,16 @@ def test_malformed_number_is_an_argparse_error(capsys):
         main(["train", "--data", "demo", "--epochs", "x", "--out", "runs"])
     assert exit_info.value.code == 2
     assert "invalid int value: 'x'" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_best_checkpoint_that_runs_code(trained_run, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"model": Payload()}, trained_run / "best.pt")
+    assert main(["evaluate", str(trained_run)]) == 2
+    assert "untrusted checkpoint" in capsys.readouterr().err
+    assert not marker.exists()

@@ -9,6 +9,7 @@ train.backward_step; bf16 autocast + channels_last when the CPU supports it, as 
   3. the loader alone: samples/s of the real LesionDataset + default_train augmentation
      (decoded-image cache warm, as from the second epoch on);
   4. training images/s fed by that loader (what an epoch really gets);
+2-4 are timed batch by batch in turn, so that other load on a shared machine hits them alike;
 and the step's achieved GFLOP/s: forward FLOPs counted by torch.utils.flop_counter x 3 for
 forward + backward. Caveat (MEASUREMENTS.md): torch 2.14's FlopCounterMode overcounts the
 backward of depthwise convolutions by the channel count, so we count the forward only and
@@ -29,6 +30,9 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lesion_core import models, train  # noqa: E402
 
+# bf16 autocast on CPU needs a few steps before oneDNN settles (steps 1-4: ~5 img/s, then ~35).
+N_WARMUP = 4
+
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 1.5) -> float:
     """Achieved GFLOP/s of repeated (n, n) @ (n, n) products in dtype."""
@@ -48,24 +52,12 @@ def forward_flops(model: nn.Module, images: torch.Tensor, amp_dtype, channels_la
     return counter.get_total_flops()
 
 
-def train_rate(step, batches, n_warmup: int = 1) -> float:
-    """Images/s of step(images, labels) over an iterable of batches, after n_warmup batches."""
-    seen, start = 0, None
-    for index, (images, labels) in enumerate(batches):
-        if index == n_warmup:
-            start = time.perf_counter()
-        step(images, labels)
-        if start is not None:
-            seen += len(labels)
-    return seen / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="demo", help="dataset folder or 'demo' (default)")
     parser.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--batches", type=int, default=4, help="timed batches per measurement")
+    parser.add_argument("--batches", type=int, default=6, help=f"timed batches per measurement (after {N_WARMUP} warm-up)")
     parser.add_argument("--amp", default="auto", choices=("auto", "off"))
     args = parser.parse_args()
 
@@ -91,24 +83,35 @@ def main() -> None:
         loss = criterion(train.forward(model, images, device, amp_dtype, True), labels)
         train.backward_step(optimizer, scaler, loss)
 
-    n_needed = args.batch_size * (args.batches + 1)
+    n_timed = args.batch_size * args.batches
     lesion = train.load_data(config)
-    records = (lesion.split("train") * (n_needed // max(len(lesion.split("train")), 1) + 1))[:n_needed]
+    records = (lesion.split("train") * (n_timed // max(len(lesion.split("train")), 1) + 1))[:n_timed]
     loader = train.make_loader(records, config["augment"], config, shuffle=True, generator=torch.Generator().manual_seed(0))
 
     start = time.perf_counter()
-    batches = [(images, labels) for images, labels, _ in loader]  # fills the decoded-image cache
-    first_pass = len(records) / (time.perf_counter() - start)
-    start = time.perf_counter()
-    for _ in loader:
+    batches = iter(loader)  # the first pass fills the decoded-image cache, as the first epoch does
+    first = next(batches)
+    for _ in batches:
         pass
-    loader_rate = len(records) / (time.perf_counter() - start)
-    print(f"loader alone: {loader_rate:.0f} samples/s with a warm decode cache "
-          f"(first pass, decoding {args.data}: {first_pass:.0f} samples/s)")
+    print(f"first pass over {len(records)} images of {args.data} (decoding): {len(records) / (time.perf_counter() - start):.0f} samples/s")
+    for _ in range(N_WARMUP):
+        step(first[0], first[1])
 
-    memory = train_rate(step, [batches[0]] * (args.batches + 1))
-    fed = train_rate(step, ((images, labels) for images, labels, _ in loader))
-    flops_per_image = 3 * forward_flops(model, batches[0][0], amp_dtype, True) / args.batch_size
+    # Interleaved, so that the other load on a shared machine hits all three alike.
+    t_memory = t_fetch = t_fed = 0.0
+    batches = iter(loader)
+    for _ in range(args.batches):
+        t0 = time.perf_counter()
+        step(first[0], first[1])
+        t1 = time.perf_counter()
+        images, labels, _ids = next(batches)
+        t2 = time.perf_counter()
+        step(images, labels)
+        t3 = time.perf_counter()
+        t_memory, t_fetch, t_fed = t_memory + t1 - t0, t_fetch + t2 - t1, t_fed + t3 - t2
+    memory, loader_rate, fed = n_timed / t_memory, n_timed / t_fetch, n_timed / (t_fetch + t_fed)
+    print(f"loader alone (warm cache): {loader_rate:.0f} samples/s")
+    flops_per_image = 3 * forward_flops(model, first[0], amp_dtype, True) / args.batch_size
     achieved = memory * flops_per_image / 1e9
     print(f"training fed from memory: {memory:.1f} img/s; fed by the loader + augmentation: {fed:.1f} img/s")
     print(f"training FLOPs: {flops_per_image / 1e9:.2f} GFLOP/image (3 x forward) -> {achieved:.1f} GFLOP/s")

@@ -70,7 +70,14 @@ def metric_curves(history: Sequence[Mapping], metrics: Sequence[tuple[str, str, 
         fig.add_scatter(x=[x for x, _ in points], y=[y for _, y in points], mode="lines+markers",
                         name=name, line=dict(color=_class_colour(index),
                                              dash="dot" if phase == "train" else "solid"))
-    return _layout(fig, title, xaxis_title="epoch", yaxis_title=yaxis)
+    return _epoch_axis(_layout(fig, title, xaxis_title="epoch", yaxis_title=yaxis), history)
+
+
+def _epoch_axis(fig: go.Figure, history: Sequence[Mapping]) -> go.Figure:
+    """Whole-number epoch ticks (about ten at most), not plotly's 0.5 steps for short runs."""
+    last = max((r.get("epoch", 0) for r in history), default=1)
+    fig.update_xaxes(tick0=1, dtick=max(1, round(last / 10)))
+    return fig
 
 
 def loss_curves(history: Sequence[Mapping]) -> go.Figure:
@@ -96,7 +103,8 @@ def overlay_curves(histories: Mapping[str, Sequence[Mapping]], phase: str, key: 
         points = [(x, y) for x, y in points if _is_number(y)]
         fig.add_scatter(x=[x for x, _ in points], y=[y for _, y in points],
                         mode="lines+markers", name=run_id)
-    return _layout(fig, title, xaxis_title="epoch", yaxis_title=key.replace("_", " "))
+    rows = [row for history in histories.values() for row in history]
+    return _epoch_axis(_layout(fig, title, xaxis_title="epoch", yaxis_title=key.replace("_", " ")), rows)
 
 
 def _is_number(value) -> bool:

@@ -7,6 +7,7 @@ the way a student would, with a screenshot of every page under test-artifacts/.
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import pytest
@@ -85,6 +86,16 @@ def no_exception(page) -> None:
     assert page.locator("[data-testid='stException']").count() == 0
 
 
+def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(page, server):
+    # The first request this server sees is /results: it must still run app.py (navigation
+    # with our seven pages and the sidebar), not the page file alone.
+    open_page(page, server, "results", "Results")
+    links = page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()
+    nav = [text.split("\n")[-1] for text in links]  # the text after the icon's ligature
+    assert nav == ["Home", "Dataset", "Augmentations", "Model", "Train", "Results", "Predictions"]
+    page.locator("[data-testid='stSidebar']").get_by_text("No runs yet").wait_for()
+
+
 def test_home(page, server):
     open_page(page, server, "", "Lesion Lab")
     page.get_by_text("CPU").first.wait_for()
@@ -114,3 +125,80 @@ def test_augmentations(page, server):
     wait_idle(page)
     no_exception(page)
     shot(page, "03-augmentations")
+
+
+def test_model(page, server):
+    open_page(page, server, "model", "Model")
+    page.get_by_text("A real batch from the dataset").wait_for()
+    no_exception(page)
+    shot(page, "04-model")
+
+
+def set_number(page, label: str, value: int) -> None:
+    """Type into a Streamlit number input and commit it (Enter), then wait for the rerun."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    wait_idle(page)
+
+
+def progress_epoch(page) -> int:
+    """The epoch number the live progress bar shows ("epoch 2/6 · ...")."""
+    text = page.locator("[data-testid='stProgress']").first.inner_text()
+    return int(re.search(r"epoch (\d+)/", text).group(1))
+
+
+def chart_points(page) -> int:
+    """Markers drawn in the page's plotly charts (the live loss and AUC curves)."""
+    return page.locator("[data-testid='stPlotlyChart'] .scatterlayer .point").count()
+
+
+def test_train_live_reload_and_finish(page, server):
+    open_page(page, server, "train", "Train")
+    set_number(page, "Image size (px)", 64)
+    set_number(page, "Epochs", 6)
+    page.get_by_role("button", name="Launch").click()
+    page.locator("[data-testid='stProgress']").first.wait_for()
+    # The live part refreshes itself: curves gain points epoch after epoch without a reload.
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .scatterlayer .point').length > 0",
+        timeout=120_000)
+    before = chart_points(page)
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .scatterlayer .point').length > n",
+        arg=before, timeout=120_000)
+    shot(page, "05-train-live")
+    epoch = progress_epoch(page)
+    assert epoch < 6, "the run ended before the reload could be tested; make it longer"
+
+    page.reload()  # a reload neither stops nor loses the run
+    page.get_by_role("heading", name="Train").first.wait_for()
+    page.locator("[data-testid='stProgress']").first.wait_for()
+    assert progress_epoch(page) >= epoch
+    page.get_by_text("finished", exact=False).first.wait_for(timeout=240_000)
+    page.get_by_text("best val_mean_auc").first.wait_for()
+    wait_idle(page)
+    no_exception(page)
+    shot(page, "06-train-finished")
+
+
+def test_results(page, server):
+    open_page(page, server, "results", "Results")
+    page.get_by_text("Confusion matrix (counts)").wait_for()
+    page.get_by_text("Confusion matrix (row %)").wait_for()
+    page.get_by_role("button", name="Download best.pt").wait_for()
+    no_exception(page)
+    shot(page, "07-results")
+
+
+def test_predictions(page, server):
+    open_page(page, server, "predictions", "Predictions")
+    page.locator("[data-testid='stImage'] img").first.wait_for()
+    assert page.locator("[data-testid='stImage'] img").count() >= 9  # the 9 test images of the demo
+    page.get_by_role("button", name="Open", exact=True).first.click()
+    page.get_by_role("heading", name=re.compile(r": true .+, predicted ")).wait_for()
+    page.locator("[data-testid='stPlotlyChart']").last.scroll_into_view_if_needed()
+    page.get_by_text("Class probabilities").wait_for()
+    wait_idle(page)
+    no_exception(page)
+    shot(page, "08-predictions")

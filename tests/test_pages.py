@@ -27,8 +27,8 @@ def app(demo_root) -> AppTest:
 
 
 def goto(app: AppTest, page: str) -> AppTest:
-    """Switch to pages/<page>.py, run it and check it raised nothing."""
-    app.switch_page(f"pages/{page}.py").run()
+    """Switch to app_pages/<page>.py, run it and check it raised nothing."""
+    app.switch_page(f"app_pages/{page}.py").run()
     assert not app.exception, app.exception
     return app
 
@@ -165,3 +165,89 @@ def test_model_page_says_when_torchvision_weights_cannot_be_had(app, tmp_path, m
     app.radio(key="keep_model_weights").set_value("torchvision").run()
     assert not app.exception
     assert "resnet18" in app.error[0].value and "random" in app.error[0].value
+
+
+LENET = {"name": "lenet", "weights": "random", "weights_path": None, "freeze_backbone": False}
+
+
+def wait_for_state(states: tuple, timeout: float = 180):
+    """Poll the runs folder until the newest run reaches one of states; return it."""
+    import time
+
+    from lesion_core import runs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = runs.list_runs(paths.runs_dir())
+        if listed and listed[0].state in states:
+            return listed[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no run reached {states} in {timeout}s: {listed[0].status if listed else 'no run'}")
+
+
+def launch_tiny_run(app: AppTest, epochs: int) -> None:
+    """Set a LeNet run on the demo (fast) and press Launch on the Train page."""
+    app.session_state["model"] = LENET
+    goto(app, "train")
+    app.number_input(key="keep_tr_size").set_value(32)
+    app.number_input(key="keep_tr_epochs").set_value(epochs)
+    app.number_input(key="keep_tr_batch").set_value(16)
+    app.button(key="tr_launch").click().run()
+    assert not app.exception
+
+
+def test_pages_without_runs_say_where_to_start(app):
+    for page in ("results", "predictions"):
+        goto(app, page)
+        assert "No runs yet: launch one on the **Train** page." in texts(app)
+    goto(app, "train")
+    assert "Press **Launch**" in texts(app)
+
+
+def test_train_launch_refuse_second_follow_then_results_and_predictions(app):
+    launch_tiny_run(app, epochs=2)
+    assert not app.error, app.error
+    app.button(key="tr_launch").click().run()  # a second launch while the first is active
+    assert "one training at a time" in app.error[0].value
+
+    run = wait_for_state(("finished", "failed"))
+    assert run.state == "finished", run.status
+    assert run.config["model"]["name"] == "lenet" and run.config["epochs"] == 2
+    app.run()
+    assert "**finished**" in texts(app)
+    assert len(app.get("plotly_chart")) == 2  # loss and AUC curves
+    assert app.sidebar.selectbox(key="keep_run").value == run.id  # the sidebar's run picker
+
+    goto(app, "results")
+    assert app.dataframe[0].value["run"].tolist() == [run.id]
+    assert {m.label for m in app.metric} >= {"Accuracy", "Images"}
+    charts = app.get("plotly_chart")
+    assert len(charts) == 2 + 4  # comparison overlays; confusion raw and %, PR, ROC
+    assert len(app.get("download_button")) == 3
+
+    goto(app, "predictions")
+    frame_size = int(next(c.value for c in app.caption if " of " in c.value).split(" of ")[1].split()[0])
+    assert len(app.image) == min(12, frame_size)
+    app.radio(key="keep_pred_outcome").set_value("wrong").run()
+    assert all(c.value.startswith("✗") for c in app.caption if c.value[:1] in "✓✗")
+    app.radio(key="keep_pred_outcome").set_value("all").run()
+    opened = next(b.key for b in app.button if b.key.startswith("pred_open_"))
+    app.button(key=opened).click().run()
+    assert not app.exception
+    assert app.subheader[0].value.startswith(opened.removeprefix("pred_open_") + ": true ")
+    assert len(app.get("plotly_chart")) == 1  # its probability bars
+
+    # A new session (another browser tab) finds the run in the sidebar's picker.
+    fresh = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    assert fresh.sidebar.selectbox(key="keep_run").value == run.id
+    assert fresh.dataframe[-1].value["run"].tolist() == [run.id]  # Home's recent runs
+
+
+def test_stop_button_stops_the_active_run(app):
+    launch_tiny_run(app, epochs=200)
+    wait_for_state(("running",))
+    app.run()
+    app.button(key="tr_stop").click().run()
+    assert not app.exception
+    run = wait_for_state(("stopped", "finished", "failed"))
+    assert run.state == "stopped", run.status

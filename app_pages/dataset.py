@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lesion_core import models, plots, transforms
-from pages import common
+from app_pages import common
 
 st.title("Dataset")
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages import common
+from app_pages import common
 
 st.title("Lesion Lab")
 st.caption("Train and inspect CNNs that tell nevus, melanoma and seborrheic keratosis apart.")
@@ -20,12 +20,12 @@ common.runs_overview(limit=5)
 
 st.subheader("Where to go next")
 NEXT = [
-    ("pages/dataset.py", "Dataset", "choose the demo, a server folder or a ZIP; check it; browse samples"),
-    ("pages/augment.py", "Augmentations", "build an augmentation pipeline and preview it on real images"),
-    ("pages/model.py", "Model", "choose an architecture and its weights; see its layers"),
-    ("pages/train.py", "Train", "set the hyperparameters, launch a run and follow it live"),
-    ("pages/results.py", "Results", "compare runs; confusion matrices, ROC curves, downloads"),
-    ("pages/predictions.py", "Predictions", "browse a run's predictions; classify a new image"),
+    ("app_pages/dataset.py", "Dataset", "choose the demo, a server folder or a ZIP; check it; browse samples"),
+    ("app_pages/augment.py", "Augmentations", "build an augmentation pipeline and preview it on real images"),
+    ("app_pages/model.py", "Model", "choose an architecture and its weights; see its layers"),
+    ("app_pages/train.py", "Train", "set the hyperparameters, launch a run and follow it live"),
+    ("app_pages/results.py", "Results", "compare runs; confusion matrices, ROC curves, downloads"),
+    ("app_pages/predictions.py", "Predictions", "browse a run's predictions; classify a new image"),
 ]
 for path, label, text in NEXT:
     st.page_link(path, label=f"**{label}**: {text}")

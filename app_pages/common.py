@@ -1,8 +1,10 @@
 """What every page shares: durable session state, cached engine calls, error display.
 
-With st.navigation, Streamlit does not scan pages/ for pages, so this module is a plain
-helper the pages import (`from pages import common`). It is the only UI module holding
-st.cache_* wrappers; the work itself lives in lesion_core.
+The pages live in app_pages/, not pages/: Streamlit treats a folder named pages/ beside
+app.py as old-style pages and, on a fresh server whose first request is a deep link (say
+/train), runs that file without app.py (no sidebar, this module listed as a page). This
+module is a plain helper the pages import (`from app_pages import common`), the only UI
+module holding st.cache_* wrappers; the work itself lives in lesion_core.
 
 Session state: widgets whose key starts with "keep_" keep their value when the user visits
 another page (see keep_widget_state); durable non-widget values live under the DATASET,

@@ -5,14 +5,14 @@ import json
 import streamlit as st
 
 from lesion_core import plots, runs
-from pages import common
+from app_pages import common
 
 st.title("Results")
 
 listed = common.all_runs()
 if not listed:
     st.info("No runs yet: launch one on the **Train** page.")
-    st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
+    st.page_link("app_pages/train.py", label="Train", icon=":material/model_training:")
     st.stop()
 
 st.subheader("Runs")
@@ -32,7 +32,8 @@ if compare:
 
 run = common.selected_run()
 st.subheader(f"Run {run.id}")
-st.caption(f"{run.state}: {run.status.get('message', '')} · pick another run in the sidebar")
+message = run.status.get("message", "").removeprefix(run.state + ": ")
+st.caption(f"{run.state}: {message} · pick another run in the sidebar")
 split = st.radio("Evaluated on", ["test", "val"], horizontal=True, key="keep_res_split",
                  help="The best weights' predictions on the held-out split, written when the run finished")
 result = common.run_metrics(run.path, split)

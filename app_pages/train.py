@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lesion_core import models, plots, runs, train, transforms
-from pages import common
+from app_pages import common
 
 st.title("Train")
 
@@ -24,7 +24,7 @@ def settings(dataset) -> dict:
     st.markdown(f"**Data** {common.dataset_name()} ({dataset.report.n_usable} images) · "
                 f"**model** {choice['name']} ({choice['weights']} weights"
                 f"{', backbone frozen' if choice['freeze_backbone'] else ''})")
-    st.page_link("pages/model.py", label="Change the model", icon=":material/account_tree:")
+    st.page_link("app_pages/model.py", label="Change the model", icon=":material/account_tree:")
     data_col, optim_col, sched_col = st.columns(3)
     with data_col:
         size = st.number_input("Image size (px)", min_value=entry.min_input_size, max_value=1024, step=16,
@@ -97,11 +97,11 @@ def show_run(run_id: str) -> None:
     {"failed": st.error, "interrupted": st.warning, "stopped": st.warning}.get(run.state, st.info)(state_text)
     if active:
         progress(run.status)
-        if runs.stop_requested(run.path):
-            st.caption("Stop requested: the trainer stops after the current batch and keeps its weights.")
-        elif st.button("Stop", key="tr_stop", icon=":material/stop:"):
+        stop = st.empty()
+        if not runs.stop_requested(run.path) and stop.button("Stop", key="tr_stop", icon=":material/stop:"):
             runs.request_stop(run.path)
-            st.rerun(scope="fragment")
+        if runs.stop_requested(run.path):
+            stop.caption("Stop requested: the trainer stops after the current batch and keeps its weights.")
     loss, auc = st.columns(2)
     loss.plotly_chart(plots.loss_curves(history), key="tr_loss")
     auc.plotly_chart(plots.auc_curves(history, class_names), key="tr_auc")

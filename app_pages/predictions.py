@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lesion_core import plots, train, transforms
-from pages import common
+from app_pages import common
 
 st.title("Predictions")
 

@@ -6,7 +6,7 @@ import time
 import streamlit as st
 
 from lesion_core import transforms
-from pages import common
+from app_pages import common
 
 st.title("Augmentations")
 st.caption("Every step draws its random parameters once and applies them to the image and its "
@@ -167,4 +167,4 @@ if spec is not None:
     st.code(text, language="json")
     st.download_button("Download pipeline.json", text, file_name="pipeline.json", mime="application/json",
                        key="aug_download")
-    st.page_link("pages/train.py", label="Train with this pipeline", icon=":material/model_training:")
+    st.page_link("app_pages/train.py", label="Train with this pipeline", icon=":material/model_training:")

@@ -753,7 +753,8 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
         trainer.run(resuming)
     except (_StopRequested, KeyboardInterrupt) as where:  # KeyboardInterrupt: a second Ctrl-C
         runs.clear_stop(run_dir)
-        message = (f"stopped during {where or 'setup'}; best and last weights saved"
+        message = ((f"stopped during {where}" if str(where) else "stopped by a second interrupt")
+                   + "; best and last weights saved"
                    f" (last.pt: epoch {trainer.completed}); resume with --resume {run_dir}")
         trainer.set_status(state="stopped", phase=None, message=message, eta_s=None)
         trainer.log(message)

@@ -164,7 +164,12 @@ def format_confusion(confusion, class_names, percent: bool = False) -> str:
 def cmd_evaluate(args) -> int:
     from lesion_core import train
 
-    result = train.evaluate_run(args.run, split=args.split, data_root=args.data)
+    from tqdm import tqdm
+
+    def bar(loader):
+        return tqdm(loader, desc=f"evaluating {args.split}", unit="batch", leave=False, file=sys.stderr, disable=None)
+
+    result = train.evaluate_run(args.run, split=args.split, data_root=args.data, wrap=bar)
     names = result["class_names"]
     fmt = lambda v: "n/a" if v != v else f"{v:.4f}"  # NaN != NaN
     print(f"{args.split}: {len(result['ids'])} images, accuracy {result['accuracy']:.4f}, "

@@ -702,12 +702,15 @@ def _metrics_summary(result: dict, ids) -> dict:
 
 
 def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype=None,
-                   channels_last: bool = False) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(ids, labels int64 (N,), softmax probabilities float32 (N, C)) of model over loader."""
+                   channels_last: bool = False, wrap: Callable | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(ids, labels int64 (N,), softmax probabilities float32 (N, C)) of model over loader.
+
+    wrap: optional iterable -> iterable around the loader (e.g. a tqdm progress bar).
+    """
     model.eval()
     ids, labels, probs = [], [], []
     with torch.no_grad():
-        for images, targets, batch_ids in loader:
+        for images, targets, batch_ids in (wrap(loader) if wrap else loader):
             probs.append(torch.softmax(forward(model, images, device, amp_dtype, channels_last), dim=1).cpu())
             labels.append(targets)
             ids += batch_ids
@@ -853,15 +856,16 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None) ->
     return {name: float(p) for name, p in zip(class_names, probs)}
 
 
-def evaluate_run(run_dir, split: str = "test", data_root=None) -> dict:
-    """compute_metrics() of the run's best model on one split of its recorded data split."""
+def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | None = None) -> dict:
+    """compute_metrics() of the run's best model on one split of its recorded data split
+    (plus "ids"); wrap as in predict_loader."""
     model, config = load_run_model(run_dir)
     _require(split in ("train", "val", "test"), f"unknown split {split!r}; use val or test")
     lesion = load_data(config, root_override=data_root)
     records = lesion.split(split)
     _require(bool(records), f"the {split} split of this run is empty")
     loader = make_loader(records, config["eval_augment"], config, False)
-    ids, labels, probs = predict_loader(model, loader, torch.device("cpu"))
+    ids, labels, probs = predict_loader(model, loader, torch.device("cpu"), wrap=wrap)
     result = metrics.compute_metrics(labels, probs, lesion.class_names)
     result["ids"] = ids
     return result

@@ -49,7 +49,7 @@ else:
                 mark = "✓" if row["correct"] else "✗"
                 column.caption(f"{mark} `{row['id']}`  \ntrue **{row['label']}** · predicted **{row['pred']}** "
                                f"({row['confidence']:.0%})")
-                column.button("Open", key=f"pred_open_{row['id']}", on_click=common.set_value,
+                column.button("View large", key=f"pred_open_{row['id']}", on_click=common.set_value,
                               args=("pred_open", row["id"]))
 
     opened = st.session_state.get("pred_open")

@@ -156,7 +156,7 @@ def chart_points(page) -> int:
 def test_train_live_reload_and_finish(page, server):
     open_page(page, server, "train", "Train")
     set_number(page, "Image size (px)", 64)
-    set_number(page, "Epochs", 6)
+    set_number(page, "Epochs", 40)  # long enough to still run after the reload, even when idle
     page.get_by_role("button", name="Launch").click()
     page.locator("[data-testid='stProgress']").first.wait_for()
     # The live part refreshes itself: curves gain points epoch after epoch without a reload.
@@ -169,7 +169,7 @@ def test_train_live_reload_and_finish(page, server):
         arg=before, timeout=120_000)
     shot(page, "05-train-live")
     epoch = progress_epoch(page)
-    assert epoch < 6, "the run ended before the reload could be tested; make it longer"
+    assert epoch < 40, "the run ended before the reload could be tested; make it longer"
 
     page.reload()  # a reload neither stops nor loses the run
     page.get_by_role("heading", name="Train").first.wait_for()
@@ -195,7 +195,7 @@ def test_predictions(page, server):
     open_page(page, server, "predictions", "Predictions")
     page.locator("[data-testid='stImage'] img").first.wait_for()
     assert page.locator("[data-testid='stImage'] img").count() >= 9  # the 9 test images of the demo
-    page.get_by_role("button", name="Open", exact=True).first.click()
+    page.get_by_role("button", name="View large").first.click()
     page.get_by_role("heading", name=re.compile(r": true .+, predicted ")).wait_for()
     page.locator("[data-testid='stPlotlyChart']").last.scroll_into_view_if_needed()
     page.get_by_text("Class probabilities").wait_for()

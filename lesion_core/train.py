@@ -784,7 +784,9 @@ def _resumable_config(run_dir: Path) -> dict:
     """The config of a run that may be resumed; TrainingError when it is running or done."""
     _require((run_dir / "config.json").is_file(), f"not a run folder (no config.json): {run_dir}")
     info = runs.run_info(run_dir)
-    _require(info.state not in runs.ACTIVE_STATES, f"run {info.id} is still {info.state} (pid {info.status.get('pid')})")
+    queued_for_us = info.status.get("pid") == os.getpid()  # launch_resume() started this process
+    _require(info.state not in runs.ACTIVE_STATES or queued_for_us,
+             f"run {info.id} is still {info.state} (pid {info.status.get('pid')})")
     _require(info.state != "finished", f"run {info.id} has already finished; start a new run instead")
     runs.clear_stop(run_dir)
     return validate_config(info.config)
@@ -807,15 +809,30 @@ def launch(config: dict, runs_dir) -> Path:
     runs_dir = Path(runs_dir)
     _refuse_if_busy(runs_dir)
     run_dir = runs.create_run(runs_dir, config)
+    _start_detached(run_dir, "--run-dir")
+    return run_dir
+
+
+def launch_resume(run_dir) -> Path:
+    """Continue a stopped, failed or interrupted run in a detached `train --resume` process."""
+    run_dir = Path(run_dir)
+    _resumable_config(run_dir)  # refuses running and finished runs now, not in the child
+    _refuse_if_busy(run_dir.parent)
+    _start_detached(run_dir, "--resume")
+    return run_dir
+
+
+def _start_detached(run_dir: Path, flag: str) -> None:
+    """Start `python -m lesion_core train <flag> <run_dir>` in its own session; mark it queued."""
     package_root = str(Path(lesion_core.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-    with open(run_dir / "console.log", "wb") as console:
+    with open(run_dir / "console.log", "ab") as console:
         process = subprocess.Popen(
-            [sys.executable, "-m", "lesion_core", "train", "--run-dir", str(run_dir)],
+            [sys.executable, "-m", "lesion_core", "train", flag, str(run_dir)],
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd=run_dir)
-    runs.write_status(run_dir, pid=process.pid)
-    return run_dir
+    # The pid makes the run active at once, before the child has even imported torch.
+    runs.write_status(run_dir, state="queued", pid=process.pid, message="waiting for the trainer to start")
 
 
 # ---------------------------------------------------------------------------- using a run

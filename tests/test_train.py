@@ -333,6 +333,19 @@ def test_launch_refuses_a_second_run_while_one_is_active(demo_root, tmp_path):
     assert len(runs.list_runs(tmp_path)) == 1
 
 
+def test_launch_resume_continues_a_stopped_run_in_the_background(demo_root, tmp_path):
+    run_dir = runs.create_run(tmp_path, train.validate_config(tiny_config(demo_root, epochs=3)))
+    runs.request_stop(run_dir)
+    train.run_training(run_dir=run_dir)
+    assert runs.read_status(run_dir)["state"] == "stopped"
+    train.launch_resume(run_dir)
+    assert runs.is_active(run_dir) or runs.read_status(run_dir)["state"] == "finished"
+    wait_for(lambda: runs.read_status(run_dir).get("state") == "finished", "the resumed run to finish")
+    assert len(runs.read_history(run_dir)) == 6
+    with pytest.raises(TrainingError, match="already finished"):
+        train.launch_resume(run_dir)
+
+
 def test_killed_trainer_shows_as_interrupted_and_resumes(demo_root, tmp_path):
     run_dir = train.launch(tiny_config(demo_root, epochs=20), tmp_path)
     wait_for(lambda: _status_shows_training(run_dir), "the trainer to report a batch")

@@ -25,12 +25,19 @@ FINAL_STATES = ("stopped", "finished", "failed")
 INTERRUPTED = "interrupted"
 STOP_FILE = "STOP"
 
+# mkstemp creates files readable by their owner only; give run files the usual umask mode
+# so that a dashboard running as another user can read them.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
 
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write data to path through a temporary file in the same folder and os.replace."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)

@@ -27,6 +27,11 @@ def test_atomic_write_json_replaces_and_leaves_no_temp_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
 
 
+def test_atomic_writes_get_the_umask_mode_not_mkstemps_owner_only(tmp_path):
+    runs.atomic_write_text(tmp_path / "train.log", "x\n")
+    assert (tmp_path / "train.log").stat().st_mode & 0o777 == runs.FILE_MODE
+
+
 def test_atomic_write_failure_keeps_the_old_file(tmp_path):
     path = tmp_path / "config.json"
     runs.atomic_write_json(path, {"ok": True})

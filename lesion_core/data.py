@@ -184,7 +184,7 @@ def _open_image(path: Path, max_side: int | None) -> Image.Image:
             rgb = _to_rgb(image)
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
     if rgb.size != target:
         rgb = rgb.resize(target, Image.BILINEAR, reducing_gap=2.0)
@@ -217,7 +217,7 @@ def read_mask(path, shape: tuple) -> np.ndarray:
             mask = _binarize(_mask_levels(image))
     except FileNotFoundError:
         raise DataError(f"mask not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read mask {path}: {exc}") from None
     height, width = shape[:2]
     if mask.shape != (height, width):
@@ -379,6 +379,9 @@ def _check_image(path: Path) -> tuple:
             image.load()
     except _Bad:
         raise
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses to decode images this large (a small file can claim a huge size).
+        raise _Bad("image_too_large", f"{path.name}: {exc}; downscale it") from None
     except UnidentifiedImageError:
         raise _Bad("not_an_image", f"{path.name} is not an image file PIL can read") from None
     except (PermissionError, IsADirectoryError) as exc:
@@ -405,7 +408,7 @@ def _check_mask(path: Path, image_size: tuple) -> None:
             values = _distinct_values(image)
     except UnidentifiedImageError:
         raise _Bad("corrupt_mask", f"{path.name} is not an image file PIL can read") from None
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise _Bad("corrupt_mask", f"{path.name} cannot be decoded: {exc}") from None
     if size != image_size:
         raise _Bad("mask_size", f"mask is {size[0]}x{size[1]} but the image is "

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -345,6 +347,32 @@ def test_unusual_image_modes_are_converted_and_noted(good, mode, note):
     assert converted.shape == (48, 48, 3) and converted.dtype == np.uint8
     if mode == "I;16":  # scaled down, not clipped: the 16-bit values map back to 8 bits
         assert np.abs(converted[..., 0].astype(int) - image[..., 0]).max() <= 1
+
+
+def png_claiming_size(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG file whose header claims width x height pixels (a decompression bomb)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grey
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    return path
+
+
+def test_image_too_large_to_decode_is_reported_not_a_crash(good):
+    png_claiming_size(good / "images" / "s004.jpg", 20000, 20000)
+    problem = only_problem(load_dataset(good), "s004")
+    assert problem.kind == "image_too_large" and "downscale" in problem.message
+    with pytest.raises(DataError, match="cannot read image"):
+        read_image(good / "images" / "s004.jpg")
+
+
+def test_mask_too_large_to_decode_is_reported_not_a_crash(good):
+    png_claiming_size(good / "masks" / "s004.png", 20000, 20000)
+    assert only_problem(load_dataset(good), "s004").kind == "corrupt_mask"
+    with pytest.raises(DataError, match="cannot read mask"):
+        read_mask(good / "masks" / "s004.png", (48, 48))
 
 
 def test_nothing_usable_is_refused_with_the_report(good):

@@ -112,7 +112,7 @@ class _Bars:
             self.key = key
             self.bar = tqdm(total=progress["n_iters"], desc=f"epoch {key[0]} {key[1]}", unit="batch",
                             leave=False, file=sys.stderr, disable=None)
-        self.bar.set_postfix(img_s=f"{progress['images_per_s']:.1f}", eta=f"{progress['eta_s']:.0f}s")
+        self.bar.set_postfix(img_s=f"{progress['images_per_s']:.1f}", eta=f"{progress['eta_s']:.0f}s", refresh=False)
         self.bar.update(progress["iteration"] - self.bar.n)
 
     def log(self, line: str) -> None:

@@ -35,23 +35,7 @@ else:
     shown = shown.sort_values(key, ascending=ascending)
     st.caption(f"{len(shown)} of {len(frame)} images · {int(frame['correct'].sum())} right overall")
 
-    pages = max(1, -(-len(shown) // PER_PAGE))
-    common.default("keep_pred_page", 1)
-    st.session_state["keep_pred_page"] = min(st.session_state["keep_pred_page"], pages)
-    page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, key="keep_pred_page")
     records = common.run_records(run.path)
-    rows = shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
-    for start in range(0, len(rows), 4):
-        for column, (_, row) in zip(st.columns(4), rows.iloc[start:start + 4].iterrows()):
-            with column, common.user_errors():
-                sample = common.read_sample(records[row["id"]], max_side=256)
-                column.image(transforms.overlay(sample["image"], sample["mask"], "outline"), width="stretch")
-                mark = "✓" if row["correct"] else "✗"
-                column.caption(f"{mark} `{row['id']}`  \ntrue **{row['label']}** · predicted **{row['pred']}** "
-                               f"({row['confidence']:.0%})")
-                column.button("View large", key=f"pred_open_{row['id']}", on_click=common.set_value,
-                              args=("pred_open", row["id"]))
-
     opened = st.session_state.get("pred_open")
     if opened in set(frame["id"]):
         row = frame.set_index("id").loc[opened]
@@ -63,6 +47,22 @@ else:
         probs = [row[f"prob_{n}"] for n in names]
         bars_col.plotly_chart(plots.probability_bars(probs, names, names.index(row["label"])), key="pred_bars")
         bars_col.caption(f"Cross-entropy loss {row['loss']:.3f}")
+
+    pages = max(1, -(-len(shown) // PER_PAGE))
+    common.default("keep_pred_page", 1)
+    st.session_state["keep_pred_page"] = min(st.session_state["keep_pred_page"], pages)
+    page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, key="keep_pred_page")
+    rows = shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
+    for start in range(0, len(rows), 4):
+        for column, (_, row) in zip(st.columns(4), rows.iloc[start:start + 4].iterrows()):
+            with column, common.user_errors():
+                sample = common.read_sample(records[row["id"]], max_side=256)
+                column.image(transforms.overlay(sample["image"], sample["mask"], "outline"), width="stretch")
+                mark = "✓" if row["correct"] else "✗"
+                column.caption(f"{mark} `{row['id']}`  \ntrue **{row['label']}** · predicted **{row['pred']}** "
+                               f"({row['confidence']:.0%})")
+                column.button("View large", key=f"pred_open_{row['id']}", on_click=common.set_value,
+                              args=("pred_open", row["id"]))
 
 st.subheader("Classify a new image")
 image_file = st.file_uploader("Image (JPEG or PNG)", type=["jpg", "jpeg", "png"], key="pred_image")

@@ -27,6 +27,7 @@ def server(tmp_path_factory, demo_root):
     env = {"LESION_LAB_CACHE": str(home / "cache"), "LESION_LAB_RUNS": str(home / "runs"),
            "OMP_NUM_THREADS": "1"}
     app = Server(env, log=home / "server.log")
+    app.demo = home / "cache" / next((home / "cache").iterdir()).name
     try:
         app.wait_healthy()
         yield app
@@ -177,7 +178,10 @@ def test_train_live_reload_and_finish(page, server):
     assert progress_epoch(page) >= epoch
     page.get_by_text("finished", exact=False).first.wait_for(timeout=240_000)
     page.get_by_text("best val_mean_auc").first.wait_for()
+    # The ended run's page redraws whole: the sidebar's "Training:" note goes, no live leftovers.
+    page.locator("[data-testid='stSidebar']").get_by_text("Training:").wait_for(state="detached")
     wait_idle(page)
+    assert page.get_by_text("train.log").count() == 1
     no_exception(page)
     shot(page, "06-train-finished")
 
@@ -199,6 +203,12 @@ def test_predictions(page, server):
     page.get_by_role("heading", name=re.compile(r": true .+, predicted ")).wait_for()
     page.locator("[data-testid='stPlotlyChart']").last.scroll_into_view_if_needed()
     page.get_by_text("Class probabilities").wait_for()
+    wait_idle(page)
+    # A new image, with its mask, classified by the run's best weights.
+    uploads = page.locator("[data-testid='stFileUploader'] input[type='file']")
+    uploads.nth(0).set_input_files(str(server.demo / "images" / "demo_0001.jpg"))
+    uploads.nth(1).set_input_files(str(server.demo / "masks" / "demo_0001.png"))
+    page.get_by_text("Most likely:").wait_for()
     wait_idle(page)
     no_exception(page)
     shot(page, "08-predictions")

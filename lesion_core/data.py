@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from lesion_core.errors import DataError, UnsafeArchiveError
@@ -172,8 +172,14 @@ def _fit_size(size: tuple, max_side: int | None) -> tuple:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def _sideways(image: Image.Image) -> bool:
+    """Whether the EXIF Orientation tag turns the stored pixels by 90 degrees (5 to 8)."""
+    return image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+
+
 def _open_image(path: Path, max_side: int | None) -> Image.Image:
-    """Decoded RGB PIL image, longer side <= max_side; JPEGs decode at reduced size (draft)."""
+    """Decoded RGB PIL image, upright as its EXIF Orientation says, longer side <= max_side;
+    JPEGs decode at reduced size (draft)."""
     try:
         with Image.open(path) as image:
             target = _fit_size(image.size, max_side)
@@ -181,6 +187,11 @@ def _open_image(path: Path, max_side: int | None) -> Image.Image:
                 # DCT scaling decodes at 1/2, 1/4 or 1/8 size directly: several times faster.
                 image.draft("RGB", target)
             image.load()
+            # Phones store a photo's rotation in EXIF rather than turning its pixels; every
+            # viewer applies it, so masks drawn on what the viewer showed must match it too.
+            if _sideways(image):
+                target = target[::-1]
+            ImageOps.exif_transpose(image, in_place=True)
             rgb = _to_rgb(image)
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
@@ -192,7 +203,8 @@ def _open_image(path: Path, max_side: int | None) -> Image.Image:
 
 
 def read_image(path, max_side: int | None = None) -> np.ndarray:
-    """Image as uint8 (H, W, 3) RGB; with max_side the longer side is at most max_side."""
+    """Image as uint8 (H, W, 3) RGB, upright (EXIF orientation applied); with max_side the
+    longer side is at most max_side."""
     return np.asarray(_open_image(Path(path), max_side))
 
 
@@ -367,12 +379,14 @@ _NOTE_MODES = {"L": "grayscale", "LA": "grayscale+alpha", "1": "black-and-white"
 
 
 def _check_image(path: Path) -> tuple:
-    """Cheaply decode an image: ((width, height), mode) or raise (kind, message)."""
+    """Cheaply decode an image: ((width, height) upright, mode) or raise (kind, message)."""
     try:
         if path.stat().st_size == 0:
             raise _Bad("not_an_image", f"{path.name} is an empty file (0 bytes)")
         with Image.open(path) as image:
             size, mode = image.size, image.mode
+            if _sideways(image):  # read_image turns it upright; its mask must match that
+                size = size[::-1]
             if image.format == "JPEG":
                 # Decoding at 1/8 size still reads every byte: truncation is detected, fast.
                 image.draft(image.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
@@ -620,9 +634,14 @@ def _decode(record: Record, max_side: int | None) -> tuple:
     return image, mask
 
 
+# Bump when decoding changes, so cached samples decoded the old way are not reused
+# (2: EXIF orientation applied).
+_DECODE_VERSION = 2
+
+
 def _cache_key(record: Record, max_side: int | None) -> str:
-    """Hex digest of each file's absolute path, size and mtime_ns, and max_side."""
-    parts = [str(max_side)]
+    """Hex digest of each file's absolute path, size and mtime_ns, max_side and the decoder."""
+    parts = [str(_DECODE_VERSION), str(max_side)]
     for path in (record.image_path, record.mask_path):
         if path is not None:
             stat = Path(path).stat()

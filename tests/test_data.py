@@ -420,6 +420,46 @@ def test_read_image_decodes_large_jpeg_at_reduced_size(tmp_path):
     assert read_image(tmp_path / "big.jpg").shape == (1500, 2000, 3)
 
 
+def save_sideways_jpeg(path: Path, upright: np.ndarray) -> None:
+    """Store upright (H, W, 3) as a phone does: pixels turned to W x H, EXIF Orientation 6."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(np.rot90(upright).copy()).save(path, quality=95, exif=exif)
+
+
+def upright_test_image(h=400, w=240) -> np.ndarray:
+    """Dark top half, light bottom half: any 90-degree turn or flip shows."""
+    image = np.full((h, w, 3), 220, np.uint8)
+    image[: h // 2] = 30
+    return image
+
+
+def test_read_image_applies_exif_orientation(tmp_path):
+    upright = upright_test_image()
+    save_sideways_jpeg(tmp_path / "phone.jpg", upright)
+    with Image.open(tmp_path / "phone.jpg") as stored:
+        assert stored.size == (400, 240)  # the pixels really are stored sideways
+    image = read_image(tmp_path / "phone.jpg")
+    assert image.shape == (400, 240, 3)
+    assert np.abs(image.astype(int) - upright).max() < 20
+    small = read_image(tmp_path / "phone.jpg", max_side=100)  # draft-mode decode too
+    assert small.shape == (100, 60, 3)
+    assert small[:40].mean() < 60 and small[60:].mean() > 190
+
+
+def test_mask_drawn_on_the_upright_photo_fits_an_exif_rotated_image(good):
+    upright = upright_test_image(96, 48)
+    save_sideways_jpeg(good / "images" / "s004.jpg", upright)
+    mask = np.zeros((96, 48), np.uint8)
+    mask[10:40, 5:30] = 255
+    Image.fromarray(mask).save(good / "masks" / "s004.png")
+    data = load_dataset(good)
+    assert data.report.problems == [], data.report.format()
+    record = next(r for r in data.records if r.id == "s004")
+    sample = LesionDataset([record], max_side=96)[0]
+    assert sample["image"].shape == (96, 48, 3) and np.array_equal(sample["mask"], mask // 255)
+
+
 def test_read_image_bad_file_is_a_data_error(tmp_path):
     (tmp_path / "x.jpg").write_text("nope")
     with pytest.raises(DataError, match="cannot read image"):

@@ -251,3 +251,66 @@ def test_stop_button_stops_the_active_run(app):
     assert not app.exception
     run = wait_for_state(("stopped", "finished", "failed"))
     assert run.state == "stopped", run.status
+
+
+def zip_bytes(entries: dict) -> bytes:
+    """A ZIP archive in memory: arcname -> bytes."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def upload_zip(app: AppTest, name: str, content: bytes) -> None:
+    goto(app, "dataset")
+    app.radio(key="keep_ds_source").set_value("upload").run()
+    app.get("file_uploader")[0].set_value((name, content, "application/zip")).run()
+    app.button(key="ds_import").click().run()
+    assert not app.exception
+
+
+def test_dataset_page_imports_an_uploaded_zip(app, demo_root):
+    files = {f"mydata/{p.relative_to(demo_root)}": p.read_bytes() for p in demo_root.rglob("*") if p.is_file()}
+    upload_zip(app, "mydata.zip", zip_bytes(files))
+    assert not app.error, app.error
+    assert "Current dataset: **mydata**" in texts(app)
+    assert app.session_state["dataset"]["source"] == "upload"
+    assert (paths.cache_dir() / "uploads").is_dir()
+
+
+def test_dataset_page_refuses_an_unsafe_zip(app):
+    upload_zip(app, "evil.zip", zip_bytes({"../evil.txt": b"x", "labels.csv": b"id,label\n"}))
+    assert "evil.txt" in app.error[0].value
+    assert "Current dataset: **demo**" in texts(app)
+    assert not (paths.cache_dir() / "evil.txt").exists()
+
+
+def test_dataset_page_refuses_a_zip_without_a_dataset(app):
+    upload_zip(app, "notes.zip", zip_bytes({"notes/readme.txt": b"hello"}))
+    assert "no dataset found" in app.error[0].value
+
+
+def test_augment_page_previews_an_uploaded_image_and_mask(app, demo_root):
+    goto(app, "augment")
+    app.radio(key="keep_aug_source").set_value("upload").run()
+    image = (demo_root / "images" / "demo_0001.jpg").read_bytes()
+    mask = (demo_root / "masks" / "demo_0001.png").read_bytes()
+    app.get("file_uploader")[0].set_value(("lesion.jpg", image, "image/jpeg"))
+    app.get("file_uploader")[1].set_value(("lesion.png", mask, "image/png")).run()
+    assert not app.exception and not app.error
+    assert any(c.value.startswith("8 draws of a 96x96 image") for c in app.caption)
+
+
+def test_augment_page_says_which_step_needs_a_mask(app, demo_root):
+    goto(app, "augment")
+    app.radio(key="keep_aug_source").set_value("upload").run()
+    image = (demo_root / "images" / "demo_0001.jpg").read_bytes()
+    app.get("file_uploader")[0].set_value(("lesion.jpg", image, "image/jpeg")).run()
+    app.selectbox(key="keep_aug_preset").set_value("notebook_train")
+    app.button(key="aug_load_preset").click().run()
+    assert not app.exception
+    assert "needs a lesion mask" in app.error[0].value and "CropByMask" in app.error[0].value

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from lesion_core.metrics import to_jsonable
 
-# The trainer's life cycle. "interrupted" is never written: it is how a reader sees a run
-# whose status says running but whose process is gone (killed, machine rebooted).
+# The trainer's life cycle: queued -> running -> stopped | finished | failed. "stopping" (a
+# stop was requested) and "interrupted" (status says running but the process is gone: killed,
+# machine rebooted; resumable) are never written: run_info() derives them for readers.
 ACTIVE_STATES = ("queued", "running", "stopping")
-FINAL_STATES = ("stopped", "finished", "failed")
 INTERRUPTED = "interrupted"
 STOP_FILE = "STOP"
 

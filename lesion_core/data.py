@@ -702,6 +702,9 @@ def import_zip(zip_path, dest, *, max_total_bytes: int = 20 * 10**9, max_files: 
             os.rename(staging, dest)
         except zipfile.BadZipFile as exc:
             raise DataError(f"{zip_path.name} is damaged: {exc}; nothing was imported") from None
+        except (OSError, NotImplementedError) as exc:  # disk full, unsupported compression...
+            raise DataError(f"cannot extract {zip_path.name} into {dest.parent}: {exc}; "
+                            "nothing was imported") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return dest / inner_root
@@ -719,10 +722,10 @@ def _checked_members(archive, max_total_bytes, max_files, max_ratio) -> list:
                                  f"of {max_total_bytes:,}")
     members = []
     for info in infos:
-        name = info.filename.replace("\\", "/")
-        reason = _unsafe_id(name, "name")
+        reason = _unsafe_id(info.filename.replace("\\", "/"), "name")
         if reason:
             raise UnsafeArchiveError(f"refused entry {info.filename!r}: {reason}")
+        name = PurePosixPath(info.filename.replace("\\", "/")).as_posix()  # "a/./b" -> "a/b"
         file_type = (info.external_attr >> 16) & 0o170000
         if file_type == 0o120000:
             raise UnsafeArchiveError(f"refused entry {info.filename!r}: it is a symbolic link")
@@ -738,8 +741,29 @@ def _checked_members(archive, max_total_bytes, max_files, max_ratio) -> list:
                                      f"than the limit of {max_ratio:g}:1 (a zip bomb?)")
         if info.is_dir() or name.split("/")[0] == "__MACOSX":
             continue  # folders are made as files land; macOS resource forks are not data
+        if name == ".":
+            raise UnsafeArchiveError(f"refused entry {info.filename!r}: a file named as the folder itself")
         members.append((name, info))
+    _refuse_name_clashes(members)
     return members
+
+
+def _refuse_name_clashes(members: list) -> None:
+    """UnsafeArchiveError when two entries would land on one path: a repeated name (one would
+    silently overwrite the other), names differing only in case (the same file on Windows
+    and macOS), or a file whose name is also another entry's folder."""
+    seen = {}
+    for name, info in members:
+        first = seen.setdefault(name.casefold(), info)
+        if first is not info:
+            raise UnsafeArchiveError(f"refused entries {first.filename!r} and {info.filename!r}: they "
+                                     "would be the same file (a repeated name, or names differing only "
+                                     "in case)")
+    for name, info in members:
+        for parent in PurePosixPath(name).parents:
+            if parent.as_posix().casefold() in seen:
+                raise UnsafeArchiveError(f"refused entry {info.filename!r}: {parent.as_posix()!r} is "
+                                         "both a file and a folder in the ZIP")
 
 
 def _zip_dataset_root(names: list, zip_name: str) -> str:

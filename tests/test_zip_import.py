@@ -145,6 +145,36 @@ def test_encrypted_entry(tmp_path):
     assert_refused(tmp_path, archive, match="encrypted")
 
 
+def test_repeated_entry_name(tmp_path, source):
+    with pytest.warns(UserWarning, match="Duplicate name"):  # zipfile writes it all the same
+        archive = zip_folder(source, tmp_path / "d.zip", extra=[("labels.csv", "id,label\ns000,2\n")])
+    with zipfile.ZipFile(archive) as z:
+        assert z.namelist().count("labels.csv") == 2
+    assert_refused(tmp_path, archive, match="same file")
+
+
+def test_entry_names_differing_only_in_case(tmp_path, source):
+    archive = zip_folder(source, tmp_path / "d.zip", extra=[("IMAGES/s000.jpg", b"x")])
+    assert_refused(tmp_path, archive, match="same file")
+
+
+def test_entry_that_is_both_a_file_and_a_folder(tmp_path, source):
+    archive = zip_folder(source, tmp_path / "d.zip", extra=[("masks", b"x")])
+    assert_refused(tmp_path, archive, match="both a file and a folder")
+
+
+@pytest.mark.parametrize("name", [".", "images/."])
+def test_entry_named_as_a_folder_itself(tmp_path, source, name):
+    archive = zip_folder(source, tmp_path / "d.zip", extra=[(name, b"x")])
+    assert_refused(tmp_path, archive)
+
+
+def test_unsupported_compression_is_a_data_error(tmp_path, source):
+    archive = zip_folder(source, tmp_path / "d.zip")
+    patch_headers(archive, 8, 10, "<H", 9)  # Deflate64, which zipfile cannot read
+    assert_refused(tmp_path, archive, error=DataError, match="nothing was imported")
+
+
 def test_too_many_files(tmp_path, source):
     archive = zip_folder(source, tmp_path / "d.zip")
     assert_refused(tmp_path, archive, match="more than the limit of 5", max_files=5)

@@ -755,6 +755,8 @@ def load_spec(path) -> list[dict]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TransformError(f"cannot read pipeline file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise TransformError(f"pipeline file {path} is not a text (UTF-8 JSON) file") from None
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:

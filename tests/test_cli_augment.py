@@ -118,6 +118,7 @@ def test_a_0_1_mask_and_no_mask_both_work(lesion_files, tmp_path):
         ("missing_image", "image not found"),
         ("unreadable_mask", "cannot read mask"),
         ("bad_json", r"not valid JSON \(line 1"),
+        ("pipeline_is_an_image", r"not a text \(UTF-8 JSON\) file"),
         ("unknown_step", r"step 1 \(Flip\): unknown transform"),
         ("bad_param", r"step 1 \(RandomCrop\): parameter 'size'"),
         ("mask_needed", r"step 1 \(CropByMask\) needs a lesion mask: pass --mask"),
@@ -137,6 +138,8 @@ def test_bad_input_exits_2_with_a_clear_message(case, message, lesion_files, tmp
         args["--mask"] = tmp_path / "m.png"
     elif case == "bad_json":
         pipeline.write_text("[{'name': 'RandomCrop'}]")
+    elif case == "pipeline_is_an_image":
+        args["--pipeline"] = image
     elif case == "unknown_step":
         pipeline.write_text(json.dumps([{"name": "Flip"}]))
     elif case == "bad_param":

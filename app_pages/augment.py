@@ -166,5 +166,5 @@ if spec is not None:
     text = json.dumps(spec, indent=2)
     st.code(text, language="json")
     st.download_button("Download pipeline.json", text, file_name="pipeline.json", mime="application/json",
-                       key="aug_download")
+                       key="aug_download", on_click="ignore")
     st.page_link("app_pages/train.py", label="Train with this pipeline", icon=":material/model_training:")

@@ -59,8 +59,9 @@ files = [(f"predictions_{split}.csv", "text/csv"), ("config.json", "application/
 for column, (name, mime) in zip(st.columns(len(files)), files):
     path = run.path / name
     if path.is_file():
-        column.download_button(f"Download {name}", path.read_bytes(), file_name=f"{run.id}-{name}", mime=mime,
-                               key=f"res_dl_{name}")
+        # Deferred: the file is read only when clicked (weights can be hundreds of MB).
+        column.download_button(f"Download {name}", path.read_bytes, file_name=f"{run.id}-{name}", mime=mime,
+                               key=f"res_dl_{name}", on_click="ignore")
     else:
         column.caption(f"{name}: not written yet")
 with st.expander("Config"):

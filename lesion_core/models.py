@@ -366,6 +366,8 @@ def load_weights(model: nn.Module, state_dict: dict, source: object = "state_dic
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
+    not_tensors = [f"{k} ({type(state_dict[k]).__name__})" for k in expected
+                   if k in state_dict and not isinstance(state_dict[k], torch.Tensor)]
     mismatched = [
         f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
         for k, v in expected.items()
@@ -376,6 +378,8 @@ def load_weights(model: nn.Module, state_dict: dict, source: object = "state_dic
         problems.append(f"missing keys: {_few(missing)}")
     if unexpected:
         problems.append(f"unexpected keys: {_few(unexpected)}")
+    if not_tensors:
+        problems.append(f"values that are not tensors: {_few(not_tensors)}")
     if mismatched:
         problems.append(f"shape mismatches: {_few(mismatched)}")
     if problems:

@@ -135,6 +135,14 @@ def test_shape_mismatch_is_reported_by_name():
         load_weights(model, state)
 
 
+def test_value_that_is_not_a_tensor_is_reported_by_name(tmp_path):
+    state = build_model("lenet", weights="random").state_dict()
+    state["fc3.bias"] = [0.0, 0.0, 0.0]  # plain data passes weights_only, but is no tensor
+    torch.save(state, tmp_path / "list.pt")
+    with pytest.raises(ModelError, match=r"not tensors: fc3\.bias \(list\)"):
+        build_model("lenet", weights_path=tmp_path / "list.pt")
+
+
 class _RunsCode:
     """Unpickling this object would write a marker file (a stand-in for any shell command)."""
 

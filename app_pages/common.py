@@ -81,6 +81,15 @@ def short_params(drawn: dict) -> str:
     return ", ".join(f"{k}={fmt(v)}" for k, v in drawn.items())
 
 
+def parse_numbers(text: str) -> list[float] | str:
+    """"1, 2.5, 3" -> [1.0, 2.5, 3.0]; text that is not a list of numbers comes back as is,
+    for the engine's validation to name it in its error message."""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        return text
+
+
 # ---------------------------------------------------------------- pipeline and model choices
 
 
@@ -202,6 +211,7 @@ def device_label() -> str:
 
 
 def runs_root() -> Path:
+    """The runs folder ($LESION_LAB_RUNS, else ./runs)."""
     return paths.runs_dir()
 
 
@@ -220,11 +230,12 @@ def counts_frame(dataset: data.LesionData):
 # ---------------------------------------------------------------- runs
 
 RUN = "keep_run"  # the sidebar's run picker: the run the Results and Predictions pages show
+PENDING_RUN = "pending_run"  # a run to select in the picker on the next run (a new launch)
 
 
 def all_runs() -> list[runs.RunInfo]:
     """Every run in the runs folder, newest first (read fresh: run folders are the truth)."""
-    return runs.list_runs(paths.runs_dir())
+    return runs.list_runs(runs_root())
 
 
 def selected_run() -> runs.RunInfo | None:
@@ -234,12 +245,15 @@ def selected_run() -> runs.RunInfo | None:
     return next((r for r in listed if r.id == chosen), listed[0] if listed else None)
 
 
-def select_run(run_id: str) -> None:
-    """Make run_id the sidebar's choice (call before the sidebar is drawn, e.g. in a callback)."""
-    st.session_state[RUN] = run_id
+def select_run_and_rerun(run_id: str) -> None:
+    """Make run_id the sidebar's choice: the picker is already drawn in this run, so the
+    choice is handed to the next run (sidebar() applies it before drawing) and we rerun."""
+    st.session_state[PENDING_RUN] = run_id
+    st.rerun()
 
 
 def run_label(run: runs.RunInfo) -> str:
+    """The picker's text for a run: id, state and best validation score."""
     best = run.best or {}
     score = f", best {best['value']:.3f}" if isinstance(best.get("value"), (int, float)) else ""
     return f"{run.id} ({run.state}{score})"
@@ -288,6 +302,8 @@ def sidebar() -> None:
     listed = all_runs()
     if listed:
         ids = [r.id for r in listed]
+        if st.session_state.get(PENDING_RUN) in ids:
+            st.session_state[RUN] = st.session_state.pop(PENDING_RUN)
         if st.session_state.get(RUN) not in ids:
             st.session_state[RUN] = ids[0]
         labels = {r.id: run_label(r) for r in listed}
@@ -295,7 +311,7 @@ def sidebar() -> None:
                      help="The run the Results and Predictions pages show")
     else:
         st.caption("No runs yet")
-    active = runs.active_run(paths.runs_dir())
+    active = runs.active_run(runs_root())
     if active:
         st.info(f"Training: {active.id} ({active.state})", icon=":material/model_training:")
 

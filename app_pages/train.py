@@ -48,8 +48,13 @@ def settings(dataset) -> dict:
                                disabled=scheduler != "step")
         gamma = st.number_input("Gamma", min_value=0.001, max_value=1.0, step=0.05, key="keep_tr_gamma",
                                 disabled=scheduler != "step")
-        weights = st.selectbox("Class weights", ["auto", "none"], key="keep_tr_weights",
+        weights = st.selectbox("Class weights", ["auto", "none", "custom"], key="keep_tr_weights",
                                help="auto: inverse class frequency, so rare classes count as much")
+        if weights == "custom":
+            common.default("keep_tr_custom_weights", ", ".join("1" for _ in dataset.class_names))
+            text = st.text_input("One weight per class, comma-separated", key="keep_tr_custom_weights",
+                                 help=", ".join(dataset.class_names))
+            weights = common.parse_numbers(text)
     augment = st.radio("Augmentation", ["page", *transforms.PRESETS], horizontal=True, key="keep_tr_aug",
                        format_func=lambda n: "the Augmentations page's pipeline" if n == "page" else f"preset {n}")
     spec = common.pipeline() if augment == "page" else transforms.PRESETS[augment]
@@ -131,7 +136,7 @@ if st.button("Launch", type="primary", key="tr_launch", icon=":material/play_arr
     with common.user_errors(), st.spinner("Starting the trainer..."):
         run_dir = train.launch(config, common.runs_root())
         st.session_state["tr_run"] = run_dir.name
-        st.toast(f"Started {run_dir.name}")
+        common.select_run_and_rerun(run_dir.name)
 
 active = runs.active_run(common.runs_root())
 if active is not None:

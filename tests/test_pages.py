@@ -207,6 +207,8 @@ def test_pages_without_runs_say_where_to_start(app):
 def test_train_launch_refuse_second_follow_then_results_and_predictions(app):
     launch_tiny_run(app, epochs=2)
     assert not app.error, app.error
+    launched = app.session_state["tr_run"]
+    assert app.sidebar.selectbox(key="keep_run").value == launched  # the picker shows the new run
     app.button(key="tr_launch").click().run()  # a second launch while the first is active
     assert "one training at a time" in app.error[0].value
 
@@ -314,3 +316,16 @@ def test_augment_page_says_which_step_needs_a_mask(app, demo_root):
     app.button(key="aug_load_preset").click().run()
     assert not app.exception
     assert "needs a lesion mask" in app.error[0].value and "CropByMask" in app.error[0].value
+
+
+def test_train_page_refuses_bad_class_weights_with_a_clear_message(app):
+    app.session_state["model"] = LENET
+    goto(app, "train")
+    app.selectbox(key="keep_tr_weights").set_value("custom").run()
+    app.text_input(key="keep_tr_custom_weights").set_value("1, heavy, 2").run()
+    app.button(key="tr_launch").click().run()
+    assert not app.exception
+    assert "class_weights" in app.error[0].value
+    from lesion_core import runs
+
+    assert runs.list_runs(paths.runs_dir()) == []  # nothing was started

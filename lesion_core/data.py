@@ -614,7 +614,11 @@ class LesionDataset(Dataset):
         """(image uint8 (H, W, 3), mask uint8 (H, W) {0,1} or None), from the cache if there."""
         if not self.cache:
             return _decode(record, self.max_side)
-        path = cache_dir() / "decoded" / f"{_cache_key(record, self.max_side)}.npy"
+        try:
+            key = _cache_key(record, self.max_side)
+        except OSError:  # a file gone since the load: _decode says which, as a DataError
+            return _decode(record, self.max_side)
+        path = cache_dir() / "decoded" / f"{key}.npy"
         try:
             # One raw .npy per sample, the mask as a 4th channel: loads in a fraction of a
             # millisecond, faster than decoding even a small JPEG (an .npz is not).

@@ -508,6 +508,14 @@ def test_cache_is_reused_and_invalidated_when_the_file_changes(good):
     assert len(list((cache_dir() / "decoded").glob("*.npy"))) == 2
 
 
+@pytest.mark.parametrize("max_side", [None, 32])
+def test_image_deleted_after_the_load_is_a_data_error(good, max_side):
+    record = load_dataset(good).records[0]
+    record.image_path.unlink()
+    with pytest.raises(DataError, match="image not found"):
+        LesionDataset([record], max_side=max_side)[0]
+
+
 def test_cached_sample_equals_direct_decode(good):
     record = load_dataset(good).records[0]
     direct = LesionDataset([record], max_side=32, cache=False)[0]

@@ -537,6 +537,9 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
     Without val/test tables, they are carved from the training rows by a stratified split
     seeded with split_seed. `splits` (split -> ids, as in to_spec()) replays a recorded split.
     """
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DataError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must each "
+                        "be in [0, 1) and leave some training data (sum below 1)")
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"dataset folder not found: {root}")

@@ -149,6 +149,12 @@ def test_spec_ids_no_longer_in_the_dataset_are_reported(good):
     assert {p.kind for p in data.report.problems} == {"missing_image", "not_in_dataset"}
 
 
+@pytest.mark.parametrize("val, test", [(0.15, 1.0), (-0.1, 0.15), (0.6, 0.5)])
+def test_split_fractions_that_leave_no_training_data_are_refused(good, val, test):
+    with pytest.raises(DataError, match=r"must each be in \[0, 1\)"):
+        load_dataset(good, val_fraction=val, test_fraction=test)
+
+
 def test_db_csv_files_are_the_splits(tmp_path):
     root = make_dataset(tmp_path / "d", labels_file="all.csv")
     rows = list(csv.reader(open(root / "all.csv")))[1:]

@@ -2,55 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
-from lesion_core import cli_data
-from lesion_core.errors import LesionLabError
+from lesion_core.cli import main
 
 from test_data import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-# cli.py imports every sub-command module; until all exist, test ours through its own parser.
-FULL_CLI = all(importlib.util.find_spec(f"lesion_core.{m}") for m in ("cli_augment", "cli_train"))
-needs_full_cli = pytest.mark.skipif(not FULL_CLI, reason="cli_augment / cli_train not written yet")
-
-
-def run_data_cli(argv: list) -> int:
-    """Parse argv with a parser holding only the data commands; errors exit 2 as in cli.main."""
-    parser = argparse.ArgumentParser()
-    cli_data.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except LesionLabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
 
 
 def test_demo_data_writes_the_dataset(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert run_data_cli(["demo-data", str(out), "--n-per-class", "2", "--size", "64"]) == 0
+    assert main(["demo-data", str(out), "--n-per-class", "2", "--size", "64"]) == 0
     assert "wrote 6 demo images" in capsys.readouterr().out
     assert len(list((out / "images").glob("*.jpg"))) == 6
 
 
 def test_demo_data_refuses_a_non_empty_folder(tmp_path, capsys):
     (tmp_path / "x.txt").write_text("mine")
-    assert run_data_cli(["demo-data", str(tmp_path)]) == 2
+    assert main(["demo-data", str(tmp_path)]) == 2
     assert "not empty" in capsys.readouterr().err
 
 
 def test_check_data_prints_the_report_and_exits_0(tmp_path, capsys):
     root = make_dataset(tmp_path / "d")
     (root / "images" / "s004.jpg").unlink()
-    assert run_data_cli(["check-data", str(root)]) == 0
+    assert main(["check-data", str(root)]) == 0
     out = capsys.readouterr().out
     assert "20 usable of 21 rows" in out and "s004: [missing_image]" in out
     assert "train" in out and "seborrheic keratosis" in out
@@ -61,7 +41,7 @@ def test_check_data_exits_1_without_training_samples(tmp_path, capsys):
     lines = (root / "all.csv").read_text().splitlines()
     (root / "DBtrain.csv").write_text("id,label\nmissing,0\n")
     (root / "DBval.csv").write_text("\n".join(lines) + "\n")
-    assert run_data_cli(["check-data", str(root)]) == 1
+    assert main(["check-data", str(root)]) == 1
     assert "missing: [missing_image]" in capsys.readouterr().out
 
 
@@ -69,12 +49,12 @@ def test_check_data_exits_2_when_nothing_is_usable(tmp_path, capsys):
     root = make_dataset(tmp_path / "d")
     for path in (root / "images").iterdir():
         path.unlink()
-    assert run_data_cli(["check-data", str(root)]) == 2
+    assert main(["check-data", str(root)]) == 2
     assert "error: no usable samples" in capsys.readouterr().err
 
 
 def test_check_data_on_a_folder_without_data(tmp_path, capsys):
-    assert run_data_cli(["check-data", str(tmp_path)]) == 2
+    assert main(["check-data", str(tmp_path)]) == 2
     assert "no dataset found" in capsys.readouterr().err
 
 
@@ -84,7 +64,7 @@ def test_import_zip_extracts_and_checks(tmp_path, capsys):
     with zipfile.ZipFile(archive, "w") as z:
         for path in root.rglob("*"):
             z.write(path, "data/" + path.relative_to(root).as_posix())
-    assert run_data_cli(["import-zip", str(archive), str(tmp_path / "out")]) == 0
+    assert main(["import-zip", str(archive), str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert f"dataset root: {tmp_path / 'out' / 'data'}" in out and "6 usable of 6 rows" in out
 
@@ -93,22 +73,11 @@ def test_import_zip_refuses_unsafe_archive(tmp_path, capsys):
     archive = tmp_path / "bad.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("../labels.csv", "id,label\n")
-    assert run_data_cli(["import-zip", str(archive), str(tmp_path / "out")]) == 2
+    assert main(["import-zip", str(archive), str(tmp_path / "out")]) == 2
     assert "refused entry '../labels.csv'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
-@needs_full_cli
-def test_cli_main_runs_check_data(demo_root, tmp_path, capsys):
-    from lesion_core.cli import main
-
-    assert main(["check-data", str(demo_root)]) == 0
-    assert "60 usable of 60 rows" in capsys.readouterr().out
-    assert main(["check-data", str(tmp_path)]) == 2
-    assert "error: no dataset found" in capsys.readouterr().err
-
-
-@needs_full_cli
 def test_python_m_lesion_core_check_data(demo_root):
     result = subprocess.run([sys.executable, "-m", "lesion_core", "check-data", str(demo_root)],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -116,7 +85,6 @@ def test_python_m_lesion_core_check_data(demo_root):
     assert "60 usable of 60 rows" in result.stdout
 
 
-@needs_full_cli
 def test_python_m_lesion_core_demo_data(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "lesion_core", "demo-data", str(out),

@@ -30,16 +30,24 @@ def test_zoo_forward_backward(name):
     # The smallest input the entry claims to take: checks the claim and keeps CPU time small.
     x = torch.randn(2, 3, entry.min_input_size, entry.min_input_size).contiguous(memory_format=torch.channels_last)
 
+    # Order of module completions: last_conv must end after every Conv2d ran (saliency's target).
+    finished = []
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) or module_name == entry.last_conv:
+            module.register_forward_hook(
+                lambda m, _, output, n=module_name: finished.append((n, isinstance(m, nn.Conv2d), output.ndim)))
     out = model(x)
     out.sum().backward()
 
+    last_conv_at = max(i for i, (n, _, _) in enumerate(finished) if n == entry.last_conv)
+    assert not any(is_conv for _, is_conv, _ in finished[last_conv_at + 1:]), f"a Conv2d runs after {entry.last_conv}"
+    assert finished[last_conv_at][2] == 4  # a (N, C, h, w) feature map
     assert out.shape == (2, 3)
     assert not torch.isnan(out).any(), "output included NaNs"
     head = model.get_submodule(entry.head)
     assert isinstance(head, nn.Linear) and head.out_features == 3
     assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
     assert all(p.grad is not None for p in model.parameters())
-    assert isinstance(model.get_submodule(entry.last_conv), nn.Module)
     assert model.weights_info["source"] == "random"
     assert entry.input_size in (32, 224) and len(entry.mean) == len(entry.std) == 3
 

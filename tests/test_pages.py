@@ -6,24 +6,31 @@ seeded where demo_dir() looks, and training runs as a real subprocess in a tmp r
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import shutil
+import signal
+import time
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lesion_core import paths
+from lesion_core import paths, runs
 from tests.e2e_helpers import REPO, seed_demo_cache
 
 
 @pytest.fixture
-def app(demo_root) -> AppTest:
+def app(demo_root):
     """The app on its Home page, with the small demo as "the demo" and empty caches."""
     seed_demo_cache(paths.cache_dir(), demo_root)
     # st.cache_* live as long as the process: clear them so no test sees another's folders.
     st.cache_data.clear()
     st.cache_resource.clear()
-    return AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    yield AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    # A test that failed mid-run must not leave its detached trainer running.
+    active = runs.active_run(paths.runs_dir())
+    if active is not None:
+        os.kill(active.status["pid"], signal.SIGTERM)
 
 
 def goto(app: AppTest, page: str) -> AppTest:
@@ -172,10 +179,6 @@ LENET = {"name": "lenet", "weights": "random", "weights_path": None, "freeze_bac
 
 def wait_for_state(states: tuple, timeout: float = 180):
     """Poll the runs folder until the newest run reaches one of states; return it."""
-    import time
-
-    from lesion_core import runs
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         listed = runs.list_runs(paths.runs_dir())
@@ -243,6 +246,15 @@ def test_train_launch_refuse_second_follow_then_results_and_predictions(app):
     fresh = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
     assert fresh.sidebar.selectbox(key="keep_run").value == run.id
     assert fresh.dataframe[-1].value["run"].tolist() == [run.id]  # Home's recent runs
+
+    # Picking a run in the sidebar decides what Results shows.
+    copy = f"{run.id}-copy"  # sorts first: the newest-looking run
+    shutil.copytree(run.path, paths.runs_dir() / copy)
+    fresh.run()
+    assert fresh.sidebar.selectbox(key="keep_run").value == run.id  # a choice is kept
+    fresh.sidebar.selectbox(key="keep_run").set_value(copy).run()
+    goto(fresh, "results")
+    assert f"Run {copy}" in [h.value for h in fresh.subheader]
 
 
 def test_stop_button_stops_the_active_run(app):
@@ -326,6 +338,4 @@ def test_train_page_refuses_bad_class_weights_with_a_clear_message(app):
     app.button(key="tr_launch").click().run()
     assert not app.exception
     assert "class_weights" in app.error[0].value
-    from lesion_core import runs
-
     assert runs.list_runs(paths.runs_dir()) == []  # nothing was started

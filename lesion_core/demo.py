@@ -160,8 +160,9 @@ def generate_demo(out_dir, n_per_class: int = 100, size: int = 320, seed: int = 
     turns (0, 1, 2, 0, ...) so any prefix of the CSV is balanced.
     """
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out} is not empty; choose a new or empty folder for the demo data")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out} is not empty or not a folder; choose a new or empty folder "
+                        "for the demo data")
     if n_per_class < 1 or size < 32:
         raise DataError("the demo needs n_per_class >= 1 and size >= 32")
     (out / "images").mkdir(parents=True, exist_ok=True)

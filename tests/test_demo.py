@@ -96,6 +96,12 @@ def test_non_empty_folder_is_refused(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
+def test_a_file_as_the_output_folder_is_refused(tmp_path):
+    (tmp_path / "file.txt").write_text("mine")
+    with pytest.raises(DataError, match="not a folder"):
+        generate_demo(tmp_path / "file.txt", n_per_class=1, size=48)
+
+
 def test_too_small_is_refused(tmp_path):
     with pytest.raises(DataError, match="size >= 32"):
         generate_demo(tmp_path / "x", n_per_class=1, size=8)

@@ -43,11 +43,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def seed_demo_cache(cache: Path, demo_root: Path) -> None:
-    """Put a small demo where demo_dir() looks, so the app starts on it without generating 300 images."""
+def seed_demo_cache(cache: Path, demo_root: Path) -> Path:
+    """Put a small demo where demo_dir() looks, so the app starts on it without generating
+    300 images; return that copy."""
     from lesion_core.demo import DEMO_VERSION
 
-    shutil.copytree(demo_root, cache / f"demo-{DEMO_VERSION}")
+    return Path(shutil.copytree(demo_root, cache / f"demo-{DEMO_VERSION}"))
 
 
 class Server:
@@ -61,8 +62,9 @@ class Server:
                    "--server.address", "127.0.0.1", "--server.headless", "true",
                    "--browser.gatherUsageStats", "false"]
         self._out = open(log, "wb")
-        # A new session makes the server the leader of a process group that holds the
-        # trainer subprocesses it launches too, so teardown can kill them all at once.
+        # A new session makes the server the leader of its own process group, so stop() ends
+        # it and its helpers at once. Trainers it launches detach into their own sessions
+        # (a run outlives the server); the tests stop those by their pid.
         self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env},
                                         stdout=self._out, stderr=subprocess.STDOUT,
                                         start_new_session=True)

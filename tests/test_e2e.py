@@ -1,7 +1,9 @@
 """End to end: a real Streamlit server driven by headless Chromium through every page.
 
 Slow (a minute or two): one server for the module, one browser page walking the product
-the way a student would, with a screenshot of every page under test-artifacts/.
+the way a student would, with a screenshot of every page under test-artifacts/. The tests
+run in file order and build on each other: Results and Predictions show the run that
+test_train_live_reload_and_finish trained.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ TIMEOUT_MS = 60_000
 def server(tmp_path_factory, demo_root):
     require_chromium()
     home = tmp_path_factory.mktemp("e2e")
-    seed_demo_cache(home / "cache", demo_root)
+    demo = seed_demo_cache(home / "cache", demo_root)
     env = {"LESION_LAB_CACHE": str(home / "cache"), "LESION_LAB_RUNS": str(home / "runs"),
            "OMP_NUM_THREADS": "1"}
     app = Server(env, log=home / "server.log")
-    app.demo = home / "cache" / next((home / "cache").iterdir()).name
+    app.demo = demo
     try:
         app.wait_healthy()
         yield app

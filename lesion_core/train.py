@@ -852,7 +852,14 @@ def load_run_model(run_dir, device: str = "cpu") -> tuple[nn.Module, dict]:
     return model.to(device).eval(), config
 
 
-_MODEL_CACHE: dict = {}  # (run folder, best.pt mtime) -> (model, pipeline, class names)
+def _inference_settings(config: dict) -> tuple[torch.device, torch.dtype | None, bool]:
+    """(device, autocast dtype, channels_last) for using a run's model on the CPU with the
+    precision it was trained and evaluated with, so evaluate reproduces predictions_*.csv."""
+    device = torch.device("cpu")
+    return device, resolve_amp(config.get("amp", "off"), device), bool(config.get("channels_last"))
+
+
+_MODEL_CACHE: dict = {}  # (run folder, best.pt mtime) -> (model, pipeline, class names, settings)
 
 
 def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None) -> dict:
@@ -865,11 +872,12 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None) ->
         spec = transforms.finalize_spec(config["eval_augment"], image_size(config), entry.mean, entry.std)
         if len(_MODEL_CACHE) >= 4:
             _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
-        _MODEL_CACHE[key] = (model, transforms.build_pipeline(spec), config["data"]["class_names"])
-    model, pipeline, class_names = _MODEL_CACHE[key]
+        _MODEL_CACHE[key] = (model, transforms.build_pipeline(spec), config["data"]["class_names"],
+                             _inference_settings(config))
+    model, pipeline, class_names, settings = _MODEL_CACHE[key]
     sample = pipeline({"image": np.ascontiguousarray(image, dtype=np.uint8), "mask": mask, "label": 0, "id": "image"})
     with torch.no_grad():
-        probs = torch.softmax(model(sample["image"].unsqueeze(0)).float(), dim=1)[0]
+        probs = torch.softmax(forward(model, sample["image"].unsqueeze(0), *settings), dim=1)[0]
     return {name: float(p) for name, p in zip(class_names, probs)}
 
 
@@ -882,7 +890,7 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
     records = lesion.split(split)
     _require(bool(records), f"the {split} split of this run is empty")
     loader = make_loader(records, config["eval_augment"], config, False)
-    ids, labels, probs = predict_loader(model, loader, torch.device("cpu"), wrap=wrap)
+    ids, labels, probs = predict_loader(model, loader, *_inference_settings(config), wrap=wrap)
     result = metrics.compute_metrics(labels, probs, lesion.class_names)
     result["ids"] = ids
     return result

@@ -23,12 +23,13 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--momentum", type=float, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--weight-decay", type=float, help="default: the optimiser's own (AdamW 0.01, SGD/Adam 0)")
     p.add_argument("--optimizer", help="sgd, adam or adamw")
     p.add_argument("--scheduler", help="step, cosine or none")
     p.add_argument("--step-size", type=int, help="StepLR period in epochs")
     p.add_argument("--gamma", type=float, help="StepLR factor")
-    p.add_argument("--augment", metavar="PIPELINE.json", help="training augmentation pipeline file")
+    p.add_argument("--augment", metavar="PIPELINE.json|PRESET",
+                   help="training augmentation: a pipeline file, or a preset name (notebook_train, default_train, eval)")
     p.add_argument("--seed", type=int)
     p.add_argument("--config", metavar="FILE", help="JSON config (train.default_config() layout); flags override it")
     p.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run folder")
@@ -89,7 +90,9 @@ def config_from_args(args) -> dict:
     put("scheduler", "gamma", args.gamma)
     for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device"):
         put(None, key, getattr(args, key))
-    if args.augment:
+    if args.augment in transforms.PRESETS:
+        put(None, "augment", transforms.PRESETS[args.augment])
+    elif args.augment:
         put(None, "augment", transforms.load_spec(args.augment))
     if config.get("data", {}).get("root") not in (None, "demo"):
         config["data"]["root"] = str(Path(config["data"]["root"]).resolve())

@@ -61,7 +61,8 @@ def default_config() -> dict:
                  "split_seed": 42, "class_names": None, "split": None},
         "model": {"name": models.DEFAULT_MODEL, "weights": "default", "weights_path": None,
                   "freeze_backbone": False},
-        "optim": {"optimizer": "adamw", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.01},
+        # weight_decay None: the optimiser's own default (AdamW 0.01; SGD and Adam 0, as the notebook)
+        "optim": {"optimizer": "adamw", "lr": 1e-3, "momentum": 0.9, "weight_decay": None},
         "scheduler": {"name": "cosine", "step_size": 7, "gamma": 0.1},
         "epochs": 4,
         "batch_size": 32,
@@ -163,8 +164,9 @@ def _check_optim(optim: dict, scheduler: dict) -> None:
     _require(optim["optimizer"] in OPTIMIZERS,
              f"unknown optimizer {optim['optimizer']!r}; choose one of: {', '.join(OPTIMIZERS)}")
     _require(_is_number(optim["lr"]) and optim["lr"] > 0, f"learning rate must be > 0, got {optim['lr']!r}")
-    for key in ("momentum", "weight_decay"):
-        _require(_is_number(optim[key]) and optim[key] >= 0, f"{key} must be >= 0, got {optim[key]!r}")
+    _require(_is_number(optim["momentum"]) and optim["momentum"] >= 0, f"momentum must be >= 0, got {optim['momentum']!r}")
+    decay = optim["weight_decay"]
+    _require(decay is None or (_is_number(decay) and decay >= 0), f"weight_decay must be >= 0, got {decay!r}")
     _require(scheduler["name"] in SCHEDULERS,
              f"unknown scheduler {scheduler['name']!r}; choose one of: {', '.join(SCHEDULERS)}")
     _require(_is_int(scheduler["step_size"]) and scheduler["step_size"] >= 1,
@@ -324,12 +326,14 @@ def class_weights(config: dict, labels: list[int], n_classes: int) -> torch.Tens
 
 
 def make_optimizer(config: dict, params) -> torch.optim.Optimizer:
+    """SGD (with momentum), Adam or AdamW over the trainable parameters."""
     cfg = config["optim"]
     params = [p for p in params if p.requires_grad]
+    decay = {} if cfg["weight_decay"] is None else {"weight_decay": cfg["weight_decay"]}
     if cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], **decay)
     cls = torch.optim.Adam if cfg["optimizer"] == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    return cls(params, lr=cfg["lr"], **decay)
 
 
 def make_scheduler(config: dict, optimizer):

@@ -50,12 +50,21 @@ def test_train_flags_land_in_the_run_config(demo_root, tmp_path, pipeline_file, 
     assert f"run folder: {run_dir}" in out
     assert "epoch 1/1" in out
     config = runs.read_config(run_dir)
-    assert config["optim"] == {"optimizer": "sgd", "lr": 0.02, "momentum": 0.8, "weight_decay": 0.01}
+    assert config["optim"] == {"optimizer": "sgd", "lr": 0.02, "momentum": 0.8, "weight_decay": None}
     assert config["scheduler"] == {"name": "step", "step_size": 3, "gamma": 0.5}
     assert (config["seed"], config["epochs"], config["batch_size"], config["image_size"]) == (7, 1, 8, 32)
     assert config["augment"][1]["name"] == "RandomVerticalFlip"
     assert sum(len(ids) for ids in config["data"]["split"]["splits"].values()) == 45
     assert runs.read_status(run_dir)["state"] == "finished"
+
+
+def test_augment_accepts_a_preset_name(demo_root, tmp_path):
+    from lesion_core.transforms import PRESETS
+
+    assert main(["train", "--data", str(demo_root), *TINY, "--augment", "notebook_train", "--max-size", "15",
+                 "--out", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    assert runs.read_config(run_dir)["augment"] == PRESETS["notebook_train"]
 
 
 def test_config_file_with_flags_overriding_it(demo_root, tmp_path):

@@ -240,6 +240,13 @@ def test_batchnorm_recalibration_gives_exact_averages_and_restores_momentum():
     assert train.recalibrate_batchnorm(torch.nn.Linear(2, 2), batches, torch.device("cpu")) == 0
 
 
+@pytest.mark.parametrize("optimizer, expected", [("sgd", 0.0), ("adam", 0.0), ("adamw", 0.01)])
+def test_weight_decay_defaults_to_the_optimizers_own(optimizer, expected):
+    config = train.validate_config({"optim": {"optimizer": optimizer}})
+    made = train.make_optimizer(config, [torch.nn.Parameter(torch.zeros(2))])
+    assert made.param_groups[0]["weight_decay"] == expected
+
+
 def test_auto_class_weights_are_inverse_frequency():
     weights = train.class_weights({"class_weights": "auto"}, [0] * 1372 + [1] * 374 + [2] * 254, 3)
     counts = np.array([1372, 374, 254])

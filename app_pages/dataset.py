@@ -66,10 +66,12 @@ if shown.empty:
 st.subheader("Sample viewer")
 pick, mode = st.columns([2, 1])
 common.default("keep_ds_index", 0)
+# Filters may have shrunk the table since the index was chosen: keep it in range.
+st.session_state["keep_ds_index"] = min(st.session_state["keep_ds_index"], len(shown) - 1)
 index = pick.number_input(f"Index in the filtered table (0 to {len(shown) - 1})", min_value=0,
                           max_value=len(shown) - 1, step=1, key="keep_ds_index")
 mask_mode = mode.radio("Mask", ["outline", "overlay", "none"], horizontal=True, key="keep_ds_mask")
-row = shown.iloc[min(index, len(shown) - 1)]
+row = shown.iloc[index]
 record = dataset.records[int(row.name)]
 with common.user_errors():
     sample = common.read_sample(record)

@@ -339,3 +339,11 @@ def test_train_page_refuses_bad_class_weights_with_a_clear_message(app):
     assert not app.exception
     assert "class_weights" in app.error[0].value
     assert runs.list_runs(paths.runs_dir()) == []  # nothing was started
+
+
+def test_dataset_viewer_index_follows_a_shrinking_filter(app):
+    goto(app, "dataset")
+    app.number_input(key="keep_ds_index").set_value(50).run()
+    app.multiselect(key="keep_ds_splits").set_value(["test"]).run()  # 9 rows left
+    assert not app.exception
+    assert app.number_input(key="keep_ds_index").value == 8

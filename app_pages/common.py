@@ -314,6 +314,7 @@ def sidebar() -> None:
     active = runs.active_run(runs_root())
     if active:
         st.info(f"Training: {active.id} ({active.state})", icon=":material/model_training:")
+        st.page_link("app_pages/train.py", label="Follow it live", icon=":material/monitoring:")
 
 
 # ---------------------------------------------------------------- samples and batches

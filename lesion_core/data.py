@@ -29,6 +29,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from lesion_core.errors import DataError, UnsafeArchiveError
+from lesion_core.net import reachable
 from lesion_core.paths import cache_dir
 
 CLASS_NAMES = ("nevus", "melanoma", "seborrheic keratosis")
@@ -825,7 +826,7 @@ def load_cifar10(root, train: bool = True, download: bool = False, transform=Non
     if not folder.is_dir():
         if not download:
             raise DataError(f"CIFAR-10 not found; {where}, or allow the download")
-        if not _host_reachable(_CIFAR_HOST):
+        if not reachable(*_CIFAR_HOST):
             raise DataError(f"CIFAR-10 not found and the download site cannot be reached "
                             f"(offline?); {where}")
     try:
@@ -838,12 +839,3 @@ def load_cifar10(root, train: bool = True, download: bool = False, transform=Non
         raise DataError(f"CIFAR-10 download failed ({exc}); {where}") from None
 
 
-def _host_reachable(address: tuple, timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to (host, port) opens within timeout seconds (no hanging)."""
-    import socket
-
-    try:
-        socket.create_connection(address, timeout=timeout).close()
-        return True
-    except OSError:
-        return False

@@ -20,8 +20,6 @@ import hashlib
 import os
 import pickle
 import re
-import socket
-import threading
 import urllib.request
 import warnings
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lesion_core.errors import ModelError
+from lesion_core.net import reachable
 
 DEFAULT_MODEL = "efficientnet_lite0"
 WEIGHT_SOURCES = ("random", "offline", "torchvision", "file")
@@ -425,34 +424,13 @@ def _fetch_torchvision_weights(name: str) -> Path:
         f"the cache, which is {torch.hub.get_dir()}) and {host} cannot be reached."
         f" Copy {os.path.basename(target)} there, or use weights='random' (or on_missing='random')."
     )
-    if not _reachable(host, 443, CONNECT_TIMEOUT_S):
+    if not reachable(host, 443, CONNECT_TIMEOUT_S):
         raise ModelError(offline_help)
     try:
         _download(url, target)
     except OSError as err:
         raise ModelError(f"{offline_help} Download failed: {_first_line(err)}") from None
     return target
-
-
-def _reachable(host: str, port: int, timeout: float) -> bool:
-    """Whether a TCP connection to host opens within timeout seconds, name lookup included.
-
-    The probe runs in a daemon thread because the socket timeout does not cover DNS, and
-    a resolver that does not answer can block getaddrinfo for tens of seconds.
-    """
-    result = []
-
-    def probe():
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            result.append(True)
-        except OSError:
-            result.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
 
 
 def _download(url: str, target: Path) -> None:

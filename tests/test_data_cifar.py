@@ -8,12 +8,11 @@ pickles safe to load), so only the genuine 170 MB download passes.
 from __future__ import annotations
 
 import pickle
-import socket
 
 import numpy as np
 import pytest
 
-from lesion_core.data import _host_reachable, load_cifar10
+from lesion_core.data import load_cifar10
 from lesion_core.errors import DataError
 
 
@@ -37,17 +36,3 @@ def test_real_format_files_with_wrong_checksums_are_refused(tmp_path):
     (folder / "batches.meta").write_bytes(pickle.dumps(meta))
     with pytest.raises(DataError, match="incomplete or corrupted"):
         load_cifar10(tmp_path, train=False)
-
-
-def test_reachability_check_fails_fast_for_a_closed_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed again when the block ends
-    assert not _host_reachable(("127.0.0.1", port), timeout=1)
-
-
-def test_reachability_check_sees_a_listening_port():
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        assert _host_reachable(server.getsockname(), timeout=1)

@@ -15,6 +15,7 @@ from torch import nn
 
 from lesion_core import models
 from lesion_core.errors import ModelError
+from lesion_core.net import reachable
 from lesion_core.models import MODELS, build_model, load_checkpoint, load_weights, summarize
 
 @pytest.fixture(autouse=True)
@@ -221,11 +222,7 @@ def test_bad_on_missing():
 
 
 def _weights_host_reachable() -> bool:
-    try:
-        socket.create_connection(("download.pytorch.org", 443), timeout=3).close()
-        return True
-    except OSError:
-        return False
+    return reachable("download.pytorch.org", 443, 3)
 
 
 @pytest.fixture

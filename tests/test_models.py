@@ -2,7 +2,6 @@
 
 import os
 import pickle
-import socket
 import sys
 import time
 

@@ -28,8 +28,11 @@ def register(subparsers) -> None:
                         help=f"JSON file with a list of steps, or a preset: {', '.join(PRESETS)}")
     parser.add_argument("--n", type=int, default=8, help="number of draws (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed of the draws (default 0)")
-    parser.add_argument("--max-side", type=int, default=None,
-                        help="shrink the image first so its longer side is at most this")
+    # Full-size ISIC originals (up to 6688x4439) would be rotated at full resolution: seconds a
+    # draw. 1024 matches the preview page; 0 keeps the original size.
+    parser.add_argument("--max-side", type=int, default=1024,
+                        help="shrink the image first so its longer side is at most this "
+                             "(default 1024; 0 = original size)")
     parser.add_argument("--out", type=Path, required=True, help="folder to write into (created)")
     parser.set_defaults(func=augment)
 
@@ -56,7 +59,7 @@ def augment(args) -> int:
         raise TransformError(f"--n must be at least 1, got {args.n}")
     spec = image_steps(_read_pipeline(args.pipeline))
     _check_mask_given(spec, args.mask is not None)
-    image = read_image(args.image, args.max_side)
+    image = read_image(args.image, args.max_side or None)
     mask = read_mask(args.mask, image.shape) if args.mask else None
     sample = {"image": image, "mask": mask, "label": None, "id": args.image.stem}
     draws = preview_draws(sample, spec, args.n, args.seed)

@@ -154,3 +154,17 @@ def test_bad_input_exits_2_with_a_clear_message(case, message, lesion_files, tmp
     argv = [args.pop("image")] + [x for kv in args.items() for x in kv]
     assert run_cli(*argv) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_large_images_are_shrunk_to_1024_by_default_and_kept_with_zero(tmp_path):
+    big = np.full((1100, 2200, 3), 180, np.uint8)
+    Image.fromarray(big).save(tmp_path / "big.png")
+    assert run_cli(tmp_path / "big.png", "--pipeline", "eval", "--n", "1", "--out", tmp_path / "a") == 0
+    assert read_png(tmp_path / "a" / "0_image.png").shape[:2] == (224, 224)
+    flips = [{"name": "RandomHorizontalFlip", "params": {"p": 1.0}}]
+    pipeline = dump_spec(flips, tmp_path / "flip.json")
+    assert run_cli(tmp_path / "big.png", "--pipeline", pipeline, "--n", "1", "--out", tmp_path / "b") == 0
+    assert read_png(tmp_path / "b" / "0_image.png").shape[:2] == (512, 1024)
+    assert run_cli(tmp_path / "big.png", "--pipeline", pipeline, "--n", "1", "--max-side", "0",
+                   "--out", tmp_path / "c") == 0
+    assert read_png(tmp_path / "c" / "0_image.png").shape[:2] == (1100, 2200)

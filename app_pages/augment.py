@@ -128,7 +128,8 @@ with common.user_errors():
 if spec is not None and sample is not None:
     st.subheader("Draws")
     count, seed_col, again, mode_col = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
-    n = count.slider("Number of draws", 1, 16, 8, key="keep_aug_n")
+    common.default("keep_aug_n", 8)
+    n = count.slider("Number of draws", 1, 16, key="keep_aug_n")
     common.default("keep_aug_seed", 0)
     seed = seed_col.number_input("Seed", min_value=0, step=1, key="keep_aug_seed")
     again.button("New draws", key="aug_new", on_click=common.bump, args=("keep_aug_seed",))

@@ -162,9 +162,9 @@ def test_model_page_freezing_leaves_only_the_head_trainable(app):
 
 
 def test_model_page_says_when_torchvision_weights_cannot_be_had(app, tmp_path, monkeypatch):
-    from lesion_core import models
+    from lesion_core.net import reachable
 
-    if models._reachable("download.pytorch.org", 443, 3):
+    if reachable("download.pytorch.org", 443, 3):
         pytest.skip("download.pytorch.org is reachable; this test is about the offline message")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty weights cache
     goto(app, "model")
@@ -347,3 +347,43 @@ def test_dataset_viewer_index_follows_a_shrinking_filter(app):
     app.multiselect(key="keep_ds_splits").set_value(["test"]).run()  # 9 rows left
     assert not app.exception
     assert app.number_input(key="keep_ds_index").value == 8
+
+
+def test_dataset_and_augment_pages_on_the_real_isic_sample(app, isic_dev_root):
+    goto(app, "dataset")
+    app.radio(key="keep_ds_source").set_value("folder").run()
+    app.text_input(key="keep_ds_folder").set_value(str(isic_dev_root)).run()
+    app.button(key="ds_open_folder").click().run()
+    assert not app.exception and not app.error
+    assert app.session_state["dataset"] == {"source": "folder", "root": str(isic_dev_root)}
+    assert app.dataframe[0].value["total"].sum() == 300
+    goto(app, "augment")
+    assert not app.error
+    assert app.selectbox(key="keep_aug_id").value.startswith("ISIC_")
+
+
+def test_augment_page_draws_8_of_a_1024x768_image_well_under_a_second(app):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from lesion_core.demo import make_sample
+
+    image, mask = make_sample(1, 1024, np.random.default_rng(0))
+    files = []
+    for array, name, kind in ((image[:768], "big.jpg", "JPEG"), (mask[:768] * 255, "big.png", "PNG")):
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(array)).save(buffer, kind)
+        files.append((name, buffer.getvalue()))
+    goto(app, "augment")
+    app.radio(key="keep_aug_source").set_value("upload").run()
+    app.get("file_uploader")[0].set_value((files[0][0], files[0][1], "image/jpeg"))
+    app.get("file_uploader")[1].set_value((files[1][0], files[1][1], "image/png")).run()
+    for preset in ("default_train", "notebook_train"):
+        app.selectbox(key="keep_aug_preset").set_value(preset)
+        app.button(key="aug_load_preset").click().run()
+        app.button(key="aug_new").click().run()  # timed again, after first-call warm-up
+        draws = next(c.value for c in app.caption if " draws of a " in c.value)
+        assert draws.startswith("8 draws of a 1024x768 image"), draws
+        assert float(draws.split(" in ")[1].removesuffix(" s")) < 1.0, (preset, draws)

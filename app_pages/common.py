@@ -313,7 +313,7 @@ def sidebar() -> None:
         st.caption("No runs yet")
     active = runs.active_run(runs_root())
     if active:
-        st.info(f"Training: {active.id} ({active.state})", icon=":material/model_training:")
+        st.info(f"Training: {active.id}", icon=":material/model_training:")
         st.page_link("app_pages/train.py", label="Follow it live", icon=":material/monitoring:")
 
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lesion_core import models, plots, runs, train, transforms
+from lesion_core import data, models, plots, runs, train, transforms
 from app_pages import common
 
 st.title("Train")
@@ -15,6 +15,7 @@ DEFAULTS = {"keep_tr_size": 96, "keep_tr_batch": 32, "keep_tr_epochs": 3, "keep_
             "keep_tr_weights": "auto", "keep_tr_device": "auto", "keep_tr_aug": "page"}
 for key, value in DEFAULTS.items():
     common.default(key, value)
+WAS_ACTIVE = "tr_was_active"  # the run the live part last saw active, to notice its end
 
 
 def settings(dataset) -> dict:
@@ -74,17 +75,24 @@ def settings(dataset) -> dict:
 
 def progress(status: dict) -> None:
     """Progress bar with epoch, batch, speed and time left, from status.json."""
-    epochs, epoch = status.get("epochs") or 1, status.get("epoch") or 0
-    phase, iteration, n_iters = status.get("phase"), status.get("iteration") or 0, status.get("n_iters") or 0
-    within = iteration / n_iters if phase == "train" and n_iters else (1.0 if phase in ("val", "evaluate") else 0.0)
-    fraction = min(1.0, max(0.0, (max(epoch, 1) - 1 + within) / epochs)) if epoch else 0.0
-    eta = status.get("eta_s")
-    parts = [f"epoch {epoch}/{epochs}"] + ([f"{phase} batch {iteration}/{n_iters}"] if phase in ("train", "val") else
-                                          [phase] if phase else [])
+    epochs, epoch, phase = status.get("epochs") or 1, status.get("epoch") or 0, status.get("phase")
+    iteration, n_iters = status.get("iteration") or 0, status.get("n_iters") or 0
+    # Share of the current epoch done: training is most of it; validation or evaluation ends it.
+    if phase == "train":
+        within = iteration / n_iters if n_iters else 0.0
+    else:
+        within = 1.0 if phase in ("val", "evaluate") else 0.0
+    fraction = min(1.0, max(0.0, (epoch - 1 + within) / epochs)) if epoch else 0.0
+    parts = [f"epoch {epoch}/{epochs}"]
+    if phase in ("train", "val"):
+        parts.append(f"{phase} batch {iteration}/{n_iters}")
+    elif phase:
+        parts.append(phase)
     if status.get("images_per_s"):
         parts.append(f"{status['images_per_s']:.1f} images/s")
-    if eta is not None:
-        parts.append(f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+    if status.get("eta_s") is not None:
+        eta = int(status["eta_s"])
+        parts.append(f"ETA {eta // 60}:{eta % 60:02d}")
     st.progress(fraction, text=" · ".join(parts))
 
 
@@ -95,7 +103,7 @@ def show_run(run_id: str) -> None:
         return
     st.subheader(f"Run {run.id}")
     history = runs.read_history(run.path)
-    class_names = run.config.get("data", {}).get("class_names") or ["nevus", "melanoma", "seborrheic keratosis"]
+    class_names = run.config.get("data", {}).get("class_names") or list(data.CLASS_NAMES)
     active = run.state in runs.ACTIVE_STATES
     message = run.status.get("message", "")
     state_text = f"**{run.state}**: {message.removeprefix(run.state + ': ')}"
@@ -116,11 +124,11 @@ def show_run(run_id: str) -> None:
     with st.expander("train.log"):
         log = run.path / "train.log"
         st.code(log.read_text()[-4000:] if log.exists() else "(no log yet)")
-    if not active and st.session_state.get("tr_was_active") == run.id:
-        st.session_state.pop("tr_was_active")
-        st.rerun()  # the run just ended: redraw the page without the live refresh
+    if not active and st.session_state.get(WAS_ACTIVE) == run.id:
+        st.session_state.pop(WAS_ACTIVE)
+        st.rerun()  # the run just ended: redraw the whole page, without the live refresh
     if active:
-        st.session_state["tr_was_active"] = run.id
+        st.session_state[WAS_ACTIVE] = run.id
 
 
 @st.fragment(run_every=2)

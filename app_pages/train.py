@@ -102,8 +102,13 @@ def show_run(run_id: str) -> None:
     if run is None:
         return
     st.subheader(f"Run {run.id}")
+    cfg = run.config
+    st.caption(f"{run.model} ({cfg.get('model', {}).get('weights')} weights) at {cfg.get('image_size')} px · "
+               f"{cfg.get('epochs')} epochs of batch {cfg.get('batch_size')} · "
+               f"{cfg.get('optim', {}).get('optimizer')} lr {cfg.get('optim', {}).get('lr')} · "
+               f"{cfg.get('scheduler', {}).get('name')} schedule · seed {cfg.get('seed')}")
     history = runs.read_history(run.path)
-    class_names = run.config.get("data", {}).get("class_names") or list(data.CLASS_NAMES)
+    class_names = cfg.get("data", {}).get("class_names") or list(data.CLASS_NAMES)
     active = run.state in runs.ACTIVE_STATES
     message = run.status.get("message", "")
     state_text = f"**{run.state}**: {message.removeprefix(run.state + ': ')}"

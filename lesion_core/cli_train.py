@@ -82,7 +82,7 @@ def config_from_args(args) -> dict:
             put("model", "weights", args.pretrained)
         else:
             put("model", "weights", "file")
-            put("model", "weights_path", str(Path(args.pretrained).resolve()))
+            put("model", "weights_path", args.pretrained)
     for key in ("optimizer", "lr", "momentum", "weight_decay"):
         put("optim", key, getattr(args, key))
     put("scheduler", "name", args.scheduler)
@@ -94,9 +94,7 @@ def config_from_args(args) -> dict:
         put(None, "augment", transforms.PRESETS[args.augment])
     elif args.augment:
         put(None, "augment", transforms.load_spec(args.augment))
-    if config.get("data", {}).get("root") not in (None, "demo"):
-        config["data"]["root"] = str(Path(config["data"]["root"]).resolve())
-    return config
+    return config  # train.validate_config makes its paths absolute
 
 
 class _Bars:

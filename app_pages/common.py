@@ -358,22 +358,8 @@ def read_sample(record: data.Record, max_side: int | None = 1024) -> dict:
 
 def sample_from_upload(image_file, mask_file=None) -> dict:
     """A sample from uploaded files: image uint8 (H, W, 3) (longer side <= 1024), mask {0,1} or None."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(image_file) as opened:
-            opened.thumbnail((1024, 1024))
-            image = np.asarray(opened.convert("RGB"))
-        mask = None
-        if mask_file is not None:
-            with Image.open(mask_file) as opened:
-                levels = np.asarray(opened.convert("L"))
-            # 0/1 and 0/255 masks both work: anything above half the scale is lesion.
-            mask = (levels > (0 if levels.max() <= 1 else 127)).astype(np.uint8)
-            mask = np.asarray(Image.fromarray(mask).resize(image.shape[1::-1], Image.NEAREST))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise data.DataError(f"cannot read the uploaded file: {exc}") from None
+    image = data.read_image(image_file, 1024)
+    mask = data.read_mask(mask_file, image.shape[:2]) if mask_file is not None else None
     return {"image": image, "mask": mask, "label": 0, "id": image_file.name}
 
 

@@ -178,7 +178,16 @@ def _sideways(image: Image.Image) -> bool:
     return image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
 
 
-def _open_image(path: Path, max_side: int | None) -> Image.Image:
+def _source(path_or_file):
+    """A Path, or a binary file object as is (an upload): PIL opens either."""
+    return path_or_file if hasattr(path_or_file, "read") else Path(path_or_file)
+
+
+def _name(source) -> str:
+    return str(getattr(source, "name", source))
+
+
+def _open_image(path, max_side: int | None) -> Image.Image:
     """Decoded RGB PIL image, upright as its EXIF Orientation says, longer side <= max_side;
     JPEGs decode at reduced size (draft)."""
     try:
@@ -195,18 +204,18 @@ def _open_image(path: Path, max_side: int | None) -> Image.Image:
             ImageOps.exif_transpose(image, in_place=True)
             rgb = _to_rgb(image)
     except FileNotFoundError:
-        raise DataError(f"image not found: {path}") from None
+        raise DataError(f"image not found: {_name(path)}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
+        raise DataError(f"cannot read image {_name(path)}: {exc}") from None
     if rgb.size != target:
         rgb = rgb.resize(target, Image.BILINEAR, reducing_gap=2.0)
     return rgb
 
 
 def read_image(path, max_side: int | None = None) -> np.ndarray:
-    """Image as uint8 (H, W, 3) RGB, upright (EXIF orientation applied); with max_side the
-    longer side is at most max_side."""
-    return np.asarray(_open_image(Path(path), max_side))
+    """Image (a path or a binary file object) as uint8 (H, W, 3) RGB, upright (EXIF
+    orientation applied); with max_side the longer side is at most max_side."""
+    return np.asarray(_open_image(_source(path), max_side))
 
 
 def _mask_levels(image: Image.Image) -> np.ndarray:
@@ -223,15 +232,16 @@ def _binarize(levels: np.ndarray) -> np.ndarray:
 
 
 def read_mask(path, shape: tuple) -> np.ndarray:
-    """Mask as uint8 (H, W) in {0, 1}, resized (nearest) to shape=(H, W) if it differs."""
-    path = Path(path)
+    """Mask (a path or a binary file object) as uint8 (H, W) in {0, 1}, resized (nearest)
+    to shape=(H, W) if it differs."""
+    path = _source(path)
     try:
         with Image.open(path) as image:
             mask = _binarize(_mask_levels(image))
     except FileNotFoundError:
-        raise DataError(f"mask not found: {path}") from None
+        raise DataError(f"mask not found: {_name(path)}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read mask {path}: {exc}") from None
+        raise DataError(f"cannot read mask {_name(path)}: {exc}") from None
     height, width = shape[:2]
     if mask.shape != (height, width):
         mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))

@@ -565,3 +565,28 @@ def test_lesion_core_never_imports_streamlit():
             "assert 'streamlit' not in sys.modules, 'streamlit was imported'\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_read_image_and_mask_take_uploaded_file_objects(tmp_path):
+    """Uploads arrive as file objects; they get the same EXIF, mode and mask handling as paths."""
+    import io
+
+    from lesion_core.data import read_image, read_mask
+
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    buffer.seek(0)
+    buffer.name = "photo.png"
+    image = read_image(buffer, 30)
+    assert image.shape == (20, 30, 3) and image.dtype == np.uint8 and image[0, 0, 0] == 200
+    mask_buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 60), 255, np.uint8)).save(mask_buffer, format="PNG")
+    mask_buffer.seek(0)
+    assert read_mask(mask_buffer, image.shape).tolist() == np.ones((20, 30), np.uint8).tolist()
+    with pytest.raises(DataError, match="notes.txt"):
+        junk = io.BytesIO(b"not an image")
+        junk.name = "notes.txt"
+        read_image(junk)

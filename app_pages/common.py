@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
+import torch
 
 from lesion_core import data, demo, paths, runs
 from lesion_core.errors import LesionLabError
@@ -28,6 +29,13 @@ MODEL = "model"  # the Model page's choice, used by Train and the batch previews
 KEEP = "keep_"  # prefix of widget keys whose values survive page switches
 # Env var naming a dataset folder to open at start instead of the demo (tests, servers).
 DATA_ENV = "LESION_LAB_DATA"
+
+# The server does per-image work only (previews, summaries, single predictions); training
+# runs in its own process. One intra-op thread: on busy cores (a training run beside the
+# page) a second spinning thread made 8 draws of a 1024x768 image 9x slower (1.6 s vs
+# 0.17 s). Set once here: set_num_threads is process-wide, so toggling it per call would
+# race between browser sessions.
+torch.set_num_threads(1)
 
 
 def keep_widget_state() -> None:

@@ -783,18 +783,11 @@ def preview_draws(sample: dict, spec, n: int = 8, seed: int = 0) -> list[tuple[d
     """n draws of the spec's image steps on one sample: [(numpy sample, per-step params)].
 
     Seeded inside a forked RNG, so the same seed gives the same draws and the caller's
-    global torch RNG is left untouched. Runs on one torch thread: per-image ops gain nothing
-    from more, and on busy cores (a training run beside the page) a second spinning thread
-    made 8 draws of a 1024x768 image 9x slower (1.6 s instead of 0.17 s)."""
+    global torch RNG is left untouched."""
     pipeline = build_pipeline(image_steps(spec))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return [pipeline.apply_with_params(sample) for _ in range(n)]
-    finally:
-        torch.set_num_threads(threads)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return [pipeline.apply_with_params(sample) for _ in range(n)]
 
 
 def mask_outline(mask: np.ndarray) -> np.ndarray:

@@ -121,15 +121,7 @@ def _efficientnet_lite0(num_classes: int) -> nn.Module:
             "efficientnet_lite0 needs the package efficientnet-lite-pytorch "
             "(pip install -r requirements.txt), or choose another model"
         ) from None
-    model = EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
-    # The port keeps TF's BatchNorm momentum (0.01): fine-tuning on a few hundred images then
-    # leaves the running statistics ~75% ImageNet after an epoch or two, so eval-mode outputs
-    # drift from train-mode ones (measured on the ISIC sample, 3 epochs at 128 px: val loss
-    # 1.95 -> 1.03, test accuracy 0.42 -> 0.67 with PyTorch's default 0.1).
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.momentum = 0.1
-    return model
+    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
 
 
 def _lite0_weights_file() -> Path:

@@ -324,9 +324,3 @@ def test_download_checks_hash_in_file_name(http_folder, tmp_path):
         models._download(f"{base}/{bad.name}", bad)
     assert sorted(p.name for p in bad.parent.iterdir()) == [good.name]  # nothing half-written left
 
-
-def test_lite0_batchnorm_adapts_at_pytorch_speed():
-    """TF's momentum 0.01 kept the running stats on ImageNet during short fine-tunes."""
-    model = models.build_model("efficientnet_lite0", weights="random")
-    momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
-    assert momenta == {0.1}

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(autouse=True)
@@ -14,6 +15,15 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.mktemp("lesion_home")
     monkeypatch.setenv("LESION_LAB_CACHE", str(base / "cache"))
     monkeypatch.setenv("LESION_LAB_RUNS", str(base / "runs"))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny images and models: a second intra-op thread only adds hand-offs on 2 shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from scipy import ndimage
 
@@ -22,13 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 GREEN = (0, 255, 0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Images here are tiny: a second intra-op thread only adds contention on 2 shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -14,13 +14,7 @@ from lesion_core.cli import main
 TINY = ["--model", "lenet", "--pretrained", "random", "--image-size", "32", "--batch-size", "8", "--epochs", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny models run faster without thread hand-offs on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -28,13 +28,7 @@ ALIGN_PARAMS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Images here are tiny: a second intra-op thread only adds contention on 2 shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_sample(h: int = 120, w: int = 160, seed: int = 0, sid: str = "synthetic") -> dict:

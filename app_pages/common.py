@@ -460,7 +460,7 @@ def real_batch_shapes(model, records: list, model_name: str, size: int) -> tuple
     from lesion_core import train, transforms
 
     config = batch_config(model_name, size, batch_size=4)
-    images, _labels, _ids = next(iter(train.make_loader(records, transforms.PRESETS["eval"], config, shuffle=False)))
+    images, _labels, _ids = next(iter(train.make_loader(records, transforms.preset("eval", size), config, shuffle=False)))
     was_training = model.training
     model.eval()
     try:

@@ -90,5 +90,5 @@ st.caption("Evaluation preset (rescale, centre crop) at 128 px for the default m
 common.default("keep_ds_batch_seed", 0)
 seed = st.number_input("Shuffle seed", min_value=0, step=1, key="keep_ds_batch_seed")
 with common.user_errors():
-    common.show_batch(dataset.split("train"), transforms.PRESETS["eval"],
+    common.show_batch(dataset.split("train"), transforms.preset("eval", 128),
                       common.batch_config(models.DEFAULT_MODEL, 128), dataset.class_names, int(seed))

@@ -58,7 +58,7 @@ def settings(dataset) -> dict:
             weights = common.parse_numbers(text)
     augment = st.radio("Augmentation", ["page", *transforms.PRESETS], horizontal=True, key="keep_tr_aug",
                        format_func=lambda n: "the Augmentations page's pipeline" if n == "page" else f"preset {n}")
-    spec = common.pipeline() if augment == "page" else transforms.PRESETS[augment]
+    spec = common.pipeline() if augment == "page" else transforms.preset(augment, int(size))
     with st.expander("Augmentation steps"):
         st.code(", ".join(s["name"] for s in spec) or "(none)")
     choice_root = common.dataset_choice()

@@ -91,7 +91,7 @@ def config_from_args(args) -> dict:
     for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device"):
         put(None, key, getattr(args, key))
     if args.augment in transforms.PRESETS:
-        put(None, "augment", transforms.PRESETS[args.augment])
+        put(None, "augment", args.augment)  # sized to the run's image size by validate_config
     elif args.augment:
         put(None, "augment", transforms.load_spec(args.augment))
     return config  # train.validate_config makes its paths absolute

@@ -71,8 +71,10 @@ def default_config() -> dict:
         "num_workers": 0,  # on 2 cores loader workers compete with the model (MEASUREMENTS.md)
         "seed": 0,
         "class_weights": "auto",  # "auto" (inverse frequency), "none", or one weight per class
-        "augment": copy.deepcopy(transforms.PRESETS["default_train"]),
-        "eval_augment": copy.deepcopy(transforms.PRESETS["eval"]),
+        # A pipeline spec, or a preset name: validate_config turns a name into that preset at
+        # the run's image size, so config.json always holds the exact pipeline used.
+        "augment": "default_train",
+        "eval_augment": "eval",
         "device": "auto",
         "amp": "auto",  # bf16 autocast on CPUs that support it (~2x), fp16/bf16 on CUDA
         "channels_last": True,
@@ -136,8 +138,10 @@ def validate_config(config: dict) -> dict:
              f"max_side must be empty or an integer >= the image size, got {side!r}")
     _check_data(config["data"])
     _check_class_weights(config["class_weights"])
-    transforms.validate_spec(config["augment"])
-    transforms.validate_spec(config["eval_augment"])
+    for key in ("augment", "eval_augment"):
+        if isinstance(config[key], str):
+            config[key] = transforms.preset(config[key], image_size(config))
+        config[key] = transforms.validate_spec(config[key])
     _require(config["device"] in DEVICES, f"unknown device {config['device']!r}; use one of: {', '.join(DEVICES)}")
     _require(config["amp"] in AMP_MODES, f"unknown amp mode {config['amp']!r}; use one of: {', '.join(AMP_MODES)}")
     resolve_device(config["device"])  # fails now, not after the run folder exists

@@ -15,7 +15,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from lesion_core import data, models, runs, train
-from lesion_core.errors import ModelError, TrainingError
+from lesion_core.errors import LesionLabError, ModelError, TrainingError
 
 AUGMENT = [
     {"name": "RandomResizedCrop", "params": {"size": 32, "scale_min": 0.5}},
@@ -399,3 +399,14 @@ def test_a_launched_run_whose_data_vanished_says_failed(demo_root, tmp_path):
         train.run_training(run_dir=run_dir)
     status = runs.read_status(run_dir)
     assert status["state"] == "failed" and "dataset folder not found" in status["message"]
+
+
+def test_preset_names_become_that_preset_at_the_run_image_size():
+    """A 96 px run must not crop 224 px and resize again (work wasted, detail lost)."""
+    config = train.validate_config({"image_size": 96})
+    assert config["augment"][0] == {"name": "RandomResizedCrop", "params": {
+        "size": 96, "scale_min": 0.35, "scale_max": 1.0, "ratio_min": 0.75, "ratio_max": 4 / 3}}
+    assert [s["name"] for s in config["eval_augment"]] == ["Rescale", "CenterCrop", "ToTensor", "Normalize"]
+    assert config["eval_augment"][1]["params"]["size"] == 96
+    with pytest.raises(LesionLabError, match="unknown preset"):
+        train.validate_config({"augment": "fancy"})

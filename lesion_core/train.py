@@ -389,14 +389,32 @@ def backward_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler
     scaler.update()
 
 
+def _frozen(module: nn.Module) -> bool:
+    """A layer whose parameters are all frozen (freeze_backbone): it is not being trained."""
+    params = list(module.parameters(recurse=False))
+    return bool(params) and not any(p.requires_grad for p in params)
+
+
+def set_train_mode(model: nn.Module, training: bool) -> None:
+    """model.train(training), except that frozen BatchNorm layers stay in eval mode: "train
+    the head only" must leave the backbone exactly as loaded, running statistics included."""
+    model.train(training)
+    if training:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and _frozen(module):
+                module.eval()
+
+
 def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype=None,
                           channels_last: bool = False) -> int:
-    """Reset every BatchNorm's running statistics to their exact average over loader's batches.
+    """Reset every trained BatchNorm's running statistics to their exact average over loader's
+    batches (frozen ones keep theirs).
 
     Forward passes only (no gradients), in train mode with momentum None (a cumulative
     average). Returns the number of BatchNorm layers updated (0: nothing to do).
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and not _frozen(m)]
     if not norms:
         return 0
     momenta = [m.momentum for m in norms]
@@ -404,13 +422,13 @@ def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, device: torch.de
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None
-    model.train()
+    set_train_mode(model, True)
     with torch.no_grad():
         for images, _labels, _ids in loader:
             forward(model, images, device, amp_dtype, channels_last)
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum
-    model.train(was_training)
+    set_train_mode(model, was_training)
     return len(norms)
 
 
@@ -598,7 +616,7 @@ class Trainer:
         """One pass over a split; appends its line to history.jsonl and returns it."""
         training = phase == "train"
         loader = self.loaders[phase]
-        self.model.train(training)
+        set_train_mode(self.model, training)
         n_iters = len(loader)
         losses, labels, probs = [], [], []
         start = last_report = time.perf_counter()

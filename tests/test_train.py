@@ -410,3 +410,30 @@ def test_preset_names_become_that_preset_at_the_run_image_size():
     assert config["eval_augment"][1]["params"]["size"] == 96
     with pytest.raises(LesionLabError, match="unknown preset"):
         train.validate_config({"augment": "fancy"})
+
+
+def test_a_frozen_backbone_keeps_its_batchnorm_statistics(demo_root, tmp_path):
+    """freeze_backbone = "train the head only": the backbone, running statistics included,
+    must come out exactly as loaded, while the head learns."""
+    torch.manual_seed(0)
+    start = models.build_model("mobilenet_v3_small", 3, weights="random").state_dict()
+    torch.save({"model": start}, tmp_path / "start.pt")
+    config = tiny_config(demo_root, model={"name": "mobilenet_v3_small", "weights": "file",
+                                           "weights_path": str(tmp_path / "start.pt"), "freeze_backbone": True},
+                         epochs=1)
+    run_dir = train.run_training(config, tmp_path / "runs")
+    trained = torch.load(run_dir / "last.pt", weights_only=True)["model"]
+    backbone = [k for k in start if not k.startswith("classifier.3.")]
+    assert any(k.endswith("running_mean") for k in backbone)
+    for key in backbone:
+        torch.testing.assert_close(trained[key], start[key], msg=key)
+    assert not torch.equal(trained["classifier.3.weight"], start["classifier.3.weight"])
+
+
+def test_set_train_mode_leaves_only_frozen_batchnorm_in_eval_mode():
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(2), torch.nn.BatchNorm2d(2))
+    model[0].requires_grad_(False)
+    train.set_train_mode(model, True)
+    assert model.training and not model[0].training and model[1].training
+    train.set_train_mode(model, False)
+    assert not model[1].training

@@ -590,3 +590,26 @@ def test_read_image_and_mask_take_uploaded_file_objects(tmp_path):
         junk = io.BytesIO(b"not an image")
         junk.name = "notes.txt"
         read_image(junk)
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "needs a header with columns id, label; found nothing"),
+    (b"\xff\xfe\x00i\x00d\x00\x80\x81", "cannot read"),
+    (b"id;label\ns000;0\n", "needs a header with columns id, label"),
+])
+def test_unreadable_or_headerless_csv_is_a_clear_error(tmp_path, content, expected):
+    root = make_dataset(tmp_path / "d")
+    (root / "labels.csv").write_bytes(content)
+    with pytest.raises(DataError, match=expected):
+        load_dataset(root)
+
+
+def test_short_and_long_csv_rows_are_reported_not_crashed_on(tmp_path):
+    root = make_dataset(tmp_path / "d")
+    lines = (root / "labels.csv").read_text().splitlines()
+    lines[1] = lines[1].split(",")[0]  # s000 with no label field at all
+    lines[2] = lines[2] + ",extra,fields"  # s001 with surplus columns: its id and label still count
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    loaded = load_dataset(root)
+    assert [(p.id, p.kind) for p in loaded.report.problems] == [("s000", "label_not_integer")]
+    assert "s001" in {r.id for r in loaded.records}

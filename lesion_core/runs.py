@@ -65,11 +65,13 @@ def append_line(path, line: str) -> None:
     atomic_write_text(path, old + line.rstrip("\n") + "\n")
 
 
-def _read_json(path: Path, default):
+def _read_json(path: Path, default: dict) -> dict:
+    """The JSON object in path, or default when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError covers bad JSON and bad UTF-8
         return default
+    return value if isinstance(value, dict) else default
 
 
 def read_config(run_dir) -> dict:
@@ -86,15 +88,18 @@ def read_history(run_dir) -> list[dict]:
     """history.jsonl as a list of dicts, one per (epoch, phase); unreadable lines are skipped."""
     path = Path(run_dir) / "history.jsonl"
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # errors="replace": a garbled byte spoils its own line only, not the whole history
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     except OSError:
         return []
     rows = []
     for line in lines:
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except ValueError:
             continue  # a line cut short by a crash of an older writer: keep the rest
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 

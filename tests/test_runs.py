@@ -75,6 +75,19 @@ def test_readers_of_a_missing_or_garbled_folder_return_empty(tmp_path):
     assert runs.read_history(tmp_path) == []
 
 
+def test_a_garbled_run_folder_does_not_break_the_listing(tmp_path):
+    """list_runs feeds the sidebar of every page: one damaged folder must not break them all."""
+    run_dir = runs.create_run(tmp_path, _config())
+    (run_dir / "history.jsonl").write_bytes(b'\xff\xfe binary\n1\n[2]\n{"epoch": 1, "phase": "val", "loss": 0.5}\n')
+    (run_dir / "status.json").write_text("null")
+    assert runs.read_history(run_dir) == [{"epoch": 1, "phase": "val", "loss": 0.5}]
+    assert runs.read_status(run_dir) == {}
+    (run_dir / "config.json").write_text("[1, 2]")
+    assert runs.read_config(run_dir) == {}
+    (listed,) = runs.list_runs(tmp_path)
+    assert listed.best == {"metric": "val_loss", "value": 0.5, "epoch": 1}
+
+
 def test_dead_pid_shows_as_interrupted_and_inactive(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()

@@ -73,29 +73,6 @@ def settings(dataset) -> dict:
     }
 
 
-def progress(status: dict) -> None:
-    """Progress bar with epoch, batch, speed and time left, from status.json."""
-    epochs, epoch, phase = status.get("epochs") or 1, status.get("epoch") or 0, status.get("phase")
-    iteration, n_iters = status.get("iteration") or 0, status.get("n_iters") or 0
-    # Share of the current epoch done: training is most of it; validation or evaluation ends it.
-    if phase == "train":
-        within = iteration / n_iters if n_iters else 0.0
-    else:
-        within = 1.0 if phase in ("val", "evaluate") else 0.0
-    fraction = min(1.0, max(0.0, (epoch - 1 + within) / epochs)) if epoch else 0.0
-    parts = [f"epoch {epoch}/{epochs}"]
-    if phase in ("train", "val"):
-        parts.append(f"{phase} batch {iteration}/{n_iters}")
-    elif phase:
-        parts.append(phase)
-    if status.get("images_per_s"):
-        parts.append(f"{status['images_per_s']:.1f} images/s")
-    if status.get("eta_s") is not None:
-        eta = int(status["eta_s"])
-        parts.append(f"ETA {eta // 60}:{eta % 60:02d}")
-    st.progress(fraction, text=" · ".join(parts))
-
-
 def show_run(run_id: str) -> None:
     """A run's state, progress, curves and log; while it is active the page refreshes this part."""
     run = next((r for r in common.all_runs() if r.id == run_id), None)
@@ -114,7 +91,8 @@ def show_run(run_id: str) -> None:
     state_text = f"**{run.state}**: {message.removeprefix(run.state + ': ')}"
     {"failed": st.error, "interrupted": st.warning, "stopped": st.warning}.get(run.state, st.info)(state_text)
     if active:
-        progress(run.status)
+        fraction, text = runs.progress(run.status)
+        st.progress(fraction, text=text)
         stop = st.empty()
         if not runs.stop_requested(run.path) and stop.button("Stop", key="tr_stop", icon=":material/stop:"):
             runs.request_stop(run.path)

@@ -181,6 +181,32 @@ def clear_stop(run_dir) -> None:
     (Path(run_dir) / STOP_FILE).unlink(missing_ok=True)
 
 
+def progress(status: dict) -> tuple[float, str]:
+    """(fraction of the run done in [0, 1], one line of text) from an active run's status.json.
+
+    Within an epoch the training phase moves the bar; the phases after it (BatchNorm
+    calibration, validation, the final evaluation) count as the epoch's end.
+    """
+    epochs, epoch, phase = status.get("epochs") or 1, status.get("epoch") or 0, status.get("phase")
+    iteration, n_iters = status.get("iteration") or 0, status.get("n_iters") or 0
+    if phase == "train":
+        within = iteration / n_iters if n_iters else 0.0
+    else:
+        within = 1.0 if phase else 0.0
+    fraction = min(1.0, max(0.0, (epoch - 1 + within) / epochs)) if epoch else 0.0
+    parts = [f"epoch {epoch}/{epochs}"]
+    if phase in ("train", "val"):
+        parts.append(f"{phase} batch {iteration}/{n_iters}")
+    elif phase:
+        parts.append(phase)
+    if status.get("images_per_s"):
+        parts.append(f"{status['images_per_s']:.1f} images/s")
+    if status.get("eta_s") is not None:
+        eta = int(status["eta_s"])
+        parts.append(f"ETA {eta // 60}:{eta % 60:02d}")
+    return fraction, " · ".join(parts)
+
+
 @dataclass
 class RunInfo:
     """One run folder as the UI lists it. best: {"metric", "value", "epoch"} or None."""

@@ -160,3 +160,15 @@ def test_request_stop_and_clear(tmp_path):
 
 def test_list_runs_of_a_missing_folder_is_empty(tmp_path):
     assert runs.list_runs(tmp_path / "nope") == []
+
+
+def test_progress_never_moves_back_within_an_epoch():
+    """train -> calibrate -> val: the bar must not drop back while BatchNorm is recalibrated."""
+    base = {"epochs": 4, "epoch": 2, "n_iters": 10}
+    seen = [runs.progress({**base, "phase": "train", "iteration": i})[0] for i in (1, 5, 10)]
+    seen += [runs.progress({**base, "phase": phase, "iteration": 3})[0] for phase in ("calibrate", "val")]
+    assert seen == sorted(seen) and seen[-1] == 0.5
+    assert runs.progress({**base, "phase": "evaluate", "epoch": 4})[0] == 1.0
+    assert runs.progress({"state": "running", "message": "starting"}) == (0.0, "epoch 0/1")
+    text = runs.progress({**base, "phase": "val", "iteration": 3, "images_per_s": 12.34, "eta_s": 125.7})[1]
+    assert text == "epoch 2/4 · val batch 3/10 · 12.3 images/s · ETA 2:05"

@@ -455,6 +455,8 @@ class Trainer:
         self.on_log = on_log
         self.stop_signal = False
         self.iter_time = {}  # phase -> mean seconds per batch, for the ETA
+        self.calibration_s = None  # seconds of the last BatchNorm recalibration, for the ETA
+        self.n_test_batches = 0  # batches of the final evaluation on test, for the ETA
         self.completed = 0  # last epoch saved in last.pt
         self.status = {}
 
@@ -514,6 +516,7 @@ class Trainer:
             "val": make_loader(self.data.split("val"), cfg["eval_augment"], cfg, False),
         }
         _require(len(self.loaders["train"]) > 0, "the training split is empty")
+        self.n_test_batches = math.ceil(len(self.data.split("test")) / cfg["batch_size"])
         train_records = self.data.split("train")
         n_calibration = min(cfg["bn_recalibration_images"], len(train_records))
         if n_calibration > 1 and n_calibration % cfg["batch_size"] == 1:
@@ -580,8 +583,11 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         train = self._phase("train", epoch, lr)
         if "calibration" in self.loaders:
-            self.set_status(phase="calibrate", message=f"epoch {epoch}: recomputing BatchNorm statistics")
+            self.set_status(phase="calibrate", message=f"epoch {epoch}: recomputing BatchNorm statistics",
+                            eta_s=self._eta("calibrate", epoch, 0))
+            started = time.perf_counter()
             recalibrate_batchnorm(self.model, self.loaders["calibration"], self.device, self.amp_dtype, self.channels_last)
+            self.calibration_s = time.perf_counter() - started
         val = self._phase("val", epoch, lr)
         if self.scheduler is not None:
             self.scheduler.step()
@@ -668,14 +674,23 @@ class Trainer:
         return row
 
     def _eta(self, phase: str, epoch: int, iteration: int) -> float:
-        """Seconds left: remaining batches times the measured (or guessed) time per batch."""
+        """Seconds left: remaining batches times the measured (or guessed) time per batch, with
+        each epoch's BatchNorm recalibration and the final evaluation of the best weights on
+        val and test (forward passes, timed like validation batches until measured)."""
         t_train = self.iter_time.get("train", 0.0)
         t_val = self.iter_time.get("val", t_train / 3)
         n_train, n_val = len(self.loaders["train"]), len(self.loaders["val"])
-        left = (len(self.loaders[phase]) - iteration) * self.iter_time[phase]
+        calibrate = (self.calibration_s if self.calibration_s is not None
+                     else len(self.loaders.get("calibration", ())) * t_val)
+        after_train = calibrate + n_val * t_val
         if phase == "train":
-            left += n_val * t_val
-        return left + (self.config["epochs"] - epoch) * (n_train * t_train + n_val * t_val)
+            left = (n_train - iteration) * t_train + after_train
+        elif phase == "calibrate":
+            left = after_train
+        else:
+            left = (n_val - iteration) * t_val
+        final = (n_val + self.n_test_batches) * t_val
+        return left + (self.config["epochs"] - epoch) * (n_train * t_train + after_train) + final
 
     # -- the end
 

@@ -437,3 +437,19 @@ def test_set_train_mode_leaves_only_frozen_batchnorm_in_eval_mode():
     assert model.training and not model[0].training and model[1].training
     train.set_train_mode(model, False)
     assert not model[1].training
+
+
+def test_eta_counts_recalibration_and_the_final_evaluation(tmp_path):
+    """Time left = batches left at the measured speeds + each epoch's BatchNorm recalibration +
+    the best model's final pass over val and test; at the last val batch only the latter is left."""
+    trainer = train.Trainer(tmp_path, {"epochs": 3})
+    trainer.loaders = {"train": [None] * 10, "val": [None] * 4, "calibration": [None] * 2}
+    trainer.n_test_batches = 3
+    trainer.iter_time = {"train": 1.0, "val": 0.5}
+    final = (4 + 3) * 0.5
+    assert trainer._eta("val", 3, 4) == pytest.approx(final)
+    calibrate_guess = 2 * 0.5
+    assert trainer._eta("train", 3, 10) == pytest.approx(calibrate_guess + 4 * 0.5 + final)
+    trainer.calibration_s = 7.0  # measured: replaces the guess
+    assert trainer._eta("calibrate", 2, 0) == pytest.approx(7.0 + 2.0 + (10 + 7.0 + 2.0) + final)
+    assert trainer._eta("train", 1, 4) == pytest.approx(6 + 9.0 + 2 * 19.0 + final)

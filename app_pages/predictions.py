@@ -35,15 +35,18 @@ else:
     shown = shown.sort_values(key, ascending=ascending)
     st.caption(f"{len(shown)} of {len(frame)} images · {int(frame['correct'].sum())} right overall")
 
-    records = common.run_records(run.path)
+    records = {}  # id -> Record; stays empty when the run's data is gone: the table still shows
+    with common.user_errors():
+        records = common.run_records(run.path)
     opened = st.session_state.get("pred_open")
     if opened in set(frame["id"]):
         row = frame.set_index("id").loc[opened]
         st.subheader(f"{opened}: true {row['label']}, predicted {row['pred']}")
         image_col, bars_col = st.columns([3, 2])
         with common.user_errors():
-            sample = common.read_sample(records[opened])
-            image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline"), width="stretch")
+            if opened in records:
+                sample = common.read_sample(records[opened])
+                image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline"), width="stretch")
         probs = [row[f"prob_{n}"] for n in names]
         bars_col.plotly_chart(plots.probability_bars(probs, names, names.index(row["label"])), key="pred_bars")
         bars_col.caption(f"Cross-entropy loss {row['loss']:.3f}")
@@ -56,8 +59,9 @@ else:
     for start in range(0, len(rows), 4):
         for column, (_, row) in zip(st.columns(4), rows.iloc[start:start + 4].iterrows()):
             with column, common.user_errors():
-                sample = common.read_sample(records[row["id"]], max_side=256)
-                column.image(transforms.overlay(sample["image"], sample["mask"], "outline"), width="stretch")
+                if row["id"] in records:
+                    sample = common.read_sample(records[row["id"]], max_side=256)
+                    column.image(transforms.overlay(sample["image"], sample["mask"], "outline"), width="stretch")
                 mark = "✓" if row["correct"] else "✗"
                 column.caption(f"{mark} `{row['id']}`  \ntrue **{row['label']}** · predicted **{row['pred']}** "
                                f"({row['confidence']:.0%})")

@@ -387,3 +387,22 @@ def test_augment_page_draws_8_of_a_1024x768_image_well_under_a_second(app):
         draws = next(c.value for c in app.caption if " draws of a " in c.value)
         assert draws.startswith("8 draws of a 1024x768 image"), draws
         assert float(draws.split(" in ")[1].removesuffix(" s")) < 1.0, (preset, draws)
+
+
+def test_predictions_page_of_a_run_whose_data_folder_is_gone(app, demo_root, tmp_path):
+    """A run outlives its data (a deleted upload, a moved folder): the page says so and still
+    lists the predictions and classifies new images, with no traceback."""
+    from lesion_core import train
+
+    data_copy = shutil.copytree(demo_root, tmp_path / "gone")
+    config = {"data": {"root": str(data_copy)}, "model": LENET, "image_size": 32, "epochs": 1,
+              "augment": [], "eval_augment": []}
+    train.run_training(config, paths.runs_dir())
+    shutil.rmtree(data_copy)
+    goto(app, "predictions")
+    assert "dataset folder not found" in app.error[0].value
+    assert " of " in texts(app) and len(app.image) == 0  # the table of predictions, without images
+    app.get("file_uploader")[0].set_value(("lesion.jpg", (demo_root / "images" / "demo_0001.jpg").read_bytes(),
+                                            "image/jpeg")).run()
+    assert not app.exception
+    assert "Most likely:" in texts(app)

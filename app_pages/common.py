@@ -371,6 +371,16 @@ def sample_from_upload(image_file, mask_file=None) -> dict:
     return {"image": image, "mask": mask, "label": 0, "id": image_file.name}
 
 
+def _first_batch(records: list, spec: list, config: dict, shuffle: bool, generator=None) -> tuple:
+    """The first (images, labels, ids) batch train.make_loader gives for records; DataError
+    when there are none (a dataset of val or test images only has an empty train split)."""
+    from lesion_core import train
+
+    if not records:
+        raise data.DataError("the training split is empty: this dataset has no training images to show")
+    return next(iter(train.make_loader(records, spec, config, shuffle=shuffle, generator=generator)))
+
+
 def loader_batch(records: list, spec: list, config: dict, seed: int = 0) -> tuple:
     """One shuffled batch exactly as training would see it: train.make_loader (the spec
     finalised for the config's model: fixed size, ToTensor, its Normalize), seeded.
@@ -379,14 +389,12 @@ def loader_batch(records: list, spec: list, config: dict, seed: int = 0) -> tupl
     """
     import torch
 
-    from lesion_core import models, train, transforms
+    from lesion_core import models, transforms
 
     entry = models.MODELS[config["model"]["name"]]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        loader = train.make_loader(records, spec, config, shuffle=True,
-                                   generator=torch.Generator().manual_seed(seed))
-        images, labels, _ids = next(iter(loader))
+        images, labels, _ids = _first_batch(records, spec, config, True, torch.Generator().manual_seed(seed))
     return transforms.batch_grid(images, entry.mean, entry.std, nrow=8), labels.tolist()
 
 
@@ -457,10 +465,10 @@ def real_batch_shapes(model, records: list, model_name: str, size: int) -> tuple
     """(input shape, output shape) of one real 4-image batch of records through the model."""
     import torch
 
-    from lesion_core import train, transforms
+    from lesion_core import transforms
 
     config = batch_config(model_name, size, batch_size=4)
-    images, _labels, _ids = next(iter(train.make_loader(records, transforms.preset("eval", size), config, shuffle=False)))
+    images, _labels, _ids = _first_batch(records, transforms.preset("eval", size), config, False)
     was_training = model.training
     model.eval()
     try:

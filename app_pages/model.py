@@ -52,10 +52,10 @@ with common.user_errors():
 
     dataset = common.current_data()
     if dataset is not None:
-        with st.spinner("Running a real batch through the model..."):
+        with common.user_errors(), st.spinner("Running a real batch through the model..."):  # the tables still show
             shape_in, shape_out = common.real_batch_shapes(model, dataset.split("train"), name, int(size))
-        st.success(f"A real batch from the dataset: input {shape_in} -> output {shape_out} "
-                   f"(one score per class: {', '.join(dataset.class_names)})")
+            st.success(f"A real batch from the dataset: input {shape_in} -> output {shape_out} "
+                       f"(one score per class: {', '.join(dataset.class_names)})")
 
     layers, params = st.tabs([f"Layers ({len(summary.layers)})", f"Parameters ({len(summary.params)})"])
     layers.dataframe([{**row, "output_shape": str(row["output_shape"])} for row in summary.layers],

@@ -509,13 +509,13 @@ class Trainer:
         cfg["data"]["class_names"] = self.class_names
         self.log("data: " + "; ".join(f"{s} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in c.items())})"
                                       for s, c in self.data.report.counts.items()))
+        _require(len(self.data.split("train")) > 0, "the training split is empty: this dataset has no training images")
         _require(len(self.data.split("val")) > 0, "the validation split is empty: use more data or a larger val_fraction")
         self.generator = torch.Generator()
         self.loaders = {
             "train": make_loader(self.data.split("train"), cfg["augment"], cfg, True, self.generator),
             "val": make_loader(self.data.split("val"), cfg["eval_augment"], cfg, False),
         }
-        _require(len(self.loaders["train"]) > 0, "the training split is empty")
         self.n_test_batches = math.ceil(len(self.data.split("test")) / cfg["batch_size"])
         train_records = self.data.split("train")
         n_calibration = min(cfg["bn_recalibration_images"], len(train_records))

@@ -406,3 +406,29 @@ def test_predictions_page_of_a_run_whose_data_folder_is_gone(app, demo_root, tmp
                                             "image/jpeg")).run()
     assert not app.exception
     assert "Most likely:" in texts(app)
+
+
+def isic_test_only(demo_root, root):
+    """The official ISIC 2017 layout holding only the Test_v2 part (demo images): every
+    image lands in the test split, the train split is empty."""
+    images, masks = root / "ISIC-2017_Test_v2_Data", root / "ISIC-2017_Test_v2_Part1_GroundTruth"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    lines = ["image_id,melanoma,seborrheic_keratosis"]
+    for i, line in enumerate((demo_root / "labels.csv").read_text().splitlines()[1:13]):
+        sample_id, label = line.split(",")
+        shutil.copy(demo_root / "images" / f"{sample_id}.jpg", images / f"ISIC_{i:07d}.jpg")
+        shutil.copy(demo_root / "masks" / f"{sample_id}.png", masks / f"ISIC_{i:07d}_segmentation.png")
+        lines.append(f"ISIC_{i:07d},{int(label == '1')},{int(label == '2')}")
+    (root / "ISIC-2017_Test_v2_Part3_GroundTruth.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("page", ["dataset", "augment", "model"])
+def test_a_dataset_without_training_images_gets_a_message_not_a_traceback(app, demo_root, tmp_path, page):
+    app.session_state["model"] = LENET
+    app.session_state["dataset"] = {"source": "folder", "root": str(isic_test_only(demo_root, tmp_path / "isic"))}
+    goto(app, page)
+    assert any("training split is empty" in e.value for e in app.error), [e.value for e in app.error]
+    if page == "model":
+        assert len(app.dataframe) == 2  # the layers and parameters tables still show

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -453,3 +454,15 @@ def test_eta_counts_recalibration_and_the_final_evaluation(tmp_path):
     trainer.calibration_s = 7.0  # measured: replaces the guess
     assert trainer._eta("calibrate", 2, 0) == pytest.approx(7.0 + 2.0 + (10 + 7.0 + 2.0) + final)
     assert trainer._eta("train", 1, 4) == pytest.approx(6 + 9.0 + 2 * 19.0 + final)
+
+
+def test_a_dataset_without_training_images_fails_with_a_clear_message(demo_root, tmp_path):
+    root = tmp_path / "val_only"
+    shutil.copytree(demo_root / "images", root / "images")
+    shutil.copytree(demo_root / "masks", root / "masks")
+    rows = (demo_root / "labels.csv").read_text().splitlines()
+    (root / "DBtrain.csv").write_text(rows[0] + "\n")
+    (root / "DBval.csv").write_text("\n".join(rows[:31]) + "\n")
+    (root / "DBtest.csv").write_text("\n".join(rows[:1] + rows[31:]) + "\n")
+    with pytest.raises(TrainingError, match="the training split is empty"):
+        train.run_training(tiny_config(root), tmp_path / "runs")

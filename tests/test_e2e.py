@@ -69,9 +69,16 @@ def open_page(page, server, path: str, heading: str) -> None:
 
 
 def wait_idle(page) -> None:
-    """Wait until Streamlit's "running" indicator is gone (the script run finished)."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS)
+    """Wait until the script run that the last action asked for has finished.
+
+    The rerun starts a moment after the click or key press (a round trip to the server):
+    looking at once can find the app idle before it began, and the next action then types
+    into widgets that the still-running rerun resets (Epochs stayed at 3 that way). So give
+    it that moment first, as Streamlit's own browser tests do, then wait for the app's
+    script state to say notRunning.
+    """
+    page.wait_for_timeout(300)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=TIMEOUT_MS)
 
 
 def shot(page, name: str) -> None:
@@ -143,6 +150,7 @@ def set_number(page, label: str, value: int) -> None:
     box.fill(str(value))
     box.press("Enter")
     wait_idle(page)
+    assert box.input_value() == str(value), f"{label} shows {box.input_value()!r}, not {value}"
 
 
 def progress_epoch(page) -> int:
@@ -162,6 +170,7 @@ def test_train_live_reload_and_finish(page, server):
     set_number(page, "Epochs", 40)  # long enough to still run after the reload, even when idle
     page.get_by_role("button", name="Launch").click()
     page.locator("[data-testid='stProgress']").first.wait_for()
+    page.get_by_text("40 epochs of batch").first.wait_for()  # the run got the settings typed above
     # The live part refreshes itself: curves gain points epoch after epoch without a reload.
     page.wait_for_function(
         "() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .scatterlayer .point').length > 0",

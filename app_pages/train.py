@@ -76,7 +76,10 @@ def settings(dataset) -> dict:
 def show_run(run_id: str) -> None:
     """A run's state, progress, curves and log; while it is active the page refreshes this part."""
     run = next((r for r in common.all_runs() if r.id == run_id), None)
-    if run is None:
+    if run is None:  # its folder was deleted (while the page followed it, perhaps)
+        st.info(f"Run {run_id} no longer exists: its folder was deleted. Press **Launch** to start a new one.")
+        if st.session_state.pop(WAS_ACTIVE, None) == run_id:
+            st.rerun()  # stop the live refresh
         return
     st.subheader(f"Run {run.id}")
     cfg = run.config

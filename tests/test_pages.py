@@ -432,3 +432,18 @@ def test_a_dataset_without_training_images_gets_a_message_not_a_traceback(app, d
     assert any("training split is empty" in e.value for e in app.error), [e.value for e in app.error]
     if page == "model":
         assert len(app.dataframe) == 2  # the layers and parameters tables still show
+
+
+def test_train_page_says_when_the_followed_run_folder_was_deleted(app, demo_root):
+    from lesion_core import train
+
+    config = {"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
+              "augment": [], "eval_augment": []}
+    run_dir = train.run_training(config, paths.runs_dir())
+    app.session_state["tr_run"] = run_dir.name
+    goto(app, "train")
+    assert "**finished**" in texts(app)
+    shutil.rmtree(run_dir)
+    app.run()
+    assert not app.exception
+    assert f"Run {run_dir.name} no longer exists" in texts(app)

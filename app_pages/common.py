@@ -420,14 +420,17 @@ def show_batch(records: list, spec: list, config: dict, class_names, seed: int) 
 
 
 def save_upload(upload, folder: str) -> Path:
-    """Store an uploaded file under cache_dir()/<folder>/ by content hash; return its path."""
+    """Store an uploaded file under cache_dir()/<folder>/ by content hash; return its path.
+
+    Written atomically every time: a copy cut short (a server killed mid-write) would
+    otherwise be reused for every later upload of the same file.
+    """
     import hashlib
 
     content = upload.getvalue()
     target = paths.cache_dir() / folder / f"{hashlib.sha256(content).hexdigest()[:16]}{Path(upload.name).suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        target.write_bytes(content)
+    runs.atomic_write_bytes(target, content)
     return target
 
 

@@ -447,3 +447,25 @@ def test_train_page_says_when_the_followed_run_folder_was_deleted(app, demo_root
     app.run()
     assert not app.exception
     assert f"Run {run_dir.name} no longer exists" in texts(app)
+
+
+def test_model_page_uploaded_checkpoint_replaces_a_copy_cut_short(app, tmp_path):
+    import hashlib
+    import io
+
+    import torch
+
+    from lesion_core import models
+
+    buffer = io.BytesIO()
+    torch.save({"model": models.build_model("lenet", 3, weights="random").state_dict()}, buffer)
+    content = buffer.getvalue()
+    stale = paths.cache_dir() / "weights" / f"{hashlib.sha256(content).hexdigest()[:16]}.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(content[:100])  # what a server killed mid-write left behind
+    goto(app, "model")
+    app.selectbox(key="keep_model_name").set_value("lenet").run()
+    app.radio(key="keep_model_weights").set_value("file").run()
+    app.get("file_uploader")[0].set_value(("lenet.pt", content, "application/octet-stream")).run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert stale.read_bytes() == content

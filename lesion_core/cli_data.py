@@ -1,10 +1,10 @@
-"""Data sub-commands: demo-data, check-data, import-zip."""
+"""Data sub-commands: demo-data, check-data, import-zip, clear-cache."""
 
 from __future__ import annotations
 
 import time
 
-from lesion_core.data import import_zip, load_dataset
+from lesion_core.data import clear_decoded_cache, decoded_cache_dir, import_zip, load_dataset
 from lesion_core.demo import generate_demo
 
 
@@ -29,6 +29,10 @@ def register(subparsers) -> None:
     unzip.add_argument("file", help="the ZIP file")
     unzip.add_argument("dest", help="new or empty folder to extract into")
     unzip.set_defaults(func=import_zip_command)
+
+    clear = subparsers.add_parser(
+        "clear-cache", help="delete the decoded-image cache (re-made on demand by training)")
+    clear.set_defaults(func=clear_cache)
 
 
 def demo_data(args) -> int:
@@ -55,3 +59,9 @@ def import_zip_command(args) -> int:
     root = import_zip(args.file, args.dest)
     print(f"imported {args.file} into {args.dest}; dataset root: {root}")
     return _print_check(root)
+
+
+def clear_cache(args) -> int:
+    files, size = clear_decoded_cache()
+    print(f"removed {files} decoded samples ({size / 1e6:.1f} MB) from {decoded_cache_dir()}")
+    return 0

@@ -92,3 +92,17 @@ def test_python_m_lesion_core_demo_data(tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert (out / "labels.csv").read_text().count("\n") == 4
+
+
+def test_clear_cache_empties_the_decoded_cache_and_training_data_still_loads(demo_root, capsys):
+    from lesion_core.data import LesionDataset, decoded_cache_usage, load_dataset
+
+    records = load_dataset(demo_root).split("train")[:5]
+    dataset = LesionDataset(records, max_side=48)
+    first = [dataset[i]["image"] for i in range(5)]
+    assert decoded_cache_usage()[0] == 5 and decoded_cache_usage()[1] > 0
+    assert main(["clear-cache"]) == 0
+    assert "removed 5 decoded samples" in capsys.readouterr().out
+    assert decoded_cache_usage() == (0, 0)
+    assert all((dataset[i]["image"] == first[i]).all() for i in range(5))  # decoded again
+    assert decoded_cache_usage()[0] == 5

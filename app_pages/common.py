@@ -503,7 +503,8 @@ def _prediction_frame(path: str, mtime: int):
     import numpy as np
     import pandas as pd
 
-    frame = pd.read_csv(path)
+    # Ids and class names are text: ids such as 0001 must not become the number 1.
+    frame = pd.read_csv(path, dtype={"id": str, "label": str, "pred": str}, keep_default_na=False)
     prob_columns = [c for c in frame.columns if c.startswith("prob_")]
     names = [c.removeprefix("prob_") for c in prob_columns]
     probs = frame[prob_columns].to_numpy(dtype=float)

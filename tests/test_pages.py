@@ -469,3 +469,27 @@ def test_model_page_uploaded_checkpoint_replaces_a_copy_cut_short(app, tmp_path)
     app.get("file_uploader")[0].set_value(("lenet.pt", content, "application/octet-stream")).run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     assert stale.read_bytes() == content
+
+
+def test_predictions_page_keeps_numeric_looking_ids_as_text(app, demo_root, tmp_path):
+    """Ids such as 0001 must stay "0001" (not the number 1), or no image is found for them."""
+    from lesion_core import train
+
+    root = tmp_path / "numeric"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    lines = ["id,label"]
+    for line in (demo_root / "labels.csv").read_text().splitlines()[1:]:
+        sample_id, label = line.split(",")
+        new_id = sample_id.removeprefix("demo_")  # "0001"
+        shutil.copy(demo_root / "images" / f"{sample_id}.jpg", root / "images" / f"{new_id}.jpg")
+        shutil.copy(demo_root / "masks" / f"{sample_id}.png", root / "masks" / f"{new_id}.png")
+        lines.append(f"{new_id},{label}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    config = {"data": {"root": str(root)}, "model": LENET, "image_size": 32, "epochs": 1,
+              "augment": [], "eval_augment": []}
+    train.run_training(config, paths.runs_dir())
+    goto(app, "predictions")
+    assert not app.error, [e.value for e in app.error]
+    assert len(app.image) == 9  # the demo's 9 test images
+    assert any(c.value.startswith(("✓ `0", "✗ `0")) for c in app.caption)

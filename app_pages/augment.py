@@ -97,6 +97,9 @@ def choose_sample(dataset):
     by_class, by_id, shuffle = st.columns([2, 3, 1], vertical_alignment="bottom")
     wanted = by_class.selectbox("Class", names, key="keep_aug_class")
     records = [r for r in dataset.records if wanted == "any class" or dataset.class_names[r.label] == wanted]
+    if not records:
+        st.info(f"No {wanted} image in this dataset: pick another class.")
+        return None
     ids = [r.id for r in records]
     if st.session_state.get("keep_aug_id") not in ids:
         st.session_state["keep_aug_id"] = ids[0]

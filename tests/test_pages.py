@@ -493,3 +493,16 @@ def test_predictions_page_keeps_numeric_looking_ids_as_text(app, demo_root, tmp_
     assert not app.error, [e.value for e in app.error]
     assert len(app.image) == 9  # the demo's 9 test images
     assert any(c.value.startswith(("✓ `0", "✗ `0")) for c in app.caption)
+
+
+def test_augment_page_with_a_class_that_has_no_images(app, demo_root, tmp_path):
+    root = tmp_path / "two_classes"
+    shutil.copytree(demo_root / "images", root / "images")
+    shutil.copytree(demo_root / "masks", root / "masks")
+    rows = (demo_root / "labels.csv").read_text().splitlines()
+    (root / "labels.csv").write_text("\n".join(r for r in rows if not r.endswith(",2")) + "\n")
+    app.session_state["dataset"] = {"source": "folder", "root": str(root)}
+    goto(app, "augment")
+    app.selectbox(key="keep_aug_class").set_value("seborrheic keratosis").run()
+    assert not app.exception
+    assert "No seborrheic keratosis image" in texts(app)

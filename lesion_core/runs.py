@@ -104,8 +104,14 @@ def read_history(run_dir) -> list[dict]:
 
 
 def write_status(run_dir, **fields) -> dict:
-    """Merge fields into status.json (plus 'updated', epoch seconds) and return the new status."""
+    """Merge fields into status.json (plus 'updated', epoch seconds) and return the new status.
+
+    A pid comes with its process's start time ('pid_start'), so that a later process given
+    the same pid (after a reboot or a container restart) is not taken for the trainer.
+    """
     status = read_status(run_dir)
+    if "pid" in fields:
+        fields["pid_start"] = process_start(fields["pid"])
     status.update(fields, updated=time.time())
     atomic_write_json(Path(run_dir) / "status.json", status)
     return status
@@ -135,8 +141,23 @@ def create_run(runs_dir, config: dict) -> Path:
     return run_dir
 
 
-def pid_alive(pid) -> bool:
-    """True when a process with this id exists and is not a zombie (killed, not yet reaped)."""
+def _proc_stat(pid) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first), or None (no /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_start(pid) -> str | None:
+    """When process pid started (clock ticks since boot, from /proc), or None where unknown."""
+    fields = _proc_stat(pid) if isinstance(pid, int) and pid > 0 else None
+    return fields[19] if fields and len(fields) > 19 else None
+
+
+def pid_alive(pid, started: str | None = None) -> bool:
+    """True when a process with this id exists, is not a zombie (killed, not yet reaped) and,
+    when started (a process_start() value) is given, is the process that started then."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -145,17 +166,16 @@ def pid_alive(pid) -> bool:
         return False
     except PermissionError:
         return True  # exists, owned by someone else
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
+    fields = _proc_stat(pid)
+    if fields is None:
         return True  # no /proc (macOS): os.kill said it exists
+    return fields[0] != "Z" and (started is None or process_start(pid) == started)
 
 
 def effective_state(status: dict) -> str:
     """The state to show: status['state'], or 'interrupted' when an active run's process is gone."""
     state = status.get("state", "queued")
-    if state in ACTIVE_STATES and not pid_alive(status.get("pid")):
+    if state in ACTIVE_STATES and not pid_alive(status.get("pid"), status.get("pid_start")):
         return INTERRUPTED
     return state
 

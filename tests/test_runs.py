@@ -110,6 +110,19 @@ def test_zombie_process_counts_as_dead(tmp_path):
         proc.wait()
 
 
+def test_a_reused_pid_is_not_taken_for_the_trainer(tmp_path):
+    """After a reboot or container restart another process (even a thread of the new
+    server) may hold the dead trainer's pid: its start time tells them apart."""
+    run_dir = runs.create_run(tmp_path, _config())
+    runs.write_status(run_dir, state="running", pid=os.getpid())
+    status = runs.read_status(run_dir)
+    assert status["pid_start"] == runs.process_start(os.getpid()) is not None
+    assert runs.run_info(run_dir).state == "running"
+    runs.atomic_write_json(run_dir / "status.json", dict(status, pid_start="1"))  # an older process's
+    assert runs.run_info(run_dir).state == "interrupted"
+    assert runs.active_run(tmp_path) is None
+
+
 def test_live_pid_is_the_active_run(tmp_path):
     run_dir = runs.create_run(tmp_path, _config())
     runs.write_status(run_dir, state="running", pid=os.getpid())

@@ -128,7 +128,8 @@ def validate_config(config: dict) -> dict:
     _check_optim(config["optim"], config["scheduler"])
     for key, low in (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("bn_recalibration_images", 0)):
         _require(_is_int(config[key]) and config[key] >= low, f"{key} must be an integer >= {low}, got {config[key]!r}")
-    _require(_is_int(config["seed"]), f"seed must be an integer, got {config['seed']!r}")
+    _require(_is_int(config["seed"]) and 0 <= config["seed"] < 2**63,  # torch seeds are 64-bit
+             f"seed must be an integer from 0 to 2**63 - 1, got {config['seed']!r}")
     entry = models.MODELS[config["model"]["name"]]
     size = config["image_size"]
     _require(size is None or (_is_int(size) and size >= entry.min_input_size),

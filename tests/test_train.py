@@ -189,6 +189,8 @@ def test_diverging_loss_fails_with_learning_rate_advice_and_keeps_best(demo_root
     ({"image_size": 8}, "image_size must be an integer >= 16"),
     ({"class_weights": [1, -1, 1]}, "class_weights must be"),
     ({"device": "tpu"}, "unknown device 'tpu'"),
+    ({"seed": 2**64}, "seed must be an integer from 0 to 2\\*\\*63 - 1"),
+    ({"seed": -1}, "seed must be an integer from 0"),
     ({"lr": 0.1}, "unknown config key 'lr'"),
     ({"model": {"weights": "file", "weights_path": "/no/such.pt"}}, "weights file not found"),
 ])

@@ -138,7 +138,7 @@ def validate_config(config: dict) -> dict:
     _require(side is None or (_is_int(side) and side >= (size or entry.input_size)),
              f"max_side must be empty or an integer >= the image size, got {side!r}")
     _check_data(config["data"])
-    _check_class_weights(config["class_weights"])
+    _check_class_weights(config["class_weights"], config["data"]["class_names"])
     for key in ("augment", "eval_augment"):
         if isinstance(config[key], str):
             config[key] = transforms.preset(config[key], image_size(config))
@@ -189,10 +189,13 @@ def _check_data(cfg: dict) -> None:
         _require(_is_number(cfg[key]) and 0 <= cfg[key] < 1, f"{key} must be in [0, 1), got {cfg[key]!r}")
 
 
-def _check_class_weights(value) -> None:
+def _check_class_weights(value, class_names) -> None:
     ok = value in ("auto", "none", True, False, None) or (
         isinstance(value, list) and value and all(_is_number(w) and w >= 0 for w in value))
     _require(ok, f"class_weights must be 'auto', 'none' or a list of weights >= 0, got {value!r}")
+    if isinstance(value, list) and class_names:  # else checked once the data is loaded
+        _require(len(value) == len(class_names),
+                 f"class_weights has {len(value)} values for {len(class_names)} classes ({', '.join(class_names)})")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -188,6 +188,7 @@ def test_diverging_loss_fails_with_learning_rate_advice_and_keeps_best(demo_root
     ({"data": {"root": "/no/such/folder"}}, "dataset folder not found"),
     ({"image_size": 8}, "image_size must be an integer >= 16"),
     ({"class_weights": [1, -1, 1]}, "class_weights must be"),
+    ({"class_weights": [1, 2], "data": {"class_names": ["a", "b", "c"]}}, "class_weights has 2 values for 3 classes"),
     ({"device": "tpu"}, "unknown device 'tpu'"),
     ({"seed": 2**64}, "seed must be an integer from 0 to 2\\*\\*63 - 1"),
     ({"seed": -1}, "seed must be an integer from 0"),

@@ -214,7 +214,8 @@ def progress(status: dict) -> tuple[float, str]:
     else:
         within = 1.0 if phase else 0.0
     fraction = min(1.0, max(0.0, (epoch - 1 + within) / epochs)) if epoch else 0.0
-    parts = [f"epoch {epoch}/{epochs}"]
+    # Before the first epoch (queued, loading data, building the model) the message says what is going on.
+    parts = [f"epoch {epoch}/{epochs}" if epoch else status.get("message") or "starting"]
     if phase in ("train", "val"):
         parts.append(f"{phase} batch {iteration}/{n_iters}")
     elif phase:

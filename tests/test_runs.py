@@ -182,6 +182,7 @@ def test_progress_never_moves_back_within_an_epoch():
     seen += [runs.progress({**base, "phase": phase, "iteration": 3})[0] for phase in ("calibrate", "val")]
     assert seen == sorted(seen) and seen[-1] == 0.5
     assert runs.progress({**base, "phase": "evaluate", "epoch": 4})[0] == 1.0
-    assert runs.progress({"state": "running", "message": "starting"}) == (0.0, "epoch 0/1")
+    assert runs.progress({"state": "queued", "message": "waiting for the trainer to start"}) == (
+        0.0, "waiting for the trainer to start")
     text = runs.progress({**base, "phase": "val", "iteration": 3, "images_per_s": 12.34, "eta_s": 125.7})[1]
     assert text == "epoch 2/4 · val batch 3/10 · 12.3 images/s · ETA 2:05"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import fcntl
 import io
 import json
 import math
@@ -27,6 +28,7 @@ import sys
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -791,9 +793,9 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
             raise
     else:
         config, resuming = validate_config(config or {}), False
-        runs_dir = Path(runs_dir or "runs")
-        _refuse_if_busy(runs_dir)
-        run_dir = runs.create_run(runs_dir, config)
+        with _claim(Path(runs_dir or "runs")) as runs_dir:
+            run_dir = runs.create_run(runs_dir, config)
+            runs.write_status(run_dir, pid=os.getpid())  # active from now on: a launch beside us is refused
     trainer = Trainer(run_dir, config, on_batch, on_log)
     trainer.status = runs.read_status(run_dir)
     previous = _install_signal_handlers(trainer)
@@ -837,10 +839,21 @@ def _resumable_config(run_dir: Path) -> dict:
     return validate_config(info.config)
 
 
-def _refuse_if_busy(runs_dir: Path) -> None:
-    active = runs.active_run(runs_dir)
-    if active is not None:
-        raise TrainingError(f"run {active.id} is still {active.state}: one training at a time; stop it first")
+@contextmanager
+def _claim(runs_dir: Path):
+    """Refuse if a run in runs_dir is active, else hold an exclusive lock on the folder until
+    the caller's new run is marked active (a pid in its status), so that two launches at the
+    same moment (two browser tabs, a tab and a terminal) cannot both pass the check."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(runs_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+        active = runs.active_run(runs_dir)
+        if active is not None:
+            raise TrainingError(f"run {active.id} is still {active.state}: one training at a time; stop it first")
+        yield runs_dir
+    finally:
+        os.close(fd)
 
 
 def launch(config: dict, runs_dir) -> Path:
@@ -851,10 +864,9 @@ def launch(config: dict, runs_dir) -> Path:
     its progress to the run folder.
     """
     config = validate_config(config)
-    runs_dir = Path(runs_dir)
-    _refuse_if_busy(runs_dir)
-    run_dir = runs.create_run(runs_dir, config)
-    _start_detached(run_dir, "--run-dir")
+    with _claim(Path(runs_dir)) as runs_dir:
+        run_dir = runs.create_run(runs_dir, config)
+        _start_detached(run_dir, "--run-dir")
     return run_dir
 
 
@@ -862,8 +874,8 @@ def launch_resume(run_dir) -> Path:
     """Continue a stopped, failed or interrupted run in a detached `train --resume` process."""
     run_dir = Path(run_dir)
     _resumable_config(run_dir)  # refuses running and finished runs now, not in the child
-    _refuse_if_busy(run_dir.parent)
-    _start_detached(run_dir, "--resume")
+    with _claim(run_dir.parent):
+        _start_detached(run_dir, "--resume")
     return run_dir
 
 

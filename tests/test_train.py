@@ -469,3 +469,46 @@ def test_a_dataset_without_training_images_fails_with_a_clear_message(demo_root,
     (root / "DBtest.csv").write_text("\n".join(rows[:1] + rows[31:]) + "\n")
     with pytest.raises(TrainingError, match="the training split is empty"):
         train.run_training(tiny_config(root), tmp_path / "runs")
+
+
+def test_a_launch_waits_while_another_launch_holds_the_runs_folder(demo_root, tmp_path):
+    """Check-then-start is atomic: a launch beside another one (two browser tabs) waits for
+    it to mark its run active, then is refused, instead of both passing the check."""
+    import subprocess
+    import sys
+    import threading
+
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    holder = subprocess.Popen(  # another launcher, between its check and its start
+        [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.readline()", str(runs_dir)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        outcome = []
+
+        def second_launch():
+            try:
+                outcome.append(train.launch(tiny_config(demo_root, epochs=200), runs_dir))
+            except TrainingError as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=second_launch)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive() and outcome == []  # it waits for the lock
+        # Meanwhile the holder starts its run (a live pid: this test process).
+        first = runs.create_run(runs_dir, train.validate_config(tiny_config(demo_root)))
+        runs.write_status(first, state="running", pid=os.getpid())
+        holder.communicate("\n", timeout=30)
+        thread.join(60)
+        assert len(outcome) == 1 and isinstance(outcome[0], TrainingError), outcome
+        assert first.name in str(outcome[0])
+    finally:
+        holder.kill()
+        holder.wait()
+        for run in runs.list_runs(runs_dir):  # a second trainer that should not exist
+            if run.status.get("pid") != os.getpid() and runs.is_active(run):
+                runs.request_stop(run.path)
+    assert runs.list_runs(runs_dir)[0].path == first and len(runs.list_runs(runs_dir)) == 1

@@ -73,6 +73,9 @@ def settings(dataset) -> dict:
     }
 
 
+RESUMABLE = ("stopped", "failed", "interrupted")
+
+
 def show_run(run_id: str) -> None:
     """A run's state, progress, curves and log; while it is active the page refreshes this part."""
     run = next((r for r in common.all_runs() if r.id == run_id), None)
@@ -93,6 +96,11 @@ def show_run(run_id: str) -> None:
     message = run.status.get("message", "")
     state_text = f"**{run.state}**: {message.removeprefix(run.state + ': ')}"
     {"failed": st.error, "interrupted": st.warning, "stopped": st.warning}.get(run.state, st.info)(state_text)
+    if run.state in RESUMABLE and st.button("Resume", key="tr_resume", icon=":material/resume:",
+                                             help="Continue from the last completed epoch, as if never stopped"):
+        with common.user_errors():
+            train.launch_resume(run.path)
+            common.select_run_and_rerun(run.id)
     if active:
         fraction, text = runs.progress(run.status)
         st.progress(fraction, text=text)

@@ -805,7 +805,8 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
         runs.clear_stop(run_dir)
         message = ((f"stopped during {where}" if str(where) else "stopped by a second interrupt")
                    + "; best and last weights saved"
-                   f" (last.pt: epoch {trainer.completed}); resume with --resume {run_dir}")
+                   f" (last.pt: epoch {trainer.completed}); continue with Resume on the Train page"
+                   f" or train --resume {run_dir}")
         trainer.set_status(state="stopped", phase=None, message=message, eta_s=None)
         trainer.log(message)
     except _Diverged as exc:

@@ -267,6 +267,22 @@ def test_stop_button_stops_the_active_run(app):
     assert run.state == "stopped", run.status
 
 
+def test_resume_button_continues_a_stopped_run_to_its_end(app):
+    launch_tiny_run(app, epochs=30)
+    wait_for_state(("running",))
+    app.run()
+    app.button(key="tr_stop").click().run()
+    stopped = wait_for_state(("stopped", "finished", "failed"))
+    assert stopped.state == "stopped", stopped.status
+    app.run()
+    app.button(key="tr_resume").click().run()
+    assert not app.exception and not app.error
+    run = wait_for_state(("finished", "failed", "stopped"))
+    assert run.id == stopped.id and run.state == "finished", run.status
+    epochs = [row["epoch"] for row in runs.read_history(run.path) if row["phase"] == "val"]
+    assert epochs == list(range(1, 31))
+
+
 def zip_bytes(entries: dict) -> bytes:
     """A ZIP archive in memory: arcname -> bytes."""
     import io

@@ -18,6 +18,11 @@ for key, value in DEFAULTS.items():
 WAS_ACTIVE = "tr_was_active"  # the run the live part last saw active, to notice its end
 
 
+def _optimizer_default_decay() -> None:
+    """A new optimiser starts from its own weight decay: AdamW 0.01, SGD and Adam 0 (the notebook)."""
+    st.session_state["keep_tr_decay"] = 0.01 if st.session_state["keep_tr_optimizer"] == "adamw" else 0.0
+
+
 def settings(dataset) -> dict:
     """Draw the hyperparameter widgets; return the run's config (validated by train.launch)."""
     choice = common.model_choice()
@@ -36,7 +41,8 @@ def settings(dataset) -> dict:
                                    help="Train on a seeded random subset of at most this many images")
         seed = st.number_input("Seed", min_value=0, step=1, key="keep_tr_seed")
     with optim_col:
-        optimizer = st.selectbox("Optimiser", train.OPTIMIZERS, key="keep_tr_optimizer")
+        optimizer = st.selectbox("Optimiser", train.OPTIMIZERS, key="keep_tr_optimizer",
+                                 on_change=_optimizer_default_decay)
         lr = st.number_input("Learning rate", min_value=1e-7, max_value=10.0, format="%.5f", step=1e-4,
                              key="keep_tr_lr")
         momentum = st.number_input("Momentum (SGD)", min_value=0.0, max_value=0.999, step=0.05,
@@ -74,6 +80,7 @@ def settings(dataset) -> dict:
 
 
 RESUMABLE = ("stopped", "failed", "interrupted")
+
 
 
 def show_run(run_id: str) -> None:

@@ -523,3 +523,12 @@ def test_augment_page_with_a_class_that_has_no_images(app, demo_root, tmp_path):
     app.selectbox(key="keep_aug_class").set_value("seborrheic keratosis").run()
     assert not app.exception
     assert "No seborrheic keratosis image" in texts(app)
+
+
+def test_choosing_sgd_starts_from_the_notebooks_zero_weight_decay(app):
+    goto(app, "train")
+    assert app.number_input(key="keep_tr_decay").value == 0.01  # AdamW's own
+    app.selectbox(key="keep_tr_optimizer").set_value("sgd").run()
+    assert app.number_input(key="keep_tr_decay").value == 0.0
+    app.selectbox(key="keep_tr_optimizer").set_value("adamw").run()
+    assert app.number_input(key="keep_tr_decay").value == 0.01

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lesion_core import models, plots, transforms
+from lesion_core import data, models, plots, transforms
 from app_pages import common
 
 st.title("Dataset")
@@ -92,3 +92,12 @@ seed = st.number_input("Shuffle seed", min_value=0, step=1, key="keep_ds_batch_s
 with common.user_errors():
     common.show_batch(dataset.split("train"), transforms.preset("eval", 128),
                       common.batch_config(models.DEFAULT_MODEL, 128), dataset.class_names, int(seed))
+
+# ---------------------------------------------------------------- cache
+with st.expander("Decoded-image cache"):
+    files, size = data.decoded_cache_usage()
+    st.caption(f"{files} decoded samples, {size / 1e6:.1f} MB in {data.decoded_cache_dir()}: training "
+               "reads these instead of decoding each image every epoch, and re-makes any that are missing.")
+    if st.button("Clear the cache", key="ds_clear_cache", disabled=files == 0):
+        freed, freed_bytes = data.clear_decoded_cache()
+        st.success(f"Removed {freed} decoded samples ({freed_bytes / 1e6:.1f} MB).")

@@ -532,3 +532,13 @@ def test_choosing_sgd_starts_from_the_notebooks_zero_weight_decay(app):
     assert app.number_input(key="keep_tr_decay").value == 0.0
     app.selectbox(key="keep_tr_optimizer").set_value("adamw").run()
     assert app.number_input(key="keep_tr_decay").value == 0.01
+
+
+def test_dataset_page_clears_the_decoded_image_cache(app):
+    from lesion_core import data
+
+    goto(app, "dataset")  # its batch grid fills the cache
+    assert data.decoded_cache_usage()[0] > 0
+    app.button(key="ds_clear_cache").click().run()
+    assert not app.exception
+    assert any(s.value.startswith("Removed ") for s in app.success)

@@ -500,20 +500,9 @@ def set_value(key: str, value) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _prediction_frame(path: str, mtime: int):
-    import numpy as np
-    import pandas as pd
+    from lesion_core import train
 
-    # Ids and class names are text: ids such as 0001 must not become the number 1.
-    frame = pd.read_csv(path, dtype={"id": str, "label": str, "pred": str}, keep_default_na=False)
-    prob_columns = [c for c in frame.columns if c.startswith("prob_")]
-    names = [c.removeprefix("prob_") for c in prob_columns]
-    probs = frame[prob_columns].to_numpy(dtype=float)
-    true_index = frame["label"].map({n: i for i, n in enumerate(names)}).to_numpy()
-    frame["confidence"] = probs.max(axis=1)
-    frame["loss"] = -np.log(np.clip(probs[np.arange(len(frame)), true_index], 1e-12, 1))
-    frame["correct"] = frame["label"] == frame["pred"]
-    frame.attrs["class_names"] = names
-    return frame
+    return train.read_predictions(path)
 
 
 def prediction_frame(run_dir: Path, split: str):

@@ -377,6 +377,25 @@ def write_predictions(path: Path, ids, labels, probs: np.ndarray, class_names) -
     runs.atomic_write_text(path, out.getvalue())
 
 
+def read_predictions(path):
+    """A predictions CSV as write_predictions wrote it, as a pandas DataFrame with per-sample
+    confidence (max probability), loss (-log p(true class)) and correct columns from
+    metrics.compute_metrics; frame.attrs["class_names"] lists the classes in column order."""
+    import pandas as pd
+
+    # Ids and class names are text: ids such as 0001 must not become the number 1.
+    frame = pd.read_csv(path, dtype={"id": str, "label": str, "pred": str}, keep_default_na=False)
+    prob_columns = [c for c in frame.columns if c.startswith("prob_")]
+    names = [c.removeprefix("prob_") for c in prob_columns]
+    labels = frame["label"].map({name: index for index, name in enumerate(names)}).to_numpy(dtype=int)
+    result = metrics.compute_metrics(labels, frame[prob_columns].to_numpy(dtype=float), names)
+    frame["confidence"] = result["confidence"]
+    frame["loss"] = result["loss"]
+    frame["correct"] = frame["label"] == frame["pred"]
+    frame.attrs["class_names"] = names
+    return frame
+
+
 def forward(model: nn.Module, images: torch.Tensor, device: torch.device, amp_dtype=None,
             channels_last: bool = False) -> torch.Tensor:
     """Logits float32 (B, C) of images float32 (B, 3, S, S), under autocast when amp_dtype is set."""

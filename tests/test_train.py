@@ -512,3 +512,16 @@ def test_a_launch_waits_while_another_launch_holds_the_runs_folder(demo_root, tm
             if run.status.get("pid") != os.getpid() and runs.is_active(run):
                 runs.request_stop(run.path)
     assert runs.list_runs(runs_dir)[0].path == first and len(runs.list_runs(runs_dir)) == 1
+
+
+def test_read_predictions_keeps_text_ids_and_adds_confidence_loss_correct(tmp_path):
+    names = ["nevus", "melanoma", "seborrheic keratosis"]
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    path = tmp_path / "predictions_test.csv"
+    train.write_predictions(path, ["0001", "0002"], [0, 1], probs, names)
+    frame = train.read_predictions(path)
+    assert frame["id"].tolist() == ["0001", "0002"]
+    assert frame.attrs["class_names"] == names
+    np.testing.assert_allclose(frame["confidence"], [0.7, 0.6], atol=1e-6)
+    np.testing.assert_allclose(frame["loss"], [-np.log(0.7), -np.log(0.3)], atol=1e-5)
+    assert frame["correct"].tolist() == [True, False]

@@ -518,7 +518,8 @@ class Trainer:
             "image_size": image_size(cfg), "class_weights": _tolist(self.criterion.weight),
             "weights": weights_info, "threads": torch.get_num_threads(), "versions": versions()}
         runs.atomic_write_json(self.run_dir / "config.json", cfg)
-        self.log(f"model {cfg['model']['name']} ({(weights_info or {}).get('source', '?')} weights) on {self.device}, "
+        frozen = ", backbone frozen (head only)" if cfg["model"]["freeze_backbone"] else ""
+        self.log(f"model {cfg['model']['name']} ({(weights_info or {}).get('source', '?')} weights{frozen}) on {self.device}, "
                  f"amp {cfg['resolved']['amp']}, {image_size(cfg)} px, batch {cfg['batch_size']}, "
                  f"{cfg['optim']['optimizer']} lr {cfg['optim']['lr']}, {cfg['scheduler']['name']} schedule")
         self.best = None

@@ -426,6 +426,7 @@ def test_a_frozen_backbone_keeps_its_batchnorm_statistics(demo_root, tmp_path):
                                            "weights_path": str(tmp_path / "start.pt"), "freeze_backbone": True},
                          epochs=1)
     run_dir = train.run_training(config, tmp_path / "runs")
+    assert "backbone frozen (head only)" in (run_dir / "train.log").read_text()
     trained = torch.load(run_dir / "last.pt", weights_only=True)["model"]
     backbone = [k for k in start if not k.startswith("classifier.3.")]
     assert any(k.endswith("running_mean") for k in backbone)

@@ -114,6 +114,7 @@ with common.user_errors():
 
 st.subheader("Pipeline")
 preset_col, load_col, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
+common.default("keep_aug_preset", "default_train")  # the preset the starting pipeline comes from
 preset = preset_col.selectbox("Preset", list(transforms.PRESETS), key="keep_aug_preset")
 load_col.button("Load preset", key="aug_load_preset", on_click=set_pipeline,
                   args=(transforms.PRESETS[preset],))

@@ -542,3 +542,11 @@ def test_dataset_page_clears_the_decoded_image_cache(app):
     app.button(key="ds_clear_cache").click().run()
     assert not app.exception
     assert any(s.value.startswith("Removed ") for s in app.success)
+
+
+def test_augment_page_preset_box_names_the_preset_the_starting_pipeline_is(app):
+    from lesion_core import transforms
+
+    goto(app, "augment")
+    assert app.selectbox(key="keep_aug_preset").value == "default_train"
+    assert app.session_state["pipeline"] == transforms.image_steps(transforms.PRESETS["default_train"])

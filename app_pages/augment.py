@@ -21,6 +21,11 @@ def set_pipeline(spec) -> None:
     st.session_state[EDIT] = st.session_state.get(EDIT, 0) + 1
 
 
+def load_preset() -> None:
+    """The preset chosen in the box at the moment of the click (not when the button was drawn)."""
+    set_pipeline(transforms.PRESETS[st.session_state["keep_aug_preset"]])
+
+
 def move(index: int, offset: int) -> None:
     spec = list(common.pipeline())
     spec.insert(index + offset, spec.pop(index))
@@ -115,9 +120,8 @@ with common.user_errors():
 st.subheader("Pipeline")
 preset_col, load_col, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
 common.default("keep_aug_preset", "default_train")  # the preset the starting pipeline comes from
-preset = preset_col.selectbox("Preset", list(transforms.PRESETS), key="keep_aug_preset")
-load_col.button("Load preset", key="aug_load_preset", on_click=set_pipeline,
-                  args=(transforms.PRESETS[preset],))
+preset_col.selectbox("Preset", list(transforms.PRESETS), key="keep_aug_preset")
+load_col.button("Load preset", key="aug_load_preset", on_click=load_preset)
 edited = edit_steps()
 add_col, add_button, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
 add_col.selectbox("Step to add", STEP_NAMES, key="aug_add_name",

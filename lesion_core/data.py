@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -30,7 +31,7 @@ from torch.utils.data import Dataset
 
 from lesion_core.errors import DataError, UnsafeArchiveError
 from lesion_core.net import reachable
-from lesion_core.paths import cache_dir
+from lesion_core.paths import atomic_write_bytes, cache_dir
 
 CLASS_NAMES = ("nevus", "melanoma", "seborrheic keratosis")
 SPLITS = ("train", "val", "test")
@@ -696,14 +697,9 @@ def _cache_key(record: Record, max_side: int | None) -> str:
 def _write_atomic_npy(path: Path, array: np.ndarray) -> None:
     """Save array to path via a temporary file and a rename, so readers never see half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------- ZIP import

@@ -1,8 +1,9 @@
-"""Where Lesion Lab keeps what it generates: caches (demo data, decoded images) and runs."""
+"""Where Lesion Lab keeps what it generates (caches, runs), and how it writes files: atomically."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -19,3 +20,29 @@ def runs_dir() -> Path:
     path = Path(os.environ.get("LESION_LAB_RUNS") or "runs")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# mkstemp creates files readable by their owner only; give our files the usual umask mode
+# so that a dashboard running as another user can read them.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write data to path through a temporary file in the same folder and os.replace."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write UTF-8 text atomically (temp file + rename in the same folder)."""
+    atomic_write_bytes(path, text.encode("utf-8"))

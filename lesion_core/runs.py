@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lesion_core.metrics import to_jsonable
+from lesion_core.paths import FILE_MODE, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 
 # The trainer's life cycle: queued -> running -> stopped | finished | failed. "stopping" (a
 # stop was requested) and "interrupted" (status says running but the process is gone: killed,
@@ -24,32 +24,6 @@ from lesion_core.metrics import to_jsonable
 ACTIVE_STATES = ("queued", "running", "stopping")
 INTERRUPTED = "interrupted"
 STOP_FILE = "STOP"
-
-# mkstemp creates files readable by their owner only; give run files the usual umask mode
-# so that a dashboard running as another user can read them.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write data to path through a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Write UTF-8 text atomically (temp file + rename in the same folder)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
 
 def atomic_write_json(path, obj) -> None:
     """Write obj as indented, strictly valid JSON (NaN becomes null) atomically."""

@@ -482,17 +482,6 @@ def real_batch_shapes(model, records: list, model_name: str, size: int) -> tuple
     return tuple(images.shape), tuple(output.shape)
 
 
-def run_metrics(run_dir: Path, split: str) -> dict | None:
-    """The run's metrics_<split>.json (written when it finished), or None when absent."""
-    import json
-
-    path = Path(run_dir) / f"metrics_{split}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def set_value(key: str, value) -> None:
     """Callback: store a value in session state (e.g. which prediction is opened)."""
     st.session_state[key] = value

@@ -36,7 +36,7 @@ message = run.status.get("message", "").removeprefix(run.state + ": ")
 st.caption(f"{run.state}: {message} · pick another run in the sidebar")
 split = st.radio("Evaluated on", ["test", "val"], horizontal=True, key="keep_res_split",
                  help="The best weights' predictions on the held-out split, written when the run finished")
-result = common.run_metrics(run.path, split)
+result = runs.read_metrics(run.path, split)
 if result is None:
     st.info(f"No {split} metrics yet: they are written when the run finishes.")
 else:

@@ -39,7 +39,7 @@ def append_line(path, line: str) -> None:
     atomic_write_text(path, old + line.rstrip("\n") + "\n")
 
 
-def _read_json(path: Path, default: dict) -> dict:
+def _read_json(path: Path, default: dict | None) -> dict | None:
     """The JSON object in path, or default when it is missing, unreadable or not an object."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
@@ -51,6 +51,11 @@ def _read_json(path: Path, default: dict) -> dict:
 def read_config(run_dir) -> dict:
     """The run's config.json as a dict ({} when missing or unreadable)."""
     return _read_json(Path(run_dir) / "config.json", {})
+
+
+def read_metrics(run_dir, split: str) -> dict | None:
+    """The run's metrics_<split>.json (written when it finished), or None when absent or unreadable."""
+    return _read_json(Path(run_dir) / f"metrics_{split}.json", None)
 
 
 def read_status(run_dir) -> dict:

@@ -186,3 +186,11 @@ def test_progress_never_moves_back_within_an_epoch():
         0.0, "waiting for the trainer to start")
     text = runs.progress({**base, "phase": "val", "iteration": 3, "images_per_s": 12.34, "eta_s": 125.7})[1]
     assert text == "epoch 2/4 · val batch 3/10 · 12.3 images/s · ETA 2:05"
+
+
+def test_read_metrics_is_none_until_written_and_for_garbage(tmp_path):
+    assert runs.read_metrics(tmp_path, "test") is None
+    (tmp_path / "metrics_test.json").write_text("[1, 2")
+    assert runs.read_metrics(tmp_path, "test") is None
+    runs.atomic_write_json(tmp_path / "metrics_test.json", {"accuracy": 0.5})
+    assert runs.read_metrics(tmp_path, "test") == {"accuracy": 0.5}

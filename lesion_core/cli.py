@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from lesion_core.errors import LesionLabError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from lesion_core import cli_augment, cli_data, cli_train
+# Each cli_<group> module registers its own sub-commands, in this order in --help; a new
+# command group is a new module added here, not code in this file.
+COMMAND_MODULES = ("cli_data", "cli_augment", "cli_train")
 
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lesion_core", description="Lesion Lab engine")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (cli_data, cli_augment, cli_train):
-        module.register(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"lesion_core.{name}").register(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from lesion_core.errors import TrainingError
+from lesion_core.paths import absolute
 
 
 def register(subparsers) -> None:
@@ -74,7 +75,7 @@ def config_from_args(args) -> dict:
         if value is not None:
             (config.setdefault(section, {}) if section else config)[key] = value
 
-    put("data", "root", args.data)
+    put("data", "root", args.data if args.data in (None, "demo") else str(absolute(args.data)))
     put("data", "max_size", args.max_size)
     put("model", "name", args.model)
     if args.pretrained is not None:
@@ -127,9 +128,17 @@ class _Bars:
             self.bar = None
 
 
+def _absolute_paths(args, *names) -> None:
+    """Make the named path arguments absolute, relative to where the command was started."""
+    for name in names:
+        if getattr(args, name, None):
+            setattr(args, name, str(absolute(getattr(args, name))))
+
+
 def cmd_train(args) -> int:
     from lesion_core import runs, train
 
+    _absolute_paths(args, "out", "resume", "run_dir")  # --data: config_from_args; weights: validate_config
     bars = _Bars()
     options = [name for name, value in vars(args).items()
                if value is not None and name not in ("resume", "run_dir", "func", "command")]
@@ -170,6 +179,7 @@ def cmd_evaluate(args) -> int:
     def bar(loader):
         return tqdm(loader, desc=f"evaluating {args.split}", unit="batch", leave=False, file=sys.stderr, disable=None)
 
+    _absolute_paths(args, "run", "data")
     result = train.evaluate_run(args.run, split=args.split, data_root=args.data, wrap=bar)
     names = result["class_names"]
     fmt = lambda v: "n/a" if v != v else f"{v:.4f}"  # NaN != NaN
@@ -189,6 +199,7 @@ def cmd_predict(args) -> int:
 
     if not Path(args.image).is_file():
         raise DataError(f"image not found: {args.image}")
+    _absolute_paths(args, "run", "image", "mask")
     image = data.read_image(args.image)
     mask = data.read_mask(args.mask, image.shape[:2]) if args.mask else None
     print(json.dumps(train.predict_image(args.run, image, mask), indent=2))

@@ -7,17 +7,26 @@ import tempfile
 from pathlib import Path
 
 
+def absolute(path) -> Path:
+    """path made absolute against the current directory (~ expanded), without following links.
+
+    Every path a user gives (flags, environment variables, page boxes) goes through this once,
+    where it enters: a relative path means relative to where the user started, and must not
+    change meaning in a process started elsewhere (the trainer runs in its run folder).
+    """
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
 def cache_dir() -> Path:
     """Root of generated, re-creatable files ($LESION_LAB_CACHE, else ~/.cache/lesion_lab)."""
-    root = os.environ.get("LESION_LAB_CACHE") or Path.home() / ".cache" / "lesion_lab"
-    path = Path(root)
+    path = absolute(os.environ.get("LESION_LAB_CACHE") or Path.home() / ".cache" / "lesion_lab")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def runs_dir() -> Path:
-    """Default folder of training runs ($LESION_LAB_RUNS, else ./runs)."""
-    path = Path(os.environ.get("LESION_LAB_RUNS") or "runs")
+    """Default folder of training runs ($LESION_LAB_RUNS, else ./runs), absolute."""
+    path = absolute(os.environ.get("LESION_LAB_RUNS") or "runs")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

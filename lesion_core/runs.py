@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lesion_core.metrics import to_jsonable
-from lesion_core.paths import FILE_MODE, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
+from lesion_core.paths import FILE_MODE, absolute, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 
 # The trainer's life cycle: queued -> running -> stopped | finished | failed. "stopping" (a
 # stop was requested) and "interrupted" (status says running but the process is gone: killed,
@@ -103,8 +103,8 @@ def new_run_id(model_name: str) -> str:
 
 
 def create_run(runs_dir, config: dict) -> Path:
-    """Make runs_dir/<new id>/ with config.json and a 'queued' status.json; return its path."""
-    runs_dir = Path(runs_dir)
+    """Make runs_dir/<new id>/ with config.json and a 'queued' status.json; return its absolute path."""
+    runs_dir = absolute(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     model_name = config.get("model", {}).get("name", "run")
     while True:
@@ -152,11 +152,39 @@ def pid_alive(pid, started: str | None = None) -> bool:
 
 
 def effective_state(status: dict) -> str:
-    """The state to show: status['state'], or 'interrupted' when an active run's process is gone."""
+    """The state to show: status['state']; for an active run whose process is gone, 'failed'
+    when it never started (it wrote nothing: a crash at start) and 'interrupted' otherwise."""
     state = status.get("state", "queued")
     if state in ACTIVE_STATES and not pid_alive(status.get("pid"), status.get("pid_start")):
-        return INTERRUPTED
+        return "failed" if state == "queued" else INTERRUPTED
     return state
+
+
+CONSOLE_LOG = "console.log"  # the trainer process's own stdout and stderr (launch())
+
+
+def log_tail(run_dir, lines: int = 20) -> str:
+    """The last lines of the run's train.log, else of its console.log ("" when neither exists)."""
+    for name in ("train.log", CONSOLE_LOG):
+        try:
+            text = (Path(run_dir) / name).read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        if text.strip():
+            return "\n".join(text.rstrip().splitlines()[-lines:])
+    return ""
+
+
+def start_failure(run_dir) -> str:
+    """Why a trainer process ended before it wrote its first status: the last line of its
+    console output (an exception's one-line summary), or a note that it printed nothing."""
+    try:
+        text = (Path(run_dir) / CONSOLE_LOG).read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        text = ""
+    last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+    return (f"the trainer process ended before it started: {last}" if last
+            else "the trainer process ended before it started, without any output")
 
 
 def is_active(run) -> bool:
@@ -246,6 +274,8 @@ def run_info(run_dir) -> RunInfo:
     state = effective_state(status)
     if state == "running" and stop_requested(run_dir):
         state = "stopping"  # shown at once; the trainer itself stops after its current batch
+    if state == "failed" and status.get("state") == "queued":
+        status = dict(status, message=start_failure(run_dir))
     best = status.get("best") or best_from_history(read_history(run_dir))
     started = status.get("started") or status.get("created")
     end = time.time() if state in ACTIVE_STATES else status.get("updated")

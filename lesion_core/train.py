@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 import lesion_core
 from lesion_core import data, metrics, models, runs, transforms
 from lesion_core.errors import LesionLabError, TrainingError
+from lesion_core.paths import absolute
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "none")
@@ -150,9 +151,9 @@ def validate_config(config: dict) -> dict:
     resolve_device(config["device"])  # fails now, not after the run folder exists
     # Absolute paths: the trainer may run in another working directory (launch() uses the run's).
     if config["data"]["root"] != "demo":
-        config["data"]["root"] = str(Path(config["data"]["root"]).resolve())
+        config["data"]["root"] = str(absolute(config["data"]["root"]))
     if config["model"]["weights_path"]:
-        config["model"]["weights_path"] = str(Path(config["model"]["weights_path"]).resolve())
+        config["model"]["weights_path"] = str(absolute(config["model"]["weights_path"]))
     return config
 
 
@@ -511,7 +512,9 @@ class Trainer:
         cfg = self.config
         self.device = resolve_device(cfg["device"])
         self.amp_dtype = resolve_amp(cfg["amp"], self.device)
+        self.set_status(message="loading the dataset")
         self._load_data()
+        self.set_status(message=f"building {cfg['model']['name']}")
         weights_info = self._build_model()
         cfg["resolved"] = {
             "device": str(self.device), "amp": dtype_name(self.amp_dtype), "channels_last": self.channels_last,
@@ -803,9 +806,10 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
     unusable data; the run's status then says "failed" with the same message.
     """
     if resume is not None:
-        run_dir, config, resuming = Path(resume), _resumable_config(Path(resume)), True
+        run_dir = absolute(resume)
+        config, resuming = _resumable_config(run_dir), True
     elif run_dir is not None:
-        run_dir, resuming = Path(run_dir), False
+        run_dir, resuming = absolute(run_dir), False
         try:
             config = validate_config(runs.read_config(run_dir))
         except LesionLabError as exc:  # e.g. the data folder vanished since launch()
@@ -813,7 +817,7 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
             raise
     else:
         config, resuming = validate_config(config or {}), False
-        with _claim(Path(runs_dir or "runs")) as runs_dir:
+        with _claim(absolute(runs_dir or "runs")) as runs_dir:
             run_dir = runs.create_run(runs_dir, config)
             runs.write_status(run_dir, pid=os.getpid())  # active from now on: a launch beside us is refused
     trainer = Trainer(run_dir, config, on_batch, on_log)
@@ -839,9 +843,11 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
         message = str(exc) if isinstance(exc, LesionLabError) else f"{type(exc).__name__}: {exc}"
         trainer.set_status(state="failed", phase=None, message=message, eta_s=None)
         trainer.log(f"failed: {message}")
-        if not isinstance(exc, LesionLabError):
-            trainer.log(traceback.format_exc())
-        raise
+        if isinstance(exc, LesionLabError) or not isinstance(exc, Exception):
+            raise  # already a message for the user; or SystemExit and the like
+        trainer.log(traceback.format_exc())
+        # The CLI and the pages show the same one line as status.json; the traceback is in train.log.
+        raise TrainingError(f"training failed: {message} (details in {run_dir / 'train.log'})") from exc
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -885,7 +891,7 @@ def launch(config: dict, runs_dir) -> Path:
     its progress to the run folder.
     """
     config = validate_config(config)
-    with _claim(Path(runs_dir)) as runs_dir:
+    with _claim(absolute(runs_dir)) as runs_dir:
         run_dir = runs.create_run(runs_dir, config)
         _start_detached(run_dir, "--run-dir")
     return run_dir
@@ -893,7 +899,7 @@ def launch(config: dict, runs_dir) -> Path:
 
 def launch_resume(run_dir) -> Path:
     """Continue a stopped, failed or interrupted run in a detached `train --resume` process."""
-    run_dir = Path(run_dir)
+    run_dir = absolute(run_dir)
     _resumable_config(run_dir)  # refuses running and finished runs now, not in the child
     with _claim(run_dir.parent):
         _start_detached(run_dir, "--resume")
@@ -901,7 +907,12 @@ def launch_resume(run_dir) -> Path:
 
 
 def _start_detached(run_dir: Path, flag: str) -> None:
-    """Start `python -m lesion_core train <flag> <run_dir>` in its own session; mark it queued."""
+    """Start `python -m lesion_core train <flag> <run_dir>` in its own session; mark it queued.
+
+    The child runs in the run folder, so run_dir must be absolute (a relative one would
+    name runs/<id>/runs/<id> there).
+    """
+    run_dir = absolute(run_dir)
     package_root = str(Path(lesion_core.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     with open(run_dir / "console.log", "ab") as console:

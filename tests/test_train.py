@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -526,3 +528,58 @@ def test_read_predictions_keeps_text_ids_and_adds_confidence_loss_correct(tmp_pa
     np.testing.assert_allclose(frame["confidence"], [0.7, 0.6], atol=1e-6)
     np.testing.assert_allclose(frame["loss"], [-np.log(0.7), -np.log(0.3)], atol=1e-5)
     assert frame["correct"].tolist() == [True, False]
+
+
+def test_launch_into_a_relative_runs_folder_trains(demo_root, tmp_path, monkeypatch):
+    """The bug a fresh clone met: launch(config, "runs") started the trainer in the run folder
+    with the relative path runs/<id>, so it wrote to runs/<id>/runs/<id> and never trained."""
+    monkeypatch.chdir(tmp_path)
+    run_dir = train.launch(tiny_config(demo_root, epochs=1), Path("runs"))
+    assert run_dir.is_absolute() and run_dir.parent == tmp_path / "runs"
+    wait_for(lambda: runs.run_info(run_dir).state not in runs.ACTIVE_STATES, "the launched run to end", 120)
+    info = runs.run_info(run_dir)
+    assert info.state == "finished", (info.status, runs.log_tail(run_dir))
+    assert not (run_dir / "runs").exists()
+    assert runs.read_config(run_dir)["data"]["root"] == str(demo_root)
+
+
+def test_run_training_resolves_relative_folders_once(demo_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_dir = train.run_training(tiny_config(Path(os.path.relpath(demo_root, tmp_path)), epochs=1), "runs")
+    assert run_dir.is_absolute() and run_dir.parent == tmp_path / "runs"
+    assert Path(runs.read_config(run_dir)["data"]["root"]).is_absolute()
+    monkeypatch.chdir(tmp_path / "runs")  # resume a relative run folder from elsewhere
+    runs.write_status(run_dir, state="stopped")
+    (run_dir / "last.pt").unlink()
+    assert train.run_training(resume=run_dir.name) == run_dir
+
+
+def test_a_trainer_that_dies_before_its_first_status_says_failed_with_its_reason(demo_root, tmp_path):
+    """A trainer process that crashes at start (here: a real process that exits with an
+    error before writing anything) leaves 'queued'; readers must say failed, and why."""
+    run_dir = runs.create_run(tmp_path, train.validate_config(tiny_config(demo_root)))
+    with open(run_dir / runs.CONSOLE_LOG, "wb") as console:
+        process = subprocess.Popen([sys.executable, "-c", "raise ImportError('No module named torchvision')"],
+                                   stdout=console, stderr=subprocess.STDOUT)
+    runs.write_status(run_dir, pid=process.pid)
+    assert runs.run_info(run_dir).state in runs.ACTIVE_STATES or process.poll() is not None
+    process.wait()
+    info = runs.run_info(run_dir)
+    assert info.state == "failed"
+    assert info.status["message"] == ("the trainer process ended before it started: "
+                                      "ImportError: No module named torchvision")
+    assert runs.active_run(tmp_path) is None
+    assert "ImportError" in runs.log_tail(run_dir)
+
+
+def test_a_launched_trainer_whose_data_becomes_unreadable_says_failed(demo_root, tmp_path):
+    """The launched process (not this one) fails: status says failed with the reason, and
+    the run no longer counts as active."""
+    data_copy = Path(shutil.copytree(demo_root, tmp_path / "data"))
+    run_dir = train.launch(tiny_config(data_copy), tmp_path / "runs")
+    shutil.rmtree(data_copy)  # the child is still importing torch: it meets the loss at its start
+    wait_for(lambda: runs.run_info(run_dir).state not in runs.ACTIVE_STATES, "the trainer to give up", 120)
+    info = runs.run_info(run_dir)
+    assert info.state == "failed"
+    assert "dataset folder not found" in info.status["message"]
+    assert runs.active_run(tmp_path / "runs") is None

@@ -6,6 +6,7 @@ from app_pages import common
 
 st.set_page_config(page_title="Lesion Lab", page_icon=":material/biotech:", layout="wide")
 common.keep_widget_state()
+common.restore_from_url()
 
 PAGES = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -21,4 +22,7 @@ page = st.navigation(PAGES)
 with st.sidebar:
     common.sidebar()
 
-page.run()
+try:
+    page.run()
+finally:  # also after st.stop() and st.rerun(): a reload must find the latest choices
+    common.save_to_url()

@@ -98,6 +98,45 @@ def parse_numbers(text: str) -> list[float] | str:
         return text
 
 
+# ---------------------------------------------------------------- the choices in the URL
+
+URL_RESTORED = "url_restored"  # set once a browser session has read its choices from the URL
+
+
+def restore_from_url() -> None:
+    """At a browser session's first run, take the dataset, pipeline, model and run from the
+    URL (a reload or a copied link); name what was dropped as invalid. Later runs: nothing."""
+    from lesion_core import links
+
+    if st.session_state.get(URL_RESTORED):
+        return
+    st.session_state[URL_RESTORED] = True
+    choices, problems = links.decode({key: st.query_params.get(key) for key in links.KEYS})
+    for key, state_key in (("data", DATASET), ("model", MODEL), ("pipeline", PIPELINE), ("run", RUN)):
+        if key in choices:
+            st.session_state[state_key] = choices[key]
+    if "model" in choices:  # the Model page's widgets start from the restored choice
+        st.session_state["keep_model_name"] = choices["model"]["name"]
+        st.session_state["keep_model_weights"] = choices["model"]["weights"]
+        st.session_state["keep_model_freeze"] = choices["model"]["freeze_backbone"]
+    for problem in problems:
+        st.warning(problem, icon=":material/link_off:")
+
+
+def save_to_url() -> None:
+    """Write the current choices into the URL (run at the end of every script run, since a
+    page switch clears the query parameters)."""
+    from lesion_core import links
+
+    wanted = links.encode(dataset=dataset_choice(), model=st.session_state.get(MODEL),
+                          pipeline=st.session_state.get(PIPELINE), run=st.session_state.get(RUN))
+    for key in links.KEYS:
+        if key in wanted and st.query_params.get(key) != wanted[key]:
+            st.query_params[key] = wanted[key]
+        elif key not in wanted and key in st.query_params:
+            del st.query_params[key]
+
+
 # ---------------------------------------------------------------- pipeline and model choices
 
 
@@ -125,14 +164,14 @@ def dataset_choice() -> dict:
     """The chosen dataset {"source", "root"}: $LESION_LAB_DATA at first, else the demo."""
     if DATASET not in st.session_state:
         env_root = os.environ.get(DATA_ENV)
-        st.session_state[DATASET] = ({"source": "folder", "root": env_root} if env_root
+        st.session_state[DATASET] = ({"source": "folder", "root": str(paths.absolute(env_root))} if env_root
                                      else {"source": "demo", "root": ""})
     return st.session_state[DATASET]
 
 
 def choose_dataset(source: str, root: str | Path = "") -> None:
     """Make another dataset current (the pages read it through current_data())."""
-    st.session_state[DATASET] = {"source": source, "root": str(root)}
+    st.session_state[DATASET] = {"source": source, "root": str(paths.absolute(root)) if root else ""}
 
 
 def import_upload(upload) -> Path:
@@ -261,10 +300,15 @@ def select_run_and_rerun(run_id: str) -> None:
 
 
 def run_label(run: runs.RunInfo) -> str:
-    """The picker's text for a run: id, state and best validation score."""
+    """The picker's text for a run: id, dataset, state and best validation score."""
     best = run.best or {}
     score = f", best {best['value']:.3f}" if isinstance(best.get("value"), (int, float)) else ""
-    return f"{run.id} ({run.state}{score})"
+    return f"{run.id} · {run.dataset} ({run.state}{score})"
+
+
+def run_caption(run: runs.RunInfo) -> str:
+    """One line naming a run, its dataset and its state, for the top of a run's view."""
+    return f"Run **{run.id}** on **{run.dataset}** data ({run.state})"
 
 
 def runs_frame(listed: list[runs.RunInfo]):
@@ -278,6 +322,7 @@ def runs_frame(listed: list[runs.RunInfo]):
         test = (run.status.get("final") or {}).get("test") or {}
         rows.append({
             "run": run.id,
+            "data": run.dataset,
             "state": run.state,
             "model": f"{model.get('name', '?')} ({model.get('weights', '?')})",
             "size": config.get("image_size"),
@@ -308,12 +353,16 @@ def sidebar() -> None:
     st.caption("Dataset")
     st.markdown(f"**{dataset_name()}** ({choice['source']})")
     listed = all_runs()
-    if listed:
-        ids = [r.id for r in listed]
-        if st.session_state.get(PENDING_RUN) in ids:
-            st.session_state[RUN] = st.session_state.pop(PENDING_RUN)
-        if st.session_state.get(RUN) not in ids:
+    ids = [r.id for r in listed]
+    if st.session_state.get(PENDING_RUN) in ids:
+        st.session_state[RUN] = st.session_state.pop(PENDING_RUN)
+    if st.session_state.get(RUN) not in ids:
+        gone = st.session_state.pop(RUN, None)
+        if gone:  # said once, so another run taking its place is no surprise
+            st.warning(f"Run {gone} no longer exists: its folder was deleted.", icon=":material/folder_off:")
+        if ids:
             st.session_state[RUN] = ids[0]
+    if listed:
         labels = {r.id: run_label(r) for r in listed}
         st.selectbox("Run", ids, key=RUN, format_func=labels.get,
                      help="The run the Results and Predictions pages show")

@@ -11,7 +11,7 @@ run = common.selected_run()
 if run is None:
     st.info("No runs yet: launch one on the **Train** page.")
     st.stop()
-st.caption(f"Run **{run.id}** ({run.state}) · pick another run in the sidebar")
+st.caption(f"{common.run_caption(run)} · pick another run in the sidebar")
 
 PER_PAGE = 12
 split = st.radio("Split", ["test", "val"], horizontal=True, key="keep_pred_split")

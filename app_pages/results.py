@@ -33,7 +33,7 @@ if compare:
 run = common.selected_run()
 st.subheader(f"Run {run.id}")
 message = run.status.get("message", "").removeprefix(run.state + ": ")
-st.caption(f"{run.state}: {message} · pick another run in the sidebar")
+st.caption(f"{common.run_caption(run)}: {message} · pick another run in the sidebar")
 split = st.radio("Evaluated on", ["test", "val"], horizontal=True, key="keep_res_split",
                  help="The best weights' predictions on the held-out split, written when the run finished")
 result = runs.read_metrics(run.path, split)

@@ -1,8 +1,11 @@
 """Train: set every hyperparameter, launch a run in its own process, follow it live, stop it."""
 
+import time
+
 import streamlit as st
 
 from lesion_core import data, models, plots, runs, train, transforms
+from lesion_core.errors import LesionLabError, TrainingError
 from app_pages import common
 
 st.title("Train")
@@ -20,7 +23,7 @@ WAS_ACTIVE = "tr_was_active"  # the run the live part last saw active, to notice
 
 def _optimizer_default_decay() -> None:
     """A new optimiser starts from its own weight decay: AdamW 0.01, SGD and Adam 0 (the notebook)."""
-    st.session_state["keep_tr_decay"] = 0.01 if st.session_state["keep_tr_optimizer"] == "adamw" else 0.0
+    st.session_state["keep_tr_decay"] = train.weight_decay({"optimizer": st.session_state["keep_tr_optimizer"]})
 
 
 def settings(dataset) -> dict:
@@ -80,6 +83,39 @@ def settings(dataset) -> dict:
 
 
 RESUMABLE = ("stopped", "failed", "interrupted")
+SLOW_START_S = 15  # a trainer still queued after this long shows what it printed so far
+
+
+def use_settings(run_id: str) -> None:
+    """Callback: fill the form, the model choice, the pipeline and the dataset from a run's config."""
+    run = next((r for r in common.all_runs() if r.id == run_id), None)
+    try:
+        if run is None:
+            raise TrainingError(f"run {run_id} no longer exists")
+        cfg = train.validate_config({k: v for k, v in run.config.items() if k != "split"})
+    except LesionLabError as exc:
+        st.session_state["tr_settings_error"] = f"The settings of run {run_id} cannot be used: {exc}"
+        return
+    optim, sched, weights = cfg["optim"], cfg["scheduler"], cfg["class_weights"]
+    state = st.session_state
+    state.update({
+        "keep_tr_size": int(train.image_size(cfg)), "keep_tr_batch": cfg["batch_size"],
+        "keep_tr_epochs": cfg["epochs"], "keep_tr_max_size": cfg["data"]["max_size"], "keep_tr_seed": cfg["seed"],
+        "keep_tr_optimizer": optim["optimizer"], "keep_tr_lr": float(optim["lr"]),
+        "keep_tr_momentum": float(optim["momentum"]),
+        "keep_tr_decay": train.weight_decay(optim),
+        "keep_tr_scheduler": sched["name"], "keep_tr_step": sched["step_size"], "keep_tr_gamma": float(sched["gamma"]),
+        "keep_tr_device": cfg["device"], "keep_tr_aug": "page",
+        "keep_tr_weights": weights if weights in ("auto", "none") else "custom",
+    })
+    if isinstance(weights, list):
+        state["keep_tr_custom_weights"] = ", ".join(f"{w:g}" for w in weights)
+    state[common.MODEL] = dict(cfg["model"])
+    state["keep_model_name"], state["keep_model_weights"] = cfg["model"]["name"], cfg["model"]["weights"]
+    state["keep_model_freeze"] = cfg["model"]["freeze_backbone"]
+    state[common.PIPELINE] = transforms.image_steps(cfg["augment"])
+    common.choose_dataset("demo") if cfg["data"]["root"] == "demo" else common.choose_dataset("folder", cfg["data"]["root"])
+    state["tr_settings_note"] = f"The form now holds the settings of run {run_id}; press Launch to train with them."
 
 
 
@@ -93,21 +129,37 @@ def show_run(run_id: str) -> None:
         return
     st.subheader(f"Run {run.id}")
     cfg = run.config
-    st.caption(f"{run.model} ({cfg.get('model', {}).get('weights')} weights) at {cfg.get('image_size')} px · "
+    st.caption(f"**{run.dataset}** data · {run.model} ({cfg.get('model', {}).get('weights')} weights) at {cfg.get('image_size')} px · "
                f"{cfg.get('epochs')} epochs of batch {cfg.get('batch_size')} · "
                f"{cfg.get('optim', {}).get('optimizer')} lr {cfg.get('optim', {}).get('lr')} · "
                f"{cfg.get('scheduler', {}).get('name')} schedule · seed {cfg.get('seed')}")
     history = runs.read_history(run.path)
     class_names = cfg.get("data", {}).get("class_names") or list(data.CLASS_NAMES)
     active = run.state in runs.ACTIVE_STATES
-    message = run.status.get("message", "")
+    message = str(run.status.get("message", ""))
+    if run.state == "queued":
+        waited = time.time() - (run.status.get("updated") or time.time())
+        message += f" ({waited:.0f} s)"
     state_text = f"**{run.state}**: {message.removeprefix(run.state + ': ')}"
     {"failed": st.error, "interrupted": st.warning, "stopped": st.warning}.get(run.state, st.info)(state_text)
-    if run.state in RESUMABLE and st.button("Resume", key="tr_resume", icon=":material/resume:",
-                                             help="Continue from the last completed epoch, as if never stopped"):
+    tail = runs.log_tail(run.path, 15)
+    if run.state == "failed":
+        st.markdown("**What to do**: fix what the message names (the data, a setting), then press "
+                    "**Resume** to continue from the last completed epoch, or **Launch** to start anew. "
+                    "The end of the log:")
+        st.code(tail or "(the trainer wrote no log)")
+    elif run.state == "queued" and waited > SLOW_START_S:
+        st.caption("The trainer is slow to start; what it printed so far:")
+        st.code(tail or "(nothing yet)")
+    buttons = st.columns([1, 2, 3])
+    if run.state in RESUMABLE and buttons[0].button("Resume", key="tr_resume", icon=":material/resume:",
+                                                    help="Continue from the last completed epoch, as if never stopped"):
         with common.user_errors():
             train.launch_resume(run.path)
             common.select_run_and_rerun(run.id)
+    buttons[1].button("Use this run's settings", key="tr_use_settings", icon=":material/content_copy:",
+                      on_click=use_settings, args=(run.id,),
+                      help="Fill the form above (and the model, pipeline and dataset) from this run's config")
     if active:
         fraction, text = runs.progress(run.status)
         st.progress(fraction, text=text)
@@ -123,8 +175,7 @@ def show_run(run_id: str) -> None:
     if speeds:
         st.caption(f"Training speed per epoch (images/s): {', '.join(f'{s:.1f}' for s in speeds)}")
     with st.expander("train.log"):
-        log = run.path / "train.log"
-        st.code(log.read_text()[-4000:] if log.exists() else "(no log yet)")
+        st.code(runs.log_tail(run.path, 60) or "(no log yet)")
     if not active and st.session_state.get(WAS_ACTIVE) == run.id:
         st.session_state.pop(WAS_ACTIVE)
         st.rerun()  # the run just ended: redraw the whole page, without the live refresh
@@ -137,6 +188,9 @@ def live_run(run_id: str) -> None:
     show_run(run_id)
 
 
+for key, show in (("tr_settings_error", st.error), ("tr_settings_note", st.success)):
+    if key in st.session_state:
+        show(st.session_state.pop(key))
 dataset = common.current_data()
 if dataset is None:
     st.stop()
@@ -144,16 +198,14 @@ config = settings(dataset)
 if st.button("Launch", type="primary", key="tr_launch", icon=":material/play_arrow:"):
     with common.user_errors(), st.spinner("Starting the trainer..."):
         run_dir = train.launch(config, common.runs_root())
-        st.session_state["tr_run"] = run_dir.name
         common.select_run_and_rerun(run_dir.name)
 
 active = runs.active_run(common.runs_root())
 if active is not None:
     live_run(active.id)
 else:
-    latest = common.all_runs()
-    shown = st.session_state.get("tr_run") or (latest[0].id if latest else None)
+    shown = common.selected_run()  # the sidebar's choice: the run this browser follows
     if shown:
-        show_run(shown)
+        show_run(shown.id)
     else:
         st.info("Press **Launch** to train with these settings; curves appear here after the first epoch.")

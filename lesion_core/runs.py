@@ -252,6 +252,21 @@ class RunInfo:
     def model(self) -> str:
         return self.config.get("model", {}).get("name", "?")
 
+    @property
+    def dataset(self) -> str:
+        return dataset_label(self.config)
+
+
+def dataset_label(config: dict) -> str:
+    """Short name of a run's dataset: "demo", or its folder's name ("?" when not recorded).
+
+    Shown beside every run, so a demo run is never compared with a real-data run unawares.
+    """
+    root = (config.get("data") or {}).get("root") if isinstance(config.get("data"), dict) else None
+    if not isinstance(root, str) or not root:
+        return "?"
+    return "demo" if root == "demo" else Path(root).name or root
+
 
 def best_from_history(history: list[dict]) -> dict | None:
     """Best validation epoch: highest mean AUC, or lowest loss when AUC is undefined."""

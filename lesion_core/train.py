@@ -336,6 +336,14 @@ def class_weights(config: dict, labels: list[int], n_classes: int) -> torch.Tens
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def weight_decay(optim: dict) -> float:
+    """The weight decay an optim config trains with: its own, else the optimiser's default
+    (torch's: AdamW 0.01; SGD and Adam 0, as the notebook)."""
+    if optim.get("weight_decay") is not None:
+        return float(optim["weight_decay"])
+    return 0.01 if optim.get("optimizer") == "adamw" else 0.0
+
+
 def make_optimizer(config: dict, params) -> torch.optim.Optimizer:
     """SGD (with momentum), Adam or AdamW over the trainable parameters."""
     cfg = config["optim"]

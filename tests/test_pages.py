@@ -210,7 +210,7 @@ def test_pages_without_runs_say_where_to_start(app):
 def test_train_launch_refuse_second_follow_then_results_and_predictions(app):
     launch_tiny_run(app, epochs=5)  # long enough that the second launch surely meets it active
     assert not app.error, app.error
-    launched = app.session_state["tr_run"]
+    launched = app.session_state["keep_run"]
     assert app.sidebar.selectbox(key="keep_run").value == launched  # the picker shows the new run
     app.button(key="tr_launch").click().run()  # a second launch while the first is active
     assert "one training at a time" in app.error[0].value
@@ -457,7 +457,7 @@ def test_train_page_says_when_the_followed_run_folder_was_deleted(app, demo_root
     config = {"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
               "augment": [], "eval_augment": []}
     run_dir = train.run_training(config, paths.runs_dir())
-    app.session_state["tr_run"] = run_dir.name
+    app.session_state["keep_run"] = run_dir.name
     goto(app, "train")
     assert "**finished**" in texts(app)
     shutil.rmtree(run_dir)
@@ -550,3 +550,103 @@ def test_augment_page_preset_box_names_the_preset_the_starting_pipeline_is(app):
     goto(app, "augment")
     assert app.selectbox(key="keep_aug_preset").value == "default_train"
     assert app.session_state["pipeline"] == transforms.image_steps(transforms.PRESETS["default_train"])
+
+
+def _finished_run(demo_root, **overrides):
+    from lesion_core import train
+
+    config = {"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
+              "augment": [], "eval_augment": [], **overrides}
+    return train.run_training(config, paths.runs_dir())
+
+
+def test_a_fresh_session_takes_its_choices_from_the_url_and_writes_them_back(demo_root):
+    """A reload is a fresh session with the same URL: dataset, model, pipeline and run come back."""
+    from lesion_core import links
+
+    run_dir = _finished_run(demo_root)
+    _finished_run(demo_root)  # a newer run: the link must not fall back to it
+    seed_demo_cache(paths.cache_dir(), demo_root)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    pipeline = [{"name": "RandomVerticalFlip", "params": {"p": 0.25}}]
+    model = {"name": "resnet18", "weights": "random", "weights_path": None, "freeze_backbone": True}
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.query_params.update(links.encode({"source": "folder", "root": str(demo_root)}, model, pipeline, run_dir.name))
+    app.run()
+    assert not app.exception, app.exception
+    assert app.session_state["dataset"] == {"source": "folder", "root": str(demo_root)}
+    assert app.session_state["model"] == model
+    assert app.session_state["pipeline"] == pipeline
+    assert app.sidebar.selectbox(key="keep_run").value == run_dir.name
+    goto(app, "model")
+    assert app.selectbox(key="keep_model_name").value == "resnet18"
+    assert app.checkbox(key="keep_model_freeze").value is True
+    assert app.session_state["model"] == model  # the Model page did not reset it
+    goto(app, "train")
+    assert f"Run {run_dir.name}" in [s.value for s in app.subheader]
+    assert app.query_params["run"] == run_dir.name  # written back after a page switch too
+    assert links.decode(dict(app.query_params))[0]["pipeline"] == pipeline
+
+
+def test_a_tampered_link_is_named_and_the_rest_of_it_kept(app, demo_root):
+    bad = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    bad.query_params.update({"model": '{"name": "no_such_net"}', "pipeline": "[{", "data": "demo"})
+    bad.run()
+    assert not bad.exception
+    warnings = " ".join(w.value for w in bad.warning)
+    assert "the link's model setting was ignored: unknown model" in warnings
+    assert "the link's pipeline setting was ignored" in warnings
+    assert bad.session_state["dataset"]["source"] == "demo"
+
+
+def test_use_this_runs_settings_fills_the_form(app, demo_root):
+    run_dir = _finished_run(demo_root, epochs=2, batch_size=8, seed=7, class_weights=[1, 2, 0.5],
+                            optim={"optimizer": "sgd", "lr": 0.02, "momentum": 0.8},
+                            scheduler={"name": "step", "step_size": 3, "gamma": 0.5},
+                            augment=[{"name": "RandomHorizontalFlip", "params": {"p": 0.5}}])
+    app.session_state["keep_run"] = run_dir.name
+    goto(app, "train")
+    app.button(key="tr_use_settings").click().run()
+    assert not app.exception and not app.error, app.error
+    values = {key: app.number_input(key=key).value for key in
+              ("keep_tr_size", "keep_tr_epochs", "keep_tr_batch", "keep_tr_seed", "keep_tr_lr",
+               "keep_tr_momentum", "keep_tr_decay", "keep_tr_step", "keep_tr_gamma")}
+    assert values == {"keep_tr_size": 32, "keep_tr_epochs": 2, "keep_tr_batch": 8, "keep_tr_seed": 7,
+                      "keep_tr_lr": 0.02, "keep_tr_momentum": 0.8, "keep_tr_decay": 0.0,
+                      "keep_tr_step": 3, "keep_tr_gamma": 0.5}
+    assert app.selectbox(key="keep_tr_optimizer").value == "sgd"
+    assert app.selectbox(key="keep_tr_scheduler").value == "step"
+    assert app.text_input(key="keep_tr_custom_weights").value == "1, 2, 0.5"
+    assert app.radio(key="keep_tr_aug").value == "page"
+    assert app.session_state["pipeline"] == [{"name": "RandomHorizontalFlip", "params": {"p": 0.5}}]
+    assert app.session_state["model"]["name"] == "lenet"
+    assert app.session_state["dataset"] == {"source": "folder", "root": str(demo_root)}
+    assert f"settings of run {run_dir.name}" in texts(app)
+
+
+def test_a_failed_run_shows_its_reason_the_log_and_what_to_do(app, demo_root):
+    from lesion_core import train
+
+    config = train.validate_config({"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32})
+    run_dir = runs.create_run(paths.runs_dir(), config)
+    runs.write_status(run_dir, state="failed", message="cannot read image x.jpg: not an image")
+    runs.append_line(run_dir / "train.log", "2026-11-28 10:00:00 failed: cannot read image x.jpg: not an image")
+    goto(app, "train")
+    assert "**failed**: cannot read image x.jpg: not an image" in [e.value for e in app.error]
+    assert "**What to do**" in texts(app)
+    assert any("failed: cannot read image" in c.value for c in app.code)
+    assert app.button(key="tr_resume")
+
+
+def test_every_run_names_its_dataset(app, demo_root):
+    run_dir = _finished_run(demo_root)
+    app.run()
+    assert app.sidebar.selectbox(key="keep_run").options[0].startswith(f"{run_dir.name} · {demo_root.name} (finished")
+    goto(app, "results")
+    assert app.dataframe[0].value["data"].tolist() == [demo_root.name]
+    assert f"on **{demo_root.name}** data" in texts(app)
+    goto(app, "predictions")
+    assert f"on **{demo_root.name}** data" in texts(app)
+    goto(app, "train")
+    assert f"**{demo_root.name}** data" in texts(app)

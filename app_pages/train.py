@@ -127,6 +127,12 @@ def show_run(run_id: str) -> None:
         if st.session_state.pop(WAS_ACTIVE, None) == run_id:
             st.rerun()  # stop the live refresh
         return
+    active = run.state in runs.ACTIVE_STATES
+    if not active and st.session_state.get(WAS_ACTIVE) == run.id:
+        # The run just ended: redraw the whole page without the live refresh, before drawing
+        # buttons (Resume) that a click would reach only in this last refresh, then lost.
+        st.session_state.pop(WAS_ACTIVE)
+        st.rerun()
     st.subheader(f"Run {run.id}")
     cfg = run.config
     st.caption(f"**{run.dataset}** data · {run.model} ({cfg.get('model', {}).get('weights')} weights) at {cfg.get('image_size')} px · "
@@ -135,7 +141,6 @@ def show_run(run_id: str) -> None:
                f"{cfg.get('scheduler', {}).get('name')} schedule · seed {cfg.get('seed')}")
     history = runs.read_history(run.path)
     class_names = cfg.get("data", {}).get("class_names") or list(data.CLASS_NAMES)
-    active = run.state in runs.ACTIVE_STATES
     message = str(run.status.get("message", ""))
     if run.state == "queued":
         waited = time.time() - (run.status.get("updated") or time.time())
@@ -176,9 +181,6 @@ def show_run(run_id: str) -> None:
         st.caption(f"Training speed per epoch (images/s): {', '.join(f'{s:.1f}' for s in speeds)}")
     with st.expander("train.log"):
         st.code(runs.log_tail(run.path, 60) or "(no log yet)")
-    if not active and st.session_state.get(WAS_ACTIVE) == run.id:
-        st.session_state.pop(WAS_ACTIVE)
-        st.rerun()  # the run just ended: redraw the whole page, without the live refresh
     if active:
         st.session_state[WAS_ACTIVE] = run.id
 

@@ -223,3 +223,58 @@ def test_predictions(page, server):
     wait_idle(page)
     no_exception(page)
     shot(page, "08-predictions")
+
+
+def nav(page, label: str) -> None:
+    """Go to another page the way a user does: the sidebar's navigation (keeps the session)."""
+    page.locator("[data-testid='stSidebarNav'] a", has_text=label).click()
+    page.get_by_role("heading", name=label if label != "Home" else "Lesion Lab").first.wait_for()
+    wait_idle(page)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick an option of the selectbox labelled label."""
+    page.locator("[data-testid='stSelectbox']", has_text=label).first.click()
+    page.get_by_role("option", name=re.compile("^" + re.escape(option))).first.click()
+    wait_idle(page)
+
+
+def test_a_reload_keeps_dataset_pipeline_model_and_run(page, server):
+    import shutil
+
+    folder = shutil.copytree(server.demo, server.demo.parent.parent / "my-lesions", dirs_exist_ok=True)
+    open_page(page, server, "dataset", "Dataset")
+    page.get_by_text("Folder on the server").click()
+    wait_idle(page)
+    box = page.get_by_label("Dataset folder on the server")
+    box.fill(str(folder))
+    box.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Open folder").click()
+    page.get_by_text("Current dataset: my-lesions").wait_for()
+    nav(page, "Augmentations")
+    choose(page, "Preset", "notebook_train")
+    page.get_by_role("button", name="Load preset").click()
+    page.get_by_text("CropByMask").first.wait_for()
+    wait_idle(page)
+    nav(page, "Model")
+    choose(page, "Architecture", "lenet")
+    page.get_by_text("A real batch from the dataset").wait_for()
+    sidebar = page.locator("[data-testid='stSidebar']")
+    run_id = sidebar.locator("[data-testid='stSelectbox']").inner_text().split(" · ")[0].split("\n")[-1].strip()
+    assert re.match(r"\d{8}-\d{6}-", run_id), run_id
+
+    page.reload()
+    page.get_by_role("heading", name="Model").first.wait_for()
+    wait_idle(page)
+    sidebar.get_by_text("my-lesions").wait_for()
+    assert run_id in sidebar.locator("[data-testid='stSelectbox']").inner_text()
+    assert "lenet" in page.locator("[data-testid='stSelectbox']", has_text="Architecture").first.inner_text()
+    nav(page, "Augmentations")
+    page.get_by_text("CropByMask").first.wait_for()
+    nav(page, "Train")
+    page.get_by_text("my-lesions").first.wait_for()
+    page.get_by_text("**model** lenet".replace("**", "")).first.wait_for()
+    page.get_by_text(f"Run {run_id}").first.wait_for()
+    no_exception(page)
+    shot(page, "09-after-reload")

@@ -88,6 +88,13 @@ def _one_run(runs_dir: Path) -> Path:
     return found[0] if len(found) == 1 else None
 
 
+def _state(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "status.json").read_text()).get("state")
+    except (OSError, ValueError):
+        return None
+
+
 def _history_epochs(run_dir: Path) -> set:
     try:
         lines = (run_dir / "history.jsonl").read_text().splitlines()
@@ -110,7 +117,7 @@ def test_the_cli_from_a_fresh_clone_with_relative_paths(checkout, tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         run_dir = _wait(lambda: _one_run(checkout / "runs"), "the run folder under ./runs", 300)
-        _wait(lambda: 1 in _history_epochs(run_dir), "epoch 1 to finish", 600)
+        _wait(lambda: 1 in _history_epochs(run_dir), "epoch 1 to finish", 1200)
         trainer.send_signal(signal.SIGINT)  # Ctrl-C: stop after the current batch
         output, _ = trainer.communicate(timeout=300)
     finally:
@@ -206,15 +213,19 @@ def test_launch_stop_resume_from_a_fresh_clone_in_the_browser(checkout, tmp_path
             page.get_by_role("button", name="Launch").click()  # the defaults, on the demo made in the empty HOME
             page.locator("[data-testid='stProgress']").first.wait_for()
             run_dir = _wait(lambda: _one_run(checkout / "runs"), "the run folder under ./runs", 60)
-            _wait(lambda: 1 in _history_epochs(run_dir), "epoch 1 to finish", 600)
+            _wait(lambda: 1 in _history_epochs(run_dir), "epoch 1 to finish", 1200)
             page.get_by_role("button", name="Stop").click()
-            page.get_by_text("stopped during").first.wait_for(timeout=300_000)
+            # Waits follow the run folder, which moves however busy the machine is; the page
+            # then has a short while to show it.
+            _wait(lambda: _state(run_dir) == "stopped", "the run to stop", 900)
+            page.get_by_text("stopped during").first.wait_for(timeout=60_000)
             # The live part redraws the whole page once the run has ended: press Resume on
             # that page, not on the last live refresh it replaces.
             page.wait_for_selector(idle)
             page.get_by_role("button", name="Resume").click()
             page.locator("[data-testid='stProgress']").first.wait_for()
-            page.get_by_text("finished", exact=False).first.wait_for(timeout=600_000)
+            _wait(lambda: _state(run_dir) in ("finished", "failed"), "the resumed run to end", 1800)
+            page.get_by_text("finished", exact=False).first.wait_for(timeout=60_000)
             page.wait_for_selector(idle)
             status = json.loads((run_dir / "status.json").read_text())
             assert status["state"] == "finished", status

@@ -21,7 +21,7 @@ import streamlit as st
 import torch
 
 from lesion_core import data, demo, paths, runs
-from lesion_core.errors import LesionLabError
+from lesion_core.errors import LesionLabError, describe_os_error
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
 PIPELINE = "pipeline"  # augmentation spec (list of steps) built on the Augmentations page
@@ -56,11 +56,14 @@ def default(key: str, value) -> None:
 
 @contextmanager
 def user_errors():
-    """Show a LesionLabError as st.error with its message (meant for the user), not a traceback."""
+    """Show a LesionLabError, or an OSError (read-only folder, full disk), as st.error with a
+    message meant for the user, not a traceback."""
     try:
         yield
     except LesionLabError as exc:
         st.error(str(exc), icon=":material/error:")
+    except OSError as exc:
+        st.error(describe_os_error(exc), icon=":material/error:")
 
 
 # ---------------------------------------------------------------- small widget helpers
@@ -262,6 +265,8 @@ def select_run_and_rerun(run_id: str) -> None:
 
 def run_label(run: runs.RunInfo) -> str:
     """The picker's text for a run: id, state and best validation score."""
+    if run.damage:
+        return f"{run.id} (damaged: {run.damage[0]})"
     best = run.best or {}
     score = f", best {best['value']:.3f}" if isinstance(best.get("value"), (int, float)) else ""
     return f"{run.id} ({run.state}{score})"
@@ -278,7 +283,7 @@ def runs_frame(listed: list[runs.RunInfo]):
         test = (run.status.get("final") or {}).get("test") or {}
         rows.append({
             "run": run.id,
-            "state": run.state,
+            "state": f"damaged: {'; '.join(run.damage)}" if run.damage else run.state,
             "model": f"{model.get('name', '?')} ({model.get('weights', '?')})",
             "size": config.get("image_size"),
             "epochs": config.get("epochs"),
@@ -508,7 +513,11 @@ def _run_records(run_dir: str) -> dict:
     split = runs.read_config(run_dir).get("data", {}).get("split")
     if not split:
         raise data.DataError(f"run {Path(run_dir).name} has no recorded data split yet")
-    return {r.id: r for r in data.from_spec(split, check_images=False).records}
+    try:
+        return {r.id: r for r in data.from_spec(split, check_images=False).records}
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # config.json is untrusted input
+        raise data.DataError(f"run {Path(run_dir).name}: config.json: the recorded data split is damaged "
+                             f"({type(exc).__name__}: {exc})") from None
 
 
 def run_records(run_dir: Path) -> dict:

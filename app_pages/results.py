@@ -37,7 +37,10 @@ st.caption(f"{run.state}: {message} · pick another run in the sidebar")
 split = st.radio("Evaluated on", ["test", "val"], horizontal=True, key="keep_res_split",
                  help="The best weights' predictions on the held-out split, written when the run finished")
 result = runs.read_metrics(run.path, split)
-if result is None:
+damaged = [p for p in run.damage if p.startswith(f"metrics_{split}.json")]
+if damaged:
+    st.error(f"Damaged: {'; '.join(damaged)}", icon=":material/error:")
+elif result is None:
     st.info(f"No {split} metrics yet: they are written when the run finishes.")
 else:
     names = result["class_names"]

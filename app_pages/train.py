@@ -102,7 +102,12 @@ def show_run(run_id: str) -> None:
     active = run.state in runs.ACTIVE_STATES
     message = run.status.get("message", "")
     state_text = f"**{run.state}**: {message.removeprefix(run.state + ': ')}"
-    {"failed": st.error, "interrupted": st.warning, "stopped": st.warning}.get(run.state, st.info)(state_text)
+    if run.state == runs.DAMAGED:
+        state_text = f"**{run.state}**: {'; '.join(run.damage)}"
+    elif run.damage:
+        st.warning(f"Damaged files in this run: {'; '.join(run.damage)}")
+    {"failed": st.error, "interrupted": st.warning, "stopped": st.warning,
+     runs.DAMAGED: st.error}.get(run.state, st.info)(state_text)
     if run.state in RESUMABLE and st.button("Resume", key="tr_resume", icon=":material/resume:",
                                              help="Continue from the last completed epoch, as if never stopped"):
         with common.user_errors():
@@ -123,8 +128,8 @@ def show_run(run_id: str) -> None:
     if speeds:
         st.caption(f"Training speed per epoch (images/s): {', '.join(f'{s:.1f}' for s in speeds)}")
     with st.expander("train.log"):
-        log = run.path / "train.log"
-        st.code(log.read_text()[-4000:] if log.exists() else "(no log yet)")
+        log = runs.read_log(run.path)
+        st.code(log if log is not None else "(no log yet)")
     if not active and st.session_state.get(WAS_ACTIVE) == run.id:
         st.session_state.pop(WAS_ACTIVE)
         st.rerun()  # the run just ended: redraw the whole page, without the live refresh

@@ -188,6 +188,14 @@ def _name(source) -> str:
     return str(getattr(source, "name", source))
 
 
+def _reason(exc: Exception) -> str:
+    """Why PIL could not read a file, without PIL's repr of the file object (an upload's repr
+    shows server internals)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format this app reads (JPEG, PNG, BMP, TIFF, WebP)"
+    return str(exc)
+
+
 def _open_image(path, max_side: int | None) -> Image.Image:
     """Decoded RGB PIL image, upright as its EXIF Orientation says, longer side <= max_side;
     JPEGs decode at reduced size (draft)."""
@@ -207,7 +215,7 @@ def _open_image(path, max_side: int | None) -> Image.Image:
     except FileNotFoundError:
         raise DataError(f"image not found: {_name(path)}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {_name(path)}: {exc}") from None
+        raise DataError(f"cannot read image {_name(path)}: {_reason(exc)}") from None
     if rgb.size != target:
         rgb = rgb.resize(target, Image.BILINEAR, reducing_gap=2.0)
     return rgb
@@ -242,7 +250,7 @@ def read_mask(path, shape: tuple) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"mask not found: {_name(path)}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read mask {_name(path)}: {exc}") from None
+        raise DataError(f"cannot read mask {_name(path)}: {_reason(exc)}") from None
     height, width = shape[:2]
     if mask.shape != (height, width):
         mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))

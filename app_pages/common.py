@@ -155,9 +155,12 @@ def import_upload(upload) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     try:
         root = data.import_zip(archive, dest)
+        load_data(root)  # a ZIP that holds no usable dataset fails here, with the report
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)  # a failed import leaves nothing in the cache
+        raise
     finally:
         archive.unlink(missing_ok=True)
-    load_data(root)  # a ZIP that holds no usable dataset fails here, with the report
     return root
 
 

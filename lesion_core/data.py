@@ -723,7 +723,8 @@ def import_zip(zip_path, dest, *, max_total_bytes: int = 20 * 10**9, max_files: 
     Every entry is checked before anything is written: names that would land outside dest
     (`../`, absolute, drive letters), symlinks and other special files, encrypted entries,
     more than max_files entries, more than max_total_bytes uncompressed (as declared by the
-    central directory) and entries compressed more than max_ratio:1 (zip bombs). Extraction
+    central directory) or more than the free disk space, and entries or the whole archive
+    compressed more than max_ratio:1 (zip bombs, including many small entries). Extraction
     goes to a temporary folder beside dest, streams each entry with a byte counter against
     its declared size, and is renamed into place at the end: a refused or failed import
     leaves nothing behind. Raises UnsafeArchiveError for unsafe archives, DataError otherwise.
@@ -739,6 +740,7 @@ def import_zip(zip_path, dest, *, max_total_bytes: int = 20 * 10**9, max_files: 
         raise DataError(f"{zip_path.name} is not a readable ZIP file: {exc}") from None
     with archive:
         members = _checked_members(archive, max_total_bytes, max_files, max_ratio)
+        check_room(sum(info.file_size for _, info in members), dest.parent)
         inner_root = _zip_dataset_root([name for name, _ in members], zip_path.name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-import-", dir=dest.parent))
@@ -768,6 +770,13 @@ def _checked_members(archive, max_total_bytes, max_files, max_ratio) -> list:
     if total > max_total_bytes:
         raise UnsafeArchiveError(f"the ZIP would unpack to {total:,} bytes, more than the limit "
                                  f"of {max_total_bytes:,}")
+    # Entries of 1 MiB or less pass the per-entry check below; thousands of them still make
+    # a bomb (1,500 zero-filled MiB entries: 1.96 MB of ZIP, 1.5 GB unpacked).
+    packed = sum(info.compress_size for info in infos)
+    if total > _CHUNK and total > max_ratio * max(packed, 1):
+        raise UnsafeArchiveError(f"the ZIP would unpack to {total:,} bytes from {packed:,}: compressed "
+                                 f"{total // max(packed, 1)}:1 overall, more than the limit of {max_ratio:g}:1 "
+                                 "(a zip bomb?)")
     members = []
     for info in infos:
         reason = _unsafe_id(info.filename.replace("\\", "/"), "name")
@@ -794,6 +803,22 @@ def _checked_members(archive, max_total_bytes, max_files, max_ratio) -> list:
         members.append((name, info))
     _refuse_name_clashes(members)
     return members
+
+
+# Room to leave on the disk after an import, so the import alone never fills it.
+DISK_RESERVE = 256 * 2**20
+
+
+def check_room(n_bytes: int, folder) -> None:
+    """UnsafeArchiveError when writing n_bytes into folder (or its nearest existing parent)
+    would leave less than DISK_RESERVE free."""
+    folder = Path(folder).resolve()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if n_bytes > free - DISK_RESERVE:
+        raise UnsafeArchiveError(f"the ZIP would unpack to {n_bytes:,} bytes but only {free:,} are free "
+                                 f"on that disk; nothing was imported")
 
 
 def _refuse_name_clashes(members: list) -> None:

@@ -231,3 +231,33 @@ def test_a_non_image_upload_is_named_by_its_file_name():
     with pytest.raises(DataError) as caught:
         data.read_image(Upload(b"plain text, not an image"))
     assert "notes.txt" in str(caught.value) and "UploadedFile" not in str(caught.value)
+
+
+# ---------------------------------------------------------------- 3. zip bombs of many small entries
+
+
+def test_a_zip_bomb_of_many_small_entries_is_refused_by_its_total_ratio(tmp_path, demo_root):
+    import zipfile
+
+    from lesion_core.data import import_zip
+    from lesion_core.errors import UnsafeArchiveError
+
+    zip_path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(demo_root / "labels.csv", "labels.csv")
+        for i in range(150):  # each entry exactly 1 MiB: under the per-entry check
+            archive.writestr(f"images/zero{i}.jpg", bytes(2**20))
+    assert zip_path.stat().st_size < 2**20
+    with pytest.raises(UnsafeArchiveError, match="overall, more than the limit of 200:1"):
+        import_zip(zip_path, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists() and sorted(tmp_path.iterdir()) == [zip_path]
+
+
+def test_an_import_larger_than_the_free_disk_space_is_refused(tmp_path):
+    from lesion_core.data import check_room
+    from lesion_core.errors import UnsafeArchiveError
+
+    free = shutil.disk_usage(tmp_path).free
+    check_room(2**20, tmp_path / "not" / "yet")  # a small import into a folder still to be made
+    with pytest.raises(UnsafeArchiveError, match="are free on that disk"):
+        check_room(free, tmp_path / "not" / "yet")

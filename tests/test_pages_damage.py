@@ -71,3 +71,12 @@ def test_every_page_renders_beside_every_kind_of_damaged_run(app, demo_root):
     app.radio(key="keep_pred_split").set_value("val").run()
     assert not app.exception
     assert any("predictions_val.csv is damaged" in e.value for e in app.error)
+
+
+def test_a_failed_zip_import_leaves_nothing_in_the_uploads_folder(app):
+    from tests.test_pages import upload_zip, zip_bytes
+
+    # a ZIP that unpacks fine but holds no usable sample: the label file names missing images
+    upload_zip(app, "broken.zip", zip_bytes({"broken/labels.csv": b"id,label\nx1,0\nx2,1\n"}))
+    assert app.error and "no usable samples" in app.error[0].value
+    assert list((paths.cache_dir() / "uploads").iterdir()) == []

@@ -49,6 +49,9 @@ else:
     mean_auc.metric("Mean AUC (melanoma, keratosis)" if len(names) == 3 else "Mean AUC",
                     "n/a" if result["mean_auc"] is None else f"{result['mean_auc']:.3f}")
     count.metric("Images", result["n"])
+    if result.get("undefined_auc"):
+        st.warning(f"Mean AUC undefined: the {split} split has no images (or only images) of "
+                   f"{', '.join(map(str, result['undefined_auc']))}, so their AUC cannot be computed.")
     raw, pct = st.columns(2)
     raw.plotly_chart(plots.confusion_heatmap(result["confusion"], names), key="res_cm")
     pct.plotly_chart(plots.confusion_heatmap(result["confusion_pct"], names, percent=True), key="res_cm_pct")

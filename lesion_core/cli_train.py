@@ -183,6 +183,9 @@ def cmd_evaluate(args) -> int:
               f"scored the other {len(result['ids'])}")
     print(f"{args.split}: {len(result['ids'])} images, accuracy {result['accuracy']:.4f}, "
           f"mean AUC {fmt(result['mean_auc'])} (over {', '.join(names[i] for i in result['scored_classes'])})")
+    if result["undefined_auc"]:
+        print(f"mean AUC undefined: no images (or only images) of {', '.join(result['undefined_auc'])} "
+              f"in the {args.split} split, so their AUC cannot be computed")
     for i, name in enumerate(names):
         print(f"  {name}: AUC {fmt(result['auc'][i])}, precision {result['precision'][i]:.3f}, "
               f"recall {result['recall'][i]:.3f}, n {int(result['counts'][i])}")

@@ -434,8 +434,9 @@ def _distinct_values(image: Image.Image) -> np.ndarray:
     return np.flatnonzero(image.histogram()[:256])
 
 
-def _check_mask(path: Path, image_size: tuple) -> None:
-    """Raise (kind, message) for an unreadable, wrongly sized, empty or non-binary mask."""
+def _check_mask(path: Path, image_size: tuple) -> bool:
+    """Raise (kind, message) for an unreadable, wrongly sized, empty or non-binary mask;
+    return True when the whole image is marked as lesion (usable, but worth a note)."""
     try:
         with Image.open(path) as image:
             size = image.size
@@ -453,6 +454,7 @@ def _check_mask(path: Path, image_size: tuple) -> None:
         shown = ", ".join(str(v) for v in values[:6]) + (" ..." if len(values) > 6 else "")
         raise _Bad("non_binary_mask", f"{path.name} has {len(values)} distinct values ({shown}); "
                                       "masks must be 0/255 or 0/1 (saved as PNG, not JPEG)")
+    return len(values) == 1
 
 
 class _Bad(Exception):
@@ -479,8 +481,9 @@ def _validate(row: _Row, n_classes: int, check_images: bool, report: Report) -> 
                 what = _NOTE_MODES.get(mode, mode)
                 report.notes.append(Problem(row.id, "converted_image",
                                             f"{what} image converted to 8-bit RGB"))
-            if mask_path:
-                _check_mask(mask_path, size)
+            if mask_path and _check_mask(mask_path, size):
+                report.notes.append(Problem(row.id, "full_mask", f"{mask_path.name} marks the whole image as "
+                                            "lesion (no skin pixel): a placeholder rather than a segmentation?"))
     except _Bad as bad:
         report.problems.append(Problem(row.id, *bad.args))
         return None
@@ -599,6 +602,10 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
         per_class = report.counts.setdefault(record.split, {})
         name = class_names[record.label]
         per_class[name] = per_class.get(name, 0) + 1
+    for index, name in enumerate(class_names):
+        if not any(record.label == index for record in records):
+            report.notes.append(Problem("", "empty_class", f"class {name!r} has no usable images: its AUC "
+                                        "is undefined and a model cannot learn it"))
     if not report.n_usable:
         raise DataError(f"no usable samples in {root}:\n{report.format()}")
     return LesionData(root, layout, class_names, records, report, split_seed,

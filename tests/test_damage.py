@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lesion_core import runs, train
@@ -261,3 +262,31 @@ def test_an_import_larger_than_the_free_disk_space_is_refused(tmp_path):
     check_room(2**20, tmp_path / "not" / "yet")  # a small import into a folder still to be made
     with pytest.raises(UnsafeArchiveError, match="are free on that disk"):
         check_room(free, tmp_path / "not" / "yet")
+
+
+# ---------------------------------------------------------------- 7. data that looks fine but is not
+
+
+def test_an_all_255_mask_is_noted_and_an_empty_class_warned(demo_root, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    root = Path(shutil.copytree(demo_root, tmp_path / "data"))
+    lines = (root / "labels.csv").read_text().splitlines()
+    kept = [lines[0]] + [line for line in lines[1:] if not line.endswith(",2")]  # no keratosis at all
+    (root / "labels.csv").write_text("\n".join(kept) + "\n")
+    first = kept[1].split(",")[0]
+    size = Image.open(root / "images" / f"{first}.jpg").size
+    Image.fromarray(np.full(size[::-1], 255, np.uint8)).save(root / "masks" / f"{first}.png")
+    main(["check-data", str(root)])
+    out = capsys.readouterr().out
+    assert f"{first}: [full_mask]" in out
+    assert "[empty_class] class 'seborrheic keratosis' has no usable images" in out
+
+
+def test_metrics_say_which_aucs_are_undefined_instead_of_averaging_the_rest():
+    from lesion_core import metrics
+
+    result = metrics.compute_metrics([0, 1, 0, 1], np.eye(3)[[0, 1, 1, 1]], ("nevus", "melanoma", "seborrheic keratosis"))
+    assert result["mean_auc"] != result["mean_auc"]  # NaN: not melanoma's AUC alone
+    assert result["undefined_auc"] == ["seborrheic keratosis"]

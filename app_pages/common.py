@@ -20,7 +20,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from lesion_core import data, demo, paths, runs
+from lesion_core import access, data, demo, paths, runs
 from lesion_core.errors import LesionLabError, describe_os_error
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
@@ -36,6 +36,39 @@ DATA_ENV = "LESION_LAB_DATA"
 # 0.17 s). Set once here: set_num_threads is process-wide, so toggling it per call would
 # race between browser sessions.
 torch.set_num_threads(1)
+
+
+@st.cache_resource(show_spinner=False)
+def _announce_token() -> None:
+    """Print a token made at start on the server's console, once per server process."""
+    import sys
+
+    print(f"Lesion Lab is reachable from other machines: open it with ?token={access.expected_token()} "
+          f"at the end of its address (or set {access.TOKEN_ENV} to choose the token)", file=sys.stderr, flush=True)
+
+
+TOKEN_OK = "access_token_ok"
+
+
+def require_token() -> None:
+    """Stop this run, showing only a token prompt, when the server listens beyond loopback and
+    this browser session has not given the access token (?token=... or the prompt)."""
+    if not access.token_required(st.get_option("server.address")) or st.session_state.get(TOKEN_OK):
+        return
+    if access.token_generated():
+        _announce_token()
+    given = st.query_params.get("token") or st.session_state.get("access_token_input")
+    if access.token_ok(given):
+        st.session_state[TOKEN_OK] = True
+        st.query_params.pop("token", None)  # out of the address bar and the browser history
+        return
+    st.title("Lesion Lab")
+    st.text_input("Access token", type="password", key="access_token_input",
+                  help="This server is reachable from other machines: give the token printed on its "
+                       f"console when it started (or the {access.TOKEN_ENV} it was started with)")
+    if given:
+        st.error("That is not the access token.", icon=":material/lock:")
+    st.stop()
 
 
 def keep_widget_state() -> None:
@@ -186,10 +219,9 @@ def _load(root: str, stamp: tuple) -> data.LesionData:
 
 
 def load_data(root: str | Path) -> data.LesionData:
-    """load_dataset(root), cached per folder while its CSV files are unchanged."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise data.DataError(f"dataset folder not found: {root}")
+    """load_dataset(root), cached per folder while its CSV files are unchanged; only folders
+    under the allowed data roots (lesion_core.access) are opened."""
+    root = access.check_data_folder(root)
     with st.spinner(f"Checking the dataset in {root} ..."):
         return _load(str(root.resolve()), _folder_stamp(root))
 

@@ -134,8 +134,8 @@ def config_problems(config) -> list[str]:
             problems.append(f"config.json: {key} is {_short(config[key])}, not an integer")
     for key in ("augment", "eval_augment"):
         value = config.get(key)
-        if key in config and not (isinstance(value, str) or _list_of(
-                lambda s: isinstance(s, dict) and isinstance(s.get("name"), str))(value)):
+        # validate_config turns a preset name into its steps: a run folder holds the steps
+        if key in config and not _list_of(lambda s: isinstance(s, dict) and isinstance(s.get("name"), str))(value):
             problems.append(f"config.json: {key} is {_short(value)}, not a pipeline")
     return problems
 

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 
 import lesion_core
 from lesion_core import data, metrics, models, runs, transforms
-from lesion_core.errors import LesionLabError, TrainingError
+from lesion_core.errors import LesionLabError, TrainingError, describe_os_error
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "none")
@@ -591,11 +591,17 @@ class Trainer:
     def _restore(self) -> int:
         """Load last.pt (if any) into model/optimizer/scheduler; return its epoch (0 if none)."""
         path = self.run_dir / "last.pt"
+        rows, skipped = runs.read_history_checked(self.run_dir)
+        if skipped:  # rewritten below without them
+            self.log(f"history.jsonl: {skipped} unreadable line(s) skipped and dropped")
         if not path.exists():
             self.log("no completed epoch to resume from: starting from epoch 1")
             runs.atomic_write_text(self.run_dir / "history.jsonl", "")
             return 0
         ckpt = models.load_checkpoint(path)
+        _require(isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("optimizer"), dict)
+                 and _is_int(ckpt.get("epoch")), f"{path} is not a checkpoint the trainer wrote (no model, "
+                 "optimizer and epoch); delete it to restart the run from epoch 1")
         models.load_weights(self.model, ckpt["model"], path)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler"):
@@ -605,7 +611,7 @@ class Trainer:
         self.best = ckpt.get("best")
         epoch = int(ckpt["epoch"])
         # Lines of the interrupted epoch are replayed, so drop them.
-        kept = [row for row in runs.read_history(self.run_dir) if row.get("epoch", 0) <= epoch]
+        kept = [row for row in rows if row["epoch"] <= epoch]
         runs.atomic_write_text(self.run_dir / "history.jsonl", "".join(_json_line(r) for r in kept))
         self.log(f"resuming after epoch {epoch} of {self.config['epochs']}")
         return epoch
@@ -856,7 +862,8 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
         trainer.log(message)
         raise TrainingError(message) from None
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, LesionLabError) else f"{type(exc).__name__}: {exc}"
+        message = (str(exc) if isinstance(exc, LesionLabError) else describe_os_error(exc)
+                   if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}")
         trainer.set_status(state="failed", phase=None, message=message, eta_s=None)
         trainer.log(f"failed: {message}")
         if not isinstance(exc, LesionLabError):

@@ -75,6 +75,7 @@ def test_resume_with_a_damaged_config_refuses_and_changes_nothing(demo_root, tmp
     ("config.json", '{"optim": "fast"}', "config.json: section 'optim' is 'fast'"),
     ("config.json", '{"data": {"class_names": 3}}', "config.json: data.class_names is 3"),
     ("config.json", '{"augment": [1, 2]}', "config.json: augment is [1, 2], not a pipeline"),
+    ("config.json", '{"augment": "default_train"}', "config.json: augment is 'default_train', not a pipeline"),
     ("metrics_test.json", '{"accuracy": 0.5}', "metrics_test.json: class_names is None"),
     ("metrics_val.json", '{"class_names": ["a", "b"], "accuracy": "high"}', "metrics_val.json: accuracy is 'high'"),
 ])
@@ -107,6 +108,8 @@ def test_history_garbage_lines_are_skipped_counted_and_resume_works(demo_root, t
     assert "history.jsonl: 3 unreadable lines skipped" in runs.run_info(run_dir).damage
     assert main(["train", "--resume", str(run_dir)]) == 0
     assert runs.read_status(run_dir)["state"] == "finished"
+    assert "history.jsonl: 3 unreadable line(s) skipped" in runs.read_log(run_dir)
+    assert runs.run_info(run_dir).damage == []
 
 
 def test_evaluate_validates_config_values(run_copy, capsys):
@@ -190,6 +193,16 @@ def test_a_read_only_runs_folder_is_one_line(demo_root, tmp_path, capsys):
     finally:
         runs_dir.chmod(0o755)
     assert "permission denied" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_is_named_as_such():
+    from lesion_core.errors import describe_os_error
+
+    with pytest.raises(OSError) as caught, open("/dev/full", "wb") as handle:
+        handle.write(b"x")
+        handle.flush()
+    assert describe_os_error(caught.value).endswith("no space left on the device; free some space and try again")
 
 
 def test_demo_data_into_a_file_is_one_line(tmp_path, capsys):
@@ -290,3 +303,12 @@ def test_metrics_say_which_aucs_are_undefined_instead_of_averaging_the_rest():
     result = metrics.compute_metrics([0, 1, 0, 1], np.eye(3)[[0, 1, 1, 1]], ("nevus", "melanoma", "seborrheic keratosis"))
     assert result["mean_auc"] != result["mean_auc"]  # NaN: not melanoma's AUC alone
     assert result["undefined_auc"] == ["seborrheic keratosis"]
+
+
+def test_resume_from_a_last_pt_of_the_wrong_shape_fails_with_one_line(demo_root, tmp_path, capsys):
+    import torch
+
+    run_dir = stopped_run(demo_root, tmp_path / "runs")
+    torch.save({"weights": torch.zeros(2)}, run_dir / "last.pt")
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    assert "last.pt is not a checkpoint the trainer wrote" in capsys.readouterr().err

@@ -28,11 +28,12 @@ DAMAGE = {
 }
 
 
-def damaged_runs(demo_root) -> dict:
-    """A finished tiny run copied once per DAMAGE entry and damaged; {entry: run id}."""
+def damaged_runs(demo_root, runs_dir=None) -> dict:
+    """A finished tiny run in runs_dir (default: the app's) copied once per DAMAGE entry and
+    damaged; {entry: run id}, the sound run under "sound"."""
     config = {"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
               "batch_size": 8, "augment": [], "eval_augment": []}
-    sound = train.run_training(config, paths.runs_dir())
+    sound = train.run_training(config, runs_dir or paths.runs_dir())
     ids = {"sound": sound.name}
     for n, (kind, files) in enumerate(DAMAGE.items()):
         run_dir = shutil.copytree(sound, sound.parent / f"{sound.name[:-4]}{n:04d}")

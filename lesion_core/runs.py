@@ -149,7 +149,7 @@ def metrics_problems(metrics, name: str = "metrics.json") -> list[str]:
         return [f"{name}: class_names is {_short(names)}"]
     n = len(names)
     number, maybe = _is_number, _optional(_is_number)
-    checks = {"accuracy": maybe, "mean_auc": maybe, "n": _is_int,
+    checks = {"accuracy": number, "mean_auc": maybe, "n": _is_int,
               "confusion": _list_of(_list_of(number, n), n), "confusion_pct": _list_of(_list_of(number, n), n),
               "precision": _list_of(number, n), "recall": _list_of(number, n), "auc": _list_of(maybe, n),
               "roc": _list_of(lambda r: isinstance(r, dict) and all(

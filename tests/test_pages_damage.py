@@ -10,8 +10,6 @@ import json
 import os
 import shutil
 
-import pytest
-
 from lesion_core import paths, runs, train
 from tests.test_pages import LENET, app, goto, texts  # noqa: F401  (app is a fixture)
 

@@ -5,6 +5,7 @@ import streamlit as st
 from app_pages import common
 
 st.set_page_config(page_title="Lesion Lab", page_icon=":material/biotech:", layout="wide")
+common.require_token()  # before anything shows data: a server reachable from other machines asks first
 common.keep_widget_state()
 common.restore_from_url()
 

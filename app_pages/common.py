@@ -20,8 +20,8 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from lesion_core import data, demo, paths, runs
-from lesion_core.errors import LesionLabError
+from lesion_core import access, data, demo, paths, runs
+from lesion_core.errors import LesionLabError, describe_os_error
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
 PIPELINE = "pipeline"  # augmentation spec (list of steps) built on the Augmentations page
@@ -36,6 +36,39 @@ DATA_ENV = "LESION_LAB_DATA"
 # 0.17 s). Set once here: set_num_threads is process-wide, so toggling it per call would
 # race between browser sessions.
 torch.set_num_threads(1)
+
+
+@st.cache_resource(show_spinner=False)
+def _announce_token() -> None:
+    """Print a token made at start on the server's console, once per server process."""
+    import sys
+
+    print(f"Lesion Lab is reachable from other machines: open it with ?token={access.expected_token()} "
+          f"at the end of its address (or set {access.TOKEN_ENV} to choose the token)", file=sys.stderr, flush=True)
+
+
+TOKEN_OK = "access_token_ok"
+
+
+def require_token() -> None:
+    """Stop this run, showing only a token prompt, when the server listens beyond loopback and
+    this browser session has not given the access token (?token=... or the prompt)."""
+    if not access.token_required(st.get_option("server.address")) or st.session_state.get(TOKEN_OK):
+        return
+    if access.token_generated():
+        _announce_token()
+    given = st.query_params.get("token") or st.session_state.get("access_token_input")
+    if access.token_ok(given):
+        st.session_state[TOKEN_OK] = True
+        st.query_params.pop("token", None)  # out of the address bar and the browser history
+        return
+    st.title("Lesion Lab")
+    st.text_input("Access token", type="password", key="access_token_input",
+                  help="This server is reachable from other machines: give the token printed on its "
+                       f"console when it started (or the {access.TOKEN_ENV} it was started with)")
+    if given:
+        st.error("That is not the access token.", icon=":material/lock:")
+    st.stop()
 
 
 def keep_widget_state() -> None:
@@ -56,11 +89,14 @@ def default(key: str, value) -> None:
 
 @contextmanager
 def user_errors():
-    """Show a LesionLabError as st.error with its message (meant for the user), not a traceback."""
+    """Show a LesionLabError, or an OSError (read-only folder, full disk), as st.error with a
+    message meant for the user, not a traceback."""
     try:
         yield
     except LesionLabError as exc:
         st.error(str(exc), icon=":material/error:")
+    except OSError as exc:
+        st.error(describe_os_error(exc), icon=":material/error:")
 
 
 # ---------------------------------------------------------------- small widget helpers
@@ -191,9 +227,12 @@ def import_upload(upload) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     try:
         root = data.import_zip(archive, dest)
+        load_data(root)  # a ZIP that holds no usable dataset fails here, with the report
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)  # a failed import leaves nothing in the cache
+        raise
     finally:
         archive.unlink(missing_ok=True)
-    load_data(root)  # a ZIP that holds no usable dataset fails here, with the report
     return root
 
 
@@ -219,10 +258,9 @@ def _load(root: str, stamp: tuple) -> data.LesionData:
 
 
 def load_data(root: str | Path) -> data.LesionData:
-    """load_dataset(root), cached per folder while its CSV files are unchanged."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise data.DataError(f"dataset folder not found: {root}")
+    """load_dataset(root), cached per folder while its CSV files are unchanged; only folders
+    under the allowed data roots (lesion_core.access) are opened."""
+    root = access.check_data_folder(root)
     with st.spinner(f"Checking the dataset in {root} ..."):
         return _load(str(root.resolve()), _folder_stamp(root))
 
@@ -301,6 +339,8 @@ def select_run_and_rerun(run_id: str) -> None:
 
 def run_label(run: runs.RunInfo) -> str:
     """The picker's text for a run: id, dataset, state and best validation score."""
+    if run.damage:
+        return f"{run.id} · {run.dataset} (damaged: {run.damage[0]})"
     best = run.best or {}
     score = f", best {best['value']:.3f}" if isinstance(best.get("value"), (int, float)) else ""
     return f"{run.id} · {run.dataset} ({run.state}{score})"
@@ -323,7 +363,7 @@ def runs_frame(listed: list[runs.RunInfo]):
         rows.append({
             "run": run.id,
             "data": run.dataset,
-            "state": run.state,
+            "state": f"damaged: {'; '.join(run.damage)}" if run.damage else run.state,
             "model": f"{model.get('name', '?')} ({model.get('weights', '?')})",
             "size": config.get("image_size"),
             "epochs": config.get("epochs"),
@@ -557,7 +597,11 @@ def _run_records(run_dir: str) -> dict:
     split = runs.read_config(run_dir).get("data", {}).get("split")
     if not split:
         raise data.DataError(f"run {Path(run_dir).name} has no recorded data split yet")
-    return {r.id: r for r in data.from_spec(split, check_images=False).records}
+    try:
+        return {r.id: r for r in data.from_spec(split, check_images=False).records}
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # config.json is untrusted input
+        raise data.DataError(f"run {Path(run_dir).name}: config.json: the recorded data split is damaged "
+                             f"({type(exc).__name__}: {exc})") from None
 
 
 def run_records(run_dir: Path) -> dict:

@@ -15,10 +15,12 @@ st.caption(f"{common.run_caption(run)} · pick another run in the sidebar")
 
 PER_PAGE = 12
 split = st.radio("Split", ["test", "val"], horizontal=True, key="keep_pred_split")
-frame = common.prediction_frame(run.path, split)
-if frame is None:
+frame, damaged = None, True
+with common.user_errors():
+    frame, damaged = common.prediction_frame(run.path, split), False
+if frame is None and not damaged:
     st.info(f"No {split} predictions yet: they are written when the run finishes.")
-else:
+elif frame is not None:
     names = list(frame.attrs["class_names"])
     true_col, pred_col, right_col, sort_col = st.columns(4)
     wanted_true = true_col.multiselect("True class", names, key="keep_pred_true")

@@ -37,7 +37,10 @@ st.caption(f"{common.run_caption(run)}: {message} · pick another run in the sid
 split = st.radio("Evaluated on", ["test", "val"], horizontal=True, key="keep_res_split",
                  help="The best weights' predictions on the held-out split, written when the run finished")
 result = runs.read_metrics(run.path, split)
-if result is None:
+damaged = [p for p in run.damage if p.startswith(f"metrics_{split}.json")]
+if damaged:
+    st.error(f"Damaged: {'; '.join(damaged)}", icon=":material/error:")
+elif result is None:
     st.info(f"No {split} metrics yet: they are written when the run finishes.")
 else:
     names = result["class_names"]
@@ -46,6 +49,9 @@ else:
     mean_auc.metric("Mean AUC (melanoma, keratosis)" if len(names) == 3 else "Mean AUC",
                     "n/a" if result["mean_auc"] is None else f"{result['mean_auc']:.3f}")
     count.metric("Images", result["n"])
+    if result.get("undefined_auc"):
+        st.warning(f"Mean AUC undefined: the {split} split has no images (or only images) of "
+                   f"{', '.join(map(str, result['undefined_auc']))}, so their AUC cannot be computed.")
     raw, pct = st.columns(2)
     raw.plotly_chart(plots.confusion_heatmap(result["confusion"], names), key="res_cm")
     pct.plotly_chart(plots.confusion_heatmap(result["confusion_pct"], names, percent=True), key="res_cm_pct")

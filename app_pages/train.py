@@ -146,7 +146,12 @@ def show_run(run_id: str) -> None:
         waited = time.time() - (run.status.get("updated") or time.time())
         message += f" ({waited:.0f} s)"
     state_text = f"**{run.state}**: {message.removeprefix(run.state + ': ')}"
-    {"failed": st.error, "interrupted": st.warning, "stopped": st.warning}.get(run.state, st.info)(state_text)
+    if run.state == runs.DAMAGED:
+        state_text = f"**{run.state}**: {'; '.join(run.damage)}"
+    elif run.damage:
+        st.warning(f"Damaged files in this run: {'; '.join(run.damage)}")
+    {"failed": st.error, "interrupted": st.warning, "stopped": st.warning,
+     runs.DAMAGED: st.error}.get(run.state, st.info)(state_text)
     tail = runs.log_tail(run.path, 15)
     if run.state == "failed":
         st.markdown("**What to do**: fix what the message names (the data, a setting), then press "

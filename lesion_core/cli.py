@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from lesion_core.errors import LesionLabError
+from lesion_core.errors import LesionLabError, describe_os_error
 
 
 # Each cli_<group> module registers its own sub-commands, in this order in --help; a new
@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except LesionLabError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a read-only folder, a full disk, a file where a folder should be
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -46,6 +46,9 @@ def register(subparsers) -> None:
     p.add_argument("run", metavar="RUN", help="run folder")
     p.add_argument("--split", default="test", choices=("val", "test"))
     p.add_argument("--data", help="dataset folder, when it moved since training")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="score the images still there when some recorded ones are missing or unreadable")
+    p.add_argument("--out", metavar="FILE", help="also write the metrics as JSON (with the count of missing images)")
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser("predict", help="class probabilities of one image (JSON)")
@@ -180,16 +183,32 @@ def cmd_evaluate(args) -> int:
         return tqdm(loader, desc=f"evaluating {args.split}", unit="batch", leave=False, file=sys.stderr, disable=None)
 
     _absolute_paths(args, "run", "data")
-    result = train.evaluate_run(args.run, split=args.split, data_root=args.data, wrap=bar)
+    result = train.evaluate_run(args.run, split=args.split, data_root=args.data, wrap=bar,
+                                allow_missing=args.allow_missing)
     names = result["class_names"]
     fmt = lambda v: "n/a" if v != v else f"{v:.4f}"  # NaN != NaN
+    missing = result["missing"]
+    if missing:
+        print(f"warning: {len(missing)} recorded {args.split} images are missing or unreadable; "
+              f"scored the other {len(result['ids'])}")
     print(f"{args.split}: {len(result['ids'])} images, accuracy {result['accuracy']:.4f}, "
           f"mean AUC {fmt(result['mean_auc'])} (over {', '.join(names[i] for i in result['scored_classes'])})")
+    if result["undefined_auc"]:
+        print(f"mean AUC undefined: no images (or only images) of {', '.join(result['undefined_auc'])} "
+              f"in the {args.split} split, so their AUC cannot be computed")
     for i, name in enumerate(names):
         print(f"  {name}: AUC {fmt(result['auc'][i])}, precision {result['precision'][i]:.3f}, "
               f"recall {result['recall'][i]:.3f}, n {int(result['counts'][i])}")
     print("confusion matrix:\n" + format_confusion(result["confusion"], names))
     print("confusion matrix (row %):\n" + format_confusion(result["confusion_pct"], names, percent=True))
+    if args.out:
+        from lesion_core import metrics, runs
+
+        per_sample = ("predicted", "confidence", "loss", "ids", "missing")
+        summary = {k: v for k, v in result.items() if k not in per_sample}
+        runs.atomic_write_json(Path(args.out), metrics.to_jsonable(summary) | {
+            "n": len(result["ids"]), "n_missing": len(missing), "missing": missing})
+        print(f"metrics written to {args.out}")
     return 0
 
 

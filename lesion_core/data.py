@@ -188,6 +188,14 @@ def _name(source) -> str:
     return str(getattr(source, "name", source))
 
 
+def _reason(exc: Exception) -> str:
+    """Why PIL could not read a file, without PIL's repr of the file object (an upload's repr
+    shows server internals)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format this app reads (JPEG, PNG, BMP, TIFF, WebP)"
+    return str(exc)
+
+
 def _open_image(path, max_side: int | None) -> Image.Image:
     """Decoded RGB PIL image, upright as its EXIF Orientation says, longer side <= max_side;
     JPEGs decode at reduced size (draft)."""
@@ -207,7 +215,7 @@ def _open_image(path, max_side: int | None) -> Image.Image:
     except FileNotFoundError:
         raise DataError(f"image not found: {_name(path)}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {_name(path)}: {exc}") from None
+        raise DataError(f"cannot read image {_name(path)}: {_reason(exc)}") from None
     if rgb.size != target:
         rgb = rgb.resize(target, Image.BILINEAR, reducing_gap=2.0)
     return rgb
@@ -242,7 +250,7 @@ def read_mask(path, shape: tuple) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"mask not found: {_name(path)}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read mask {_name(path)}: {exc}") from None
+        raise DataError(f"cannot read mask {_name(path)}: {_reason(exc)}") from None
     height, width = shape[:2]
     if mask.shape != (height, width):
         mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
@@ -426,8 +434,9 @@ def _distinct_values(image: Image.Image) -> np.ndarray:
     return np.flatnonzero(image.histogram()[:256])
 
 
-def _check_mask(path: Path, image_size: tuple) -> None:
-    """Raise (kind, message) for an unreadable, wrongly sized, empty or non-binary mask."""
+def _check_mask(path: Path, image_size: tuple) -> bool:
+    """Raise (kind, message) for an unreadable, wrongly sized, empty or non-binary mask;
+    return True when the whole image is marked as lesion (usable, but worth a note)."""
     try:
         with Image.open(path) as image:
             size = image.size
@@ -445,6 +454,7 @@ def _check_mask(path: Path, image_size: tuple) -> None:
         shown = ", ".join(str(v) for v in values[:6]) + (" ..." if len(values) > 6 else "")
         raise _Bad("non_binary_mask", f"{path.name} has {len(values)} distinct values ({shown}); "
                                       "masks must be 0/255 or 0/1 (saved as PNG, not JPEG)")
+    return len(values) == 1
 
 
 class _Bad(Exception):
@@ -471,8 +481,9 @@ def _validate(row: _Row, n_classes: int, check_images: bool, report: Report) -> 
                 what = _NOTE_MODES.get(mode, mode)
                 report.notes.append(Problem(row.id, "converted_image",
                                             f"{what} image converted to 8-bit RGB"))
-            if mask_path:
-                _check_mask(mask_path, size)
+            if mask_path and _check_mask(mask_path, size):
+                report.notes.append(Problem(row.id, "full_mask", f"{mask_path.name} marks the whole image as "
+                                            "lesion (no skin pixel): a placeholder rather than a segmentation?"))
     except _Bad as bad:
         report.problems.append(Problem(row.id, *bad.args))
         return None
@@ -591,6 +602,10 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
         per_class = report.counts.setdefault(record.split, {})
         name = class_names[record.label]
         per_class[name] = per_class.get(name, 0) + 1
+    for index, name in enumerate(class_names):
+        if not any(record.label == index for record in records):
+            report.notes.append(Problem("", "empty_class", f"class {name!r} has no usable images: its AUC "
+                                        "is undefined and a model cannot learn it"))
     if not report.n_usable:
         raise DataError(f"no usable samples in {root}:\n{report.format()}")
     return LesionData(root, layout, class_names, records, report, split_seed,
@@ -715,7 +730,8 @@ def import_zip(zip_path, dest, *, max_total_bytes: int = 20 * 10**9, max_files: 
     Every entry is checked before anything is written: names that would land outside dest
     (`../`, absolute, drive letters), symlinks and other special files, encrypted entries,
     more than max_files entries, more than max_total_bytes uncompressed (as declared by the
-    central directory) and entries compressed more than max_ratio:1 (zip bombs). Extraction
+    central directory) or more than the free disk space, and entries or the whole archive
+    compressed more than max_ratio:1 (zip bombs, including many small entries). Extraction
     goes to a temporary folder beside dest, streams each entry with a byte counter against
     its declared size, and is renamed into place at the end: a refused or failed import
     leaves nothing behind. Raises UnsafeArchiveError for unsafe archives, DataError otherwise.
@@ -731,6 +747,7 @@ def import_zip(zip_path, dest, *, max_total_bytes: int = 20 * 10**9, max_files: 
         raise DataError(f"{zip_path.name} is not a readable ZIP file: {exc}") from None
     with archive:
         members = _checked_members(archive, max_total_bytes, max_files, max_ratio)
+        check_room(sum(info.file_size for _, info in members), dest.parent)
         inner_root = _zip_dataset_root([name for name, _ in members], zip_path.name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-import-", dir=dest.parent))
@@ -760,6 +777,13 @@ def _checked_members(archive, max_total_bytes, max_files, max_ratio) -> list:
     if total > max_total_bytes:
         raise UnsafeArchiveError(f"the ZIP would unpack to {total:,} bytes, more than the limit "
                                  f"of {max_total_bytes:,}")
+    # Entries of 1 MiB or less pass the per-entry check below; thousands of them still make
+    # a bomb (1,500 zero-filled MiB entries: 1.96 MB of ZIP, 1.5 GB unpacked).
+    packed = sum(info.compress_size for info in infos)
+    if total > _CHUNK and total > max_ratio * max(packed, 1):
+        raise UnsafeArchiveError(f"the ZIP would unpack to {total:,} bytes from {packed:,}: compressed "
+                                 f"{total // max(packed, 1)}:1 overall, more than the limit of {max_ratio:g}:1 "
+                                 "(a zip bomb?)")
     members = []
     for info in infos:
         reason = _unsafe_id(info.filename.replace("\\", "/"), "name")
@@ -786,6 +810,22 @@ def _checked_members(archive, max_total_bytes, max_files, max_ratio) -> list:
         members.append((name, info))
     _refuse_name_clashes(members)
     return members
+
+
+# Room to leave on the disk after an import, so the import alone never fills it.
+DISK_RESERVE = 256 * 2**20
+
+
+def check_room(n_bytes: int, folder) -> None:
+    """UnsafeArchiveError when writing n_bytes into folder (or its nearest existing parent)
+    would leave less than DISK_RESERVE free."""
+    folder = Path(folder).resolve()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if n_bytes > free - DISK_RESERVE:
+        raise UnsafeArchiveError(f"the ZIP would unpack to {n_bytes:,} bytes but only {free:,} are free "
+                                 f"on that disk; nothing was imported")
 
 
 def _refuse_name_clashes(members: list) -> None:

@@ -23,3 +23,20 @@ class ModelError(LesionLabError):
 
 class TrainingError(LesionLabError):
     """A run that cannot start or had to stop (NaN loss, bad option)."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path and the problem of an OSError (read-only folder, full disk,
+    a file where a folder is needed), for the CLI and the pages instead of a traceback."""
+    path = exc.filename if exc.filename is not None else "a file"
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        problem = "a file is in the way (a folder is needed there)"
+    elif isinstance(exc, PermissionError):
+        problem = "permission denied (a read-only folder or another user's file?)"
+    elif exc.errno == 28:  # ENOSPC
+        problem = "no space left on the device; free some space and try again"
+    elif exc.errno == 30:  # EROFS
+        problem = "the file system is read-only"
+    else:
+        problem = exc.strerror or str(exc)
+    return f"cannot write or read {path}: {problem}"

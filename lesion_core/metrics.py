@@ -38,7 +38,8 @@ def compute_metrics(labels, probs, class_names) -> dict:
     row percentages (rows of absent classes are 0), precision and recall (C,) (0 when
     undefined), auc (C,) one-vs-rest (NaN when the class is absent or is the only class),
     roc (list of C dicts fpr/tpr/thresholds, empty lists when undefined), mean_auc
-    (nanmean of auc over scored_classes, NaN when none is defined), predicted (N,) argmax,
+    (mean of auc over scored_classes; NaN when any of them is undefined, never a mean of
+    what is left), undefined_auc (names of the scored classes whose AUC is undefined), predicted (N,) argmax,
     confidence (N,) max probability, loss (N,) cross-entropy -log p[true class],
     class_names and scored_classes.
     """
@@ -66,7 +67,8 @@ def compute_metrics(labels, probs, class_names) -> dict:
         "auc": auc,
         "roc": list(rocs),
         "scored_classes": scored,
-        "mean_auc": _nanmean(auc[scored]),
+        "mean_auc": float(auc[scored].mean()) if scored and not np.isnan(auc[scored]).any() else math.nan,
+        "undefined_auc": [class_names[c] for c in scored if np.isnan(auc[c])],
         "predicted": predicted,
         "confidence": probs.max(axis=1),
         "loss": -np.log(np.maximum(probs[np.arange(len(labels)), labels], PROB_FLOOR)),
@@ -94,12 +96,6 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     out = np.zeros_like(numerator)
     np.divide(numerator, denominator, out=out, where=denominator != 0)
     return out
-
-
-def _nanmean(values: np.ndarray) -> float:
-    """Mean of the defined values; NaN (without numpy's warning) when none is."""
-    defined = values[~np.isnan(values)]
-    return float(defined.mean()) if defined.size else math.nan
 
 
 def _one_vs_rest(is_class: np.ndarray, scores: np.ndarray) -> tuple[float, dict]:

@@ -333,12 +333,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        # torch's message ends with advice to load with weights_only=False: never pass that on.
+        refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), None)
+        if refused is None:  # random bytes, a truncated or foreign file: no Python objects at all
+            raise ModelError(f"cannot read checkpoint {path}: not a checkpoint (not a file torch.save "
+                             "wrote, or a damaged one); train again or choose another file") from None
         raise ModelError(
             f"untrusted checkpoint {path}: it contains Python objects that could run code when "
-            f"loaded, so it was refused (only tensors and plain data are accepted). Detail: {_first_line(err)}"
+            f"loaded, so it was refused (only tensors and plain data are accepted). Detail: {refused[:200]}"
         ) from None
     except Exception as err:  # torch raises RuntimeError/EOFError/ValueError for damaged files
-        raise ModelError(f"cannot read checkpoint {path}: {_first_line(err)}") from None
+        raise ModelError(f"cannot read checkpoint {path}: {_first_line(err)[:200]}") from None
     if not isinstance(checkpoint, dict):
         raise ModelError(f"checkpoint {path} holds a {type(checkpoint).__name__}, expected a dict of tensors")
     return checkpoint

@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lesion_core.metrics import to_jsonable
@@ -39,47 +39,203 @@ def append_line(path, line: str) -> None:
     atomic_write_text(path, old + line.rstrip("\n") + "\n")
 
 
-def _read_json(path: Path, default: dict | None) -> dict | None:
-    """The JSON object in path, or default when it is missing, unreadable or not an object."""
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optional(check):
+    return lambda value: value is None or check(value)
+
+
+def _list_of(check, length: int | None = None):
+    return lambda value: (isinstance(value, list) and (length is None or len(value) == length)
+                          and all(check(v) for v in value))
+
+
+def _is_best(value) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("metric"), str)
+            and _is_number(value.get("value")) and _is_int(value.get("epoch")))
+
+
+def _is_final(value) -> bool:
+    """status["final"]: {split: {"mean_auc": number | None, "accuracy": number | None}}."""
+    return isinstance(value, dict) and all(
+        isinstance(v, dict) and all(_optional(_is_number)(v.get(k)) for k in ("mean_auc", "accuracy"))
+        for v in value.values())
+
+
+STATES = ("queued", "running", "stopped", "finished", "failed")
+DAMAGED = "damaged"
+# What a reader may rely on in status.json; a field of another type is dropped and reported.
+STATUS_FIELDS = {
+    "state": lambda v: v in STATES, "message": lambda v: isinstance(v, str),
+    "pid": _is_int, "pid_start": _optional(lambda v: isinstance(v, str)),
+    "started": _optional(_is_number), "created": _optional(_is_number), "updated": _optional(_is_number),
+    "epochs": _optional(_is_int), "epoch": _optional(_is_int), "iteration": _optional(_is_int),
+    "n_iters": _optional(_is_int), "phase": _optional(lambda v: isinstance(v, str)),
+    "images_per_s": _optional(_is_number), "eta_s": _optional(_is_number),
+    "best": _optional(_is_best), "final": _optional(_is_final),
+}
+_SECTIONS = ("data", "model", "optim", "scheduler")
+
+
+def _load_json(path: Path) -> tuple[object, str | None]:
+    """(the JSON value in path, None), (None, None) when absent, (None, what is wrong) when unreadable."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # ValueError covers bad JSON and bad UTF-8
+        return json.loads(path.read_bytes().decode("utf-8")), None
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"{path.name}: cannot be read ({exc.strerror or exc})"
+    except ValueError as exc:  # bad JSON and bad UTF-8
+        return None, f"{path.name}: not valid JSON ({str(exc).splitlines()[0][:80]})"
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def status_problems(status) -> list[str]:
+    """What is wrong with a status.json value ([] when a reader can trust every known field)."""
+    if not isinstance(status, dict):
+        return [f"status.json: holds a {type(status).__name__}, not an object"]
+    return [f"status.json: {key!r} is {_short(status[key])}" for key, check in STATUS_FIELDS.items()
+            if key in status and not check(status[key])]
+
+
+def config_problems(config) -> list[str]:
+    """What is wrong with the shape of a config.json value, as far as a reader relies on it.
+
+    train.validate_config checks every value before a config is used to train or evaluate;
+    this is what listing and showing a run needs: sections that are objects, names that are text.
+    """
+    if not isinstance(config, dict):
+        return [f"config.json: holds a {type(config).__name__}, not an object"]
+    problems = [f"config.json: section {key!r} is {_short(config[key])}, not an object"
+                for key in _SECTIONS if key in config and not isinstance(config[key], dict)]
+    checks = {("model", "name"): lambda v: isinstance(v, str),
+              ("model", "weights"): lambda v: isinstance(v, str),
+              ("optim", "optimizer"): lambda v: isinstance(v, str),
+              ("optim", "lr"): _is_number,
+              ("scheduler", "name"): lambda v: isinstance(v, str),
+              ("data", "class_names"): _optional(_list_of(lambda v: isinstance(v, str))),
+              ("data", "split"): _optional(lambda v: isinstance(v, dict))}
+    for (section, key), check in checks.items():
+        value = config.get(section)
+        if isinstance(value, dict) and key in value and not check(value[key]):
+            problems.append(f"config.json: {section}.{key} is {_short(value[key])}")
+    for key in ("epochs", "batch_size", "image_size", "seed"):
+        if key in config and not _optional(_is_int)(config[key]):
+            problems.append(f"config.json: {key} is {_short(config[key])}, not an integer")
+    for key in ("augment", "eval_augment"):
+        value = config.get(key)
+        # validate_config turns a preset name into its steps: a run folder holds the steps
+        if key in config and not _list_of(lambda s: isinstance(s, dict) and isinstance(s.get("name"), str))(value):
+            problems.append(f"config.json: {key} is {_short(value)}, not a pipeline")
+    return problems
+
+
+def metrics_problems(metrics, name: str = "metrics.json") -> list[str]:
+    """What is wrong with a metrics_<split>.json value ([] when the Results page can draw it)."""
+    if not isinstance(metrics, dict):
+        return [f"{name}: holds a {type(metrics).__name__}, not an object"]
+    names = metrics.get("class_names")
+    if not (_list_of(lambda v: isinstance(v, str))(names) and names):
+        return [f"{name}: class_names is {_short(names)}"]
+    n = len(names)
+    number, maybe = _is_number, _optional(_is_number)
+    checks = {"accuracy": number, "mean_auc": maybe, "n": _is_int,
+              "confusion": _list_of(_list_of(number, n), n), "confusion_pct": _list_of(_list_of(number, n), n),
+              "precision": _list_of(number, n), "recall": _list_of(number, n), "auc": _list_of(maybe, n),
+              "roc": _list_of(lambda r: isinstance(r, dict) and all(
+                  _list_of(number)(r.get(k)) for k in ("fpr", "tpr")), n)}
+    return [f"{name}: {key} is {_short(metrics.get(key))}" for key, check in checks.items()
+            if not check(metrics.get(key))]
+
+
+def _read_json(path: Path, default: dict | None, problems=None) -> dict | None:
+    """The JSON object in path, or default when it is missing, unreadable or not an object."""
+    value, problem = _load_json(path)
+    if problem or not isinstance(value, dict) or (problems and problems(value)):
         return default
-    return value if isinstance(value, dict) else default
+    return value
 
 
 def read_config(run_dir) -> dict:
-    """The run's config.json as a dict ({} when missing or unreadable)."""
-    return _read_json(Path(run_dir) / "config.json", {})
+    """The run's config.json as a dict ({} when missing, unreadable or of the wrong shape)."""
+    return _read_json(Path(run_dir) / "config.json", {}, config_problems)
 
 
 def read_metrics(run_dir, split: str) -> dict | None:
-    """The run's metrics_<split>.json (written when it finished), or None when absent or unreadable."""
-    return _read_json(Path(run_dir) / f"metrics_{split}.json", None)
+    """The run's metrics_<split>.json (written when it finished), or None when absent, unreadable
+    or of the wrong shape (run_info().damage says which)."""
+    return _read_json(Path(run_dir) / f"metrics_{split}.json", None,
+                      lambda m: metrics_problems(m, f"metrics_{split}.json"))
 
 
 def read_status(run_dir) -> dict:
-    """The run's status.json as a dict ({} when missing or unreadable)."""
-    return _read_json(Path(run_dir) / "status.json", {})
+    """The run's status.json as a dict ({} when missing or unreadable); fields of the wrong
+    type are left out (status_problems names them)."""
+    status = _read_json(Path(run_dir) / "status.json", {})
+    return {k: v for k, v in status.items() if k not in STATUS_FIELDS or STATUS_FIELDS[k](v)}
 
 
-def read_history(run_dir) -> list[dict]:
-    """history.jsonl as a list of dicts, one per (epoch, phase); unreadable lines are skipped."""
+_HISTORY_NUMBERS = ("loss", "accuracy", "mean_auc", "lr", "n_images", "time_s", "images_per_s",
+                    "iter_time_s", "data_time_s", "time")
+
+
+def _history_row(line: str) -> dict | None:
+    """One history.jsonl line as a dict, or None when it is not a line the trainer wrote."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    ok = (isinstance(row, dict) and _is_int(row.get("epoch")) and isinstance(row.get("phase"), str)
+          and all(_optional(_is_number)(row.get(k)) for k in _HISTORY_NUMBERS)
+          and _optional(lambda a: isinstance(a, dict) and all(map(_optional(_is_number), a.values())))(row.get("auc")))
+    return row if ok else None
+
+
+def read_history_checked(run_dir) -> tuple[list[dict], int]:
+    """(history.jsonl as a list of dicts, one per (epoch, phase), number of lines skipped as unreadable)."""
     path = Path(run_dir) / "history.jsonl"
     try:
         # errors="replace": a garbled byte spoils its own line only, not the whole history
         lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     except OSError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a crash of an older writer: keep the rest
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+        return [], 0
+    rows = [_history_row(line) for line in lines if line.strip()]
+    return [row for row in rows if row is not None], sum(row is None for row in rows)
+
+
+def read_history(run_dir) -> list[dict]:
+    """history.jsonl as a list of dicts, one per (epoch, phase); unreadable lines are skipped."""
+    return read_history_checked(run_dir)[0]
+
+
+def run_problems(run_dir) -> list[str]:
+    """Every damaged file of a run folder, as "<file>: <what is wrong>" ([] for a sound run)."""
+    run_dir = Path(run_dir)
+    problems = []
+    for name, check in (("config.json", config_problems), ("status.json", status_problems)):
+        value, problem = _load_json(run_dir / name)
+        if problem:
+            problems.append(problem)
+        elif value is not None or name == "config.json":
+            problems += check(value) if value is not None else [f"{name}: missing"]
+    for split in ("val", "test"):
+        name = f"metrics_{split}.json"
+        value, problem = _load_json(run_dir / name)
+        problems += [problem] if problem else metrics_problems(value, name) if value is not None else []
+    skipped = read_history_checked(run_dir)[1]
+    if skipped:
+        problems.append(f"history.jsonl: {skipped} unreadable line{'s' if skipped > 1 else ''} skipped")
+    return problems
 
 
 def write_status(run_dir, **fields) -> dict:
@@ -247,6 +403,7 @@ class RunInfo:
     best: dict | None
     started: float | None
     duration: float | None
+    damage: list = field(default_factory=list)  # "<file>: <what is wrong>", from run_problems()
 
     @property
     def model(self) -> str:
@@ -283,11 +440,18 @@ def best_from_history(history: list[dict]) -> dict | None:
 
 
 def run_info(run_dir) -> RunInfo:
-    """Read one run folder into a RunInfo (never raises on missing or partial files)."""
+    """Read one run folder into a RunInfo (never raises on missing, partial or damaged files).
+
+    A run whose config.json or status.json is damaged has the state "damaged": it is listed
+    with what is wrong, but not resumed or taken for the active run.
+    """
     run_dir = Path(run_dir)
     status = read_status(run_dir)
     state = effective_state(status)
-    if state == "running" and stop_requested(run_dir):
+    damage = run_problems(run_dir)
+    if any(p.startswith(("config.json", "status.json")) for p in damage):
+        state = DAMAGED
+    elif state == "running" and stop_requested(run_dir):
         state = "stopping"  # shown at once; the trainer itself stops after its current batch
     if state == "failed" and status.get("state") == "queued":
         status = dict(status, message=start_failure(run_dir))
@@ -295,7 +459,7 @@ def run_info(run_dir) -> RunInfo:
     started = status.get("started") or status.get("created")
     end = time.time() if state in ACTIVE_STATES else status.get("updated")
     duration = end - started if started and end else None
-    return RunInfo(run_dir.name, run_dir, read_config(run_dir), status, state, best, started, duration)
+    return RunInfo(run_dir.name, run_dir, read_config(run_dir), status, state, best, started, duration, damage)
 
 
 def list_runs(runs_dir) -> list[RunInfo]:

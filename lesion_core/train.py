@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 
 import lesion_core
 from lesion_core import data, metrics, models, runs, transforms
-from lesion_core.errors import LesionLabError, TrainingError
+from lesion_core.errors import LesionLabError, TrainingError, describe_os_error
 from lesion_core.paths import absolute
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -100,7 +100,9 @@ def merge_config(base: dict, override: dict) -> dict:
             merged[key] = copy.deepcopy(value)
         elif key not in base:
             raise TrainingError(f"unknown config key {key!r}; known keys: {', '.join(base)}")
-        elif isinstance(base[key], dict) and isinstance(value, dict):
+        elif isinstance(base[key], dict) and not isinstance(value, dict):
+            raise TrainingError(f"config section {key!r} must be an object of settings, got {value!r}")
+        elif isinstance(base[key], dict):
             unknown = set(value) - set(base[key])
             if unknown:
                 raise TrainingError(f"unknown key(s) in config section {key!r}: {', '.join(sorted(unknown))}; "
@@ -126,7 +128,16 @@ def _is_number(value) -> bool:
 
 def validate_config(config: dict) -> dict:
     """A complete, checked config (defaults filled in); TrainingError/TransformError say what is wrong."""
-    config = merge_config(default_config(), config)
+    _require(isinstance(config, dict), f"a config must be a JSON object, got {type(config).__name__}")
+    try:
+        return _validate_config(merge_config(default_config(), config))
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        # A value of a type no check above foresaw (config.json is untrusted input): name it,
+        # never a traceback.
+        raise TrainingError(f"malformed config ({type(exc).__name__}: {exc})") from None
+
+
+def _validate_config(config: dict) -> dict:
     _check_model(config["model"])
     _check_optim(config["optim"], config["scheduler"])
     for key, low in (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("bn_recalibration_images", 0)):
@@ -158,7 +169,7 @@ def validate_config(config: dict) -> dict:
 
 
 def _check_model(cfg: dict) -> None:
-    _require(cfg["name"] in models.MODELS,
+    _require(isinstance(cfg["name"], str) and cfg["name"] in models.MODELS,
              f"unknown model {cfg['name']!r}; choose one of: {', '.join(models.MODELS)}")
     sources = ("default",) + models.MODELS[cfg["name"]].weight_sources
     _require(cfg["weights"] in sources,
@@ -185,11 +196,15 @@ def _check_optim(optim: dict, scheduler: dict) -> None:
 
 def _check_data(cfg: dict) -> None:
     root = cfg["root"]
-    _require(root == "demo" or (bool(root) and Path(root).is_dir()),
+    _require(root == "demo" or (isinstance(root, str) and bool(root) and Path(root).is_dir()),
              f"dataset folder not found: {root!r} (give a folder, or 'demo' for the built-in demo data)")
     _require(_is_int(cfg["max_size"]) and cfg["max_size"] >= 0, f"max_size must be an integer >= 0, got {cfg['max_size']!r}")
     for key in ("val_fraction", "test_fraction"):
         _require(_is_number(cfg[key]) and 0 <= cfg[key] < 1, f"{key} must be in [0, 1), got {cfg[key]!r}")
+    names = cfg["class_names"]
+    _require(names is None or (isinstance(names, list) and names and all(isinstance(n, str) for n in names)),
+             f"class_names must be empty or a list of names, got {names!r}")
+    _require(cfg["split"] is None or isinstance(cfg["split"], dict), f"data.split must be an object, got {cfg['split']!r}")
 
 
 def _check_class_weights(value, class_names) -> None:
@@ -392,12 +407,17 @@ def read_predictions(path):
     metrics.compute_metrics; frame.attrs["class_names"] lists the classes in column order."""
     import pandas as pd
 
-    # Ids and class names are text: ids such as 0001 must not become the number 1.
-    frame = pd.read_csv(path, dtype={"id": str, "label": str, "pred": str}, keep_default_na=False)
-    prob_columns = [c for c in frame.columns if c.startswith("prob_")]
-    names = [c.removeprefix("prob_") for c in prob_columns]
-    labels = frame["label"].map({name: index for index, name in enumerate(names)}).to_numpy(dtype=int)
-    result = metrics.compute_metrics(labels, frame[prob_columns].to_numpy(dtype=float), names)
+    try:
+        # Ids and class names are text: ids such as 0001 must not become the number 1.
+        frame = pd.read_csv(path, dtype={"id": str, "label": str, "pred": str}, keep_default_na=False)
+        prob_columns = [c for c in frame.columns if c.startswith("prob_")]
+        names = [c.removeprefix("prob_") for c in prob_columns]
+        _require(len(names) >= 1 and {"id", "label", "pred"} <= set(frame.columns), "not the columns the trainer writes")
+        labels = frame["label"].map({name: index for index, name in enumerate(names)}).to_numpy(dtype=int)
+        result = metrics.compute_metrics(labels, frame[prob_columns].to_numpy(dtype=float), names)
+    except (ValueError, TypeError, KeyError, TrainingError, pd.errors.ParserError) as exc:
+        # UnicodeDecodeError is a ValueError: a binary file where a CSV should be
+        raise data.DataError(f"{Path(path).name} is damaged: {(str(exc).splitlines() or [type(exc).__name__])[0][:100]}") from None
     frame["confidence"] = result["confidence"]
     frame["loss"] = result["loss"]
     frame["correct"] = frame["label"] == frame["pred"]
@@ -582,11 +602,17 @@ class Trainer:
     def _restore(self) -> int:
         """Load last.pt (if any) into model/optimizer/scheduler; return its epoch (0 if none)."""
         path = self.run_dir / "last.pt"
+        rows, skipped = runs.read_history_checked(self.run_dir)
+        if skipped:  # rewritten below without them
+            self.log(f"history.jsonl: {skipped} unreadable line(s) skipped and dropped")
         if not path.exists():
             self.log("no completed epoch to resume from: starting from epoch 1")
             runs.atomic_write_text(self.run_dir / "history.jsonl", "")
             return 0
         ckpt = models.load_checkpoint(path)
+        _require(isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("optimizer"), dict)
+                 and _is_int(ckpt.get("epoch")), f"{path} is not a checkpoint the trainer wrote (no model, "
+                 "optimizer and epoch); delete it to restart the run from epoch 1")
         models.load_weights(self.model, ckpt["model"], path)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler"):
@@ -596,7 +622,7 @@ class Trainer:
         self.best = ckpt.get("best")
         epoch = int(ckpt["epoch"])
         # Lines of the interrupted epoch are replayed, so drop them.
-        kept = [row for row in runs.read_history(self.run_dir) if row.get("epoch", 0) <= epoch]
+        kept = [row for row in rows if row["epoch"] <= epoch]
         runs.atomic_write_text(self.run_dir / "history.jsonl", "".join(_json_line(r) for r in kept))
         self.log(f"resuming after epoch {epoch} of {self.config['epochs']}")
         return epoch
@@ -815,7 +841,7 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
     """
     if resume is not None:
         run_dir = absolute(resume)
-        config, resuming = _resumable_config(run_dir), True
+        config, resuming = _resumable_config(run_dir, claim=True), True
     elif run_dir is not None:
         run_dir, resuming = absolute(run_dir), False
         try:
@@ -835,10 +861,10 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
         trainer.run(resuming)
     except (_StopRequested, KeyboardInterrupt) as where:  # KeyboardInterrupt: a second Ctrl-C
         runs.clear_stop(run_dir)
+        saved = (f"; best and last weights saved (last.pt: epoch {trainer.completed})" if trainer.completed
+                 else "; no epoch was completed, so no weights were saved")
         message = ((f"stopped during {where}" if str(where) else "stopped by a second interrupt")
-                   + "; best and last weights saved"
-                   f" (last.pt: epoch {trainer.completed}); continue with Resume on the Train page"
-                   f" or train --resume {run_dir}")
+                   + saved + f"; continue with Resume on the Train page or train --resume {run_dir}")
         trainer.set_status(state="stopped", phase=None, message=message, eta_s=None)
         trainer.log(message)
     except _Diverged as exc:
@@ -848,7 +874,8 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
         trainer.log(message)
         raise TrainingError(message) from None
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, LesionLabError) else f"{type(exc).__name__}: {exc}"
+        message = (str(exc) if isinstance(exc, LesionLabError) else describe_os_error(exc)
+                   if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}")
         trainer.set_status(state="failed", phase=None, message=message, eta_s=None)
         trainer.log(f"failed: {message}")
         if isinstance(exc, LesionLabError) or not isinstance(exc, Exception):
@@ -862,28 +889,51 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
     return run_dir
 
 
-def _resumable_config(run_dir: Path) -> dict:
-    """The config of a run that may be resumed; TrainingError when it is running or done."""
+def _resumable_config(run_dir: Path, claim: bool = False) -> dict:
+    """The config of a run that may be resumed; TrainingError when it is running, done or
+    damaged, and then nothing in the run folder has changed.
+
+    claim: take the runs folder's one-training-at-a-time lock (as every start does) and mark
+    the run active with this process's pid before releasing it.
+    """
     _require((run_dir / "config.json").is_file(), f"not a run folder (no config.json): {run_dir}")
-    info = runs.run_info(run_dir)
-    queued_for_us = info.status.get("pid") == os.getpid()  # launch_resume() started this process
-    _require(info.state not in runs.ACTIVE_STATES or queued_for_us,
-             f"run {info.id} is still {info.state} (pid {info.status.get('pid')})")
-    _require(info.state != "finished", f"run {info.id} has already finished; start a new run instead")
+    with _claim(run_dir.parent, own=run_dir) if claim else _no_claim():
+        info = runs.run_info(run_dir)
+        damage = [p for p in info.damage if p.startswith(("config.json", "status.json"))]
+        _require(not damage, f"cannot resume run {info.id}: {'; '.join(damage)}; the run folder was left as it is")
+        queued_for_us = info.status.get("pid") == os.getpid()  # launch_resume() started this process
+        _require(info.state not in runs.ACTIVE_STATES or queued_for_us,
+                 f"run {info.id} is still {info.state} (pid {info.status.get('pid')})")
+        _require(info.state != "finished", f"run {info.id} has already finished; start a new run instead")
+        try:
+            config = validate_config(info.config)
+        except LesionLabError as exc:
+            raise TrainingError(f"cannot resume run {info.id}: its config.json is not usable: {exc}") from None
+        if claim:
+            runs.write_status(run_dir, pid=os.getpid())  # active from now on: a launch beside us is refused
     runs.clear_stop(run_dir)
-    return validate_config(info.config)
+    return config
 
 
 @contextmanager
-def _claim(runs_dir: Path):
+def _no_claim():
+    yield None
+
+
+@contextmanager
+def _claim(runs_dir: Path, own: Path | None = None):
     """Refuse if a run in runs_dir is active, else hold an exclusive lock on the folder until
     the caller's new run is marked active (a pid in its status), so that two launches at the
-    same moment (two browser tabs, a tab and a terminal) cannot both pass the check."""
+    same moment (two browser tabs, a tab and a terminal) cannot both pass the check.
+
+    own: the run being resumed (launch_resume may already have marked it queued for us)."""
     runs_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(runs_dir, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
-        active = runs.active_run(runs_dir)
+        own = own.resolve() if own is not None else None
+        active = next((run for run in runs.list_runs(runs_dir)
+                       if run.state in runs.ACTIVE_STATES and run.path.resolve() != own), None)
         if active is not None:
             raise TrainingError(f"run {active.id} is still {active.state}: one training at a time; stop it first")
         yield runs_dir
@@ -938,8 +988,7 @@ def _start_detached(run_dir: Path, flag: str) -> None:
 def load_run_model(run_dir, device: str = "cpu") -> tuple[nn.Module, dict]:
     """(model with best.pt weights in eval mode, config) of a run; refuses unsafe checkpoints."""
     run_dir = Path(run_dir)
-    config = runs.read_config(run_dir)
-    _require(bool(config), f"not a run folder (no config.json): {run_dir}")
+    config = run_config(run_dir)
     best = run_dir / "best.pt"
     _require(best.is_file(), f"run {run_dir.name} has no best.pt yet (no epoch finished)")
     checkpoint = models.load_checkpoint(best)
@@ -947,6 +996,29 @@ def load_run_model(run_dir, device: str = "cpu") -> tuple[nn.Module, dict]:
     model = models.build_model(config["model"]["name"], len(class_names), weights="random")
     models.load_weights(model, models.extract_state_dict(checkpoint), best)
     return model.to(device).eval(), config
+
+
+def run_config(run_dir) -> dict:
+    """A trained run's config.json, checked before its model is used (it is untrusted input):
+    TrainingError names the file and what is wrong."""
+    run_dir = Path(run_dir)
+    _require((run_dir / "config.json").is_file(), f"not a run folder (no config.json): {run_dir}")
+    damage = [p for p in runs.run_problems(run_dir) if p.startswith("config.json")]
+    _require(not damage, f"run {run_dir.name} cannot be used: {'; '.join(damage)}")
+    config = runs.read_config(run_dir)
+    # Check every value as training would, except what may differ now: where the data and the
+    # initial weights were, and which devices exist (the model is used on the CPU).
+    probe = copy.deepcopy(config)
+    probe["data"] = dict(probe.get("data") or {}, root="demo")
+    probe["model"] = dict(probe.get("model") or {}, weights="default", weights_path=None)
+    probe["device"] = "cpu"
+    try:
+        validate_config(probe)
+    except LesionLabError as exc:
+        raise TrainingError(f"run {run_dir.name} cannot be used: config.json: {exc}") from None
+    names = config["data"].get("class_names")
+    _require(bool(names), f"run {run_dir.name} cannot be used: config.json has no class names (no epoch finished?)")
+    return config
 
 
 def _inference_settings(config: dict) -> tuple[torch.device, torch.dtype | None, bool]:
@@ -978,16 +1050,32 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None) ->
     return {name: float(p) for name, p in zip(class_names, probs)}
 
 
-def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | None = None) -> dict:
+def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | None = None,
+                 allow_missing: bool = False) -> dict:
     """compute_metrics() of the run's best model on one split of its recorded data split
-    (plus "ids"); wrap as in predict_loader."""
+    (plus "ids", and "missing": recorded ids that are missing or unreadable now); wrap as in
+    predict_loader.
+
+    Refuses (TrainingError) when recorded images are missing or unreadable, unless
+    allow_missing: a score over a silent subset would not be the run's score.
+    """
     model, config = load_run_model(run_dir)
     _require(split in ("train", "val", "test"), f"unknown split {split!r}; use val or test")
     lesion = load_data(config, root_override=data_root)
     records = lesion.split(split)
+    recorded_split = _recorded_split(config["data"])
+    recorded = (recorded_split or {}).get("splits", {}).get(split, [])
+    loaded = {r.id for r in records}
+    missing = [sample_id for sample_id in recorded if sample_id not in loaded]
+    if missing and not allow_missing:
+        raise TrainingError(
+            f"{len(missing)} of the {len(recorded)} recorded {split} images are missing or unreadable "
+            f"(first: {', '.join(map(str, missing[:3]))}); restore them (or give --data where the dataset "
+            f"is now), or pass --allow-missing to score the other {len(records)}")
     _require(bool(records), f"the {split} split of this run is empty")
     loader = make_loader(records, config["eval_augment"], config, False)
     ids, labels, probs = predict_loader(model, loader, *_inference_settings(config), wrap=wrap)
     result = metrics.compute_metrics(labels, probs, lesion.class_names)
     result["ids"] = ids
+    result["missing"] = missing
     return result

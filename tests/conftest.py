@@ -15,6 +15,10 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.mktemp("lesion_home")
     monkeypatch.setenv("LESION_LAB_CACHE", str(base / "cache"))
     monkeypatch.setenv("LESION_LAB_RUNS", str(base / "runs"))
+    # The app opens folder datasets only under its data roots: the tests' own temporary
+    # folders and the real ISIC sample.
+    roots = [str(tmp_path_factory.getbasetemp()), os.environ.get("LESION_LAB_ISIC_DEV", "")]
+    monkeypatch.setenv("LESION_LAB_DATA_ROOTS", os.pathsep.join(filter(None, roots)))
 
 
 @pytest.fixture

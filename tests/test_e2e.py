@@ -30,6 +30,7 @@ def server(tmp_path_factory, demo_root):
            "OMP_NUM_THREADS": "1"}
     app = Server(env, log=home / "server.log")
     app.demo = demo
+    app.runs = home / "runs"
     try:
         app.wait_healthy()
         yield app
@@ -278,3 +279,28 @@ def test_a_reload_keeps_dataset_pipeline_model_and_run(page, server):
     page.get_by_text(f"Run {run_id}").first.wait_for()
     no_exception(page)
     shot(page, "09-after-reload")
+
+
+def test_damaged_runs_never_break_a_page(page, server, demo_root):
+    """Every kind of damaged run folder, each in turn the newest (what a new session shows):
+    Home, Train, Results and Predictions render without an exception and name the damage."""
+    from tests.test_pages_damage import damaged_runs
+
+    ids = damaged_runs(demo_root, server.runs)
+    for n, (kind, run_id) in enumerate(ids.items()):
+        newest = f"9999{n:04d}-{kind}"  # sorts above every earlier run: the default choice
+        os.rename(server.runs / run_id, server.runs / newest)
+        context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        try:
+            for path, heading in (("", "Lesion Lab"), ("train", "Train"), ("results", "Results"),
+                                  ("predictions", "Predictions")):
+                open_page(tab, server, path, heading)
+                no_exception(tab)
+                if path == "train":  # the Train page shows the newest run, and names its damage
+                    text = tab.inner_text("body").lower()
+                    assert (kind == "sound") == ("damaged" not in text), (kind, text[-2000:])
+            shot(tab, f"damaged-{kind}")
+        finally:
+            context.close()

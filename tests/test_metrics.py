@@ -81,7 +81,8 @@ def test_absent_class_has_nan_auc_and_zero_rows():
     assert math.isnan(m["auc"][2])
     assert m["roc"][2] == {"fpr": [], "tpr": [], "thresholds": []}
     assert m["auc"][1] == pytest.approx(roc_auc_score(labels == 1, probs[:, 1]))
-    assert m["mean_auc"] == pytest.approx(m["auc"][1])  # keratosis absent: melanoma alone
+    # keratosis absent: the score is undefined and says why, not melanoma's AUC alone
+    assert math.isnan(m["mean_auc"]) and m["undefined_auc"] == [CLASS_NAMES[2]]
     np.testing.assert_array_equal(m["confusion_pct"][2], [0, 0, 0])
     assert m["recall"][2] == 0 and m["precision"][2] == 0  # one false "keratosis" prediction
     assert not np.isnan(m["confusion_pct"]).any()

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from lesion_core import runs
+from lesion_core import metrics, runs
 
 
 def _config(model="lenet"):
@@ -192,5 +192,8 @@ def test_read_metrics_is_none_until_written_and_for_garbage(tmp_path):
     assert runs.read_metrics(tmp_path, "test") is None
     (tmp_path / "metrics_test.json").write_text("[1, 2")
     assert runs.read_metrics(tmp_path, "test") is None
-    runs.atomic_write_json(tmp_path / "metrics_test.json", {"accuracy": 0.5})
-    assert runs.read_metrics(tmp_path, "test") == {"accuracy": 0.5}
+    runs.atomic_write_json(tmp_path / "metrics_test.json", {"accuracy": 0.5})  # the wrong shape
+    assert runs.read_metrics(tmp_path, "test") is None
+    result = metrics.to_jsonable(metrics.compute_metrics([0, 1, 2, 1], np.eye(3)[[0, 1, 2, 2]], ["a", "b", "c"]))
+    runs.atomic_write_json(tmp_path / "metrics_test.json", result | {"n": 4})
+    assert runs.read_metrics(tmp_path, "test")["accuracy"] == 0.75

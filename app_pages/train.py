@@ -67,6 +67,10 @@ def settings(dataset) -> dict:
     spec = common.pipeline() if augment == "page" else transforms.preset(augment, int(size))
     with st.expander("Augmentation steps"):
         st.code(", ".join(s["name"] for s in spec) or "(none)")
+    with common.user_errors():  # a bad page pipeline is reported by Launch too
+        st.caption("Evaluation (validation, test, predictions) uses: "
+                   + transforms.describe_steps(transforms.image_steps(transforms.eval_spec(spec)))
+                   + ", then the model's resize and normalisation", help=transforms.EVAL_HELP)
     choice_root = common.dataset_choice()
     return {
         "data": {"root": "demo" if choice_root["source"] == "demo" else str(dataset.root),

@@ -206,7 +206,9 @@ def _open_image(path, max_side: int | None) -> Image.Image:
             rgb = _to_rgb(image)
     except FileNotFoundError:
         raise DataError(f"image not found: {_name(path)}") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError:  # its message names the file object (<_io.BytesIO at 0x...>)
+        raise DataError(f"cannot read image {_name(path)}: not an image") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {_name(path)}: {exc}") from None
     if rgb.size != target:
         rgb = rgb.resize(target, Image.BILINEAR, reducing_gap=2.0)
@@ -241,7 +243,9 @@ def read_mask(path, shape: tuple) -> np.ndarray:
             mask = _binarize(_mask_levels(image))
     except FileNotFoundError:
         raise DataError(f"mask not found: {_name(path)}") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError:
+        raise DataError(f"cannot read mask {_name(path)}: not an image") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read mask {_name(path)}: {exc}") from None
     height, width = shape[:2]
     if mask.shape != (height, width):

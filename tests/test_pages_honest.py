@@ -19,3 +19,49 @@ def test_train_page_shows_the_evaluation_steps_of_a_lesion_cropping_pipeline(app
     app.radio(key="keep_tr_aug").set_value("default_train").run()
     caption = next(c.value for c in app.caption if c.value.startswith("Evaluation"))
     assert "CropByMask" not in caption and "CenterCrop(size=96)" in caption
+
+
+def _untrained_run(demo_root):
+    """A LeNet run of one epoch on a few images: its predictions are close to a guess."""
+    from lesion_core import paths, train
+
+    config = {"data": {"root": str(demo_root), "max_size": 24}, "model": LENET, "image_size": 32, "epochs": 1,
+              "batch_size": 8, "augment": []}
+    return train.run_training(config, paths.runs_dir())
+
+
+def test_an_uncertain_prediction_is_labelled_so_with_every_class_and_the_run_s_validation(app, demo_root):
+    from lesion_core.evaluation import confidence
+
+    _untrained_run(demo_root)
+    goto(app, "predictions")
+    assert confidence.DISCLAIMER in texts(app)
+    app.get("file_uploader")[0].set_value(("lesion.jpg", (demo_root / "images" / "demo_0001.jpg").read_bytes(),
+                                            "image/jpeg")).run()
+    assert not app.exception and not app.error
+    assert not app.success  # never green, whatever the answer
+    assert app.warning[0].value.startswith("Uncertain. Most likely:")
+    table = app.dataframe[-1].value
+    assert list(table["class"]) and set(table["class"]) == {"nevus", "melanoma", "seborrheic keratosis"}
+    assert "validation images: mean AUC" in texts(app)
+    assert confidence.DISCLAIMER in texts(app)
+
+
+def test_a_corrupt_upload_says_it_is_not_an_image(app, demo_root):
+    _untrained_run(demo_root)
+    goto(app, "predictions")
+    app.get("file_uploader")[0].set_value(("junk.jpg", b"\x00 not a picture at all", "image/jpeg")).run()
+    assert not app.exception
+    message = app.error[0].value
+    assert "cannot read image junk.jpg: not an image" in message
+    assert "object at" not in message and "BytesIO" not in message
+
+
+def test_describe_labels_low_top_probabilities_uncertain():
+    from lesion_core.evaluation import confidence
+
+    low = confidence.describe({"nevus": 0.38, "melanoma": 0.33, "seborrheic keratosis": 0.29})
+    assert low["uncertain"] and low["top"] == "nevus" and "38%" in low["headline"]
+    assert [name for name, _ in low["ranked"]] == ["nevus", "melanoma", "seborrheic keratosis"]
+    high = confidence.describe({"nevus": 0.05, "melanoma": 0.9, "seborrheic keratosis": 0.05})
+    assert not high["uncertain"] and high["headline"] == "Most likely: melanoma (90%)"

@@ -21,10 +21,10 @@ def describe(probs: dict[str, float]) -> dict:
     uncertain = top_p < UNCERTAIN_BELOW
     if uncertain:
         runner_up = f"; next {ranked[1][0]} {ranked[1][1]:.0%}" if len(ranked) > 1 else ""
-        headline = (f"Uncertain: {top} is the most likely class at only {top_p:.0%}{runner_up} "
-                    f"(below {UNCERTAIN_BELOW:.0%})")
+        headline = (f"Uncertain. Most likely: {top}, at only {top_p:.0%}{runner_up} "
+                    f"(a prediction below {UNCERTAIN_BELOW:.0%} is labelled uncertain)")
     else:
-        headline = f"Most likely {top} ({top_p:.0%})"
+        headline = f"Most likely: {top} ({top_p:.0%})"
     return {"ranked": ranked, "top": top, "top_p": top_p, "uncertain": uncertain, "headline": headline}
 
 

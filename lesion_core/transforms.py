@@ -861,18 +861,18 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
 
 def overlay(image: np.ndarray, mask: np.ndarray | None, mode: str = "outline",
             colour=(0, 255, 0), alpha: float = 0.4) -> np.ndarray:
-    """uint8 HxWx3: the image with the mask drawn as an outline or a translucent fill."""
+    """uint8 HxWx3: the image with the mask drawn as an outline, or as a translucent fill
+    (alpha of the colour; the lesion stays visible beneath) edged by the outline."""
     out = np.array(image, dtype=np.uint8)
     if mask is None:
         return out
-    if mode == "outline":
-        out[mask_outline(mask)] = colour
-    elif mode == "overlay":
+    if mode not in ("outline", "overlay"):
+        raise ValueError(f'mode must be "outline" or "overlay", got {mode!r}')
+    if mode == "overlay":
         inside = np.asarray(mask) != 0
         blend = (1 - alpha) * out[inside] + alpha * np.asarray(colour, dtype=np.float32)
         out[inside] = np.round(blend).astype(np.uint8)
-    else:
-        raise ValueError(f'mode must be "outline" or "overlay", got {mode!r}')
+    out[mask_outline(mask)] = colour
     return out
 
 

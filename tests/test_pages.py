@@ -145,7 +145,7 @@ def test_augment_page_names_a_bad_parameter(app):
 def test_model_page_summarises_the_default_model_on_a_real_batch(app):
     goto(app, "model")
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["Output of a zero batch"] == "(2, 3)"
+    assert metrics["Output per image"] == "3 values"
     assert int(metrics["Parameters"].replace(",", "")) > 1_000_000
     assert "output (4, 3)" in app.success[0].value
     assert len(app.dataframe) == 2  # layers and parameters

@@ -65,3 +65,14 @@ def test_describe_labels_low_top_probabilities_uncertain():
     assert [name for name, _ in low["ranked"]] == ["nevus", "melanoma", "seborrheic keratosis"]
     high = confidence.describe({"nevus": 0.05, "melanoma": 0.9, "seborrheic keratosis": 0.05})
     assert not high["uncertain"] and high["headline"] == "Most likely: melanoma (90%)"
+
+
+def test_dataset_batch_has_a_caption_under_each_image_and_names_its_pipeline(app):
+    goto(app, "dataset")
+    batch = app.image[1:]
+    assert len(batch) == 16
+    captions = [image.proto.imgs[0].caption for image in batch]
+    classes = {"nevus", "melanoma", "seborrheic keratosis"}
+    assert all(c.split(" · ")[0] in classes and c.split(" · ")[1].startswith("demo_") for c in captions)
+    assert "Pipeline: the evaluation preset at 128 px" in texts(app)
+    assert "Rescale(size=146) → CenterCrop(size=128)" in texts(app)

@@ -26,3 +26,29 @@ def test_shapes_in_plain_words():
     assert models.shape_in_words([1, 6, 28, 28]) == "6 feature maps of 28 x 28"
     assert models.shape_in_words([2, 3]) == "3 values"
     assert models.shape_in_words([1, 1, 5, 5]) == "1 feature map of 5 x 5"
+
+
+NAMES = ["nevus", "melanoma", "seborrheic keratosis"]
+HISTORY = [{"epoch": e, "phase": p, "loss": 1 / e, "mean_auc": 0.6, "auc": {"melanoma": 0.6}}
+           for e in (1, 2) for p in ("train", "val")]
+FIGURES = {
+    "class_distribution": lambda: plots.class_distribution({"train": {"nevus": 3}}, NAMES),
+    "loss_curves": lambda: plots.loss_curves(HISTORY),
+    "auc_curves": lambda: plots.auc_curves(HISTORY, NAMES),
+    "overlay_curves": lambda: plots.overlay_curves({"run-a": HISTORY, "run-b": HISTORY}, "val", "loss", "Loss"),
+    "confusion_heatmap": lambda: plots.confusion_heatmap(np.eye(3), NAMES),
+    "roc_curves": lambda: plots.roc_curves({0: {"fpr": [0, 1], "tpr": [0, 1]}}, [0.5, None, None], NAMES),
+    "precision_recall_bars": lambda: plots.precision_recall_bars([0.5] * 3, [0.5] * 3, NAMES),
+    "probability_bars": lambda: plots.probability_bars([0.2, 0.3, 0.5], NAMES),
+}
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_figures_keep_axis_titles_and_legend_clear_of_the_data_at_half_of_900_px(name):
+    """Axis titles get the margin they need and the legend is a row under the plot: beside it,
+    a legend of long run ids squeezed a 450 px wide plot into a strip (checked in a browser)."""
+    fig = FIGURES[name]()
+    assert fig.layout.xaxis.automargin is True and fig.layout.yaxis.automargin is True
+    assert fig.layout.margin.autoexpand is not False
+    legend = fig.layout.legend
+    assert legend.orientation == "h" and legend.y < 0 and legend.yanchor == "top"

@@ -5,6 +5,7 @@ import json
 import streamlit as st
 
 from lesion_core import plots, runs
+from lesion_core.evaluation import saved
 from app_pages import common
 
 st.title("Results")
@@ -37,7 +38,15 @@ st.caption(f"{run.state}: {message} · pick another run in the sidebar")
 split = st.radio("Evaluated on", ["test", "val"], horizontal=True, key="keep_res_split",
                  help="The best weights' predictions on the held-out split, written when the run finished")
 result = runs.read_metrics(run.path, split)
-if result is None:
+if result is None and saved.can_evaluate(run):
+    best_epoch = (run.best or {}).get("epoch", "?")
+    st.info(f"Run {run.id} is {run.state} before its end, but its best weights (epoch {best_epoch}) "
+            "can be scored on its validation and test images.")
+    if st.button("Evaluate the best weights", key="res_evaluate", icon=":material/fact_check:"):
+        with common.user_errors(), st.spinner(f"Evaluating {run.id} on val and test..."):
+            saved.evaluate_best(run.path)
+            st.rerun()
+elif result is None:
     st.info(f"No {split} metrics yet: they are written when the run finishes.")
 else:
     names = result["class_names"]

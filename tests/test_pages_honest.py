@@ -76,3 +76,33 @@ def test_dataset_batch_has_a_caption_under_each_image_and_names_its_pipeline(app
     assert all(c.split(" · ")[0] in classes and c.split(" · ")[1].startswith("demo_") for c in captions)
     assert "Pipeline: the evaluation preset at 128 px" in texts(app)
     assert "Rescale(size=146) → CenterCrop(size=128)" in texts(app)
+
+
+def test_a_stopped_run_with_best_weights_is_evaluated_from_the_results_page(app, demo_root):
+    """Stopped after its first epoch (best.pt saved, no metrics): one button scores it."""
+    from lesion_core import paths, runs, train
+
+    config = train.validate_config({"data": {"root": str(demo_root), "max_size": 24}, "model": LENET,
+                                    "image_size": 32, "epochs": 3, "batch_size": 8, "augment": []})
+    run_dir = runs.create_run(paths.runs_dir(), config)
+
+    def stop_after_first_epoch(progress):
+        if progress["epoch"] == 2:
+            runs.request_stop(run_dir)
+
+    train.run_training(run_dir=run_dir, on_batch=stop_after_first_epoch)
+    assert runs.read_status(run_dir)["state"] == "stopped" and (run_dir / "best.pt").is_file()
+    assert not (run_dir / "metrics_test.json").exists()
+    goto(app, "results")
+    assert "can be scored on its validation and test images" in texts(app)
+    app.button(key="res_evaluate").click().run()
+    assert not app.exception and not app.error
+    assert {m.label for m in app.metric} >= {"Accuracy", "Images"}
+    assert runs.read_metrics(run_dir, "test")["n"] == len(train.load_data(config).split("test"))
+    assert (run_dir / "predictions_val.csv").is_file()
+
+
+def test_the_subset_size_reads_as_plain_words(app):
+    app.session_state["model"] = LENET
+    goto(app, "train")
+    assert app.number_input(key="keep_tr_max_size").label == "Use at most N images (0 = all)"

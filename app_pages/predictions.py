@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lesion_core import plots, train, transforms
-from lesion_core.evaluation import confidence
+from lesion_core.evaluation import confidence, external
 from app_pages import common
 
 st.title("Predictions")
@@ -72,8 +72,9 @@ else:
 
 st.subheader("Classify a new image")
 image_file = st.file_uploader("Image (JPEG or PNG)", type=["jpg", "jpeg", "png"], key="pred_image")
-mask_file = st.file_uploader("Lesion mask (optional; needed by mask-based evaluation steps)", type=["png"],
-                             key="pred_mask")
+needs_mask = external.run_needs_mask(run.config)
+mask_file = st.file_uploader("Lesion mask (needed: this run was trained on lesion crops)" if needs_mask
+                             else "Lesion mask (optional: shown as an outline)", type=["png"], key="pred_mask")
 if image_file is not None:
     with common.user_errors():
         sample = common.sample_from_upload(image_file, mask_file)

@@ -103,6 +103,7 @@ def _env() -> dict:
     return dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", COLUMNS="120")
 
 
+@pytest.mark.slow
 def test_train_prints_one_line_per_epoch_when_not_a_terminal(demo_root, tmp_path):
     done = subprocess.run(_train_command(demo_root, tmp_path / "runs"), capture_output=True, text=True,
                           env=_env(), timeout=300)
@@ -112,6 +113,7 @@ def test_train_prints_one_line_per_epoch_when_not_a_terminal(demo_root, tmp_path
     assert "batch/s" not in done.stdout + done.stderr and "\r" not in done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_train_draws_a_progress_bar_with_images_per_second_and_eta_in_a_terminal(demo_root, tmp_path):
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))

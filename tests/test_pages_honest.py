@@ -106,3 +106,20 @@ def test_the_subset_size_reads_as_plain_words(app):
     app.session_state["model"] = LENET
     goto(app, "train")
     assert app.number_input(key="keep_tr_max_size").label == "Use at most N images (0 = all)"
+
+
+def test_a_lesion_crop_run_asks_for_the_mask_and_says_so_when_it_is_missing(app, demo_root):
+    from lesion_core import paths, train
+
+    config = {"data": {"root": str(demo_root), "max_size": 24}, "model": LENET, "image_size": 32, "epochs": 1,
+              "batch_size": 8, "augment": [{"name": "CropByMask", "params": {"border": 4}}]}
+    train.run_training(config, paths.runs_dir())
+    goto(app, "predictions")
+    assert app.get("file_uploader")[1].proto.label.startswith("Lesion mask (needed")
+    app.get("file_uploader")[0].set_value(("lesion.jpg", (demo_root / "images" / "demo_0001.jpg").read_bytes(),
+                                            "image/jpeg")).run()
+    assert not app.exception
+    assert "trained on lesion crops" in app.error[0].value and "give the lesion mask" in app.error[0].value
+    app.get("file_uploader")[1].set_value(("mask.png", (demo_root / "masks" / "demo_0001.png").read_bytes(),
+                                            "image/png")).run()
+    assert not app.error and "Most likely:" in texts(app)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from lesion_core import data, metrics, runs, train, transforms
-from lesion_core.errors import DataError, TransformError
+from lesion_core.errors import DataError, LesionLabError, TransformError
 from lesion_core.evaluation import confidence
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -47,6 +47,14 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
                            | {"data": str(Path(data_dir).resolve()), "no_mask": no_mask})
     return result | {"ids": ids, "name": name, "predictions_path": predictions, "metrics_path": summary,
                      "n_excluded": len(lesion.report.problems), "no_mask": no_mask}
+
+
+def run_needs_mask(config: dict) -> bool:
+    """Whether a run's evaluation pipeline needs the lesion mask (False when config.json is unusable)."""
+    try:
+        return transforms.needs_mask(config.get("eval_augment") or [])
+    except LesionLabError:
+        return False
 
 
 def collect_images(inputs) -> list[Path]:

@@ -537,8 +537,9 @@ def layer_tree(model: nn.Module, input_size: int) -> list[dict]:
     import torchinfo
 
     device = next(model.parameters()).device
+    # mode="eval": a pass in train mode would move BatchNorm's running statistics.
     stats = torchinfo.summary(model, input_size=(1, 3, input_size, input_size), depth=100, verbose=0,
-                              device=device, col_names=("output_size", "num_params"))
+                              device=device, mode="eval", col_names=("output_size", "num_params"))
     rows = []
     for info in stats.summary_list:
         path, parent = [info.var_name], info.parent_info

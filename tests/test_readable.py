@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from lesion_core import models, plots, transforms
@@ -52,3 +53,14 @@ def test_figures_keep_axis_titles_and_legend_clear_of_the_data_at_half_of_900_px
     assert fig.layout.margin.autoexpand is not False
     legend = fig.layout.legend
     assert legend.orientation == "h" and legend.y < 0 and legend.yanchor == "top"
+
+
+def test_layer_tree_leaves_batchnorm_statistics_and_the_mode_alone():
+    model = models.build_model("resnet18", 3, weights="random").train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    before = [n.running_mean.clone() for n in norms]
+    models.layer_tree(model, 32)
+    assert norms
+    assert model.training
+    for norm, mean in zip(norms, before):
+        assert torch.equal(norm.running_mean, mean)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import pty
@@ -11,12 +12,11 @@ import struct
 import subprocess
 import sys
 import termios
-import fcntl
 from pathlib import Path
 
 import pytest
 
-from lesion_core import runs, train
+from lesion_core import train
 from lesion_core.cli import main
 from lesion_core.demo import generate_demo
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.test_pages import app, goto, texts  # noqa: F401  (app is a fixture)
 
 LENET = {"name": "lenet", "weights": "random", "weights_path": None, "freeze_backbone": False}

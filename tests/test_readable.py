@@ -1,4 +1,4 @@
-"""What a student reads: the layer table, mask overlays, figure layouts."""
+"""What a student reads: the layer table and figure layouts (the overlay is in test_transforms)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import pytest
 
-from lesion_core import models, plots, transforms
+from lesion_core import models, plots
 
 
 @pytest.mark.parametrize("name", ["lenet", "efficientnet_lite0"])

@@ -164,11 +164,9 @@ if spec is not None and dataset is not None:
     size = size_col.number_input("Image size (px)", min_value=32, max_value=512, step=16, key="keep_aug_batch_size")
     common.default("keep_aug_batch_seed", 0)
     batch_seed = seed_col.number_input("Batch seed", min_value=0, step=1, key="keep_aug_batch_seed")
-    st.caption(f"As the DataLoader delivers it to {model_name}: the pipeline, then resize to "
-               f"{size} px, ToTensor and the model's Normalize (undone here for display).")
     with common.user_errors():
         common.show_batch(dataset.split("train"), spec, common.batch_config(model_name, int(size)),
-                          dataset.class_names, int(batch_seed))
+                          dataset.class_names, int(batch_seed), pipeline="this page's pipeline")
 
 if spec is not None:
     st.subheader("Pipeline as JSON")

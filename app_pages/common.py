@@ -474,7 +474,7 @@ def loader_batch(records: list, spec: list, config: dict, seed: int = 0) -> tupl
     """One shuffled batch exactly as training would see it: train.make_loader (the spec
     finalised for the config's model: fixed size, ToTensor, its Normalize), seeded.
 
-    Returns (grid uint8 HxWx3 with the normalisation undone, labels list[int]).
+    Returns (images uint8 (N, H, W, 3) with the normalisation undone, labels list[int], ids).
     """
     import torch
 
@@ -483,8 +483,8 @@ def loader_batch(records: list, spec: list, config: dict, seed: int = 0) -> tupl
     entry = models.MODELS[config["model"]["name"]]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        images, labels, _ids = _first_batch(records, spec, config, True, torch.Generator().manual_seed(seed))
-    return transforms.batch_grid(images, entry.mean, entry.std, nrow=8), labels.tolist()
+        images, labels, ids = _first_batch(records, spec, config, True, torch.Generator().manual_seed(seed))
+    return transforms.denormalize(images, entry.mean, entry.std), labels.tolist(), list(ids)
 
 
 def batch_config(model_name: str, image_size: int, batch_size: int = 16) -> dict:
@@ -495,14 +495,19 @@ def batch_config(model_name: str, image_size: int, batch_size: int = 16) -> dict
         "model": {"name": model_name}, "image_size": image_size, "batch_size": batch_size})
 
 
-def show_batch(records: list, spec: list, config: dict, class_names, seed: int) -> None:
-    """Draw loader_batch's grid with the class of every image, row by row."""
+def show_batch(records: list, spec: list, config: dict, class_names, seed: int, pipeline: str) -> None:
+    """Draw loader_batch's images, 8 a row, each with its class and id beneath; pipeline
+    says in words which pipeline made them."""
+    from lesion_core import transforms
+
     with st.spinner("Drawing a batch through the DataLoader..."):
-        grid, labels = loader_batch(records, spec, config, seed=seed)
-    st.image(grid, width="stretch")
-    rows = [labels[i:i + 8] for i in range(0, len(labels), 8)]
-    st.caption("  \n".join(f"row {n + 1}: " + ", ".join(class_names[label] for label in row)
-                           for n, row in enumerate(rows)))
+        images, labels, ids = loader_batch(records, spec, config, seed=seed)
+    st.caption(f"Pipeline: {pipeline}: {transforms.describe_steps(transforms.image_steps(spec))}, then the "
+               f"model's resize to {config['image_size']} px and normalisation (undone here for display).")
+    for start in range(0, len(images), 8):
+        for column, image, label, sample_id in zip(st.columns(8), images[start:start + 8],
+                                                   labels[start:start + 8], ids[start:start + 8]):
+            column.image(image, caption=f"{class_names[label]} · {sample_id}", width="stretch")
 
 
 # ---------------------------------------------------------------- models

@@ -84,14 +84,14 @@ with common.user_errors():
                   f"**mask** {'yes' if record.mask_path else 'none'}")
 
 # ---------------------------------------------------------------- batch
-st.subheader("A training batch as the DataLoader delivers it")
-st.caption("Evaluation preset (rescale, centre crop) at 128 px for the default model; "
-           "its normalisation undone for display.")
+st.subheader("A batch of training images as the DataLoader delivers it")
 common.default("keep_ds_batch_seed", 0)
 seed = st.number_input("Shuffle seed", min_value=0, step=1, key="keep_ds_batch_seed")
 with common.user_errors():
     common.show_batch(dataset.split("train"), transforms.preset("eval", 128),
-                      common.batch_config(models.DEFAULT_MODEL, 128), dataset.class_names, int(seed))
+                      common.batch_config(models.DEFAULT_MODEL, 128), dataset.class_names, int(seed),
+                      pipeline="the evaluation preset at 128 px, no augmentation (the Augmentations page "
+                               "shows a batch through its pipeline)")
 
 # ---------------------------------------------------------------- cache
 with st.expander("Decoded-image cache"):

@@ -47,7 +47,9 @@ with common.user_errors():
     total, trainable, output = st.columns(3)
     total.metric("Parameters", f"{summary.total:,}")
     trainable.metric("Trainable", f"{summary.trainable:,}")
-    output.metric("Output of a zero batch", str(tuple(summary.output_shape)))
+    output.metric("Output per image", models.shape_in_words(summary.output_shape),
+                  help=f"One score per class; for a batch of {summary.output_shape[0]} images the shape is "
+                       f"{tuple(summary.output_shape)} (images, classes)")
     st.caption(f"Weights loaded from: **{info.get('source', weights)}**")
 
     dataset = common.current_data()
@@ -57,8 +59,14 @@ with common.user_errors():
             st.success(f"A real batch from the dataset: input {shape_in} -> output {shape_out} "
                        f"(one score per class: {', '.join(dataset.class_names)})")
 
-    layers, params = st.tabs([f"Layers ({len(summary.layers)})", f"Parameters ({len(summary.params)})"])
-    layers.dataframe([{**row, "output_shape": str(row["output_shape"])} for row in summary.layers],
-                     hide_index=True, width="stretch", height=400)
+    layers, params = st.tabs([f"Layers ({len(summary.tree)})", f"Parameters ({len(summary.params)})"])
+    layers.caption("Every layer, the blocks that hold others included, in the order the image passes "
+                   "through them. Output: what one image has become after the layer (feature maps of "
+                   "height x width pixels, or a list of values). Own parameters add up to the total "
+                   f"({sum(row['own'] for row in summary.tree):,}); a block's parameters include its layers'.")
+    layers.dataframe([{"layer": "\u2003" * max(row["depth"] - 1, 0) + row["name"], "type": row["type"],
+                       "output (one image)": row["output"], "output shape": str(row["shape"]),
+                       "parameters": row["parameters"], "own parameters": row["own"]}
+                      for row in summary.tree], hide_index=True, width="stretch", height=400, key="model_layers")
     params.dataframe([{**row, "shape": str(row["shape"])} for row in summary.params],
                      hide_index=True, width="stretch", height=400)

@@ -3,9 +3,11 @@
 import streamlit as st
 
 from lesion_core import plots, train, transforms
+from lesion_core.evaluation import confidence, external
 from app_pages import common
 
 st.title("Predictions")
+st.caption(f":material/info: {confidence.DISCLAIMER}")
 
 run = common.selected_run()
 if run is None:
@@ -72,15 +74,21 @@ elif frame is not None:
 
 st.subheader("Classify a new image")
 image_file = st.file_uploader("Image (JPEG or PNG)", type=["jpg", "jpeg", "png"], key="pred_image")
-mask_file = st.file_uploader("Lesion mask (optional; needed by mask-based evaluation steps)", type=["png"],
-                             key="pred_mask")
+needs_mask = external.run_needs_mask(run.config)
+mask_file = st.file_uploader("Lesion mask (needed: this run was trained on lesion crops)" if needs_mask
+                             else "Lesion mask (optional: shown as an outline)", type=["png"], key="pred_mask")
 if image_file is not None:
     with common.user_errors():
         sample = common.sample_from_upload(image_file, mask_file)
         with st.spinner(f"Classifying with {run.id}..."):
             probs = train.predict_image(run.path, sample["image"], sample["mask"])
+        told = confidence.describe(probs)
         image_col, bars_col = st.columns([3, 2])
         image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline"), width="stretch")
+        # Neutral styling whatever the answer: a green "success" box reads as a good result.
+        (bars_col.warning if told["uncertain"] else bars_col.info)(told["headline"])
         bars_col.plotly_chart(plots.probability_bars(list(probs.values()), list(probs)), key="pred_new_bars")
-        best = max(probs, key=probs.get)
-        bars_col.success(f"Most likely: **{best}** ({probs[best]:.0%})")
+        bars_col.dataframe([{"class": name, "probability": f"{p:.1%}"} for name, p in told["ranked"]],
+                           hide_index=True, key="pred_new_table")
+        bars_col.caption(confidence.validation_summary(run.path)
+                         or "This run has no validation results yet: it has not finished.")

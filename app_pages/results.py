@@ -5,6 +5,7 @@ import json
 import streamlit as st
 
 from lesion_core import plots, runs
+from lesion_core.evaluation import saved
 from app_pages import common
 
 st.title("Results")
@@ -40,6 +41,14 @@ result = runs.read_metrics(run.path, split)
 damaged = [p for p in run.damage if p.startswith(f"metrics_{split}.json")]
 if damaged:
     st.error(f"Damaged: {'; '.join(damaged)}", icon=":material/error:")
+if result is None and saved.can_evaluate(run):
+    best_epoch = (run.best or {}).get("epoch", "?")
+    st.info(f"Run {run.id} is {run.state} before its end, but its best weights (epoch {best_epoch}) "
+            "can be scored on its validation and test images.")
+    if st.button("Evaluate the best weights", key="res_evaluate", icon=":material/fact_check:"):
+        with common.user_errors(), st.spinner(f"Evaluating {run.id} on val and test..."):
+            saved.evaluate_best(run.path)
+            st.rerun()
 elif result is None:
     st.info(f"No {split} metrics yet: they are written when the run finishes.")
 else:

@@ -40,8 +40,9 @@ def settings(dataset) -> dict:
                                key="keep_tr_size", help=f"{choice['name']} was designed for {entry.input_size} px")
         batch = st.number_input("Batch size", min_value=1, max_value=512, key="keep_tr_batch")
         epochs = st.number_input("Epochs", min_value=1, max_value=500, key="keep_tr_epochs")
-        max_size = st.number_input("maxSize (0 = all images)", min_value=0, step=10, key="keep_tr_max_size",
-                                   help="Train on a seeded random subset of at most this many images")
+        max_size = st.number_input("Use at most N images (0 = all)", min_value=0, step=10, key="keep_tr_max_size",
+                                   help="A seeded random subset of at most this many images, then split into "
+                                        "train, val and test (the notebook's maxSize)")
         seed = st.number_input("Seed", min_value=0, step=1, key="keep_tr_seed")
     with optim_col:
         optimizer = st.selectbox("Optimiser", train.OPTIMIZERS, key="keep_tr_optimizer",
@@ -70,6 +71,10 @@ def settings(dataset) -> dict:
     spec = common.pipeline() if augment == "page" else transforms.preset(augment, int(size))
     with st.expander("Augmentation steps"):
         st.code(", ".join(s["name"] for s in spec) or "(none)")
+    with common.user_errors():  # a bad page pipeline is reported by Launch too
+        st.caption("Evaluation (validation, test, predictions) uses: "
+                   + transforms.describe_steps(transforms.image_steps(transforms.eval_spec(spec)))
+                   + ", then the model's resize and normalisation", help=transforms.EVAL_HELP)
     choice_root = common.dataset_choice()
     return {
         "data": {"root": "demo" if choice_root["source"] == "demo" else str(dataset.root),

@@ -42,19 +42,30 @@ def register(subparsers) -> None:
     p.add_argument("--run-dir", help=argparse.SUPPRESS)  # a folder made by train.launch()
     p.set_defaults(func=cmd_train)
 
-    p = subparsers.add_parser("evaluate", help="metrics and confusion matrix of a run's best model")
+    p = subparsers.add_parser("evaluate", help="metrics and confusion matrix of a run's best model",
+                              description="Score a run's best model on its own val or test split, or with "
+                                          "--data on every usable image of another dataset (an external test set).")
     p.add_argument("run", metavar="RUN", help="run folder")
     p.add_argument("--split", default="test", choices=("val", "test"))
-    p.add_argument("--data", help="dataset folder, when it moved since training")
+    p.add_argument("--data", metavar="DIR",
+                   help="an external test set: every usable image of this dataset folder is scored; writes "
+                        "predictions_external_<name>.csv and metrics_external_<name>.json in the run folder")
+    p.add_argument("--name", help="the <name> of those files (default: the dataset folder's name)")
+    p.add_argument("--moved-data", metavar="DIR", help="the run's own dataset, when it moved since training")
     p.add_argument("--allow-missing", action="store_true",
                    help="score the images still there when some recorded ones are missing or unreadable")
     p.add_argument("--out", metavar="FILE", help="also write the metrics as JSON (with the count of missing images)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = subparsers.add_parser("predict", help="class probabilities of one image (JSON)")
+    p = subparsers.add_parser("predict", help="class probabilities of images (JSON for one, CSV for several)",
+                              description="Classify images with a run's best model: image files, or folders "
+                                          "(their .jpg/.png files; a dataset folder's images/).")
     p.add_argument("run", metavar="RUN", help="run folder")
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("--mask", metavar="MASK", help="lesion mask, for pipelines that need one")
+    p.add_argument("images", metavar="DIR_OR_IMAGE", nargs="+")
+    p.add_argument("--mask", metavar="MASK", help="lesion mask of a single image, for runs trained on lesion crops")
+    p.add_argument("--masks", metavar="DIR", help="folder of masks (<image stem>.png or <stem>_segmentation.png); "
+                                                  "default: masks/ beside a dataset's images/")
+    p.add_argument("--out", metavar="CSV", help="write file, prob_<class>..., pred, uncertain to this CSV")
     p.set_defaults(func=cmd_predict)
 
     p = subparsers.add_parser("models", help="list the model zoo")
@@ -182,16 +193,25 @@ def cmd_evaluate(args) -> int:
     def bar(loader):
         return tqdm(loader, desc=f"evaluating {args.split}", unit="batch", leave=False, file=sys.stderr, disable=None)
 
-    _absolute_paths(args, "run", "data")
-    result = train.evaluate_run(args.run, split=args.split, data_root=args.data, wrap=bar,
-                                allow_missing=args.allow_missing)
+    _absolute_paths(args, "run", "data", "moved_data", "out")
+    if args.data:
+        from lesion_core.evaluation import external
+
+        if args.moved_data:
+            raise TrainingError("give --data (an external test set) or --moved-data (the run's own data), not both")
+        result = external.evaluate_external(args.run, args.data, name=args.name, wrap=bar)
+        scope = f"external {result['name']} ({args.data})"
+    else:
+        result = train.evaluate_run(args.run, split=args.split, data_root=args.moved_data, wrap=bar,
+                                    allow_missing=args.allow_missing)
+        scope = args.split
     names = result["class_names"]
     fmt = lambda v: "n/a" if v != v else f"{v:.4f}"  # NaN != NaN
-    missing = result["missing"]
+    missing = result.get("missing") or []
     if missing:
         print(f"warning: {len(missing)} recorded {args.split} images are missing or unreadable; "
               f"scored the other {len(result['ids'])}")
-    print(f"{args.split}: {len(result['ids'])} images, accuracy {result['accuracy']:.4f}, "
+    print(f"{scope}: {len(result['ids'])} images, accuracy {result['accuracy']:.4f}, "
           f"mean AUC {fmt(result['mean_auc'])} (over {', '.join(names[i] for i in result['scored_classes'])})")
     if result["undefined_auc"]:
         print(f"mean AUC undefined: no images (or only images) of {', '.join(result['undefined_auc'])} "
@@ -201,10 +221,17 @@ def cmd_evaluate(args) -> int:
               f"recall {result['recall'][i]:.3f}, n {int(result['counts'][i])}")
     print("confusion matrix:\n" + format_confusion(result["confusion"], names))
     print("confusion matrix (row %):\n" + format_confusion(result["confusion_pct"], names, percent=True))
+    if args.data:
+        if result["n_excluded"]:
+            print(f"{result['n_excluded']} rows of {args.data} were not usable (check-data {args.data} lists them)")
+        if result["no_mask"]:
+            print(f"{len(result['no_mask'])} images without a mask left out: this run crops to the lesion")
+        print(f"predictions: {result['predictions_path']}\nmetrics: {result['metrics_path']}")
     if args.out:
         from lesion_core import metrics, runs
 
-        per_sample = ("predicted", "confidence", "loss", "ids", "missing")
+        per_sample = ("predicted", "confidence", "loss", "ids", "missing", "no_mask",
+                      "predictions_path", "metrics_path")
         summary = {k: v for k, v in result.items() if k not in per_sample}
         runs.atomic_write_json(Path(args.out), metrics.to_jsonable(summary) | {
             "n": len(result["ids"]), "n_missing": len(missing), "missing": missing})
@@ -213,16 +240,33 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from lesion_core import data, train
+    from lesion_core import data, paths, runs, train
     from lesion_core.errors import DataError
+    from lesion_core.evaluation import external
 
-    if not Path(args.image).is_file():
-        raise DataError(f"image not found: {args.image}")
-    _absolute_paths(args, "run", "image", "mask")
-    image = data.read_image(args.image)
-    mask = data.read_mask(args.mask, image.shape[:2]) if args.mask else None
-    print(json.dumps(train.predict_image(args.run, image, mask), indent=2))
-    return 0
+    _absolute_paths(args, "run", "mask", "masks", "out")
+    images = external.collect_images(args.images)
+    if args.mask and len(images) != 1:
+        raise DataError("--mask is for a single image; give --masks DIR for several")
+    if len(images) == 1 and not args.out:  # one image: its probabilities as JSON, as always
+        image = data.read_image(images[0])
+        mask_path = args.mask or external.find_mask(images[0], args.masks)
+        mask = data.read_mask(mask_path, image.shape[:2]) if mask_path else None
+        print(json.dumps(train.predict_image(args.run, image, mask), indent=2))
+        return 0
+    rows, problems = external.predict_files(args.run, images, masks_dir=args.masks, mask=args.mask)
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if not rows:
+        raise DataError(f"none of the {len(images)} images could be classified")
+    text = external.predictions_csv(rows, runs.read_config(args.run)["data"]["class_names"])
+    if not args.out:
+        sys.stdout.write(text)
+    else:
+        paths.atomic_write_text(Path(args.out), text)
+        print(f"{len(rows)} images classified ({sum(r['uncertain'] for r in rows)} uncertain), "
+              f"{len(problems)} skipped: {args.out}")
+    return 1 if problems else 0
 
 
 def cmd_models(args) -> int:

@@ -458,7 +458,8 @@ class ModelSummary:
     layers: dicts name, type, output_shape (list, or list of lists for tuple outputs),
     params (the module's own parameters, counted at its first call only);
     params: dicts name, shape, numel, trainable (what the notebook printed);
-    total/trainable: parameter counts; output_shape: the model's output for the probe batch.
+    total/trainable: parameter counts; output_shape: the model's output for the probe batch;
+    tree: layer_tree()'s rows (the whole module hierarchy, from torchinfo).
     """
 
     layers: list[dict]
@@ -466,6 +467,7 @@ class ModelSummary:
     total: int
     trainable: int
     output_shape: list
+    tree: list[dict] = field(default_factory=list)
 
     def format(self) -> str:
         """Human-readable table for the CLI."""
@@ -515,7 +517,46 @@ def summarize(model: nn.Module, input_size: int, batch_size: int = 2) -> ModelSu
         total=sum(row["numel"] for row in params),
         trainable=sum(row["numel"] for row in params if row["trainable"]),
         output_shape=_shape_of(output),
+        tree=layer_tree(model, input_size),
     )
+
+
+def shape_in_words(shape) -> str:
+    """An output shape for a reader: [1, 6, 28, 28] -> "6 feature maps of 28 x 28", [1, 3] -> "3 values"."""
+    if not shape or not isinstance(shape[0], int):
+        return "several outputs" if shape else "no output"
+    per_image = list(shape[1:])  # the first number is the batch: images at once
+    if len(per_image) == 3:
+        channels, height, width = per_image
+        return f"{channels} feature map{'s' if channels != 1 else ''} of {height} x {width}"
+    if len(per_image) == 1:
+        return f"{per_image[0]} value{'s' if per_image[0] != 1 else ''}"
+    return " x ".join(map(str, per_image)) + " values"
+
+
+def layer_tree(model: nn.Module, input_size: int) -> list[dict]:
+    """Every module of the model, containers included, in call order (torchinfo on a zero
+    image): name (dotted path), depth, type, output (in words), shape (per image),
+    parameters (inside the module, its children included) and own (parameters no child
+    holds; 0 for a module called again). The own counts add up to the model's total."""
+    import torchinfo
+
+    device = next(model.parameters()).device
+    # mode="eval": a pass in train mode would move BatchNorm's running statistics.
+    stats = torchinfo.summary(model, input_size=(1, 3, input_size, input_size), depth=100, verbose=0,
+                              device=device, mode="eval", col_names=("output_size", "num_params"))
+    rows = []
+    for info in stats.summary_list:
+        path, parent = [info.var_name], info.parent_info
+        while parent is not None and parent.depth > 0:
+            path.insert(0, parent.var_name)
+            parent = parent.parent_info
+        rows.append({"name": ".".join(path) if info.depth else "(whole model)", "depth": info.depth,
+                     "type": info.class_name, "output": shape_in_words(info.output_size),
+                     "shape": list(info.output_size[1:]) if info.output_size else [],
+                     "parameters": info.num_params if not info.is_recursive else 0,
+                     "own": 0 if info.is_recursive else info.leftover_params()})
+    return rows
 
 
 def _shape_of(value) -> list:

@@ -16,7 +16,11 @@ from lesion_core.metrics import scored_classes
 # One colour per class everywhere (nevus, melanoma, seborrheic keratosis, then extras).
 CLASS_COLOURS = ("#4c78a8", "#c4453a", "#e0a030", "#54a24b", "#b279a2", "#9d755d")
 SPLIT_ORDER = ("train", "val", "test")
-_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white", height=340)
+# Readable in a half-width column of a 900 px window: margins grow to fit tick labels and
+# axis titles (automargin), and the legend sits in a row under the plot, where it neither
+# covers the data nor squeezes the plot into a strip as a legend at the side does.
+_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10, autoexpand=True), template="plotly_white", height=380,
+               legend=dict(orientation="h", x=0, xanchor="left", y=-0.2, yanchor="top"))
 
 
 def _class_colour(index: int) -> str:
@@ -25,6 +29,8 @@ def _class_colour(index: int) -> str:
 
 def _layout(fig: go.Figure, title: str, **extra) -> go.Figure:
     fig.update_layout(title=title, **{**_LAYOUT, **extra})
+    fig.update_xaxes(automargin=True, title_standoff=8)
+    fig.update_yaxes(automargin=True, title_standoff=8)
     return fig
 
 

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 
 import lesion_core
 from lesion_core import data, metrics, models, runs, transforms
-from lesion_core.errors import LesionLabError, TrainingError, describe_os_error
+from lesion_core.errors import LesionLabError, TrainingError, TransformError, describe_os_error
 from lesion_core.paths import absolute
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -77,7 +77,9 @@ def default_config() -> dict:
         # A pipeline spec, or a preset name: validate_config turns a name into that preset at
         # the run's image size, so config.json always holds the exact pipeline used.
         "augment": "default_train",
-        "eval_augment": "eval",
+        # "auto": derived from augment (transforms.eval_spec): the same crops (to the lesion
+        # too), deterministic, without flips, jitter or skin changes.
+        "eval_augment": "auto",
         "device": "auto",
         "amp": "auto",  # bf16 autocast on CPUs that support it (~2x), fp16/bf16 on CUDA
         "channels_last": True,
@@ -154,9 +156,15 @@ def _validate_config(config: dict) -> dict:
     _check_data(config["data"])
     _check_class_weights(config["class_weights"], config["data"]["class_names"])
     for key in ("augment", "eval_augment"):
-        if isinstance(config[key], str):
+        if config[key] == "auto":  # evaluation sees what training saw, without the randomness
+            _require(key == "eval_augment", 'augment cannot be "auto"; give a pipeline or a preset name')
+            config[key] = transforms.eval_spec(config["augment"])
+        elif isinstance(config[key], str):
             config[key] = transforms.preset(config[key], image_size(config))
         config[key] = transforms.validate_spec(config[key])
+    mismatch = transforms.eval_mismatch(config["augment"], config["eval_augment"])
+    # A run that already started (resolved is set) keeps its recorded pipelines, to resume as it began.
+    _require(mismatch is None or "resolved" in config, mismatch)
     _require(config["device"] in DEVICES, f"unknown device {config['device']!r}; use one of: {', '.join(DEVICES)}")
     _require(config["amp"] in AMP_MODES, f"unknown amp mode {config['amp']!r}; use one of: {', '.join(AMP_MODES)}")
     resolve_device(config["device"])  # fails now, not after the run folder exists
@@ -1044,6 +1052,9 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None) ->
         _MODEL_CACHE[key] = (model, transforms.build_pipeline(spec), config["data"]["class_names"],
                              _inference_settings(config))
     model, pipeline, class_names, settings = _MODEL_CACHE[key]
+    if mask is None and transforms.needs_mask(pipeline.spec):
+        raise TransformError(f"run {run_dir.name} was trained on lesion crops, so it classifies an image cropped "
+                             "to its lesion: give the lesion mask too (predict --mask MASK, or the mask upload)")
     sample = pipeline({"image": np.ascontiguousarray(image, dtype=np.uint8), "mask": mask, "label": 0, "id": "image"})
     with torch.no_grad():
         probs = torch.softmax(forward(model, sample["image"].unsqueeze(0), *settings), dim=1)[0]

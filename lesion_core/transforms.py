@@ -536,6 +536,67 @@ PRESET_NAMES = ("notebook_train", "default_train", "eval")
 PRESETS: dict[str, list[dict]] = {name: preset(name) for name in PRESET_NAMES}
 
 
+# --------------------------------------------------------------------------- evaluation
+
+
+def crops_to_lesion(spec) -> bool:
+    """Whether a pipeline crops to the lesion (CropByMask, or RandomRotation with crop_to_lesion)."""
+    return any(s["name"] == "CropByMask" or (s["name"] == "RandomRotation" and s["params"]["crop_to_lesion"])
+               for s in validate_spec(spec))
+
+
+def needs_mask(spec) -> bool:
+    """Whether some step of the pipeline needs the lesion mask."""
+    return any(REGISTRY[s["name"]].needs_mask or (s["name"] == "RandomRotation" and s["params"]["crop_to_lesion"])
+               for s in validate_spec(spec))
+
+
+def _eval_step(step: dict) -> list[dict]:
+    """The deterministic counterpart of one training step: its central draw (angle 0, no
+    flip, factor 1, original skin), a centred window for a random one, [] when that is a no-op."""
+    name, params = step["name"], step["params"]
+    if name == "RandomRotation":
+        # Angle 0 leaves the image as it is, but the crop to the lesion still happens.
+        return [_step("CropByMask", border=0)] if params["crop_to_lesion"] else []
+    if name == "RandomCrop":
+        return [_step("CenterCrop", size=params["size"])]
+    if name == "RandomCenterCrop":
+        return [_step("CenterCrop", size=(params["min_size"] + params["max_size"]) // 2)]
+    if name == "RandomResizedCrop":
+        # The usual evaluation of a random-resized-crop recipe: the 256/224 margin, then the centre.
+        side = min(_pair(params["size"]))
+        return [_step("Rescale", size=round(side * 256 / 224)), _step("CenterCrop", size=params["size"])]
+    if REGISTRY[name].random:  # flips, 90-degree turns, colour jitter, random skin tones
+        return []
+    return [copy.deepcopy(step)]
+
+
+def eval_spec(train_spec) -> list[dict]:
+    """The evaluation pipeline that matches a training pipeline: every deterministic step kept
+    (a crop to the lesion included, so a model trained on lesion crops is scored on lesion
+    crops), every random step replaced by its deterministic counterpart or dropped."""
+    return validate_spec([out for step in validate_spec(train_spec) for out in _eval_step(step)])
+
+
+EVAL_HELP = ("Derived from the training pipeline: the same crops (to the lesion too), each random step "
+             "at its central draw (a centred window, no rotation, no flip, no jitter, the original skin).")
+
+
+def describe_steps(spec) -> str:
+    """'CropByMask(border=0) -> Rescale(size=110) -> ...': a pipeline in one readable line."""
+    parts = [f"{s['name']}({', '.join(f'{k}={v}' for k, v in s['params'].items())})" for s in validate_spec(spec)]
+    return " → ".join(parts) or "(no steps: the image is resized to the model's input)"
+
+
+def eval_mismatch(train_spec, eval_spec_) -> str | None:
+    """Why an evaluation pipeline does not see the kind of image training saw, or None."""
+    if crops_to_lesion(train_spec) and not crops_to_lesion(eval_spec_):
+        return ("the training pipeline crops to the lesion but the evaluation pipeline does not, so the model "
+                "would be scored on whole images; use eval_augment \"auto\" (derived from the training "
+                "pipeline) or add a CropByMask step to it")
+    return None
+
+
 # --------------------------------------------------------------------------- spec checking
 
 
@@ -800,18 +861,18 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
 
 def overlay(image: np.ndarray, mask: np.ndarray | None, mode: str = "outline",
             colour=(0, 255, 0), alpha: float = 0.4) -> np.ndarray:
-    """uint8 HxWx3: the image with the mask drawn as an outline or a translucent fill."""
+    """uint8 HxWx3: the image with the mask drawn as an outline, or as a translucent fill
+    (alpha of the colour; the lesion stays visible beneath) edged by the outline."""
     out = np.array(image, dtype=np.uint8)
     if mask is None:
         return out
-    if mode == "outline":
-        out[mask_outline(mask)] = colour
-    elif mode == "overlay":
+    if mode not in ("outline", "overlay"):
+        raise ValueError(f'mode must be "outline" or "overlay", got {mode!r}')
+    if mode == "overlay":
         inside = np.asarray(mask) != 0
         blend = (1 - alpha) * out[inside] + alpha * np.asarray(colour, dtype=np.float32)
         out[inside] = np.round(blend).astype(np.uint8)
-    else:
-        raise ValueError(f'mode must be "outline" or "overlay", got {mode!r}')
+    out[mask_outline(mask)] = colour
     return out
 
 

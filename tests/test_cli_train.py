@@ -53,14 +53,16 @@ def test_train_flags_land_in_the_run_config(demo_root, tmp_path, pipeline_file, 
 
 
 def test_augment_accepts_a_preset_name_sized_to_the_run(demo_root, tmp_path):
-    from lesion_core.transforms import preset, validate_spec
+    from lesion_core.transforms import eval_spec, preset, validate_spec
 
     assert main(["train", "--data", str(demo_root), *TINY, "--augment", "notebook_train", "--max-size", "15",
                  "--out", str(tmp_path)]) == 0
     (run_dir,) = tmp_path.iterdir()
     config = runs.read_config(run_dir)
     assert config["augment"] == validate_spec(preset("notebook_train", config["image_size"]))
-    assert config["eval_augment"] == validate_spec(preset("eval", config["image_size"]))
+    # Evaluation crops to the lesion too (deterministically), since training did.
+    assert config["eval_augment"] == eval_spec(config["augment"])
+    assert config["eval_augment"][0]["name"] == "CropByMask"
 
 
 def test_config_file_with_flags_overriding_it(demo_root, tmp_path):

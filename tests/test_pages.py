@@ -61,7 +61,7 @@ def test_dataset_page_reports_counts_and_shows_samples_and_a_batch(app):
     goto(app, "dataset")
     assert "Current dataset: **demo**" in texts(app)
     assert len(app.get("plotly_chart")) == 1
-    assert len(app.image) == 2  # the sample viewer and the batch grid
+    assert len(app.image) == 1 + 16  # the sample viewer and a batch of 16, one image each
     app.number_input(key="keep_ds_index").set_value(4).run()
     row = app.dataframe[-1].value.iloc[4]
     assert f"**id** `{row['id']}`" in texts(app)
@@ -107,7 +107,7 @@ def test_augment_page_previews_draws_with_their_parameters(app):
     captions = [c.value for c in app.caption]
     assert any(c.startswith("8 draws of a 96x96 image") for c in captions)
     assert sum("RandomRotate90: k=" in c for c in captions) == 8
-    assert len(app.image) == 1 + 8 + 1  # original, draws, batch grid
+    assert len(app.image) == 1 + 8 + 16  # original, draws, a batch of 16
     before = [c for c in captions if "RandomRotate90" in c]
     app.button(key="aug_new").click().run()
     assert app.number_input(key="keep_aug_seed").value == 1
@@ -145,7 +145,7 @@ def test_augment_page_names_a_bad_parameter(app):
 def test_model_page_summarises_the_default_model_on_a_real_batch(app):
     goto(app, "model")
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["Output of a zero batch"] == "(2, 3)"
+    assert metrics["Output per image"] == "3 values"
     assert int(metrics["Parameters"].replace(",", "")) > 1_000_000
     assert "output (4, 3)" in app.success[0].value
     assert len(app.dataframe) == 2  # layers and parameters

@@ -453,7 +453,10 @@ def test_overlay_draws_outline_or_fill_and_keeps_the_image_elsewhere():
     assert (outlined[T.mask_outline(mask)] == (255, 0, 255)).all()
     np.testing.assert_array_equal(outlined[mask == 0], image[mask == 0])
     filled = T.overlay(image, mask, "overlay", colour=(255, 0, 0), alpha=0.5)
-    assert (filled[mask == 1] == (128, 128, 0)).all()  # half green, half red
+    edge = T.mask_outline(mask)
+    assert (filled[(mask == 1) & ~edge] == (128, 128, 0)).all()  # translucent: half green, half red
+    assert (filled[edge] == (255, 0, 0)).all()  # edged by the outline
+    np.testing.assert_array_equal(filled[mask == 0], image[mask == 0])
     np.testing.assert_array_equal(T.overlay(image, None), image)
     with pytest.raises(ValueError):
         T.overlay(image, mask, "sparkles")

@@ -1,0 +1,40 @@
+"""Score a run that stopped before its end: the files a finished run writes, from its best.pt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lesion_core import metrics, runs, train
+from lesion_core.errors import TrainingError
+
+
+def can_evaluate(run) -> bool:
+    """Whether a run (runs.RunInfo) has best weights, is not running, and has no test metrics yet."""
+    return (run.state not in runs.ACTIVE_STATES and (Path(run.path) / "best.pt").is_file()
+            and runs.read_metrics(run.path, "test") is None)
+
+
+def evaluate_best(run_dir) -> dict:
+    """The best weights on the run's recorded val and test splits: predictions_<split>.csv and
+    metrics_<split>.json as a finished run has them; returns {split: {mean_auc, accuracy, n}}."""
+    run_dir = Path(run_dir)
+    info = runs.run_info(run_dir)
+    if info.state in runs.ACTIVE_STATES:
+        raise TrainingError(f"run {info.id} is still {info.state}: it evaluates itself when it finishes")
+    model, config = train.load_run_model(run_dir)
+    lesion = train.load_data(config)
+    settings = train._inference_settings(config)
+    summary = {}
+    for split in ("val", "test"):
+        records = lesion.split(split)
+        if not records:
+            continue
+        loader = train.make_loader(records, config["eval_augment"], config, False)
+        ids, labels, probs = train.predict_loader(model, loader, *settings)
+        train.write_predictions(run_dir / f"predictions_{split}.csv", ids, labels, probs, lesion.class_names)
+        result = metrics.compute_metrics(labels, probs, lesion.class_names)
+        runs.atomic_write_json(run_dir / f"metrics_{split}.json", train._metrics_summary(result, ids))
+        summary[split] = {"mean_auc": result["mean_auc"], "accuracy": result["accuracy"], "n": len(ids)}
+    if not summary:
+        raise TrainingError(f"run {info.id} has neither val nor test images to evaluate on")
+    return summary

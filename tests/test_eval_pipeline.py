@@ -1,0 +1,84 @@
+"""Evaluation sees the kind of image training saw: lesion crops stay, randomness goes."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from lesion_core import data, runs, train, transforms
+from lesion_core.errors import LesionLabError, TrainingError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def names(spec) -> list[str]:
+    return [s["name"] for s in spec]
+
+
+def test_eval_spec_keeps_the_lesion_crop_and_drops_random_steps():
+    spec = transforms.eval_spec(transforms.preset("notebook_train", 96))
+    assert names(spec) == ["CropByMask", "CropByMask", "Rescale", "CenterCrop", "ToTensor", "Normalize"]
+    assert spec[1]["params"]["border"] == 0  # the rotation's crop to the lesion, at angle 0
+    assert spec[3]["params"]["size"] == 96
+
+
+def test_eval_spec_of_the_default_recipe_is_the_eval_preset():
+    assert transforms.eval_spec(transforms.preset("default_train", 96)) == transforms.validate_spec(
+        transforms.preset("eval", 96))
+
+
+@pytest.mark.parametrize("name", [n for n, info in transforms.REGISTRY.items() if info.random])
+def test_eval_spec_has_no_random_step(name):
+    spec = transforms.eval_spec([{"name": name}])
+    assert not any(transforms.REGISTRY[s["name"]].random for s in spec)
+
+
+def test_config_derives_a_lesion_cropping_eval_pipeline():
+    config = train.validate_config({"augment": "notebook_train", "image_size": 64})
+    assert transforms.crops_to_lesion(config["eval_augment"])
+    assert "RandomChangeSkin" not in names(config["eval_augment"])
+
+
+def test_a_whole_image_eval_pipeline_under_lesion_crops_is_refused():
+    with pytest.raises(TrainingError, match="crops to the lesion but the evaluation pipeline does not"):
+        train.validate_config({"augment": "notebook_train", "eval_augment": "eval"})
+
+
+def _first_test_sample(run_dir):
+    lesion = train.load_data(runs.read_config(run_dir))
+    record = lesion.split("test")[0]
+    image = data.read_image(record.image_path)
+    return record, image, data.read_mask(record.mask_path, image.shape[:2])
+
+
+def test_a_cropbymask_trained_run_evaluates_on_lesion_crops(demo_root, tmp_path):
+    """Cropping the image to its lesion beforehand changes nothing when evaluation crops to the
+    lesion itself; it changes the prediction when evaluation looks at the whole image."""
+    config = {"data": {"root": str(demo_root), "max_size": 30, "val_fraction": 0.3, "test_fraction": 0.3},
+              "model": {"name": "lenet", "weights": "random"}, "image_size": 32, "epochs": 1, "batch_size": 8,
+              "augment": [{"name": "CropByMask", "params": {"border": 0}},
+                          {"name": "RandomHorizontalFlip", "params": {"p": 0.5}}]}
+    run_dir = train.run_training(config, tmp_path / "runs")
+    assert names(runs.read_config(run_dir)["eval_augment"]) == ["CropByMask"]
+    record, image, mask = _first_test_sample(run_dir)
+    rows = np.nonzero(mask.any(axis=1))[0]
+    cols = np.nonzero(mask.any(axis=0))[0]
+    crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    assert image[crop].shape[:2] != image.shape[:2]  # the lesion does not fill the image
+    whole = train.predict_image(run_dir, image, mask)
+    cropped = train.predict_image(run_dir, np.ascontiguousarray(image[crop]), np.ascontiguousarray(mask[crop]))
+    assert whole == pytest.approx(cropped, abs=1e-6)
+    with open(run_dir / "predictions_test.csv", newline="") as f:
+        assert record.id in {row["id"] for row in csv.DictReader(f)}
+
+
+def test_predicting_without_a_mask_under_lesion_crops_says_what_to_give(demo_root, tmp_path):
+    config = {"data": {"root": str(demo_root), "max_size": 24, "val_fraction": 0.3, "test_fraction": 0.3},
+              "model": {"name": "lenet", "weights": "random"}, "image_size": 32, "epochs": 1, "batch_size": 8,
+              "augment": [{"name": "CropByMask", "params": {"border": 2}}]}
+    run_dir = train.run_training(config, tmp_path / "runs")
+    _record, image, _mask = _first_test_sample(run_dir)
+    with pytest.raises(LesionLabError, match="trained on lesion crops.*give the lesion mask"):
+        train.predict_image(run_dir, image, None)

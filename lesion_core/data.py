@@ -7,6 +7,9 @@ Two layouts are detected automatically:
   `ISIC-2017_Training_Part1_GroundTruth/ISIC_*_segmentation.png` and
   `ISIC-2017_Training_Part3_GroundTruth.csv` (`image_id,melanoma,seborrheic_keratosis`);
   likewise `Validation` (val) and `Test_v2` (test).
+- The later public sets (HAM10000, ISIC 2018, 2019, 2020) and class folders: see layouts.py.
+
+When rows carry a group (lesion or patient id), the splits are made by group (splits.py).
 
 Every load validates each row and keeps a Report: bad rows are excluded and listed with
 their id, never silently dropped. Masks are optional per sample (mask_path None).
@@ -40,6 +43,8 @@ SPLITS = ("train", "val", "test")
 _ISIC_SPLITS = {"train": "Training", "val": "Validation", "test": "Test_v2"}
 _DB_FILES = {"train": "DBtrain.csv", "val": "DBval.csv", "test": "DBtest.csv"}
 _INTEGER = re.compile(r"[+-]?\d+")
+# Optional per-image metadata, under these names whatever the layout calls them.
+META_COLUMNS = ("age", "sex", "site")
 
 
 @dataclass
@@ -51,6 +56,8 @@ class Record:
     image_path: Path
     mask_path: Path | None
     split: str
+    group: str = ""  # lesion or patient id: rows sharing it never land in two splits
+    meta: dict = field(default_factory=dict)  # optional age, sex, site (text)
 
 
 @dataclass
@@ -71,6 +78,7 @@ class Report:
     counts: dict = field(default_factory=dict)  # split -> class name -> n usable
     problems: list = field(default_factory=list)  # rows excluded, each with the reason
     notes: list = field(default_factory=list)  # kept, but worth knowing (converted, no mask)
+    split_line: str = ""  # how the splits were made, e.g. "split by lesion_id: 7,470 lesions, ..."
 
     @property
     def n_usable(self) -> int:
@@ -94,6 +102,8 @@ class Report:
             per_class = self.counts.get(split, {})
             cells = "".join(str(per_class.get(n, 0)).rjust(width) for n in names)
             lines.append(split.ljust(8) + cells + str(sum(per_class.values())).rjust(8))
+        if self.split_line:
+            lines.append(self.split_line)
         for title, items in (("problems (excluded)", self.problems), ("notes", self.notes)):
             if items:
                 lines.append(f"{title}:")
@@ -114,6 +124,7 @@ class LesionData:
     max_size: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    group_column: str = ""  # the column splits were grouped by ("" when none)
 
     def split(self, name: str) -> list:
         """Records of one split ("train", "val" or "test"), in a stable order."""
@@ -262,6 +273,8 @@ class _Row:
     image_path: Path | None = None
     mask_path: Path | None = None
     label_problem: str = ""
+    group: str = ""
+    meta: dict = field(default_factory=dict)
 
 
 def _read_csv(path: Path, required: tuple) -> list:
@@ -282,14 +295,20 @@ def _read_csv(path: Path, required: tuple) -> list:
 
 
 def _detect_layout(root: Path) -> str:
+    from lesion_core import layouts  # it builds this module's rows, so it imports data
+
     if (root / "labels.csv").is_file() or (root / _DB_FILES["train"]).is_file():
         return "csv"
     if any(root.glob("ISIC-2017_*_Part3_GroundTruth.csv")):
         return "isic2017"
+    found = layouts.detect(root)
+    if found:
+        return found
     raise DataError(
         f"no dataset found in {root}: expected labels.csv (or DBtrain.csv, DBval.csv, "
-        "DBtest.csv) with images/ and masks/, or the official ISIC 2017 files "
-        "(ISIC-2017_Training_Part3_GroundTruth.csv and its folders)"
+        "DBtest.csv) with images/ and masks/, the official ISIC 2017 files "
+        "(ISIC-2017_Training_Part3_GroundTruth.csv and its folders), or "
+        + layouts.EXPECTED
     )
 
 
@@ -303,7 +322,8 @@ def _csv_rows(root: Path) -> list:
     for split, path in tables:
         rows = []
         for raw in _read_csv(path, ("id", "label")):
-            row = _Row(raw["id"], raw["label"], split)
+            row = _Row(raw["id"], raw["label"], split, group=raw.get("group", ""),
+                       meta={k: raw[k] for k in META_COLUMNS if raw.get(k)})
             if not _unsafe_id(row.id):  # an unsafe id never becomes a path
                 row.image_path = root / "images" / f"{row.id}.jpg"
                 row.mask_path = root / "masks" / f"{row.id}.png"
@@ -480,7 +500,7 @@ def _validate(row: _Row, n_classes: int, check_images: bool, report: Report) -> 
         report.notes.append(Problem(row.id, "no_mask",
                                     f"no mask ({row.mask_path.name} not found); "
                                     "mask-based augmentations will refuse this sample"))
-    return Record(row.id, label, row.image_path, mask_path, row.split or "train")
+    return Record(row.id, label, row.image_path, mask_path, row.split or "train", row.group, row.meta)
 
 
 # ---------------------------------------------------------------------------- splits
@@ -492,6 +512,10 @@ def _carve(records: list, fraction: float, seed: int, report: Report) -> tuple:
 
     if fraction <= 0 or len(records) < 2:
         return records, []
+    if any(r.group for r in records):
+        from lesion_core import splits  # grouped: a lesion's images stay together
+
+        return splits.carve_groups(records, fraction, seed, report)
     labels = [r.label for r in records]
     try:
         return tuple(train_test_split(records, test_size=fraction, random_state=seed,
@@ -556,13 +580,23 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
     if not root.is_dir():
         raise DataError(f"dataset folder not found: {root}")
     layout = _detect_layout(root)
-    class_names = tuple(class_names) if class_names else CLASS_NAMES
-    if layout == "isic2017" and len(class_names) != 3:
-        raise DataError("the ISIC 2017 layout has 3 classes; give 3 class names or none")
-    tables = _csv_rows(root) if layout == "csv" else _isic_rows(root)
+    group_column, notes = "", []
+    if layout in ("csv", "isic2017"):
+        class_names = tuple(class_names) if class_names else CLASS_NAMES
+        if layout == "isic2017" and len(class_names) != 3:
+            raise DataError("the ISIC 2017 layout has 3 classes; give 3 class names or none")
+        tables = _csv_rows(root) if layout == "csv" else _isic_rows(root)
+        group_column = "group" if any(row.group for rows in tables for row in rows) else ""
+    else:
+        from lesion_core import layouts
+
+        found = layouts.read(layout, root, class_names)
+        class_names, tables, group_column, notes = (found.class_names, found.tables,
+                                                     found.group_column, found.notes)
     if splits is None:
         tables = [_subset(rows, max_size, split_seed) for rows in tables]
     report = Report(class_names=class_names, n_rows=sum(len(rows) for rows in tables))
+    report.notes += notes
     mask_folders = {row.mask_path.parent for rows in tables for row in rows if row.mask_path}
     for folder in sorted(f for f in mask_folders if not f.is_dir()):
         report.notes.append(Problem("", "no_masks",
@@ -587,6 +621,10 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
         present = {rows[0].split for rows in tables if rows and rows[0].split}
         _assign_splits(records, present, val_fraction, test_fraction, split_seed, report)
     records.sort(key=lambda r: (SPLITS.index(r.split), r.id))
+    if group_column:
+        from lesion_core import splits
+
+        report.split_line = splits.leak_line(records, group_column, report)
     for record in records:
         per_class = report.counts.setdefault(record.split, {})
         name = class_names[record.label]
@@ -594,7 +632,7 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
     if not report.n_usable:
         raise DataError(f"no usable samples in {root}:\n{report.format()}")
     return LesionData(root, layout, class_names, records, report, split_seed,
-                      max_size, val_fraction, test_fraction)
+                      max_size, val_fraction, test_fraction, group_column)
 
 
 # ---------------------------------------------------------------------------- torch dataset
@@ -704,7 +742,9 @@ def _write_atomic_npy(path: Path, array: np.ndarray) -> None:
 
 # ---------------------------------------------------------------------------- ZIP import
 
-_DATASET_MARKERS = re.compile(r"(labels\.csv|DBtrain\.csv|ISIC-2017_\w+_Part3_GroundTruth\.csv)")
+_DATASET_MARKERS = re.compile(r"(labels\.csv|DBtrain\.csv|ISIC-2017_\w+_Part3_GroundTruth\.csv"
+                              r"|HAM10000_metadata\.csv|ISIC_2019_Training_GroundTruth\.csv|train\.csv"
+                              r"|ISIC2018_Task3_Training_LesionGroupings\.csv)")
 _CHUNK = 1 << 20
 
 

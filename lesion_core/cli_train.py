@@ -175,6 +175,7 @@ def cmd_evaluate(args) -> int:
     fmt = lambda v: "n/a" if v != v else f"{v:.4f}"  # NaN != NaN
     print(f"{args.split}: {len(result['ids'])} images, accuracy {result['accuracy']:.4f}, "
           f"mean AUC {fmt(result['mean_auc'])} (over {', '.join(names[i] for i in result['scored_classes'])})")
+    print(f"  macro AUC {fmt(result['macro_auc'])}, balanced accuracy {fmt(result['balanced_accuracy'])}")
     for i, name in enumerate(names):
         print(f"  {name}: AUC {fmt(result['auc'][i])}, precision {result['precision'][i]:.3f}, "
               f"recall {result['recall'][i]:.3f}, n {int(result['counts'][i])}")

@@ -89,8 +89,10 @@ def loss_curves(history: Sequence[Mapping]) -> go.Figure:
 
 
 def auc_curves(history: Sequence[Mapping], class_names: Sequence[str]) -> go.Figure:
-    """Validation AUC per epoch of each scored class (melanoma, keratosis) and their mean."""
-    lines = [("val", f"auc/{class_names[i]}", f"{class_names[i]} AUC") for i in scored_classes(class_names)]
+    """Validation AUC per epoch of each scored class (melanoma, keratosis) and their mean; for
+    two classes only the positive class (both AUCs are the same number)."""
+    scored = [1] if len(class_names) == 2 else scored_classes(class_names)
+    lines = [("val", f"auc/{class_names[i]}", f"{class_names[i]} AUC") for i in scored]
     fig = metric_curves(history, lines + [("val", "mean_auc", "mean AUC")], "Validation AUC", "AUC")
     fig.update_yaxes(range=[0, 1.02])
     return fig

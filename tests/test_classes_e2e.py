@@ -68,6 +68,8 @@ def test_binary_run_has_one_roc_and_subgroup_metrics(tmp_path):
     assert saved["macro_auc"] == pytest.approx(roc_auc_score(labels, frame["prob_melanoma"]), abs=1e-5)
     figure = plots.roc_curves(saved["roc"], saved["auc"], saved["class_names"])
     assert [t.name.split(" (")[0] for t in figure.data] == ["chance", "melanoma"]
+    curves = plots.auc_curves(runs.read_history(run_dir), saved["class_names"])
+    assert [t.name for t in curves.data] == ["melanoma AUC", "mean AUC"]
 
     table = subgroups.subgroup_table(frame, n_boot=50)
     sexes = {r["group"]: r for r in table if r["attribute"] == "sex"}

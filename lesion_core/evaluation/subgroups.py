@@ -65,9 +65,9 @@ def _row(attribute, group, labels, probs, names, n_boot, seed) -> dict:
     result = metrics.compute_metrics(labels, probs, names)
     low, high = _interval(labels, probs, names, n_boot, seed)
     counts = {f"n {name}": int(n) for name, n in zip(names, result["counts"])}
-    return {"attribute": attribute, "group": group, "images": len(labels), **counts,
-            "accuracy": result["accuracy"], "AUC": _number(result["macro_auc"]),
-            "AUC 95% low": low, "AUC 95% high": high}
+    return {"attribute": attribute, "group": group, "images": len(labels),
+            "AUC": _number(result["macro_auc"]), "AUC 95% low": low, "AUC 95% high": high,
+            "accuracy": result["accuracy"], **counts}
 
 
 def _interval(labels, probs, names, n_boot, seed) -> tuple:

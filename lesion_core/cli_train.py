@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--augment", metavar="PIPELINE.json|PRESET",
                    help="training augmentation: a pipeline file, or a preset name (notebook_train, default_train, eval)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--headline-metric", help="metric that picks the best epoch: isic2017_mean_auc, macro_auc, "
+                   "balanced_accuracy, mean_auc or accuracy (default: ISIC 2017 mean AUC for its classes, else macro AUC)")
     p.add_argument("--config", metavar="FILE", help="JSON config (train.default_config() layout); flags override it")
     p.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run folder")
     p.add_argument("--max-size", type=int, help="use at most N images (seeded subset), 0 = all")
@@ -88,7 +90,7 @@ def config_from_args(args) -> dict:
     put("scheduler", "name", args.scheduler)
     put("scheduler", "step_size", args.step_size)
     put("scheduler", "gamma", args.gamma)
-    for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device"):
+    for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device", "headline_metric"):
         put(None, key, getattr(args, key))
     if args.augment in transforms.PRESETS:
         put(None, "augment", args.augment)  # sized to the run's image size by validate_config

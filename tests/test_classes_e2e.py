@@ -114,4 +114,23 @@ def test_pages_show_a_seven_class_and_a_binary_run(app, tmp_path, make):  # noqa
     table = app.dataframe[-1].value
     assert set(table["attribute"]) == {"sex", "age", "site"} and "AUC 95% low" in table
     goto(app, "predictions")
+    opened = next(b.key for b in app.button if b.key.startswith("pred_open_"))
+    app.button(key=opened).click().run()
     assert not app.exception
+    assert any(c.value.startswith("group ") and " · age " in c.value for c in app.caption)
+
+
+def test_cli_train_takes_a_chosen_headline_metric(tmp_path, capsys):
+    from lesion_core.cli import main
+
+    root = fx.make_folders(tmp_path / "folders", classes=("a", "b", "c"), n_per_class=8, with_masks=False)
+    assert main(["train", "--data", str(root), "--model", "lenet", "--pretrained", "random", "--epochs", "1",
+                 "--image-size", "32", "--batch-size", "8", "--augment", "eval",
+                 "--headline-metric", "balanced_accuracy", "--out", str(tmp_path / "runs")]) == 0
+    run_dir = runs.list_runs(tmp_path / "runs")[0].path
+    assert runs.read_config(run_dir)["headline_metric"] == "balanced_accuracy"
+    assert runs.read_status(run_dir)["best"]["metric"] == "val_balanced_accuracy"
+    assert main(["train", "--data", str(root), "--headline-metric", "isic2017_mean_auc", "--model", "lenet",
+                 "--pretrained", "random", "--epochs", "1", "--image-size", "32",
+                 "--out", str(tmp_path / "runs2")]) != 0
+    assert "needs the classes melanoma and seborrheic keratosis" in capsys.readouterr().err

@@ -22,6 +22,7 @@ def register(subparsers) -> None:
     check.add_argument("dir", help="dataset folder (notebook layout, official ISIC 2017/2018/2019/2020 or HAM10000 download, or one folder per class)")
     check.add_argument("--max-size", type=int, default=0, help="check a seeded subset of N rows")
     check.add_argument("--split-seed", type=int, default=42, help="seed of the stratified split")
+    check.add_argument("--labels", help="which labels where a layout offers several: ISIC 2020 'diagnosis'")
     check.set_defaults(func=check_data)
 
     unzip = subparsers.add_parser(
@@ -55,7 +56,7 @@ def _print_check(root, **options) -> int:
 
 
 def check_data(args) -> int:
-    return _print_check(args.dir, max_size=args.max_size, split_seed=args.split_seed)
+    return _print_check(args.dir, max_size=args.max_size, split_seed=args.split_seed, labels=args.labels)
 
 
 def import_zip_command(args) -> int:

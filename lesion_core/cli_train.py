@@ -36,6 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--config", metavar="FILE", help="JSON config (train.default_config() layout); flags override it")
     p.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run folder")
     p.add_argument("--max-size", type=int, help="use at most N images (seeded subset), 0 = all")
+    p.add_argument("--labels", help="which labels where a layout offers several: ISIC 2020 'diagnosis'")
     p.add_argument("--image-size", type=int, help="model input side in pixels (default: the model's)")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
     p.add_argument("--device", help="auto, cpu, cuda or mps")
@@ -78,6 +79,7 @@ def config_from_args(args) -> dict:
 
     put("data", "root", args.data)
     put("data", "max_size", args.max_size)
+    put("data", "labels", args.labels)
     put("model", "name", args.model)
     if args.pretrained is not None:
         if args.pretrained in ("default", "random", "offline", "torchvision"):

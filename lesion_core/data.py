@@ -126,6 +126,7 @@ class LesionData:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     group_column: str = ""  # the column splits were grouped by ("" when none)
+    labels: str | None = None  # which labels, where a layout offers several (ISIC 2020 "diagnosis")
 
     def split(self, name: str) -> list:
         """Records of one split ("train", "val" or "test"), in a stable order."""
@@ -141,6 +142,7 @@ class LesionData:
             "class_names": list(self.class_names),
             "max_size": self.max_size,
             "split_seed": self.split_seed,
+            "labels": self.labels,
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction,
             "splits": {s: [r.id for r in self.split(s)] for s in SPLITS},
@@ -156,6 +158,7 @@ def from_spec(spec: dict, check_images: bool = True) -> LesionData:
         val_fraction=spec.get("val_fraction", 0.15),
         test_fraction=spec.get("test_fraction", 0.15),
         split_seed=spec.get("split_seed", 42),
+        labels=spec.get("labels"),
         check_images=check_images,
         splits=spec["splits"],
     )
@@ -597,13 +600,15 @@ def _apply_recorded_splits(records: list, splits: dict, report: Report) -> list:
 
 def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float = 0.15,
                  test_fraction: float = 0.15, split_seed: int = 42, check_images: bool = True,
-                 splits: dict | None = None) -> LesionData:
+                 splits: dict | None = None, labels: str | None = None) -> LesionData:
     """Load and validate a dataset folder (layout detected); DataError when no row is usable.
 
     max_size > 0 keeps a seeded random subset of at most max_size rows of each table (the
     single labels.csv before it is split, or each split file), like the notebook's maxSize.
     Without val/test tables, they are carved from the training rows by a stratified split
     seeded with split_seed. `splits` (split -> ids, as in to_spec()) replays a recorded split.
+    labels picks the labels where a layout offers several (ISIC 2020: "diagnosis" instead of
+    the binary melanoma target).
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise DataError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must each "
@@ -613,6 +618,8 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
         raise DataError(f"dataset folder not found: {root}")
     layout = _detect_layout(root)
     group_column, notes = "", []
+    if labels and layout != "isic2020":
+        raise DataError(f"labels={labels!r} is for the ISIC 2020 layout; this is the {layout} layout")
     if layout in ("csv", "isic2017"):
         class_names = tuple(class_names) if class_names else CLASS_NAMES
         if layout == "isic2017" and len(class_names) != 3:
@@ -622,7 +629,7 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
     else:
         from lesion_core import layouts
 
-        found = layouts.read(layout, root, class_names)
+        found = layouts.read(layout, root, class_names, labels)
         class_names, tables, group_column, notes = (found.class_names, found.tables,
                                                      found.group_column, found.notes)
     if splits is None:
@@ -665,7 +672,7 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
     if not report.n_usable:
         raise DataError(f"no usable samples in {root}:\n{report.format()}")
     return LesionData(root, layout, class_names, records, report, split_seed,
-                      max_size, val_fraction, test_fraction, group_column)
+                      max_size, val_fraction, test_fraction, group_column, labels)
 
 
 # ---------------------------------------------------------------------------- torch dataset

@@ -83,10 +83,10 @@ def detect(root: Path) -> str:
     return ""
 
 
-def read(layout: str, root: Path, class_names=None) -> Found:
+def read(layout: str, root: Path, class_names=None, labels: str | None = None) -> Found:
     """Read root's tables in the given layout; class_names (as many as the layout has) rename
-    the classes."""
-    found = _READERS[layout](root)
+    the classes; labels="diagnosis" gives ISIC 2020 its diagnosis classes."""
+    found = _isic2020(root, labels) if layout == "isic2020" else _READERS[layout](root)
     if class_names:
         if len(class_names) != len(found.class_names):
             raise DataError(f"the {layout} layout here has {len(found.class_names)} classes "
@@ -253,20 +253,28 @@ def _isic2019(root: Path) -> Found:
 # ---------------------------------------------------------------------------- ISIC 2020
 
 
-def _isic2020(root: Path) -> Found:
-    raws = _read_csv(root / "train.csv", _ISIC2020_COLUMNS)
+def _isic2020(root: Path, labels: str | None = None) -> Found:
+    """Binary benign/melanoma from target; labels="diagnosis": one class per diagnosis present
+    (sorted; "unknown" is a class of its own, as the challenge's file has it)."""
+    if labels not in (None, "target", "diagnosis"):
+        raise DataError(f"unknown labels {labels!r} for ISIC 2020; use target or diagnosis")
+    raws = _read_csv(root / "train.csv", _ISIC2020_COLUMNS + (("diagnosis",) if labels == "diagnosis" else ()))
     images = _files_by_stem([root / "train", root / "jpeg" / "train"])
+    classes = (tuple(sorted({r["diagnosis"] for r in raws if r["diagnosis"]})) if labels == "diagnosis"
+               else ISIC2020_CLASSES)
     table = []
     for raw in raws:
-        target = raw["target"]
-        row = _Row(raw["image_name"], target, None, group=raw["patient_id"],
-                   meta=_meta(raw.get("age_approx", ""), raw.get("sex", ""),
-                              raw.get("anatom_site_general_challenge", "")))
-        if target not in ("0", "1"):
-            row.label_problem = f"target {target!r} is not 0 or 1"
+        label = raw["diagnosis"] if labels == "diagnosis" else raw["target"]
+        row = _Row(raw["image_name"], classes.index(label) if label in classes else label, None,
+                   group=raw["patient_id"], meta=_meta(raw.get("age_approx", ""), raw.get("sex", ""),
+                                                       raw.get("anatom_site_general_challenge", "")))
+        if labels != "diagnosis" and label not in ("0", "1"):
+            row.label_problem = f"target {label!r} is not 0 or 1"
+        elif labels == "diagnosis" and label not in classes:
+            row.label_problem = "no diagnosis"
         _place(row, root / "train", images, [])
         table.append(row)
-    return Found(ISIC2020_CLASSES, [table], "patient_id")
+    return Found(classes, [table], "patient_id")
 
 
 # ---------------------------------------------------------------------------- class folders

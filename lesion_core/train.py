@@ -60,7 +60,8 @@ def default_config() -> dict:
     """
     return {
         "data": {"root": "demo", "max_size": 0, "val_fraction": 0.15, "test_fraction": 0.15,
-                 "split_seed": 42, "class_names": None, "split": None},
+                 "split_seed": 42, "class_names": None, "split": None,
+                 "labels": None},  # where a layout offers several: ISIC 2020 "diagnosis"
         "model": {"name": models.DEFAULT_MODEL, "weights": "default", "weights_path": None,
                   "freeze_backbone": False},
         # weight_decay None: the optimiser's own default (AdamW 0.01; SGD and Adam 0, as the notebook)
@@ -286,7 +287,7 @@ def _recorded_split(cfg: dict) -> dict | None:
     split settings were changed since, which calls for a new split.
     """
     spec = cfg.get("split")
-    if not spec or any(spec.get(k) != cfg[k] for k in ("max_size", "val_fraction", "test_fraction", "split_seed")):
+    if not spec or any(spec.get(k) != cfg.get(k) for k in ("max_size", "val_fraction", "test_fraction", "split_seed", "labels")):
         return None
     if cfg["root"] == "demo":
         return spec if Path(spec["root"]).is_dir() else dict(spec, root=str(_data_root(cfg)))
@@ -305,7 +306,7 @@ def load_data(config: dict, root_override=None) -> data.LesionData:
     root = root_override or _data_root(cfg)
     return data.load_dataset(root, class_names=cfg["class_names"], max_size=cfg["max_size"],
                              val_fraction=cfg["val_fraction"], test_fraction=cfg["test_fraction"],
-                             split_seed=cfg["split_seed"])
+                             split_seed=cfg["split_seed"], labels=cfg["labels"])
 
 
 def image_size(config: dict) -> int:

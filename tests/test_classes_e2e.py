@@ -134,3 +134,13 @@ def test_cli_train_takes_a_chosen_headline_metric(tmp_path, capsys):
                  "--pretrained", "random", "--epochs", "1", "--image-size", "32",
                  "--out", str(tmp_path / "runs2")]) != 0
     assert "needs the classes melanoma and seborrheic keratosis" in capsys.readouterr().err
+
+
+def test_isic2020_diagnosis_labels_travel_through_the_run_config(tmp_path):
+    root = fx.make_isic2020(tmp_path / "isic2020", n_patients=16)
+    run_dir = tiny_run(root, tmp_path / "runs", epochs=1,
+                       data={"root": str(root), "val_fraction": 0.25, "test_fraction": 0.25, "labels": "diagnosis"})
+    config = runs.read_config(run_dir)
+    assert config["data"]["class_names"] == ["melanoma", "nevus"]
+    assert config["data"]["split"]["labels"] == "diagnosis"
+    assert train.load_data(config).class_names == ("melanoma", "nevus")  # the recorded split replays

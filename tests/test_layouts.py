@@ -152,3 +152,19 @@ def test_check_data_names_layout_classes_and_group(tmp_path, capsys, make, layou
         assert f"split groups: {group}" in out and f"split by {group}:" in out
     else:
         assert "split groups: none" in out
+
+
+def test_isic2020_diagnosis_classes_on_request(tmp_path, capsys):
+    root = fx.make_isic2020(tmp_path / "isic2020")
+    data = load_dataset(root, labels="diagnosis")
+    assert data.class_names == ("melanoma", "nevus")  # the diagnoses present, sorted
+    binary = load_dataset(root)
+    assert [r.label for r in sorted(data.records, key=lambda r: r.id)] == \
+        [1 - r.label for r in sorted(binary.records, key=lambda r: r.id)]  # melanoma is 0 here, 1 there
+    from lesion_core.data import from_spec
+
+    assert from_spec(data.to_spec()).class_names == data.class_names
+    with pytest.raises(DataError, match="for the ISIC 2020 layout"):
+        load_dataset(fx.make_folders(tmp_path / "folders"), labels="diagnosis")
+    assert main(["check-data", str(root), "--labels", "diagnosis"]) == 0
+    assert "classes (2): melanoma, nevus" in capsys.readouterr().out

@@ -208,12 +208,19 @@ def _one_hot_rows(raws, codes, split, image_dir, images, mask_dirs, groups, meta
 def _present_codes(raws, codes, notes: list) -> list:
     """The codes with at least one positive row; the rest are dropped (ISIC 2019's UNK has no
     training image) so no class without samples reaches the loss weights."""
-    present = [c for c in codes if any(raw.get(c, "").strip() in ("1", "1.0") for raw in raws)]
+    present = [c for c in codes if any(_is_one(raw.get(c, "")) for raw in raws)]
     for code in codes:
         if code not in present:
             notes.append(Problem("", "empty_class", f"class {code} ({FULL_NAMES.get(code, code)}) has no "
                                                     "image and is left out"))
     return present
+
+
+def _is_one(text: str) -> bool:
+    try:
+        return float(text) == 1.0
+    except ValueError:
+        return False
 
 
 def _isic2018(root: Path) -> Found:

@@ -360,6 +360,8 @@ def runs_frame(listed: list[runs.RunInfo]):
         config, best = run.config, run.best or {}
         optim, model = config.get("optim", {}), config.get("model", {})
         test = (run.status.get("final") or {}).get("test") or {}
+        # Runs from before headline metrics picked their best epoch by mean AUC.
+        headline = config.get("headline_metric") or "mean_auc"
         rows.append({
             "run": run.id,
             "data": run.dataset,
@@ -370,9 +372,10 @@ def runs_frame(listed: list[runs.RunInfo]):
             "batch": config.get("batch_size"),
             "optimiser": f"{optim.get('optimizer', '?')} {optim.get('lr', '')}",
             "augmentation": ", ".join(s["name"] for s in config.get("augment", [])),
-            "best val mean AUC": best.get("value") if best.get("metric") == "val_mean_auc" else None,
+            "headline": headline,
+            "best val": best.get("value") if best.get("metric") == f"val_{headline}" else None,
             "best epoch": best.get("epoch"),
-            "test mean AUC": test.get("mean_auc"),
+            "test": test.get(headline),
             "minutes": round(run.duration / 60, 1) if run.duration else None,
         })
     return pd.DataFrame(rows)
@@ -430,12 +433,13 @@ def _image_sizes(image_paths: tuple[str, ...]) -> list[tuple[int, int]]:
 
 
 def sample_frame(dataset: data.LesionData):
-    """One row per usable sample: id, label, class, split, width, height, mask (yes/no)."""
+    """One row per usable sample: id, label, class, split, width, height, mask (yes/no), and
+    group, age, sex, site where the dataset has them."""
     import pandas as pd
 
     records = dataset.records
     sizes = _image_sizes(tuple(str(r.image_path) for r in records))
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "id": [r.id for r in records],
         "label": [r.label for r in records],
         "class": [dataset.class_names[r.label] for r in records],
@@ -444,6 +448,11 @@ def sample_frame(dataset: data.LesionData):
         "height": [h for _, h in sizes],
         "mask": [r.mask_path is not None for r in records],
     })
+    for column in ("group",) + data.META_COLUMNS:
+        values = [r.group if column == "group" else r.meta.get(column, "") for r in records]
+        if any(values):
+            frame[column] = pd.to_numeric(values, errors="coerce") if column == "age" else values
+    return frame
 
 
 def read_sample(record: data.Record, max_side: int | None = 1024) -> dict:
@@ -607,6 +616,21 @@ def _run_records(run_dir: str) -> dict:
     except (KeyError, TypeError, AttributeError, ValueError) as exc:  # config.json is untrusted input
         raise data.DataError(f"run {Path(run_dir).name}: config.json: the recorded data split is damaged "
                              f"({type(exc).__name__}: {exc})") from None
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _subgroup_table(path: str, mtime: int) -> list:
+    from lesion_core import train
+    from lesion_core.evaluation import subgroups
+
+    frame = train.read_predictions(path)
+    return subgroups.subgroup_table(frame) if subgroups.has_subgroups(frame) else []
+
+
+def subgroup_table(run_dir: Path, split: str) -> list:
+    """Metrics per sex, age band and site of a run's predictions ([] without metadata)."""
+    path = Path(run_dir) / f"predictions_{split}.csv"
+    return _subgroup_table(str(path), path.stat().st_mtime_ns) if path.is_file() else []
 
 
 def run_records(run_dir: Path) -> dict:

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from lesion_core import data, models, plots, transforms
+from lesion_core.evaluation import subgroups
 from app_pages import common
 
 st.title("Dataset")
@@ -33,6 +34,7 @@ dataset = common.current_data()
 if dataset is None:
     st.stop()
 st.success(f"Current dataset: **{common.dataset_name()}** ({dataset.root}, {dataset.layout} layout)")
+st.caption(f"{len(dataset.class_names)} classes: {', '.join(dataset.class_names)}")
 
 # ---------------------------------------------------------------- validation report
 report = dataset.report
@@ -47,17 +49,39 @@ for title, items in (("Problems (rows excluded)", report.problems), ("Notes", re
         with st.expander(f"{title}: {len(items)}", expanded=title.startswith("Problems")):
             st.dataframe([{"id": p.id or "-", "kind": p.kind, "message": p.message} for p in items],
                          hide_index=True, width="stretch")
+if report.split_line:
+    st.info(report.split_line)
+
+frame = common.sample_frame(dataset)
+META = {"sex": "Sex", "age": "Age band", "site": "Anatomic site"}
+present = [c for c in META if c in frame]
+if present:
+    st.subheader("Patient metadata")
+    for column, key in zip(st.columns(len(present)), present):
+        values = frame[key].map(subgroups.age_band) if key == "age" else frame[key]
+        order = [b for _, _, b in subgroups.AGE_BANDS] if key == "age" else None
+        column.plotly_chart(plots.metadata_distribution(values, frame["label"], dataset.class_names,
+                                                        f"{META[key]} per class", order), key=f"ds_meta_{key}")
 
 # ---------------------------------------------------------------- samples
 st.subheader("Samples")
-frame = common.sample_frame(dataset)
 left, middle, right = st.columns(3)
 splits = left.multiselect("Split", ["train", "val", "test"], key="keep_ds_splits")
 classes = middle.multiselect("Class", list(dataset.class_names), key="keep_ds_classes")
 query = right.text_input("Id contains", key="keep_ds_query")
-shown = frame[frame["split"].isin(splits or ["train", "val", "test"])
-              & frame["class"].isin(classes or list(dataset.class_names))
-              & frame["id"].str.contains(query, case=False, regex=False)]
+keep = (frame["split"].isin(splits or ["train", "val", "test"])
+        & frame["class"].isin(classes or list(dataset.class_names))
+        & frame["id"].str.contains(query, case=False, regex=False))
+if present:
+    for column, key in zip(st.columns(len(present)), present):
+        if key == "age":
+            bands = frame["age"].map(subgroups.age_band)
+            picked = column.multiselect("Age band", [b for _, _, b in subgroups.AGE_BANDS], key="keep_ds_age")
+            keep &= bands.isin(picked) if picked else True
+        else:
+            picked = column.multiselect(META[key], sorted(set(frame[key]) - {""}), key=f"keep_ds_{key}")
+            keep &= frame[key].isin(picked) if picked else True
+shown = frame[keep]
 st.dataframe(shown, hide_index=True, width="stretch", height=240)
 
 if shown.empty:
@@ -81,7 +105,9 @@ with common.user_errors():
     info.markdown(f"**index** {index}  \n**id** `{record.id}`  \n**label** {record.label} "
                   f"({dataset.class_names[record.label]})  \n**split** {record.split}  \n"
                   f"**size** {row['width']} x {row['height']}  \n"
-                  f"**mask** {'yes' if record.mask_path else 'none'}")
+                  f"**mask** {'yes' if record.mask_path else 'none'}"
+                  + (f"  \n**{dataset.group_column}** {record.group}" if record.group else "")
+                  + "".join(f"  \n**{k}** {v}" for k, v in record.meta.items()))
 
 # ---------------------------------------------------------------- batch
 st.subheader("A batch of training images as the DataLoader delivers it")

@@ -54,6 +54,9 @@ elif frame is not None:
         probs = [row[f"prob_{n}"] for n in names]
         bars_col.plotly_chart(plots.probability_bars(probs, names, names.index(row["label"])), key="pred_bars")
         bars_col.caption(f"Cross-entropy loss {row['loss']:.3f}")
+        known = [c for c in ("group", "age", "sex", "site") if c in frame.columns and str(row[c]) not in ("", "nan")]
+        if known:  # the patient metadata the layout has
+            bars_col.caption(" · ".join(f"{c} {row[c]:g}" if c == "age" else f"{c} {row[c]}" for c in known))
 
     pages = max(1, -(-len(shown) // PER_PAGE))
     common.default("keep_pred_page", 1)

@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from lesion_core import plots, runs
+from lesion_core import metrics, plots, runs
 from lesion_core.evaluation import saved
 from app_pages import common
 
@@ -18,8 +18,8 @@ if not listed:
 
 st.subheader("Runs")
 st.dataframe(common.runs_frame(listed), hide_index=True, width="stretch",
-             column_config={"best val mean AUC": st.column_config.NumberColumn(format="%.3f"),
-                            "test mean AUC": st.column_config.NumberColumn(format="%.3f")})
+             column_config={"best val": st.column_config.NumberColumn(format="%.3f"),
+                            "test": st.column_config.NumberColumn(format="%.3f")})
 
 ids = [r.id for r in listed]
 common.default("keep_res_compare", ids[:2])
@@ -53,11 +53,14 @@ elif result is None:
     st.info(f"No {split} metrics yet: they are written when the run finishes.")
 else:
     names = result["class_names"]
-    accuracy, mean_auc, count = st.columns(3)
-    accuracy.metric("Accuracy", f"{result['accuracy']:.3f}")
-    mean_auc.metric("Mean AUC (melanoma, keratosis)" if len(names) == 3 else "Mean AUC",
-                    "n/a" if result["mean_auc"] is None else f"{result['mean_auc']:.3f}")
-    count.metric("Images", result["n"])
+    # The headline (it picked the best epoch) first; runs before headlines were ranked by mean AUC.
+    headline = result.get("headline") or "mean_auc"
+    keys = [headline] + [k for k in ("macro_auc", "balanced_accuracy", "accuracy") if k != headline and k in result]
+    columns = st.columns(len(keys) + 1)
+    for column, key in zip(columns, keys):
+        label = metrics.HEADLINE_METRICS.get(key, key) + (" (headline)" if key == headline else "")
+        column.metric(label, "n/a" if result.get(key) is None else f"{result[key]:.3f}")
+    columns[-1].metric("Images", result["n"])
     if result.get("undefined_auc"):
         st.warning(f"Mean AUC undefined: the {split} split has no images (or only images) of "
                    f"{', '.join(map(str, result['undefined_auc']))}, so their AUC cannot be computed.")
@@ -67,6 +70,12 @@ else:
     bars, roc = st.columns(2)
     bars.plotly_chart(plots.precision_recall_bars(result["precision"], result["recall"], names), key="res_pr")
     roc.plotly_chart(plots.roc_curves(result["roc"], result["auc"], names), key="res_roc")
+    subgroup_rows = common.subgroup_table(run.path, split)
+    if subgroup_rows:
+        st.subheader("Subgroups")
+        st.caption("Macro AUC (for two classes: the positive class's AUC) per sex, age band and anatomic "
+                   "site, with a 95% bootstrap interval; small groups have wide intervals.")
+        st.dataframe(subgroup_rows, hide_index=True, width="stretch", key="res_subgroups")
 
 st.subheader("Downloads")
 files = [(f"predictions_{split}.csv", "text/csv"), ("config.json", "application/json"),

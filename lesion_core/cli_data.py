@@ -19,9 +19,10 @@ def register(subparsers) -> None:
 
     check = subparsers.add_parser(
         "check-data", help="validate a dataset folder; exit 0 when usable, 1 when not")
-    check.add_argument("dir", help="dataset folder (notebook layout or official ISIC 2017)")
+    check.add_argument("dir", help="dataset folder (notebook layout, official ISIC 2017/2018/2019/2020 or HAM10000 download, or one folder per class)")
     check.add_argument("--max-size", type=int, default=0, help="check a seeded subset of N rows")
     check.add_argument("--split-seed", type=int, default=42, help="seed of the stratified split")
+    check.add_argument("--labels", help="which labels where a layout offers several: ISIC 2020 'diagnosis'")
     check.set_defaults(func=check_data)
 
     unzip = subparsers.add_parser(
@@ -47,12 +48,15 @@ def _print_check(root, **options) -> int:
     """Load and validate root, print the report; 0 when usable, 1 when not."""
     data = load_dataset(root, **options)
     print(f"dataset: {data.root} (layout {data.layout})")
+    print(f"classes ({len(data.class_names)}): {', '.join(data.class_names)}")
+    print(f"split groups: {data.group_column}" if data.group_column
+          else "split groups: none (no lesion or patient id; split by image)")
     print(data.report.format())
     return 0 if data.report.usable else 1
 
 
 def check_data(args) -> int:
-    return _print_check(args.dir, max_size=args.max_size, split_seed=args.split_seed)
+    return _print_check(args.dir, max_size=args.max_size, split_seed=args.split_seed, labels=args.labels)
 
 
 def import_zip_command(args) -> int:

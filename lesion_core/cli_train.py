@@ -32,9 +32,12 @@ def register(subparsers) -> None:
     p.add_argument("--augment", metavar="PIPELINE.json|PRESET",
                    help="training augmentation: a pipeline file, or a preset name (notebook_train, default_train, eval)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--headline-metric", help="metric that picks the best epoch: isic2017_mean_auc, macro_auc, "
+                   "balanced_accuracy, mean_auc or accuracy (default: ISIC 2017 mean AUC for its classes, else macro AUC)")
     p.add_argument("--config", metavar="FILE", help="JSON config (train.default_config() layout); flags override it")
     p.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run folder")
     p.add_argument("--max-size", type=int, help="use at most N images (seeded subset), 0 = all")
+    p.add_argument("--labels", help="which labels where a layout offers several: ISIC 2020 'diagnosis'")
     p.add_argument("--image-size", type=int, help="model input side in pixels (default: the model's)")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
     p.add_argument("--device", help="auto, cpu, cuda or mps")
@@ -91,6 +94,7 @@ def config_from_args(args) -> dict:
 
     put("data", "root", args.data if args.data in (None, "demo") else str(absolute(args.data)))
     put("data", "max_size", args.max_size)
+    put("data", "labels", args.labels)
     put("model", "name", args.model)
     if args.pretrained is not None:
         if args.pretrained in ("default", "random", "offline", "torchvision"):
@@ -103,7 +107,7 @@ def config_from_args(args) -> dict:
     put("scheduler", "name", args.scheduler)
     put("scheduler", "step_size", args.step_size)
     put("scheduler", "gamma", args.gamma)
-    for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device"):
+    for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device", "headline_metric"):
         put(None, key, getattr(args, key))
     if args.augment in transforms.PRESETS:
         put(None, "augment", args.augment)  # sized to the run's image size by validate_config
@@ -213,6 +217,7 @@ def cmd_evaluate(args) -> int:
               f"scored the other {len(result['ids'])}")
     print(f"{scope}: {len(result['ids'])} images, accuracy {result['accuracy']:.4f}, "
           f"mean AUC {fmt(result['mean_auc'])} (over {', '.join(names[i] for i in result['scored_classes'])})")
+    print(f"  macro AUC {fmt(result['macro_auc'])}, balanced accuracy {fmt(result['balanced_accuracy'])}")
     if result["undefined_auc"]:
         print(f"mean AUC undefined: no images (or only images) of {', '.join(result['undefined_auc'])} "
               f"in the {args.split} split, so their AUC cannot be computed")

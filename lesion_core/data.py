@@ -7,6 +7,9 @@ Two layouts are detected automatically:
   `ISIC-2017_Training_Part1_GroundTruth/ISIC_*_segmentation.png` and
   `ISIC-2017_Training_Part3_GroundTruth.csv` (`image_id,melanoma,seborrheic_keratosis`);
   likewise `Validation` (val) and `Test_v2` (test).
+- The later public sets (HAM10000, ISIC 2018, 2019, 2020) and class folders: see layouts.py.
+
+When rows carry a group (lesion or patient id), the splits are made by group (splits.py).
 
 Every load validates each row and keeps a Report: bad rows are excluded and listed with
 their id, never silently dropped. Masks are optional per sample (mask_path None).
@@ -22,6 +25,7 @@ import re
 import shutil
 import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -40,6 +44,8 @@ SPLITS = ("train", "val", "test")
 _ISIC_SPLITS = {"train": "Training", "val": "Validation", "test": "Test_v2"}
 _DB_FILES = {"train": "DBtrain.csv", "val": "DBval.csv", "test": "DBtest.csv"}
 _INTEGER = re.compile(r"[+-]?\d+")
+# Optional per-image metadata, under these names whatever the layout calls them.
+META_COLUMNS = ("age", "sex", "site")
 
 
 @dataclass
@@ -51,6 +57,8 @@ class Record:
     image_path: Path
     mask_path: Path | None
     split: str
+    group: str = ""  # lesion or patient id: rows sharing it never land in two splits
+    meta: dict = field(default_factory=dict)  # optional age, sex, site (text)
 
 
 @dataclass
@@ -71,6 +79,7 @@ class Report:
     counts: dict = field(default_factory=dict)  # split -> class name -> n usable
     problems: list = field(default_factory=list)  # rows excluded, each with the reason
     notes: list = field(default_factory=list)  # kept, but worth knowing (converted, no mask)
+    split_line: str = ""  # how the splits were made, e.g. "split by lesion_id: 7,470 lesions, ..."
 
     @property
     def n_usable(self) -> int:
@@ -94,6 +103,8 @@ class Report:
             per_class = self.counts.get(split, {})
             cells = "".join(str(per_class.get(n, 0)).rjust(width) for n in names)
             lines.append(split.ljust(8) + cells + str(sum(per_class.values())).rjust(8))
+        if self.split_line:
+            lines.append(self.split_line)
         for title, items in (("problems (excluded)", self.problems), ("notes", self.notes)):
             if items:
                 lines.append(f"{title}:")
@@ -114,6 +125,8 @@ class LesionData:
     max_size: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    group_column: str = ""  # the column splits were grouped by ("" when none)
+    labels: str | None = None  # which labels, where a layout offers several (ISIC 2020 "diagnosis")
 
     def split(self, name: str) -> list:
         """Records of one split ("train", "val" or "test"), in a stable order."""
@@ -129,6 +142,7 @@ class LesionData:
             "class_names": list(self.class_names),
             "max_size": self.max_size,
             "split_seed": self.split_seed,
+            "labels": self.labels,
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction,
             "splits": {s: [r.id for r in self.split(s)] for s in SPLITS},
@@ -144,6 +158,7 @@ def from_spec(spec: dict, check_images: bool = True) -> LesionData:
         val_fraction=spec.get("val_fraction", 0.15),
         test_fraction=spec.get("test_fraction", 0.15),
         split_seed=spec.get("split_seed", 42),
+        labels=spec.get("labels"),
         check_images=check_images,
         splits=spec["splits"],
     )
@@ -270,6 +285,8 @@ class _Row:
     image_path: Path | None = None
     mask_path: Path | None = None
     label_problem: str = ""
+    group: str = ""
+    meta: dict = field(default_factory=dict)
 
 
 def _read_csv(path: Path, required: tuple) -> list:
@@ -290,14 +307,20 @@ def _read_csv(path: Path, required: tuple) -> list:
 
 
 def _detect_layout(root: Path) -> str:
+    from lesion_core import layouts  # it builds this module's rows, so it imports data
+
     if (root / "labels.csv").is_file() or (root / _DB_FILES["train"]).is_file():
         return "csv"
     if any(root.glob("ISIC-2017_*_Part3_GroundTruth.csv")):
         return "isic2017"
+    found = layouts.detect(root)
+    if found:
+        return found
     raise DataError(
         f"no dataset found in {root}: expected labels.csv (or DBtrain.csv, DBval.csv, "
-        "DBtest.csv) with images/ and masks/, or the official ISIC 2017 files "
-        "(ISIC-2017_Training_Part3_GroundTruth.csv and its folders)"
+        "DBtest.csv) with images/ and masks/, the official ISIC 2017 files "
+        "(ISIC-2017_Training_Part3_GroundTruth.csv and its folders), or "
+        + layouts.EXPECTED
     )
 
 
@@ -311,7 +334,8 @@ def _csv_rows(root: Path) -> list:
     for split, path in tables:
         rows = []
         for raw in _read_csv(path, ("id", "label")):
-            row = _Row(raw["id"], raw["label"], split)
+            row = _Row(raw["id"], raw["label"], split, group=raw.get("group", ""),
+                       meta={k: raw[k] for k in META_COLUMNS if raw.get(k)})
             if not _unsafe_id(row.id):  # an unsafe id never becomes a path
                 row.image_path = root / "images" / f"{row.id}.jpg"
                 row.mask_path = root / "masks" / f"{row.id}.png"
@@ -461,8 +485,36 @@ class _Bad(Exception):
     """A row-level problem found while checking files: args are (kind, message)."""
 
 
-def _validate(row: _Row, n_classes: int, check_images: bool, report: Report) -> Record | None:
-    """A Record for a usable row; otherwise append the Problem to the report and return None."""
+def _check_files(row: _Row) -> tuple:
+    """(size, mode, the mask's _Bad or None, whether the mask marks the whole image) of a
+    row's image; raises _Bad for a bad image."""
+    size, mode = _check_image(row.image_path)
+    try:
+        full = bool(row.mask_path and row.mask_path.exists() and _check_mask(row.mask_path, size))
+    except _Bad as bad:
+        return size, mode, bad, False
+    return size, mode, None, full
+
+
+def _check_all_files(tables: list) -> dict:
+    """id(row) -> _check_files(row) or its _Bad, for every row with an image path, on one
+    thread per core: PIL decodes without holding the GIL, so 25,000 images check in parallel."""
+    rows = [row for rows in tables for row in rows if row.image_path is not None]
+
+    def check(row):
+        try:
+            return _check_files(row)
+        except _Bad as bad:
+            return bad
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return dict(zip(map(id, rows), pool.map(check, rows)))
+
+
+def _validate(row: _Row, n_classes: int, check_images: bool, report: Report,
+              checked: dict | None = None) -> Record | None:
+    """A Record for a usable row; otherwise append the Problem to the report and return None.
+    checked: _check_all_files' results, so the images need not be decoded again."""
     try:
         reason = _unsafe_id(row.id)
         if reason:
@@ -476,12 +528,17 @@ def _validate(row: _Row, n_classes: int, check_images: bool, report: Report) -> 
             raise _Bad("missing_image", f"image not found: {row.image_path.name}")
         mask_path = row.mask_path if row.mask_path and row.mask_path.exists() else None
         if check_images:
-            size, mode = _check_image(row.image_path)
+            result = (checked or {}).get(id(row)) or _check_files(row)
+            if isinstance(result, _Bad):
+                raise result
+            size, mode, bad_mask, full_mask = result
             if mode != "RGB":
                 what = _NOTE_MODES.get(mode, mode)
                 report.notes.append(Problem(row.id, "converted_image",
                                             f"{what} image converted to 8-bit RGB"))
-            if mask_path and _check_mask(mask_path, size):
+            if bad_mask:
+                raise bad_mask
+            if full_mask:
                 report.notes.append(Problem(row.id, "full_mask", f"{mask_path.name} marks the whole image as "
                                             "lesion (no skin pixel): a placeholder rather than a segmentation?"))
     except _Bad as bad:
@@ -491,7 +548,7 @@ def _validate(row: _Row, n_classes: int, check_images: bool, report: Report) -> 
         report.notes.append(Problem(row.id, "no_mask",
                                     f"no mask ({row.mask_path.name} not found); "
                                     "mask-based augmentations will refuse this sample"))
-    return Record(row.id, label, row.image_path, mask_path, row.split or "train")
+    return Record(row.id, label, row.image_path, mask_path, row.split or "train", row.group, row.meta)
 
 
 # ---------------------------------------------------------------------------- splits
@@ -503,6 +560,10 @@ def _carve(records: list, fraction: float, seed: int, report: Report) -> tuple:
 
     if fraction <= 0 or len(records) < 2:
         return records, []
+    if any(r.group for r in records):
+        from lesion_core import splits  # grouped: a lesion's images stay together
+
+        return splits.carve_groups(records, fraction, seed, report)
     labels = [r.label for r in records]
     try:
         return tuple(train_test_split(records, test_size=fraction, random_state=seed,
@@ -552,13 +613,15 @@ def _apply_recorded_splits(records: list, splits: dict, report: Report) -> list:
 
 def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float = 0.15,
                  test_fraction: float = 0.15, split_seed: int = 42, check_images: bool = True,
-                 splits: dict | None = None) -> LesionData:
+                 splits: dict | None = None, labels: str | None = None) -> LesionData:
     """Load and validate a dataset folder (layout detected); DataError when no row is usable.
 
     max_size > 0 keeps a seeded random subset of at most max_size rows of each table (the
     single labels.csv before it is split, or each split file), like the notebook's maxSize.
     Without val/test tables, they are carved from the training rows by a stratified split
     seeded with split_seed. `splits` (split -> ids, as in to_spec()) replays a recorded split.
+    labels picks the labels where a layout offers several (ISIC 2020: "diagnosis" instead of
+    the binary melanoma target).
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise DataError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must each "
@@ -567,18 +630,31 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
     if not root.is_dir():
         raise DataError(f"dataset folder not found: {root}")
     layout = _detect_layout(root)
-    class_names = tuple(class_names) if class_names else CLASS_NAMES
-    if layout == "isic2017" and len(class_names) != 3:
-        raise DataError("the ISIC 2017 layout has 3 classes; give 3 class names or none")
-    tables = _csv_rows(root) if layout == "csv" else _isic_rows(root)
+    group_column, notes = "", []
+    if labels and layout != "isic2020":
+        raise DataError(f"labels={labels!r} is for the ISIC 2020 layout; this is the {layout} layout")
+    if layout in ("csv", "isic2017"):
+        class_names = tuple(class_names) if class_names else CLASS_NAMES
+        if layout == "isic2017" and len(class_names) != 3:
+            raise DataError("the ISIC 2017 layout has 3 classes; give 3 class names or none")
+        tables = _csv_rows(root) if layout == "csv" else _isic_rows(root)
+        group_column = "group" if any(row.group for rows in tables for row in rows) else ""
+    else:
+        from lesion_core import layouts
+
+        found = layouts.read(layout, root, class_names, labels)
+        class_names, tables, group_column, notes = (found.class_names, found.tables,
+                                                     found.group_column, found.notes)
     if splits is None:
         tables = [_subset(rows, max_size, split_seed) for rows in tables]
     report = Report(class_names=class_names, n_rows=sum(len(rows) for rows in tables))
+    report.notes += notes
     mask_folders = {row.mask_path.parent for rows in tables for row in rows if row.mask_path}
     for folder in sorted(f for f in mask_folders if not f.is_dir()):
         report.notes.append(Problem("", "no_masks",
                                     f"no {folder.name}/ folder: samples have no masks"))
 
+    checked = _check_all_files(tables) if check_images else {}
     records, seen = [], {}
     for rows in tables:
         for row in rows:
@@ -588,7 +664,7 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
                                                "only the first row is used"))
                 continue
             seen.setdefault(row.id, row.split or "the labels file")
-            record = _validate(row, len(class_names), check_images, report)
+            record = _validate(row, len(class_names), check_images, report, checked)
             if record:
                 records.append(record)
 
@@ -598,6 +674,10 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
         present = {rows[0].split for rows in tables if rows and rows[0].split}
         _assign_splits(records, present, val_fraction, test_fraction, split_seed, report)
     records.sort(key=lambda r: (SPLITS.index(r.split), r.id))
+    if group_column:
+        from lesion_core import splits
+
+        report.split_line = splits.leak_line(records, group_column, report)
     for record in records:
         per_class = report.counts.setdefault(record.split, {})
         name = class_names[record.label]
@@ -609,7 +689,7 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
     if not report.n_usable:
         raise DataError(f"no usable samples in {root}:\n{report.format()}")
     return LesionData(root, layout, class_names, records, report, split_seed,
-                      max_size, val_fraction, test_fraction)
+                      max_size, val_fraction, test_fraction, group_column, labels)
 
 
 # ---------------------------------------------------------------------------- torch dataset
@@ -719,7 +799,9 @@ def _write_atomic_npy(path: Path, array: np.ndarray) -> None:
 
 # ---------------------------------------------------------------------------- ZIP import
 
-_DATASET_MARKERS = re.compile(r"(labels\.csv|DBtrain\.csv|ISIC-2017_\w+_Part3_GroundTruth\.csv)")
+_DATASET_MARKERS = re.compile(r"(labels\.csv|DBtrain\.csv|ISIC-2017_\w+_Part3_GroundTruth\.csv"
+                              r"|HAM10000_metadata\.csv|ISIC_2019_Training_GroundTruth\.csv|train\.csv"
+                              r"|ISIC2018_Task3_Training_LesionGroupings\.csv)")
 _CHUNK = 1 << 20
 
 

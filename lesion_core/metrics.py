@@ -29,7 +29,38 @@ def scored_classes(class_names) -> list[int]:
     return list(range(len(names)))
 
 
-def compute_metrics(labels, probs, class_names) -> dict:
+# Metrics a run may pick its best epoch by (all: higher is better), with the names pages show.
+HEADLINE_METRICS = {
+    "isic2017_mean_auc": "ISIC 2017 mean AUC (melanoma, keratosis)",
+    "macro_auc": "Macro AUC",
+    "balanced_accuracy": "Balanced accuracy",
+    "mean_auc": "Mean AUC",
+    "accuracy": "Accuracy",
+}
+_ISIC2017_SCORED = ("melanoma", "seborrheic keratosis")
+
+
+def isic2017_classes(class_names) -> list[int] | None:
+    """Indices of melanoma and seborrheic keratosis when both are classes, else None."""
+    names = [str(name).strip().lower() for name in class_names]
+    if all(n in names for n in _ISIC2017_SCORED):
+        return [names.index(n) for n in _ISIC2017_SCORED]
+    return None
+
+
+def headline_metric(class_names, chosen: str | None = None) -> str:
+    """The run's headline metric: chosen, else the ISIC 2017 mean AUC when its classes are
+    present, else macro AUC. ValueError for an unknown or unavailable choice."""
+    if chosen is None:
+        return "isic2017_mean_auc" if isic2017_classes(class_names) else "macro_auc"
+    if chosen not in HEADLINE_METRICS:
+        raise ValueError(f"unknown headline metric {chosen!r}; use one of {', '.join(HEADLINE_METRICS)}")
+    if chosen == "isic2017_mean_auc" and not isic2017_classes(class_names):
+        raise ValueError("isic2017_mean_auc needs the classes melanoma and seborrheic keratosis")
+    return chosen
+
+
+def compute_metrics(labels, probs, class_names, headline: str | None = None) -> dict:
     """Metrics of class probabilities against true labels.
 
     labels: (N,) int in [0, C); probs: (N, C) float, softmax outputs (rows sum to 1).
@@ -39,9 +70,12 @@ def compute_metrics(labels, probs, class_names) -> dict:
     undefined), auc (C,) one-vs-rest (NaN when the class is absent or is the only class),
     roc (list of C dicts fpr/tpr/thresholds, empty lists when undefined), mean_auc
     (mean of auc over scored_classes; NaN when any of them is undefined, never a mean of
-    what is left), undefined_auc (names of the scored classes whose AUC is undefined), predicted (N,) argmax,
+    what is left), undefined_auc (names of the classes whose AUC is undefined and enters a mean), predicted (N,) argmax,
     confidence (N,) max probability, loss (N,) cross-entropy -log p[true class],
-    class_names and scored_classes.
+    class_names and scored_classes; macro_auc (the positive class's AUC for 2 classes, else
+    the mean over all, NaN when any is undefined), balanced_accuracy (mean recall over the classes present, the ISIC
+    2018/2019 ranking metric), isic2017_mean_auc (only when melanoma and seborrheic keratosis
+    are classes) and headline (the name of the metric that ranks epochs, see headline_metric).
     """
     labels, probs = _check_inputs(labels, probs, class_names)
     n_classes = probs.shape[1]
@@ -55,7 +89,10 @@ def compute_metrics(labels, probs, class_names) -> dict:
     aucs, rocs = zip(*(_one_vs_rest(labels == c, probs[:, c]) for c in range(n_classes)))
     auc = np.array(aucs, dtype=float)
     scored = scored_classes(class_names)
-    return {
+    recall = _safe_divide(correct, true_counts)
+    isic2017 = isic2017_classes(class_names)
+    extra = {"isic2017_mean_auc": _strict_mean(auc[isic2017])} if isic2017 else {}
+    return extra | {
         "class_names": list(class_names),
         "accuracy": float(correct.sum() / len(labels)) if len(labels) else math.nan,
         "counts": true_counts,
@@ -63,12 +100,18 @@ def compute_metrics(labels, probs, class_names) -> dict:
         # keepdims divides each row by its own total (the notebook's cm / cm.sum(axis=1) divided columns)
         "confusion_pct": 100.0 * _safe_divide(confusion, true_counts[:, None]),
         "precision": _safe_divide(correct, predicted_counts),
-        "recall": _safe_divide(correct, true_counts),
+        "recall": recall,
         "auc": auc,
         "roc": list(rocs),
         "scored_classes": scored,
-        "mean_auc": float(auc[scored].mean()) if scored and not np.isnan(auc[scored]).any() else math.nan,
-        "undefined_auc": [class_names[c] for c in scored if np.isnan(auc[c])],
+        # An AUC that cannot be computed (a class absent from the split) makes the means
+        # undefined and is named, rather than averaging what is left.
+        "mean_auc": _strict_mean(auc[scored]),
+        "undefined_auc": [class_names[c] for c in range(n_classes) if np.isnan(auc[c]) and (c in scored or n_classes != 3)],
+        # Binary: both one-vs-rest AUCs are the same number; the positive class's is the AUC.
+        "macro_auc": float(auc[1]) if n_classes == 2 else _strict_mean(auc),
+        "balanced_accuracy": float(recall[true_counts > 0].mean()) if true_counts.any() else math.nan,
+        "headline": headline_metric(class_names, headline),
         "predicted": predicted,
         "confidence": probs.max(axis=1),
         "loss": -np.log(np.maximum(probs[np.arange(len(labels)), labels], PROB_FLOOR)),
@@ -96,6 +139,11 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     out = np.zeros_like(numerator)
     np.divide(numerator, denominator, out=out, where=denominator != 0)
     return out
+
+
+def _strict_mean(values: np.ndarray) -> float:
+    """Mean of values; NaN (without numpy's warning) when any is undefined or there are none."""
+    return float(values.mean()) if values.size and not np.isnan(values).any() else math.nan
 
 
 def _one_vs_rest(is_class: np.ndarray, scores: np.ndarray) -> tuple[float, dict]:

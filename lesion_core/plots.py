@@ -14,7 +14,9 @@ import plotly.graph_objects as go
 from lesion_core.metrics import scored_classes
 
 # One colour per class everywhere (nevus, melanoma, seborrheic keratosis, then extras).
-CLASS_COLOURS = ("#4c78a8", "#c4453a", "#e0a030", "#54a24b", "#b279a2", "#9d755d")
+# Ten distinct colours: the public sets have up to 9 classes.
+CLASS_COLOURS = ("#4c78a8", "#c4453a", "#e0a030", "#54a24b", "#b279a2", "#9d755d", "#72b7b2",
+                 "#ff9da6", "#bab0ac", "#eeca3b")
 SPLIT_ORDER = ("train", "val", "test")
 # Readable in a half-width column of a 900 px window: margins grow to fit tick labels and
 # axis titles (automargin), and the legend sits in a row under the plot, where it neither
@@ -93,8 +95,10 @@ def loss_curves(history: Sequence[Mapping]) -> go.Figure:
 
 
 def auc_curves(history: Sequence[Mapping], class_names: Sequence[str]) -> go.Figure:
-    """Validation AUC per epoch of each scored class (melanoma, keratosis) and their mean."""
-    lines = [("val", f"auc/{class_names[i]}", f"{class_names[i]} AUC") for i in scored_classes(class_names)]
+    """Validation AUC per epoch of each scored class (melanoma, keratosis) and their mean; for
+    two classes only the positive class (both AUCs are the same number)."""
+    scored = [1] if len(class_names) == 2 else scored_classes(class_names)
+    lines = [("val", f"auc/{class_names[i]}", f"{class_names[i]} AUC") for i in scored]
     fig = metric_curves(history, lines + [("val", "mean_auc", "mean AUC")], "Validation AUC", "AUC")
     fig.update_yaxes(range=[0, 1.02])
     return fig
@@ -140,14 +144,16 @@ def roc_curves(roc: Mapping, auc: Mapping | Sequence, class_names: Sequence[str]
     """One-vs-rest ROC curve per class plus the chance diagonal; legend shows each AUC.
 
     roc: class (index or name) -> {"fpr": [...], "tpr": [...]}; auc: per class, same keys
-    (or a sequence by class index). Classes missing from roc are skipped.
+    (or a sequence by class index). Classes missing from roc are skipped. With two classes
+    both curves are the same curve mirrored, so only the second (positive) class is drawn.
     """
+    binary = len(class_names) == 2
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
                     line=dict(color="#999", dash="dash"))
     for index, name in enumerate(class_names):
         curve = _by_class(roc, index, name)
-        if not curve:
+        if not curve or (binary and index == 0):
             continue
         value = _by_class(auc, index, name)
         label = f"{name} (AUC {value:.3f})" if _is_number(value) else f"{name} (AUC n/a)"
@@ -155,7 +161,9 @@ def roc_curves(roc: Mapping, auc: Mapping | Sequence, class_names: Sequence[str]
                         line=dict(color=_class_colour(index)))
     fig.update_xaxes(range=[0, 1], title="false positive rate")
     fig.update_yaxes(range=[0, 1.02], title="true positive rate")
-    return _layout(fig, "ROC curves (one class against the rest)")
+    title = (f"ROC curve ({class_names[1]} against {class_names[0]})" if binary
+             else "ROC curves (one class against the rest)")
+    return _layout(fig, title)
 
 
 def _by_class(values, index: int, name: str):
@@ -189,3 +197,17 @@ def probability_bars(probs: Sequence[float], class_names: Sequence[str],
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, "Class probabilities", height=80 + 45 * len(values))
+
+
+def metadata_distribution(values: Sequence[str], labels: Sequence[int], class_names: Sequence[str],
+                          title: str, order: Sequence[str] | None = None) -> go.Figure:
+    """Grouped bars: images per metadata value (x, in `order` or sorted; "" left out) and class."""
+    from collections import Counter
+
+    pairs = Counter(zip(values, labels))
+    shown = list(order) if order is not None else sorted({v for v, _ in pairs if v})
+    fig = go.Figure()
+    for index, name in enumerate(class_names):
+        counts = [pairs.get((x, index), 0) for x in shown]
+        fig.add_bar(name=name, x=shown, y=counts, marker_color=_class_colour(index))
+    return _layout(fig, title, barmode="group")

@@ -426,12 +426,14 @@ def dataset_label(config: dict) -> str:
 
 
 def best_from_history(history: list[dict]) -> dict | None:
-    """Best validation epoch: highest mean AUC, or lowest loss when AUC is undefined."""
+    """Best validation epoch: highest headline metric (mean AUC in runs that name none), or
+    lowest loss when it is undefined."""
     val = [row for row in history if row.get("phase") == "val"]
-    with_auc = [row for row in val if row.get("mean_auc") is not None]
+    headline = next((r["headline"] for r in val if isinstance(r.get("headline"), str)), "mean_auc")
+    with_auc = [row for row in val if isinstance(row.get(headline), (int, float))]
     if with_auc:
-        row = max(with_auc, key=lambda r: r["mean_auc"])
-        return {"metric": "val_mean_auc", "value": row["mean_auc"], "epoch": row["epoch"]}
+        row = max(with_auc, key=lambda r: r[headline])
+        return {"metric": f"val_{headline}", "value": row[headline], "epoch": row["epoch"]}
     with_loss = [row for row in val if row.get("loss") is not None]
     if with_loss:
         row = min(with_loss, key=lambda r: r["loss"])

@@ -61,7 +61,8 @@ def default_config() -> dict:
     """
     return {
         "data": {"root": "demo", "max_size": 0, "val_fraction": 0.15, "test_fraction": 0.15,
-                 "split_seed": 42, "class_names": None, "split": None},
+                 "split_seed": 42, "class_names": None, "split": None,
+                 "labels": None},  # where a layout offers several: ISIC 2020 "diagnosis"
         "model": {"name": models.DEFAULT_MODEL, "weights": "default", "weights_path": None,
                   "freeze_backbone": False},
         # weight_decay None: the optimiser's own default (AdamW 0.01; SGD and Adam 0, as the notebook)
@@ -88,6 +89,9 @@ def default_config() -> dict:
         # short fine-tune the running statistics lag far behind the weights and the model in
         # eval mode predicts one class (seen on the 300-image ISIC sample).
         "bn_recalibration_images": 512,
+        # The metric that picks the best epoch (metrics.HEADLINE_METRICS); None: ISIC 2017 mean
+        # AUC for the 2017 classes, macro AUC otherwise. The trainer writes the one it used.
+        "headline_metric": None,
     }
 
 
@@ -155,6 +159,8 @@ def _validate_config(config: dict) -> dict:
              f"max_side must be empty or an integer >= the image size, got {side!r}")
     _check_data(config["data"])
     _check_class_weights(config["class_weights"], config["data"]["class_names"])
+    _require(config["headline_metric"] is None or config["headline_metric"] in metrics.HEADLINE_METRICS,
+             f"unknown headline_metric {config['headline_metric']!r}; use one of: {', '.join(metrics.HEADLINE_METRICS)}")
     for key in ("augment", "eval_augment"):
         if config[key] == "auto":  # evaluation sees what training saw, without the randomness
             _require(key == "eval_augment", 'augment cannot be "auto"; give a pipeline or a preset name')
@@ -305,7 +311,7 @@ def _recorded_split(cfg: dict) -> dict | None:
     split settings were changed since, which calls for a new split.
     """
     spec = cfg.get("split")
-    if not spec or any(spec.get(k) != cfg[k] for k in ("max_size", "val_fraction", "test_fraction", "split_seed")):
+    if not spec or any(spec.get(k) != cfg.get(k) for k in ("max_size", "val_fraction", "test_fraction", "split_seed", "labels")):
         return None
     if cfg["root"] == "demo":
         return spec if Path(spec["root"]).is_dir() else dict(spec, root=str(_data_root(cfg)))
@@ -324,7 +330,7 @@ def load_data(config: dict, root_override=None) -> data.LesionData:
     root = root_override or _data_root(cfg)
     return data.load_dataset(root, class_names=cfg["class_names"], max_size=cfg["max_size"],
                              val_fraction=cfg["val_fraction"], test_fraction=cfg["test_fraction"],
-                             split_seed=cfg["split_seed"])
+                             split_seed=cfg["split_seed"], labels=cfg["labels"])
 
 
 def image_size(config: dict) -> int:
@@ -398,14 +404,17 @@ def _save_torch(path: Path, obj: dict) -> None:
     runs.atomic_write_bytes(path, buffer.getvalue())
 
 
-def write_predictions(path: Path, ids, labels, probs: np.ndarray, class_names) -> None:
-    """CSV: id, label, prob_<class name> per class, pred (label and pred are class names)."""
+def write_predictions(path: Path, ids, labels, probs: np.ndarray, class_names, meta: dict | None = None) -> None:
+    """CSV: id, label, prob_<class name> per class, pred (label and pred are class names), then
+    group, age, sex, site where meta (id -> {column: text}) has them for any row."""
+    meta = meta or {}
+    extra = [c for c in ("group",) + data.META_COLUMNS if any(c in m for m in meta.values())]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "label"] + [f"prob_{name}" for name in class_names] + ["pred"])
+    writer.writerow(["id", "label"] + [f"prob_{name}" for name in class_names] + ["pred"] + extra)
     for sample_id, label, row in zip(ids, labels, probs):
         writer.writerow([sample_id, class_names[int(label)]] + [f"{p:.6f}" for p in row]
-                        + [class_names[int(row.argmax())]])
+                        + [class_names[int(row.argmax())]] + [meta.get(sample_id, {}).get(c, "") for c in extra])
     runs.atomic_write_text(path, out.getvalue())
 
 
@@ -416,8 +425,11 @@ def read_predictions(path):
     import pandas as pd
 
     try:
-        # Ids and class names are text: ids such as 0001 must not become the number 1.
-        frame = pd.read_csv(path, dtype={"id": str, "label": str, "pred": str}, keep_default_na=False)
+        # Ids, class names and metadata are text: ids such as 0001 must not become the number 1.
+        text = {"id": str, "label": str, "pred": str, "group": str, "sex": str, "site": str}
+        frame = pd.read_csv(path, dtype=text, keep_default_na=False)
+        if "age" in frame:  # empty when unknown
+            frame["age"] = pd.to_numeric(frame["age"], errors="coerce")
         prob_columns = [c for c in frame.columns if c.startswith("prob_")]
         names = [c.removeprefix("prob_") for c in prob_columns]
         _require(len(names) >= 1 and {"id", "label", "pred"} <= set(frame.columns), "not the columns the trainer writes")
@@ -572,6 +584,10 @@ class Trainer:
         self.class_names = list(self.data.class_names)
         cfg["data"]["split"] = self.data.to_spec()
         cfg["data"]["class_names"] = self.class_names
+        try:
+            cfg["headline_metric"] = metrics.headline_metric(self.class_names, cfg["headline_metric"])
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
         self.log("data: " + "; ".join(f"{s} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in c.items())})"
                                       for s, c in self.data.report.counts.items()))
         _require(len(self.data.split("train")) > 0, "the training split is empty: this dataset has no training images")
@@ -676,9 +692,10 @@ class Trainer:
         self.set_status(best=self.best, message=f"epoch {epoch} done")
 
     def _update_best(self, epoch: int, val: dict) -> bool:
-        """Save best.pt when val mean AUC rises (val loss falls, when AUC is undefined)."""
-        if val["mean_auc"] is not None:
-            metric, value, better = "val_mean_auc", val["mean_auc"], lambda new, old: new > old
+        """Save best.pt when the val headline metric rises (val loss falls, when it is undefined)."""
+        headline = self.config["headline_metric"]
+        if val.get(headline) is not None:
+            metric, value, better = f"val_{headline}", val[headline], lambda new, old: new > old
         else:
             metric, value, better = "val_loss", val["loss"], lambda new, old: new < old
         if self.best is not None and self.best["metric"] == metric and not better(value, self.best["value"]):
@@ -734,11 +751,12 @@ class Trainer:
     def _phase_summary(self, phase, epoch, lr, losses, labels, probs, seconds, data_time) -> dict:
         labels = torch.cat(labels).numpy()
         probs = torch.cat(probs).numpy()
-        result = metrics.compute_metrics(labels, probs, self.class_names)
+        result = metrics.compute_metrics(labels, probs, self.class_names, self.config["headline_metric"])
         n_iters = len(losses)
         row = metrics.to_jsonable({
             "epoch": epoch, "phase": phase, "loss": sum(losses) / len(labels), "accuracy": result["accuracy"],
             "auc": dict(zip(self.class_names, result["auc"])), "mean_auc": result["mean_auc"], "lr": lr,
+            **{k: result[k] for k in ("macro_auc", "balanced_accuracy", "isic2017_mean_auc", "headline") if k in result},
             "n_images": len(labels), "time_s": seconds, "images_per_s": len(labels) / seconds,
             "iter_time_s": seconds / n_iters, "data_time_s": data_time, "time": time.time()})
         runs.append_line(self.run_dir / "history.jsonl", _json_line(row).rstrip("\n"))
@@ -778,10 +796,12 @@ class Trainer:
                 continue
             loader = self.loaders["val"] if split == "val" else make_loader(records, self.config["eval_augment"], self.config, False)
             ids, labels, probs = predict_loader(self.model, loader, self.device, self.amp_dtype, self.channels_last)
-            write_predictions(self.run_dir / f"predictions_{split}.csv", ids, labels, probs, self.class_names)
-            result = metrics.compute_metrics(labels, probs, self.class_names)
+            meta = {r.id: r.meta | ({"group": r.group} if r.group else {}) for r in records}
+            write_predictions(self.run_dir / f"predictions_{split}.csv", ids, labels, probs, self.class_names, meta)
+            result = metrics.compute_metrics(labels, probs, self.class_names, self.config["headline_metric"])
             runs.atomic_write_json(self.run_dir / f"metrics_{split}.json", _metrics_summary(result, ids))
-            summary[split] = {"mean_auc": result["mean_auc"], "accuracy": result["accuracy"]}
+            headline = result["headline"]
+            summary[split] = {"mean_auc": result["mean_auc"], "accuracy": result["accuracy"], headline: result[headline]}
             self.log(f"best model (epoch {self.best['epoch']}) on {split}: mean AUC {_fmt(result['mean_auc'])}, "
                      f"accuracy {result['accuracy']:.3f}")
         message = (f"finished: best {self.best['metric']} {_fmt(self.best['value'])} at epoch {self.best['epoch']}"

@@ -79,8 +79,9 @@ def test_run_folder_holds_everything(demo_root, tmp_path):
     run_dir = train.run_training(tiny_config(demo_root), tmp_path)
     status = runs.read_status(run_dir)
     assert status["state"] == "finished"
-    assert status["best"]["metric"] == "val_mean_auc"
+    assert status["best"]["metric"] == "val_isic2017_mean_auc"  # the 2017 classes' headline
     config = runs.read_config(run_dir)
+    assert config["headline_metric"] == "isic2017_mean_auc"
     assert config["resolved"]["device"] == "cpu"
     assert config["resolved"]["versions"]["torch"] == torch.__version__
     assert config["data"]["class_names"] == list(data.CLASS_NAMES)

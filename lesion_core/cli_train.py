@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from lesion_core import cli_review
 from lesion_core.errors import TrainingError
 
 
@@ -45,12 +46,15 @@ def register(subparsers) -> None:
     p.add_argument("run", metavar="RUN", help="run folder")
     p.add_argument("--split", default="test", choices=("val", "test"))
     p.add_argument("--data", help="dataset folder, when it moved since training")
+    cli_review.add_evaluate_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser("predict", help="class probabilities of one image (JSON)")
     p.add_argument("run", metavar="RUN", help="run folder")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--mask", metavar="MASK", help="lesion mask, for pipelines that need one")
+    p.add_argument("--uncalibrated", action="store_true", help="raw softmax probabilities (no temperature scaling)")
+    p.add_argument("--tta", action="store_true", help="average the 8 flips/90-degree rotations of the image")
     p.set_defaults(func=cmd_predict)
 
     p = subparsers.add_parser("models", help="list the model zoo")
@@ -170,7 +174,8 @@ def cmd_evaluate(args) -> int:
     def bar(loader):
         return tqdm(loader, desc=f"evaluating {args.split}", unit="batch", leave=False, file=sys.stderr, disable=None)
 
-    result = train.evaluate_run(args.run, split=args.split, data_root=args.data, wrap=bar)
+    result = train.evaluate_run(args.run, split=args.split, data_root=args.data, wrap=bar,
+                                calibrated=not args.uncalibrated, tta=args.tta)
     names = result["class_names"]
     fmt = lambda v: "n/a" if v != v else f"{v:.4f}"  # NaN != NaN
     print(f"{args.split}: {len(result['ids'])} images, accuracy {result['accuracy']:.4f}, "
@@ -180,18 +185,24 @@ def cmd_evaluate(args) -> int:
               f"recall {result['recall'][i]:.3f}, n {int(result['counts'][i])}")
     print("confusion matrix:\n" + format_confusion(result["confusion"], names))
     print("confusion matrix (row %):\n" + format_confusion(result["confusion_pct"], names, percent=True))
+    cli_review.evaluate_extras(args, result)
     return 0
 
 
 def cmd_predict(args) -> int:
     from lesion_core import data, train
     from lesion_core.errors import DataError
+    from lesion_core.evaluation import operating
 
     if not Path(args.image).is_file():
         raise DataError(f"image not found: {args.image}")
     image = data.read_image(args.image)
     mask = data.read_mask(args.mask, image.shape[:2]) if args.mask else None
-    print(json.dumps(train.predict_image(args.run, image, mask), indent=2))
+    probs = train.predict_image(args.run, image, mask, calibrated=not args.uncalibrated, tta=args.tta)
+    print(json.dumps(probs, indent=2))
+    rule = operating.read_threshold(args.run)
+    if rule is not None:  # on stderr: stdout stays the probabilities' JSON for scripts
+        print(f"decision: {operating.decision(probs, rule)['text']}", file=sys.stderr)
     return 0
 
 

@@ -40,7 +40,7 @@ def apply_temperature(probs, temperature: float) -> np.ndarray:
 
 def nll(probs, labels) -> float:
     """Mean negative log-likelihood -log p[true class] (floored like LOG_FLOOR)."""
-    labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    labels = torch.as_tensor(np.array(labels, dtype=np.int64))
     return float(torch.nn.functional.nll_loss(_log_probs(probs), labels))
 
 
@@ -49,7 +49,7 @@ def fit_temperature(probs, labels) -> float:
 
     LBFGS on log T (keeps T positive); 1.0 when there is nothing to fit (no samples).
     """
-    labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    labels = torch.as_tensor(np.array(labels, dtype=np.int64))
     if len(labels) == 0:
         return 1.0
     log_p = _log_probs(probs)

@@ -54,6 +54,19 @@ def _squeeze_mask(mask) -> np.ndarray | None:
     return (mask.reshape(mask.shape[-2:]) != 0) if mask.size else None
 
 
+def make_cam(model: torch.nn.Module, model_name: str, method: str = DEFAULT_METHOD):
+    """A pytorch-grad-cam object on the zoo model's last convolution (the registry's last_conv)."""
+    import pytorch_grad_cam
+
+    if method not in METHODS:
+        raise ModelError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+    layer = model.get_submodule(models.get_entry(model_name).last_conv)
+    cam = getattr(pytorch_grad_cam, METHODS[method])(model=model, target_layers=[layer])
+    if method == "scorecam":
+        cam.batch_size = SCORECAM_BATCH
+    return cam
+
+
 @dataclass
 class Explanation:
     """One image explained: heatmap float32 (S, S) in [0, 1], the model's view uint8 (S, S, 3),
@@ -95,13 +108,7 @@ class Explainer:
         self.cam = self._build_cam()
 
     def _build_cam(self):
-        import pytorch_grad_cam
-
-        layer = self.model.get_submodule(self.entry.last_conv)
-        cam = getattr(pytorch_grad_cam, METHODS[self.method])(model=self.model, target_layers=[layer])
-        if self.method == "scorecam":
-            cam.batch_size = SCORECAM_BATCH
-        return cam
+        return make_cam(self.model, self.entry.name, self.method)
 
     def class_index(self, class_name: str | None) -> int | None:
         if class_name is None:

@@ -34,3 +34,19 @@ def update_metrics(run_dir, split: str, extra: dict) -> dict:
     merged = current | to_jsonable(extra)
     runs.atomic_write_json(Path(run_dir) / f"metrics_{split}.json", merged)
     return merged
+
+
+def frame_arrays(frame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(labels int64 (N,), raw probabilities (N, C), class names) of a read_predictions() frame."""
+    names = list(frame.attrs["class_names"])
+    labels = frame["label"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.int64)
+    return labels, frame[[f"prob_{n}" for n in names]].to_numpy(dtype=float), names
+
+
+def focus_values(frame) -> np.ndarray | None:
+    """The frame's focus column as floats (NaN where empty), None when evaluate --explain has not run."""
+    if "focus" not in frame.columns:
+        return None
+    import pandas as pd
+
+    return pd.to_numeric(frame["focus"], errors="coerce").to_numpy(dtype=float)

@@ -65,5 +65,6 @@ for column, (name, mime) in zip(st.columns(len(files)), files):
                                key=f"res_dl_{name}", on_click="ignore")
     else:
         column.caption(f"{name}: not written yet")
+review_views.report_download(run, split)
 with st.expander("Config"):
     st.code(json.dumps(run.config, indent=2), language="json")

@@ -163,3 +163,18 @@ def calibrated_probs(run, probs: list[float], calibrated: bool) -> list[float]:
     if not calibrated:
         return list(probs)
     return calibration.apply_temperature(np.array([probs]), calibration.read_temperature(run.path))[0].tolist()
+
+
+def report_download(run, split: str) -> None:
+    """Results page: build the run's HTML report on request, then offer it for download."""
+    from lesion_core.evaluation import report
+
+    key = f"res_report_{run.id}_{split}"
+    if st.button("Build the HTML report", key="res_report_build",
+                 help="Data, recipe, AUCs with 95% intervals, operating points, calibration, confusion, "
+                      "lesion focus, worst errors with heatmaps, intended use and limitations"):
+        with common.user_errors(), st.spinner("Building the report..."):
+            st.session_state[key] = report.build_report(run.path, split)
+    if key in st.session_state:
+        st.download_button("Download report.html", st.session_state[key], file_name=f"{run.id}-report.html",
+                           mime="text/html", key="res_report_download", on_click="ignore")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    """Add the explain, calibrate and threshold sub-commands."""
+    """Add the explain, calibrate, threshold and report sub-commands."""
     from lesion_core.evaluation.explain import DEFAULT_METHOD, METHODS
 
     p = subparsers.add_parser("explain", help="heatmap of where the model looks in one image, and its lesion focus",
@@ -40,6 +40,13 @@ def register(subparsers) -> None:
     group.add_argument("--threshold", type=float, help="calibrated probability, 0..1")
     group.add_argument("--specificity", type=float, help="smallest acceptable specificity on the validation split")
     p.set_defaults(func=cmd_threshold)
+
+    p = subparsers.add_parser("report", help="one self-contained HTML report of a run, for a clinician to read")
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--out", metavar="FILE", required=True, help="the HTML file to write, e.g. report.html")
+    p.add_argument("--split", default="test", choices=("val", "test"))
+    p.add_argument("--no-heatmaps", action="store_true", help="skip the worst errors' heatmaps (needs the data)")
+    p.set_defaults(func=cmd_report)
 
 
 def add_evaluate_options(parser) -> None:
@@ -168,4 +175,15 @@ def cmd_threshold(args) -> int:
         print(f"specificity >= {args.specificity} on val: threshold {threshold:.4f}, sensitivity {sens:.3f}")
     rule = operating.save_threshold(args.run, args.class_name, threshold)
     print(f"saved: refer when p({rule['class']}) >= {rule['threshold']:.4f}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from lesion_core.errors import TrainingError
+    from lesion_core.evaluation import report
+
+    if not (Path(args.run) / "config.json").is_file():
+        raise TrainingError(f"not a run folder (no config.json): {args.run}")
+    path = report.write_report(args.run, args.out, args.split, with_heatmaps=not args.no_heatmaps)
+    print(f"report written to {path}")
     return 0

@@ -32,6 +32,9 @@ def test_results_page_shows_calibration_operating_point_and_computes_focus(app, 
     assert not app.exception, app.exception
     assert "Mean lesion focus" in [m.label for m in app.metric]
     assert "explain" in runs.read_metrics(tiny_run, "test")
+    app.button(key="res_report_build").click().run()
+    assert not app.exception, app.exception
+    assert len(app.get("download_button")) == 3 + 1  # the run's files and report.html
 
 
 def test_predictions_page_toggles_the_heatmap_and_reports_a_saved_decision(app, tiny_run, demo_root):

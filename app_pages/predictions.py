@@ -99,4 +99,4 @@ if image_file is not None:
         best = max(probs, key=probs.get)
         bars_col.success(f"Most likely: **{best}** ({probs[best]:.0%})")
         with bars_col:
-            review_views.decision_line(run, probs)
+            review_views.decision_line(run, probs, calibrated)

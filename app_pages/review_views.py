@@ -150,11 +150,11 @@ def heatmap_view(run, image: np.ndarray, mask, key: str, class_names=None) -> np
     return None
 
 
-def decision_line(run, probs: dict) -> None:
+def decision_line(run, probs: dict, calibrated: bool) -> None:
     """The saved threshold's decision for one image, when the run has one."""
     rule = operating.read_threshold(run.path)
     if rule:
-        outcome = operating.decision(probs, rule)
+        outcome = operating.decision(probs, rule, calibrated, calibration.read_temperature(run.path))
         (st.error if outcome["refer"] else st.info)(outcome["text"])
 
 

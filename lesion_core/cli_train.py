@@ -192,7 +192,7 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from lesion_core import data, train
     from lesion_core.errors import DataError
-    from lesion_core.evaluation import operating
+    from lesion_core.evaluation import calibration, operating
 
     if not Path(args.image).is_file():
         raise DataError(f"image not found: {args.image}")
@@ -202,7 +202,8 @@ def cmd_predict(args) -> int:
     print(json.dumps(probs, indent=2))
     rule = operating.read_threshold(args.run)
     if rule is not None:  # on stderr: stdout stays the probabilities' JSON for scripts
-        print(f"decision: {operating.decision(probs, rule)['text']}", file=sys.stderr)
+        outcome = operating.decision(probs, rule, not args.uncalibrated, calibration.read_temperature(args.run))
+        print(f"decision: {outcome['text']}", file=sys.stderr)
     return 0
 
 

@@ -89,3 +89,17 @@ def test_bad_thresholds_are_refused_or_ignored(run_dir):
                     {"class": "melanoma", "threshold": -2}, ["melanoma"]):
         (run_dir / "threshold.json").write_text(json.dumps(content))
         assert operating.read_threshold(run_dir) is None
+
+
+def test_a_rule_saved_on_calibrated_probabilities_converts_raw_ones_first(run_dir):
+    from lesion_core.evaluation.calibration import apply_temperature
+
+    rule = operating.save_threshold(run_dir, "melanoma", 0.5, calibrated=True)
+    raw = np.array([[0.35, 0.6, 0.05]])
+    scaled = apply_temperature(raw, 3.0)[0]  # T = 3 flattens 0.6 below 0.5
+    assert scaled[1] < 0.5
+    as_dict = dict(zip(NAMES, raw[0]))
+    assert operating.decision(as_dict, rule)["refer"]  # no conversion asked: compared as given
+    assert not operating.decision(as_dict, rule, calibrated=False, temperature=3.0)["refer"]
+    back = operating.decision(dict(zip(NAMES, scaled)), dict(rule, calibrated=False), calibrated=True, temperature=3.0)
+    assert back["refer"]  # the scaled probabilities converted back to raw 0.6

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,8 @@ class Explainer:
         self.pipeline = transforms.build_pipeline(spec)
         self.temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
         self.cam = self._build_cam()
+        # The pages share one Explainer between sessions; CAM hooks hold per-call state.
+        self._lock = threading.Lock()
 
     def _build_cam(self):
         return make_cam(self.model, self.entry.name, self.method)
@@ -146,7 +149,8 @@ class Explainer:
                                 "mask": None if mask is None else (np.asarray(mask) != 0).astype(np.uint8),
                                 "label": 0, "id": "image"})
         target = self.class_index(class_name)
-        heat, probs = self.heatmaps(sample["image"].unsqueeze(0), [target])
+        with self._lock:
+            heat, probs = self.heatmaps(sample["image"].unsqueeze(0), [target])
         view_mask = _squeeze_mask(sample["mask"])
         focus, peak = focus_score(heat[0], view_mask)
         chosen = int(probs[0].argmax()) if target is None else target

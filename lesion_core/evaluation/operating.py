@@ -91,8 +91,19 @@ def read_threshold(run_dir) -> dict | None:
     return {"class": record["class"], "threshold": float(threshold), "calibrated": record.get("calibrated") is not False}
 
 
-def decision(probabilities: dict, rule: dict) -> dict:
-    """{"refer": bool, "text": ...} of one image's {class: p} under a saved rule."""
+def decision(probabilities: dict, rule: dict, calibrated: bool | None = None, temperature: float = 1.0) -> dict:
+    """{"refer": bool, "text": ...} of one image's {class: p} under a saved rule.
+
+    calibrated: whether probabilities are temperature-scaled (with temperature); when that
+    differs from the rule's, they are converted first (softmax(log p * T) undoes the scaling),
+    so a rule saved on calibrated probabilities is never compared with raw ones.
+    """
+    if calibrated is not None and calibrated != rule["calibrated"]:
+        from lesion_core.evaluation.calibration import apply_temperature
+
+        factor = temperature if rule["calibrated"] else 1.0 / temperature
+        converted = apply_temperature(np.array([list(probabilities.values())]), factor)[0]
+        probabilities = dict(zip(probabilities, converted))
     p = float(probabilities[rule["class"]])
     refer = p >= rule["threshold"]
     text = (f"refer: {rule['class']} suspected" if refer else "not flagged") + \

@@ -112,7 +112,7 @@ def evaluate_extras(args, result: dict) -> None:
         summary = explain.summarize(focus, labels, correct, args.method)
         review.update_metrics(args.run, args.split, {"explain": summary})
         explain.add_focus_columns(Path(args.run) / f"predictions_{args.split}.csv", focus)
-        print(f"lesion focus ({args.method}, {summary['n_with_mask']} images with a mask): mean "
+        print(f"lesion focus ({args.method}, {summary['n_scored']} of {summary['n_images']} images scored): mean "
               f"{_fmt(summary['mean_focus'])}, focus < 0.5 in {_fmt(summary['share_focus_below_0_5'])}, "
               f"pointing game {_fmt(summary['pointing_game'])}")
 

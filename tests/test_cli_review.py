@@ -126,3 +126,20 @@ def test_explain_refuses_an_unknown_class(run, demo_root, tmp_path, capsys):
     image, _ = first_image(demo_root)
     assert main(["explain", str(run), str(image), "--class", "wart", "--out", str(tmp_path / "x")]) == 2
     assert "not one of the run's classes" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_review_on_real_isic_images_with_masks(isic_dev_root, tmp_path, capsys):
+    assert main(["train", "--data", str(isic_dev_root), *TINY[:-2], "--image-size", "64", "--max-size", "60",
+                 "--out", str(tmp_path / "runs")]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert main(["evaluate", str(run_dir), "--split", "test", "--explain"]) == 0
+    frame = train.read_predictions(run_dir / "predictions_test.csv")
+    focus = frame["focus"].replace("", np.nan).astype(float)
+    assert focus.notna().sum() >= len(frame) // 2  # every ISIC image has a mask
+    assert ((focus.dropna() >= 0) & (focus.dropna() <= 1)).all()
+    summary = runs.read_metrics(run_dir, "test")["explain"]
+    assert summary["n_images"] == len(frame) and summary["n_scored"] == focus.notna().sum()
+    assert 0 <= summary["pointing_game"] <= 1
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "report.html")]) == 0
+    assert "Lesion focus" in (tmp_path / "report.html").read_text()

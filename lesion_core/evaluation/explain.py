@@ -225,11 +225,12 @@ def explain_split(run_dir, split: str, method: str = DEFAULT_METHOD, data_root=N
 def summarize(focus_by_id: dict, labels_by_id: dict | None = None, correct_by_id: dict | None = None,
               method: str = DEFAULT_METHOD) -> dict:
     """metrics_<split>.json's "explain": mean focus, share with focus < 0.5, pointing-game hit
-    rate over images with a mask, and the mean focus per true class (right and wrong)."""
+    rate and the mean focus per true class (right and wrong), over the n_scored images whose
+    focus is defined (a mask, and a heatmap with some positive mass) of n_images."""
     scored = {i: v for i, v in focus_by_id.items() if v[0] is not None}
     focus = np.array([v[0] for v in scored.values()], dtype=float)
     hits = np.array([v[1] for v in scored.values()], dtype=bool)
-    out = {"method": method, "n_images": len(focus_by_id), "n_with_mask": len(scored),
+    out = {"method": method, "n_images": len(focus_by_id), "n_scored": len(scored),
            "mean_focus": float(focus.mean()) if focus.size else math.nan,
            "share_focus_below_0_5": float((focus < 0.5).mean()) if focus.size else math.nan,
            "pointing_game": float(hits.mean()) if hits.size else math.nan}

@@ -183,11 +183,14 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
               ["optimiser", f"{optim.get('optimizer')}, learning rate {optim.get('lr')}"],
               ["epochs, batch size, image size", f"{config.get('epochs')}, {config.get('batch_size')}, "
                                                  f"{config.get('image_size')} px"],
-              ["training augmentation", steps],
+              ["training augmentation", steps or "none"],
+              ["probabilities", f"temperature-scaled (T = {temperature:.2f}, fitted on the validation split)"
+                                if temperature != 1.0 else "raw softmax (no calibration.json)"],
               ["decision rule", f"refer when p({rule['class']}) >= {rule['threshold']:.3f}" if rule else "none saved"]]
     sizes = [[name, len(ids) if isinstance(ids, list) else "?"] for name, ids in splits.items()]
     body = [f"<h1>Run report: {_e(run_dir.name)}</h1>",
-            f"<p>{_e(status.get('state', 'unknown'))}: {_e(status.get('message', ''))}<br>"
+            f"<p>{_e(status.get('state', 'unknown'))}: "
+            f"{_e(str(status.get('message', '')).removeprefix(str(status.get('state')) + ': '))}<br>"
             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by Lesion Lab.</p>",
             f'<div class="warn"><b>Intended use and limitations.</b> {_e(LIMITATIONS)}</div>',
             "<h2>Data and recipe</h2>",

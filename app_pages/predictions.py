@@ -3,6 +3,7 @@
 import streamlit as st
 
 from lesion_core import plots, train, transforms
+from lesion_core.evaluation import review
 from app_pages import common, review_views
 
 st.title("Predictions")
@@ -29,6 +30,11 @@ else:
         orders.append("lesion focus (lowest first)")
     order = sort_col.selectbox("Sort by", orders, key="keep_pred_sort")
     keep = frame["label"].isin(wanted_true or names) & frame["pred"].isin(wanted_pred or names)
+    if "focus" in frame.columns:
+        frame = frame.assign(focus=review.focus_values(frame))  # numbers; NaN where no score (sorted last)
+        if st.checkbox("Only images where the model looks mostly outside the lesion (focus < 0.5)",
+                       key="keep_pred_low_focus"):
+            keep &= frame["focus"] < 0.5
     if outcome != "all":
         keep &= frame["correct"] == (outcome == "right")
     shown = frame[keep]

@@ -50,3 +50,21 @@ def test_predictions_page_toggles_the_heatmap_and_reports_a_saved_decision(app, 
     app.toggle(key="keep_pred_tta").set_value(True).run()
     assert not app.exception, app.exception
     assert "refer: melanoma suspected" in texts(app)
+
+
+def test_predictions_gallery_sorts_and_filters_by_lesion_focus(app, tiny_run):
+    from lesion_core.cli import main
+
+    assert main(["evaluate", str(tiny_run), "--split", "test", "--explain"]) == 0
+    frame = train.read_predictions(tiny_run / "predictions_test.csv")
+    focus = frame.set_index("id")["focus"].replace("", "nan").astype(float)
+    goto(app, "predictions")
+    app.selectbox(key="keep_pred_sort").set_value("lesion focus (lowest first)").run()
+    assert not app.exception, app.exception
+    shown = [b.key.removeprefix("pred_open_") for b in app.button if b.key and b.key.startswith("pred_open_")]
+    values = [focus[i] for i in shown]
+    defined = [v for v in values if v == v]
+    assert defined == sorted(defined) and values[:len(defined)] == defined  # lowest first, unscored last
+    app.checkbox(key="keep_pred_low_focus").check().run()
+    shown = [b.key.removeprefix("pred_open_") for b in app.button if b.key and b.key.startswith("pred_open_")]
+    assert all(focus[i] < 0.5 for i in shown)

@@ -42,9 +42,11 @@ def test_predictions_page_toggles_the_heatmap_and_reports_a_saved_decision(app, 
     goto(app, "predictions")
     app.button[0].click().run()  # "View large" of the first gallery image
     assert not app.exception, app.exception
+    n_images = len(app.image)  # the gallery and the large view
     app.toggle(key="pred_heatmap").set_value(True).run()
     assert not app.exception, app.exception
     assert "Grad-CAM of" in texts(app)
+    assert len(app.image) == n_images  # the large view now shows the heatmap overlay
     app.get("file_uploader")[0].set_value(("lesion.jpg", (demo_root / "images" / "demo_0001.jpg").read_bytes(),
                                             "image/jpeg")).run()
     app.toggle(key="keep_pred_tta").set_value(True).run()

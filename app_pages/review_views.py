@@ -42,6 +42,8 @@ def results_review(run, split: str) -> None:
         _operating_section(run, labels, probs, names, calibrated)
     with st.expander("Lesion focus: does the model look at the lesion?", expanded=True):
         _focus_section(run, split, frame, names)
+    with st.expander("Test-time augmentation"):
+        _tta_section(run, split, calibrated)
 
 
 def _calibration_section(run, labels, raw, temperature) -> None:
@@ -107,6 +109,29 @@ def _operating_section(run, labels, probs, names, calibrated: bool) -> None:
         with common.user_errors():
             operating.save_threshold(run.path, name, float(threshold), calibrated)
             st.success("Saved with the run (threshold.json).")
+
+
+def _tta_section(run, split: str, calibrated: bool) -> None:
+    if not st.toggle("Average the 8 flips and 90-degree rotations", key="res_tta",
+                     help="Runs the model again on every image of the split, 8 times: takes a while on a CPU"):
+        return
+    from lesion_core import train
+
+    key = f"res_tta_{run.id}_{split}_{calibrated}"
+    if key not in st.session_state:
+        with common.user_errors(), st.spinner("Evaluating with and without test-time augmentation..."):
+            plain = train.evaluate_run(run.path, split, calibrated=calibrated)
+            tta = train.evaluate_run(run.path, split, calibrated=calibrated, tta=True)
+            st.session_state[key] = {"auc": plain["auc"], "auc_tta": tta["auc"], "mean_auc": plain["mean_auc"],
+                                     "mean_auc_tta": tta["mean_auc"], "class_names": plain["class_names"]}
+            review.update_metrics(run.path, split, {"tta": {k: v for k, v in st.session_state[key].items()
+                                                            if k != "class_names"}})
+    result = st.session_state.get(key)
+    if result:
+        rows = [{"class": n, "AUC": a, "AUC with TTA": t}
+                for n, a, t in zip(result["class_names"], result["auc"], result["auc_tta"])]
+        rows.append({"class": "mean (scored classes)", "AUC": result["mean_auc"], "AUC with TTA": result["mean_auc_tta"]})
+        st.dataframe(rows, hide_index=True, width="stretch")
 
 
 def _focus_section(run, split: str, frame, names) -> None:

@@ -32,6 +32,9 @@ def test_results_page_shows_calibration_operating_point_and_computes_focus(app, 
     assert not app.exception, app.exception
     assert "Mean lesion focus" in [m.label for m in app.metric]
     assert "explain" in runs.read_metrics(tiny_run, "test")
+    app.toggle(key="res_tta").set_value(True).run()
+    assert not app.exception, app.exception
+    assert "tta" in runs.read_metrics(tiny_run, "test")
     app.button(key="res_report_build").click().run()
     assert not app.exception, app.exception
     assert len(app.get("download_button")) == 3 + 1  # the run's files and report.html

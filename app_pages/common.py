@@ -636,3 +636,17 @@ def subgroup_table(run_dir: Path, split: str) -> list:
 def run_records(run_dir: Path) -> dict:
     """id -> Record of the images a run was trained and evaluated on (its recorded split)."""
     return _run_records(str(run_dir))
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _explainer(run_dir: str, stamp: tuple, method: str, calibrated: bool):
+    from lesion_core.evaluation import explain
+
+    return explain.Explainer(run_dir, method, calibrated)
+
+
+def explainer(run_dir: Path, method: str = "gradcam", calibrated: bool = True):
+    """A run's cached heatmap maker; rebuilt when best.pt or calibration.json change."""
+    stamp = tuple((Path(run_dir) / name).stat().st_mtime_ns if (Path(run_dir) / name).exists() else None
+                  for name in ("best.pt", "calibration.json"))
+    return _explainer(str(run_dir), stamp, method, calibrated)

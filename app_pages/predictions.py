@@ -3,8 +3,8 @@
 import streamlit as st
 
 from lesion_core import plots, train, transforms
-from lesion_core.evaluation import confidence, external
-from app_pages import common
+from lesion_core.evaluation import confidence, external, review
+from app_pages import common, review_views
 
 st.title("Predictions")
 st.caption(f":material/info: {confidence.DISCLAIMER}")
@@ -28,14 +28,22 @@ elif frame is not None:
     wanted_true = true_col.multiselect("True class", names, key="keep_pred_true")
     wanted_pred = pred_col.multiselect("Predicted class", names, key="keep_pred_pred")
     outcome = right_col.radio("Outcome", ["all", "right", "wrong"], horizontal=True, key="keep_pred_outcome")
-    order = sort_col.selectbox("Sort by", ["loss (worst first)", "confidence (highest first)",
-                                           "confidence (lowest first)"], key="keep_pred_sort")
+    orders = ["loss (worst first)", "confidence (highest first)", "confidence (lowest first)"]
+    if "focus" in frame.columns:  # written by evaluate --explain or the Results page
+        orders.append("lesion focus (lowest first)")
+    order = sort_col.selectbox("Sort by", orders, key="keep_pred_sort")
     keep = frame["label"].isin(wanted_true or names) & frame["pred"].isin(wanted_pred or names)
+    if "focus" in frame.columns:
+        frame = frame.assign(focus=review.focus_values(frame))  # numbers; NaN where no score (sorted last)
+        if st.checkbox("Only images where the model looks mostly outside the lesion (focus < 0.5)",
+                       key="keep_pred_low_focus"):
+            keep &= frame["focus"] < 0.5
     if outcome != "all":
         keep &= frame["correct"] == (outcome == "right")
     shown = frame[keep]
     key, ascending = {"loss (worst first)": ("loss", False), "confidence (highest first)": ("confidence", False),
-                      "confidence (lowest first)": ("confidence", True)}[order]
+                      "confidence (lowest first)": ("confidence", True),
+                      "lesion focus (lowest first)": ("focus", True)}.get(order, ("loss", False))
     shown = shown.sort_values(key, ascending=ascending)
     st.caption(f"{len(shown)} of {len(frame)} images · {int(frame['correct'].sum())} right overall")
 
@@ -50,8 +58,13 @@ elif frame is not None:
         with common.user_errors():
             if opened in records:
                 sample = common.read_sample(records[opened])
-                image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline"), width="stretch")
-        probs = [row[f"prob_{n}"] for n in names]
+                with image_col:
+                    heat = review_views.heatmap_view(run, sample["image"], sample["mask"], "pred_heatmap")
+                image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline") if heat is None else heat,
+                                width="stretch")
+        with bars_col:
+            calibrated = review_views.calibrated_toggle("keep_pred_calibrated")
+        probs = review_views.calibrated_probs(run, [row[f"prob_{n}"] for n in names], calibrated)
         bars_col.plotly_chart(plots.probability_bars(probs, names, names.index(row["label"])), key="pred_bars")
         bars_col.caption(f"Cross-entropy loss {row['loss']:.3f}")
         known = [c for c in ("group", "age", "sex", "site") if c in frame.columns and str(row[c]) not in ("", "nan")]
@@ -83,11 +96,19 @@ mask_file = st.file_uploader("Lesion mask (needed: this run was trained on lesio
 if image_file is not None:
     with common.user_errors():
         sample = common.sample_from_upload(image_file, mask_file)
+        calibrated_col, tta_col = st.columns(2)
+        with calibrated_col:
+            calibrated = review_views.calibrated_toggle("keep_pred_new_calibrated")
+        tta = tta_col.toggle("Test-time augmentation", key="keep_pred_tta",
+                             help="Average the 8 flips and 90-degree rotations of the image")
         with st.spinner(f"Classifying with {run.id}..."):
-            probs = train.predict_image(run.path, sample["image"], sample["mask"])
+            probs = train.predict_image(run.path, sample["image"], sample["mask"], calibrated=calibrated, tta=tta)
         told = confidence.describe(probs)
         image_col, bars_col = st.columns([3, 2])
-        image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline"), width="stretch")
+        with image_col:
+            heat = review_views.heatmap_view(run, sample["image"], sample["mask"], "pred_new_heatmap")
+        image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline") if heat is None else heat,
+                        width="stretch")
         # Neutral styling whatever the answer: a green "success" box reads as a good result.
         (bars_col.warning if told["uncertain"] else bars_col.info)(told["headline"])
         bars_col.plotly_chart(plots.probability_bars(list(probs.values()), list(probs)), key="pred_new_bars")
@@ -95,3 +116,5 @@ if image_file is not None:
                            hide_index=True, key="pred_new_table")
         bars_col.caption(confidence.validation_summary(run.path)
                          or "This run has no validation results yet: it has not finished.")
+        with bars_col:
+            review_views.decision_line(run, probs, calibrated)

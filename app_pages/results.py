@@ -6,7 +6,7 @@ import streamlit as st
 
 from lesion_core import metrics, plots, runs
 from lesion_core.evaluation import saved
-from app_pages import common
+from app_pages import common, review_views
 
 st.title("Results")
 
@@ -76,6 +76,7 @@ else:
         st.caption("Macro AUC (for two classes: the positive class's AUC) per sex, age band and anatomic "
                    "site, with a 95% bootstrap interval; small groups have wide intervals.")
         st.dataframe(subgroup_rows, hide_index=True, width="stretch", key="res_subgroups")
+review_views.results_review(run, split)
 
 st.subheader("Downloads")
 files = [(f"predictions_{split}.csv", "text/csv"), ("config.json", "application/json"),
@@ -88,5 +89,6 @@ for column, (name, mime) in zip(st.columns(len(files)), files):
                                key=f"res_dl_{name}", on_click="ignore")
     else:
         column.caption(f"{name}: not written yet")
+review_views.report_download(run, split)
 with st.expander("Config"):
     st.code(json.dumps(run.config, indent=2), language="json")

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from lesion_core import cli_review
 from lesion_core.errors import TrainingError
 from lesion_core.paths import absolute
 
@@ -58,6 +59,7 @@ def register(subparsers) -> None:
     p.add_argument("--allow-missing", action="store_true",
                    help="score the images still there when some recorded ones are missing or unreadable")
     p.add_argument("--out", metavar="FILE", help="also write the metrics as JSON (with the count of missing images)")
+    cli_review.add_evaluate_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser("predict", help="class probabilities of images (JSON for one, CSV for several)",
@@ -69,6 +71,8 @@ def register(subparsers) -> None:
     p.add_argument("--masks", metavar="DIR", help="folder of masks (<image stem>.png or <stem>_segmentation.png); "
                                                   "default: masks/ beside a dataset's images/")
     p.add_argument("--out", metavar="CSV", help="write file, prob_<class>..., pred, uncertain to this CSV")
+    p.add_argument("--uncalibrated", action="store_true", help="raw softmax probabilities (no temperature scaling)")
+    p.add_argument("--tta", action="store_true", help="average the 8 flips/90-degree rotations of the image")
     p.set_defaults(func=cmd_predict)
 
     p = subparsers.add_parser("models", help="list the model zoo")
@@ -207,7 +211,7 @@ def cmd_evaluate(args) -> int:
         scope = f"external {result['name']} ({args.data})"
     else:
         result = train.evaluate_run(args.run, split=args.split, data_root=args.moved_data, wrap=bar,
-                                    allow_missing=args.allow_missing)
+                                    allow_missing=args.allow_missing, calibrated=not args.uncalibrated, tta=args.tta)
         scope = args.split
     names = result["class_names"]
     fmt = lambda v: "n/a" if v != v else f"{v:.4f}"  # NaN != NaN
@@ -232,10 +236,12 @@ def cmd_evaluate(args) -> int:
         if result["no_mask"]:
             print(f"{len(result['no_mask'])} images without a mask left out: this run crops to the lesion")
         print(f"predictions: {result['predictions_path']}\nmetrics: {result['metrics_path']}")
+    else:
+        cli_review.evaluate_extras(args, result)
     if args.out:
         from lesion_core import metrics, runs
 
-        per_sample = ("predicted", "confidence", "loss", "ids", "missing", "no_mask",
+        per_sample = ("predicted", "confidence", "loss", "ids", "missing", "no_mask", "labels", "raw_probs",
                       "predictions_path", "metrics_path")
         summary = {k: v for k, v in result.items() if k not in per_sample}
         runs.atomic_write_json(Path(args.out), metrics.to_jsonable(summary) | {
@@ -247,7 +253,7 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from lesion_core import data, paths, runs, train
     from lesion_core.errors import DataError
-    from lesion_core.evaluation import external
+    from lesion_core.evaluation import calibration, external, operating
 
     _absolute_paths(args, "run", "mask", "masks", "out")
     images = external.collect_images(args.images)
@@ -257,7 +263,12 @@ def cmd_predict(args) -> int:
         image = data.read_image(images[0])
         mask_path = args.mask or external.find_mask(images[0], args.masks)
         mask = data.read_mask(mask_path, image.shape[:2]) if mask_path else None
-        print(json.dumps(train.predict_image(args.run, image, mask), indent=2))
+        probs = train.predict_image(args.run, image, mask, calibrated=not args.uncalibrated, tta=args.tta)
+        print(json.dumps(probs, indent=2))
+        rule = operating.read_threshold(args.run)
+        if rule is not None:  # on stderr: stdout stays the probabilities' JSON for scripts
+            outcome = operating.decision(probs, rule, not args.uncalibrated, calibration.read_temperature(args.run))
+            print(f"decision: {outcome['text']}", file=sys.stderr)
         return 0
     rows, problems = external.predict_files(args.run, images, masks_dir=args.masks, mask=args.mask)
     for problem in problems:

@@ -42,6 +42,9 @@ import lesion_core
 from lesion_core import data, metrics, models, runs, transforms
 from lesion_core.errors import LesionLabError, TrainingError, TransformError, describe_os_error
 from lesion_core.paths import absolute
+from lesion_core.evaluation import calibration
+from lesion_core.evaluation.review import split_review
+from lesion_core.evaluation.tta import mean_softmax
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "none")
@@ -799,7 +802,8 @@ class Trainer:
             meta = {r.id: r.meta | ({"group": r.group} if r.group else {}) for r in records}
             write_predictions(self.run_dir / f"predictions_{split}.csv", ids, labels, probs, self.class_names, meta)
             result = metrics.compute_metrics(labels, probs, self.class_names, self.config["headline_metric"])
-            runs.atomic_write_json(self.run_dir / f"metrics_{split}.json", _metrics_summary(result, ids))
+            review = split_review(self.run_dir, split, labels, probs, self.class_names)  # fits calibration on val
+            runs.atomic_write_json(self.run_dir / f"metrics_{split}.json", _metrics_summary(result, ids) | review)
             headline = result["headline"]
             summary[split] = {"mean_auc": result["mean_auc"], "accuracy": result["accuracy"], headline: result[headline]}
             self.log(f"best model (epoch {self.best['epoch']}) on {split}: mean AUC {_fmt(result['mean_auc'])}, "
@@ -834,19 +838,27 @@ def _metrics_summary(result: dict, ids) -> dict:
 
 
 def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype=None,
-                   channels_last: bool = False, wrap: Callable | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+                   channels_last: bool = False, wrap: Callable | None = None,
+                   tta: bool = False) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(ids, labels int64 (N,), softmax probabilities float32 (N, C)) of model over loader.
 
-    wrap: optional iterable -> iterable around the loader (e.g. a tqdm progress bar).
+    wrap: optional iterable -> iterable around the loader (e.g. a tqdm progress bar);
+    tta: the mean softmax over the 8 flips/90-degree rotations (evaluation.tta).
     """
     model.eval()
     ids, labels, probs = [], [], []
     with torch.no_grad():
         for images, targets, batch_ids in (wrap(loader) if wrap else loader):
-            probs.append(torch.softmax(forward(model, images, device, amp_dtype, channels_last), dim=1).cpu())
+            probs.append(_softmax(model, images, (device, amp_dtype, channels_last), tta).cpu())
             labels.append(targets)
             ids += batch_ids
     return ids, torch.cat(labels).numpy(), torch.cat(probs).numpy()
+
+
+def _softmax(model: nn.Module, images: torch.Tensor, settings: tuple, tta: bool) -> torch.Tensor:
+    if tta:
+        return mean_softmax(lambda batch: forward(model, batch, *settings), images)
+    return torch.softmax(forward(model, images, *settings), dim=1)
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -1059,8 +1071,11 @@ def _inference_settings(config: dict) -> tuple[torch.device, torch.dtype | None,
 _MODEL_CACHE: dict = {}  # (run folder, best.pt mtime) -> (model, pipeline, class names, settings)
 
 
-def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None) -> dict:
-    """{class name: probability} for one uint8 (H, W, 3) image with the run's best model."""
+def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, calibrated: bool = True,
+                  tta: bool = False) -> dict:
+    """{class name: probability} for one uint8 (H, W, 3) image with the run's best model;
+    scaled by the run's calibration.json unless calibrated is False, averaged over 8
+    flips/rotations when tta."""
     run_dir = Path(run_dir).resolve()
     key = (str(run_dir), (run_dir / "best.pt").stat().st_mtime_ns if (run_dir / "best.pt").exists() else None)
     if key not in _MODEL_CACHE:
@@ -1077,14 +1092,17 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None) ->
                              "to its lesion: give the lesion mask too (predict --mask MASK, or the mask upload)")
     sample = pipeline({"image": np.ascontiguousarray(image, dtype=np.uint8), "mask": mask, "label": 0, "id": "image"})
     with torch.no_grad():
-        probs = torch.softmax(forward(model, sample["image"].unsqueeze(0), *settings), dim=1)[0]
-    return {name: float(p) for name, p in zip(class_names, probs)}
+        probs = _softmax(model, sample["image"].unsqueeze(0), settings, tta).numpy()
+    if calibrated:
+        probs = calibration.apply_temperature(probs, calibration.read_temperature(run_dir))
+    return {name: float(p) for name, p in zip(class_names, probs[0])}
 
 
 def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | None = None,
-                 allow_missing: bool = False) -> dict:
+                 allow_missing: bool = False, calibrated: bool = True, tta: bool = False) -> dict:
     """compute_metrics() of the run's best model on one split of its recorded data split
-    (plus "ids", and "missing": recorded ids that are missing or unreadable now); wrap as in
+    (plus "ids", "labels", "raw_probs", the "temperature" applied unless calibrated is False,
+    and "missing": recorded ids that are missing or unreadable now); wrap and tta as in
     predict_loader.
 
     Refuses (TrainingError) when recorded images are missing or unreadable, unless
@@ -1105,8 +1123,9 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
             f"is now), or pass --allow-missing to score the other {len(records)}")
     _require(bool(records), f"the {split} split of this run is empty")
     loader = make_loader(records, config["eval_augment"], config, False)
-    ids, labels, probs = predict_loader(model, loader, *_inference_settings(config), wrap=wrap)
-    result = metrics.compute_metrics(labels, probs, lesion.class_names)
-    result["ids"] = ids
+    ids, labels, probs = predict_loader(model, loader, *_inference_settings(config), wrap=wrap, tta=tta)
+    temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
+    result = metrics.compute_metrics(labels, calibration.apply_temperature(probs, temperature), lesion.class_names)
+    result.update(ids=ids, labels=labels, raw_probs=probs, temperature=temperature)
     result["missing"] = missing
     return result

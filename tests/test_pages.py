@@ -227,7 +227,8 @@ def test_train_launch_refuse_second_follow_then_results_and_predictions(app):
     assert app.dataframe[0].value["run"].tolist() == [run.id]
     assert {m.label for m in app.metric} >= {"Accuracy", "Images"}
     charts = app.get("plotly_chart")
-    assert len(charts) == 2 + 4  # comparison overlays; confusion raw and %, PR, ROC
+    # comparison overlays; confusion raw and %, PR, ROC; review: reliability, ROC and PR at the threshold
+    assert len(charts) == 2 + 4 + 3
     assert len(app.get("download_button")) == 3
 
     goto(app, "predictions")

@@ -1,0 +1,189 @@
+"""Command line: explain, calibrate, threshold (reviewing a run as a clinician would), and the
+review part of `evaluate` (calibration, operating points, --tta, --explain)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    """Add the explain, calibrate, threshold and report sub-commands."""
+    from lesion_core.evaluation.explain import DEFAULT_METHOD, METHODS
+
+    p = subparsers.add_parser("explain", help="heatmap of where the model looks in one image, and its lesion focus",
+                              description="Class-activation heatmap (pytorch-grad-cam) of a run's best model on one "
+                                          "image; with --mask, the share of the heatmap inside the lesion (focus) and "
+                                          "whether its peak is in the lesion. Writes DIR/heatmap.png, heatmap.npy and "
+                                          "explain.json.")
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--mask", metavar="M", help="lesion mask (PNG): enables the focus score")
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=tuple(METHODS))
+    p.add_argument("--class", dest="class_name", metavar="C", help="class to explain (default: the predicted one)")
+    p.add_argument("--uncalibrated", action="store_true", help="report the raw softmax probabilities")
+    p.add_argument("--out", metavar="DIR", required=True)
+    p.set_defaults(func=cmd_explain)
+
+    p = subparsers.add_parser("calibrate", help="fit (or refit) a run's temperature scaling on its validation predictions")
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = subparsers.add_parser("threshold", help="save the decision threshold predict uses to flag a class",
+                              description="Save a decision rule with the run: `predict` then reports 'refer: CLASS "
+                                          "suspected' when p(CLASS) >= the threshold. Give --threshold, or "
+                                          "--specificity to take the threshold reaching it on the validation split.")
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--class", dest="class_name", metavar="C", required=True)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--threshold", type=float, help="calibrated probability, 0..1")
+    group.add_argument("--specificity", type=float, help="smallest acceptable specificity on the validation split")
+    p.set_defaults(func=cmd_threshold)
+
+    p = subparsers.add_parser("report", help="one self-contained HTML report of a run, for a clinician to read")
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--out", metavar="FILE", required=True, help="the HTML file to write, e.g. report.html")
+    p.add_argument("--split", default="test", choices=("val", "test"))
+    p.add_argument("--no-heatmaps", action="store_true", help="skip the worst errors' heatmaps (needs the data)")
+    p.set_defaults(func=cmd_report)
+
+
+def add_evaluate_options(parser) -> None:
+    """The review flags of `evaluate` (registered by cli_train's evaluate parser)."""
+    from lesion_core.evaluation.explain import DEFAULT_METHOD, METHODS
+
+    parser.add_argument("--uncalibrated", action="store_true", help="raw softmax probabilities (no temperature scaling)")
+    parser.add_argument("--tta", action="store_true",
+                        help="average the 8 flips/90-degree rotations; AUCs with and without go to metrics_SPLIT.json")
+    parser.add_argument("--explain", action="store_true",
+                        help="heatmap of every image: focus columns in predictions_SPLIT.csv, a summary in metrics_SPLIT.json")
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=tuple(METHODS), help="heatmap method for --explain")
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def print_review(result: dict, run_dir) -> None:
+    """Calibration and operating points of an evaluate_run() result, as text."""
+    from lesion_core.evaluation import calibration, operating
+
+    names = result["class_names"]
+    report = calibration.report(result["raw_probs"], result["labels"], calibration.read_temperature(run_dir))
+    print(f"calibration: temperature {report['temperature']:.3f}; ECE {_fmt(report['ece'])} -> "
+          f"{_fmt(report['ece_calibrated'])}; Brier {_fmt(report['brier'])} -> {_fmt(report['brier_calibrated'])}"
+          + ("" if result["temperature"] != 1.0 else " (probabilities shown uncalibrated)"))
+    points = operating.operating_points(result["labels"], _probs(result), names)
+    print("operating points (class vs rest): sensitivity at specificity 0.82 / 0.89 / 0.95, average precision")
+    for name in names:
+        sens = points[name]["sens_at_spec"]
+        print(f"  {name}: {' / '.join(_fmt(v) for v in sens.values())}, AP {_fmt(points[name]['average_precision'])}")
+
+
+def _probs(result: dict):
+    from lesion_core.evaluation import calibration
+
+    return calibration.apply_temperature(result["raw_probs"], result["temperature"])
+
+
+def evaluate_extras(args, result: dict) -> None:
+    """--tta and --explain of `evaluate`: compute, print and merge into the run's files."""
+    from lesion_core import train
+    from lesion_core.evaluation import explain, review
+
+    print_review(result, args.run)
+    if args.tta:
+        plain = train.evaluate_run(args.run, split=args.split, data_root=args.moved_data, calibrated=not args.uncalibrated)
+        tta = {"auc": plain["auc"], "mean_auc": plain["mean_auc"], "auc_tta": result["auc"],
+               "mean_auc_tta": result["mean_auc"]}
+        review.update_metrics(args.run, args.split, {"tta": tta})
+        print(f"test-time augmentation: mean AUC {_fmt(plain['mean_auc'])} without, {_fmt(result['mean_auc'])} with")
+    if args.explain:
+        from tqdm import tqdm
+
+        wrap = lambda it: tqdm(it, desc=f"heatmaps {args.split}", unit="batch", leave=False, file=sys.stderr,  # noqa: E731
+                               disable=None)
+        focus = explain.explain_split(args.run, args.split, args.method, data_root=args.moved_data,
+                                      calibrated=not args.uncalibrated, wrap=wrap)
+        names = result["class_names"]
+        labels = {i: names[int(l)] for i, l in zip(result["ids"], result["labels"])}
+        correct = {i: int(p) == int(l) for i, p, l in zip(result["ids"], result["predicted"], result["labels"])}
+        summary = explain.summarize(focus, labels, correct, args.method)
+        review.update_metrics(args.run, args.split, {"explain": summary})
+        explain.add_focus_columns(Path(args.run) / f"predictions_{args.split}.csv", focus)
+        print(f"lesion focus ({args.method}, {summary['n_scored']} of {summary['n_images']} images scored): mean "
+              f"{_fmt(summary['mean_focus'])}, focus < 0.5 in {_fmt(summary['share_focus_below_0_5'])}, "
+              f"pointing game {_fmt(summary['pointing_game'])}")
+
+
+def cmd_explain(args) -> int:
+    from lesion_core import data
+    from lesion_core.errors import DataError
+    from lesion_core.evaluation import explain
+
+    if not Path(args.image).is_file():
+        raise DataError(f"image not found: {args.image}")
+    image = data.read_image(args.image)
+    mask = data.read_mask(args.mask, image.shape[:2]) if args.mask else None
+    explainer = explain.Explainer(args.run, args.method, calibrated=not args.uncalibrated)
+    result = explainer.explain(image, mask, args.class_name)
+    explain.write_explanation(result, args.out)
+    if mask is None:
+        focus = "no mask given: no lesion focus"
+    elif result.focus is None:
+        focus = "no lesion focus (empty mask, or no positive evidence for this class)"
+    else:
+        focus = f"lesion focus {result.focus:.3f}, peak {'inside' if result.peak_in_lesion else 'outside'} the lesion"
+    print(f"{result.method} heatmap of {result.target_class} (p {result.probabilities[result.target_class]:.3f}); "
+          f"{focus}\nwritten to {args.out}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from lesion_core.evaluation import calibration
+
+    record = calibration.calibrate_run(args.run)
+    print(f"temperature {record['temperature']:.3f} fitted on {record['n']} validation images: "
+          f"NLL {_fmt(record['nll'])} -> {_fmt(record['nll_calibrated'])}, "
+          f"ECE {_fmt(record['ece'])} -> {_fmt(record['ece_calibrated'])}\n"
+          f"written to {Path(args.run) / calibration.CALIBRATION_FILE}")
+    return 0
+
+
+def cmd_threshold(args) -> int:
+    from lesion_core import train
+    from lesion_core.errors import TrainingError
+    from lesion_core.evaluation import calibration, operating
+
+    threshold = args.threshold
+    if args.specificity is not None:
+        path = Path(args.run) / "predictions_val.csv"
+        if not path.is_file():
+            raise TrainingError(f"{path} is missing: --specificity needs the validation predictions")
+        frame = train.read_predictions(path)
+        names = frame.attrs["class_names"]
+        if args.class_name not in names:
+            raise TrainingError(f"class {args.class_name!r} is not one of the run's classes ({', '.join(names)})")
+        probs = calibration.apply_temperature(frame[[f"prob_{n}" for n in names]].to_numpy(dtype=float),
+                                              calibration.read_temperature(args.run))
+        is_class = (frame["label"] == args.class_name).to_numpy()
+        sens, threshold = operating.sensitivity_at_specificity(is_class, probs[:, names.index(args.class_name)],
+                                                               args.specificity)
+        if not math.isfinite(threshold) or threshold > 1:
+            raise TrainingError(f"no threshold reaches specificity {args.specificity} with any sensitivity on val")
+        print(f"specificity >= {args.specificity} on val: threshold {threshold:.4f}, sensitivity {sens:.3f}")
+    rule = operating.save_threshold(args.run, args.class_name, threshold)
+    print(f"saved: refer when p({rule['class']}) >= {rule['threshold']:.4f}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from lesion_core.errors import TrainingError
+    from lesion_core.evaluation import report
+
+    if not (Path(args.run) / "config.json").is_file():
+        raise TrainingError(f"not a run folder (no config.json): {args.run}")
+    path = report.write_report(args.run, args.out, args.split, with_heatmaps=not args.no_heatmaps)
+    print(f"report written to {path}")
+    return 0

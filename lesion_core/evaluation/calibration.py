@@ -1,0 +1,183 @@
+"""How far to trust a probability: temperature scaling, ECE, Brier score, reliability bins.
+
+Temperature scaling (Guo et al. 2017) divides the logits by one scalar T > 0 fitted on the
+validation split by minimising the negative log-likelihood. The run folder keeps softmax
+probabilities, not logits; log p differs from the logits by a constant per row, which the
+softmax cancels, so softmax(log p / T) equals softmax(logits / T) and T can be fitted and
+applied to saved predictions without running the model again.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lesion_core import runs
+
+CALIBRATION_FILE = "calibration.json"
+N_BINS = 15
+# predictions_*.csv keep 6 decimals: a probability below this was rounded to 0, so its log is
+# taken at the rounding step instead of -inf.
+LOG_FLOOR = 5e-7
+# A temperature read from a run folder outside this range is treated as absent (untrusted file).
+T_RANGE = (0.05, 20.0)
+
+
+def _log_probs(probs) -> torch.Tensor:
+    return torch.log(torch.as_tensor(np.asarray(probs, dtype=np.float64)).clamp_min(LOG_FLOOR))
+
+
+def apply_temperature(probs, temperature: float) -> np.ndarray:
+    """softmax(log p / T) of probabilities (N, C); float64 (N, C), rows sum to 1."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.size == 0 or temperature == 1.0:
+        return probs.copy()
+    return torch.softmax(_log_probs(probs) / float(temperature), dim=1).numpy()
+
+
+def nll(probs, labels) -> float:
+    """Mean negative log-likelihood -log p[true class] (floored like LOG_FLOOR)."""
+    labels = torch.as_tensor(np.array(labels, dtype=np.int64))
+    return float(torch.nn.functional.nll_loss(_log_probs(probs), labels))
+
+
+def fit_temperature(probs, labels) -> float:
+    """The T > 0 minimising the NLL of softmax(log p / T) on (probs (N, C), labels (N,)).
+
+    LBFGS on log T (keeps T positive); 1.0 when there is nothing to fit (no samples).
+    """
+    labels = torch.as_tensor(np.array(labels, dtype=np.int64))
+    if len(labels) == 0:
+        return 1.0
+    log_p = _log_probs(probs)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(log_p / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    temperature = float(log_t.detach().exp())
+    return min(max(temperature, T_RANGE[0]), T_RANGE[1]) if math.isfinite(temperature) else 1.0
+
+
+def reliability_bins(probs, labels, n_bins: int = N_BINS) -> dict:
+    """Top-class confidence against accuracy in n_bins equal-width bins over [0, 1].
+
+    Returns lists of length n_bins: lower, upper (bin edges), count, confidence (mean
+    top-class probability) and accuracy (share correct); None in empty bins.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    confidence = probs.max(axis=1) if probs.size else np.zeros(0)
+    correct = (probs.argmax(axis=1) == labels) if probs.size else np.zeros(0, dtype=bool)
+    return _bins(confidence, correct, n_bins)
+
+
+def _bins(confidence: np.ndarray, hits: np.ndarray, n_bins: int) -> dict:
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # Bins are (lower, upper], the first one [0, upper]: the usual ECE convention.
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    out = {"lower": edges[:-1].tolist(), "upper": edges[1:].tolist(), "count": [], "confidence": [], "accuracy": []}
+    for b in range(n_bins):
+        in_bin = index == b
+        n = int(in_bin.sum())
+        out["count"].append(n)
+        out["confidence"].append(float(confidence[in_bin].mean()) if n else None)
+        out["accuracy"].append(float(hits[in_bin].mean()) if n else None)
+    return out
+
+
+def _ece_from_bins(bins: dict) -> float:
+    total = sum(bins["count"])
+    if not total:
+        return math.nan
+    return float(sum(n * abs(a - c) for n, a, c in zip(bins["count"], bins["accuracy"], bins["confidence"]) if n)
+                 / total)
+
+
+def ece(probs, labels, n_bins: int = N_BINS) -> float:
+    """Expected calibration error: sum over bins of (n_b / N) |accuracy_b - confidence_b|,
+    on the top-class confidence, n_bins equal-width bins (NaN with no samples)."""
+    return _ece_from_bins(reliability_bins(probs, labels, n_bins))
+
+
+def classwise_ece(probs, labels, n_bins: int = N_BINS) -> float:
+    """Mean over classes c of the ECE of p_c against the event "label is c" (all samples)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    if not probs.size:
+        return math.nan
+    values = [_ece_from_bins(_bins(probs[:, c], labels == c, n_bins)) for c in range(probs.shape[1])]
+    return float(np.mean(values))
+
+
+def brier(probs, labels) -> float:
+    """Multi-class Brier score: mean over samples of sum_c (p_c - [label == c])^2 (0..2)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if not probs.size:
+        return math.nan
+    onehot = np.eye(probs.shape[1])[np.asarray(labels, dtype=np.int64)]
+    return float(((probs - onehot) ** 2).sum(axis=1).mean())
+
+
+def report(raw_probs, labels, temperature: float) -> dict:
+    """metrics_<split>.json's "calibration": ECE, class-wise ECE, Brier and NLL before and
+    after scaling with temperature, plus both reliability diagrams."""
+    scaled = apply_temperature(raw_probs, temperature)
+    return {
+        "temperature": float(temperature),
+        "ece": ece(raw_probs, labels), "ece_calibrated": ece(scaled, labels),
+        "classwise_ece": classwise_ece(raw_probs, labels), "classwise_ece_calibrated": classwise_ece(scaled, labels),
+        "brier": brier(raw_probs, labels), "brier_calibrated": brier(scaled, labels),
+        "nll": nll(raw_probs, labels) if len(labels) else math.nan,
+        "nll_calibrated": nll(scaled, labels) if len(labels) else math.nan,
+        "reliability": reliability_bins(raw_probs, labels),
+        "reliability_calibrated": reliability_bins(scaled, labels),
+    }
+
+
+# ---------------------------------------------------------------- the run folder
+
+
+def fit_and_save(run_dir, raw_probs, labels) -> dict:
+    """Fit T on validation predictions and write calibration.json; returns what it wrote."""
+    temperature = fit_temperature(raw_probs, labels)
+    scaled = apply_temperature(raw_probs, temperature)
+    record = {"temperature": temperature, "fitted_on": "val", "n": int(len(labels)), "n_bins": N_BINS,
+              "nll": nll(raw_probs, labels) if len(labels) else None,
+              "nll_calibrated": nll(scaled, labels) if len(labels) else None,
+              "ece": ece(raw_probs, labels), "ece_calibrated": ece(scaled, labels)}
+    runs.atomic_write_json(Path(run_dir) / CALIBRATION_FILE, record)
+    return record
+
+
+def read_temperature(run_dir) -> float:
+    """The run's fitted temperature; 1.0 (no scaling) when calibration.json is absent or holds
+    anything but a finite number in T_RANGE."""
+    value = (runs._read_json(Path(run_dir) / CALIBRATION_FILE, {}) or {}).get("temperature")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return 1.0
+    return float(value) if T_RANGE[0] <= value <= T_RANGE[1] else 1.0
+
+
+def calibrate_run(run_dir) -> dict:
+    """Fit (or refit) a finished run's temperature from its predictions_val.csv."""
+    from lesion_core.errors import TrainingError
+    from lesion_core.train import read_predictions
+
+    path = Path(run_dir) / "predictions_val.csv"
+    if not path.is_file():
+        raise TrainingError(f"{path} is missing: calibration is fitted on the validation predictions, "
+                            "written when the run finishes")
+    frame = read_predictions(path)
+    names = frame.attrs["class_names"]
+    labels = frame["label"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.int64)
+    probs = frame[[f"prob_{n}" for n in names]].to_numpy(dtype=float)
+    return fit_and_save(run_dir, probs, labels)

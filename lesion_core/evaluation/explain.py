@@ -1,0 +1,265 @@
+"""Where the model looks: class-activation heatmaps (pytorch-grad-cam) and the lesion-focus score.
+
+A heatmap is computed on the model's own view of the image (the run's evaluation pipeline:
+rescale, centre crop, normalise) at the model's input resolution; the lesion mask goes
+through the same pipeline with the image (nearest interpolation), so heatmap and mask are
+aligned pixel for pixel.
+
+Lesion-focus score of a heatmap H >= 0 and a binary mask M (same size):
+    focus = sum(H * M) / sum(H)      (the share of the heatmap's mass inside the lesion, 0..1)
+    peak_in_lesion = M[argmax H]     (the "pointing game" hit)
+Both are None when there is no mask, the mask is empty, or H is all zero.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lesion_core import models, transforms
+from lesion_core.errors import ModelError
+
+# Name -> pytorch-grad-cam class name. Score-CAM is gradient-free (one forward pass per
+# channel of the target layer: slow on a CPU); EigenCAM is gradient-free and class-agnostic.
+METHODS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "scorecam": "ScoreCAM", "eigencam": "EigenCAM"}
+DEFAULT_METHOD = "gradcam"
+# Images per Score-CAM forward pass over the masked inputs.
+SCORECAM_BATCH = 32
+
+
+def focus_score(heatmap: np.ndarray, mask: np.ndarray | None) -> tuple[float | None, bool | None]:
+    """(share of the heatmap's mass inside the mask, whether its peak is inside): see the module doc."""
+    if mask is None:
+        return None, None
+    mask = np.asarray(mask) != 0
+    heat = np.clip(np.asarray(heatmap, dtype=np.float64), 0, None)
+    if mask.shape != heat.shape:
+        raise ValueError(f"heatmap {heat.shape} and mask {mask.shape} differ in size")
+    total = heat.sum()
+    if not mask.any() or total <= 0:
+        return None, None
+    peak = np.unravel_index(np.argmax(heat), heat.shape)
+    return float(heat[mask].sum() / total), bool(mask[peak])
+
+
+def _squeeze_mask(mask) -> np.ndarray | None:
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    return (mask.reshape(mask.shape[-2:]) != 0) if mask.size else None
+
+
+def make_cam(model: torch.nn.Module, model_name: str, method: str = DEFAULT_METHOD):
+    """A pytorch-grad-cam object on the zoo model's last convolution (the registry's last_conv)."""
+    import pytorch_grad_cam
+
+    if method not in METHODS:
+        raise ModelError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+    layer = model.get_submodule(models.get_entry(model_name).last_conv)
+    cam = getattr(pytorch_grad_cam, METHODS[method])(model=model, target_layers=[layer])
+    if method == "scorecam":
+        cam.batch_size = SCORECAM_BATCH
+    return cam
+
+
+@dataclass
+class Explanation:
+    """One image explained: heatmap float32 (S, S) in [0, 1], the model's view uint8 (S, S, 3),
+    the aligned mask bool (S, S) or None, and what the model said."""
+
+    heatmap: np.ndarray
+    image: np.ndarray
+    mask: np.ndarray | None
+    method: str
+    target_class: str
+    probabilities: dict
+    focus: float | None
+    peak_in_lesion: bool | None
+
+    def to_json(self) -> dict:
+        """explain.json: {"method", "class", "probabilities", "focus", "peak_in_lesion"}."""
+        return {"method": self.method, "class": self.target_class, "probabilities": self.probabilities,
+                "focus": self.focus, "peak_in_lesion": self.peak_in_lesion}
+
+
+class Explainer:
+    """Heatmaps of one run's best model with one CAM method (built once, reused per image)."""
+
+    def __init__(self, run_dir, method: str = DEFAULT_METHOD, calibrated: bool = True):
+        from lesion_core import train
+        from lesion_core.evaluation import calibration
+
+        if method not in METHODS:
+            raise ModelError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+        self.method = method
+        self.model, self.config = train.load_run_model(run_dir)
+        self.model.float()
+        self.entry = models.MODELS[self.config["model"]["name"]]
+        self.class_names = list(self.config["data"]["class_names"])
+        spec = transforms.finalize_spec(self.config["eval_augment"], train.image_size(self.config),
+                                        self.entry.mean, self.entry.std)
+        self.pipeline = transforms.build_pipeline(spec)
+        self.temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
+        self.cam = self._build_cam()
+        # The pages share one Explainer between sessions; CAM hooks hold per-call state.
+        self._lock = threading.Lock()
+
+    def _build_cam(self):
+        return make_cam(self.model, self.entry.name, self.method)
+
+    def class_index(self, class_name: str | None) -> int | None:
+        if class_name is None:
+            return None
+        if class_name not in self.class_names:
+            raise ModelError(f"class {class_name!r} is not one of the run's classes ({', '.join(self.class_names)})")
+        return self.class_names.index(class_name)
+
+    def heatmaps(self, images: torch.Tensor, targets: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(heatmaps float32 (B, S, S) in [0, 1], calibrated probabilities (B, C)) of a batch of
+        model inputs (B, 3, S, S); targets: class per image, None for the predicted class."""
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        from lesion_core.evaluation import calibration
+
+        # One forward serves both: the CAM keeps the model's outputs; with no explicit
+        # targets it explains the predicted (argmax) class, which temperature never changes.
+        explicit = targets is not None and any(t is not None for t in targets)
+        if explicit:
+            with torch.no_grad():
+                logits = self.model(images)
+            chosen = [int(l.argmax()) if t is None else int(t) for t, l in zip(targets, logits)]
+            heat = self.cam(input_tensor=images, targets=[ClassifierOutputTarget(c) for c in chosen])
+        else:
+            heat = self.cam(input_tensor=images, targets=None)
+            logits = self.cam.outputs
+        probs = torch.softmax(logits.detach().float(), dim=1).numpy()
+        probs = calibration.apply_temperature(probs, self.temperature)
+        heat = np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0)  # a flat CAM normalises to NaN
+        return heat, probs
+
+    def explain(self, image: np.ndarray, mask: np.ndarray | None = None, class_name: str | None = None) -> Explanation:
+        """Heatmap and focus of one uint8 (H, W, 3) image (mask uint8/bool (H, W) or None)."""
+        sample = self.pipeline({"image": np.ascontiguousarray(image, dtype=np.uint8),
+                                "mask": None if mask is None else (np.asarray(mask) != 0).astype(np.uint8),
+                                "label": 0, "id": "image"})
+        target = self.class_index(class_name)
+        with self._lock:
+            heat, probs = self.heatmaps(sample["image"].unsqueeze(0), [target])
+        view_mask = _squeeze_mask(sample["mask"])
+        focus, peak = focus_score(heat[0], view_mask)
+        chosen = int(probs[0].argmax()) if target is None else target
+        return Explanation(heatmap=heat[0], image=transforms.denormalize(sample["image"], self.entry.mean, self.entry.std),
+                           mask=view_mask, method=self.method, target_class=self.class_names[chosen],
+                           probabilities={n: float(p) for n, p in zip(self.class_names, probs[0])},
+                           focus=focus, peak_in_lesion=peak)
+
+
+# ---------------------------------------------------------------- pictures and files
+
+
+def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, mask: np.ndarray | None = None,
+                    alpha: float = 0.45) -> np.ndarray:
+    """uint8 (H, W, 3): the image blended with the heatmap in the jet colour map, with the
+    lesion mask's outline in white when given."""
+    from matplotlib import colormaps
+
+    colours = (colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3] * 255).astype(np.float32)
+    out = np.round((1 - alpha) * image.astype(np.float32) + alpha * colours).astype(np.uint8)
+    if mask is not None:
+        out[transforms.mask_outline(mask)] = (255, 255, 255)
+    return out
+
+
+def write_explanation(explanation: Explanation, out_dir) -> Path:
+    """DIR/heatmap.png (overlay), DIR/heatmap.npy (float32 (S, S), 0..1), DIR/explain.json."""
+    from PIL import Image
+
+    from lesion_core import runs
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = _png_bytes(Image.fromarray(heatmap_overlay(explanation.image, explanation.heatmap, explanation.mask)))
+    runs.atomic_write_bytes(out_dir / "heatmap.png", png)
+    buffer = io.BytesIO()
+    np.save(buffer, explanation.heatmap.astype(np.float32))
+    runs.atomic_write_bytes(out_dir / "heatmap.npy", buffer.getvalue())
+    runs.atomic_write_json(out_dir / "explain.json", explanation.to_json())
+    return out_dir
+
+
+def _png_bytes(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- a whole split
+
+
+def explain_split(run_dir, split: str, method: str = DEFAULT_METHOD, data_root=None, batch_size: int = 16,
+                  calibrated: bool = True, wrap=None) -> dict:
+    """{id: (focus, peak_in_lesion)} for every image of a run's split, heatmaps of the
+    predicted class; images without a mask get (None, None)."""
+    from lesion_core import data, train
+
+    explainer = Explainer(run_dir, method, calibrated)
+    records = train.load_data(explainer.config, root_override=data_root).split(split)
+    max_side = explainer.config["max_side"] or round(train.image_size(explainer.config) * 8 / 7)
+    dataset = data.LesionDataset(records, transform=explainer.pipeline, max_side=max_side)
+    out = {}
+    starts = range(0, len(dataset), batch_size)
+    for start in (wrap(starts) if wrap else starts):
+        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        heat, _ = explainer.heatmaps(torch.stack([s["image"] for s in samples]))
+        for sample, h in zip(samples, heat):
+            out[sample["id"]] = focus_score(h, _squeeze_mask(sample["mask"]))
+    return out
+
+
+def summarize(focus_by_id: dict, labels_by_id: dict | None = None, correct_by_id: dict | None = None,
+              method: str = DEFAULT_METHOD) -> dict:
+    """metrics_<split>.json's "explain": mean focus, share with focus < 0.5, pointing-game hit
+    rate and the mean focus per true class (right and wrong), over the n_scored images whose
+    focus is defined (a mask, and a heatmap with some positive mass) of n_images."""
+    scored = {i: v for i, v in focus_by_id.items() if v[0] is not None}
+    focus = np.array([v[0] for v in scored.values()], dtype=float)
+    hits = np.array([v[1] for v in scored.values()], dtype=bool)
+    out = {"method": method, "n_images": len(focus_by_id), "n_scored": len(scored),
+           "mean_focus": float(focus.mean()) if focus.size else math.nan,
+           "share_focus_below_0_5": float((focus < 0.5).mean()) if focus.size else math.nan,
+           "pointing_game": float(hits.mean()) if hits.size else math.nan}
+    if labels_by_id:
+        by_class = {}
+        for i, (f, _) in scored.items():
+            outcome = "right" if (correct_by_id or {}).get(i, True) else "wrong"
+            by_class.setdefault(labels_by_id[i], {}).setdefault(outcome, []).append(f)
+        out["mean_focus_by_class"] = {c: {k: float(np.mean(v)) for k, v in d.items()} for c, d in by_class.items()}
+    return out
+
+
+def add_focus_columns(path, focus_by_id: dict) -> None:
+    """Add (or replace) the focus and peak_in_lesion columns of a predictions CSV by id;
+    empty cells where an image has no score."""
+    import csv
+
+    from lesion_core import runs
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    keep = [i for i, name in enumerate(header) if name not in ("focus", "peak_in_lesion")]
+    id_column = header.index("id")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([header[i] for i in keep] + ["focus", "peak_in_lesion"])
+    for row in body:
+        focus, peak = focus_by_id.get(row[id_column], (None, None))
+        writer.writerow([row[i] for i in keep] + ["" if focus is None else f"{focus:.4f}",
+                                                  "" if peak is None else str(bool(peak))])
+    runs.atomic_write_text(path, out.getvalue())

@@ -1,0 +1,82 @@
+"""Plotly figures of the review views: reliability diagram, ROC and precision-recall curves with
+the chosen operating point, lesion focus by class. Pure functions, like lesion_core.plots."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from lesion_core.plots import CLASS_COLOURS
+
+_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white", height=360)
+
+
+def reliability_diagram(before: Mapping, after: Mapping | None = None) -> go.Figure:
+    """Confidence (x) against accuracy (y) per bin, before and after scaling, with the
+    diagonal of perfect calibration; marker size and hover give each bin's count.
+
+    before/after: calibration.reliability_bins() dicts (empty bins are skipped)."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated", line=dict(color="#999", dash="dash"))
+    for label, bins, colour in (("uncalibrated", before, "#c4453a"), ("temperature-scaled", after, "#4c78a8")):
+        if not bins:
+            continue
+        filled = [i for i, n in enumerate(bins["count"]) if n]
+        counts = [bins["count"][i] for i in filled]
+        biggest = max(counts, default=1)
+        fig.add_scatter(x=[bins["confidence"][i] for i in filled], y=[bins["accuracy"][i] for i in filled],
+                        mode="lines+markers", name=label, line=dict(color=colour),
+                        marker=dict(size=[6 + 14 * (n / biggest) ** 0.5 for n in counts]),
+                        customdata=counts, hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} images")
+    fig.update_xaxes(range=[0, 1], title="confidence (top-class probability)")
+    fig.update_yaxes(range=[0, 1.02], title="accuracy")
+    fig.update_layout(title="Reliability diagram (15 bins; marker size = images)", **_LAYOUT)
+    return fig
+
+
+def roc_with_point(is_class, scores, table: Mapping, name: str, colour_index: int = 1) -> go.Figure:
+    """The ROC curve of one class against the rest with the chosen threshold's point marked."""
+    fpr, tpr, _ = roc_curve(np.asarray(is_class, bool), np.asarray(scores, float))
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(color="#999", dash="dash"))
+    fig.add_scatter(x=fpr, y=tpr, mode="lines", name=name, line=dict(color=CLASS_COLOURS[colour_index % 6]))
+    fig.add_scatter(x=[1 - table["specificity"]], y=[table["sensitivity"]], mode="markers", name="threshold",
+                    marker=dict(size=13, color="black", symbol="x"))
+    fig.update_xaxes(range=[0, 1], title="1 - specificity")
+    fig.update_yaxes(range=[0, 1.02], title="sensitivity")
+    fig.update_layout(title=f"ROC: {name} vs rest", **_LAYOUT)
+    return fig
+
+
+def pr_with_point(is_class, scores, table: Mapping, name: str, colour_index: int = 1) -> go.Figure:
+    """The precision-recall curve of one class with the chosen threshold's point marked."""
+    precision, recall, _ = precision_recall_curve(np.asarray(is_class, bool), np.asarray(scores, float))
+    fig = go.Figure()
+    fig.add_scatter(x=recall, y=precision, mode="lines", name=name, line=dict(color=CLASS_COLOURS[colour_index % 6]))
+    ppv = table["ppv"] if table["ppv"] == table["ppv"] else None  # NaN: nothing flagged
+    fig.add_scatter(x=[table["sensitivity"]], y=[ppv], mode="markers", name="threshold",
+                    marker=dict(size=13, color="black", symbol="x"))
+    fig.update_xaxes(range=[0, 1], title="recall (sensitivity)")
+    fig.update_yaxes(range=[0, 1.02], title="precision (PPV)")
+    fig.update_layout(title=f"Precision-recall: {name} vs rest", **_LAYOUT)
+    return fig
+
+
+def focus_by_class(focus: Sequence, labels: Sequence[str], correct: Sequence[bool],
+                   class_names: Sequence[str]) -> go.Figure:
+    """Lesion focus (0..1) per true class, right and wrong predictions side by side."""
+    focus = np.asarray(focus, dtype=float)
+    labels = np.asarray(labels)
+    correct = np.asarray(correct, dtype=bool)
+    fig = go.Figure()
+    for outcome, colour in (("right", "#54a24b"), ("wrong", "#c4453a")):
+        keep = (correct == (outcome == "right")) & ~np.isnan(focus)
+        fig.add_box(x=labels[keep], y=focus[keep], name=outcome, marker_color=colour, boxpoints="all", jitter=0.4)
+    fig.add_hline(y=0.5, line=dict(color="#999", dash="dot"))
+    fig.update_xaxes(categoryorder="array", categoryarray=list(class_names))
+    fig.update_yaxes(range=[0, 1.02], title="share of heatmap inside the lesion")
+    fig.update_layout(title="Lesion focus by true class", boxmode="group", **_LAYOUT)
+    return fig

@@ -1,0 +1,111 @@
+"""Operating points the clinical way: sensitivity at a fixed specificity, average precision,
+and the 2x2 table at a chosen threshold; a threshold saved with the run drives predict's decision.
+
+A sample is called positive for class c when p_c >= threshold (sklearn's roc_curve convention).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_curve
+
+from lesion_core import runs
+from lesion_core.errors import TrainingError
+
+# The specificities at which the ISIC 2017 challenge reported sensitivity.
+TARGET_SPECIFICITIES = (0.82, 0.89, 0.95)
+THRESHOLD_FILE = "threshold.json"
+
+
+def sensitivity_at_specificity(is_class, scores, target: float) -> tuple[float, float]:
+    """(sensitivity, threshold): the largest sensitivity among the ROC thresholds whose
+    specificity (1 - FPR) is at least target; (NaN, NaN) when the class or the rest is absent."""
+    is_class = np.asarray(is_class, dtype=bool)
+    if is_class.all() or not is_class.any():
+        return math.nan, math.nan
+    fpr, tpr, thresholds = roc_curve(is_class, np.asarray(scores, dtype=float))
+    ok = (1.0 - fpr) >= target - 1e-12  # the first ROC point (threshold inf, fpr 0) always qualifies
+    best = np.flatnonzero(ok)[np.argmax(tpr[ok])]
+    return float(tpr[best]), float(thresholds[best])
+
+
+def operating_points(labels, probs, class_names) -> dict:
+    """metrics_<split>.json's "operating_points": per class (vs the rest) the sensitivity and
+    threshold at each target specificity and the average precision (None when undefined)."""
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=float)
+    out = {}
+    for c, name in enumerate(class_names):
+        is_class = labels == c
+        sens, thresholds = {}, {}
+        for target in TARGET_SPECIFICITIES:
+            sens[f"{target:.2f}"], thresholds[f"{target:.2f}"] = sensitivity_at_specificity(is_class, probs[:, c], target)
+        defined = is_class.any() and not is_class.all()
+        ap = float(average_precision_score(is_class, probs[:, c])) if defined else math.nan
+        out[name] = {"sens_at_spec": sens, "threshold_at_spec": thresholds, "average_precision": ap,
+                     "n_positive": int(is_class.sum()), "n_negative": int((~is_class).sum())}
+    return out
+
+
+def table_at(is_class, scores, threshold: float) -> dict:
+    """The 2x2 table (tp, fp, tn, fn) and sensitivity, specificity, PPV, NPV (NaN when a
+    denominator is 0) when p >= threshold means positive."""
+    is_class = np.asarray(is_class, dtype=bool)
+    flagged = np.asarray(scores, dtype=float) >= threshold
+    tp, fp = int((flagged & is_class).sum()), int((flagged & ~is_class).sum())
+    fn, tn = int((~flagged & is_class).sum()), int((~flagged & ~is_class).sum())
+    ratio = lambda a, b: a / b if b else math.nan  # noqa: E731
+    return {"threshold": float(threshold), "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+            "sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp),
+            "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn)}
+
+
+# ---------------------------------------------------------------- the saved decision rule
+
+
+def save_threshold(run_dir, class_name: str, threshold: float, calibrated: bool = True) -> dict:
+    """Keep the chosen decision rule with the run: refer when p(class_name) >= threshold."""
+    class_names = runs.read_config(run_dir).get("data", {}).get("class_names", [])
+    if class_name not in class_names:
+        raise TrainingError(f"class {class_name!r} is not one of the run's classes ({', '.join(class_names)})")
+    if not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0 + 1e-6):
+        raise TrainingError(f"a threshold is a probability between 0 and 1; got {threshold!r}")
+    record = {"class": class_name, "threshold": float(threshold), "calibrated": bool(calibrated)}
+    runs.atomic_write_json(Path(run_dir) / THRESHOLD_FILE, record)
+    return record
+
+
+def read_threshold(run_dir) -> dict | None:
+    """The run's saved decision rule, or None when absent or not a valid one (untrusted file)."""
+    record = runs._read_json(Path(run_dir) / THRESHOLD_FILE, None)
+    if not record:
+        return None
+    class_names = runs.read_config(run_dir).get("data", {}).get("class_names", [])
+    threshold = record.get("threshold")
+    if (record.get("class") not in class_names or isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0 + 1e-6):
+        return None
+    return {"class": record["class"], "threshold": float(threshold), "calibrated": record.get("calibrated") is not False}
+
+
+def decision(probabilities: dict, rule: dict, calibrated: bool | None = None, temperature: float = 1.0) -> dict:
+    """{"refer": bool, "text": ...} of one image's {class: p} under a saved rule.
+
+    calibrated: whether probabilities are temperature-scaled (with temperature); when that
+    differs from the rule's, they are converted first (softmax(log p * T) undoes the scaling),
+    so a rule saved on calibrated probabilities is never compared with raw ones.
+    """
+    if calibrated is not None and calibrated != rule["calibrated"]:
+        from lesion_core.evaluation.calibration import apply_temperature
+
+        factor = temperature if rule["calibrated"] else 1.0 / temperature
+        converted = apply_temperature(np.array([list(probabilities.values())]), factor)[0]
+        probabilities = dict(zip(probabilities, converted))
+    p = float(probabilities[rule["class"]])
+    refer = p >= rule["threshold"]
+    text = (f"refer: {rule['class']} suspected" if refer else "not flagged") + \
+        f" (p({rule['class']}) {p:.3f} {'>=' if refer else '<'} threshold {rule['threshold']:.3f})"
+    return {"refer": bool(refer), "class": rule["class"], "threshold": rule["threshold"], "text": text}

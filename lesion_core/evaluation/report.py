@@ -1,0 +1,213 @@
+"""A run report: one self-contained HTML file a clinician can open (plotly inlined, images as
+data URIs, nothing fetched). Everything read from the run folder is escaped: its files are
+untrusted input."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from lesion_core import plots, runs
+from lesion_core.evaluation import calibration, figures, operating, review
+
+N_BOOTSTRAP = 1000
+N_WORST = 4
+LIMITATIONS = (
+    "Lesion Lab is a research and teaching tool. This model was trained on dermoscopy images "
+    "(ISIC-style data) and is not validated for clinical use: do not use it to diagnose, to "
+    "rule out melanoma, or to decide on treatment. Its figures come from small held-out splits "
+    "of the same source as its training data; performance on other cameras, clinics, skin "
+    "types or non-dermoscopic photographs is unknown. PPV and NPV depend on how common each "
+    "class is in the evaluated split, which is usually far above a clinic's."
+)
+
+
+def bootstrap_auc(is_class, scores, n: int = N_BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of one-vs-rest AUC (resampling images); NaNs when undefined."""
+    is_class, scores = np.asarray(is_class, bool), np.asarray(scores, float)
+    if is_class.all() or not is_class.any():
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        pick = rng.integers(0, len(scores), len(scores))
+        if is_class[pick].any() and not is_class[pick].all():
+            values.append(roc_auc_score(is_class[pick], scores[pick]))
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+def _num(value, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _table(header: list, rows: list[list]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+class _Figures:
+    """Plotly figures as HTML divs; plotly.js is inlined once, with the first one."""
+
+    def __init__(self):
+        self.first = True
+
+    def __call__(self, fig) -> str:
+        out = fig.to_html(full_html=False, include_plotlyjs=self.first)
+        self.first = False
+        return f'<div class="fig">{out}</div>'
+
+
+def _png_uri(image: np.ndarray) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _split_section(run_dir: Path, split: str, fig: _Figures, temperature: float) -> str:
+    from lesion_core.train import read_predictions
+
+    path = run_dir / f"predictions_{split}.csv"
+    if not path.is_file():
+        return f"<h2>{split}</h2><p>No predictions for this split.</p>"
+    frame = read_predictions(path)
+    labels, raw, names = review.frame_arrays(frame)
+    probs = calibration.apply_temperature(raw, temperature)
+    rows = []
+    for c, name in enumerate(names):
+        is_class = labels == c
+        defined = is_class.any() and not is_class.all()
+        auc = roc_auc_score(is_class, probs[:, c]) if defined else math.nan
+        low, high = bootstrap_auc(is_class, probs[:, c])
+        rows.append([name, int(is_class.sum()), _num(auc), f"[{_num(low)}, {_num(high)}]"])
+    accuracy = float((probs.argmax(1) == labels).mean()) if len(labels) else math.nan
+    points = operating.operating_points(labels, probs, names)
+    op_rows = [[n, *(_num(v) for v in p["sens_at_spec"].values()), _num(p["average_precision"])]
+               for n, p in points.items()]
+    cal = calibration.report(raw, labels, temperature)
+    confusion = np.zeros((len(names), len(names)), int)
+    np.add.at(confusion, (labels, probs.argmax(1)), 1)
+    parts = [f"<h2>Held-out {_e(split)} split: {len(labels)} images, accuracy {_num(accuracy)}</h2>",
+             "<h3>Discrimination: one class against the rest</h3>",
+             _table(["class", "images", "AUC", "95% bootstrap CI"], rows),
+             "<h3>Operating points (sensitivity at fixed specificity)</h3>",
+             _table(["class", "sens @ spec 0.82", "sens @ spec 0.89", "sens @ spec 0.95", "average precision"], op_rows),
+             f"<h3>Calibration</h3><p>Temperature {temperature:.2f}. ECE {_num(cal['ece'])} uncalibrated, "
+             f"{_num(cal['ece_calibrated'])} calibrated; Brier {_num(cal['brier'])} and {_num(cal['brier_calibrated'])}."
+             " Points below the diagonal mean over-confidence.</p>",
+             fig(figures.reliability_diagram(cal["reliability"], cal["reliability_calibrated"])),
+             "<h3>Confusion matrices</h3>",
+             fig(plots.confusion_heatmap(confusion, names)),
+             fig(plots.confusion_heatmap(100.0 * confusion / np.maximum(confusion.sum(1, keepdims=True), 1), names,
+                                         percent=True))]
+    focus = review.focus_values(frame)
+    if focus is not None and (~np.isnan(focus)).any():
+        defined = focus[~np.isnan(focus)]
+        parts.append(f"<h3>Lesion focus</h3><p>Mean share of the heatmap inside the lesion {defined.mean():.2f}; "
+                     f"{(defined < 0.5).mean():.0%} of {defined.size} images below 0.5.</p>")
+        parts.append(fig(figures.focus_by_class(focus, frame["label"], frame["correct"], names)))
+    else:
+        parts.append("<p>Lesion focus not computed for this split (<code>evaluate RUN --explain</code>).</p>")
+    return "\n".join(parts)
+
+
+def _worst_errors(run_dir: Path, split: str) -> str:
+    """The N_WORST most confident wrong predictions with their Grad-CAM heatmaps."""
+    from lesion_core import data
+    from lesion_core.evaluation import explain
+    from lesion_core.train import read_predictions
+
+    path = run_dir / f"predictions_{split}.csv"
+    if not path.is_file():
+        return ""
+    frame = read_predictions(path)
+    wrong = frame[~frame["correct"]].sort_values("loss", ascending=False).head(N_WORST)
+    if wrong.empty:
+        return "<h2>Worst errors</h2><p>No wrong prediction in this split.</p>"
+    try:
+        from lesion_core.train import load_data
+
+        records = {r.id: r for r in load_data(runs.read_config(run_dir)).split(split)}
+        explainer = explain.Explainer(run_dir)
+    except Exception as exc:  # the data moved or the weights are gone: the rest of the report stands
+        return f"<h2>Worst errors</h2><p>Heatmaps unavailable: {_e(exc)}</p>"
+    cells = []
+    for _, row in wrong.iterrows():
+        record = records.get(row["id"])
+        if record is None:
+            continue
+        try:
+            image, mask = data.read_image(record.image_path), None
+            if record.mask_path:
+                mask = data.read_mask(record.mask_path, image.shape[:2])
+        except Exception as exc:
+            cells.append(f"<figure><figcaption>{_e(row['id'])}: {_e(exc)}</figcaption></figure>")
+            continue
+        result = explainer.explain(image, mask)
+        focus = "" if result.focus is None else f", focus {result.focus:.2f}"
+        cells.append(f'<figure><img src="{_png_uri(explain.heatmap_overlay(result.image, result.heatmap, result.mask))}"'
+                     f' width="224"><figcaption>{_e(row["id"])}: true {_e(row["label"])}, predicted '
+                     f"{_e(row['pred'])} ({row['confidence']:.0%}){_e(focus)}</figcaption></figure>")
+    return ("<h2>Worst errors (most confident wrong predictions, Grad-CAM of the predicted class)</h2>"
+            f'<div class="row">{"".join(cells)}</div>')
+
+
+def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> str:
+    """The HTML text of a run's report (see the module doc)."""
+    run_dir = Path(run_dir)
+    config = runs.read_config(run_dir)
+    status = runs.read_status(run_dir)
+    cfg_data = config.get("data", {})
+    splits = (cfg_data.get("split") or {}).get("splits") or {}
+    model = config.get("model", {})
+    optim = config.get("optim", {})
+    augment = config.get("augment")
+    steps = ", ".join(str(s.get("name")) for s in augment if isinstance(s, dict)) if isinstance(augment, list) else augment
+    temperature = calibration.read_temperature(run_dir)
+    rule = operating.read_threshold(run_dir)
+    fig = _Figures()
+    recipe = [["model", f"{model.get('name')} (initial weights: {model.get('weights')})"],
+              ["optimiser", f"{optim.get('optimizer')}, learning rate {optim.get('lr')}"],
+              ["epochs, batch size, image size", f"{config.get('epochs')}, {config.get('batch_size')}, "
+                                                 f"{config.get('image_size')} px"],
+              ["training augmentation", steps or "none"],
+              ["probabilities", f"temperature-scaled (T = {temperature:.2f}, fitted on the validation split)"
+                                if temperature != 1.0 else "raw softmax (no calibration.json)"],
+              ["decision rule", f"refer when p({rule['class']}) >= {rule['threshold']:.3f}" if rule else "none saved"]]
+    sizes = [[name, len(ids) if isinstance(ids, list) else "?"] for name, ids in splits.items()]
+    body = [f"<h1>Run report: {_e(run_dir.name)}</h1>",
+            f"<p>{_e(status.get('state', 'unknown'))}: "
+            f"{_e(str(status.get('message', '')).removeprefix(str(status.get('state')) + ': '))}<br>"
+            f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by Lesion Lab.</p>",
+            f'<div class="warn"><b>Intended use and limitations.</b> {_e(LIMITATIONS)}</div>',
+            "<h2>Data and recipe</h2>",
+            f"<p>Dataset: {_e(cfg_data.get('root'))}; classes: {_e(', '.join(cfg_data.get('class_names') or []))}</p>",
+            _table(["split", "images"], sizes), _table(["setting", "value"], recipe),
+            _split_section(run_dir, split, fig, temperature)]
+    if with_heatmaps:
+        body.append(_worst_errors(run_dir, split))
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
+             ".warn{background:#fff4e5;border-left:4px solid #e0a030;padding:.6em 1em}"
+             ".row{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;max-width:240px}figcaption{font-size:.85em}")
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Lesion Lab report "
+            f"{_e(run_dir.name)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def write_report(run_dir, out_path, split: str = "test", with_heatmaps: bool = True) -> Path:
+    """Write build_report() to out_path atomically."""
+    runs.atomic_write_text(out_path, build_report(run_dir, split, with_heatmaps))
+    return Path(out_path)

@@ -1,0 +1,52 @@
+"""The review keys of metrics_<split>.json: "calibration" and "operating_points" (and "explain",
+"tta" when evaluate is asked for them), added beside the plain metrics, never replacing them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lesion_core import runs
+from lesion_core.evaluation import calibration, operating
+from lesion_core.metrics import to_jsonable
+
+
+def split_review(run_dir, split: str, labels, raw_probs, class_names) -> dict:
+    """{"calibration", "operating_points"} of one split's raw softmax probabilities.
+
+    On "val" it first fits the temperature and writes calibration.json, so call it for val
+    before test. Operating points are taken on the calibrated probabilities: those are what
+    predict and the pages report, and what a saved threshold is compared with.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if split == "val":
+        calibration.fit_and_save(run_dir, raw_probs, labels)
+    temperature = calibration.read_temperature(run_dir)
+    scaled = calibration.apply_temperature(raw_probs, temperature)
+    return to_jsonable({"calibration": calibration.report(raw_probs, labels, temperature),
+                        "operating_points": operating.operating_points(labels, scaled, class_names)})
+
+
+def update_metrics(run_dir, split: str, extra: dict) -> dict:
+    """Merge extra keys into metrics_<split>.json (written atomically); returns the new content."""
+    current = runs.read_metrics(run_dir, split) or {}
+    merged = current | to_jsonable(extra)
+    runs.atomic_write_json(Path(run_dir) / f"metrics_{split}.json", merged)
+    return merged
+
+
+def frame_arrays(frame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(labels int64 (N,), raw probabilities (N, C), class names) of a read_predictions() frame."""
+    names = list(frame.attrs["class_names"])
+    labels = frame["label"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.int64)
+    return labels, frame[[f"prob_{n}" for n in names]].to_numpy(dtype=float), names
+
+
+def focus_values(frame) -> np.ndarray | None:
+    """The frame's focus column as floats (NaN where empty), None when evaluate --explain has not run."""
+    if "focus" not in frame.columns:
+        return None
+    import pandas as pd
+
+    return pd.to_numeric(frame["focus"], errors="coerce").to_numpy(dtype=float)

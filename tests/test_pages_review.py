@@ -1,0 +1,75 @@
+"""The review sections of the Results and Predictions pages (Streamlit AppTest, a tiny real run)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lesion_core import paths, runs, train
+from lesion_core.evaluation import operating
+from tests.test_pages import LENET, app, goto, texts  # noqa: F401  (app is a fixture)
+
+
+@pytest.fixture
+def tiny_run(demo_root):
+    config = {"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
+              "augment": [], "eval_augment": []}
+    return train.run_training(config, paths.runs_dir())
+
+
+def test_results_page_shows_calibration_operating_point_and_computes_focus(app, tiny_run):
+    goto(app, "results")
+    assert not app.error, [e.value for e in app.error]
+    labels = [m.label for m in app.metric]
+    assert {"Temperature", "ECE (15 bins)", "Sensitivity", "Specificity", "PPV", "NPV"} <= set(labels)
+    app.radio(key="keep_res_op_mode").set_value("specificity at least").run()
+    app.slider(key="keep_res_op_spec").set_value(0.9).run()
+    specificity = next(m.value for m in app.metric if m.label == "Specificity")
+    assert specificity == "n/a" or float(specificity.rstrip("%")) >= 90.0
+    app.button(key="res_op_save").click().run()
+    rule = operating.read_threshold(tiny_run)
+    assert rule is not None and rule["class"] == "melanoma"
+    app.button(key="res_explain_split").click().run()
+    assert not app.exception, app.exception
+    assert "Mean lesion focus" in [m.label for m in app.metric]
+    assert "explain" in runs.read_metrics(tiny_run, "test")
+    app.toggle(key="res_tta").set_value(True).run()
+    assert not app.exception, app.exception
+    assert "tta" in runs.read_metrics(tiny_run, "test")
+    app.button(key="res_report_build").click().run()
+    assert not app.exception, app.exception
+    assert len(app.get("download_button")) == 3 + 1  # the run's files and report.html
+
+
+def test_predictions_page_toggles_the_heatmap_and_reports_a_saved_decision(app, tiny_run, demo_root):
+    operating.save_threshold(tiny_run, "melanoma", 0.0)
+    goto(app, "predictions")
+    app.button[0].click().run()  # "View large" of the first gallery image
+    assert not app.exception, app.exception
+    n_images = len(app.image)  # the gallery and the large view
+    app.toggle(key="pred_heatmap").set_value(True).run()
+    assert not app.exception, app.exception
+    assert "Grad-CAM of" in texts(app)
+    assert len(app.image) == n_images  # the large view now shows the heatmap overlay
+    app.get("file_uploader")[0].set_value(("lesion.jpg", (demo_root / "images" / "demo_0001.jpg").read_bytes(),
+                                            "image/jpeg")).run()
+    app.toggle(key="keep_pred_tta").set_value(True).run()
+    assert not app.exception, app.exception
+    assert "refer: melanoma suspected" in texts(app)
+
+
+def test_predictions_gallery_sorts_and_filters_by_lesion_focus(app, tiny_run):
+    from lesion_core.cli import main
+
+    assert main(["evaluate", str(tiny_run), "--split", "test", "--explain"]) == 0
+    frame = train.read_predictions(tiny_run / "predictions_test.csv")
+    focus = frame.set_index("id")["focus"].replace("", "nan").astype(float)
+    goto(app, "predictions")
+    app.selectbox(key="keep_pred_sort").set_value("lesion focus (lowest first)").run()
+    assert not app.exception, app.exception
+    shown = [b.key.removeprefix("pred_open_") for b in app.button if b.key and b.key.startswith("pred_open_")]
+    values = [focus[i] for i in shown]
+    defined = [v for v in values if v == v]
+    assert defined == sorted(defined) and values[:len(defined)] == defined  # lowest first, unscored last
+    app.checkbox(key="keep_pred_low_focus").check().run()
+    shown = [b.key.removeprefix("pred_open_") for b in app.button if b.key and b.key.startswith("pred_open_")]
+    assert all(focus[i] < 0.5 for i in shown)

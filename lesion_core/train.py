@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 import lesion_core
 from lesion_core import data, metrics, models, runs, transforms
 from lesion_core.errors import LesionLabError, TrainingError
+from lesion_core.evaluation import bootstrap
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "none")
@@ -735,7 +736,9 @@ class Trainer:
             ids, labels, probs = predict_loader(self.model, loader, self.device, self.amp_dtype, self.channels_last)
             write_predictions(self.run_dir / f"predictions_{split}.csv", ids, labels, probs, self.class_names)
             result = metrics.compute_metrics(labels, probs, self.class_names)
-            runs.atomic_write_json(self.run_dir / f"metrics_{split}.json", _metrics_summary(result, ids))
+            intervals = bootstrap.metric_intervals(labels, probs, self.class_names)  # 95% CIs, seeded
+            runs.atomic_write_json(self.run_dir / f"metrics_{split}.json",
+                                   _metrics_summary(result, ids) | {"intervals": intervals})
             summary[split] = {"mean_auc": result["mean_auc"], "accuracy": result["accuracy"]}
             self.log(f"best model (epoch {self.best['epoch']}) on {split}: mean AUC {_fmt(result['mean_auc'])}, "
                      f"accuracy {result['accuracy']:.3f}")

@@ -288,9 +288,19 @@ def runs_frame(listed: list[runs.RunInfo]):
             "best val mean AUC": best.get("value") if best.get("metric") == "val_mean_auc" else None,
             "best epoch": best.get("epoch"),
             "test mean AUC": test.get("mean_auc"),
+            "test mean AUC 95% CI": _ci_text(run),
             "minutes": round(run.duration / 60, 1) if run.duration else None,
         })
     return pd.DataFrame(rows)
+
+
+def _ci_text(run: runs.RunInfo) -> str:
+    """The stored 95% interval of the test mean AUC ("[0.80, 0.91]"), "" when there is none."""
+    from lesion_core.evaluation import bootstrap
+
+    found = bootstrap.run_intervals(run.path, "test", compute=False) or {}
+    text = bootstrap.format_interval(found.get("mean_auc"))
+    return text.partition(" ")[2]
 
 
 def runs_overview(limit: int | None = None) -> None:

@@ -5,7 +5,7 @@ import json
 import streamlit as st
 
 from lesion_core import plots, runs
-from app_pages import common
+from app_pages import common, experiments
 
 st.title("Results")
 
@@ -52,6 +52,7 @@ else:
     bars, roc = st.columns(2)
     bars.plotly_chart(plots.precision_recall_bars(result["precision"], result["recall"], names), key="res_pr")
     roc.plotly_chart(plots.roc_curves(result["roc"], result["auc"], names), key="res_roc")
+    experiments.intervals(run.path, split, key="res_intervals")
 
 st.subheader("Downloads")
 files = [(f"predictions_{split}.csv", "text/csv"), ("config.json", "application/json"),

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lesion_core import data, models, plots, runs, train, transforms
-from app_pages import common
+from app_pages import common, experiments
 
 st.title("Train")
 
@@ -116,6 +116,8 @@ def show_run(run_id: str) -> None:
             runs.request_stop(run.path)
         if runs.stop_requested(run.path):
             stop.caption("Stop requested: the trainer stops after the current batch and keeps its weights.")
+    if run.state == "finished":
+        experiments.final_intervals(run)
     loss, auc = st.columns(2)
     loss.plotly_chart(plots.loss_curves(history), key="tr_loss")
     auc.plotly_chart(plots.auc_curves(history, class_names), key="tr_auc")

@@ -1,0 +1,45 @@
+"""Page sections for honest experiments (intervals, robustness, sweeps), drawn by several pages.
+
+Each function draws one self-contained section, so a page adds it with one call.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lesion_core.evaluation import bootstrap
+
+
+def intervals(run_dir, split: str, key: str) -> None:
+    """The split's mean AUC, per-class AUC, accuracy and balanced accuracy with 95% intervals,
+    and a warning per class too small for its AUC to mean much."""
+    found = bootstrap.run_intervals(run_dir, split)
+    if not found:
+        return
+    fmt = bootstrap.format_interval
+    rows = [{"metric": "mean AUC", "value [95% CI]": fmt(found.get("mean_auc"))},
+            {"metric": "accuracy", "value [95% CI]": fmt(found.get("accuracy"))},
+            {"metric": "balanced accuracy", "value [95% CI]": fmt(found.get("balanced_accuracy"))}]
+    rows += [{"metric": f"AUC {name}", "value [95% CI]": fmt(row)}
+             for name, row in (found.get("auc") or {}).items()]
+    st.dataframe(rows, hide_index=True, key=f"{key}_table")
+    n_resamples = found.get("n_resamples", bootstrap.N_RESAMPLES)
+    st.caption(f"95% intervals: stratified bootstrap of the {split} images ({n_resamples} resamples, seeded). "
+               "Two runs whose intervals overlap may still differ: compare them on the **Compare** page.")
+    for warning in bootstrap.small_class_warnings(found, split):
+        st.warning(warning, icon=":material/warning:")
+
+
+def final_intervals(run) -> None:
+    """A finished run's val and test headline numbers with intervals (Train page)."""
+    lines = []
+    for split in ("val", "test"):
+        found = bootstrap.run_intervals(run.path, split, compute=False)
+        if found:
+            lines.append(f"**{split}**: mean AUC {bootstrap.format_interval(found.get('mean_auc'))}, "
+                         f"accuracy {bootstrap.format_interval(found.get('accuracy'))}, "
+                         f"balanced accuracy {bootstrap.format_interval(found.get('balanced_accuracy'))} "
+                         f"(n {found['mean_auc'].get('n')})")
+            lines += [f":warning: {w}" for w in bootstrap.small_class_warnings(found, split)]
+    if lines:
+        st.markdown("  \n".join(lines))

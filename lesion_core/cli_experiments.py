@@ -1,0 +1,51 @@
+"""Experiment sub-commands: compare two runs, a run's robustness report, sweeps."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    """Add the compare, robustness and sweep sub-commands."""
+    p = subparsers.add_parser("compare", help="paired comparison of two runs on the same images, with a verdict")
+    p.add_argument("run_a", metavar="RUN_A", help="run folder A")
+    p.add_argument("run_b", metavar="RUN_B", help="run folder B")
+    p.add_argument("--split", default="test", choices=("val", "test"))
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print {split, n, metrics, verdict, same_images}")
+    p.set_defaults(func=cmd_compare)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def cmd_compare(args) -> int:
+    from lesion_core.evaluation import bootstrap, compare
+    from lesion_core.metrics import to_jsonable
+
+    result = compare.compare_runs(args.run_a, args.run_b, args.split, args.resamples, args.seed)
+    if args.json:
+        print(json.dumps(to_jsonable(compare.json_summary(result)), indent=2, allow_nan=False))
+        return 0
+    print(f"A = {result['run_a']}\nB = {result['run_b']}")
+    if result["config_diff"]:
+        print("settings that differ:")
+        for row in result["config_diff"]:
+            print(f"  {row['setting']}: A {row[result['run_a']]} | B {row[result['run_b']]}")
+    else:
+        print("same settings")
+    n = result["n"] if result["same_images"] else "different"
+    print(f"{args.split} images: {n}")
+    print(f"{'metric':28} {'A':>7} {'B':>7}  B - A [95% CI]")
+    for name, row in result["metrics"].items():
+        print(f"{name:28} {_fmt(row['a']):>7} {_fmt(row['b']):>7}  {bootstrap.format_delta(row)}")
+    print(f"verdict (mean AUC): {compare.verdict_text(result)}")
+    if result["disagreements"]:
+        right_a = sum(r["right"] == "a" for r in result["disagreements"])
+        print(f"images one run gets right and the other wrong: {len(result['disagreements'])} "
+              f"(A right {right_a}, B right {len(result['disagreements']) - right_a})")
+    sys.stdout.flush()
+    return 0

@@ -57,8 +57,8 @@ def replicates(labels, probs, class_names, indices: np.ndarray) -> dict[str, np.
             aucs[c] = (ranks[:, positive].sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
         out[f"auc/{name}"] = aucs[c]
     scored = [aucs[c] for c in scored_classes(class_names) if not np.isnan(aucs[c]).all()]
-    out["mean_auc"] = np.mean(scored, axis=0) if scored else np.full(len(indices), math.nan)
-    return out
+    mean_auc = np.mean(scored, axis=0) if scored else np.full(len(indices), math.nan)
+    return {"mean_auc": mean_auc} | out  # the headline metric first, for tables
 
 
 def _bounds(values: np.ndarray, confidence: float) -> tuple[float | None, float | None]:

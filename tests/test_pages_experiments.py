@@ -1,0 +1,61 @@
+"""Pages of honest experiments: intervals on Results/Train/Home, the Compare page (AppTest)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lesion_core import paths, train
+from lesion_core.evaluation import bootstrap
+from tests.test_pages import app, goto, texts  # noqa: F401  (fixture)
+from tests.test_train import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def two_runs(demo_root):
+    first = train.run_training(tiny_config(demo_root, epochs=1, seed=1), paths.runs_dir())
+    second = train.run_training(tiny_config(demo_root, epochs=2, seed=2), paths.runs_dir())
+    return first, second
+
+
+def test_results_train_and_home_show_intervals_and_small_class_warnings(app, two_runs):  # noqa: F811
+    _, newest = two_runs
+    stored = bootstrap.run_intervals(newest, "test", compute=False)
+    expected = bootstrap.format_interval(stored["mean_auc"])
+    app.run()
+    assert app.dataframe[-1].value["test mean AUC 95% CI"].iloc[0] == expected.partition(" ")[2]  # Home
+    goto(app, "results")
+    table = next(d.value for d in app.dataframe if "value [95% CI]" in d.value.columns)
+    assert table["value [95% CI]"].iloc[0] == expected
+    assert any(w.value.startswith("melanoma: ") and "test images; AUC differences below ~" in w.value
+               for w in app.warning)  # the demo's test split has a handful per class
+    goto(app, "train")
+    assert f"mean AUC {expected}" in texts(app)
+
+
+def test_compare_page_shows_diff_deltas_verdict_and_disagreements(app, two_runs):  # noqa: F811
+    first, second = two_runs
+    goto(app, "compare")
+    diff = app.dataframe[0].value
+    assert set(diff["setting"]) >= {"epochs", "seed"}
+    assert len(app.get("plotly_chart")) == 2
+    deltas = app.dataframe[1].value
+    assert list(deltas["metric"])[:3] == ["mean auc", "accuracy", "balanced accuracy"]
+    assert "Verdict (mean AUC): " in texts(app)
+    app.multiselect(key="keep_cmp_runs").set_value([second.name]).run()
+    assert "Choose at least two runs." in texts(app)
+
+
+def test_compare_page_a_run_against_a_copy_of_itself(app, two_runs):  # noqa: F811
+    import shutil
+
+    first, _ = two_runs
+    copy = shutil.copytree(first, paths.runs_dir() / f"{first.name}-copy")
+    goto(app, "compare")
+    app.multiselect(key="keep_cmp_runs").set_value([first.name, copy.name]).run()
+    assert not app.exception
+    assert "The runs have the same settings" in texts(app)
+    n = len(bootstrap.load_predictions(first, "test")[0])
+    assert f"not distinguishable on these {n} images" in texts(app)
+    assert "0 images one run gets right and the other wrong" in [e.label for e in app.expander]

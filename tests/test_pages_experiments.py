@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lesion_core import paths, train
+from lesion_core import paths, runs, train
 from lesion_core.evaluation import bootstrap
 from tests.test_pages import app, goto, texts  # noqa: F401  (fixture)
 from tests.test_train import tiny_config
@@ -20,7 +20,7 @@ def two_runs(demo_root):
 
 
 def test_results_train_and_home_show_intervals_and_small_class_warnings(app, two_runs):  # noqa: F811
-    _, newest = two_runs
+    newest = runs.list_runs(paths.runs_dir())[0].path  # what the pages show first (ids may share a second)
     stored = bootstrap.run_intervals(newest, "test", compute=False)
     expected = bootstrap.format_interval(stored["mean_auc"])
     app.run()

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lesion_core import data, models, plots, transforms
-from app_pages import common
+from app_pages import common, experiments
 
 st.title("Dataset")
 
@@ -47,6 +47,8 @@ for title, items in (("Problems (rows excluded)", report.problems), ("Notes", re
         with st.expander(f"{title}: {len(items)}", expanded=title.startswith("Problems")):
             st.dataframe([{"id": p.id or "-", "kind": p.kind, "message": p.message} for p in items],
                          hide_index=True, width="stretch")
+
+experiments.skin_tones(dataset)
 
 # ---------------------------------------------------------------- samples
 st.subheader("Samples")

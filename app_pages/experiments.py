@@ -43,3 +43,29 @@ def final_intervals(run) -> None:
             lines += [f":warning: {w}" for w in bootstrap.small_class_warnings(found, split)]
     if lines:
         st.markdown("  \n".join(lines))
+
+
+def skin_tones(dataset) -> None:
+    """Dataset page: the skin-tone (ITA) distribution per split and class, on request."""
+    import pandas as pd
+
+    from lesion_core import skin
+
+    st.subheader("Skin tones")
+    st.caption("Individual Typology Angle (ITA = atan((L* - 50) / b*)) of the skin outside each lesion "
+               "mask, in six groups from very light (> 55°) to dark (< -30°). A model trained on one "
+               "group may not carry over to another: see a run's robustness report on **Results**.")
+    stored = st.session_state.get("ds_skin_tones")
+    if stored is None or stored["root"] != str(dataset.root):
+        if not st.button("Estimate skin tones", key="ds_skin_button",
+                         help=f"Reads the {len(dataset.records)} images at small size: a few seconds per 100"):
+            return
+        with st.spinner("Estimating skin tones..."):
+            rows = skin.dataset_tones(dataset.records)
+        stored = {"root": str(dataset.root), "table": skin.distribution(rows, dataset.class_names)}
+        st.session_state["ds_skin_tones"] = stored
+    table = pd.DataFrame([{"split": split, "class": name} | counts
+                          for split, per_class in stored["table"].items() for name, counts in per_class.items()])
+    st.dataframe(table, hide_index=True, width="stretch", key="ds_skin_table")
+    totals = table.drop(columns=["split"]).groupby("class").sum()
+    st.bar_chart(totals.T, stack=True, x_label="ITA group", y_label="images")

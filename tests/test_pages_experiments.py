@@ -59,3 +59,18 @@ def test_compare_page_a_run_against_a_copy_of_itself(app, two_runs):  # noqa: F8
     n = len(bootstrap.load_predictions(first, "test")[0])
     assert f"not distinguishable on these {n} images" in texts(app)
     assert "0 images one run gets right and the other wrong" in [e.label for e in app.expander]
+
+
+def test_dataset_page_shows_the_skin_tone_distribution(app, demo_root):  # noqa: F811
+    from lesion_core import data
+
+    goto(app, "dataset")
+    assert not any("very light" in d.value.columns for d in app.dataframe)  # only on request
+    app.button(key="ds_skin_button").click().run()
+    assert not app.exception
+    table = next(d.value for d in app.dataframe if "very light" in d.value.columns)
+    assert len(table) == 9  # 3 splits x 3 classes
+    counts = data.load_dataset(demo_root).report.counts
+    for split in ("train", "val", "test"):
+        rows = table[table["split"] == split].drop(columns=["split", "class"])
+        assert rows.to_numpy().sum() == sum(counts[split].values())  # every image in one group

@@ -17,6 +17,14 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print {split, n, metrics, verdict, same_images}")
     p.set_defaults(func=cmd_compare)
 
+    p = subparsers.add_parser("robustness", help="re-score a run's split under skin-tone and other shifts, with intervals")
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--split", default="test", choices=("val", "test"))
+    p.add_argument("--data", help="dataset folder, when it moved since training")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_robustness)
+
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
@@ -48,4 +56,32 @@ def cmd_compare(args) -> int:
         print(f"images one run gets right and the other wrong: {len(result['disagreements'])} "
               f"(A right {right_a}, B right {len(result['disagreements']) - right_a})")
     sys.stdout.flush()
+    return 0
+
+
+def cmd_robustness(args) -> int:
+    from lesion_core.evaluation import bootstrap, robustness
+    from lesion_core.metrics import to_jsonable
+
+    log = (lambda text: print(text, file=sys.stderr)) if not args.json else None
+    report = robustness.robustness_report(args.run, args.split, data_root=args.data, n_resamples=args.resamples,
+                                          on_progress=log)
+    path = robustness.save_report(args.run, report)
+    if args.json:
+        print(json.dumps(to_jsonable(report), indent=2, allow_nan=False))
+        return 0
+    print(f"{report['split']}: {report['n']} images ({report['skipped_no_mask']} without a mask, skipped from "
+          f"the skin conditions); {report['seconds']} s")
+    print(f"unshifted: mean AUC {bootstrap.format_interval(report['baseline'].get('mean_auc'))}")
+    print(f"{'condition':22} {'n':>4}  mean AUC [95% CI]        change [95% CI]")
+    for row in report["conditions"]:
+        interval = {"value": row["mean_auc"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]}
+        change = {"delta": row["delta"], "ci_low": row["delta_ci_low"], "ci_high": row["delta_ci_high"]}
+        print(f"{row['name']:22} {row['n']:4d}  {bootstrap.format_interval(interval):24} {bootstrap.format_delta(change)}")
+    print("unshifted, per skin-tone group of the images themselves:")
+    for row in report["groups"]:
+        interval = {"value": row["mean_auc"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]}
+        print(f"  {row['ita_group']:14} n {row['n']:4d}  mean AUC {bootstrap.format_interval(interval)}"
+              + (f"  ({row['warning']})" if row["warning"] else ""))
+    print(f"report written to {path}")
     return 0

@@ -69,3 +69,42 @@ def skin_tones(dataset) -> None:
     st.dataframe(table, hide_index=True, width="stretch", key="ds_skin_table")
     totals = table.drop(columns=["split"]).groupby("class").sum()
     st.bar_chart(totals.T, stack=True, x_label="ITA group", y_label="images")
+
+
+def robustness(run, split: str) -> None:
+    """Results page: the run's robustness report (computed on request, kept in the run folder)."""
+    from lesion_core.evaluation import robustness as engine
+
+    from app_pages import common
+
+    st.subheader("Robustness")
+    st.caption("The split re-scored with the skin outside the lesion repainted in one tone per skin-tone "
+               "(ITA) group, and rotated, darker, brighter, flatter, blurred. A model that leans on skin "
+               "colour loses AUC on some tones.")
+    report = engine.read_report(run.path, split)
+    if st.button("Compute the robustness report" if report is None else "Recompute", key="res_robust_button",
+                 disabled=not (run.path / "best.pt").is_file(),
+                 help="Scores the split 12 times with the best weights; a minute or more on a CPU"):
+        with common.user_errors(), st.spinner("Scoring the split under every shift..."):
+            report = engine.robustness_report(run.path, split)
+            engine.save_report(run.path, report)
+    if report is None:
+        return
+    fmt = bootstrap.format_interval
+    st.plotly_chart(engine.figure(report), key="res_robust_chart")
+    rows = [{"condition": r.get("name"), "images": r.get("n"),
+             "mean AUC [95% CI]": fmt({"value": r.get("mean_auc"), "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high")}),
+             "change [95% CI]": bootstrap.format_delta({"delta": r.get("delta"), "ci_low": r.get("delta_ci_low"),
+                                                      "ci_high": r.get("delta_ci_high")})}
+            for r in report["conditions"]]
+    st.dataframe(rows, hide_index=True, width="stretch", key="res_robust_table")
+    skipped = report.get("skipped_no_mask") or 0
+    st.caption(f"Unshifted: mean AUC {fmt(report['baseline'].get('mean_auc'))} on {report.get('n')} images"
+               + (f"; {skipped} images without a mask are left out of the skin conditions" if skipped else ""))
+    groups = [{"skin tone of the image": g.get("ita_group"), "images": g.get("n"),
+               "mean AUC [95% CI]": fmt({"value": g.get("mean_auc"), "ci_low": g.get("ci_low"),
+                                         "ci_high": g.get("ci_high")}),
+               "note": g.get("warning") or ""} for g in report.get("groups") or [] if isinstance(g, dict)]
+    if groups:
+        st.markdown("**The unshifted images, by their own skin tone**")
+        st.dataframe(groups, hide_index=True, width="stretch", key="res_robust_groups")

@@ -53,6 +53,7 @@ else:
     bars.plotly_chart(plots.precision_recall_bars(result["precision"], result["recall"], names), key="res_pr")
     roc.plotly_chart(plots.roc_curves(result["roc"], result["auc"], names), key="res_roc")
     experiments.intervals(run.path, split, key="res_intervals")
+    experiments.robustness(run, split)
 
 st.subheader("Downloads")
 files = [(f"predictions_{split}.csv", "text/csv"), ("config.json", "application/json"),

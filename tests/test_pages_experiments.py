@@ -74,3 +74,18 @@ def test_dataset_page_shows_the_skin_tone_distribution(app, demo_root):  # noqa:
     for split in ("train", "val", "test"):
         rows = table[table["split"] == split].drop(columns=["split", "class"])
         assert rows.to_numpy().sum() == sum(counts[split].values())  # every image in one group
+
+
+def test_results_page_computes_and_shows_the_robustness_report(app, demo_root):  # noqa: F811
+    run_dir = train.run_training(tiny_config(demo_root, epochs=1), paths.runs_dir())
+    goto(app, "results")
+    assert not any("condition" in d.value.columns for d in app.dataframe)
+    app.button(key="res_robust_button").click().run()
+    assert not app.exception
+    table = next(d.value for d in app.dataframe if "condition" in d.value.columns)
+    assert len(table) == 11 and table["condition"].iloc[0] == "skin very light"
+    assert (run_dir / "robustness_test.json").is_file()
+    groups = next(d.value for d in app.dataframe if "skin tone of the image" in d.value.columns)
+    assert groups["images"].sum() == len(bootstrap.load_predictions(run_dir, "test")[0])
+    goto(app, "results")  # a later visit shows the stored report at once
+    assert any("condition" in d.value.columns for d in app.dataframe)

@@ -25,6 +25,14 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_robustness)
 
+    p = subparsers.add_parser("sweep", help="train every combination of a grid of settings, one run at a time",
+                              description='SPEC.json: {"base": {...config...}, "grid": {"optim.lr": [0.001, 0.0003], '
+                                          '"augment": ["default_train", "notebook_train"]}, "repeats": 1}. Started '
+                                          "again with the same spec, a sweep keeps its finished runs and resumes.")
+    p.add_argument("spec", metavar="SPEC.json")
+    p.add_argument("--out", required=True, metavar="RUNS_DIR", help="folder that receives the run folders")
+    p.set_defaults(func=cmd_sweep)
+
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
@@ -85,3 +93,14 @@ def cmd_robustness(args) -> int:
               + (f"  ({row['warning']})" if row["warning"] else ""))
     print(f"report written to {path}")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from lesion_core import sweep
+
+    spec = sweep.load_spec(args.spec)
+    print(f"{sweep.sweep_id(spec)}: {len(sweep.expand(spec))} runs into {args.out}", flush=True)
+    done = sweep.run_sweep(spec, args.out, on_log=lambda line: print(line, flush=True))
+    total = len(sweep.expand(spec))
+    print(f"{len(done)} of {total} runs finished")
+    return 0 if len(done) == total else 1

@@ -86,6 +86,7 @@ def default_config() -> dict:
         # short fine-tune the running statistics lag far behind the weights and the model in
         # eval mode predicts one class (seen on the 300-image ISIC sample).
         "bn_recalibration_images": 512,
+        "sweep": None,  # {"id", "index", "point", "repeat"} for a run of a sweep (lesion_core.sweep); a tag only
     }
 
 

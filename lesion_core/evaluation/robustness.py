@@ -116,7 +116,7 @@ def robustness_report(run_dir, split: str = "test", data_root=None, conditions: 
               "baseline_masked": (bootstrap.metric_intervals(labels[masked], base[masked], class_names, n_resamples,
                                                              seed) if masked.any() else None),
               "conditions": [], "groups": []}
-    for number, condition in enumerate(conditions or default_conditions(), start=1):
+    for number, condition in enumerate(default_conditions() if conditions is None else conditions, start=1):
         progress(f"condition {number}: {condition['name']}")
         subset = masked if condition["kind"] == "skin" else np.ones(len(samples), bool)
         if not subset.any():

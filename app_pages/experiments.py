@@ -5,6 +5,8 @@ Each function draws one self-contained section, so a page adds it with one call.
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from lesion_core.evaluation import bootstrap
@@ -108,3 +110,81 @@ def robustness(run, split: str) -> None:
     if groups:
         st.markdown("**The unshifted images, by their own skin tone**")
         st.dataframe(groups, hide_index=True, width="stretch", key="res_robust_groups")
+
+
+def sweep_launcher(config: dict) -> None:
+    """Train page: start a sweep over a grid of settings, with the page's settings as its base."""
+    from lesion_core import sweep
+    from lesion_core.errors import TrainingError
+
+    from app_pages import common
+
+    with st.expander("Sweep: train every combination of a few settings"):
+        st.caption('A JSON object from setting to the values to try, e.g. {"optim.lr": [0.001, 0.0003], '
+                   '"augment": ["default_train", "notebook_train"]}. The other settings are the ones above; '
+                   "the runs train one after another, and the Results page groups them.")
+        common.default("keep_tr_sweep_grid", '{"optim.lr": [0.001, 0.0003]}')
+        text = st.text_area("Grid", key="keep_tr_sweep_grid", height=80)
+        common.default("keep_tr_sweep_repeats", 1)
+        repeats = st.number_input("Repeats (seeds)", min_value=1, max_value=20, key="keep_tr_sweep_repeats",
+                                  help="Each setting trained this many times with seeds counting up: "
+                                       "shows how much the seed alone moves the result")
+        if st.button("Launch sweep", key="tr_sweep_launch", icon=":material/grid_on:"):
+            with common.user_errors():
+                try:
+                    grid = json.loads(text)
+                except ValueError as exc:
+                    raise TrainingError(f"the grid is not valid JSON: {exc}") from None
+                spec = {"base": config, "grid": grid, "repeats": int(repeats)}
+                sid = sweep.launch_sweep(spec, common.runs_root())
+                st.success(f"Sweep {sid} started: {len(sweep.expand(spec))} runs, one after another. "
+                           "The first appears below in a few seconds.")
+
+
+def sweeps(listed) -> None:
+    """Results page: a sweep's runs in one table, the best by validation mean AUC marked, with
+    those not distinguishable from it (paired bootstrap on the same validation images)."""
+    import pandas as pd
+
+    from lesion_core.evaluation import compare
+
+    tagged = [r for r in listed if isinstance(r.config.get("sweep"), dict) and r.config["sweep"].get("id")]
+    if not tagged:
+        return
+    st.subheader("Sweeps")
+    ids = sorted({r.config["sweep"]["id"] for r in tagged})
+    chosen = st.selectbox("Sweep", ids, key="keep_res_sweep")
+    members = [r for r in tagged if r.config["sweep"]["id"] == chosen]
+    rows = []
+    for run in members:
+        tag = run.config["sweep"]
+        val = bootstrap.run_intervals(run.path, "val", compute=False) or {}
+        test = bootstrap.run_intervals(run.path, "test", compute=False) or {}
+        value = (val.get("mean_auc") or {}).get("value")
+        rows.append({"run": run.id, "state": run.state, "setting": json.dumps(tag.get("point")),
+                     "seed": run.config.get("seed"), "val mean AUC": value,
+                     "val [95% CI]": bootstrap.format_interval(val.get("mean_auc")),
+                     "test mean AUC [95% CI]": bootstrap.format_interval(test.get("mean_auc"))})
+    frame = pd.DataFrame(rows)
+    scored = frame.dropna(subset=["val mean AUC"])
+    if not scored.empty:
+        best = scored.loc[scored["val mean AUC"].idxmax(), "run"]
+        by_id = {r.id: r for r in members}
+
+        def mark(run_id):
+            if run_id == best:
+                return "best"
+            if run_id not in set(scored["run"]):
+                return ""
+            result = compare.compare_runs(by_id[best].path, by_id[run_id].path, "val", n_resamples=500)
+            return "not distinguishable" if result["verdict"] == "none" else "worse"
+
+        frame["vs best (val)"] = [mark(r) for r in frame["run"]]
+    st.dataframe(frame, hide_index=True, width="stretch", key="res_sweep_table",
+                 column_config={"val mean AUC": st.column_config.NumberColumn(format="%.3f")})
+    spread = scored.groupby("setting")["val mean AUC"].agg(["count", "mean", "std", "min", "max"]) \
+        if not scored.empty else None
+    if spread is not None and (spread["count"] > 1).any():
+        st.markdown("**Seed-to-seed spread** (the same setting, different seeds): differences smaller than "
+                    "this are luck of the draw")
+        st.dataframe(spread.reset_index(), hide_index=True, width="stretch", key="res_sweep_spread")

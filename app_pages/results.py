@@ -20,6 +20,8 @@ st.dataframe(common.runs_frame(listed), hide_index=True, width="stretch",
              column_config={"best val mean AUC": st.column_config.NumberColumn(format="%.3f"),
                             "test mean AUC": st.column_config.NumberColumn(format="%.3f")})
 
+experiments.sweeps(listed)
+
 ids = [r.id for r in listed]
 common.default("keep_res_compare", ids[:2])
 st.session_state["keep_res_compare"] = [i for i in st.session_state["keep_res_compare"] if i in ids]

@@ -149,6 +149,8 @@ if st.button("Launch", type="primary", key="tr_launch", icon=":material/play_arr
         st.session_state["tr_run"] = run_dir.name
         common.select_run_and_rerun(run_dir.name)
 
+experiments.sweep_launcher(config)
+
 active = runs.active_run(common.runs_root())
 if active is not None:
     live_run(active.id)

@@ -89,3 +89,31 @@ def test_results_page_computes_and_shows_the_robustness_report(app, demo_root): 
     assert groups["images"].sum() == len(bootstrap.load_predictions(run_dir, "test")[0])
     goto(app, "results")  # a later visit shows the stored report at once
     assert any("condition" in d.value.columns for d in app.dataframe)
+
+
+def test_results_groups_a_sweep_marks_the_best_and_shows_the_seed_spread(app, demo_root):  # noqa: F811
+    from lesion_core import sweep
+
+    spec = {"base": tiny_config(demo_root, epochs=1), "grid": {"optim.lr": [0.01, 0.003]}, "repeats": 2}
+    for item in sweep.expand(spec):
+        train.run_training(item["config"], paths.runs_dir())
+    train.run_training(tiny_config(demo_root, epochs=1), paths.runs_dir())  # not part of the sweep
+    goto(app, "results")
+    table = next(d.value for d in app.dataframe if "vs best (val)" in d.value.columns)
+    assert len(table) == 4 and (table["vs best (val)"] == "best").sum() == 1
+    assert set(table["vs best (val)"]) <= {"best", "not distinguishable", "worse"}
+    best = table.loc[table["vs best (val)"] == "best", "val mean AUC"].iloc[0]
+    assert best == table["val mean AUC"].max()
+    spread = next(d.value for d in app.dataframe if "std" in d.value.columns)
+    assert list(spread["count"]) == [2, 2]
+
+
+def test_train_page_sweep_refuses_a_bad_grid(app):  # noqa: F811
+    goto(app, "train")
+    app.text_area(key="keep_tr_sweep_grid").set_value("{not json").run()
+    app.button(key="tr_sweep_launch").click().run()
+    assert "the grid is not valid JSON" in app.error[0].value
+    app.text_area(key="keep_tr_sweep_grid").set_value('{"optim.nope": [1, 2]}').run()
+    app.button(key="tr_sweep_launch").click().run()
+    assert "sweep run 0" in app.error[0].value and "nope" in app.error[0].value
+    assert not app.exception

@@ -63,3 +63,34 @@ def test_sweep_runs_each_point_once_and_a_second_start_resumes(demo_root, tmp_pa
     again = sweep.sweep_runs(out, sweep.sweep_id(spec))
     assert again[0].id == first and again[1].state == "finished"
     assert len(runs.list_runs(out)) == 2
+
+
+@pytest.mark.slow
+def test_launch_sweep_trains_in_the_background(demo_root, tmp_path):
+    import time
+
+    spec = spec_for(demo_root)
+    spec["grid"] = {"optim.lr": [0.01]}
+    out = tmp_path / "runs"
+    sid = sweep.launch_sweep(spec, out)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        found = sweep.sweep_runs(out, sid)
+        if 0 in found and found[0].state == "finished":
+            break
+        time.sleep(0.2)
+    assert sweep.sweep_runs(out, sid)[0].state == "finished"
+    assert (out / "sweeps" / f"{sid}.json").is_file()
+    assert "1 of 1 runs finished" in _wait_for_text(out / "sweeps" / f"{sid}.log", "runs finished")
+
+
+def _wait_for_text(path, text, timeout=60):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = path.read_text() if path.exists() else ""
+        if text in content:
+            return content
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in {path} after {timeout} s")

@@ -148,7 +148,7 @@ def sweeps(listed) -> None:
 
     from lesion_core.evaluation import compare
 
-    tagged = [r for r in listed if isinstance(r.config.get("sweep"), dict) and r.config["sweep"].get("id")]
+    tagged = [r for r in listed if isinstance(r.config.get("sweep"), dict) and isinstance(r.config["sweep"].get("id"), str)]
     if not tagged:
         return
     st.subheader("Sweeps")

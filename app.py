@@ -16,6 +16,7 @@ PAGES = [
     st.Page("app_pages/model.py", title="Model", icon=":material/account_tree:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/results.py", title="Results", icon=":material/monitoring:"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("app_pages/predictions.py", title="Predictions", icon=":material/grid_view:"),
 ]
 page = st.navigation(PAGES)

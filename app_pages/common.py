@@ -376,9 +376,19 @@ def runs_frame(listed: list[runs.RunInfo]):
             "best val": best.get("value") if best.get("metric") == f"val_{headline}" else None,
             "best epoch": best.get("epoch"),
             "test": test.get(headline),
+            "test 95% CI": _ci_text(run, headline),
             "minutes": round(run.duration / 60, 1) if run.duration else None,
         })
     return pd.DataFrame(rows)
+
+
+def _ci_text(run: runs.RunInfo, metric: str = "mean_auc") -> str:
+    """The stored 95% interval of a test metric ("[0.80, 0.91]"), "" when there is none."""
+    from lesion_core.evaluation import bootstrap
+
+    found = bootstrap.run_intervals(run.path, "test", compute=False) or {}
+    text = bootstrap.format_interval(found.get(metric))
+    return text.partition(" ")[2]
 
 
 def runs_overview(limit: int | None = None) -> None:

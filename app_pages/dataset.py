@@ -4,7 +4,7 @@ import streamlit as st
 
 from lesion_core import data, models, plots, transforms
 from lesion_core.evaluation import subgroups
-from app_pages import common
+from app_pages import common, experiments
 
 st.title("Dataset")
 
@@ -62,6 +62,8 @@ if present:
         order = [b for _, _, b in subgroups.AGE_BANDS] if key == "age" else None
         column.plotly_chart(plots.metadata_distribution(values, frame["label"], dataset.class_names,
                                                         f"{META[key]} per class", order), key=f"ds_meta_{key}")
+
+experiments.skin_tones(dataset)
 
 # ---------------------------------------------------------------- samples
 st.subheader("Samples")

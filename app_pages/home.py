@@ -25,6 +25,7 @@ NEXT = [
     ("app_pages/model.py", "Model", "choose an architecture and its weights; see its layers"),
     ("app_pages/train.py", "Train", "set the hyperparameters, launch a run and follow it live"),
     ("app_pages/results.py", "Results", "compare runs; confusion matrices, ROC curves, downloads"),
+    ("app_pages/compare.py", "Compare", "did a change help? two runs on the same images, with a verdict"),
     ("app_pages/predictions.py", "Predictions", "browse a run's predictions; classify a new image"),
 ]
 for path, label, text in NEXT:

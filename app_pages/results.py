@@ -6,7 +6,7 @@ import streamlit as st
 
 from lesion_core import metrics, plots, runs
 from lesion_core.evaluation import saved
-from app_pages import common, review_views
+from app_pages import common, experiments, review_views
 
 st.title("Results")
 
@@ -20,6 +20,8 @@ st.subheader("Runs")
 st.dataframe(common.runs_frame(listed), hide_index=True, width="stretch",
              column_config={"best val": st.column_config.NumberColumn(format="%.3f"),
                             "test": st.column_config.NumberColumn(format="%.3f")})
+
+experiments.sweeps(listed)
 
 ids = [r.id for r in listed]
 common.default("keep_res_compare", ids[:2])
@@ -76,6 +78,8 @@ else:
         st.caption("Macro AUC (for two classes: the positive class's AUC) per sex, age band and anatomic "
                    "site, with a 95% bootstrap interval; small groups have wide intervals.")
         st.dataframe(subgroup_rows, hide_index=True, width="stretch", key="res_subgroups")
+    experiments.intervals(run.path, split, key="res_intervals")
+    experiments.robustness(run, split)
 review_views.results_review(run, split)
 
 st.subheader("Downloads")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from lesion_core import data, models, plots, runs, train, transforms
 from lesion_core.errors import LesionLabError, TrainingError
-from app_pages import common
+from app_pages import common, experiments
 
 st.title("Train")
 
@@ -183,6 +183,8 @@ def show_run(run_id: str) -> None:
             runs.request_stop(run.path)
         if runs.stop_requested(run.path):
             stop.caption("Stop requested: the trainer stops after the current batch and keeps its weights.")
+    if run.state == "finished":
+        experiments.final_intervals(run)
     loss, auc = st.columns(2)
     loss.plotly_chart(plots.loss_curves(history), key="tr_loss")
     auc.plotly_chart(plots.auc_curves(history, class_names), key="tr_auc")
@@ -211,6 +213,8 @@ if st.button("Launch", type="primary", key="tr_launch", icon=":material/play_arr
     with common.user_errors(), st.spinner("Starting the trainer..."):
         run_dir = train.launch(config, common.runs_root())
         common.select_run_and_rerun(run_dir.name)
+
+experiments.sweep_launcher(config)
 
 active = runs.active_run(common.runs_root())
 if active is not None:

@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     check.add_argument("--max-size", type=int, default=0, help="check a seeded subset of N rows")
     check.add_argument("--split-seed", type=int, default=42, help="seed of the stratified split")
     check.add_argument("--labels", help="which labels where a layout offers several: ISIC 2020 'diagnosis'")
+    check.add_argument("--json", action="store_true",
+                       help="print the report as JSON, with the skin-tone (ITA) distribution per split and class")
     check.set_defaults(func=check_data)
 
     unzip = subparsers.add_parser(
@@ -56,7 +58,29 @@ def _print_check(root, **options) -> int:
 
 
 def check_data(args) -> int:
+    if args.json:
+        return _print_check_json(args.dir, max_size=args.max_size, split_seed=args.split_seed, labels=args.labels)
     return _print_check(args.dir, max_size=args.max_size, split_seed=args.split_seed, labels=args.labels)
+
+
+def _print_check_json(root, **options) -> int:
+    """check-data --json: the report and the skin tones (lesion_core.skin) as one JSON object."""
+    import json
+
+    from lesion_core import skin
+
+    data = load_dataset(root, **options)
+    report = data.report
+    tones = skin.dataset_tones(data.records)
+    print(json.dumps({
+        "root": str(data.root), "layout": data.layout, "usable": report.usable, "n_rows": report.n_rows,
+        "n_usable": report.n_usable, "class_names": list(data.class_names), "counts": report.counts,
+        "problems": [vars(p) for p in report.problems], "notes": [vars(p) for p in report.notes],
+        "skin_tone": {"method": "ITA of the median L*, b* outside the lesion mask",
+                      "groups": [*skin.GROUP_NAMES, skin.NO_MASK],
+                      "distribution": skin.distribution(tones, data.class_names)},
+    }, indent=2))
+    return 0 if report.usable else 1
 
 
 def import_zip_command(args) -> int:

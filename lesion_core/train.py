@@ -45,6 +45,7 @@ from lesion_core.paths import absolute
 from lesion_core.evaluation import calibration
 from lesion_core.evaluation.review import split_review
 from lesion_core.evaluation.tta import mean_softmax
+from lesion_core.evaluation import bootstrap
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "none")
@@ -95,6 +96,7 @@ def default_config() -> dict:
         # The metric that picks the best epoch (metrics.HEADLINE_METRICS); None: ISIC 2017 mean
         # AUC for the 2017 classes, macro AUC otherwise. The trainer writes the one it used.
         "headline_metric": None,
+        "sweep": None,  # {"id", "index", "point", "repeat"} for a run of a sweep (lesion_core.sweep); a tag only
     }
 
 
@@ -803,7 +805,9 @@ class Trainer:
             write_predictions(self.run_dir / f"predictions_{split}.csv", ids, labels, probs, self.class_names, meta)
             result = metrics.compute_metrics(labels, probs, self.class_names, self.config["headline_metric"])
             review = split_review(self.run_dir, split, labels, probs, self.class_names)  # fits calibration on val
-            runs.atomic_write_json(self.run_dir / f"metrics_{split}.json", _metrics_summary(result, ids) | review)
+            intervals = bootstrap.metric_intervals(labels, probs, self.class_names)  # 95% CIs, seeded
+            runs.atomic_write_json(self.run_dir / f"metrics_{split}.json",
+                                   _metrics_summary(result, ids) | review | {"intervals": intervals})
             headline = result["headline"]
             summary[split] = {"mean_auc": result["mean_auc"], "accuracy": result["accuracy"], headline: result[headline]}
             self.log(f"best model (epoch {self.best['epoch']}) on {split}: mean AUC {_fmt(result['mean_auc'])}, "

@@ -1,0 +1,190 @@
+"""Page sections for honest experiments (intervals, robustness, sweeps), drawn by several pages.
+
+Each function draws one self-contained section, so a page adds it with one call.
+"""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from lesion_core.evaluation import bootstrap
+
+
+def intervals(run_dir, split: str, key: str) -> None:
+    """The split's mean AUC, per-class AUC, accuracy and balanced accuracy with 95% intervals,
+    and a warning per class too small for its AUC to mean much."""
+    found = bootstrap.run_intervals(run_dir, split)
+    if not found:
+        return
+    fmt = bootstrap.format_interval
+    rows = [{"metric": "mean AUC", "value [95% CI]": fmt(found.get("mean_auc"))},
+            {"metric": "accuracy", "value [95% CI]": fmt(found.get("accuracy"))},
+            {"metric": "balanced accuracy", "value [95% CI]": fmt(found.get("balanced_accuracy"))}]
+    rows += [{"metric": f"AUC {name}", "value [95% CI]": fmt(row)}
+             for name, row in (found.get("auc") or {}).items()]
+    st.dataframe(rows, hide_index=True, key=f"{key}_table")
+    n_resamples = found.get("n_resamples", bootstrap.N_RESAMPLES)
+    st.caption(f"95% intervals: stratified bootstrap of the {split} images ({n_resamples} resamples, seeded). "
+               "Two runs whose intervals overlap may still differ: compare them on the **Compare** page.")
+    for warning in bootstrap.small_class_warnings(found, split):
+        st.warning(warning, icon=":material/warning:")
+
+
+def final_intervals(run) -> None:
+    """A finished run's val and test headline numbers with intervals (Train page)."""
+    lines = []
+    for split in ("val", "test"):
+        found = bootstrap.run_intervals(run.path, split, compute=False)
+        if found:
+            lines.append(f"**{split}**: mean AUC {bootstrap.format_interval(found.get('mean_auc'))}, "
+                         f"accuracy {bootstrap.format_interval(found.get('accuracy'))}, "
+                         f"balanced accuracy {bootstrap.format_interval(found.get('balanced_accuracy'))} "
+                         f"(n {found['mean_auc'].get('n')})")
+            lines += [f":warning: {w}" for w in bootstrap.small_class_warnings(found, split)]
+    if lines:
+        st.markdown("  \n".join(lines))
+
+
+def skin_tones(dataset) -> None:
+    """Dataset page: the skin-tone (ITA) distribution per split and class, on request."""
+    import pandas as pd
+
+    from lesion_core import skin
+
+    st.subheader("Skin tones")
+    st.caption("Individual Typology Angle (ITA = atan((L* - 50) / b*)) of the skin outside each lesion "
+               "mask, in six groups from very light (> 55°) to dark (< -30°). A model trained on one "
+               "group may not carry over to another: see a run's robustness report on **Results**.")
+    stored = st.session_state.get("ds_skin_tones")
+    if stored is None or stored["root"] != str(dataset.root):
+        if not st.button("Estimate skin tones", key="ds_skin_button",
+                         help=f"Reads the {len(dataset.records)} images at small size: a few seconds per 100"):
+            return
+        with st.spinner("Estimating skin tones..."):
+            rows = skin.dataset_tones(dataset.records)
+        stored = {"root": str(dataset.root), "table": skin.distribution(rows, dataset.class_names)}
+        st.session_state["ds_skin_tones"] = stored
+    table = pd.DataFrame([{"split": split, "class": name} | counts
+                          for split, per_class in stored["table"].items() for name, counts in per_class.items()])
+    st.dataframe(table, hide_index=True, width="stretch", key="ds_skin_table")
+    totals = table.drop(columns=["split"]).groupby("class").sum()
+    st.bar_chart(totals.T, stack=True, x_label="ITA group", y_label="images")
+
+
+def robustness(run, split: str) -> None:
+    """Results page: the run's robustness report (computed on request, kept in the run folder)."""
+    from lesion_core.evaluation import robustness as engine
+
+    from app_pages import common
+
+    st.subheader("Robustness")
+    st.caption("The split re-scored with the skin outside the lesion repainted in one tone per skin-tone "
+               "(ITA) group, and rotated, darker, brighter, flatter, blurred. A model that leans on skin "
+               "colour loses AUC on some tones.")
+    report = engine.read_report(run.path, split)
+    if st.button("Compute the robustness report" if report is None else "Recompute", key="res_robust_button",
+                 disabled=not (run.path / "best.pt").is_file(),
+                 help="Scores the split 12 times with the best weights; a minute or more on a CPU"):
+        with common.user_errors(), st.spinner("Scoring the split under every shift..."):
+            report = engine.robustness_report(run.path, split)
+            engine.save_report(run.path, report)
+    if report is None:
+        return
+    fmt = bootstrap.format_interval
+    st.plotly_chart(engine.figure(report), key="res_robust_chart")
+    rows = [{"condition": r.get("name"), "images": r.get("n"),
+             "mean AUC [95% CI]": fmt({"value": r.get("mean_auc"), "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high")}),
+             "change [95% CI]": bootstrap.format_delta({"delta": r.get("delta"), "ci_low": r.get("delta_ci_low"),
+                                                      "ci_high": r.get("delta_ci_high")})}
+            for r in report["conditions"]]
+    st.dataframe(rows, hide_index=True, width="stretch", key="res_robust_table")
+    skipped = report.get("skipped_no_mask") or 0
+    st.caption(f"Unshifted: mean AUC {fmt(report['baseline'].get('mean_auc'))} on {report.get('n')} images"
+               + (f"; {skipped} images without a mask are left out of the skin conditions" if skipped else ""))
+    groups = [{"skin tone of the image": g.get("ita_group"), "images": g.get("n"),
+               "mean AUC [95% CI]": fmt({"value": g.get("mean_auc"), "ci_low": g.get("ci_low"),
+                                         "ci_high": g.get("ci_high")}),
+               "note": g.get("warning") or ""} for g in report.get("groups") or [] if isinstance(g, dict)]
+    if groups:
+        st.markdown("**The unshifted images, by their own skin tone**")
+        st.dataframe(groups, hide_index=True, width="stretch", key="res_robust_groups")
+
+
+def sweep_launcher(config: dict) -> None:
+    """Train page: start a sweep over a grid of settings, with the page's settings as its base."""
+    from lesion_core import sweep
+    from lesion_core.errors import TrainingError
+
+    from app_pages import common
+
+    with st.expander("Sweep: train every combination of a few settings"):
+        st.caption('A JSON object from setting to the values to try, e.g. {"optim.lr": [0.001, 0.0003], '
+                   '"augment": ["default_train", "notebook_train"]}. The other settings are the ones above; '
+                   "the runs train one after another, and the Results page groups them.")
+        common.default("keep_tr_sweep_grid", '{"optim.lr": [0.001, 0.0003]}')
+        text = st.text_area("Grid", key="keep_tr_sweep_grid", height=80)
+        common.default("keep_tr_sweep_repeats", 1)
+        repeats = st.number_input("Repeats (seeds)", min_value=1, max_value=20, key="keep_tr_sweep_repeats",
+                                  help="Each setting trained this many times with seeds counting up: "
+                                       "shows how much the seed alone moves the result")
+        if st.button("Launch sweep", key="tr_sweep_launch", icon=":material/grid_on:"):
+            with common.user_errors():
+                try:
+                    grid = json.loads(text)
+                except ValueError as exc:
+                    raise TrainingError(f"the grid is not valid JSON: {exc}") from None
+                spec = {"base": config, "grid": grid, "repeats": int(repeats)}
+                sid = sweep.launch_sweep(spec, common.runs_root())
+                st.success(f"Sweep {sid} started: {len(sweep.expand(spec))} runs, one after another. "
+                           "The first appears below in a few seconds.")
+
+
+def sweeps(listed) -> None:
+    """Results page: a sweep's runs in one table, the best by validation mean AUC marked, with
+    those not distinguishable from it (paired bootstrap on the same validation images)."""
+    import pandas as pd
+
+    from lesion_core.evaluation import compare
+
+    tagged = [r for r in listed if isinstance(r.config.get("sweep"), dict) and isinstance(r.config["sweep"].get("id"), str)]
+    if not tagged:
+        return
+    st.subheader("Sweeps")
+    ids = sorted({r.config["sweep"]["id"] for r in tagged})
+    chosen = st.selectbox("Sweep", ids, key="keep_res_sweep")
+    members = [r for r in tagged if r.config["sweep"]["id"] == chosen]
+    rows = []
+    for run in members:
+        tag = run.config["sweep"]
+        val = bootstrap.run_intervals(run.path, "val", compute=False) or {}
+        test = bootstrap.run_intervals(run.path, "test", compute=False) or {}
+        value = (val.get("mean_auc") or {}).get("value")
+        rows.append({"run": run.id, "state": run.state, "setting": json.dumps(tag.get("point")),
+                     "seed": run.config.get("seed"), "val mean AUC": value,
+                     "val [95% CI]": bootstrap.format_interval(val.get("mean_auc")),
+                     "test mean AUC [95% CI]": bootstrap.format_interval(test.get("mean_auc"))})
+    frame = pd.DataFrame(rows)
+    scored = frame.dropna(subset=["val mean AUC"])
+    if not scored.empty:
+        best = scored.loc[scored["val mean AUC"].idxmax(), "run"]
+        by_id = {r.id: r for r in members}
+
+        def mark(run_id):
+            if run_id == best:
+                return "best"
+            if run_id not in set(scored["run"]):
+                return ""
+            result = compare.compare_runs(by_id[best].path, by_id[run_id].path, "val", n_resamples=500)
+            return "not distinguishable" if result["verdict"] == "none" else "worse"
+
+        frame["vs best (val)"] = [mark(r) for r in frame["run"]]
+    st.dataframe(frame, hide_index=True, width="stretch", key="res_sweep_table",
+                 column_config={"val mean AUC": st.column_config.NumberColumn(format="%.3f")})
+    spread = scored.groupby("setting")["val mean AUC"].agg(["count", "mean", "std", "min", "max"]) \
+        if not scored.empty else None
+    if spread is not None and (spread["count"] > 1).any():
+        st.markdown("**Seed-to-seed spread** (the same setting, different seeds): differences smaller than "
+                    "this are luck of the draw")
+        st.dataframe(spread.reset_index(), hide_index=True, width="stretch", key="res_sweep_spread")

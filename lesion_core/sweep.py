@@ -1,0 +1,174 @@
+"""Sweeps: runs that differ in a few settings, trained one after another, resumable.
+
+A spec is JSON: {"base": {...config...}, "grid": {"optim.lr": [1e-3, 3e-4], "augment":
+["default_train", "notebook_train"]}, "repeats": 1}. Every combination of the grid's values
+(x repeats, the seed counting up from the base's) is a normal run folder whose config carries
+{"sweep": {"id", "index", "point", "repeat"}}. Each run is a detached trainer started by
+train.launch (one training at a time), so stopping it on the Train page stops the sweep, and
+a sweep started again with the same spec finds its runs by that tag: finished ones are kept,
+an interrupted one is resumed, and the rest follow.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from lesion_core import runs, train
+from lesion_core.errors import TrainingError
+
+POLL_S = 2.0  # how often the sweep looks at its current run's status.json
+
+
+def load_spec(path) -> dict:
+    """A sweep spec file, checked; TrainingError says what is wrong."""
+    try:
+        spec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"cannot read sweep spec {path}: {exc}") from None
+    return check_spec(spec)
+
+
+def check_spec(spec) -> dict:
+    """spec with defaults (base {}, repeats 1); TrainingError for a malformed one."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("grid"), dict) or not spec["grid"]:
+        raise TrainingError('a sweep spec is {"base": {...config...}, "grid": {"optim.lr": [0.001, 0.0003]}, '
+                            '"repeats": 1}, with at least one setting in grid')
+    for key, values in spec["grid"].items():
+        if not isinstance(values, list) or not values:
+            raise TrainingError(f"grid entry {key!r} must be a non-empty list of values")
+    repeats = spec.get("repeats", 1)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or not 1 <= repeats <= 100:
+        raise TrainingError(f"repeats must be an integer from 1 to 100, got {repeats!r}")
+    base = spec.get("base", {})
+    if not isinstance(base, dict):
+        raise TrainingError("the sweep's base must be a config object")
+    return {"base": base, "grid": spec["grid"], "repeats": repeats}
+
+
+def sweep_id(spec: dict) -> str:
+    """Stable id from the spec's content: the same spec again resumes the same sweep."""
+    digest = hashlib.sha256(json.dumps(check_spec(spec), sort_keys=True).encode()).hexdigest()
+    return f"sweep-{digest[:8]}"
+
+
+def _set(config: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        config = config.setdefault(key, {})
+    config[last] = copy.deepcopy(value)
+
+
+def expand(spec: dict) -> list[dict]:
+    """Every run of the sweep, validated before any starts: [{"index", "point", "repeat", "config"}]."""
+    spec = check_spec(spec)
+    sid = sweep_id(spec)
+    keys = list(spec["grid"])
+    planned = []
+    for point_values in itertools.product(*(spec["grid"][k] for k in keys)):
+        point = dict(zip(keys, point_values))
+        for repeat in range(spec["repeats"]):
+            config = copy.deepcopy(spec["base"])
+            for key, value in point.items():
+                _set(config, key, value)
+            config["seed"] = int(config.get("seed", train.default_config()["seed"])) + repeat
+            index = len(planned)
+            config["sweep"] = {"id": sid, "index": index, "point": point, "repeat": repeat}
+            try:
+                train.validate_config(config)
+            except TrainingError as exc:
+                raise TrainingError(f"sweep run {index} ({json.dumps(point)}): {exc}") from None
+            planned.append({"index": index, "point": point, "repeat": repeat, "config": config})
+    return planned
+
+
+def sweep_runs(runs_dir, sid: str) -> dict[int, runs.RunInfo]:
+    """index -> the run folder of sweep sid with that index (the newest, if several)."""
+    found = {}
+    for run in reversed(runs.list_runs(runs_dir)):  # oldest first, so the newest wins
+        tag = run.config.get("sweep")
+        if isinstance(tag, dict) and tag.get("id") == sid and isinstance(tag.get("index"), int):
+            found[tag["index"]] = run
+    return found
+
+
+def _wait(run_dir: Path) -> str:
+    """Block until the run is no longer active; its final state."""
+    while True:
+        info = runs.run_info(run_dir)
+        if info.state not in runs.ACTIVE_STATES:
+            return info.state
+        time.sleep(POLL_S)
+
+
+def run_sweep(spec: dict, runs_dir, on_log: Callable[[str], None] = print) -> list[Path]:
+    """Train every run of the sweep not finished yet, one at a time; their folders in order.
+
+    Stops (without error) when a run ends stopped; TrainingError when one fails."""
+    planned = expand(spec)
+    sid = sweep_id(spec)
+    runs_dir = Path(runs_dir)
+    done = []
+    for item in planned:
+        existing = sweep_runs(runs_dir, sid).get(item["index"])
+        label = f"{sid} run {item['index'] + 1}/{len(planned)} {json.dumps(item['point'])} repeat {item['repeat']}"
+        if existing is not None and existing.state in runs.ACTIVE_STATES:
+            on_log(f"{label}: already training ({existing.id}); waiting for it")
+            run_dir = existing.path
+        elif existing is not None and existing.state == "finished":
+            on_log(f"{label}: finished before ({existing.id})")
+            done.append(existing.path)
+            continue
+        elif existing is not None and existing.state in ("interrupted", "stopped", "failed"):
+            on_log(f"{label}: resuming {existing.id} ({existing.state})")
+            run_dir = train.launch_resume(existing.path)
+        else:
+            run_dir = train.launch(item["config"], runs_dir)
+            on_log(f"{label}: started {run_dir.name}")
+        state = _wait(run_dir)
+        if state == "stopped":
+            on_log(f"{label}: stopped; the sweep stops here (start it again to continue)")
+            break
+        if state != "finished":
+            message = runs.read_status(run_dir).get("message", state)
+            raise TrainingError(f"{label} ended {state}: {message}; fix it and start the sweep again to continue")
+        on_log(f"{label}: {runs.read_status(run_dir).get('message')}")
+        done.append(run_dir)
+    return done
+
+
+def write_spec(spec: dict, runs_dir) -> Path:
+    """Store a spec as runs_dir/sweeps/<id>.json (for `sweep` started from the Train page)."""
+    path = Path(runs_dir) / "sweeps" / f"{sweep_id(spec)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_json(path, check_spec(spec))
+    return path
+
+
+def launch_sweep(spec: dict, runs_dir) -> str:
+    """Start `python -m lesion_core sweep` on spec in its own session (the Train page); its id.
+
+    Refused while a run is training: the sweep would only wait behind it."""
+    import os
+    import subprocess
+    import sys
+
+    import lesion_core
+
+    expand(spec)  # every run's config is checked now, not in the background
+    active = runs.active_run(runs_dir)
+    if active is not None:
+        raise TrainingError(f"run {active.id} is still {active.state}: one training at a time; stop it first")
+    path = write_spec(spec, runs_dir)
+    package_root = str(Path(lesion_core.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    with open(path.with_suffix(".log"), "ab") as console:
+        subprocess.Popen([sys.executable, "-m", "lesion_core", "sweep", str(path), "--out", str(Path(runs_dir).resolve())],
+                         stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                         start_new_session=True, env=env, cwd=path.parent)
+    return sweep_id(spec)

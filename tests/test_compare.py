@@ -1,0 +1,98 @@
+"""Comparing two runs: config diff, paired deltas against a plain sklearn loop, verdicts, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from lesion_core import train
+from lesion_core.cli import main
+from lesion_core.errors import TrainingError
+from lesion_core.evaluation import bootstrap, compare
+from tests.test_train import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def two_runs(demo_root, tmp_path):
+    a = train.run_training(tiny_config(demo_root, epochs=1, seed=1), tmp_path / "runs")
+    b = train.run_training(tiny_config(demo_root, epochs=2, seed=2, optim={"lr": 0.003}), tmp_path / "runs")
+    return a, b
+
+
+def test_a_run_compared_with_itself_is_not_distinguishable(two_runs, capsys):
+    a, _ = two_runs
+    assert main(["compare", str(a), str(a), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"split", "n", "metrics", "verdict", "same_images"}
+    assert out["verdict"] == "none" and out["same_images"] is True and out["split"] == "test"
+    for row in out["metrics"].values():
+        assert set(row) == {"a", "b", "delta", "ci_low", "ci_high"}
+        if row["a"] is not None:
+            assert row["delta"] == 0 and row["ci_low"] == 0 and row["ci_high"] == 0
+    assert main(["compare", str(a), str(a)]) == 0
+    assert f"not distinguishable on these {out['n']} images" in capsys.readouterr().out
+
+
+def test_paired_deltas_equal_a_plain_loop_over_the_prediction_files(two_runs):
+    a, b = two_runs
+    result = compare.compare_runs(a, b, "test", n_resamples=200, seed=4)
+    assert {row["setting"] for row in result["config_diff"]} >= {"epochs", "seed", "optim.lr"}
+    assert "data.root" not in {row["setting"] for row in result["config_diff"]}
+    ids, labels, probs_a, _ = bootstrap.load_predictions(a, "test")
+    ids_b, _, probs_b, _ = bootstrap.load_predictions(b, "test")
+    probs_b = probs_b[[ids_b.index(i) for i in ids]]
+    deltas = []
+    for idx in bootstrap.stratified_indices(labels, 200, seed=4):
+        y = labels[idx]
+        score = lambda p: np.mean([roc_auc_score(y == c, p[idx, c]) for c in (1, 2)])
+        deltas.append(score(probs_b) - score(probs_a))
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    row = result["metrics"]["mean_auc"]
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert result["verdict"] == compare.verdict(row)
+    wrong_right = [(r["pred_a"] == r["label"], r["pred_b"] == r["label"]) for r in result["disagreements"]]
+    assert all(x != y for x, y in wrong_right)
+    expected = int(((probs_a.argmax(1) == labels) != (probs_b.argmax(1) == labels)).sum())
+    assert len(result["disagreements"]) == expected
+
+
+def test_a_perfect_run_beats_a_weak_one(two_runs, capsys):
+    a, b = two_runs
+    # B's predictions replaced by a perfect classifier, A's by a constant one (AUC 0.5).
+    ids, labels, probs, names = bootstrap.load_predictions(b, "test")
+    train.write_predictions(b / "predictions_test.csv", ids, labels, np.eye(len(names))[labels] * 0.9 + 0.1 / 3, names)
+    ids_a, labels_a, _, _ = bootstrap.load_predictions(a, "test")
+    train.write_predictions(a / "predictions_test.csv", ids_a, labels_a, np.full((len(ids_a), 3), 1 / 3), names)
+    assert main(["compare", str(a), str(b), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["mean_auc"]["b"] == 1.0 and out["metrics"]["mean_auc"]["a"] == 0.5
+    assert out["verdict"] == "b" and out["metrics"]["mean_auc"]["ci_low"] == pytest.approx(0.5)
+    assert main(["compare", str(b), str(a), "--json"]) == 0
+    swapped = json.loads(capsys.readouterr().out)
+    assert swapped["metrics"]["mean_auc"]["delta"] == pytest.approx(-out["metrics"]["mean_auc"]["delta"])
+    assert swapped["verdict"] == "a"
+
+
+def test_runs_on_different_images_get_no_verdict(demo_root, tmp_path, capsys):
+    a = train.run_training(tiny_config(demo_root, epochs=1), tmp_path / "runs")
+    b = train.run_training(tiny_config(demo_root, epochs=1, data={"split_seed": 7}), tmp_path / "runs")
+    result = compare.compare_runs(a, b)
+    assert result["same_images"] is False and result["verdict"] == "none" and result["n"] is None
+    assert "different test images" in result["reason"]
+    assert all(row["ci_low"] is None for row in result["metrics"].values())
+    assert main(["compare", str(a), str(b)]) == 0
+    assert "No verdict: the runs were scored on different test images" in capsys.readouterr().out
+
+
+def test_compare_without_predictions_says_what_is_missing(two_runs, tmp_path, capsys):
+    a, b = two_runs
+    (b / "predictions_val.csv").unlink()
+    with pytest.raises(TrainingError, match="has no readable predictions_val.csv"):
+        compare.compare_runs(a, b, "val")
+    assert main(["compare", str(a), str(b), "--split", "val"]) == 2
+    assert "error: run " in capsys.readouterr().err

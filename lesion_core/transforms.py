@@ -286,6 +286,8 @@ class RandomRotation(Transform):
         """The factor that leaves the rotated result (the lesion's box with crop_to_lesion, else
         the canvas) twice the later Rescale's side, so that Rescale still only shrinks."""
         h, w = _size(state)
+        if 2 * self.shrink_to >= 0.75 * math.hypot(h, w):  # no result is larger than the diagonal
+            return 1.0
         theta = math.radians(angle)
         cos, sin = abs(math.cos(theta)), abs(math.sin(theta))
         if self.crop_to_lesion and state["mask"] is not None:

@@ -5,9 +5,10 @@
 torchrun starts N copies of the command; each learns its rank from the environment
 (RANK, WORLD_SIZE, LOCAL_RANK). Rank 0 runs train.run_training as a single process would: it
 creates (or resumes) the run folder and alone writes to it. The other ranks train on their
-share of every batch in a private scratch folder that is deleted at the end, so that the
-trainer's own code, which writes as it goes, needs no rank checks. They stay identical to rank
-0: DDP averages the gradients, every process draws the same shuffle and the same per-sample
+share of every batch in a private scratch folder, deleted at the end, so that the trainer's
+own code, which writes as it goes, needs no rank checks; rank 0 sends them its config and, on
+resume, last.pt over the process group (they may be on other machines). They stay identical
+to rank 0: DDP averages the gradients, every process draws the same shuffle and the same per-sample
 augmentation seeds (loading.SeededSampler), and phase results are gathered, so each
 validation and test image is scored exactly once, by whichever process loaded it.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +34,9 @@ from lesion_core.errors import TrainingError
 # Batches between two checks for a stop request: one tiny all-reduce, so the check costs
 # nothing, and a stop takes effect within a few batches.
 STOP_CHECK_EVERY = 4
+
+# What a rank > 0 needs from rank 0's run folder to train (and resume) alongside it.
+RUN_FILES = ("config.json", "status.json", "history.jsonl", "last.pt")
 
 
 def launched() -> bool:
@@ -96,8 +101,10 @@ def make_trainer_class():
 
         def setup(self, resuming: bool) -> int:
             rank, world = rank_and_world()
-            if rank == 0:  # the others learn where the run is (new runs get their folder here)
-                broadcast((str(self.run_dir), resuming))
+            if rank == 0:  # the others get the run's files (they may be on other machines)
+                files = {name: (self.run_dir / name).read_bytes() for name in RUN_FILES
+                         if (self.run_dir / name).is_file()}
+                broadcast((str(self.run_dir), resuming, files))
             first = super().setup(resuming)
             self.config["resolved"].update(world_size=world, global_batch=self.config["batch_size"],
                                            local_batch=local_batch(self.config["batch_size"], world),
@@ -178,13 +185,12 @@ def _follow(trainer_cls) -> Path:
     from lesion_core import runs
     from lesion_core import train as training
 
-    run_dir, resuming = broadcast(None)
+    run_dir, resuming, files = broadcast(None)
     run_dir = Path(run_dir)
     scratch = Path(tempfile.mkdtemp(prefix=f"lesion-rank{dist.get_rank()}-"))
     try:
-        for name in ("config.json", "status.json", "history.jsonl", "last.pt"):
-            if (run_dir / name).exists():
-                shutil.copy2(run_dir / name, scratch / name)
+        for name, content in files.items():
+            (scratch / name).write_bytes(content)
         config = training.validate_config(runs.read_config(scratch))
         trainer = trainer_cls(scratch, config)
         trainer.status = runs.read_status(scratch)
@@ -195,8 +201,6 @@ def _follow(trainer_cls) -> Path:
             pass  # rank 0 records the stop
         finally:
             for sig, handler in handlers.items():
-                import signal
-
                 signal.signal(sig, handler)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

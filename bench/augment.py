@@ -165,7 +165,10 @@ def compare_albumentations(base: list[dict], seconds: float) -> None:
         for name in chains:
             us, them = paired_rates(ours[name], chains[name], samples, seconds)
             print(f"{name:<16}{label:<18}{us:>10.1f}{them:>16.1f}{us / them:>11.2f}")
-        del samples
+    start = time.perf_counter()
+    preview_draws(samples[0], PRESETS["notebook_train"], n=8, seed=0)
+    print(f"Augmentations page: 8 draws of notebook_train on one {label} image in "
+          f"{(time.perf_counter() - start) * 1000:.0f} ms")
 
 
 # ---------------------------------------------------------------- measuring

@@ -155,7 +155,8 @@ def test_a_stop_request_stops_every_rank_and_the_run_resumes_under_torchrun(demo
     run_dir = None
     while time.monotonic() < deadline and proc.poll() is None:
         folders = [p for p in (tmp_path / "ddp").glob("*") if p.is_dir()]
-        if folders and runs.read_history(folders[0]):  # an epoch done: last.pt exists
+        # An epoch validated: a stop is next checked in epoch 2, after last.pt of epoch 1 is saved.
+        if folders and any(row["phase"] == "val" for row in runs.read_history(folders[0])):
             run_dir = folders[0]
             break
         time.sleep(0.2)

@@ -1,6 +1,6 @@
-"""Augmentation throughput: our joint tv_tensors pipeline against the notebook's style.
+"""Augmentation throughput: our joint tv_tensors pipeline against the notebook's style and albumentations.
 
-    python bench/augment.py [--data DIR] [--seconds S] [--threads T]
+    python bench/augment.py [--data DIR] [--seconds S] [--threads T] [--against notebook|albumentations|both]
 
 The notebook-style chain is re-implemented below as the notebook wrote it: every step turns
 the float image into a PIL image (img_as_ubyte), runs a torchvision v1 transform, and turns it
@@ -10,6 +10,12 @@ skin is repainted by a per-pixel Python loop. Both chains do the same steps: cro
 skin tone, shorter side to 256, random 224 crop, to tensor, ImageNet normalisation.
 Images: the real ISIC sample ($LESION_LAB_ISIC_DEV) when given, else generated demo images,
 resized to each benchmark size (masks nearest). Prints samples/s and the ratios.
+
+Against albumentations (a development-only dependency, requirements-dev.txt): the presets
+default_train and notebook_train written with albumentations 2.0.8, on 256x256 images and on
+"native" ones (the same images upsampled to 2000x3000, the size of large ISIC originals).
+Its Rotate keeps the size (no expand); its crops to the lesion are numpy slices, as it has no
+such transform. Prints the four ratios ours / albumentations (>= 1.0: we are not slower).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from lesion_core.transforms import (  # noqa: E402
     IMAGENET_MEAN, IMAGENET_STD, PRESETS, SKIN_TONES, build_pipeline, preview_draws)
 
 SIZES = ((384, 384), (768, 1024))  # (h, w)
+ALBU_SIZES = {"256x256": (256, 256), "native 2000x3000": (2000, 3000)}
 
 
 # ---------------------------------------------------------------- the notebook's style
@@ -91,6 +98,79 @@ def notebook_style(sample: dict) -> dict:
     return {"image": image, "mask": torch.from_numpy(s["mask"].astype(np.float32)).unsqueeze(0)}
 
 
+# ---------------------------------------------------------------- albumentations
+
+
+def _np_lesion_box(mask: np.ndarray, border: int) -> tuple[slice, slice] | None:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = mask.shape
+    return (slice(max(rows[0] - border, 0), min(rows[-1] + 1 + border, h)),
+            slice(max(cols[0] - border, 0), min(cols[-1] + 1 + border, w)))
+
+
+def albumentations_chains() -> dict:
+    """{"default_train": fn, "notebook_train": fn}: our presets written with albumentations."""
+    import albumentations as A
+    from albumentations.pytorch import ToTensorV2
+
+    tail = [A.Normalize(IMAGENET_MEAN, IMAGENET_STD), ToTensorV2()]
+    default = A.Compose([A.RandomResizedCrop((224, 224), scale=(0.35, 1.0), ratio=(0.75, 4 / 3)),
+                         A.RandomRotate90(), A.HorizontalFlip(), A.VerticalFlip(), *tail])
+    rotate = A.Compose([A.Rotate(limit=180, border_mode=0)])  # cv2.BORDER_CONSTANT, black corners
+    rest = A.Compose([A.HorizontalFlip(), A.VerticalFlip(), A.SmallestMaxSize(256),
+                      A.RandomCrop(224, 224, pad_if_needed=True), *tail])
+
+    def crop(image, mask, border):
+        box = _np_lesion_box(mask, border)
+        return (image, mask) if box is None else (image[box], mask[box])
+
+    def notebook(sample):
+        image, mask = crop(sample["image"], sample["mask"], 10)
+        out = rotate(image=image, mask=mask)
+        image, mask = crop(out["image"], out["mask"], 0)
+        tone = SKIN_TONES[random.randrange(len(SKIN_TONES))]
+        if tone != SKIN_TONES[0]:
+            image = image.copy()
+            np.copyto(image, np.array(tone, dtype=np.uint8), where=(mask == 0)[..., None])
+        return rest(image=image, mask=mask)
+
+    return {"default_train": lambda s: default(image=s["image"], mask=s["mask"]), "notebook_train": notebook}
+
+
+def paired_rates(fn_a, fn_b, samples: list[dict], seconds: float) -> tuple[float, float]:
+    """Calls per second of fn_a and fn_b, called in turn on the same samples for 2 x seconds
+    in all, so that other load on a shared machine slows both alike."""
+    for s in samples:
+        fn_a(s), fn_b(s)
+    spent, calls = [0.0, 0.0], 0
+    while sum(spent) < 2 * seconds:
+        sample = samples[calls % len(samples)]
+        for k, fn in enumerate((fn_a, fn_b)):
+            start = time.perf_counter()
+            fn(sample)
+            spent[k] += time.perf_counter() - start
+        calls += 1
+    return calls / spent[0], calls / spent[1]
+
+
+def compare_albumentations(base: list[dict], seconds: float) -> None:
+    """samples/s of our presets and albumentations' on 256x256 and native-size images, and the ratios."""
+    chains = albumentations_chains()
+    ours = {name: build_pipeline(PRESETS[name]) for name in chains}
+    print(f"{'chain':<16}{'images':<18}{'ours':>10}{'albumentations':>16}{'ours/albu':>11}  (samples/s)")
+    for label, size in ALBU_SIZES.items():
+        samples = resized(base, size)
+        for name in chains:
+            us, them = paired_rates(ours[name], chains[name], samples, seconds)
+            print(f"{name:<16}{label:<18}{us:>10.1f}{them:>16.1f}{us / them:>11.2f}")
+    start = time.perf_counter()
+    preview_draws(samples[0], PRESETS["notebook_train"], n=8, seed=0)
+    print(f"Augmentations page: 8 draws of notebook_train on one {label} image in "
+          f"{(time.perf_counter() - start) * 1000:.0f} ms")
+
+
 # ---------------------------------------------------------------- measuring
 
 
@@ -132,11 +212,21 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(default_data) if default_data else None)
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = a DataLoader worker)")
+    parser.add_argument("--against", default="both", choices=("notebook", "albumentations", "both"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     random.seed(0)
     base = load_samples(args.data)
+    if args.against != "notebook":
+        import cv2
+
+        cv2.setNumThreads(args.threads if args.threads > 1 else 0)  # 0: no cv2 thread pool, like 1 torch thread
+        print(f"torch {torch.__version__}, {args.threads} thread(s), {len(base)} images from "
+              f"{args.data or 'generated demo images'}, {args.seconds:g} s per figure")
+        compare_albumentations(base, args.seconds)
+        if args.against == "albumentations":
+            return
     ours = build_pipeline(PRESETS["notebook_train"])
     fast = build_pipeline(PRESETS["default_train"])
     skin = build_pipeline([{"name": "ChangeSkin", "params": {"colour": [198, 134, 66]}}])

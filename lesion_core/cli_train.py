@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-size", type=int, help="use at most N images (seeded subset), 0 = all")
     p.add_argument("--labels", help="which labels where a layout offers several: ISIC 2020 'diagnosis'")
     p.add_argument("--image-size", type=int, help="model input side in pixels (default: the model's)")
-    p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
+    p.add_argument("--num-workers", type=_workers, metavar="N|auto",
+                   help="DataLoader worker processes (default auto: 0 on a 2-core CPU, else cores - 1, at most 8)")
     p.add_argument("--device", help="auto, cpu, cuda or mps")
     p.add_argument("--out", metavar="RUNS_DIR", help="folder that receives the run folder")
     p.add_argument("--run-dir", help=argparse.SUPPRESS)  # a folder made by train.launch()
@@ -77,6 +79,11 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("models", help="list the model zoo")
     p.set_defaults(func=cmd_models)
+
+
+def _workers(value: str):
+    """--num-workers: "auto" or an integer."""
+    return value if value == "auto" else int(value)
 
 
 def config_from_args(args) -> dict:
@@ -158,7 +165,7 @@ def _absolute_paths(args, *names) -> None:
 
 
 def cmd_train(args) -> int:
-    from lesion_core import runs, train
+    from lesion_core import distributed, runs, train
 
     _absolute_paths(args, "out", "resume", "run_dir")  # --data: config_from_args; weights: validate_config
     bars = _Bars()
@@ -168,16 +175,24 @@ def cmd_train(args) -> int:
         if args.resume or args.run_dir:
             if options:
                 raise TrainingError(f"--resume/--run-dir take the run's own config; drop {', '.join('--' + o.replace('_', '-') for o in options)}")
-            run_dir = train.run_training(resume=args.resume, run_dir=args.run_dir,
-                                         on_batch=bars.batch, on_log=bars.log)
+            if distributed.launched():  # torchrun: one run, every process a share of each batch
+                run_dir = distributed.train(resume=args.resume, on_batch=bars.batch, on_log=bars.log)
+            else:
+                run_dir = train.run_training(resume=args.resume, run_dir=args.run_dir,
+                                             on_batch=bars.batch, on_log=bars.log)
         else:
             if not args.out:
                 raise TrainingError("give --out RUNS_DIR (the folder that receives the run folder)")
             if not args.data and not args.config:
                 raise TrainingError("give --data DIR (a dataset folder) or --data demo")
-            run_dir = train.run_training(config_from_args(args), args.out, on_batch=bars.batch, on_log=bars.log)
+            if distributed.launched():
+                run_dir = distributed.train(config_from_args(args), args.out, on_batch=bars.batch, on_log=bars.log)
+            else:
+                run_dir = train.run_training(config_from_args(args), args.out, on_batch=bars.batch, on_log=bars.log)
     finally:
         bars.close()
+    if int(os.environ.get("RANK", "0")) > 0:
+        return 0  # rank 0 reports
     status = runs.read_status(run_dir)
     print(f"{status.get('message')}\nrun folder: {run_dir}")
     return 0 if status.get("state") in ("finished", "stopped") else 1

@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import lesion_core
-from lesion_core import data, metrics, models, runs, transforms
+from lesion_core import data, distributed, loading, metrics, models, runs, transforms
 from lesion_core.errors import LesionLabError, TrainingError, TransformError, describe_os_error
 from lesion_core.paths import absolute
 from lesion_core.evaluation import calibration
@@ -76,7 +76,8 @@ def default_config() -> dict:
         "batch_size": 32,
         "image_size": None,  # None: the model entry's input_size
         "max_side": None,  # decoded-cache side; None: 8/7 of image_size (256 for 224)
-        "num_workers": 0,  # on 2 cores loader workers compete with the model (MEASUREMENTS.md)
+        "num_workers": "auto",  # loading.resolve_num_workers: 0 on a 2-core CPU, else cores - 1 (<= 8)
+        "compile": False,  # torch.compile the model: no gain on CPU (MEASUREMENTS.md); measure on a GPU
         "seed": 0,
         "class_weights": "auto",  # "auto" (inverse frequency), "none", or one weight per class
         # A pipeline spec, or a preset name: validate_config turns a name into that preset at
@@ -151,8 +152,11 @@ def validate_config(config: dict) -> dict:
 def _validate_config(config: dict) -> dict:
     _check_model(config["model"])
     _check_optim(config["optim"], config["scheduler"])
-    for key, low in (("epochs", 1), ("batch_size", 1), ("num_workers", 0), ("bn_recalibration_images", 0)):
+    for key, low in (("epochs", 1), ("batch_size", 1), ("bn_recalibration_images", 0)):
         _require(_is_int(config[key]) and config[key] >= low, f"{key} must be an integer >= {low}, got {config[key]!r}")
+    _require(config["num_workers"] == "auto" or (_is_int(config["num_workers"]) and config["num_workers"] >= 0),
+             f'num_workers must be "auto" or an integer >= 0, got {config["num_workers"]!r}')
+    _require(isinstance(config["compile"], bool), f"compile must be true or false, got {config['compile']!r}")
     _require(_is_int(config["seed"]) and 0 <= config["seed"] < 2**63,  # torch seeds are 64-bit
              f"seed must be an integer from 0 to 2**63 - 1, got {config['seed']!r}")
     entry = models.MODELS[config["model"]["name"]]
@@ -343,18 +347,25 @@ def image_size(config: dict) -> int:
     return config["image_size"] or models.MODELS[config["model"]["name"]].input_size
 
 
-def make_loader(records, spec, config: dict, shuffle: bool, generator=None) -> DataLoader:
-    """A DataLoader of (images, labels, ids) batches from records through the finalised spec."""
+def make_loader(records, spec, config: dict, shuffle: bool, generator=None, shard: bool = True) -> DataLoader:
+    """A DataLoader of (images, labels, ids) batches from records through the finalised spec.
+
+    Under torchrun (shard=True) each process loads its share (loading.SeededSampler)."""
     entry = models.MODELS[config["model"]["name"]]
     size = image_size(config)
     pipeline = transforms.build_pipeline(transforms.finalize_spec(spec, size, entry.mean, entry.std))
     max_side = config["max_side"] or round(size * 8 / 7)
     dataset = data.LesionDataset(records, transform=pipeline, max_side=max_side)
     # A last training batch of one sample breaks BatchNorm; drop it only in that case.
-    drop_last = shuffle and len(records) % config["batch_size"] == 1 and len(records) > 1
-    return DataLoader(dataset, batch_size=config["batch_size"], shuffle=shuffle, drop_last=drop_last,
-                      num_workers=config["num_workers"], collate_fn=collate, generator=generator,
-                      worker_init_fn=_worker_init)
+    rank, world = distributed.rank_and_world() if shard else (0, 1)
+    batch = distributed.local_batch(config["batch_size"], world)
+    share = -(-len(records) // world)
+    drop_last = shuffle and share % batch == 1 and share > 1
+    device = resolve_device(config["device"])
+    sampler = loading.SeededSampler(len(records), shuffle, generator, rank, world)
+    return DataLoader(loading.SeededSamples(dataset), batch_size=batch, sampler=sampler, drop_last=drop_last,
+                      collate_fn=collate, worker_init_fn=_worker_init,
+                      **loading.loader_options(loading.resolve_num_workers(config["num_workers"], device, world), device))
 
 
 def class_weights(config: dict, labels: list[int], n_classes: int) -> torch.Tensor | None:
@@ -609,7 +620,8 @@ class Trainer:
             n_calibration -= 1  # BatchNorm in train mode cannot take a batch of one (1x1 feature maps)
         if n_calibration:  # evenly spaced training images, through the eval transforms
             picked = [train_records[i * len(train_records) // n_calibration] for i in range(n_calibration)]
-            self.loaders["calibration"] = make_loader(picked, cfg["eval_augment"], cfg, False)
+            # Not sharded: every process recomputes the same BatchNorm statistics from all of them.
+            self.loaders["calibration"] = make_loader(picked, cfg["eval_augment"], cfg, False, shard=False)
 
     def _build_model(self) -> dict | None:
         """Model, loss, optimiser, scheduler and grad scaler; returns what weights were loaded."""
@@ -621,6 +633,9 @@ class Trainer:
         self.channels_last = cfg["channels_last"] and self.device.type in ("cpu", "cuda")
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        # What training batches go through (DistributedTrainer wraps it in DDP); evaluation
+        # and checkpoints use self.model itself, so state_dict keys never change.
+        self.train_model = torch.compile(self.model) if cfg["compile"] else self.model
         weights = class_weights(cfg, [r.label for r in self.data.split("train")], len(self.class_names))
         self.criterion = nn.CrossEntropyLoss(weight=weights.to(self.device) if weights is not None else None)
         self.optimizer = make_optimizer(cfg, self.model.parameters())
@@ -717,18 +732,21 @@ class Trainer:
         loader = self.loaders[phase]
         set_train_mode(self.model, training)
         n_iters = len(loader)
-        losses, labels, probs = [], [], []
+        # Loss and probabilities stay on the device until the phase ends (or a status is due):
+        # reading them per batch would make the host wait for the device every batch.
+        loss_sum, labels, probs, ids = torch.zeros((), device=self.device), [], [], []
         start = last_report = time.perf_counter()
         data_time = 0.0
         batch_end = start
         self.set_status(phase=phase, epoch=epoch, iteration=0, n_iters=n_iters, message=f"epoch {epoch} {phase}")
         with torch.set_grad_enabled(training):
-            for iteration, (images, targets, _ids) in enumerate(loader, 1):
+            for iteration, (images, targets, batch_ids) in enumerate(loader, 1):
                 data_time += time.perf_counter() - batch_end
                 loss, batch_probs = self._step(images, targets, training, epoch, iteration)
-                losses.append(loss * len(targets))
+                loss_sum += loss.detach() * len(targets)
                 labels.append(targets)
                 probs.append(batch_probs)
+                ids += batch_ids
                 batch_end = time.perf_counter()
                 elapsed = batch_end - start
                 self.iter_time[phase] = elapsed / iteration
@@ -737,29 +755,36 @@ class Trainer:
                 if self.on_batch:
                     self.on_batch(progress)
                 if batch_end - last_report >= STATUS_EVERY_S or iteration == 1:
+                    _check_finite(loss_sum, epoch, iteration)
                     self.set_status(**progress)
                     last_report = batch_end
                 if self._should_stop():
                     raise _StopRequested(f"epoch {epoch} {phase}, batch {iteration}/{n_iters}")
-        return self._phase_summary(phase, epoch, lr, losses, labels, probs, time.perf_counter() - start, data_time)
+        _check_finite(loss_sum, epoch, n_iters)
+        seconds = time.perf_counter() - start
+        loss_total, labels, probs = self._merge(float(loss_sum), torch.cat(labels), torch.cat(probs).float().cpu(), ids)
+        return self._phase_summary(phase, epoch, lr, loss_total, labels, probs, seconds, data_time, n_iters)
 
-    def _step(self, images, targets, training: bool, epoch: int, iteration: int) -> tuple[float, torch.Tensor]:
-        """Forward (and backward when training) one batch; returns (mean loss, softmax (B, C) on CPU)."""
-        logits = forward(self.model, images, self.device, self.amp_dtype, self.channels_last)
+    def _merge(self, loss_total: float, labels: torch.Tensor, probs: torch.Tensor, ids: list[str]):
+        """(summed loss, labels, probs) over every process; alone, what it is given."""
+        return loss_total, labels, probs
+
+    def _step(self, images, targets, training: bool, epoch: int, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward (and backward when training) one batch; returns (mean loss, softmax (B, C)), both
+        on the device: the caller reads them when it needs to, not every batch."""
+        model = self.train_model if training else self.model
+        logits = forward(model, images, self.device, self.amp_dtype, self.channels_last)
         loss = self.criterion(logits, targets.to(self.device, non_blocking=True))
-        if not torch.isfinite(loss):
-            raise _Diverged(f"the loss became {loss.item()} at epoch {epoch}, batch {iteration}")
         if training:
             backward_step(self.optimizer, self.scaler, loss)
-        return loss.item(), torch.softmax(logits.detach(), dim=1).cpu()
+        return loss, torch.softmax(logits.detach(), dim=1)
 
-    def _phase_summary(self, phase, epoch, lr, losses, labels, probs, seconds, data_time) -> dict:
-        labels = torch.cat(labels).numpy()
-        probs = torch.cat(probs).numpy()
+    def _phase_summary(self, phase, epoch, lr, loss_total, labels, probs, seconds, data_time, n_iters) -> dict:
+        labels = labels.numpy()
+        probs = probs.numpy()
         result = metrics.compute_metrics(labels, probs, self.class_names, self.config["headline_metric"])
-        n_iters = len(losses)
         row = metrics.to_jsonable({
-            "epoch": epoch, "phase": phase, "loss": sum(losses) / len(labels), "accuracy": result["accuracy"],
+            "epoch": epoch, "phase": phase, "loss": loss_total / len(labels), "accuracy": result["accuracy"],
             "auc": dict(zip(self.class_names, result["auc"])), "mean_auc": result["mean_auc"], "lr": lr,
             **{k: result[k] for k in ("macro_auc", "balanced_accuracy", "isic2017_mean_auc", "headline") if k in result},
             "n_images": len(labels), "time_s": seconds, "images_per_s": len(labels) / seconds,
@@ -788,6 +813,10 @@ class Trainer:
 
     # -- the end
 
+    def _merge_predictions(self, records, ids, labels, probs):
+        """(ids, labels, probs) of every record, each once; alone, what it is given."""
+        return ids, labels, probs
+
     def _finish(self) -> None:
         """Predictions and metrics of the best weights on val and test; state finished."""
         self.set_status(phase="evaluate", message="evaluating the best model on val and test")
@@ -800,7 +829,8 @@ class Trainer:
                 self.log(f"no {split} images: no predictions_{split}.csv")
                 continue
             loader = self.loaders["val"] if split == "val" else make_loader(records, self.config["eval_augment"], self.config, False)
-            ids, labels, probs = predict_loader(self.model, loader, self.device, self.amp_dtype, self.channels_last)
+            ids, labels, probs = self._merge_predictions(
+                records, *predict_loader(self.model, loader, self.device, self.amp_dtype, self.channels_last))
             meta = {r.id: r.meta | ({"group": r.group} if r.group else {}) for r in records}
             write_predictions(self.run_dir / f"predictions_{split}.csv", ids, labels, probs, self.class_names, meta)
             result = metrics.compute_metrics(labels, probs, self.class_names, self.config["headline_metric"])
@@ -816,6 +846,12 @@ class Trainer:
                    + (f"; test mean AUC {_fmt(summary['test']['mean_auc'])}" if "test" in summary else ""))
         self.set_status(state="finished", phase=None, message=message, eta_s=0, final=metrics.to_jsonable(summary))
         self.log(message)
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, iteration: int) -> None:
+    """_Diverged when the summed loss is no longer finite (one host-device sync)."""
+    if not torch.isfinite(loss_sum):
+        raise _Diverged(f"the loss became {float(loss_sum)} by epoch {epoch}, batch {iteration}")
 
 
 def dtype_name(dtype: torch.dtype | None) -> str:
@@ -876,7 +912,7 @@ def _install_signal_handlers(trainer: Trainer) -> dict:
 
 
 def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir=None,
-                 on_batch: Callable | None = None, on_log: Callable | None = None) -> Path:
+                 on_batch: Callable | None = None, on_log: Callable | None = None, trainer_cls=None) -> Path:
     """Train and return the run folder. Exactly one of: config (+ runs_dir) for a new run,
     resume (a stopped, failed or interrupted run folder), run_dir (a folder made by launch()).
 
@@ -898,7 +934,7 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
         with _claim(absolute(runs_dir or "runs")) as runs_dir:
             run_dir = runs.create_run(runs_dir, config)
             runs.write_status(run_dir, pid=os.getpid())  # active from now on: a launch beside us is refused
-    trainer = Trainer(run_dir, config, on_batch, on_log)
+    trainer = (trainer_cls or Trainer)(run_dir, config, on_batch, on_log)  # under torchrun: DistributedTrainer
     trainer.status = runs.read_status(run_dir)
     previous = _install_signal_handlers(trainer)
     try:

@@ -6,9 +6,11 @@ widgets, the CLI can read a pipeline from a file and a run can store the exact p
 
 Each step draws its random parameters once (from torch's global RNG, so ``torch.manual_seed``
 and DataLoader worker seeding reproduce them) and applies them to the image and its mask
-alike. Inside a pipeline the image is a ``tv_tensors.Image`` (uint8, 3xHxW) and the mask a
-``tv_tensors.Mask`` (uint8, 1xHxW, {0, 1}): torchvision's v2 functionals then resize and
-rotate masks with nearest interpolation, so they stay binary. Samples enter and leave as
+alike. Inside a pipeline the image is a uint8 3xHxW tensor and the mask a uint8 1xHxW
+tensor (non-zero = lesion; {0, 1} again on the way out); each step calls torchvision v2's
+kernels by kind, ``*_image`` for the image and ``*_mask`` for the mask (nearest
+interpolation, so masks stay binary). Calling the kernels directly, rather than dispatching
+on ``tv_tensors`` wrappers, saves about a third of the time of a 224-px chain. Samples enter and leave as
 numpy (see CONTRACTS.md) unless the pipeline ends in ToTensor(+Normalize).
 """
 
@@ -18,13 +20,13 @@ import copy
 import difflib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -63,10 +65,9 @@ Size = tuple[int, int]
 
 
 def _with(state: State, image: torch.Tensor, mask: torch.Tensor | None) -> State:
-    """A copy of state with a new image and mask, re-wrapped as tv_tensors (plain ops unwrap)."""
+    """A copy of state with a new image and mask."""
     new = dict(state)
-    new["image"] = tv_tensors.Image(image)
-    new["mask"] = None if mask is None else tv_tensors.Mask(mask)
+    new["image"], new["mask"] = image, mask
     return new
 
 
@@ -79,19 +80,45 @@ def _crop(state: State, top: int, left: int, height: int, width: int) -> State:
     mask = state["mask"]
     return _with(
         state,
-        F.crop(state["image"], top, left, height, width),
-        None if mask is None else F.crop(mask, top, left, height, width),
+        F.crop_image(state["image"], top, left, height, width),
+        None if mask is None else F.crop_mask(mask, top, left, height, width),
     )
+
+
+# Shrinking by more than this factor first keeps every STRIDE-th pixel, then antialiases the
+# rest of the way: what a JPEG draft decode does, at a fraction of the cost of filtering every
+# pixel of a full-size original (2000x3000) down to 224 px.
+STRIDE_ABOVE = 4
+
+
+def _stride_for(in_size: Size, out_size: Size) -> int:
+    """The pixel stride that leaves between 2x and 4x to antialias, or 1 below STRIDE_ABOVE."""
+    factor = min(in_size[0] / out_size[0], in_size[1] / out_size[1])
+    return int(factor // 2) if factor >= STRIDE_ABOVE else 1
+
+
+def _out_size(in_size: Size, size: list[int]) -> Size:
+    """torchvision's resize size: [shorter side] keeps the aspect ratio, [h, w] is exact."""
+    if len(size) == 2:
+        return size[0], size[1]
+    h, w = in_size
+    short, long = (h, w) if h <= w else (w, h)
+    new_long = int(size[0] * long / short)
+    return (size[0], new_long) if h <= w else (new_long, size[0])
 
 
 def _resize(state: State, size: list[int]) -> State:
     """Resize (size = [shorter side] or [h, w]): image bilinear+antialias, mask nearest."""
-    mask = state["mask"]
-    return _with(
-        state,
-        F.resize(state["image"], size, InterpolationMode.BILINEAR, antialias=True),
-        None if mask is None else F.resize(mask, size, InterpolationMode.NEAREST_EXACT),
-    )
+    image, mask = state["image"], state["mask"]
+    out = _out_size(tuple(image.shape[-2:]), size)
+    k = _stride_for(tuple(image.shape[-2:]), out)
+    if k > 1:  # the centre pixel of each k x k block, in image and mask alike
+        image = image[..., k // 2::k, k // 2::k]
+        mask = None if mask is None else mask[..., k // 2::k, k // 2::k]
+    # The interpolate call F.resize_image makes for uint8 bilinear, without its checks and
+    # reshapes: the same pixels, half the time at 224 px.
+    image = torch.nn.functional.interpolate(image[None], size=list(out), mode="bilinear", antialias=True)[0]
+    return _with(state, image, None if mask is None else F.resize_mask(mask, list(out), InterpolationMode.NEAREST_EXACT))
 
 
 def _lesion_box(mask: torch.Tensor, by: int = 0, bx: int = 0) -> list[int] | None:
@@ -181,8 +208,8 @@ class CenterCrop(Transform):
 
     def run(self, state):
         mask = state["mask"]
-        image = F.center_crop(state["image"], list(self.size))
-        return _with(state, image, None if mask is None else F.center_crop(mask, list(self.size))), {}
+        image = F.center_crop_image(state["image"], list(self.size))
+        return _with(state, image, None if mask is None else F.center_crop_mask(mask, list(self.size))), {}
 
     def output_size(self, in_size):
         return self.size
@@ -231,25 +258,59 @@ class RandomRotation(Transform):
         self.degrees, self.expand, self.crop_to_lesion = degrees, expand, crop_to_lesion
         self.needs_mask = crop_to_lesion
 
+    # Set by Pipeline when a Rescale to this shorter side follows with only size-free steps
+    # between: rotating a full-size original only to shrink it afterwards wastes ~95% of the work.
+    shrink_to: int | None = None
+
     def run(self, state):
         angle = float(torch.empty(1).uniform_(-self.degrees, self.degrees))
+        params = {"angle": angle}
+        if self.shrink_to is not None:
+            scale = self._prescale(state, angle)
+            if scale < 0.75:
+                h, w = _size(state)
+                state = _resize(state, [max(1, round(h * scale)), max(1, round(w * scale))])
+                params["prescale"] = round(scale, 4)
         mask = state["mask"]
-        image = F.rotate(state["image"], angle, InterpolationMode.BILINEAR, expand=self.expand)
+        image = F.rotate_image(state["image"], angle, InterpolationMode.BILINEAR, expand=self.expand)
         if mask is not None:
-            mask = F.rotate(mask, angle, InterpolationMode.NEAREST, expand=self.expand)
-        state, params = _with(state, image, mask), {"angle": angle}
+            mask = F.rotate_mask(mask, angle, expand=self.expand)  # nearest
+        state = _with(state, image, mask)
         if self.crop_to_lesion:
             box = _lesion_box(state["mask"])
             if box is not None:
                 state, params["box"] = _crop(state, *box), box
         return state, params
 
+    def _prescale(self, state: State, angle: float) -> float:
+        """The factor that leaves the rotated result (the lesion's box with crop_to_lesion, else
+        the canvas) twice the later Rescale's side, so that Rescale still only shrinks."""
+        h, w = _size(state)
+        if 2 * self.shrink_to >= 0.75 * math.hypot(h, w):  # no result is larger than the diagonal
+            return 1.0
+        theta = math.radians(angle)
+        cos, sin = abs(math.cos(theta)), abs(math.sin(theta))
+        if self.crop_to_lesion and state["mask"] is not None:
+            t = max(1, min(h, w) // 256)  # a coarse grid of lesion points is plenty for a size
+            points = torch.nonzero(state["mask"][0, ::t, ::t]).float() * t
+            if points.shape[0] < 2:
+                return 1.0
+            y, x = points[:, 0], points[:, 1]
+            c, s = math.cos(theta), math.sin(theta)
+            rows, cols = x * s + y * c, x * c - y * s
+            out = min(float(rows.max() - rows.min()), float(cols.max() - cols.min())) + t
+        elif self.expand:
+            out = min(h * cos + w * sin, h * sin + w * cos)
+        else:
+            out = min(h, w)
+        return min(1.0, 2 * self.shrink_to / max(out, 1.0))
+
     def output_size(self, in_size):
         return None if self.expand or self.crop_to_lesion else in_size
 
 
 class _RandomFlip(Transform):
-    flip = None  # the v2 functional, set by subclasses
+    flip = None  # the v2 kernel (the same for image and mask), set by subclasses
 
     def __init__(self, p: float):
         self.p = p
@@ -268,13 +329,13 @@ class _RandomFlip(Transform):
 class RandomHorizontalFlip(_RandomFlip):
     """Mirror left-right with probability p."""
 
-    flip = staticmethod(F.horizontal_flip)
+    flip = staticmethod(F.horizontal_flip_image)
 
 
 class RandomVerticalFlip(_RandomFlip):
     """Mirror top-bottom with probability p."""
 
-    flip = staticmethod(F.vertical_flip)
+    flip = staticmethod(F.vertical_flip_image)
 
 
 class RandomRotate90(Transform):
@@ -318,7 +379,8 @@ class ColorJitter(Transform):
     """Random brightness, contrast and saturation factors in [1 - x, 1 + x], applied in that
     order to the image only (the mask is unchanged: colour does not move the lesion)."""
 
-    _ops = {"brightness": F.adjust_brightness, "contrast": F.adjust_contrast, "saturation": F.adjust_saturation}
+    _ops = {"brightness": F.adjust_brightness_image, "contrast": F.adjust_contrast_image,
+            "saturation": F.adjust_saturation_image}
 
     def __init__(self, brightness: float, contrast: float, saturation: float):
         self.amounts = {"brightness": brightness, "contrast": contrast, "saturation": saturation}
@@ -369,11 +431,20 @@ class RandomChangeSkin(Transform):
 class ToTensor(Transform):
     """uint8 3xHxW image -> float32 in [0, 1]; mask -> float32 1xHxW {0, 1} (plain tensors)."""
 
+    # (255 mean, 255 std) per channel when Pipeline fuses the Normalize that follows into this
+    # step: two passes over the image instead of four; dividing (not multiplying by 1/x) keeps
+    # the ends of the range exact, so 255 with mean = std = 0.5 gives 1.0, not 1.0000001.
+    fused_normalize: tuple[torch.Tensor, torch.Tensor] | None = None
+
     def run(self, state):
         new = dict(state)
-        new["image"] = state["image"].as_subclass(torch.Tensor).float().div_(255)
+        if self.fused_normalize is None:
+            new["image"] = state["image"].float().div_(255)
+        else:
+            mean, std = self.fused_normalize
+            new["image"] = torch.sub(state["image"], mean).div_(std)
         if state["mask"] is not None:
-            new["mask"] = state["mask"].as_subclass(torch.Tensor).float()
+            new["mask"] = (state["mask"] != 0).float()
         return new, {}
 
     def output_size(self, in_size):
@@ -383,12 +454,22 @@ class ToTensor(Transform):
 class Normalize(Transform):
     """(image - mean) / std per channel, on the float tensor from ToTensor."""
 
+    fused = False  # set by Pipeline when the ToTensor before it already normalised
+
     def __init__(self, mean: list[float], std: list[float]):
         self.mean, self.std = list(mean), list(std)
 
+    def fuse_into(self, to_tensor: ToTensor) -> None:
+        """Let to_tensor normalise as it converts: (x - 255 mean) / (255 std)."""
+        to_tensor.fused_normalize = tuple(255 * torch.tensor(v, dtype=torch.float32).view(3, 1, 1)
+                                          for v in (self.mean, self.std))
+        self.fused = True
+
     def run(self, state):
+        if self.fused:
+            return state, {}
         new = dict(state)
-        new["image"] = F.normalize(state["image"], self.mean, self.std)
+        new["image"] = F.normalize_image(state["image"], self.mean, self.std)
         return new, {}
 
     def output_size(self, in_size):
@@ -726,24 +807,46 @@ def validate_spec(spec) -> list[dict]:
 
 
 def _to_state(sample: dict) -> State:
-    """Wrap a sample's numpy image/mask as tv_tensors (uint8 CHW), checking their format."""
+    """A sample's numpy image/mask as uint8 CHW tensors sharing their memory, format checked."""
     sid, image, mask = sample.get("id", "?"), sample.get("image"), sample.get("mask")
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
         raise TransformError(f"sample {sid}: image must be a uint8 HxWx3 RGB array, got {got}")
     state = dict(sample)
-    # Shared, not copied, unless read-only (np.asarray of a PIL image, which torch warns
-    # about) or strided (torch refuses negative strides). No step writes in place.
-    state["image"] = tv_tensors.Image(torch.from_numpy(np.require(image, requirements="CW")).permute(2, 0, 1))
+    # Shared, never copied unless strided (torch refuses negative strides): no step writes in
+    # place, so a read-only array (np.asarray of a PIL image) is safe to share, whatever
+    # torch's warning says. A full-size copy costs more than the whole default_train chain.
+    state["image"] = _shared_tensor(image).permute(2, 0, 1)
     if mask is not None:
         if not (isinstance(mask, np.ndarray) and mask.shape == image.shape[:2]):
             raise TransformError(
                 f"sample {sid}: mask must be an HxW array matching the image {image.shape[:2]}, "
                 f"got {getattr(mask, 'shape', type(mask).__name__)}"
             )
-        # Any non-zero value is lesion, so 0/255 masks work too.
-        state["mask"] = tv_tensors.Mask(torch.from_numpy(mask != 0).to(torch.uint8).unsqueeze(0))
+        # Any non-zero value is lesion (0/255 masks work too). Steps only move values or test
+        # them against zero, so a uint8 or bool mask is shared as is and made 0/1 at the end,
+        # on the small output instead of the full-size input.
+        if mask.dtype == np.bool_:
+            mask = mask.view(np.uint8)
+        elif mask.dtype != np.uint8:
+            mask = (mask != 0).astype(np.uint8)
+        state["mask"] = _shared_tensor(mask).unsqueeze(0)
     return state
+
+
+def _shared_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing the array's memory (a copy only when it is not C-contiguous)."""
+    array = np.require(array, requirements="C")
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
+def _binary(mask: torch.Tensor) -> torch.Tensor:
+    """A new uint8 {0, 1} tensor: any non-zero value is lesion."""
+    return (mask != 0).to(torch.uint8)
 
 
 def _from_state(state: State) -> dict:
@@ -752,8 +855,8 @@ def _from_state(state: State) -> dict:
     image, mask = state["image"], state["mask"]
     if image.dtype == torch.uint8:
         # copy(), so the output never aliases the caller's input arrays.
-        sample["image"] = image.as_subclass(torch.Tensor).permute(1, 2, 0).numpy().copy()
-        sample["mask"] = None if mask is None else mask.as_subclass(torch.Tensor)[0].numpy().copy()
+        sample["image"] = image.permute(1, 2, 0).numpy().copy()
+        sample["mask"] = None if mask is None else _binary(mask)[0].numpy()
     return sample
 
 
@@ -763,6 +866,11 @@ class Pipeline:
     def __init__(self, spec):
         self.spec = validate_spec(spec)
         self.steps = [REGISTRY[s["name"]].cls(**s["params"]) for s in self.spec]
+        for index, step in enumerate(self.steps):
+            if isinstance(step, RandomRotation):
+                step.shrink_to = _later_shorter_side(self.steps[index + 1:])
+            if isinstance(step, Normalize) and index and isinstance(self.steps[index - 1], ToTensor):
+                step.fuse_into(self.steps[index - 1])
 
     def __call__(self, sample: dict) -> dict:
         return self.apply_with_params(sample)[0]
@@ -782,6 +890,20 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline({json.dumps(self.spec)})"
+
+
+def _later_shorter_side(steps: list[Transform]) -> int | None:
+    """The side of the Rescale(int) that ends a run of steps which work at any size (flips,
+    colours), or None: what a step before them may shrink its image to without losing detail."""
+    for step in steps:
+        if isinstance(step, Rescale):
+            return step.size[0] if len(step.size) == 1 else None
+        if not isinstance(step, _SIZE_FREE):
+            return None
+    return None
+
+
+_SIZE_FREE = (_RandomFlip, ChangeSkin, RandomChangeSkin, ColorJitter)
 
 
 def build_pipeline(spec) -> Pipeline:

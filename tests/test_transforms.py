@@ -498,3 +498,35 @@ def test_presets_end_at_the_requested_size_without_a_second_resize(name, size):
 def test_unknown_preset_names_the_known_ones():
     with pytest.raises(TransformError, match="default_train"):
         T.preset("fancy")
+
+
+# --------------------------------------------------------------------------- large images (fast paths)
+
+
+def test_shrinking_a_large_image_by_more_than_4x_keeps_the_mask_aligned():
+    sample = make_sample(h=960, w=1280)
+    out, params = T.build_pipeline([step("Rescale", size=80)]).apply_with_params(sample)
+    assert out["image"].shape == (80, 106, 3) and params[0]["size"] == [80, 106]
+    assert set(np.unique(out["mask"])) == {0, 1}
+    assert misalignment(out["image"], out["mask"]) == 0
+
+
+def test_a_rotation_before_a_rescale_shrinks_first_and_stays_aligned():
+    sample = make_sample(h=900, w=1200)
+    pipeline = T.build_pipeline([step("RandomRotation", degrees=180, expand=True, crop_to_lesion=True),
+                                 step("RandomHorizontalFlip", p=0.5), step("Rescale", size=64)])
+    for seed in range(6):
+        torch.manual_seed(seed)
+        out, params = pipeline.apply_with_params(sample)
+        assert params[0]["prescale"] < 0.75  # the rotation ran on a shrunk image
+        assert min(out["image"].shape[:2]) == 64 and set(np.unique(out["mask"])) == {0, 1}
+        assert misalignment(out["image"], out["mask"], tol=2) == 0, seed
+
+
+def test_a_rotation_without_a_later_rescale_never_shrinks():
+    sample = make_sample(h=900, w=1200)
+    pipeline = T.build_pipeline([step("RandomRotation", degrees=180, expand=True, crop_to_lesion=True),
+                                 step("RandomCrop", size=64)])
+    torch.manual_seed(0)
+    _, params = pipeline.apply_with_params(sample)
+    assert "prescale" not in params[0]

@@ -1,0 +1,207 @@
+"""Training one run on several processes (GPUs, machines) with torchrun and DDP.
+
+    torchrun --nproc_per_node=N -m lesion_core train --data DIR --out runs ...
+
+torchrun starts N copies of the command; each learns its rank from the environment
+(RANK, WORLD_SIZE, LOCAL_RANK). Rank 0 runs train.run_training as a single process would: it
+creates (or resumes) the run folder and alone writes to it. The other ranks train on their
+share of every batch in a private scratch folder, deleted at the end, so that the trainer's
+own code, which writes as it goes, needs no rank checks; rank 0 sends them its config and, on
+resume, last.pt over the process group (they may be on other machines). They stay identical
+to rank 0: DDP averages the gradients, every process draws the same shuffle and the same per-sample
+augmentation seeds (loading.SeededSampler), and phase results are gathered, so each
+validation and test image is scored exactly once, by whichever process loaded it.
+
+A stop request (the stop file, or SIGTERM/SIGINT, which torchrun forwards to every process)
+is shared with one all-reduce every STOP_CHECK_EVERY batches, so all ranks stop at the same
+batch. Backends: NCCL with one GPU per process, else gloo (CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from lesion_core.errors import TrainingError
+
+# Batches between two checks for a stop request: one tiny all-reduce, so the check costs
+# nothing, and a stop takes effect within a few batches.
+STOP_CHECK_EVERY = 4
+
+# What a rank > 0 needs from rank 0's run folder to train (and resume) alongside it.
+RUN_FILES = ("config.json", "status.json", "history.jsonl", "last.pt")
+
+
+def launched() -> bool:
+    """True in a process started by torchrun (or any launcher that sets WORLD_SIZE > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless a process group is running."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def local_batch(global_batch: int, world_size: int) -> int:
+    """Each process's batch: batch_size in the config is the global batch, split evenly."""
+    if global_batch % world_size:
+        raise TrainingError(f"batch_size {global_batch} must be a multiple of the number of processes "
+                            f"({world_size}), so that each takes the same share")
+    return global_batch // world_size
+
+
+def init(device_name: str = "auto") -> torch.device:
+    """Join the process group torchrun set up; returns this process's device."""
+    use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
+    if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        # A slow rank (first-epoch decoding) must not time the others out; a dead one makes
+        # torchrun end them all anyway.
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
+    return device
+
+
+def broadcast(value, src: int = 0):
+    """value of rank src, on every rank (any picklable object)."""
+    box = [value]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def gather_all(value) -> list:
+    """[value of rank 0, value of rank 1, ...] on every rank."""
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def make_trainer_class():
+    """The DDP trainer, a subclass of train.Trainer (imported late: train imports this module)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from lesion_core import train
+
+    class DistributedTrainer(train.Trainer):
+        """train.Trainer whose model is wrapped in DDP, whose phase results are gathered from
+        every rank, and whose stop requests reach every rank."""
+
+        def setup(self, resuming: bool) -> int:
+            rank, world = rank_and_world()
+            if rank == 0:  # the others get the run's files (they may be on other machines)
+                files = {name: (self.run_dir / name).read_bytes() for name in RUN_FILES
+                         if (self.run_dir / name).is_file()}
+                broadcast((str(self.run_dir), resuming, files))
+            first = super().setup(resuming)
+            self.config["resolved"].update(world_size=world, global_batch=self.config["batch_size"],
+                                           local_batch=local_batch(self.config["batch_size"], world),
+                                           backend=dist.get_backend())
+            from lesion_core import runs
+
+            runs.atomic_write_json(self.run_dir / "config.json", self.config)
+            self._checks = 0
+            return first
+
+        def _build_model(self):
+            if self.device.type == "cuda":  # "cuda" alone would mean GPU 0 on every rank
+                self.device = torch.device("cuda", torch.cuda.current_device())
+            info = super()._build_model()
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # DDP takes the (compiled or plain) model; checkpoints keep using self.model.
+            self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
+            return info
+
+        def _phase(self, phase, epoch, lr):
+            row = super()._phase(phase, epoch, lr)
+            if phase == "train":  # BatchNorm statistics as rank 0 has them, so ranks evaluate alike
+                for buffer in self.model.buffers():
+                    dist.broadcast(buffer.data, 0)
+            return row
+
+        def _should_stop(self) -> bool:
+            self._checks += 1
+            if self._checks % STOP_CHECK_EVERY:
+                return False
+            flag = torch.tensor([int(super()._should_stop())], dtype=torch.int32)
+            if dist.get_backend() == "nccl":
+                flag = flag.to(self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            return bool(flag.item())
+
+        def _merge(self, loss_total, labels, probs, ids):
+            seen, total, keep_labels, keep_probs = set(), 0.0, [], []
+            for part_loss, part_labels, part_probs, part_ids in gather_all((loss_total, labels, probs, ids)):
+                total += part_loss
+                for i, sid in enumerate(part_ids):
+                    if sid not in seen:  # the padding that evens out the shares repeats a few
+                        seen.add(sid)
+                        keep_labels.append(part_labels[i])
+                        keep_probs.append(part_probs[i])
+            return total, torch.stack(keep_labels), torch.stack(keep_probs)
+
+        def _merge_predictions(self, records, ids, labels, probs):
+            by_id = {}
+            for part_ids, part_labels, part_probs in gather_all((ids, labels, probs)):
+                for i, sid in enumerate(part_ids):
+                    by_id.setdefault(sid, (part_labels[i], part_probs[i]))
+            order = [r.id for r in records]  # the single-process order
+            return (order, torch.tensor([int(by_id[s][0]) for s in order]).numpy(),
+                    torch.stack([torch.as_tensor(by_id[s][1]) for s in order]).numpy())
+
+    return DistributedTrainer
+
+
+def train(config: dict | None = None, runs_dir=None, resume=None, on_batch=None, on_log=None) -> Path:
+    """train.run_training on every rank of a torchrun job; returns the run folder (rank 0's)."""
+    from lesion_core import train as training
+
+    init((config or {}).get("device", "auto") if resume is None else "auto")
+    rank, world = rank_and_world()
+    trainer_cls = make_trainer_class()
+    try:
+        if rank == 0:
+            return training.run_training(config, runs_dir, resume=resume, on_batch=on_batch, on_log=on_log,
+                                         trainer_cls=trainer_cls)
+        return _follow(trainer_cls)
+    finally:
+        dist.destroy_process_group()
+
+
+def _follow(trainer_cls) -> Path:
+    """A rank > 0: train alongside rank 0 with a scratch copy of its run folder."""
+    from lesion_core import runs
+    from lesion_core import train as training
+
+    run_dir, resuming, files = broadcast(None)
+    run_dir = Path(run_dir)
+    scratch = Path(tempfile.mkdtemp(prefix=f"lesion-rank{dist.get_rank()}-"))
+    try:
+        for name, content in files.items():
+            (scratch / name).write_bytes(content)
+        config = training.validate_config(runs.read_config(scratch))
+        trainer = trainer_cls(scratch, config)
+        trainer.status = runs.read_status(scratch)
+        handlers = training._install_signal_handlers(trainer)
+        try:
+            trainer.run(resuming)
+        except training._StopRequested:
+            pass  # rank 0 records the stop
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return run_dir

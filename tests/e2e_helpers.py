@@ -54,22 +54,29 @@ def seed_demo_cache(cache: Path, demo_root: Path) -> Path:
 class Server:
     """`streamlit run app.py` in its own process group on a free port; stop() kills the group."""
 
-    def __init__(self, env: dict, log: Path):
+    def __init__(self, env: dict, log: Path, shell_command: str | None = None, cwd: Path = REPO):
+        """shell_command: run this bash command line instead (the README's own), with the port
+        and headless mode given through Streamlit's environment variables."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
                    "--server.address", "127.0.0.1", "--server.headless", "true",
                    "--browser.gatherUsageStats", "false"]
+        if shell_command is not None:
+            command = ["bash", "-c", shell_command]
+            env = dict(env, STREAMLIT_SERVER_PORT=str(self.port), STREAMLIT_SERVER_HEADLESS="true",
+                       STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
         self._out = open(log, "wb")
         # A new session makes the server the leader of its own process group, so stop() ends
         # it and its helpers at once. Trainers it launches detach into their own sessions
         # (a run outlives the server); the tests stop those by their pid.
-        self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env},
+        self.process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env} if shell_command is None else env,
                                         stdout=self._out, stderr=subprocess.STDOUT,
                                         start_new_session=True)
 
     def wait_healthy(self, timeout: float = 60) -> None:
+        # (a shell_command that installs first takes longer: give it a larger timeout)
         """Poll /_stcore/health until it answers ok; fail with the server log otherwise."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -93,3 +100,14 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
         self._out.close()
+
+
+def wait_for(predicate, what: str, timeout: float = 60.0):
+    """Poll predicate() until it returns something truthy; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

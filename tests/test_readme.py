@@ -15,12 +15,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import CHROMIUM, CHROMIUM_ARGS, REPO, artifacts_dir, free_port, require_chromium
+from tests.e2e_helpers import CHROMIUM, CHROMIUM_ARGS, REPO, Server, artifacts_dir, require_chromium, wait_for
 
 README = REPO / "README.md"
 
@@ -73,16 +72,6 @@ def _run(command: list[str] | str, cwd: Path, env: dict, timeout: float = 600) -
     return result
 
 
-def _wait(predicate, what: str, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _one_run(runs_dir: Path) -> Path:
     found = [p for p in runs_dir.iterdir() if (p / "config.json").is_file()] if runs_dir.is_dir() else []
     return found[0] if len(found) == 1 else None
@@ -116,8 +105,8 @@ def test_the_cli_from_a_fresh_clone_with_relative_paths(checkout, tmp_path):
                                          "--image-size", "64"], cwd=checkout, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        run_dir = _wait(lambda: _one_run(checkout / "runs"), "the run folder under ./runs", 300)
-        _wait(lambda: 1 in _history_epochs(run_dir), "epoch 1 to finish", 1200)
+        run_dir = wait_for(lambda: _one_run(checkout / "runs"), "the run folder under ./runs", 300)
+        wait_for(lambda: 1 in _history_epochs(run_dir), "epoch 1 to finish", 1200)
         trainer.send_signal(signal.SIGINT)  # Ctrl-C: stop after the current batch
         output, _ = trainer.communicate(timeout=300)
     finally:
@@ -145,45 +134,6 @@ def test_the_cli_from_a_fresh_clone_with_relative_paths(checkout, tmp_path):
     assert "melanoma" in predicted and "Traceback" not in predicted
 
 
-class ReadmeServer:
-    """The README's start command, run as written in the fresh copy (its own process group)."""
-
-    def __init__(self, checkout: Path, env: dict, log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        start, _tests = readme_commands()
-        # Streamlit's own variables stand in for its flags, so the command stays the README's.
-        env = dict(env, STREAMLIT_SERVER_PORT=str(self.port), STREAMLIT_SERVER_HEADLESS="true",
-                   STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-        self.log = log
-        self._out = open(log, "wb")
-        self.process = subprocess.Popen(["bash", "-c", start], cwd=checkout, env=env, stdout=self._out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_healthy(self, timeout: float = 600) -> None:
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        pytest.fail(f"the README's start command gave no healthy server:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=20)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self._out.close()
-
-
 def _stop_trainers(runs_dir: Path) -> None:
     from lesion_core import runs
 
@@ -200,9 +150,10 @@ def test_launch_stop_resume_from_a_fresh_clone_in_the_browser(checkout, tmp_path
     from playwright.sync_api import sync_playwright
 
     require_chromium()
-    server = ReadmeServer(checkout, clean_env(tmp_path / "home"), tmp_path / "server.log")
+    start, _tests = readme_commands()
+    server = Server(clean_env(tmp_path / "home"), tmp_path / "server.log", shell_command=start, cwd=checkout)
     try:
-        server.wait_healthy()
+        server.wait_healthy(timeout=600)  # the command installs the requirements first
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
@@ -212,19 +163,19 @@ def test_launch_stop_resume_from_a_fresh_clone_in_the_browser(checkout, tmp_path
             page.goto(f"{server.url}/train")
             page.get_by_role("button", name="Launch").click()  # the defaults, on the demo made in the empty HOME
             page.locator("[data-testid='stProgress']").first.wait_for()
-            run_dir = _wait(lambda: _one_run(checkout / "runs"), "the run folder under ./runs", 60)
-            _wait(lambda: 1 in _history_epochs(run_dir), "epoch 1 to finish", 1200)
+            run_dir = wait_for(lambda: _one_run(checkout / "runs"), "the run folder under ./runs", 60)
+            wait_for(lambda: 1 in _history_epochs(run_dir), "epoch 1 to finish", 1200)
             page.get_by_role("button", name="Stop").click()
             # Waits follow the run folder, which moves however busy the machine is; the page
             # then has a short while to show it.
-            _wait(lambda: _state(run_dir) == "stopped", "the run to stop", 900)
+            wait_for(lambda: _state(run_dir) == "stopped", "the run to stop", 900)
             page.get_by_text("stopped during").first.wait_for(timeout=60_000)
             # The live part redraws the whole page once the run has ended: press Resume on
             # that page, not on the last live refresh it replaces.
             page.wait_for_selector(idle)
             page.get_by_role("button", name="Resume").click()
             page.locator("[data-testid='stProgress']").first.wait_for()
-            _wait(lambda: _state(run_dir) in ("finished", "failed"), "the resumed run to end", 1800)
+            wait_for(lambda: _state(run_dir) in ("finished", "failed"), "the resumed run to end", 1800)
             page.get_by_text("finished", exact=False).first.wait_for(timeout=60_000)
             page.wait_for_selector(idle)
             status = json.loads((run_dir / "status.json").read_text())

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from lesion_core import data, models, runs, train
 from lesion_core.errors import LesionLabError, ModelError, TrainingError
+from tests.e2e_helpers import wait_for
 
 AUGMENT = [
     {"name": "RandomResizedCrop", "params": {"size": 32, "scale_min": 0.5}},
@@ -49,17 +49,6 @@ def tiny_config(root, **overrides) -> dict:
 def learning_rows(history: list[dict]) -> list[dict]:
     """History without wall-clock measurements, which differ between identical runs."""
     return [{k: v for k, v in row.items() if k not in train.TIMING_KEYS} for row in history]
-
-
-def wait_for(predicate, what: str, timeout: float = 60.0):
-    """Poll predicate() until it returns something truthy; fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_short_training_on_demo_data_learns(demo_root, tmp_path):

@@ -13,6 +13,7 @@ PIPELINE and MODEL keys below.
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -376,18 +377,25 @@ def runs_frame(listed: list[runs.RunInfo]):
             "best val": best.get("value") if best.get("metric") == f"val_{headline}" else None,
             "best epoch": best.get("epoch"),
             "test": test.get(headline),
-            "test 95% CI": _ci_text(run, headline),
+            "test 95% CI": _ci_text(run, headline, test.get(headline)),
             "minutes": round(run.duration / 60, 1) if run.duration else None,
         })
     return pd.DataFrame(rows)
 
 
-def _ci_text(run: runs.RunInfo, metric: str = "mean_auc") -> str:
-    """The stored 95% interval of a test metric ("[0.80, 0.91]"), "" when there is none."""
+def _ci_text(run: runs.RunInfo, metric: str, value) -> str:
+    """The stored 95% interval of a test metric ("[0.80, 0.91]"), "" when there is none.
+
+    The headline AUCs are stored as mean_auc's interval when they are the same number (ISIC
+    2017 mean AUC for the 2017 classes, macro AUC for more than two classes)."""
     from lesion_core.evaluation import bootstrap
 
     found = bootstrap.run_intervals(run.path, "test", compute=False) or {}
-    text = bootstrap.format_interval(found.get(metric))
+    interval = found.get(metric) or found.get("mean_auc")
+    if not isinstance(interval, dict) or not isinstance(value, (int, float)) \
+            or abs((interval.get("value") or math.nan) - value) > 1e-9:
+        return ""
+    text = bootstrap.format_interval(interval)
     return text.partition(" ")[2]
 
 

@@ -28,7 +28,9 @@ def calibrated_toggle(key: str) -> bool:
 
 def results_review(run, split: str) -> None:
     """Results page: calibration, operating point and lesion focus of one run's split."""
-    frame = common.prediction_frame(run.path, split)
+    frame = None
+    with common.user_errors():  # a damaged predictions file is named, and the section left out
+        frame = common.prediction_frame(run.path, split)
     if frame is None:
         return
     labels, raw, names = review.frame_arrays(frame)

@@ -111,7 +111,7 @@ def test_pages_show_a_seven_class_and_a_binary_run(app, tmp_path, make):  # noqa
     labels = {m.label for m in app.metric}
     assert "Macro AUC (headline)" in labels and "Balanced accuracy" in labels
     assert "Subgroups" in [h.value for h in app.subheader]
-    table = app.dataframe[-1].value
+    table = next(d.value for d in app.dataframe if "attribute" in d.value)
     assert set(table["attribute"]) == {"sex", "age", "site"} and "AUC 95% low" in table
     goto(app, "predictions")
     opened = next(b.key for b in app.button if b.key.startswith("pred_open_"))

@@ -54,7 +54,7 @@ def test_home_shows_dataset_device_and_next_steps(app):
     assert metrics["Usable images"] == "60"
     assert "CPU" in metrics["Device"] or "GPU" in metrics["Device"]
     assert "No runs yet" in texts(app)
-    assert len(app.get("page_link")) == 6
+    assert len(app.get("page_link")) == 7  # Dataset ... Predictions, and Compare
 
 
 def test_dataset_page_reports_counts_and_shows_samples_and_a_batch(app):

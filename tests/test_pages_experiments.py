@@ -24,7 +24,7 @@ def test_results_train_and_home_show_intervals_and_small_class_warnings(app, two
     stored = bootstrap.run_intervals(newest, "test", compute=False)
     expected = bootstrap.format_interval(stored["mean_auc"])
     app.run()
-    assert app.dataframe[-1].value["test mean AUC 95% CI"].iloc[0] == expected.partition(" ")[2]  # Home
+    assert app.dataframe[-1].value["test 95% CI"].iloc[0] == expected.partition(" ")[2]  # Home
     goto(app, "results")
     table = next(d.value for d in app.dataframe if "value [95% CI]" in d.value.columns)
     assert table["value [95% CI]"].iloc[0] == expected

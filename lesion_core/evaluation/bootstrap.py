@@ -188,13 +188,14 @@ def load_predictions(run_dir, split: str):
     """(ids list, labels (N,) int, probs (N, C), class names) of predictions_<split>.csv, or None
     when the file is missing or cannot be read as one."""
     from lesion_core import train
+    from lesion_core.errors import DataError
 
     path = Path(run_dir) / f"predictions_{split}.csv"
     if not path.is_file():
         return None
     try:
         frame = train.read_predictions(path)
-    except (ValueError, KeyError, OSError):  # a damaged or foreign CSV: no intervals, no crash
+    except (DataError, OSError):  # a damaged or foreign CSV: no intervals, no crash
         return None
     names = frame.attrs["class_names"]
     probs = frame[[f"prob_{n}" for n in names]].to_numpy(dtype=float)

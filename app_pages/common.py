@@ -514,3 +514,18 @@ def _run_records(run_dir: str) -> dict:
 def run_records(run_dir: Path) -> dict:
     """id -> Record of the images a run was trained and evaluated on (its recorded split)."""
     return _run_records(str(run_dir))
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _export_bytes(run_dir: str, fmt: str, stamp: tuple) -> tuple[bytes, dict]:
+    from lesion_core import export
+
+    return export.export_bytes(run_dir, fmt)
+
+
+def export_bytes(run_dir: Path, fmt: str) -> tuple[bytes, dict]:
+    """The run's best model exported to fmt (checked) and its sidecar; redone when best.pt,
+    calibration.json or threshold.json change."""
+    stamp = tuple((run_dir / name).stat().st_mtime_ns if (run_dir / name).exists() else None
+                  for name in ("best.pt", "calibration.json", "threshold.json", "config.json"))
+    return _export_bytes(str(run_dir), fmt, stamp)

@@ -64,5 +64,30 @@ for column, (name, mime) in zip(st.columns(len(files)), files):
                                key=f"res_dl_{name}", on_click="ignore")
     else:
         column.caption(f"{name}: not written yet")
+
+st.subheader("Export")
+st.caption("The best model with its resizing and normalisation inside, for use without Lesion Lab: it takes "
+           "uint8 RGB images shaped (N, H, W, 3) and returns class probabilities. Checked against PyTorch "
+           "on real images before it is offered.")
+export_format = st.radio("Format", ["onnx", "torchscript"], horizontal=True, key="keep_res_export_format",
+                         format_func={"onnx": "ONNX", "torchscript": "TorchScript"}.get)
+if not (run.path / "best.pt").is_file():
+    st.caption("best.pt: not written yet")
+elif st.button("Export and check", key="res_export", icon=":material/deployed_code:"):
+    with common.user_errors(), st.spinner("Exporting and checking on real images..."):
+        st.session_state["res_exported"] = (run.id, export_format, *common.export_bytes(run.path, export_format))
+exported = st.session_state.get("res_exported")
+if exported and exported[:2] == (run.id, export_format):
+    _, _, model_bytes, sidecar = exported
+    suffix = {"onnx": ".onnx", "torchscript": ".pt"}[export_format]
+    check = sidecar["verification"]
+    st.success(f"Checked on {check['images']} real images: probabilities within {check['max_abs_diff']:.1e} "
+               f"of PyTorch ({check['runtime']}).", icon=":material/check_circle:")
+    model_col, sidecar_col = st.columns(2)
+    model_col.download_button(f"Download model{suffix}", model_bytes, file_name=f"{run.id}{suffix}",
+                              mime="application/octet-stream", key="res_dl_export", on_click="ignore")
+    sidecar_col.download_button(f"Download model{suffix}.json", json.dumps(sidecar, indent=2),
+                                file_name=f"{run.id}{suffix}.json", mime="application/json",
+                                key="res_dl_export_json", on_click="ignore")
 with st.expander("Config"):
     st.code(json.dumps(run.config, indent=2), language="json")

@@ -22,6 +22,7 @@ import torch
 
 from lesion_core import data, demo, paths, runs
 from lesion_core.errors import LesionLabError
+from app_pages.lang import _, classes, cls, num
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
 PIPELINE = "pipeline"  # augmentation spec (list of steps) built on the Augmentations page
@@ -165,7 +166,7 @@ def _demo_root() -> str:
 
 def demo_root() -> Path:
     """The built-in demo dataset, generated on first use (a few seconds, with a spinner)."""
-    with st.spinner("Preparing the demo dataset (first start only, a few seconds)..."):
+    with st.spinner(_("Preparing the demo dataset (first start only, a few seconds)...")):
         return Path(_demo_root())
 
 
@@ -184,7 +185,7 @@ def load_data(root: str | Path) -> data.LesionData:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise data.DataError(f"dataset folder not found: {root}")
-    with st.spinner(f"Checking the dataset in {root} ..."):
+    with st.spinner(_("Checking the dataset in {root} ...", root=root)):
         return _load(str(root.resolve()), _folder_stamp(root))
 
 
@@ -195,27 +196,32 @@ def current_data() -> data.LesionData | None:
         root = demo_root() if choice["source"] == "demo" else choice["root"]
         return load_data(root)
     except LesionLabError as exc:
-        st.error(f"The chosen dataset cannot be used: {exc}", icon=":material/error:")
+        st.error(_("The chosen dataset cannot be used: {error}", error=exc), icon=":material/error:")
         return None
 
 
 def dataset_name() -> str:
     """Short name of the chosen dataset: "demo" or its folder's name."""
     choice = dataset_choice()
-    return "demo" if choice["source"] == "demo" else Path(choice["root"]).name
+    return _("demo") if choice["source"] == "demo" else Path(choice["root"]).name
 
 
 # ---------------------------------------------------------------- device
 
 
 @st.cache_resource(show_spinner=False)
-def device_label() -> str:
-    """The accelerator training would use: the GPU's name, or CPU with its thread count."""
+def _gpu_name() -> str | None:
     import torch
 
-    if torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name(0)}"
-    return f"CPU ({os.cpu_count()} cores; no GPU found)"
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def device_label() -> str:
+    """The accelerator training would use: the GPU's name, or CPU with its thread count."""
+    gpu = _gpu_name()
+    if gpu:
+        return _("GPU: {name}", name=gpu)
+    return _("CPU ({cores} cores; no GPU found)", cores=os.cpu_count())
 
 
 def runs_root() -> Path:
@@ -230,8 +236,8 @@ def counts_frame(dataset: data.LesionData):
     counts = dataset.report.counts
     frame = pd.DataFrame(
         [[counts.get(s, {}).get(n, 0) for n in dataset.class_names] for s in data.SPLITS],
-        index=list(data.SPLITS), columns=list(dataset.class_names))
-    frame["total"] = frame.sum(axis=1)
+        index=[_(s) for s in data.SPLITS], columns=classes(dataset.class_names))
+    frame[_("total")] = frame.sum(axis=1)
     return frame
 
 
@@ -263,8 +269,9 @@ def select_run_and_rerun(run_id: str) -> None:
 def run_label(run: runs.RunInfo) -> str:
     """The picker's text for a run: id, state and best validation score."""
     best = run.best or {}
-    score = f", best {best['value']:.3f}" if isinstance(best.get("value"), (int, float)) else ""
-    return f"{run.id} ({run.state}{score})"
+    if isinstance(best.get("value"), (int, float)):
+        return _("{run} ({state}, best {score})", run=run.id, state=_(run.state), score=num(best["value"]))
+    return f"{run.id} ({_(run.state)})"
 
 
 def runs_frame(listed: list[runs.RunInfo]):
@@ -277,18 +284,18 @@ def runs_frame(listed: list[runs.RunInfo]):
         optim, model = config.get("optim", {}), config.get("model", {})
         test = (run.status.get("final") or {}).get("test") or {}
         rows.append({
-            "run": run.id,
-            "state": run.state,
-            "model": f"{model.get('name', '?')} ({model.get('weights', '?')})",
-            "size": config.get("image_size"),
-            "epochs": config.get("epochs"),
-            "batch": config.get("batch_size"),
-            "optimiser": f"{optim.get('optimizer', '?')} {optim.get('lr', '')}",
-            "augmentation": ", ".join(s["name"] for s in config.get("augment", [])),
-            "best val mean AUC": best.get("value") if best.get("metric") == "val_mean_auc" else None,
-            "best epoch": best.get("epoch"),
-            "test mean AUC": test.get("mean_auc"),
-            "minutes": round(run.duration / 60, 1) if run.duration else None,
+            _("run"): run.id,
+            _("state"): _(run.state),
+            _("model"): f"{model.get('name', '?')} ({model.get('weights', '?')})",
+            _("size"): config.get("image_size"),
+            _("epochs"): config.get("epochs"),
+            _("batch"): config.get("batch_size"),
+            _("optimiser"): f"{optim.get('optimizer', '?')} {optim.get('lr', '')}",
+            _("augmentation"): ", ".join(s["name"] for s in config.get("augment", [])),
+            _("best val mean AUC"): best.get("value") if best.get("metric") == "val_mean_auc" else None,
+            _("best epoch"): best.get("epoch"),
+            _("test mean AUC"): test.get("mean_auc"),
+            _("minutes"): round(run.duration / 60, 1) if run.duration else None,
         })
     return pd.DataFrame(rows)
 
@@ -297,7 +304,7 @@ def runs_overview(limit: int | None = None) -> None:
     """The most recent runs as a table, or a hint where to start one."""
     listed = all_runs()
     if not listed:
-        st.info("No runs yet. Open **Train** and press Launch to train on the demo data.")
+        st.info(_("No runs yet. Open **Train** and press Launch to train on the demo data."))
         return
     st.dataframe(runs_frame(listed[:limit]), hide_index=True, width="stretch")
 
@@ -305,8 +312,8 @@ def runs_overview(limit: int | None = None) -> None:
 def sidebar() -> None:
     """The current dataset and the run picker, on every page."""
     choice = dataset_choice()
-    st.caption("Dataset")
-    st.markdown(f"**{dataset_name()}** ({choice['source']})")
+    st.caption(_("Dataset"))
+    st.markdown(f"**{dataset_name()}** ({_(choice['source'])})")
     listed = all_runs()
     if listed:
         ids = [r.id for r in listed]
@@ -315,14 +322,14 @@ def sidebar() -> None:
         if st.session_state.get(RUN) not in ids:
             st.session_state[RUN] = ids[0]
         labels = {r.id: run_label(r) for r in listed}
-        st.selectbox("Run", ids, key=RUN, format_func=labels.get,
-                     help="The run the Results and Predictions pages show")
+        st.selectbox(_("Run"), ids, key=RUN, format_func=labels.get,
+                     help=_("The run the Results and Predictions pages show"))
     else:
-        st.caption("No runs yet")
+        st.caption(_("No runs yet"))
     active = runs.active_run(runs_root())
     if active:
-        st.info(f"Training: {active.id}", icon=":material/model_training:")
-        st.page_link("app_pages/train.py", label="Follow it live", icon=":material/monitoring:")
+        st.info(_("Training: {run}", run=active.id), icon=":material/model_training:")
+        st.page_link("app_pages/train.py", label=_("Follow it live"), icon=":material/monitoring:")
 
 
 # ---------------------------------------------------------------- samples and batches
@@ -338,6 +345,15 @@ def _image_sizes(image_paths: tuple[str, ...]) -> list[tuple[int, int]]:
         with Image.open(path) as image:
             sizes.append(image.size)
     return sizes
+
+
+def shown_frame(frame):
+    """A table for display: column names, classes, splits and yes/no translated (filter on the original)."""
+    view = frame.copy()
+    for column, name in (("class", cls), ("split", _), ("mask", _), ("label", None)):
+        if column in view and name is not None and view[column].dtype == object:
+            view[column] = view[column].map(name)
+    return view.rename(columns=_)
 
 
 def sample_frame(dataset: data.LesionData):
@@ -408,11 +424,11 @@ def batch_config(model_name: str, image_size: int, batch_size: int = 16) -> dict
 
 def show_batch(records: list, spec: list, config: dict, class_names, seed: int) -> None:
     """Draw loader_batch's grid with the class of every image, row by row."""
-    with st.spinner("Drawing a batch through the DataLoader..."):
+    with st.spinner(_("Drawing a batch through the DataLoader...")):
         grid, labels = loader_batch(records, spec, config, seed=seed)
     st.image(grid, width="stretch")
     rows = [labels[i:i + 8] for i in range(0, len(labels), 8)]
-    st.caption("  \n".join(f"row {n + 1}: " + ", ".join(class_names[label] for label in row)
+    st.caption("  \n".join(_("row {n}: {classes}", n=n + 1, classes=", ".join(classes([class_names[label] for label in row])))
                            for n, row in enumerate(rows)))
 
 
@@ -445,7 +461,7 @@ def _build_model(name: str, weights: str, weights_path: str | None, freeze_backb
 def build_model(name: str, weights: str = "default", weights_path: str | None = None,
                 freeze_backbone: bool = False, num_classes: int = 3):
     """models.build_model, cached per choice (big nets take seconds to build)."""
-    with st.spinner(f"Building {name} ({weights} weights)..."):
+    with st.spinner(_("Building {name} ({weights} weights)...", name=name, weights=weights)):
         return _build_model(name, weights, weights_path, freeze_backbone, num_classes)
 
 
@@ -460,7 +476,7 @@ def summarize(model, choice: dict, size: int):
     """models.summarize(model, size), cached per model choice and input size."""
     import json
 
-    with st.spinner("Summarising the layers..."):
+    with st.spinner(_("Summarising the layers...")):
         return _summarize(model, json.dumps(choice, sort_keys=True), size)
 
 

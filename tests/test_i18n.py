@@ -242,3 +242,15 @@ def test_spanish_home_page_and_back_to_english(demo_root):
     app.selectbox(key="keep_lang").set_value("en").run()
     assert {m.label for m in app.metric} >= {"Dataset", "Usable images", "Device"}
     assert app.query_params["lang"] in ("en", ["en"])
+
+
+def test_catalogues_are_valid_gettext_po(tmp_path):
+    import shutil
+    import subprocess
+
+    if not shutil.which("msgfmt"):
+        pytest.skip("gettext's msgfmt is not installed")
+    for lang in i18n.LANGUAGES:
+        path = i18n.catalogue_path(lang)
+        if path.is_file():
+            subprocess.run(["msgfmt", "--check-format", "-o", str(tmp_path / f"{lang}.mo"), str(path)], check=True)

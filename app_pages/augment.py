@@ -102,7 +102,8 @@ def choose_sample(dataset):
     names = ["any class"] + list(dataset.class_names)
     by_class, by_id, shuffle = st.columns([2, 3, 1], vertical_alignment="bottom")
     wanted = by_class.selectbox(_("Class"), names, key="keep_aug_class",
-                                format_func=lambda n, any_class=_("any class"), name=lang.class_options(): any_class if n == "any class" else name(n))
+                                format_func=lambda n, any_class=_("any class"), name=lang.class_options():
+                                any_class if n == "any class" else name(n))
     records = [r for r in dataset.records if wanted == "any class" or dataset.class_names[r.label] == wanted]
     if not records:
         st.info(_("No {name} image in this dataset: pick another class.", name=cls(wanted)))
@@ -143,7 +144,8 @@ if spec is not None and sample is not None:
     common.default("keep_aug_seed", 0)
     seed = seed_col.number_input(_("Seed"), min_value=0, step=1, key="keep_aug_seed")
     again.button(_("New draws"), key="aug_new", on_click=common.bump, args=("keep_aug_seed",))
-    mode = mode_col.radio(_("Mask"), ["outline", "overlay"], horizontal=True, format_func=lang.options(), key="keep_aug_mask")
+    mode = mode_col.radio(_("Mask"), ["outline", "overlay"], horizontal=True, format_func=lang.options(),
+                          key="keep_aug_mask")
     with common.user_errors():
         started = time.perf_counter()
         draws = transforms.preview_draws(sample, spec, n=n, seed=int(seed))

@@ -428,7 +428,7 @@ def show_batch(records: list, spec: list, config: dict, class_names, seed: int) 
         grid, labels = loader_batch(records, spec, config, seed=seed)
     st.image(grid, width="stretch")
     rows = [labels[i:i + 8] for i in range(0, len(labels), 8)]
-    st.caption("  \n".join(_("row {n}: {classes}", n=n + 1, classes=", ".join(classes([class_names[label] for label in row])))
+    st.caption("  \n".join(_("row {n}: {classes}", n=n + 1, classes=", ".join(classes(class_names[label] for label in row)))
                            for n, row in enumerate(rows)))
 
 

@@ -35,7 +35,8 @@ def settings(dataset) -> dict:
     data_col, optim_col, sched_col = st.columns(3)
     with data_col:
         size = st.number_input(_("Image size (px)"), min_value=entry.min_input_size, max_value=1024, step=16,
-                               key="keep_tr_size", help=_("{model} was designed for {size} px", model=choice["name"], size=entry.input_size))
+                               key="keep_tr_size",
+                               help=_("{model} was designed for {size} px", model=choice["name"], size=entry.input_size))
         batch = st.number_input(_("Batch size"), min_value=1, max_value=512, key="keep_tr_batch")
         epochs = st.number_input(_("Epochs"), min_value=1, max_value=500, key="keep_tr_epochs")
         max_size = st.number_input(_("maxSize (0 = all images)"), min_value=0, step=10, key="keep_tr_max_size",
@@ -56,7 +57,8 @@ def settings(dataset) -> dict:
                                disabled=scheduler != "step")
         gamma = st.number_input(_("Gamma"), min_value=0.001, max_value=1.0, step=0.05, key="keep_tr_gamma",
                                 disabled=scheduler != "step")
-        weights = st.selectbox(_("Class weights"), ["auto", "none", "custom"], format_func=lang.options(), key="keep_tr_weights",
+        weights = st.selectbox(_("Class weights"), ["auto", "none", "custom"], format_func=lang.options(),
+                               key="keep_tr_weights",
                                help=_("auto: inverse class frequency, so rare classes count as much"))
         if weights == "custom":
             common.default("keep_tr_custom_weights", ", ".join("1" for _ in dataset.class_names))

@@ -185,7 +185,8 @@ def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
                   "note": f"channels last; any N >= 1, H and W >= {MIN_SIDE}, one H x W per batch"},
         "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", len(class_names)],
                    "note": "softmax(logits / temperature), columns in class_names order"},
-        "preprocessing": described + [{"name": "Normalize", "params": {"mean": list(entry.mean), "std": list(entry.std)}}],
+        "preprocessing": described + [{"name": "Normalize",
+                                       "params": {"mean": list(entry.mean), "std": list(entry.std)}}],
         "temperature": temperature,
         "threshold": read_threshold(run_dir, class_names),
     }

@@ -17,8 +17,9 @@ QUICK = {("lenet", "onnx"), ("lenet", "torchscript"), ("efficientnet_lite0", "to
 
 
 def make_run(root, runs_dir, model_name: str, size: int, seed: int = 0):
-    """A finished-looking run folder: config.json of the demo data and a best.pt whose head is
-    scaled up, so its probabilities are far from uniform and a wrong export shows."""
+    """A finished-looking run folder: config.json of the data and a best.pt whose head is
+    rescaled so its logits spread by about 2 (random heads give near-uniform probabilities,
+    scaled too far they saturate at 0 and 1: either way a wrong export would not show)."""
     class_names = list(data.load_dataset(root).class_names)
     config = train.validate_config({
         "data": {"root": str(root), "class_names": class_names},
@@ -30,7 +31,9 @@ def make_run(root, runs_dir, model_name: str, size: int, seed: int = 0):
     model = models.build_model(model_name, len(class_names), weights="random").eval()
     head = model.get_submodule(models.MODELS[model_name].head)
     with torch.no_grad():
-        head.weight.mul_(40)
+        spread = model(torch.randn(8, 3, size, size)).std()
+        head.weight.mul_(2 / spread)
+        head.bias.mul_(2 / spread)
     torch.save({"model": model.state_dict()}, run_dir / "best.pt")
     return run_dir
 
@@ -162,3 +165,12 @@ def test_the_readme_onnxruntime_snippet_runs(lenet_run, demo_root, tmp_path, mon
     exec(compile(snippet, "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "'melanoma'" in printed and "'nevus'" in printed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", export.FORMATS)
+def test_export_matches_pytorch_on_real_isic_images(isic_dev_root, tmp_path, fmt, one_torch_thread):
+    run_dir = make_run(isic_dev_root, tmp_path / "runs", "efficientnet_lite0", 96)
+    sidecar = export.export_run(run_dir, fmt, tmp_path / f"lite0{export.SUFFIXES[fmt]}")
+    assert sidecar["verification"]["images"] == export.VERIFY_IMAGES
+    assert sidecar["verification"]["max_abs_diff"] <= export.TOLERANCE

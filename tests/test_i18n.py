@@ -254,3 +254,17 @@ def test_catalogues_are_valid_gettext_po(tmp_path):
         path = i18n.catalogue_path(lang)
         if path.is_file():
             subprocess.run(["msgfmt", "--check-format", "-o", str(tmp_path / f"{lang}.mo"), str(path)], check=True)
+
+
+def test_wrap_puts_the_translator_around_plain_literals_and_imports_it(tmp_path):
+    page = tmp_path / "page.py"
+    page.write_text('import streamlit as st\n\nfrom app_pages import common\n\nst.title("Calibration")\n'
+                    'col, _ = st.columns(2)\ncol.metric("Brier score", f"{0.1:.3f}", help="Lower is better")\n'
+                    'st.caption(f"{3} bins")\n', encoding="utf-8")
+    assert check.wrap_literals([page]) == 3
+    text = page.read_text(encoding="utf-8")
+    assert 'st.title(_("Calibration"))' in text and 'help=_("Lower is better")' in text
+    assert "from app_pages.lang import _\n" in text
+    assert [f.text for f in check.unwrapped([page])] == ["{} bins"]  # f-strings are left to a person
+    assert [f.line for f in check.rebinds_underscore([page])] == [7]
+    compile(text, str(page), "exec")

@@ -1,7 +1,9 @@
-"""Which page strings are not translated: `python -m lesion_core.i18n.check [--add]`.
+"""Which page strings are not translated: `python -m lesion_core.i18n.check [--wrap] [--add]`.
 
 Lists (1) text literals and f-strings handed to Streamlit elements in app.py and app_pages/
 without _() around them, and (2) messages used through _("...") that a catalogue lacks.
+--wrap first puts _() around every plain literal it would list (and imports _ where a page
+lacks it); f-strings are left listed, for a person to turn into _("... {name}", name=...).
 --add appends the missing messages to each catalogue with an empty msgstr, ready to fill in
 (an empty msgstr still shows English, and tests/test_i18n.py fails until it is filled).
 Exit status 1 when anything is listed. A line ending in `# i18n: skip` is never listed.
@@ -87,6 +89,57 @@ def unwrapped(paths=None) -> list[Finding]:
     return found
 
 
+def wrap_literals(paths=None) -> int:
+    """Put _() around the plain text literals unwrapped() lists, in place; returns how many.
+    Byte offsets from the AST, applied from the end of each file, so lines stay put."""
+    done = 0
+    for path in paths or page_files():
+        source = path.read_text(encoding="utf-8")
+        data = source.encode("utf-8")
+        starts = [0]
+        for line in source.splitlines(keepends=True):
+            starts.append(starts[-1] + len(line.encode("utf-8")))
+        spans = []
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call) and _call_name(node) in ELEMENTS:
+                for arg in _text_arguments(node):
+                    if (isinstance(arg, ast.Constant) and isinstance(arg.value, str) and WORDS.search(arg.value)
+                            and not source.splitlines()[arg.lineno - 1].rstrip().endswith("# i18n: skip")):
+                        spans.append((starts[arg.lineno - 1] + arg.col_offset,
+                                      starts[arg.end_lineno - 1] + arg.end_col_offset))
+        for begin, end in sorted(spans, reverse=True):
+            data = data[:begin] + b"_(" + data[begin:end] + b")" + data[end:]
+        if spans:
+            text = data.decode("utf-8")
+            if not re.search(r"^from app_pages\.lang import .*\b_\b", text, re.M) and path.name != "lang.py":
+                text = _add_import(text)
+            path.write_text(text, encoding="utf-8")
+            done += len(spans)
+    return done
+
+
+def _add_import(text: str) -> str:
+    """`from app_pages.lang import _` after the page's last top-level import."""
+    tree = ast.parse(text)
+    last = max((n.end_lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))), default=0)
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[:last]) + "from app_pages.lang import _\n" + "".join(lines[last:])
+
+
+def rebinds_underscore(paths=None) -> list[Finding]:
+    """Places that assign to `_` (a throwaway name): on a page that shadows the translator."""
+    found = []
+    for path in paths or page_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        # A comprehension's variables are its own: `for w, _ in sizes` there shadows nothing outside.
+        local = {id(n) for c in ast.walk(tree) if isinstance(c, ast.comprehension) for n in ast.walk(c.target)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Name) and node.id == "_" and isinstance(node.ctx, ast.Store)
+                    and id(node) not in local):
+                found.append(Finding(path, node.lineno, "assigns _ (rename it, e.g. _spare)"))
+    return found
+
+
 def used_messages(paths=None) -> dict[str, Finding]:
     """msgid -> where it is first used, for every _("...") / translate("...") with a literal id."""
     used = {}
@@ -125,8 +178,13 @@ def add_stubs(lang: str, findings: list[Finding]) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     problems = 0
+    if "--wrap" in argv:
+        print(f"wrapped {wrap_literals()} literal(s) in _()")
     for finding in unwrapped():
         print(f"not wrapped in _(): {finding}")
+        problems += 1
+    for finding in rebinds_underscore():
+        print(f"shadows the translator: {finding}")
         problems += 1
     for lang in i18n.LANGUAGES:
         if lang == i18n.DEFAULT:

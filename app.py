@@ -2,26 +2,28 @@
 
 import streamlit as st
 
-from app_pages import common
+from app_pages import common, lang
+from app_pages.lang import _
 
-st.set_page_config(page_title="Lesion Lab", page_icon=":material/biotech:", layout="wide")
+st.set_page_config(page_title=_("Lesion Lab"), page_icon=":material/biotech:", layout="wide")
 common.require_token()  # before anything shows data: a server reachable from other machines asks first
 common.keep_widget_state()
 common.restore_from_url()
 
 PAGES = [
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/dataset.py", title="Dataset", icon=":material/photo_library:"),
-    st.Page("app_pages/augment.py", title="Augmentations", icon=":material/auto_fix_high:"),
-    st.Page("app_pages/model.py", title="Model", icon=":material/account_tree:"),
-    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("app_pages/results.py", title="Results", icon=":material/monitoring:"),
-    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
-    st.Page("app_pages/predictions.py", title="Predictions", icon=":material/grid_view:"),
+    st.Page("app_pages/home.py", title=_("Home"), icon=":material/home:", default=True),
+    st.Page("app_pages/dataset.py", title=_("Dataset"), icon=":material/photo_library:"),
+    st.Page("app_pages/augment.py", title=_("Augmentations"), icon=":material/auto_fix_high:"),
+    st.Page("app_pages/model.py", title=_("Model"), icon=":material/account_tree:"),
+    st.Page("app_pages/train.py", title=_("Train"), icon=":material/model_training:"),
+    st.Page("app_pages/results.py", title=_("Results"), icon=":material/monitoring:"),
+    st.Page("app_pages/compare.py", title=_("Compare"), icon=":material/compare_arrows:"),
+    st.Page("app_pages/predictions.py", title=_("Predictions"), icon=":material/grid_view:"),
 ]
 page = st.navigation(PAGES)
 
 with st.sidebar:
+    lang.picker()
     common.sidebar()
 
 try:

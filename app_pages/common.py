@@ -23,6 +23,7 @@ import torch
 
 from lesion_core import access, data, demo, paths, runs
 from lesion_core.errors import LesionLabError, describe_os_error
+from app_pages.lang import _, classes, cls, num
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
 PIPELINE = "pipeline"  # augmentation spec (list of steps) built on the Augmentations page
@@ -244,7 +245,7 @@ def _demo_root() -> str:
 
 def demo_root() -> Path:
     """The built-in demo dataset, generated on first use (a few seconds, with a spinner)."""
-    with st.spinner("Preparing the demo dataset (first start only, a few seconds)..."):
+    with st.spinner(_("Preparing the demo dataset (first start only, a few seconds)...")):
         return Path(_demo_root())
 
 
@@ -262,7 +263,7 @@ def load_data(root: str | Path) -> data.LesionData:
     """load_dataset(root), cached per folder while its CSV files are unchanged; only folders
     under the allowed data roots (lesion_core.access) are opened."""
     root = access.check_data_folder(root)
-    with st.spinner(f"Checking the dataset in {root} ..."):
+    with st.spinner(_("Checking the dataset in {root} ...", root=root)):
         return _load(str(root.resolve()), _folder_stamp(root))
 
 
@@ -273,27 +274,32 @@ def current_data() -> data.LesionData | None:
         root = demo_root() if choice["source"] == "demo" else choice["root"]
         return load_data(root)
     except LesionLabError as exc:
-        st.error(f"The chosen dataset cannot be used: {exc}", icon=":material/error:")
+        st.error(_("The chosen dataset cannot be used: {error}", error=exc), icon=":material/error:")
         return None
 
 
 def dataset_name() -> str:
     """Short name of the chosen dataset: "demo" or its folder's name."""
     choice = dataset_choice()
-    return "demo" if choice["source"] == "demo" else Path(choice["root"]).name
+    return _("demo") if choice["source"] == "demo" else Path(choice["root"]).name
 
 
 # ---------------------------------------------------------------- device
 
 
 @st.cache_resource(show_spinner=False)
-def device_label() -> str:
-    """The accelerator training would use: the GPU's name, or CPU with its thread count."""
+def _gpu_name() -> str | None:
     import torch
 
-    if torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name(0)}"
-    return f"CPU ({os.cpu_count()} cores; no GPU found)"
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def device_label() -> str:
+    """The accelerator training would use: the GPU's name, or CPU with its thread count."""
+    gpu = _gpu_name()
+    if gpu:
+        return _("GPU: {name}", name=gpu)
+    return _("CPU ({cores} cores; no GPU found)", cores=os.cpu_count())
 
 
 def runs_root() -> Path:
@@ -308,8 +314,8 @@ def counts_frame(dataset: data.LesionData):
     counts = dataset.report.counts
     frame = pd.DataFrame(
         [[counts.get(s, {}).get(n, 0) for n in dataset.class_names] for s in data.SPLITS],
-        index=list(data.SPLITS), columns=list(dataset.class_names))
-    frame["total"] = frame.sum(axis=1)
+        index=[_(s) for s in data.SPLITS], columns=classes(dataset.class_names))
+    frame[_("total")] = frame.sum(axis=1)
     return frame
 
 
@@ -403,7 +409,7 @@ def runs_overview(limit: int | None = None) -> None:
     """The most recent runs as a table, or a hint where to start one."""
     listed = all_runs()
     if not listed:
-        st.info("No runs yet. Open **Train** and press Launch to train on the demo data.")
+        st.info(_("No runs yet. Open **Train** and press Launch to train on the demo data."))
         return
     st.dataframe(runs_frame(listed[:limit]), hide_index=True, width="stretch")
 
@@ -411,8 +417,8 @@ def runs_overview(limit: int | None = None) -> None:
 def sidebar() -> None:
     """The current dataset and the run picker, on every page."""
     choice = dataset_choice()
-    st.caption("Dataset")
-    st.markdown(f"**{dataset_name()}** ({choice['source']})")
+    st.caption(_("Dataset"))
+    st.markdown(f"**{dataset_name()}** ({_(choice['source'])})")
     listed = all_runs()
     ids = [r.id for r in listed]
     if st.session_state.get(PENDING_RUN) in ids:
@@ -425,14 +431,14 @@ def sidebar() -> None:
             st.session_state[RUN] = ids[0]
     if listed:
         labels = {r.id: run_label(r) for r in listed}
-        st.selectbox("Run", ids, key=RUN, format_func=labels.get,
-                     help="The run the Results and Predictions pages show")
+        st.selectbox(_("Run"), ids, key=RUN, format_func=labels.get,
+                     help=_("The run the Results and Predictions pages show"))
     else:
-        st.caption("No runs yet")
+        st.caption(_("No runs yet"))
     active = runs.active_run(runs_root())
     if active:
-        st.info(f"Training: {active.id}", icon=":material/model_training:")
-        st.page_link("app_pages/train.py", label="Follow it live", icon=":material/monitoring:")
+        st.info(_("Training: {run}", run=active.id), icon=":material/model_training:")
+        st.page_link("app_pages/train.py", label=_("Follow it live"), icon=":material/monitoring:")
 
 
 # ---------------------------------------------------------------- samples and batches
@@ -448,6 +454,15 @@ def _image_sizes(image_paths: tuple[str, ...]) -> list[tuple[int, int]]:
         with Image.open(path) as image:
             sizes.append(image.size)
     return sizes
+
+
+def shown_frame(frame):
+    """A table for display: column names, classes, splits and yes/no translated (filter on the original)."""
+    view = frame.copy()
+    for column, name in (("class", cls), ("split", _), ("mask", _), ("label", None)):
+        if column in view and name is not None and view[column].dtype == object:
+            view[column] = view[column].map(name)
+    return view.rename(columns=_)
 
 
 def sample_frame(dataset: data.LesionData):
@@ -566,7 +581,7 @@ def _build_model(name: str, weights: str, weights_path: str | None, freeze_backb
 def build_model(name: str, weights: str = "default", weights_path: str | None = None,
                 freeze_backbone: bool = False, num_classes: int = 3):
     """models.build_model, cached per choice (big nets take seconds to build)."""
-    with st.spinner(f"Building {name} ({weights} weights)..."):
+    with st.spinner(_("Building {name} ({weights} weights)...", name=name, weights=weights)):
         return _build_model(name, weights, weights_path, freeze_backbone, num_classes)
 
 
@@ -581,7 +596,7 @@ def summarize(model, choice: dict, size: int):
     """models.summarize(model, size), cached per model choice and input size."""
     import json
 
-    with st.spinner("Summarising the layers..."):
+    with st.spinner(_("Summarising the layers...")):
         return _summarize(model, json.dumps(choice, sort_keys=True), size)
 
 
@@ -668,3 +683,18 @@ def explainer(run_dir: Path, method: str = "gradcam", calibrated: bool = True):
     stamp = tuple((Path(run_dir) / name).stat().st_mtime_ns if (Path(run_dir) / name).exists() else None
                   for name in ("best.pt", "calibration.json"))
     return _explainer(str(run_dir), stamp, method, calibrated)
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _export_bytes(run_dir: str, fmt: str, stamp: tuple) -> tuple[bytes, dict]:
+    from lesion_core import export
+
+    return export.export_bytes(run_dir, fmt)
+
+
+def export_bytes(run_dir: Path, fmt: str) -> tuple[bytes, dict]:
+    """The run's best model exported to fmt (checked) and its sidecar; redone when best.pt,
+    calibration.json or threshold.json change."""
+    stamp = tuple((run_dir / name).stat().st_mtime_ns if (run_dir / name).exists() else None
+                  for name in ("best.pt", "calibration.json", "threshold.json", "config.json"))
+    return _export_bytes(str(run_dir), fmt, stamp)

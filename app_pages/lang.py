@@ -1,0 +1,87 @@
+"""The language of the pages: `_()` for text, `num()` for numbers, `cls()` for class names.
+
+The choice lives in session state (kept across pages) and in the URL (?lang=es, kept across
+reloads and shareable); a new session without ?lang= takes the browser's language when
+Streamlit exposes it (st.context.locale), else English. Catalogues: lesion_core/i18n/*.po.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import streamlit as st
+
+from lesion_core import i18n
+
+LANG = "keep_lang"  # the sidebar's language box; "keep_" so its value survives page switches
+
+
+def _browser_locale() -> str | None:
+    try:
+        return st.context.locale
+    except Exception:  # no browser behind this session (bare script, some test harnesses)
+        return None
+
+
+def language() -> str:
+    """The current language code ("en" or "es")."""
+    lang = st.session_state.get(LANG)
+    if lang not in i18n.LANGUAGES:
+        lang = i18n.pick_language(st.query_params.get("lang"), _browser_locale())
+        st.session_state[LANG] = lang
+    return lang
+
+
+def _remember() -> None:
+    st.query_params["lang"] = st.session_state[LANG]
+
+
+def picker() -> None:
+    """The sidebar's language box; also writes ?lang= (Streamlit drops query params on page switches)."""
+    language()
+    # Both languages in the label: whoever cannot read the current one still finds the box.
+    st.selectbox("Idioma / Language",  # i18n: skip
+                 list(i18n.LANGUAGES), format_func=i18n.LANGUAGES.get, key=LANG, on_change=_remember)
+    if st.query_params.get("lang") != st.session_state[LANG]:
+        _remember()
+
+
+def _(msgid: str, **values) -> str:
+    """msgid translated to the current language, {placeholders} filled from values."""
+    return i18n.translate(msgid, language(), **values)
+
+
+def num(value, digits: int = 3) -> str:
+    """A number with `digits` decimals in the current language's notation (0,873 in Spanish)."""
+    return i18n.number(value, digits, language())
+
+
+def pct(value, digits: int = 0) -> str:
+    """A fraction as a percentage in the current language's notation."""
+    return i18n.number(value, digits, language(), percent=True)
+
+
+def cls(name) -> str:
+    """A class name as shown on screen; files keep the stable (English) name."""
+    return i18n.class_name(name, language())
+
+
+def classes(names) -> list[str]:
+    """Several class names as shown on screen."""
+    return [cls(n) for n in names]
+
+
+def options():
+    """format_func for option values (splits, modes): their translation, in the language of
+    this run. Bound now because Streamlit may call format_func outside the script run."""
+    return functools.partial(i18n.translate, lang=language())
+
+
+def class_options():
+    """format_func for class-name options, bound to the language of this run."""
+    return functools.partial(i18n.class_name, lang=language())
+
+
+def fig(figure):
+    """A lesion_core.plots figure with its texts in the current language."""
+    return i18n.figure(figure, language())

@@ -1,0 +1,36 @@
+"""Command line: export a run's best model to ONNX or TorchScript (thin wrapper over lesion_core.export)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    """Add the export sub-command."""
+    from lesion_core.export import FORMATS, TOLERANCE
+
+    p = subparsers.add_parser(
+        "export", help="the run's best model with its preprocessing as ONNX or TorchScript, checked on real images",
+        description="Writes FILE (input: uint8 images (N, H, W, 3) RGB; output: class probabilities) and "
+                    f"FILE.json (class names, input size, temperature, threshold). Fails unless the file's "
+                    f"probabilities match PyTorch's within {TOLERANCE:g} on real images.")
+    p.add_argument("run", help="run folder (runs/RUN-ID)")
+    p.add_argument("--format", choices=FORMATS, default="onnx")
+    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx or model.pt")
+    p.add_argument("--images", nargs="+", default=None,
+                   help="image files to check the export on (default: up to 8 of the run's own images)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from lesion_core import data, export
+
+    images = [data.read_image(Path(p)) for p in args.images] if args.images else None
+    sidecar = export.export_run(args.run, args.format, args.out, images=images)
+    check = sidecar["verification"]
+    print(f"wrote {args.out} and {export.sidecar_path(args.out)}")
+    print(f"checked with {check['runtime']} on {check['images']} real images: "
+          f"max |exported - PyTorch| probability {check['max_abs_diff']:.2e} (allowed {check['tolerance']:g})")
+    print(json.dumps({k: sidecar[k] for k in ("class_names", "input_size", "temperature", "threshold")}))
+    return 0

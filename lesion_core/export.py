@@ -1,0 +1,342 @@
+"""Export a run's best model to ONNX or TorchScript, preprocessing inside, verified on export.
+
+The exported graph takes what an image library hands over, so no Lesion Lab code is needed
+to use it:
+
+  input  "images": uint8, shape (N, H, W, 3), RGB, channels last; any N >= 1 and any H, W
+         >= 16, the same H, W for every image of one batch (stack images of one size, or
+         call once per image);
+  output "probabilities": float32, shape (N, number of classes), rows sum to 1, in the
+         order of the sidecar's "class_names"; calibrated (softmax(logits / temperature))
+         when the run has a fitted calibration temperature.
+
+Inside the graph, in this order: to float in [0, 1], the run's evaluation resizes and crops
+(e.g. shorter side to 256 bilinear with antialias, central 224x224), the model's
+normalisation (x - mean) / std, the network, softmax. A JSON sidecar (FILE.json) says all
+of this with the class names, input size, temperature and decision threshold.
+
+Export fails loudly (ModelError, no file left behind) unless the exported file, run by
+onnxruntime or torch.jit.load, gives the probabilities of the same model in PyTorch within
+TOLERANCE on a batch of real images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lesion_core import data, models, runs, transforms
+from lesion_core.errors import LesionLabError, ModelError
+
+FORMATS = ("onnx", "torchscript")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+TOLERANCE = 1e-4  # largest allowed |exported - PyTorch| of any probability
+VERIFY_IMAGES = 8  # real images the check runs on
+MIN_SIDE = 16  # smallest input side the exported graph accepts
+ONNX_OPSET = 18  # the first opset whose Resize has antialias, which the run's resizes use
+CALIBRATION_FILE = "calibration.json"  # {"temperature": T, ...} written by the calibration step
+THRESHOLD_FILE = "threshold.json"  # {"class": name, "threshold": p, "calibrated": bool}
+
+
+# ---------------------------------------------------------------- preprocessing as modules
+
+
+class ResizeShorter(nn.Module):
+    """Shorter side to `side`, aspect ratio kept (torchvision's rounding), bilinear + antialias."""
+
+    def __init__(self, side: int):
+        super().__init__()
+        self.side = side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2], x.shape[3]
+        if torch.jit.is_scripting():
+            short = min(h, w)
+        else:
+            short = torch.sym_min(h, w)  # no Python branch, so torch.export keeps H, W dynamic
+        size = [(self.side * h) // short, (self.side * w) // short]
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+class ResizeExact(nn.Module):
+    """To exactly (h, w), bilinear + antialias."""
+
+    def __init__(self, h: int, w: int):
+        super().__init__()
+        self.h, self.w = h, w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=[self.h, self.w], mode="bilinear", align_corners=False, antialias=True)
+
+
+def _centre_offset(extra: int) -> int:
+    """torchvision's round(extra / 2) with Python's half-to-even rounding, in integers."""
+    half = extra // 2
+    return half + (extra % 2) * (half % 2)
+
+
+class CentreCrop(nn.Module):
+    """The central (h, w) window of an image at least that large (after a resize)."""
+
+    def __init__(self, h: int, w: int):
+        super().__init__()
+        self.h, self.w = h, w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top = _centre_offset(x.shape[2] - self.h)
+        left = _centre_offset(x.shape[3] - self.w)
+        # index_select rather than slicing: its output size is static, which torch.export needs
+        rows = torch.arange(self.h, device=x.device) + top
+        cols = torch.arange(self.w, device=x.device) + left
+        return x.index_select(2, rows).index_select(3, cols)
+
+
+class ExportedClassifier(nn.Module):
+    """uint8 (N, H, W, 3) RGB -> float32 (N, classes) probabilities: preprocessing, net, softmax."""
+
+    def __init__(self, net: nn.Module, steps: nn.Sequential, mean, std, temperature: float = 1.0):
+        super().__init__()
+        self.net = net
+        self.steps = steps
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.temperature = float(temperature)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 255.0
+        x = self.steps(x)
+        x = (x - self.mean) / self.std
+        return torch.softmax(self.net(x) / self.temperature, dim=1)
+
+
+def preprocessing_modules(spec, size: int, mean, std) -> tuple[nn.Sequential, list[dict]]:
+    """The run's evaluation resizes and crops (finalize_spec: what the lab itself runs) as
+    graph modules, plus those steps as JSON; ModelError for a step that cannot run inside an
+    exported graph (it needs a mask, or is random)."""
+    steps = transforms.image_steps(transforms.finalize_spec(spec, size, mean, std))
+    modules = []
+    for step in steps:
+        name, value = step["name"], step["params"].get("size")
+        if name == "Rescale" and isinstance(value, int):
+            modules.append(ResizeShorter(value))
+        elif name == "Rescale":
+            modules.append(ResizeExact(*value))
+        elif name == "CenterCrop" and modules:  # after a resize, so the image is large enough
+            modules.append(CentreCrop(*((value, value) if isinstance(value, int) else value)))
+        else:
+            raise ModelError(
+                f"the run's evaluation pipeline has a {name} step, which cannot be exported "
+                "(export supports Rescale, and CenterCrop after a Rescale); evaluate with the "
+                "default 'eval' pipeline to export this model"
+            )
+    return nn.Sequential(*modules), steps
+
+
+# ---------------------------------------------------------------- what the run knows
+
+
+def read_temperature(run_dir) -> float | None:
+    """The run's fitted calibration temperature, or None (file absent, unreadable, or not a
+    finite positive number: an untrusted file never changes the model's outputs)."""
+    record = runs._read_json(Path(run_dir) / CALIBRATION_FILE, None) or {}
+    value = record.get("temperature")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    return None
+
+
+def read_threshold(run_dir, class_names) -> dict | None:
+    """The run's saved decision threshold {"class", "threshold", "calibrated"}, or None when
+    absent or not usable (unknown class, a threshold outside [0, 1])."""
+    record = runs._read_json(Path(run_dir) / THRESHOLD_FILE, None) or {}
+    value, name = record.get("threshold"), record.get("class")
+    if (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+            and name in class_names):
+        return {"class": name, "threshold": float(value), "calibrated": record.get("calibrated") is not False}
+    return None
+
+
+def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
+    """(the run's best model wrapped with its preprocessing, fp32 eval mode; the sidecar dict)."""
+    from lesion_core import train  # train imports much; keep `import lesion_core.export` light
+
+    model, config = train.load_run_model(run_dir)
+    entry = models.MODELS[config["model"]["name"]]
+    size = train.image_size(config)
+    steps, described = preprocessing_modules(config.get("eval_augment") or "eval", size, entry.mean, entry.std)
+    temperature = read_temperature(run_dir)
+    class_names = list(config["data"]["class_names"])
+    wrapper = ExportedClassifier(model.float(), steps, entry.mean, entry.std, temperature or 1.0).eval()
+    sidecar = {
+        "run": Path(run_dir).name,
+        "model": entry.name,
+        "class_names": class_names,
+        "input_size": size,
+        "input": {"name": "images", "dtype": "uint8", "shape": ["N", "H", "W", 3], "channels": "RGB",
+                  "note": f"channels last; any N >= 1, H and W >= {MIN_SIDE}, one H x W per batch"},
+        "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", len(class_names)],
+                   "note": "softmax(logits / temperature), columns in class_names order"},
+        "preprocessing": described + [{"name": "Normalize",
+                                       "params": {"mean": list(entry.mean), "std": list(entry.std)}}],
+        "temperature": temperature,
+        "threshold": read_threshold(run_dir, class_names),
+    }
+    return wrapper, sidecar
+
+
+# ---------------------------------------------------------------- writing and checking
+
+
+def _write_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    height, width = torch.export.Dim("height", min=MIN_SIDE), torch.export.Dim("width", min=MIN_SIDE)
+    torch.onnx.export(wrapper, (example,), str(path), dynamo=True, opset_version=ONNX_OPSET,
+                      input_names=["images"], output_names=["probabilities"], external_data=False,
+                      dynamic_shapes={"images": {0: batch, 1: height, 2: width}}, verbose=False)
+
+
+def _write_torchscript(wrapper: ExportedClassifier, path: Path) -> None:
+    # The network is traced (its input is always size x size, and some zoo nets are not
+    # scriptable); the preprocessing is scripted, so H and W stay free.
+    size = wrapper.steps[-1].h
+    with warnings.catch_warnings():
+        # TorchScript is what was asked for; torch's "deprecated" notice would only alarm users.
+        warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)
+        traced = torch.jit.trace(wrapper.net, torch.zeros(1, 3, size, size))
+        scripted = torch.jit.script(ExportedClassifier(traced, wrapper.steps, wrapper.mean.flatten().tolist(),
+                                                       wrapper.std.flatten().tolist(), wrapper.temperature))
+        torch.jit.save(scripted, str(path))
+
+
+def _runner(fmt: str, path: Path):
+    """A function uint8 (N, H, W, 3) numpy -> probabilities numpy, reading the exported file."""
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda batch: session.run(["probabilities"], {"images": batch})[0]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)
+        loaded = torch.jit.load(str(path), map_location="cpu")
+
+    def run(batch):
+        with torch.no_grad():
+            return loaded(torch.from_numpy(batch)).numpy()
+
+    return run
+
+
+def verification_images(run_dir, limit: int = VERIFY_IMAGES) -> list[np.ndarray]:
+    """Up to `limit` real images of the run's own dataset (validation split first)."""
+    from lesion_core import train
+
+    config = runs.read_config(run_dir)
+    try:
+        lesion = train.load_data(config)
+    except LesionLabError as err:
+        raise ModelError(f"export checks the model on the run's images, which cannot be read ({err}); "
+                         "pass images to check with (--images)") from None
+    records = lesion.split("val") + lesion.split("test") + lesion.split("train")
+    return [data.read_image(r.image_path) for r in records[:limit]]
+
+
+def _batches(images: list[np.ndarray]) -> list[np.ndarray]:
+    """Images grouped by size into uint8 (N, H, W, 3) batches (the graph takes one size per batch)."""
+    groups: dict[tuple, list] = {}
+    for image in images:
+        groups.setdefault(image.shape, []).append(image)
+    return [np.stack(group) for group in groups.values()]
+
+
+def verify(wrapper: nn.Module, fmt: str, path: Path, images: list[np.ndarray]) -> dict:
+    """Largest |exported - PyTorch| probability over the images; ModelError above TOLERANCE."""
+    if not images:
+        raise ModelError("export needs at least one real image to check the exported model on")
+    run = _runner(fmt, path)
+    worst, n = 0.0, 0
+    for batch in _batches(images):
+        with torch.no_grad():
+            expected = wrapper(torch.from_numpy(batch)).numpy()
+        got = np.asarray(run(batch))
+        if got.shape != expected.shape:
+            raise ModelError(f"the exported {fmt} model returned shape {got.shape}, PyTorch {expected.shape}")
+        worst = max(worst, float(np.abs(got - expected).max()))
+        n += len(batch)
+    if not worst <= TOLERANCE:  # also catches NaN
+        raise ModelError(
+            f"the exported {fmt} model disagrees with PyTorch: probabilities differ by up to {worst:.3g} "
+            f"(allowed {TOLERANCE:g}) on {n} real images; the file was not written"
+        )
+    return {"images": n, "batches": len(_batches(images)), "max_abs_diff": worst, "tolerance": TOLERANCE,
+            "runtime": _runtime_name(fmt)}
+
+
+def _runtime_name(fmt: str) -> str:
+    if fmt == "onnx":
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__}"
+    return f"torch.jit.load (torch {torch.__version__})"
+
+
+def sidecar_path(out) -> Path:
+    """Where the JSON sidecar of an exported file goes: FILE.json beside it."""
+    out = Path(out)
+    return out.with_name(out.name + ".json")
+
+
+def export_run(run_dir, fmt: str, out, images: list[np.ndarray] | None = None) -> dict:
+    """Export run_dir's best model to `out` (format "onnx" or "torchscript") with its sidecar
+    FILE.json, after checking it on real images; returns the sidecar. Nothing is left at
+    `out` when anything fails."""
+    if fmt not in FORMATS:
+        raise ModelError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ModelError(f"folder {out.parent} does not exist; create it or choose another --out")
+    wrapper, sidecar = build_exportable(run_dir)
+    images = verification_images(run_dir) if images is None else images
+    # Write next to the target and rename only once verified, so a failed export leaves nothing.
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=SUFFIXES[fmt])
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        example = torch.from_numpy(_batches(images)[0]) if images else torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+        try:
+            with torch.no_grad():
+                if fmt == "onnx":
+                    _write_onnx(wrapper, example, tmp)
+                else:
+                    _write_torchscript(wrapper, tmp)
+        except ImportError as err:
+            raise ModelError(f"{fmt} export needs {err.name} (pip install -r requirements.txt)") from None
+        except LesionLabError:
+            raise
+        except Exception as err:  # exporters raise many types; the user needs the first line
+            raise ModelError(f"{sidecar['model']} could not be exported to {fmt}: {models._first_line(err)}") from None
+        sidecar["format"] = fmt
+        sidecar["verification"] = verify(wrapper, fmt, tmp, images)
+        sidecar["torch"] = torch.__version__
+        os.chmod(tmp, runs.FILE_MODE)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    runs.atomic_write_text(sidecar_path(out), json.dumps(sidecar, indent=2) + "\n")
+    return sidecar
+
+
+def export_bytes(run_dir, fmt: str) -> tuple[bytes, dict]:
+    """(the exported file's bytes, its sidecar) through export_run in a temporary folder (downloads)."""
+    with tempfile.TemporaryDirectory(prefix="lesion_export_") as folder:
+        out = Path(folder) / f"model{SUFFIXES[fmt] if fmt in SUFFIXES else ''}"
+        sidecar = export_run(run_dir, fmt, out)
+        return out.read_bytes(), sidecar

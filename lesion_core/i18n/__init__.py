@@ -1,0 +1,169 @@
+"""Messages of the app in English and Spanish: one gettext catalogue per language, read at load.
+
+The message id is the English text itself (gettext's convention), so a page reads as English
+and a string nobody translated yet still shows, in English:
+
+    _("Compare runs")                        # pages call app_pages.lang._, which calls translate()
+    _("Run {run}", run=run.id)               # placeholders, never f-strings (they cannot be looked up)
+
+Catalogues are standard PO files, lesion_core/i18n/<lang>.po (msgid "English" / msgstr
+"traducción"), parsed here when first used: no compiled .mo to rebuild and keep in sync, and
+any PO editor or `msgfmt --check` can still read them. English needs no file: its msgids are
+the text. `python -m lesion_core.i18n.check` lists page strings not wrapped in _() and
+msgids missing from a catalogue (--add writes stubs to fill in).
+
+Class names keep their stable names in files and are translated on screen (class_name()),
+numbers are formatted per language (number(): decimal comma in Spanish), and plotly figures
+built by lesion_core.plots are translated after the fact (figure()).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+from pathlib import Path
+
+LANGUAGES = {"en": "English", "es": "Español"}
+DEFAULT = "en"
+FOLDER = Path(__file__).resolve().parent
+_PLACEHOLDER = re.compile(r"\{(\w*)(?:![rsa])?(?::[^{}]*)?\}")
+
+
+def catalogue_path(lang: str) -> Path:
+    return FOLDER / f"{lang}.po"
+
+
+def parse_po(text: str) -> dict[str, str]:
+    """msgid -> msgstr of a PO file's text (entries with an empty msgstr are left out)."""
+    entries, current, field = {}, {}, None
+
+    def flush():
+        if current.get("msgid") and current.get("msgstr"):
+            entries[current["msgid"]] = current["msgstr"]
+
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, rest = line.partition(" ")
+        if keyword in ("msgid", "msgstr"):
+            if keyword == "msgid":
+                flush()
+                current = {}
+            field = keyword
+            current[field] = ast.literal_eval(rest)
+        elif line.startswith('"') and field:
+            current[field] += ast.literal_eval(line)  # a continuation line of the same string
+    flush()
+    return entries
+
+
+@functools.lru_cache(maxsize=None)
+def catalogue(lang: str) -> dict[str, str]:
+    """The lang catalogue, {} for English (and for a language without a file)."""
+    path = catalogue_path(lang)
+    return parse_po(path.read_text(encoding="utf-8")) if lang != DEFAULT and path.is_file() else {}
+
+
+def pick_language(requested: str | None = None, locale: str | None = None) -> str:
+    """The language to show: requested (e.g. ?lang=es) when known, else the browser's locale
+    ("es-ES" -> "es") when we have it, else English."""
+    for value in (requested, (locale or "").split("-")[0].split("_")[0]):
+        if isinstance(value, str) and value.lower() in LANGUAGES:
+            return value.lower()
+    return DEFAULT
+
+
+def translate(msgid: str, lang: str, **values) -> str:
+    """msgid in lang (the English msgid when untranslated), its {placeholders} filled from values."""
+    text = catalogue(lang).get(msgid, msgid)
+    return text.format(**values) if values else text
+
+
+def placeholders(text: str) -> set[str]:
+    """The names of a message's {placeholders}."""
+    return {m.group(1) for m in _PLACEHOLDER.finditer(text)}
+
+
+def class_name(name: str, lang: str) -> str:
+    """A class name as shown on screen (files and configs keep the stable English name)."""
+    return translate(str(name), lang)
+
+
+def number(value, digits: int = 3, lang: str = DEFAULT, percent: bool = False) -> str:
+    """value with `digits` decimals (as a percentage with percent=True), decimal comma in Spanish;
+    "n/a" (translated) for None."""
+    if value is None:
+        return translate("n/a", lang)
+    text = f"{value:.{digits}%}" if percent else f"{value:,.{digits}f}"
+    if lang == "es":  # 1,234.5 -> 1.234,5
+        text = text.replace(",", "\0").replace(".", ",").replace("\0", ".")
+    return text
+
+
+# ---------------------------------------------------------------- rendered English back to a message
+
+
+@functools.lru_cache(maxsize=None)
+def _patterns(lang: str) -> list[tuple[re.Pattern, str]]:
+    """(regex of an English message with placeholders, its translation) for reverse lookup."""
+    out = []
+    for msgid, msgstr in catalogue(lang).items():
+        names = placeholders(msgid)
+        if not names or "" in names:
+            continue
+        pieces, pos = [], 0
+        for m in _PLACEHOLDER.finditer(msgid):
+            pieces.append(re.escape(msgid[pos:m.start()]) + f"(?P<{m.group(1)}>.+?)")
+            pos = m.end()
+        pieces.append(re.escape(msgid[pos:]))
+        out.append((re.compile("".join(pieces) + r"\Z", re.S), msgstr))
+    return out
+
+
+_DECIMAL = re.compile(r"-?\d+\.\d+%?\Z")
+
+
+def translate_rendered(text, lang: str):
+    """Translate text that was already rendered in English (figure titles, legends, ticks):
+    an exact msgid, else a message with placeholders whose fixed parts match (the values are
+    translated too, e.g. class names), else a decimal number with a comma. Other values pass."""
+    if lang == DEFAULT or not isinstance(text, str) or not text:
+        return text
+    table = catalogue(lang)
+    if text in table:
+        return table[text]
+    if lang == "es" and _DECIMAL.match(text):
+        return text.replace(".", ",")
+    for pattern, msgstr in _patterns(lang):
+        match = pattern.match(text)
+        if match:
+            return msgstr.format(**{k: translate_rendered(v, lang) for k, v in match.groupdict().items()})
+    return text
+
+
+def figure(fig, lang: str):
+    """A lesion_core.plots figure with its titles, axis names, legend, category labels and
+    value labels in lang (decimal comma in Spanish); changed in place and returned."""
+    if lang == DEFAULT:
+        return fig
+    tr = functools.partial(translate_rendered, lang=lang)
+    layout = fig.layout
+    if layout.title and layout.title.text:
+        layout.title.text = tr(layout.title.text)
+    for axis in (getattr(layout, name) for name in dir(layout) if re.fullmatch(r"[xy]axis\d*", name)):
+        if axis is not None and axis.title and axis.title.text:
+            axis.title.text = tr(axis.title.text)
+    for trace in fig.data:
+        if getattr(trace, "name", None):
+            trace.name = tr(trace.name)
+        for attr in ("x", "y", "text"):
+            values = getattr(trace, attr, None)
+            if values is not None and not isinstance(values, str) and len(values) and isinstance(values[0], str):
+                setattr(trace, attr, [tr(v) for v in values])
+            elif values is not None and len(values) and isinstance(values[0], (list, tuple)):
+                setattr(trace, attr, [[tr(v) for v in row] for row in values])
+    if lang == "es":
+        layout.separators = ",."  # plotly: decimal comma, dot for thousands
+    return fig

@@ -103,7 +103,7 @@ def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(page, server):
     open_page(page, server, "results", "Results")
     links = page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()
     nav = [text.split("\n")[-1] for text in links]  # the text after the icon's ligature
-    assert nav == ["Home", "Dataset", "Augmentations", "Model", "Train", "Results", "Predictions"]
+    assert nav == ["Home", "Dataset", "Augmentations", "Model", "Train", "Results", "Compare", "Predictions"]
     page.locator("[data-testid='stSidebar']").get_by_text("No runs yet").wait_for()
 
 
@@ -247,7 +247,7 @@ def test_a_reload_keeps_dataset_pipeline_model_and_run(page, server):
     open_page(page, server, "dataset", "Dataset")
     page.get_by_text("Folder on the server").click()
     wait_idle(page)
-    box = page.get_by_label("Dataset folder on the server")
+    box = page.get_by_role("textbox", name="Dataset folder on the server")
     box.fill(str(folder))
     box.press("Enter")
     wait_idle(page)

@@ -243,7 +243,8 @@ def choose(page, label: str, option: str) -> None:
 def test_a_reload_keeps_dataset_pipeline_model_and_run(page, server):
     import shutil
 
-    folder = shutil.copytree(server.demo, server.demo.parent.parent / "my-lesions", dirs_exist_ok=True)
+    # In the cache: one of the server's default data roots (its environment names none).
+    folder = shutil.copytree(server.demo, server.demo.parent / "my-lesions", dirs_exist_ok=True)
     open_page(page, server, "dataset", "Dataset")
     page.get_by_text("Folder on the server").click()
     wait_idle(page)

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("robustness", help="re-score a run's split under skin-tone and other shifts, with intervals")
     p.add_argument("run", metavar="RUN", help="run folder")
     p.add_argument("--split", default="test", choices=("val", "test"))
-    p.add_argument("--data", help="dataset folder, when it moved since training")
+    p.add_argument("--moved-data", metavar="DIR", help="the run's dataset, when it moved since training")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_robustness)
@@ -72,7 +72,7 @@ def cmd_robustness(args) -> int:
     from lesion_core.metrics import to_jsonable
 
     log = (lambda text: print(text, file=sys.stderr)) if not args.json else None
-    report = robustness.robustness_report(args.run, args.split, data_root=args.data, n_resamples=args.resamples,
+    report = robustness.robustness_report(args.run, args.split, data_root=args.moved_data, n_resamples=args.resamples,
                                           on_progress=log)
     path = robustness.save_report(args.run, report)
     if args.json:

@@ -228,7 +228,8 @@ def test_predictions(page, server):
 
 def nav(page, label: str) -> None:
     """Go to another page the way a user does: the sidebar's navigation (keeps the session)."""
-    page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=label, exact=True).click()
+    path = {"Augmentations": "augment"}.get(label, label.lower())
+    page.locator(f"[data-testid='stSidebarNav'] a[href$='/{path}']").click()
     page.get_by_role("heading", name=label if label != "Home" else "Lesion Lab").first.wait_for()
     wait_idle(page)
 

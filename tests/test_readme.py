@@ -184,11 +184,11 @@ def test_launch_stop_resume_from_a_fresh_clone_in_the_browser(checkout, tmp_path
             assert page.locator("[data-testid='stException']").count() == 0
             page.screenshot(path=str(artifacts_dir() / "readme-train-finished.png"), full_page=True)
 
-            page.locator("[data-testid='stSidebarNav']").get_by_role("link", name="Results", exact=True).click()
+            page.locator("[data-testid='stSidebarNav'] a[href$='/results']").click()
             page.get_by_role("heading", name="Results").first.wait_for()
             page.get_by_text(f"Run {run_dir.name}").first.wait_for()
             page.get_by_text("Confusion matrix (counts)").wait_for()
-            page.locator("[data-testid='stSidebarNav']").get_by_role("link", name="Predictions", exact=True).click()
+            page.locator("[data-testid='stSidebarNav'] a[href$='/predictions']").click()
             page.get_by_role("heading", name="Predictions").first.wait_for()
             page.get_by_text(f"Run {run_dir.name}").first.wait_for()
             page.locator("[data-testid='stImage'] img").first.wait_for()

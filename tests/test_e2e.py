@@ -264,14 +264,14 @@ def test_a_reload_keeps_dataset_pipeline_model_and_run(page, server):
     choose(page, "Architecture", "lenet")
     page.get_by_text("A real batch from the dataset").wait_for()
     sidebar = page.locator("[data-testid='stSidebar']")
-    run_id = sidebar.locator("[data-testid='stSelectbox']").inner_text().split(" · ")[0].split("\n")[-1].strip()
+    run_id = sidebar.locator("[data-testid='stSelectbox']", has_text="Run").inner_text().split(" · ")[0].split("\n")[-1].strip()
     assert re.match(r"\d{8}-\d{6}-", run_id), run_id
 
     page.reload()
     page.get_by_role("heading", name="Model").first.wait_for()
     wait_idle(page)
     sidebar.get_by_text("my-lesions").wait_for()
-    assert run_id in sidebar.locator("[data-testid='stSelectbox']").inner_text()
+    assert run_id in sidebar.locator("[data-testid='stSelectbox']", has_text="Run").inner_text()
     assert "lenet" in page.locator("[data-testid='stSelectbox']", has_text="Architecture").first.inner_text()
     nav(page, "Augmentations")
     page.get_by_text("CropByMask").first.wait_for()

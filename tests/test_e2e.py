@@ -264,8 +264,10 @@ def test_a_reload_keeps_dataset_pipeline_model_and_run(page, server):
     choose(page, "Architecture", "lenet")
     page.get_by_text("A real batch from the dataset").wait_for()
     sidebar = page.locator("[data-testid='stSidebar']")
-    run_id = sidebar.locator("[data-testid='stSelectbox']", has_text="Run").inner_text().split(" · ")[0].split("\n")[-1].strip()
-    assert re.match(r"\d{8}-\d{6}-", run_id), run_id
+    from lesion_core import runs
+
+    run_id = runs.list_runs(server.runs)[0].id  # the run test_train_live_reload_and_finish trained
+    sidebar.locator("[data-testid='stSelectbox']", has_text="Run").get_by_text(run_id).wait_for()
 
     page.reload()
     page.get_by_role("heading", name="Model").first.wait_for()

@@ -95,7 +95,8 @@ def _operating_section(run, labels, probs, names, calibrated: bool) -> None:
         target = st.slider(_("Specificity at least"), 0.5, 1.0, step=0.01, key="keep_res_op_spec")
         threshold = operating.sensitivity_at_specificity(is_class, scores, target)[1]
         if math.isnan(threshold):
-            st.warning(_("No threshold is defined: the split has no {name} images or only {name} images.", name=cls(name)))
+            st.warning(_("No threshold is defined: the split has no {name} images or only {same} images.",
+                         name=cls(name), same=cls(name)))
             return
         if threshold > 1.0:  # the ROC's first point: only flagging nothing reaches that specificity
             st.caption(_("Only flagging no image reaches specificity {target} on this split.", target=num(target, 2)))

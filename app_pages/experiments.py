@@ -10,7 +10,7 @@ import json
 import streamlit as st
 
 from lesion_core.evaluation import bootstrap
-from app_pages.lang import _, cls
+from app_pages.lang import _, cls, rendered
 
 
 def intervals(run_dir, split: str, key: str) -> None:
@@ -31,7 +31,7 @@ def intervals(run_dir, split: str, key: str) -> None:
                  "Two runs whose intervals overlap may still differ: compare them on the **Compare** page.",
                  split=_(split), n=n_resamples))
     for warning in bootstrap.small_class_warnings(found, split):
-        st.warning(warning, icon=":material/warning:")
+        st.warning(rendered(warning), icon=":material/warning:")
 
 
 def final_intervals(run) -> None:
@@ -45,7 +45,7 @@ def final_intervals(run) -> None:
                            accuracy=bootstrap.format_interval(found.get("accuracy")),
                            balanced=bootstrap.format_interval(found.get("balanced_accuracy")),
                            n=found["mean_auc"].get("n")))
-            lines += [f":warning: {w}" for w in bootstrap.small_class_warnings(found, split)]
+            lines += [f":warning: {rendered(w)}" for w in bootstrap.small_class_warnings(found, split)]
     if lines:
         st.markdown("  \n".join(lines))
 

@@ -4,7 +4,7 @@ import streamlit as st
 
 from lesion_core import models
 from app_pages import common, lang
-from app_pages.lang import _, classes, num
+from app_pages.lang import _, classes, num, rendered
 
 st.title(_("Model"))
 
@@ -48,7 +48,7 @@ with common.user_errors():
     total, trainable, output = st.columns(3)
     total.metric(_("Parameters"), num(summary.total, 0))
     trainable.metric(_("Trainable"), num(summary.trainable, 0))
-    output.metric(_("Output per image"), models.shape_in_words(summary.output_shape),
+    output.metric(_("Output per image"), rendered(models.shape_in_words(summary.output_shape)),
                   help=_("One score per class; for a batch of {n} images the shape is {shape} (images, classes)",
                          n=summary.output_shape[0], shape=tuple(summary.output_shape)))
     st.caption(_("Weights loaded from: **{source}**", source=info.get("source", weights)))
@@ -68,7 +68,7 @@ with common.user_errors():
                      "({total}); a block's parameters include its layers'.",
                      total=num(sum(row["own"] for row in summary.tree), 0)))
     layers.dataframe([{_("layer"): "\u2003" * max(row["depth"] - 1, 0) + row["name"], _("type"): row["type"],
-                       _("output (one image)"): row["output"], _("output shape"): str(row["shape"]),
+                       _("output (one image)"): rendered(row["output"]), _("output shape"): str(row["shape"]),
                        _("parameters"): row["parameters"], _("own parameters"): row["own"]}
                       for row in summary.tree], hide_index=True, width="stretch", height=400, key="model_layers")
     params.dataframe([{_(k): v for k, v in {**row, "shape": str(row["shape"])}.items()} for row in summary.params],

@@ -5,7 +5,7 @@ import streamlit as st
 from lesion_core import plots, train, transforms
 from lesion_core.evaluation import confidence, external, review
 from app_pages import common, lang, review_views
-from app_pages.lang import _, cls, fig, num, pct
+from app_pages.lang import _, cls, fig, num, pct, rendered
 
 st.title(_("Predictions"))
 st.caption(":material/info: " + _("Research tool, not a diagnosis: never use it to decide on a patient's care."))
@@ -114,11 +114,11 @@ if image_file is not None:
         image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline") if heat is None else heat,
                         width="stretch")
         # Neutral styling whatever the answer: a green "success" box reads as a good result.
-        (bars_col.warning if told["uncertain"] else bars_col.info)(told["headline"])
+        (bars_col.warning if told["uncertain"] else bars_col.info)(rendered(told["headline"]))
         bars_col.plotly_chart(fig(plots.probability_bars(list(probs.values()), list(probs))), key="pred_new_bars")
         bars_col.dataframe([{_("class"): cls(name), _("probability"): pct(p, 1)} for name, p in told["ranked"]],
                            hide_index=True, key="pred_new_table")
-        bars_col.caption(confidence.validation_summary(run.path)
+        bars_col.caption(rendered(confidence.validation_summary(run.path))
                          or _("This run has no validation results yet: it has not finished."))
         with bars_col:
             review_views.decision_line(run, probs, calibrated)

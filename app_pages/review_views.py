@@ -76,7 +76,8 @@ def _calibration_section(run, labels, raw, temperature) -> None:
 
 def _operating_section(run, labels, probs, names, calibrated: bool) -> None:
     points = operating.operating_points(labels, probs, names)
-    st.dataframe([{_("class"): cls(n), **{_("sens @ spec {spec}", spec=k): v for k, v in p["sens_at_spec"].items()},
+    st.dataframe([{_("class"): cls(n),
+                   **{_("sens @ spec {spec}", spec=num(float(k), 2)): v for k, v in p["sens_at_spec"].items()},
                    _("average precision"): p["average_precision"]} for n, p in points.items()],
                  hide_index=True, width="stretch")
     default_class = "melanoma" if "melanoma" in names else names[-1]

@@ -78,7 +78,7 @@ def settings(dataset) -> dict:
     with common.user_errors():  # a bad page pipeline is reported by Launch too
         st.caption(_("Evaluation (validation, test, predictions) uses: {steps}, then the model's resize and "
                      "normalisation", steps=transforms.describe_steps(transforms.image_steps(transforms.eval_spec(spec)))),
-                   help=transforms.EVAL_HELP)
+                   help=lang.rendered(transforms.EVAL_HELP))
     choice_root = common.dataset_choice()
     return {
         "data": {"root": "demo" if choice_root["source"] == "demo" else str(dataset.root),

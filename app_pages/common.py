@@ -646,12 +646,12 @@ def prediction_frame(run_dir: Path, split: str):
 def _run_records(run_dir: str) -> dict:
     split = runs.read_config(run_dir).get("data", {}).get("split")
     if not split:
-        raise data.DataError(f"run {Path(run_dir).name} has no recorded data split yet")
+        raise data.DataError(_("run {run} has no recorded data split yet", run=Path(run_dir).name))
     try:
         return {r.id: r for r in data.from_spec(split, check_images=False).records}
     except (KeyError, TypeError, AttributeError, ValueError) as exc:  # config.json is untrusted input
-        raise data.DataError(f"run {Path(run_dir).name}: config.json: the recorded data split is damaged "
-                             f"({type(exc).__name__}: {exc})") from None
+        raise data.DataError(_("run {run}: config.json: the recorded data split is damaged ({kind}: {error})",
+                               run=Path(run_dir).name, kind=type(exc).__name__, error=exc)) from None
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -5,7 +5,7 @@ import streamlit as st
 from lesion_core import plots, runs
 from lesion_core.evaluation import bootstrap, compare
 from app_pages import common, lang
-from app_pages.lang import _, cls, fig
+from app_pages.lang import _, cls, fig, rendered
 
 st.title(_("Compare runs"))
 st.caption(_("Did the change help? Runs scored on the same images are compared image by image "
@@ -34,7 +34,7 @@ def settings_diff() -> None:
     st.subheader(_("Settings that differ"))
     rows = compare.config_diff({i: by_id[i].config for i in chosen})
     if rows:
-        st.dataframe(rows, hide_index=True, width="stretch", key="cmp_diff")
+        st.dataframe([{_(k): v for k, v in row.items()} for row in rows], hide_index=True, width="stretch", key="cmp_diff")
     else:
         st.caption(_("The runs have the same settings (seed included): any difference is noise of the machine."))
 
@@ -54,7 +54,8 @@ def gallery(run_a, result: dict, key: str) -> None:
         if not rows:
             st.caption(_("None: both runs are right and wrong on the same images."))
             return
-        st.dataframe(rows, hide_index=True, width="stretch", key=f"{key}_table")
+        st.dataframe([{_(k): cls(v) if k in ("label", "pred_a", "pred_b") else v for k, v in row.items()} for row in rows],
+                     hide_index=True, width="stretch", key=f"{key}_table")
         try:
             records = common.run_records(run_a.path)
         except Exception as exc:  # noqa: BLE001  a moved dataset: the table still says which images
@@ -74,13 +75,13 @@ def paired(a_id: str, b_id: str) -> None:
     st.subheader(_("B = {b} vs A = {a}", b=b_id, a=a_id))
     with common.user_errors():
         result = compare.compare_runs(by_id[a_id].path, by_id[b_id].path, split)
-        rows = [{"metric": name.replace("_", " "), "A": row["a"], "B": row["b"],
+        rows = [{_("metric"): name.replace("_", " "), "A": row["a"], "B": row["b"],
                  "B - A [95% CI]": bootstrap.format_delta(row)} for name, row in result["metrics"].items()]
         st.dataframe(rows, hide_index=True, width="stretch", key=f"cmp_tab_{b_id}",
                      column_config={"A": st.column_config.NumberColumn(format="%.3f"),
                                     "B": st.column_config.NumberColumn(format="%.3f")})
         text = compare.verdict_text(result)
-        {"a": st.success, "b": st.success}.get(result["verdict"], st.info)(_("Verdict (mean AUC): {text}", text=text))
+        {"a": st.success, "b": st.success}.get(result["verdict"], st.info)(_("Verdict (mean AUC): {text}", text=rendered(text)))
         if result["same_images"]:
             gallery(by_id[a_id], result, key=f"cmp_gal_{b_id}")
 

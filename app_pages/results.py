@@ -100,6 +100,8 @@ for column, (name, mime) in zip(st.columns(len(files)), files):
     else:
         column.caption(_("{name}: not written yet", name=name))
 
+review_views.report_download(run, split)
+
 st.subheader(_("Export"))
 st.caption(_("The best model with its resizing and normalisation inside, for use without Lesion Lab: it takes "
            "uint8 RGB images shaped (N, H, W, 3) and returns class probabilities. Checked against PyTorch "
@@ -124,6 +126,5 @@ if exported and exported[:2] == (run.id, export_format):
     sidecar_col.download_button(_("Download {name}", name=f"model{suffix}.json"), json.dumps(sidecar, indent=2),
                                 file_name=f"{run.id}{suffix}.json", mime="application/json",
                                 key="res_dl_export_json", on_click="ignore")
-review_views.report_download(run, split)
 with st.expander(_("Config")):
     st.code(json.dumps(run.config, indent=2), language="json")

@@ -39,7 +39,7 @@ if compare:
 
 run = common.selected_run()
 st.subheader(_("Run {run}", run=run.id))
-message = run.status.get("message", "").removeprefix(run.state + ": ")
+message = lang.rendered(run.status.get("message", "").removeprefix(run.state + ": "))
 st.caption(_("{run}: {message} · pick another run in the sidebar", run=common.run_caption(run), message=message))
 split = st.radio(_("Evaluated on"), ["test", "val"], horizontal=True, format_func=lang.options(), key="keep_res_split",
                  help=_("The best weights' predictions on the held-out split, written when the run finished"))

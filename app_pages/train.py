@@ -157,7 +157,7 @@ def show_run(run_id: str) -> None:
     if run.state == "queued":
         waited = time.time() - (run.status.get("updated") or time.time())
         message += f" ({waited:.0f} s)"
-    state_text = f"**{_(run.state)}**: {message.removeprefix(run.state + ': ')}"
+    state_text = f"**{_(run.state)}**: {lang.rendered(message.removeprefix(run.state + ': '))}"
     if run.state == runs.DAMAGED:
         state_text = f"**{_(run.state)}**: {'; '.join(run.damage)}"
     elif run.damage:

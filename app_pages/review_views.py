@@ -197,7 +197,7 @@ def decision_line(run, probs: dict, calibrated: bool) -> None:
     rule = operating.read_threshold(run.path)
     if rule:
         outcome = operating.decision(probs, rule, calibrated, calibration.read_temperature(run.path))
-        (st.error if outcome["refer"] else st.info)(outcome["text"])
+        (st.error if outcome["refer"] else st.info)(lang.rendered(outcome["text"]))
 
 
 def calibrated_probs(run, probs: list[float], calibrated: bool) -> list[float]:

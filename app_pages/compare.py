@@ -34,7 +34,8 @@ def settings_diff() -> None:
     st.subheader(_("Settings that differ"))
     rows = compare.config_diff({i: by_id[i].config for i in chosen})
     if rows:
-        st.dataframe([{_(k): v for k, v in row.items()} for row in rows], hide_index=True, width="stretch", key="cmp_diff")
+        st.dataframe([{_(k): v for k, v in row.items()} for row in rows], hide_index=True, width="stretch",
+                     key="cmp_diff")
     else:
         st.caption(_("The runs have the same settings (seed included): any difference is noise of the machine."))
 
@@ -54,8 +55,8 @@ def gallery(run_a, result: dict, key: str) -> None:
         if not rows:
             st.caption(_("None: both runs are right and wrong on the same images."))
             return
-        st.dataframe([{_(k): cls(v) if k in ("label", "pred_a", "pred_b") else v for k, v in row.items()} for row in rows],
-                     hide_index=True, width="stretch", key=f"{key}_table")
+        table = [{_(k): cls(v) if k in ("label", "pred_a", "pred_b") else v for k, v in row.items()} for row in rows]
+        st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_table")
         try:
             records = common.run_records(run_a.path)
         except Exception as exc:  # noqa: BLE001  a moved dataset: the table still says which images
@@ -81,7 +82,8 @@ def paired(a_id: str, b_id: str) -> None:
                      column_config={"A": st.column_config.NumberColumn(format="%.3f"),
                                     "B": st.column_config.NumberColumn(format="%.3f")})
         text = compare.verdict_text(result)
-        {"a": st.success, "b": st.success}.get(result["verdict"], st.info)(_("Verdict (mean AUC): {text}", text=rendered(text)))
+        show = {"a": st.success, "b": st.success}.get(result["verdict"], st.info)
+        show(_("Verdict (mean AUC): {text}", text=rendered(text)))
         if result["same_images"]:
             gallery(by_id[a_id], result, key=f"cmp_gal_{b_id}")
 

@@ -106,7 +106,8 @@ def robustness(run, split: str) -> None:
             for r in report["conditions"]]
     st.dataframe(pd.DataFrame(rows).rename(columns=_), hide_index=True, width="stretch", key="res_robust_table")
     skipped = report.get("skipped_no_mask") or 0
-    st.caption(_("Unshifted: mean AUC {auc} on {n} images", auc=fmt(report["baseline"].get("mean_auc")), n=report.get("n"))
+    st.caption(_("Unshifted: mean AUC {auc} on {n} images", auc=fmt(report["baseline"].get("mean_auc")),
+                 n=report.get("n"))
                + (_("; {n} images without a mask are left out of the skin conditions", n=skipped) if skipped else ""))
     groups = [{"skin tone of the image": g.get("ita_group"), "images": g.get("n"),
                "mean AUC [95% CI]": fmt({"value": g.get("mean_auc"), "ci_low": g.get("ci_low"),

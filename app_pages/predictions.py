@@ -27,7 +27,8 @@ elif frame is not None:
     names = list(frame.attrs["class_names"])
     true_col, pred_col, right_col, sort_col = st.columns(4)
     wanted_true = true_col.multiselect(_("True class"), names, format_func=lang.class_options(), key="keep_pred_true")
-    wanted_pred = pred_col.multiselect(_("Predicted class"), names, format_func=lang.class_options(), key="keep_pred_pred")
+    wanted_pred = pred_col.multiselect(_("Predicted class"), names, format_func=lang.class_options(),
+                                       key="keep_pred_pred")
     outcome = right_col.radio(_("Outcome"), ["all", "right", "wrong"], horizontal=True, format_func=lang.options(),
                               key="keep_pred_outcome")
     orders = ["loss (worst first)", "confidence (highest first)", "confidence (lowest first)"]

@@ -83,7 +83,8 @@ def _operating_section(run, labels, probs, names, calibrated: bool) -> None:
     default_class = "melanoma" if "melanoma" in names else names[-1]
     common.default("keep_res_op_class", default_class)
     pick, mode = st.columns(2)
-    name = pick.selectbox(_("Class (against the rest)"), names, format_func=lang.class_options(), key="keep_res_op_class")
+    name = pick.selectbox(_("Class (against the rest)"), names, format_func=lang.class_options(),
+                          key="keep_res_op_class")
     how = mode.radio(_("Choose by"), ["threshold", "specificity at least"], horizontal=True, format_func=lang.options(),
                      key="keep_res_op_mode")
     c = names.index(name)

@@ -6,11 +6,12 @@ import time
 import streamlit as st
 
 from lesion_core import transforms
-from app_pages import common
+from app_pages import common, lang
+from app_pages.lang import _, cls, num
 
-st.title("Augmentations")
-st.caption("Every step draws its random parameters once and applies them to the image and its "
-           "mask alike. Training adds the model's resize, ToTensor and Normalize at the end.")
+st.title(_("Augmentations"))
+st.caption(_("Every step draws its random parameters once and applies them to the image and its "
+           "mask alike. Training adds the model's resize, ToTensor and Normalize at the end."))
 
 EDIT = "aug_edit_version"  # bumped on add/remove/move/preset so step widgets start afresh
 STEP_NAMES = [name for name, info in transforms.REGISTRY.items() if info.kind != "tensor"]
@@ -43,7 +44,7 @@ def add_step() -> None:
 
 def param_widget(param, value, key: str):
     """A widget for one ParamInfo, returning the value the user set (JSON types)."""
-    label, helptext = param.name.replace("_", " "), param.help or None
+    label, helptext = _(param.name.replace("_", " ")), param.help or None
     if param.choices:
         return st.selectbox(label, param.choices, index=list(param.choices).index(value), key=key, help=helptext)
     if param.type == "bool":
@@ -72,7 +73,7 @@ def edit_steps() -> list:
         info = transforms.REGISTRY[step["name"]]
         with st.container(border=True):
             title, up, down, drop = st.columns([6, 1, 1, 1])
-            title.markdown(f"**{index + 1}. {step['name']}**" + (" (needs a mask)" if info.needs_mask else ""),
+            title.markdown(f"**{index + 1}. {step['name']}**" + (_(" (needs a mask)") if info.needs_mask else ""),
                            help=info.help)
             up.button("↑", key=f"aug_up_{version}_{index}", on_click=move, args=(index, -1), disabled=index == 0)
             down.button("↓", key=f"aug_down_{version}_{index}", on_click=move, args=(index, 1),
@@ -90,26 +91,28 @@ def edit_steps() -> list:
 
 def choose_sample(dataset):
     """The image to preview: from the dataset (by class, id or at random) or an upload."""
-    source = st.radio("Image", ["dataset", "upload"], horizontal=True, key="keep_aug_source",
-                      format_func={"dataset": "From the dataset", "upload": "Upload an image"}.get)
+    source = st.radio(_("Image"), ["dataset", "upload"], horizontal=True, key="keep_aug_source",
+                      format_func={"dataset": _("From the dataset"), "upload": _("Upload an image")}.get)
     if source == "upload":
-        image = st.file_uploader("Image (JPEG or PNG)", type=["jpg", "jpeg", "png"], key="aug_up_image")
-        mask = st.file_uploader("Lesion mask (optional, PNG)", type=["png"], key="aug_up_mask")
+        image = st.file_uploader(_("Image (JPEG or PNG)"), type=["jpg", "jpeg", "png"], key="aug_up_image")
+        mask = st.file_uploader(_("Lesion mask (optional, PNG)"), type=["png"], key="aug_up_mask")
         return common.sample_from_upload(image, mask) if image else None
     if dataset is None:
         return None
     names = ["any class"] + list(dataset.class_names)
     by_class, by_id, shuffle = st.columns([2, 3, 1], vertical_alignment="bottom")
-    wanted = by_class.selectbox("Class", names, key="keep_aug_class")
+    wanted = by_class.selectbox(_("Class"), names, key="keep_aug_class",
+                                format_func=lambda n, any_class=_("any class"), name=lang.class_options():
+                                any_class if n == "any class" else name(n))
     records = [r for r in dataset.records if wanted == "any class" or dataset.class_names[r.label] == wanted]
     if not records:
-        st.info(f"No {wanted} image in this dataset: pick another class.")
+        st.info(_("No {name} image in this dataset: pick another class.", name=cls(wanted)))
         return None
     ids = [r.id for r in records]
     if st.session_state.get("keep_aug_id") not in ids:
         st.session_state["keep_aug_id"] = ids[0]
-    shuffle.button("Random", key="aug_random", on_click=common.pick_random, args=("keep_aug_id", ids))
-    chosen = by_id.selectbox("Image id", ids, key="keep_aug_id")
+    shuffle.button(_("Random"), key="aug_random", on_click=common.pick_random, args=("keep_aug_id", ids))
+    chosen = by_id.selectbox(_("Image id"), ids, key="keep_aug_id")
     return common.read_sample(records[ids.index(chosen)])
 
 
@@ -117,16 +120,16 @@ dataset = common.current_data()
 with common.user_errors():
     sample = choose_sample(dataset)
 
-st.subheader("Pipeline")
-preset_col, load_col, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
+st.subheader(_("Pipeline"))
+preset_col, load_col, _spare = st.columns([2, 1, 3], vertical_alignment="bottom")
 common.default("keep_aug_preset", "default_train")  # the preset the starting pipeline comes from
-preset_col.selectbox("Preset", list(transforms.PRESETS), key="keep_aug_preset")
-load_col.button("Load preset", key="aug_load_preset", on_click=load_preset)
+preset_col.selectbox(_("Preset"), list(transforms.PRESETS), key="keep_aug_preset")
+load_col.button(_("Load preset"), key="aug_load_preset", on_click=load_preset)
 edited = edit_steps()
-add_col, add_button, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
-add_col.selectbox("Step to add", STEP_NAMES, key="aug_add_name",
+add_col, add_button, _spare = st.columns([2, 1, 3], vertical_alignment="bottom")
+add_col.selectbox(_("Step to add"), STEP_NAMES, key="aug_add_name",
                   help="\n".join(f"- **{n}**: {transforms.REGISTRY[n].help}" for n in STEP_NAMES))
-add_button.button("Add step", key="aug_add", on_click=add_step)
+add_button.button(_("Add step"), key="aug_add", on_click=add_step)
 
 spec = None
 with common.user_errors():
@@ -134,44 +137,45 @@ with common.user_errors():
     st.session_state[common.PIPELINE] = spec
 
 if spec is not None and sample is not None:
-    st.subheader("Draws")
+    st.subheader(_("Draws"))
     count, seed_col, again, mode_col = st.columns([2, 2, 1, 2], vertical_alignment="bottom")
     common.default("keep_aug_n", 8)
-    n = count.slider("Number of draws", 1, 16, key="keep_aug_n")
+    n = count.slider(_("Number of draws"), 1, 16, key="keep_aug_n")
     common.default("keep_aug_seed", 0)
-    seed = seed_col.number_input("Seed", min_value=0, step=1, key="keep_aug_seed")
-    again.button("New draws", key="aug_new", on_click=common.bump, args=("keep_aug_seed",))
-    mode = mode_col.radio("Mask", ["outline", "overlay"], horizontal=True, key="keep_aug_mask")
+    seed = seed_col.number_input(_("Seed"), min_value=0, step=1, key="keep_aug_seed")
+    again.button(_("New draws"), key="aug_new", on_click=common.bump, args=("keep_aug_seed",))
+    mode = mode_col.radio(_("Mask"), ["outline", "overlay"], horizontal=True, format_func=lang.options(),
+                          key="keep_aug_mask")
     with common.user_errors():
         started = time.perf_counter()
         draws = transforms.preview_draws(sample, spec, n=n, seed=int(seed))
-        st.caption(f"{n} draws of a {sample['image'].shape[1]}x{sample['image'].shape[0]} image "
-                   f"in {time.perf_counter() - started:.2f} s")
-        tiles = [(sample, "original")] + [
+        st.caption(_("{n} draws of a {width}x{height} image in {seconds} s", n=n, width=sample["image"].shape[1],
+                     height=sample["image"].shape[0], seconds=num(time.perf_counter() - started, 2)))
+        tiles = [(sample, _("original"))] + [
             (out, "  \n".join(f"{step['name']}: {common.short_params(drawn)}"
                               for step, drawn in zip(spec, params) if drawn))
             for out, params in draws]
         for start in range(0, len(tiles), 4):
             for column, (shown, caption) in zip(st.columns(4), tiles[start:start + 4]):
                 column.image(transforms.overlay(shown["image"], shown["mask"], mode), width="stretch")
-                column.caption(caption or "(nothing random drawn)")
+                column.caption(caption or _("(nothing random drawn)"))
 
 if spec is not None and dataset is not None:
-    st.subheader("A training batch with this pipeline")
+    st.subheader(_("A training batch with this pipeline"))
     model_name = common.model_choice()["name"]
     size_col, seed_col = st.columns(2)
     common.default("keep_aug_batch_size", 128)
-    size = size_col.number_input("Image size (px)", min_value=32, max_value=512, step=16, key="keep_aug_batch_size")
+    size = size_col.number_input(_("Image size (px)"), min_value=32, max_value=512, step=16, key="keep_aug_batch_size")
     common.default("keep_aug_batch_seed", 0)
-    batch_seed = seed_col.number_input("Batch seed", min_value=0, step=1, key="keep_aug_batch_seed")
+    batch_seed = seed_col.number_input(_("Batch seed"), min_value=0, step=1, key="keep_aug_batch_seed")
     with common.user_errors():
         common.show_batch(dataset.split("train"), spec, common.batch_config(model_name, int(size)),
-                          dataset.class_names, int(batch_seed), pipeline="this page's pipeline")
+                          dataset.class_names, int(batch_seed), pipeline=_("this page's pipeline"))
 
 if spec is not None:
-    st.subheader("Pipeline as JSON")
+    st.subheader(_("Pipeline as JSON"))
     text = json.dumps(spec, indent=2)
     st.code(text, language="json")
-    st.download_button("Download pipeline.json", text, file_name="pipeline.json", mime="application/json",
+    st.download_button(_("Download pipeline.json"), text, file_name="pipeline.json", mime="application/json",
                        key="aug_download", on_click="ignore")
-    st.page_link("app_pages/train.py", label="Train with this pipeline", icon=":material/model_training:")
+    st.page_link("app_pages/train.py", label=_("Train with this pipeline"), icon=":material/model_training:")

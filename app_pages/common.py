@@ -64,12 +64,12 @@ def require_token() -> None:
         st.session_state[TOKEN_OK] = True
         st.query_params.pop("token", None)  # out of the address bar and the browser history
         return
-    st.title("Lesion Lab")
-    st.text_input("Access token", type="password", key="access_token_input",
-                  help="This server is reachable from other machines: give the token printed on its "
-                       f"console when it started (or the {access.TOKEN_ENV} it was started with)")
+    st.title(_("Lesion Lab"))
+    st.text_input(_("Access token"), type="password", key="access_token_input",
+                  help=_("This server is reachable from other machines: give the token printed on its "
+                         "console when it started (or the {env} it was started with)", env=access.TOKEN_ENV))
     if given:
-        st.error("That is not the access token.", icon=":material/lock:")
+        st.error(_("That is not the access token."), icon=":material/lock:")
     st.stop()
 
 
@@ -347,15 +347,17 @@ def select_run_and_rerun(run_id: str) -> None:
 def run_label(run: runs.RunInfo) -> str:
     """The picker's text for a run: id, dataset, state and best validation score."""
     if run.damage:
-        return f"{run.id} · {run.dataset} (damaged: {run.damage[0]})"
+        return _("{run} · {data} (damaged: {damage})", run=run.id, data=run.dataset, damage=run.damage[0])
     best = run.best or {}
-    score = f", best {best['value']:.3f}" if isinstance(best.get("value"), (int, float)) else ""
-    return f"{run.id} · {run.dataset} ({run.state}{score})"
+    if isinstance(best.get("value"), (int, float)):
+        return _("{run} · {data} ({state}, best {score})", run=run.id, data=run.dataset, state=_(run.state),
+                 score=num(best["value"]))
+    return f"{run.id} · {run.dataset} ({_(run.state)})"
 
 
 def run_caption(run: runs.RunInfo) -> str:
     """One line naming a run, its dataset and its state, for the top of a run's view."""
-    return f"Run **{run.id}** on **{run.dataset}** data ({run.state})"
+    return _("Run **{run}** on **{data}** data ({state})", run=run.id, data=run.dataset, state=_(run.state))
 
 
 def runs_frame(listed: list[runs.RunInfo]):
@@ -370,21 +372,21 @@ def runs_frame(listed: list[runs.RunInfo]):
         # Runs from before headline metrics picked their best epoch by mean AUC.
         headline = config.get("headline_metric") or "mean_auc"
         rows.append({
-            "run": run.id,
-            "data": run.dataset,
-            "state": f"damaged: {'; '.join(run.damage)}" if run.damage else run.state,
-            "model": f"{model.get('name', '?')} ({model.get('weights', '?')})",
-            "size": config.get("image_size"),
-            "epochs": config.get("epochs"),
-            "batch": config.get("batch_size"),
-            "optimiser": f"{optim.get('optimizer', '?')} {optim.get('lr', '')}",
-            "augmentation": ", ".join(s["name"] for s in config.get("augment", [])),
-            "headline": headline,
-            "best val": best.get("value") if best.get("metric") == f"val_{headline}" else None,
-            "best epoch": best.get("epoch"),
-            "test": test.get(headline),
-            "test 95% CI": _ci_text(run, headline, test.get(headline)),
-            "minutes": round(run.duration / 60, 1) if run.duration else None,
+            _("run"): run.id,
+            _("data"): run.dataset,
+            _("state"): _("damaged: {damage}", damage="; ".join(run.damage)) if run.damage else _(run.state),
+            _("model"): f"{model.get('name', '?')} ({model.get('weights', '?')})",
+            _("size"): config.get("image_size"),
+            _("epochs"): config.get("epochs"),
+            _("batch"): config.get("batch_size"),
+            _("optimiser"): f"{optim.get('optimizer', '?')} {optim.get('lr', '')}",
+            _("augmentation"): ", ".join(s["name"] for s in config.get("augment", [])),
+            _("headline"): headline,
+            _("best val"): best.get("value") if best.get("metric") == f"val_{headline}" else None,
+            _("best epoch"): best.get("epoch"),
+            _("test"): test.get(headline),
+            _("test 95% CI"): _ci_text(run, headline, test.get(headline)),
+            _("minutes"): round(run.duration / 60, 1) if run.duration else None,
         })
     return pd.DataFrame(rows)
 
@@ -426,7 +428,7 @@ def sidebar() -> None:
     if st.session_state.get(RUN) not in ids:
         gone = st.session_state.pop(RUN, None)
         if gone:  # said once, so another run taking its place is no surprise
-            st.warning(f"Run {gone} no longer exists: its folder was deleted.", icon=":material/folder_off:")
+            st.warning(_("Run {run} no longer exists: its folder was deleted.", run=gone), icon=":material/folder_off:")
         if ids:
             st.session_state[RUN] = ids[0]
     if listed:
@@ -542,14 +544,15 @@ def show_batch(records: list, spec: list, config: dict, class_names, seed: int, 
     says in words which pipeline made them."""
     from lesion_core import transforms
 
-    with st.spinner("Drawing a batch through the DataLoader..."):
+    with st.spinner(_("Drawing a batch through the DataLoader...")):
         images, labels, ids = loader_batch(records, spec, config, seed=seed)
-    st.caption(f"Pipeline: {pipeline}: {transforms.describe_steps(transforms.image_steps(spec))}, then the "
-               f"model's resize to {config['image_size']} px and normalisation (undone here for display).")
+    st.caption(_("Pipeline: {pipeline}: {steps}, then the model's resize to {size} px and normalisation "
+                 "(undone here for display).", pipeline=pipeline,
+                 steps=transforms.describe_steps(transforms.image_steps(spec)), size=config["image_size"]))
     for start in range(0, len(images), 8):
         for column, image, label, sample_id in zip(st.columns(8), images[start:start + 8],
                                                    labels[start:start + 8], ids[start:start + 8]):
-            column.image(image, caption=f"{class_names[label]} · {sample_id}", width="stretch")
+            column.image(image, caption=f"{cls(class_names[label])} · {sample_id}", width="stretch")
 
 
 # ---------------------------------------------------------------- models
@@ -643,12 +646,12 @@ def prediction_frame(run_dir: Path, split: str):
 def _run_records(run_dir: str) -> dict:
     split = runs.read_config(run_dir).get("data", {}).get("split")
     if not split:
-        raise data.DataError(f"run {Path(run_dir).name} has no recorded data split yet")
+        raise data.DataError(_("run {run} has no recorded data split yet", run=Path(run_dir).name))
     try:
         return {r.id: r for r in data.from_spec(split, check_images=False).records}
     except (KeyError, TypeError, AttributeError, ValueError) as exc:  # config.json is untrusted input
-        raise data.DataError(f"run {Path(run_dir).name}: config.json: the recorded data split is damaged "
-                             f"({type(exc).__name__}: {exc})") from None
+        raise data.DataError(_("run {run}: config.json: the recorded data split is damaged ({kind}: {error})",
+                               run=Path(run_dir).name, kind=type(exc).__name__, error=exc)) from None
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -4,82 +4,86 @@ import streamlit as st
 
 from lesion_core import plots, runs
 from lesion_core.evaluation import bootstrap, compare
-from app_pages import common
+from app_pages import common, lang
+from app_pages.lang import _, cls, fig, rendered
 
-st.title("Compare runs")
-st.caption("Did the change help? Runs scored on the same images are compared image by image "
-           "(a paired bootstrap of B - A); the first run chosen is A.")
+st.title(_("Compare runs"))
+st.caption(_("Did the change help? Runs scored on the same images are compared image by image "
+           "(a paired bootstrap of B - A); the first run chosen is A."))
 
 listed = [r for r in common.all_runs() if (r.path / "predictions_test.csv").is_file()
           or (r.path / "predictions_val.csv").is_file()]
 if len(listed) < 2:
-    st.info("Comparing needs two finished runs: launch them on the **Train** page.")
-    st.page_link("app_pages/train.py", label="Train", icon=":material/model_training:")
+    st.info(_("Comparing needs two finished runs: launch them on the **Train** page."))
+    st.page_link("app_pages/train.py", label=_("Train"), icon=":material/model_training:")
     st.stop()
 
 ids = [r.id for r in listed]
 common.default("keep_cmp_runs", ids[:2])
 st.session_state["keep_cmp_runs"] = [i for i in st.session_state["keep_cmp_runs"] if i in ids]
-chosen = st.multiselect("Runs (the first is A)", ids, key="keep_cmp_runs", max_selections=6)
-split = st.radio("Scored on", ["test", "val"], horizontal=True, key="keep_cmp_split")
+chosen = st.multiselect(_("Runs (the first is A)"), ids, key="keep_cmp_runs", max_selections=6)
+split = st.radio(_("Scored on"), ["test", "val"], horizontal=True, format_func=lang.options(), key="keep_cmp_split")
 if len(chosen) < 2:
-    st.info("Choose at least two runs.")
+    st.info(_("Choose at least two runs."))
     st.stop()
 by_id = {r.id: r for r in listed}
 
 
 def settings_diff() -> None:
     """Only the settings that differ between the chosen runs."""
-    st.subheader("Settings that differ")
+    st.subheader(_("Settings that differ"))
     rows = compare.config_diff({i: by_id[i].config for i in chosen})
     if rows:
-        st.dataframe(rows, hide_index=True, width="stretch", key="cmp_diff")
+        st.dataframe([{_(k): v for k, v in row.items()} for row in rows], hide_index=True, width="stretch",
+                     key="cmp_diff")
     else:
-        st.caption("The runs have the same settings (seed included): any difference is noise of the machine.")
+        st.caption(_("The runs have the same settings (seed included): any difference is noise of the machine."))
 
 
 def curves() -> None:
     """Validation curves of every chosen run, overlaid."""
     histories = {i: runs.read_history(by_id[i].path) for i in chosen}
     auc, loss = st.columns(2)
-    auc.plotly_chart(plots.overlay_curves(histories, "val", "mean_auc", "Validation mean AUC"), key="cmp_auc")
-    loss.plotly_chart(plots.overlay_curves(histories, "val", "loss", "Validation loss"), key="cmp_loss")
+    auc.plotly_chart(fig(plots.overlay_curves(histories, "val", "mean_auc", _("Validation mean AUC"))), key="cmp_auc")
+    loss.plotly_chart(fig(plots.overlay_curves(histories, "val", "loss", _("Validation loss"))), key="cmp_loss")
 
 
 def gallery(run_a, result: dict, key: str) -> None:
     """The images one run gets right and the other wrong (first 12)."""
     rows = result["disagreements"]
-    with st.expander(f"{len(rows)} images one run gets right and the other wrong"):
+    with st.expander(_("{n} images one run gets right and the other wrong", n=len(rows))):
         if not rows:
-            st.caption("None: both runs are right and wrong on the same images.")
+            st.caption(_("None: both runs are right and wrong on the same images."))
             return
-        st.dataframe(rows, hide_index=True, width="stretch", key=f"{key}_table")
+        table = [{_(k): cls(v) if k in ("label", "pred_a", "pred_b") else v for k, v in row.items()} for row in rows]
+        st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_table")
         try:
             records = common.run_records(run_a.path)
         except Exception as exc:  # noqa: BLE001  a moved dataset: the table still says which images
-            st.caption(f"Images not shown: {exc}")
+            st.caption(_("Images not shown: {error}", error=exc))
             return
         shown = [r for r in rows if r["id"] in records][:12]
         columns = st.columns(6)
         for n, row in enumerate(shown):
             with common.user_errors():
                 image = common.read_sample(records[row["id"]], max_side=256)["image"]
-                columns[n % 6].image(image, caption=f"{row['id']}: {row['label']}; A {row['pred_a']}, "
-                                                    f"B {row['pred_b']}")
+                columns[n % 6].image(image, caption=f"{row['id']}: {cls(row['label'])}; A {cls(row['pred_a'])}, "
+                                                    f"B {cls(row['pred_b'])}")
 
 
 def paired(a_id: str, b_id: str) -> None:
     """B - A for every metric with its interval, the verdict, the disagreements."""
-    st.subheader(f"B = {b_id} vs A = {a_id}")
+    st.subheader(_("B = {b} vs A = {a}", b=b_id, a=a_id))
     with common.user_errors():
         result = compare.compare_runs(by_id[a_id].path, by_id[b_id].path, split)
-        rows = [{"metric": name.replace("_", " "), "A": row["a"], "B": row["b"],
+        rows = [{_("metric"): name.replace("_", " "), "A": row["a"], "B": row["b"],
                  "B - A [95% CI]": bootstrap.format_delta(row)} for name, row in result["metrics"].items()]
         st.dataframe(rows, hide_index=True, width="stretch", key=f"cmp_tab_{b_id}",
                      column_config={"A": st.column_config.NumberColumn(format="%.3f"),
                                     "B": st.column_config.NumberColumn(format="%.3f")})
         text = compare.verdict_text(result)
-        {"a": st.success, "b": st.success}.get(result["verdict"], st.info)(f"Verdict (mean AUC): {text}")
+        show = {"a": st.success, "b": st.success}.get(result["verdict"], st.info)
+        show(_("Verdict (mean AUC): {text}", text=rendered(text)))
         if result["same_images"]:
             gallery(by_id[a_id], result, key=f"cmp_gal_{b_id}")
 

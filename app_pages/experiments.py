@@ -10,6 +10,7 @@ import json
 import streamlit as st
 
 from lesion_core.evaluation import bootstrap
+from app_pages.lang import _, cls, rendered
 
 
 def intervals(run_dir, split: str, key: str) -> None:
@@ -19,17 +20,18 @@ def intervals(run_dir, split: str, key: str) -> None:
     if not found:
         return
     fmt = bootstrap.format_interval
-    rows = [{"metric": "mean AUC", "value [95% CI]": fmt(found.get("mean_auc"))},
-            {"metric": "accuracy", "value [95% CI]": fmt(found.get("accuracy"))},
-            {"metric": "balanced accuracy", "value [95% CI]": fmt(found.get("balanced_accuracy"))}]
-    rows += [{"metric": f"AUC {name}", "value [95% CI]": fmt(row)}
-             for name, row in (found.get("auc") or {}).items()]
+    metric, value = _("metric"), _("value [95% CI]")
+    rows = [{metric: _("mean AUC"), value: fmt(found.get("mean_auc"))},
+            {metric: _("accuracy"), value: fmt(found.get("accuracy"))},
+            {metric: _("balanced accuracy"), value: fmt(found.get("balanced_accuracy"))}]
+    rows += [{metric: f"AUC {cls(name)}", value: fmt(row)} for name, row in (found.get("auc") or {}).items()]
     st.dataframe(rows, hide_index=True, key=f"{key}_table")
     n_resamples = found.get("n_resamples", bootstrap.N_RESAMPLES)
-    st.caption(f"95% intervals: stratified bootstrap of the {split} images ({n_resamples} resamples, seeded). "
-               "Two runs whose intervals overlap may still differ: compare them on the **Compare** page.")
+    st.caption(_("95% intervals: stratified bootstrap of the {split} images ({n} resamples, seeded). "
+                 "Two runs whose intervals overlap may still differ: compare them on the **Compare** page.",
+                 split=_(split), n=n_resamples))
     for warning in bootstrap.small_class_warnings(found, split):
-        st.warning(warning, icon=":material/warning:")
+        st.warning(rendered(warning), icon=":material/warning:")
 
 
 def final_intervals(run) -> None:
@@ -38,11 +40,12 @@ def final_intervals(run) -> None:
     for split in ("val", "test"):
         found = bootstrap.run_intervals(run.path, split, compute=False)
         if found:
-            lines.append(f"**{split}**: mean AUC {bootstrap.format_interval(found.get('mean_auc'))}, "
-                         f"accuracy {bootstrap.format_interval(found.get('accuracy'))}, "
-                         f"balanced accuracy {bootstrap.format_interval(found.get('balanced_accuracy'))} "
-                         f"(n {found['mean_auc'].get('n')})")
-            lines += [f":warning: {w}" for w in bootstrap.small_class_warnings(found, split)]
+            lines.append(_("**{split}**: mean AUC {auc}, accuracy {accuracy}, balanced accuracy {balanced} (n {n})",
+                           split=_(split), auc=bootstrap.format_interval(found.get("mean_auc")),
+                           accuracy=bootstrap.format_interval(found.get("accuracy")),
+                           balanced=bootstrap.format_interval(found.get("balanced_accuracy")),
+                           n=found["mean_auc"].get("n")))
+            lines += [f":warning: {rendered(w)}" for w in bootstrap.small_class_warnings(found, split)]
     if lines:
         st.markdown("  \n".join(lines))
 
@@ -53,41 +56,43 @@ def skin_tones(dataset) -> None:
 
     from lesion_core import skin
 
-    st.subheader("Skin tones")
-    st.caption("Individual Typology Angle (ITA = atan((L* - 50) / b*)) of the skin outside each lesion "
+    st.subheader(_("Skin tones"))
+    st.caption(_("Individual Typology Angle (ITA = atan((L* - 50) / b*)) of the skin outside each lesion "
                "mask, in six groups from very light (> 55°) to dark (< -30°). A model trained on one "
-               "group may not carry over to another: see a run's robustness report on **Results**.")
+               "group may not carry over to another: see a run's robustness report on **Results**."))
     stored = st.session_state.get("ds_skin_tones")
     if stored is None or stored["root"] != str(dataset.root):
-        if not st.button("Estimate skin tones", key="ds_skin_button",
-                         help=f"Reads the {len(dataset.records)} images at small size: a few seconds per 100"):
+        if not st.button(_("Estimate skin tones"), key="ds_skin_button",
+                         help=_("Reads the {n} images at small size: a few seconds per 100", n=len(dataset.records))):
             return
-        with st.spinner("Estimating skin tones..."):
+        with st.spinner(_("Estimating skin tones...")):
             rows = skin.dataset_tones(dataset.records)
         stored = {"root": str(dataset.root), "table": skin.distribution(rows, dataset.class_names)}
         st.session_state["ds_skin_tones"] = stored
     table = pd.DataFrame([{"split": split, "class": name} | counts
                           for split, per_class in stored["table"].items() for name, counts in per_class.items()])
-    st.dataframe(table, hide_index=True, width="stretch", key="ds_skin_table")
+    st.dataframe(table.rename(columns=_), hide_index=True, width="stretch", key="ds_skin_table")
     totals = table.drop(columns=["split"]).groupby("class").sum()
-    st.bar_chart(totals.T, stack=True, x_label="ITA group", y_label="images")
+    st.bar_chart(totals.T, stack=True, x_label=_("ITA group"), y_label=_("images"))
 
 
 def robustness(run, split: str) -> None:
     """Results page: the run's robustness report (computed on request, kept in the run folder)."""
+    import pandas as pd
+
     from lesion_core.evaluation import robustness as engine
 
     from app_pages import common
 
-    st.subheader("Robustness")
-    st.caption("The split re-scored with the skin outside the lesion repainted in one tone per skin-tone "
+    st.subheader(_("Robustness"))
+    st.caption(_("The split re-scored with the skin outside the lesion repainted in one tone per skin-tone "
                "(ITA) group, and rotated, darker, brighter, flatter, blurred. A model that leans on skin "
-               "colour loses AUC on some tones.")
+               "colour loses AUC on some tones."))
     report = engine.read_report(run.path, split)
-    if st.button("Compute the robustness report" if report is None else "Recompute", key="res_robust_button",
+    if st.button(_("Compute the robustness report") if report is None else _("Recompute"), key="res_robust_button",
                  disabled=not (run.path / "best.pt").is_file(),
-                 help="Scores the split 12 times with the best weights; a minute or more on a CPU"):
-        with common.user_errors(), st.spinner("Scoring the split under every shift..."):
+                 help=_("Scores the split 12 times with the best weights; a minute or more on a CPU")):
+        with common.user_errors(), st.spinner(_("Scoring the split under every shift...")):
             report = engine.robustness_report(run.path, split)
             engine.save_report(run.path, report)
     if report is None:
@@ -99,17 +104,18 @@ def robustness(run, split: str) -> None:
              "change [95% CI]": bootstrap.format_delta({"delta": r.get("delta"), "ci_low": r.get("delta_ci_low"),
                                                       "ci_high": r.get("delta_ci_high")})}
             for r in report["conditions"]]
-    st.dataframe(rows, hide_index=True, width="stretch", key="res_robust_table")
+    st.dataframe(pd.DataFrame(rows).rename(columns=_), hide_index=True, width="stretch", key="res_robust_table")
     skipped = report.get("skipped_no_mask") or 0
-    st.caption(f"Unshifted: mean AUC {fmt(report['baseline'].get('mean_auc'))} on {report.get('n')} images"
-               + (f"; {skipped} images without a mask are left out of the skin conditions" if skipped else ""))
+    st.caption(_("Unshifted: mean AUC {auc} on {n} images", auc=fmt(report["baseline"].get("mean_auc")),
+                 n=report.get("n"))
+               + (_("; {n} images without a mask are left out of the skin conditions", n=skipped) if skipped else ""))
     groups = [{"skin tone of the image": g.get("ita_group"), "images": g.get("n"),
                "mean AUC [95% CI]": fmt({"value": g.get("mean_auc"), "ci_low": g.get("ci_low"),
                                          "ci_high": g.get("ci_high")}),
                "note": g.get("warning") or ""} for g in report.get("groups") or [] if isinstance(g, dict)]
     if groups:
-        st.markdown("**The unshifted images, by their own skin tone**")
-        st.dataframe(groups, hide_index=True, width="stretch", key="res_robust_groups")
+        st.markdown(_("**The unshifted images, by their own skin tone**"))
+        st.dataframe(pd.DataFrame(groups).rename(columns=_), hide_index=True, width="stretch", key="res_robust_groups")
 
 
 def sweep_launcher(config: dict) -> None:
@@ -119,17 +125,17 @@ def sweep_launcher(config: dict) -> None:
 
     from app_pages import common
 
-    with st.expander("Sweep: train every combination of a few settings"):
-        st.caption('A JSON object from setting to the values to try, e.g. {"optim.lr": [0.001, 0.0003], '
+    with st.expander(_("Sweep: train every combination of a few settings")):
+        st.caption(_('A JSON object from setting to the values to try, e.g. {"optim.lr": [0.001, 0.0003], '
                    '"augment": ["default_train", "notebook_train"]}. The other settings are the ones above; '
-                   "the runs train one after another, and the Results page groups them.")
+                   "the runs train one after another, and the Results page groups them."))
         common.default("keep_tr_sweep_grid", '{"optim.lr": [0.001, 0.0003]}')
-        text = st.text_area("Grid", key="keep_tr_sweep_grid", height=80)
+        text = st.text_area(_("Grid"), key="keep_tr_sweep_grid", height=80)
         common.default("keep_tr_sweep_repeats", 1)
-        repeats = st.number_input("Repeats (seeds)", min_value=1, max_value=20, key="keep_tr_sweep_repeats",
-                                  help="Each setting trained this many times with seeds counting up: "
-                                       "shows how much the seed alone moves the result")
-        if st.button("Launch sweep", key="tr_sweep_launch", icon=":material/grid_on:"):
+        repeats = st.number_input(_("Repeats (seeds)"), min_value=1, max_value=20, key="keep_tr_sweep_repeats",
+                                  help=_("Each setting trained this many times with seeds counting up: "
+                                       "shows how much the seed alone moves the result"))
+        if st.button(_("Launch sweep"), key="tr_sweep_launch", icon=":material/grid_on:"):
             with common.user_errors():
                 try:
                     grid = json.loads(text)
@@ -137,8 +143,8 @@ def sweep_launcher(config: dict) -> None:
                     raise TrainingError(f"the grid is not valid JSON: {exc}") from None
                 spec = {"base": config, "grid": grid, "repeats": int(repeats)}
                 sid = sweep.launch_sweep(spec, common.runs_root())
-                st.success(f"Sweep {sid} started: {len(sweep.expand(spec))} runs, one after another. "
-                           "The first appears below in a few seconds.")
+                st.success(_("Sweep {sweep} started: {n} runs, one after another. "
+                             "The first appears below in a few seconds.", sweep=sid, n=len(sweep.expand(spec))))
 
 
 def sweeps(listed) -> None:
@@ -151,9 +157,9 @@ def sweeps(listed) -> None:
     tagged = [r for r in listed if isinstance(r.config.get("sweep"), dict) and isinstance(r.config["sweep"].get("id"), str)]
     if not tagged:
         return
-    st.subheader("Sweeps")
+    st.subheader(_("Sweeps"))
     ids = sorted({r.config["sweep"]["id"] for r in tagged})
-    chosen = st.selectbox("Sweep", ids, key="keep_res_sweep")
+    chosen = st.selectbox(_("Sweep"), ids, key="keep_res_sweep")
     members = [r for r in tagged if r.config["sweep"]["id"] == chosen]
     rows = []
     for run in members:
@@ -180,11 +186,11 @@ def sweeps(listed) -> None:
             return "not distinguishable" if result["verdict"] == "none" else "worse"
 
         frame["vs best (val)"] = [mark(r) for r in frame["run"]]
-    st.dataframe(frame, hide_index=True, width="stretch", key="res_sweep_table",
-                 column_config={"val mean AUC": st.column_config.NumberColumn(format="%.3f")})
+    st.dataframe(frame.rename(columns=_), hide_index=True, width="stretch", key="res_sweep_table",
+                 column_config={_("val mean AUC"): st.column_config.NumberColumn(format="%.3f")})
     spread = scored.groupby("setting")["val mean AUC"].agg(["count", "mean", "std", "min", "max"]) \
         if not scored.empty else None
     if spread is not None and (spread["count"] > 1).any():
-        st.markdown("**Seed-to-seed spread** (the same setting, different seeds): differences smaller than "
-                    "this are luck of the draw")
+        st.markdown(_("**Seed-to-seed spread** (the same setting, different seeds): differences smaller than "
+                    "this are luck of the draw"))
         st.dataframe(spread.reset_index(), hide_index=True, width="stretch", key="res_sweep_spread")

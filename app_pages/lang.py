@@ -82,6 +82,12 @@ def class_options():
     return functools.partial(i18n.class_name, lang=language())
 
 
+def rendered(text):
+    """A text lesion_core already rendered in English (a warning, a shape in words), matched
+    against the catalogue's messages and given back in the current language; else unchanged."""
+    return i18n.translate_rendered(text, language())
+
+
 def fig(figure):
     """A lesion_core.plots figure with its texts in the current language."""
     return i18n.figure(figure, language())

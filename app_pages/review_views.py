@@ -12,18 +12,25 @@ import numpy as np
 import streamlit as st
 
 from lesion_core.evaluation import calibration, explain, figures, operating, review
-from app_pages import common
+from app_pages import common, lang
+from app_pages.lang import _, cls, fig, num, pct
 
 
 def _pct(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1%}"
+    return pct(None if value is None or (isinstance(value, float) and math.isnan(value)) else value, 1)
+
+
+def _signed(value) -> str:
+    """A change with its sign (+0.012), in the current language's notation."""
+    text = num(value)
+    return text if text.startswith("-") else "+" + text
 
 
 def calibrated_toggle(key: str) -> bool:
     """The page's 'calibrated probabilities' switch (on by default)."""
     common.default(key, True)
-    return st.toggle("Calibrated probabilities", key=key,
-                     help="Temperature scaling fitted on the validation split (calibration.json). Off: the raw softmax.")
+    return st.toggle(_("Calibrated probabilities"), key=key,
+                     help=_("Temperature scaling fitted on the validation split (calibration.json). Off: the raw softmax."))
 
 
 def results_review(run, split: str) -> None:
@@ -35,93 +42,100 @@ def results_review(run, split: str) -> None:
         return
     labels, raw, names = review.frame_arrays(frame)
     temperature = calibration.read_temperature(run.path)
-    st.subheader("Review")
+    st.subheader(_("Review"))
     calibrated = calibrated_toggle("keep_res_calibrated")
     probs = calibration.apply_temperature(raw, temperature if calibrated else 1.0)
-    with st.expander("Calibration: does 80% mean 80%?", expanded=True):
+    with st.expander(_("Calibration: does 80% mean 80%?"), expanded=True):
         _calibration_section(run, labels, raw, temperature)
-    with st.expander("Operating point: sensitivity and specificity at a threshold", expanded=True):
+    with st.expander(_("Operating point: sensitivity and specificity at a threshold"), expanded=True):
         _operating_section(run, labels, probs, names, calibrated)
-    with st.expander("Lesion focus: does the model look at the lesion?", expanded=True):
+    with st.expander(_("Lesion focus: does the model look at the lesion?"), expanded=True):
         _focus_section(run, split, frame, names)
-    with st.expander("Test-time augmentation"):
+    with st.expander(_("Test-time augmentation")):
         _tta_section(run, split, calibrated)
 
 
 def _calibration_section(run, labels, raw, temperature) -> None:
     report = calibration.report(raw, labels, temperature)
     t, ece, brier = st.columns(3)
-    t.metric("Temperature", f"{temperature:.2f}",
-             help="Logits are divided by T: T > 1 softens over-confident probabilities, T < 1 sharpens them")
-    ece.metric("ECE (15 bins)", f"{report['ece_calibrated']:.3f}", f"{report['ece_calibrated'] - report['ece']:+.3f}",
-               delta_color="inverse", help="Mean gap between confidence and accuracy, weighted by bin size")
-    brier.metric("Brier score", f"{report['brier_calibrated']:.3f}",
-                 f"{report['brier_calibrated'] - report['brier']:+.3f}", delta_color="inverse")
+    t.metric(_("Temperature"), num(temperature, 2),
+             help=_("Logits are divided by T: T > 1 softens over-confident probabilities, T < 1 sharpens them"))
+    ece.metric(_("ECE (15 bins)"), num(report["ece_calibrated"]), _signed(report["ece_calibrated"] - report["ece"]),
+               delta_color="inverse", help=_("Mean gap between confidence and accuracy, weighted by bin size"))
+    brier.metric(_("Brier score"), num(report["brier_calibrated"]),
+                 _signed(report["brier_calibrated"] - report["brier"]), delta_color="inverse")
     if not (run.path / calibration.CALIBRATION_FILE).is_file():
-        st.info("This run has no calibration.json (trained before calibration existed): probabilities are raw.")
-        if st.button("Fit calibration on the validation split", key="res_fit_calibration"):
+        st.info(_("This run has no calibration.json (trained before calibration existed): probabilities are raw."))
+        if st.button(_("Fit calibration on the validation split"), key="res_fit_calibration"):
             with common.user_errors():
                 calibration.calibrate_run(run.path)
                 st.rerun()
-    st.plotly_chart(figures.reliability_diagram(report["reliability"], report["reliability_calibrated"]),
+    st.plotly_chart(fig(figures.reliability_diagram(report["reliability"], report["reliability_calibrated"])),
                     key="res_reliability")
 
 
 def _operating_section(run, labels, probs, names, calibrated: bool) -> None:
     points = operating.operating_points(labels, probs, names)
-    st.dataframe([{"class": n, **{f"sens @ spec {k}": v for k, v in p["sens_at_spec"].items()},
-                   "average precision": p["average_precision"]} for n, p in points.items()],
+    st.dataframe([{_("class"): cls(n),
+                   **{_("sens @ spec {spec}", spec=num(float(k), 2)): v for k, v in p["sens_at_spec"].items()},
+                   _("average precision"): p["average_precision"]} for n, p in points.items()],
                  hide_index=True, width="stretch")
     default_class = "melanoma" if "melanoma" in names else names[-1]
     common.default("keep_res_op_class", default_class)
     pick, mode = st.columns(2)
-    name = pick.selectbox("Class (against the rest)", names, key="keep_res_op_class")
-    how = mode.radio("Choose by", ["threshold", "specificity at least"], horizontal=True, key="keep_res_op_mode")
+    name = pick.selectbox(_("Class (against the rest)"), names, format_func=lang.class_options(),
+                          key="keep_res_op_class")
+    how = mode.radio(_("Choose by"), ["threshold", "specificity at least"], horizontal=True, format_func=lang.options(),
+                     key="keep_res_op_mode")
     c = names.index(name)
     is_class, scores = labels == c, probs[:, c]
     if how == "threshold":
         common.default("keep_res_op_threshold", 0.5)
-        threshold = st.slider("Threshold on p(class)", 0.0, 1.0, step=0.005, key="keep_res_op_threshold")
+        threshold = st.slider(_("Threshold on p(class)"), 0.0, 1.0, step=0.005, key="keep_res_op_threshold")
     else:
         common.default("keep_res_op_spec", 0.89)
-        target = st.slider("Specificity at least", 0.5, 1.0, step=0.01, key="keep_res_op_spec")
+        target = st.slider(_("Specificity at least"), 0.5, 1.0, step=0.01, key="keep_res_op_spec")
         threshold = operating.sensitivity_at_specificity(is_class, scores, target)[1]
         if math.isnan(threshold):
-            st.warning(f"No threshold is defined: the split has no {name} images or only {name} images.")
+            st.warning(_("No threshold is defined: the split has no {name} images or only {same} images.",
+                         name=cls(name), same=cls(name)))
             return
         if threshold > 1.0:  # the ROC's first point: only flagging nothing reaches that specificity
-            st.caption(f"Only flagging no image reaches specificity {target:.2f} on this split.")
+            st.caption(_("Only flagging no image reaches specificity {target} on this split.", target=num(target, 2)))
             threshold = 1.0
     table = operating.table_at(is_class, scores, threshold)
     cols = st.columns(5)
-    for column, (label, key) in zip(cols, (("Sensitivity", "sensitivity"), ("Specificity", "specificity"),
-                                           ("PPV", "ppv"), ("NPV", "npv"))):
+    for column, (label, key) in zip(cols, ((_("Sensitivity"), "sensitivity"), (_("Specificity"), "specificity"),
+                                           (_("PPV"), "ppv"), (_("NPV"), "npv"))):
         column.metric(label, _pct(table[key]))
-    cols[4].metric("Threshold", f"{threshold:.3f}")
-    st.table({"": [f"true {name}", "true other"], f"flagged {name}": [table["tp"], table["fp"]],
-              "not flagged": [table["fn"], table["tn"]]})
+    cols[4].metric(_("Threshold"), num(threshold))
+    st.table({"": [_("true {name}", name=cls(name)), _("true other")],
+              _("flagged {name}", name=cls(name)): [table["tp"], table["fp"]],
+              _("not flagged"): [table["fn"], table["tn"]]})
     roc, pr = st.columns(2)
-    roc.plotly_chart(figures.roc_with_point(is_class, scores, table, name, c), key="res_op_roc")
-    pr.plotly_chart(figures.pr_with_point(is_class, scores, table, name, c), key="res_op_pr")
+    roc.plotly_chart(fig(figures.roc_with_point(is_class, scores, table, name, c)), key="res_op_roc")
+    pr.plotly_chart(fig(figures.pr_with_point(is_class, scores, table, name, c)), key="res_op_pr")
     saved = operating.read_threshold(run.path)
     if saved:
-        st.caption(f"Saved decision rule: refer when p({saved['class']}) >= {saved['threshold']:.3f}")
-    if st.button(f"Save: refer when p({name}) >= {threshold:.3f}", key="res_op_save",
-                 help="`predict` and the Predictions page then report the decision for new images"):
+        st.caption(_("Saved decision rule: refer when p({name}) >= {threshold}", name=cls(saved["class"]),
+                     threshold=num(saved["threshold"])))
+    if st.button(_("Save: refer when p({name}) >= {threshold}", name=cls(name), threshold=num(threshold)),
+                 key="res_op_save",
+                 help=_("`predict` and the Predictions page then report the decision for new images")):
         with common.user_errors():
             operating.save_threshold(run.path, name, float(threshold), calibrated)
-            st.success("Saved with the run (threshold.json).")
+            st.success(_("Saved with the run (threshold.json)."))
 
 
 def _tta_section(run, split: str, calibrated: bool) -> None:
-    if not st.toggle("Average the 8 flips and 90-degree rotations", key="res_tta",
-                     help="Runs the model again on every image of the split, 8 times: takes a while on a CPU"):
+    if not st.toggle(_("Average the 8 flips and 90-degree rotations"), key="res_tta",
+                     help=_("Runs the model again on every image of the split, 8 times: takes a while on a CPU")):
         return
     from lesion_core import train
 
     key = f"res_tta_{run.id}_{split}_{calibrated}"
     if key not in st.session_state:
-        with common.user_errors(), st.spinner("Evaluating with and without test-time augmentation..."):
+        with common.user_errors(), st.spinner(_("Evaluating with and without test-time augmentation...")):
             plain = train.evaluate_run(run.path, split, calibrated=calibrated)
             tta = train.evaluate_run(run.path, split, calibrated=calibrated, tta=True)
             st.session_state[key] = {"auc": plain["auc"], "auc_tta": tta["auc"], "mean_auc": plain["mean_auc"],
@@ -130,18 +144,19 @@ def _tta_section(run, split: str, calibrated: bool) -> None:
                                                             if k != "class_names"}})
     result = st.session_state.get(key)
     if result:
-        rows = [{"class": n, "AUC": a, "AUC with TTA": t}
+        rows = [{_("class"): cls(n), "AUC": a, _("AUC with TTA"): t}
                 for n, a, t in zip(result["class_names"], result["auc"], result["auc_tta"])]
-        rows.append({"class": "mean (scored classes)", "AUC": result["mean_auc"], "AUC with TTA": result["mean_auc_tta"]})
+        rows.append({_("class"): _("mean (scored classes)"), "AUC": result["mean_auc"],
+                     _("AUC with TTA"): result["mean_auc_tta"]})
         st.dataframe(rows, hide_index=True, width="stretch")
 
 
 def _focus_section(run, split: str, frame, names) -> None:
     focus = review.focus_values(frame)
     if focus is None:
-        st.caption(f"No heatmaps yet for {split}. They take about a second per image on a CPU.")
-        if st.button(f"Compute heatmaps for the {split} split", key="res_explain_split"):
-            with common.user_errors(), st.spinner("Computing Grad-CAM heatmaps..."):
+        st.caption(_("No heatmaps yet for {split}. They take about a second per image on a CPU.", split=_(split)))
+        if st.button(_("Compute heatmaps for the {split} split", split=_(split)), key="res_explain_split"):
+            with common.user_errors(), st.spinner(_("Computing Grad-CAM heatmaps...")):
                 scores = explain.explain_split(run.path, split)
                 labels = dict(zip(frame["id"], frame["label"]))
                 review.update_metrics(run.path, split, {"explain": explain.summarize(
@@ -151,27 +166,28 @@ def _focus_section(run, split: str, frame, names) -> None:
         return
     defined = focus[~np.isnan(focus)]
     if not defined.size:
-        st.caption("No image of this split has a lesion mask: no focus score.")
+        st.caption(_("No image of this split has a lesion mask: no focus score."))
         return
     peaks = frame["peak_in_lesion"].astype(str).str.lower()
     mean, low, hit = st.columns(3)
-    mean.metric("Mean lesion focus", f"{defined.mean():.2f}", help="Share of the heatmap inside the lesion mask")
-    low.metric("Images with focus < 0.5", _pct(float((defined < 0.5).mean())))
-    hit.metric("Pointing game", _pct(float((peaks[~np.isnan(focus)] == "true").mean())),
-               help="Share of images whose heatmap peak lies inside the lesion")
-    st.plotly_chart(figures.focus_by_class(focus, frame["label"], frame["correct"], names), key="res_focus")
+    mean.metric(_("Mean lesion focus"), num(defined.mean(), 2), help=_("Share of the heatmap inside the lesion mask"))
+    low.metric(_("Images with focus < 0.5"), _pct(float((defined < 0.5).mean())))
+    hit.metric(_("Pointing game"), _pct(float((peaks[~np.isnan(focus)] == "true").mean())),
+               help=_("Share of images whose heatmap peak lies inside the lesion"))
+    st.plotly_chart(fig(figures.focus_by_class(focus, frame["label"], frame["correct"], names)), key="res_focus")
 
 
 def heatmap_view(run, image: np.ndarray, mask, key: str, class_names=None) -> np.ndarray | None:
     """Predictions page: a 'show heatmap' switch; the overlay (model's view, mask outline) or None."""
-    if not st.toggle("Show where the model looks (Grad-CAM)", key=key):
+    if not st.toggle(_("Show where the model looks (Grad-CAM)"), key=key):
         return None
-    with common.user_errors(), st.spinner("Computing the heatmap..."):
+    with common.user_errors(), st.spinner(_("Computing the heatmap...")):
         result = common.explainer(run.path).explain(image, mask)
-        caption = f"Grad-CAM of **{result.target_class}** on the model's view"
+        caption = _("Grad-CAM of **{name}** on the model's view", name=cls(result.target_class))
         if result.focus is not None:
-            caption += (f" · lesion focus {result.focus:.2f}, peak "
-                        f"{'inside' if result.peak_in_lesion else 'outside'} the lesion")
+            caption += (_(" · lesion focus {focus}, peak inside the lesion", focus=num(result.focus, 2))
+                        if result.peak_in_lesion else
+                        _(" · lesion focus {focus}, peak outside the lesion", focus=num(result.focus, 2)))
         st.caption(caption)
         return explain.heatmap_overlay(result.image, result.heatmap, result.mask)
     return None
@@ -182,7 +198,7 @@ def decision_line(run, probs: dict, calibrated: bool) -> None:
     rule = operating.read_threshold(run.path)
     if rule:
         outcome = operating.decision(probs, rule, calibrated, calibration.read_temperature(run.path))
-        (st.error if outcome["refer"] else st.info)(outcome["text"])
+        (st.error if outcome["refer"] else st.info)(lang.rendered(outcome["text"]))
 
 
 def calibrated_probs(run, probs: list[float], calibrated: bool) -> list[float]:
@@ -197,11 +213,11 @@ def report_download(run, split: str) -> None:
     from lesion_core.evaluation import report
 
     key = f"res_report_{run.id}_{split}"
-    if st.button("Build the HTML report", key="res_report_build",
-                 help="Data, recipe, AUCs with 95% intervals, operating points, calibration, confusion, "
-                      "lesion focus, worst errors with heatmaps, intended use and limitations"):
-        with common.user_errors(), st.spinner("Building the report..."):
+    if st.button(_("Build the HTML report"), key="res_report_build",
+                 help=_("Data, recipe, AUCs with 95% intervals, operating points, calibration, confusion, "
+                      "lesion focus, worst errors with heatmaps, intended use and limitations")):
+        with common.user_errors(), st.spinner(_("Building the report...")):
             st.session_state[key] = report.build_report(run.path, split)
     if key in st.session_state:
-        st.download_button("Download report.html", st.session_state[key], file_name=f"{run.id}-report.html",
+        st.download_button(_("Download report.html"), st.session_state[key], file_name=f"{run.id}-report.html",
                            mime="text/html", key="res_report_download", on_click="ignore")

@@ -6,9 +6,10 @@ import streamlit as st
 
 from lesion_core import data, models, plots, runs, train, transforms
 from lesion_core.errors import LesionLabError, TrainingError
-from app_pages import common, experiments
+from app_pages import common, experiments, lang
+from app_pages.lang import _, classes, fig, num
 
-st.title("Train")
+st.title(_("Train"))
 
 # Defaults small enough that Launch on the demo shows curves within a minute on a 2-core CPU:
 # EfficientNet-Lite0 (offline ImageNet weights) at 96 px trains an epoch of the demo in ~10 s.
@@ -30,51 +31,54 @@ def settings(dataset) -> dict:
     """Draw the hyperparameter widgets; return the run's config (validated by train.launch)."""
     choice = common.model_choice()
     entry = models.MODELS[choice["name"]]
-    st.markdown(f"**Data** {common.dataset_name()} ({dataset.report.n_usable} images) · "
-                f"**model** {choice['name']} ({choice['weights']} weights"
-                f"{', backbone frozen' if choice['freeze_backbone'] else ''})")
-    st.page_link("app_pages/model.py", label="Change the model", icon=":material/account_tree:")
+    st.markdown(_("**Data** {data} ({n} images) · **model** {model} ({weights} weights{frozen})",
+                  data=common.dataset_name(), n=dataset.report.n_usable, model=choice["name"],
+                  weights=choice["weights"], frozen=_(", backbone frozen") if choice["freeze_backbone"] else ""))
+    st.page_link("app_pages/model.py", label=_("Change the model"), icon=":material/account_tree:")
     data_col, optim_col, sched_col = st.columns(3)
     with data_col:
-        size = st.number_input("Image size (px)", min_value=entry.min_input_size, max_value=1024, step=16,
-                               key="keep_tr_size", help=f"{choice['name']} was designed for {entry.input_size} px")
-        batch = st.number_input("Batch size", min_value=1, max_value=512, key="keep_tr_batch")
-        epochs = st.number_input("Epochs", min_value=1, max_value=500, key="keep_tr_epochs")
-        max_size = st.number_input("Use at most N images (0 = all)", min_value=0, step=10, key="keep_tr_max_size",
-                                   help="A seeded random subset of at most this many images, then split into "
-                                        "train, val and test (the notebook's maxSize)")
-        seed = st.number_input("Seed", min_value=0, step=1, key="keep_tr_seed")
+        size = st.number_input(_("Image size (px)"), min_value=entry.min_input_size, max_value=1024, step=16,
+                               key="keep_tr_size",
+                               help=_("{model} was designed for {size} px", model=choice["name"], size=entry.input_size))
+        batch = st.number_input(_("Batch size"), min_value=1, max_value=512, key="keep_tr_batch")
+        epochs = st.number_input(_("Epochs"), min_value=1, max_value=500, key="keep_tr_epochs")
+        max_size = st.number_input(_("Use at most N images (0 = all)"), min_value=0, step=10, key="keep_tr_max_size",
+                                   help=_("A seeded random subset of at most this many images, then split into "
+                                        "train, val and test (the notebook's maxSize)"))
+        seed = st.number_input(_("Seed"), min_value=0, step=1, key="keep_tr_seed")
     with optim_col:
-        optimizer = st.selectbox("Optimiser", train.OPTIMIZERS, key="keep_tr_optimizer",
+        optimizer = st.selectbox(_("Optimiser"), train.OPTIMIZERS, key="keep_tr_optimizer",
                                  on_change=_optimizer_default_decay)
-        lr = st.number_input("Learning rate", min_value=1e-7, max_value=10.0, format="%.5f", step=1e-4,
+        lr = st.number_input(_("Learning rate"), min_value=1e-7, max_value=10.0, format="%.5f", step=1e-4,
                              key="keep_tr_lr")
-        momentum = st.number_input("Momentum (SGD)", min_value=0.0, max_value=0.999, step=0.05,
+        momentum = st.number_input(_("Momentum (SGD)"), min_value=0.0, max_value=0.999, step=0.05,
                                    key="keep_tr_momentum", disabled=optimizer != "sgd")
-        decay = st.number_input("Weight decay", min_value=0.0, max_value=1.0, step=0.01, key="keep_tr_decay")
-        device = st.selectbox("Device", train.DEVICES, key="keep_tr_device")
+        decay = st.number_input(_("Weight decay"), min_value=0.0, max_value=1.0, step=0.01, key="keep_tr_decay")
+        device = st.selectbox(_("Device"), train.DEVICES, key="keep_tr_device")
     with sched_col:
-        scheduler = st.selectbox("Scheduler", train.SCHEDULERS, key="keep_tr_scheduler")
-        step = st.number_input("Step size (epochs)", min_value=1, key="keep_tr_step",
+        scheduler = st.selectbox(_("Scheduler"), train.SCHEDULERS, format_func=lang.options(), key="keep_tr_scheduler")
+        step = st.number_input(_("Step size (epochs)"), min_value=1, key="keep_tr_step",
                                disabled=scheduler != "step")
-        gamma = st.number_input("Gamma", min_value=0.001, max_value=1.0, step=0.05, key="keep_tr_gamma",
+        gamma = st.number_input(_("Gamma"), min_value=0.001, max_value=1.0, step=0.05, key="keep_tr_gamma",
                                 disabled=scheduler != "step")
-        weights = st.selectbox("Class weights", ["auto", "none", "custom"], key="keep_tr_weights",
-                               help="auto: inverse class frequency, so rare classes count as much")
+        weights = st.selectbox(_("Class weights"), ["auto", "none", "custom"], format_func=lang.options(),
+                               key="keep_tr_weights",
+                               help=_("auto: inverse class frequency, so rare classes count as much"))
         if weights == "custom":
             common.default("keep_tr_custom_weights", ", ".join("1" for _ in dataset.class_names))
-            text = st.text_input("One weight per class, comma-separated", key="keep_tr_custom_weights",
-                                 help=", ".join(dataset.class_names))
+            text = st.text_input(_("One weight per class, comma-separated"), key="keep_tr_custom_weights",
+                                 help=", ".join(classes(dataset.class_names)))
             weights = common.parse_numbers(text)
-    augment = st.radio("Augmentation", ["page", *transforms.PRESETS], horizontal=True, key="keep_tr_aug",
-                       format_func=lambda n: "the Augmentations page's pipeline" if n == "page" else f"preset {n}")
+    augment = st.radio(_("Augmentation"), ["page", *transforms.PRESETS], horizontal=True, key="keep_tr_aug",
+                       format_func=lambda n, page=_("the Augmentations page's pipeline"), preset=_("preset {name}"):
+                       page if n == "page" else preset.format(name=n))
     spec = common.pipeline() if augment == "page" else transforms.preset(augment, int(size))
-    with st.expander("Augmentation steps"):
+    with st.expander(_("Augmentation steps")):
         st.code(", ".join(s["name"] for s in spec) or "(none)")
     with common.user_errors():  # a bad page pipeline is reported by Launch too
-        st.caption("Evaluation (validation, test, predictions) uses: "
-                   + transforms.describe_steps(transforms.image_steps(transforms.eval_spec(spec)))
-                   + ", then the model's resize and normalisation", help=transforms.EVAL_HELP)
+        st.caption(_("Evaluation (validation, test, predictions) uses: {steps}, then the model's resize and "
+                     "normalisation", steps=transforms.describe_steps(transforms.image_steps(transforms.eval_spec(spec)))),
+                   help=lang.rendered(transforms.EVAL_HELP))
     choice_root = common.dataset_choice()
     return {
         "data": {"root": "demo" if choice_root["source"] == "demo" else str(dataset.root),
@@ -99,7 +103,7 @@ def use_settings(run_id: str) -> None:
             raise TrainingError(f"run {run_id} no longer exists")
         cfg = train.validate_config({k: v for k, v in run.config.items() if k != "split"})
     except LesionLabError as exc:
-        st.session_state["tr_settings_error"] = f"The settings of run {run_id} cannot be used: {exc}"
+        st.session_state["tr_settings_error"] = _("The settings of run {run} cannot be used: {error}", run=run_id, error=exc)
         return
     optim, sched, weights = cfg["optim"], cfg["scheduler"], cfg["class_weights"]
     state = st.session_state
@@ -120,7 +124,8 @@ def use_settings(run_id: str) -> None:
     state["keep_model_freeze"] = cfg["model"]["freeze_backbone"]
     state[common.PIPELINE] = transforms.image_steps(cfg["augment"])
     common.choose_dataset("demo") if cfg["data"]["root"] == "demo" else common.choose_dataset("folder", cfg["data"]["root"])
-    state["tr_settings_note"] = f"The form now holds the settings of run {run_id}; press Launch to train with them."
+    state["tr_settings_note"] = _("The form now holds the settings of run {run}; press Launch to train with them.",
+                                  run=run_id)
 
 
 
@@ -128,7 +133,7 @@ def show_run(run_id: str) -> None:
     """A run's state, progress, curves and log; while it is active the page refreshes this part."""
     run = next((r for r in common.all_runs() if r.id == run_id), None)
     if run is None:  # its folder was deleted (while the page followed it, perhaps)
-        st.info(f"Run {run_id} no longer exists: its folder was deleted. Press **Launch** to start a new one.")
+        st.info(_("Run {run} no longer exists: its folder was deleted. Press **Launch** to start a new one.", run=run_id))
         if st.session_state.pop(WAS_ACTIVE, None) == run_id:
             st.rerun()  # stop the live refresh
         return
@@ -138,61 +143,63 @@ def show_run(run_id: str) -> None:
         # buttons (Resume) that a click would reach only in this last refresh, then lost.
         st.session_state.pop(WAS_ACTIVE)
         st.rerun()
-    st.subheader(f"Run {run.id}")
+    st.subheader(_("Run {run}", run=run.id))
     cfg = run.config
-    st.caption(f"**{run.dataset}** data · {run.model} ({cfg.get('model', {}).get('weights')} weights) at {cfg.get('image_size')} px · "
-               f"{cfg.get('epochs')} epochs of batch {cfg.get('batch_size')} · "
-               f"{cfg.get('optim', {}).get('optimizer')} lr {cfg.get('optim', {}).get('lr')} · "
-               f"{cfg.get('scheduler', {}).get('name')} schedule · seed {cfg.get('seed')}")
+    st.caption(_("**{data}** data · {model} ({weights} weights) at {size} px · {epochs} epochs of batch {batch} · "
+                 "{optimizer} lr {lr} · {scheduler} schedule · seed {seed}", data=run.dataset, model=run.model,
+                 weights=cfg.get("model", {}).get("weights"), size=cfg.get("image_size"), epochs=cfg.get("epochs"),
+                 batch=cfg.get("batch_size"), optimizer=cfg.get("optim", {}).get("optimizer"),
+                 lr=cfg.get("optim", {}).get("lr"), scheduler=cfg.get("scheduler", {}).get("name"),
+                 seed=cfg.get("seed")))
     history = runs.read_history(run.path)
     class_names = cfg.get("data", {}).get("class_names") or list(data.CLASS_NAMES)
     message = str(run.status.get("message", ""))
     if run.state == "queued":
         waited = time.time() - (run.status.get("updated") or time.time())
         message += f" ({waited:.0f} s)"
-    state_text = f"**{run.state}**: {message.removeprefix(run.state + ': ')}"
+    state_text = f"**{_(run.state)}**: {lang.rendered(message.removeprefix(run.state + ': '))}"
     if run.state == runs.DAMAGED:
-        state_text = f"**{run.state}**: {'; '.join(run.damage)}"
+        state_text = f"**{_(run.state)}**: {'; '.join(run.damage)}"
     elif run.damage:
-        st.warning(f"Damaged files in this run: {'; '.join(run.damage)}")
+        st.warning(_("Damaged files in this run: {files}", files="; ".join(run.damage)))
     {"failed": st.error, "interrupted": st.warning, "stopped": st.warning,
      runs.DAMAGED: st.error}.get(run.state, st.info)(state_text)
     tail = runs.log_tail(run.path, 15)
     if run.state == "failed":
-        st.markdown("**What to do**: fix what the message names (the data, a setting), then press "
+        st.markdown(_("**What to do**: fix what the message names (the data, a setting), then press "
                     "**Resume** to continue from the last completed epoch, or **Launch** to start anew. "
-                    "The end of the log:")
-        st.code(tail or "(the trainer wrote no log)")
+                    "The end of the log:"))
+        st.code(tail or _("(the trainer wrote no log)"))
     elif run.state == "queued" and waited > SLOW_START_S:
-        st.caption("The trainer is slow to start; what it printed so far:")
-        st.code(tail or "(nothing yet)")
+        st.caption(_("The trainer is slow to start; what it printed so far:"))
+        st.code(tail or _("(nothing yet)"))
     buttons = st.columns([1, 2, 3])
-    if run.state in RESUMABLE and buttons[0].button("Resume", key="tr_resume", icon=":material/resume:",
-                                                    help="Continue from the last completed epoch, as if never stopped"):
+    if run.state in RESUMABLE and buttons[0].button(_("Resume"), key="tr_resume", icon=":material/resume:",
+                                                    help=_("Continue from the last completed epoch, as if never stopped")):
         with common.user_errors():
             train.launch_resume(run.path)
             common.select_run_and_rerun(run.id)
-    buttons[1].button("Use this run's settings", key="tr_use_settings", icon=":material/content_copy:",
+    buttons[1].button(_("Use this run's settings"), key="tr_use_settings", icon=":material/content_copy:",
                       on_click=use_settings, args=(run.id,),
-                      help="Fill the form above (and the model, pipeline and dataset) from this run's config")
+                      help=_("Fill the form above (and the model, pipeline and dataset) from this run's config"))
     if active:
         fraction, text = runs.progress(run.status)
         st.progress(fraction, text=text)
         stop = st.empty()
-        if not runs.stop_requested(run.path) and stop.button("Stop", key="tr_stop", icon=":material/stop:"):
+        if not runs.stop_requested(run.path) and stop.button(_("Stop"), key="tr_stop", icon=":material/stop:"):
             runs.request_stop(run.path)
         if runs.stop_requested(run.path):
-            stop.caption("Stop requested: the trainer stops after the current batch and keeps its weights.")
+            stop.caption(_("Stop requested: the trainer stops after the current batch and keeps its weights."))
     if run.state == "finished":
         experiments.final_intervals(run)
     loss, auc = st.columns(2)
-    loss.plotly_chart(plots.loss_curves(history), key="tr_loss")
-    auc.plotly_chart(plots.auc_curves(history, class_names), key="tr_auc")
+    loss.plotly_chart(fig(plots.loss_curves(history)), key="tr_loss")
+    auc.plotly_chart(fig(plots.auc_curves(history, class_names)), key="tr_auc")
     speeds = [r["images_per_s"] for r in history if r.get("phase") == "train" and r.get("images_per_s")]
     if speeds:
-        st.caption(f"Training speed per epoch (images/s): {', '.join(f'{s:.1f}' for s in speeds)}")
-    with st.expander("train.log"):
-        st.code(runs.log_tail(run.path, 60) or "(no log yet)")
+        st.caption(_("Training speed per epoch (images/s): {speeds}", speeds=_(", ").join(num(s, 1) for s in speeds)))
+    with st.expander(_("train.log")):
+        st.code(runs.log_tail(run.path, 60) or _("(no log yet)"))
     if active:
         st.session_state[WAS_ACTIVE] = run.id
 
@@ -209,8 +216,8 @@ dataset = common.current_data()
 if dataset is None:
     st.stop()
 config = settings(dataset)
-if st.button("Launch", type="primary", key="tr_launch", icon=":material/play_arrow:"):
-    with common.user_errors(), st.spinner("Starting the trainer..."):
+if st.button(_("Launch"), type="primary", key="tr_launch", icon=":material/play_arrow:"):
+    with common.user_errors(), st.spinner(_("Starting the trainer...")):
         run_dir = train.launch(config, common.runs_root())
         common.select_run_and_rerun(run_dir.name)
 
@@ -224,4 +231,4 @@ else:
     if shown:
         show_run(shown.id)
     else:
-        st.info("Press **Launch** to train with these settings; curves appear here after the first epoch.")
+        st.info(_("Press **Launch** to train with these settings; curves appear here after the first epoch."))

@@ -342,8 +342,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"untrusted checkpoint {path}: it contains Python objects that could run code when "
             f"loaded, so it was refused (only tensors and plain data are accepted). Detail: {refused[:200]}"
         ) from None
-    except Exception as err:  # torch raises RuntimeError/EOFError/ValueError for damaged files
-        raise ModelError(f"cannot read checkpoint {path}: {_first_line(err)[:200]}") from None
+    except Exception as err:  # RuntimeError, EOFError, ValueError, IndexError...: whatever the bytes make of it
+        raise ModelError(f"cannot read checkpoint {path}: not a checkpoint (not a file torch.save wrote, or a "
+                         f"damaged one: {_first_line(err)[:120]}); train again or choose another file") from None
     if not isinstance(checkpoint, dict):
         raise ModelError(f"checkpoint {path} holds a {type(checkpoint).__name__}, expected a dict of tensors")
     return checkpoint

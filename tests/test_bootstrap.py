@@ -69,6 +69,10 @@ def test_fewer_images_give_wider_intervals_and_a_warning():
     warnings = bootstrap.small_class_warnings(small, "test")
     assert len(warnings) == 3 and warnings[1].startswith("melanoma: 7 test images; AUC differences below ~")
     assert bootstrap.small_class_warnings(large, "test") == []
+    # Three perfectly ranked melanomas: every resample scores 1.0, yet 3 images prove nothing.
+    perfect = {"auc": {"melanoma": {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 9, "n_class": 3}}}
+    assert bootstrap.small_class_warnings(perfect, "test") == [
+        "melanoma: 3 test images; AUC differences below ~0.60 are noise here"]
 
 
 def test_paired_differences_equal_a_plain_loop_and_a_run_against_itself_is_zero():

@@ -696,7 +696,8 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
 
 
 class LesionDataset(Dataset):
-    """Torch dataset of records: samples {"image", "mask", "label", "id"} (see CONTRACTS.md).
+    """Torch dataset of records: samples {"image", "mask", "label", "id"} (image uint8
+    (H, W, 3), mask uint8 (H, W) in {0, 1} or None, before the pipeline).
 
     With max_side, images are decoded at reduced size (longer side <= max_side, aspect kept;
     masks resized nearest) and, with cache=True, the resized uint8 arrays are kept under

@@ -11,7 +11,8 @@ tensor (non-zero = lesion; {0, 1} again on the way out); each step calls torchvi
 kernels by kind, ``*_image`` for the image and ``*_mask`` for the mask (nearest
 interpolation, so masks stay binary). Calling the kernels directly, rather than dispatching
 on ``tv_tensors`` wrappers, saves about a third of the time of a 224-px chain. Samples enter and leave as
-numpy (see CONTRACTS.md) unless the pipeline ends in ToTensor(+Normalize).
+numpy (image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1} or None) unless the pipeline
+ends in ToTensor(+Normalize).
 """
 
 from __future__ import annotations

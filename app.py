@@ -26,7 +26,10 @@ with st.sidebar:
     lang.picker()
     common.sidebar()
 
+# Written before the page runs too: what a page changes after st.stop() never reaches the
+# browser, so a page that stops (Results with no runs) would otherwise leave a bare address.
+common.save_to_url()
 try:
     page.run()
-finally:  # also after st.stop() and st.rerun(): a reload must find the latest choices
+finally:  # the choices the page itself made (a new dataset, a launched run)
     common.save_to_url()

@@ -162,10 +162,13 @@ def restore_from_url() -> None:
 
 
 def save_to_url() -> None:
-    """Write the current choices into the URL (run at the end of every script run, since a
-    page switch clears the query parameters)."""
+    """Write the current choices, the language included, into the URL (run at the end of
+    every script run, since a page switch clears the query parameters)."""
     from lesion_core import links
+    from app_pages import lang
 
+    if st.query_params.get("lang") != lang.language():
+        st.query_params["lang"] = lang.language()
     wanted = links.encode(dataset=dataset_choice(), model=st.session_state.get(MODEL),
                           pipeline=st.session_state.get(PIPELINE), run=st.session_state.get(RUN))
     for key in links.KEYS:

@@ -32,18 +32,12 @@ def language() -> str:
     return lang
 
 
-def _remember() -> None:
-    st.query_params["lang"] = st.session_state[LANG]
-
-
 def picker() -> None:
-    """The sidebar's language box; also writes ?lang= (Streamlit drops query params on page switches)."""
+    """The sidebar's language box (common.save_to_url keeps it in ?lang= with the other choices)."""
     language()
     # Both languages in the label: whoever cannot read the current one still finds the box.
     st.selectbox("Idioma / Language",  # i18n: skip
-                 list(i18n.LANGUAGES), format_func=i18n.LANGUAGES.get, key=LANG, on_change=_remember)
-    if st.query_params.get("lang") != st.session_state[LANG]:
-        _remember()
+                 list(i18n.LANGUAGES), format_func=i18n.LANGUAGES.get, key=LANG)
 
 
 def _(msgid: str, **values) -> str:

@@ -104,7 +104,7 @@ if image_file is not None:
         calibrated_col, tta_col = st.columns(2)
         with calibrated_col:
             calibrated = review_views.calibrated_toggle("keep_pred_new_calibrated")
-        tta = tta_col.toggle(_("Test-time augmentation"), key="keep_pred_tta",
+        tta = tta_col.toggle(_("Test-time augmentation"), key=f"keep_pred_tta_{run.id}", value=bool(run.config.get("tta")),
                              help=_("Average the 8 flips and 90-degree rotations of the image"))
         with st.spinner(_("Classifying with {run}...", run=run.id)):
             probs = train.predict_image(run.path, sample["image"], sample["mask"], calibrated=calibrated, tta=tta)

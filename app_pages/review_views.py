@@ -136,7 +136,7 @@ def _tta_section(run, split: str, calibrated: bool) -> None:
     key = f"res_tta_{run.id}_{split}_{calibrated}"
     if key not in st.session_state:
         with common.user_errors(), st.spinner(_("Evaluating with and without test-time augmentation...")):
-            plain = train.evaluate_run(run.path, split, calibrated=calibrated)
+            plain = train.evaluate_run(run.path, split, calibrated=calibrated, tta=False)
             tta = train.evaluate_run(run.path, split, calibrated=calibrated, tta=True)
             st.session_state[key] = {"auc": plain["auc"], "auc_tta": tta["auc"], "mean_auc": plain["mean_auc"],
                                      "mean_auc_tta": tta["mean_auc"], "class_names": plain["class_names"]}

@@ -4,21 +4,19 @@ import time
 
 import streamlit as st
 
-from lesion_core import data, models, plots, runs, train, transforms
+from lesion_core import data, models, plots, recipes, runs, train, transforms
 from lesion_core.errors import LesionLabError, TrainingError
 from app_pages import common, experiments, lang
 from app_pages.lang import _, classes, fig, num
 
 st.title(_("Train"))
 
-# Defaults small enough that Launch on the demo shows curves within a minute on a 2-core CPU:
-# EfficientNet-Lite0 (offline ImageNet weights) at 96 px trains an epoch of the demo in ~10 s.
-DEFAULTS = {"keep_tr_size": 96, "keep_tr_batch": 32, "keep_tr_epochs": 3, "keep_tr_max_size": 0,
-            "keep_tr_seed": 0, "keep_tr_optimizer": "adamw", "keep_tr_lr": 1e-3, "keep_tr_momentum": 0.9,
-            "keep_tr_decay": 0.01, "keep_tr_scheduler": "cosine", "keep_tr_step": 7, "keep_tr_gamma": 0.1,
-            "keep_tr_weights": "auto", "keep_tr_device": "auto", "keep_tr_aug": "page"}
+# The form's first values come from the recipe for the dataset (recipes.recipe_for: "quick" on
+# the demo, so that Launch shows curves within a minute on a 2-core CPU; "standard" on real data).
+DEFAULTS = {"keep_tr_max_size": 0, "keep_tr_seed": 0, "keep_tr_weights": "auto", "keep_tr_device": "auto"}
 for key, value in DEFAULTS.items():
     common.default(key, value)
+RECIPE = "keep_tr_recipe"
 WAS_ACTIVE = "tr_was_active"  # the run the live part last saw active, to notice its end
 
 
@@ -27,8 +25,40 @@ def _optimizer_default_decay() -> None:
     st.session_state["keep_tr_decay"] = train.weight_decay({"optimizer": st.session_state["keep_tr_optimizer"]})
 
 
+def fill_from_recipe() -> None:
+    """Callback (and first visit): the form takes the chosen recipe's settings."""
+    cfg = recipes.recipe_config(st.session_state[RECIPE])
+    optim, sched = cfg["optim"], cfg["scheduler"]
+    st.session_state.update({
+        "keep_tr_size": cfg["image_size"] or models.MODELS[common.model_choice()["name"]].input_size,
+        "keep_tr_batch": cfg["batch_size"], "keep_tr_epochs": cfg["epochs"],
+        "keep_tr_optimizer": optim["optimizer"], "keep_tr_lr": float(optim["lr"]),
+        "keep_tr_momentum": float(optim["momentum"]), "keep_tr_decay": train.weight_decay(optim),
+        "keep_tr_smoothing": float(optim["label_smoothing"]), "keep_tr_scheduler": sched["name"],
+        "keep_tr_step": sched["step_size"], "keep_tr_gamma": float(sched["gamma"]),
+        "keep_tr_warmup": float(sched["warmup_epochs"]), "keep_tr_tta": cfg["tta"],
+        # the quick recipe trains on the Augmentations page's pipeline, standard on its measured preset
+        "keep_tr_aug": "page" if st.session_state[RECIPE] == "quick" else cfg["augment"],
+    })
+
+
+def recipe_choice(root: str) -> str:
+    """The recipe selector (first value: the one for the dataset); returns its name."""
+    if RECIPE not in st.session_state:
+        st.session_state[RECIPE] = recipes.recipe_for(root)
+        fill_from_recipe()
+    return st.selectbox(_("Recipe"), list(recipes.RECIPES), key=RECIPE, on_change=fill_from_recipe,
+                        format_func=lang.options(),
+                        help=_("The settings to start from: quick (the demo: about a minute) or standard (the "
+                               "default for real data, measured in the README). Choosing one fills the form; "
+                               "change any setting after."))
+
+
 def settings(dataset) -> dict:
     """Draw the hyperparameter widgets; return the run's config (validated by train.launch)."""
+    choice_root = common.dataset_choice()
+    root = "demo" if choice_root["source"] == "demo" else str(dataset.root)
+    recipe = recipe_choice(root)
     choice = common.model_choice()
     entry = models.MODELS[choice["name"]]
     st.markdown(_("**Data** {data} ({n} images) · **model** {model} ({weights} weights{frozen})",
@@ -54,6 +84,9 @@ def settings(dataset) -> dict:
         momentum = st.number_input(_("Momentum (SGD)"), min_value=0.0, max_value=0.999, step=0.05,
                                    key="keep_tr_momentum", disabled=optimizer != "sgd")
         decay = st.number_input(_("Weight decay"), min_value=0.0, max_value=1.0, step=0.01, key="keep_tr_decay")
+        smoothing = st.number_input(_("Label smoothing"), min_value=0.0, max_value=0.99, step=0.05,
+                                    key="keep_tr_smoothing",
+                                    help=_("Targets of 1 - s for the true class and s spread over the others"))
         device = st.selectbox(_("Device"), train.DEVICES, key="keep_tr_device")
     with sched_col:
         scheduler = st.selectbox(_("Scheduler"), train.SCHEDULERS, format_func=lang.options(), key="keep_tr_scheduler")
@@ -61,6 +94,8 @@ def settings(dataset) -> dict:
                                disabled=scheduler != "step")
         gamma = st.number_input(_("Gamma"), min_value=0.001, max_value=1.0, step=0.05, key="keep_tr_gamma",
                                 disabled=scheduler != "step")
+        warmup = st.number_input(_("Warm-up (epochs)"), min_value=0.0, max_value=50.0, step=0.5, key="keep_tr_warmup",
+                                 help=_("The learning rate rises linearly from almost 0 over these first epochs"))
         weights = st.selectbox(_("Class weights"), ["auto", "none", "custom"], format_func=lang.options(),
                                key="keep_tr_weights",
                                help=_("auto: inverse class frequency, so rare classes count as much"))
@@ -69,6 +104,9 @@ def settings(dataset) -> dict:
             text = st.text_input(_("One weight per class, comma-separated"), key="keep_tr_custom_weights",
                                  help=", ".join(classes(dataset.class_names)))
             weights = common.parse_numbers(text)
+    tta = st.toggle(_("Test-time augmentation"), key="keep_tr_tta",
+                    help=_("Score the validation and test images averaged over their 8 flips and 90-degree "
+                           "rotations (8x the time of that final scoring)"))
     augment = st.radio(_("Augmentation"), ["page", *transforms.PRESETS], horizontal=True, key="keep_tr_aug",
                        format_func=lambda n, page=_("the Augmentations page's pipeline"), preset=_("preset {name}"):
                        page if n == "page" else preset.format(name=n))
@@ -79,16 +117,32 @@ def settings(dataset) -> dict:
         st.caption(_("Evaluation (validation, test, predictions) uses: {steps}, then the model's resize and "
                      "normalisation", steps=transforms.describe_steps(transforms.image_steps(transforms.eval_spec(spec)))),
                    help=lang.rendered(transforms.EVAL_HELP))
-    choice_root = common.dataset_choice()
     return {
-        "data": {"root": "demo" if choice_root["source"] == "demo" else str(dataset.root),
-                 "max_size": int(max_size), "class_names": list(dataset.class_names)},
+        "data": {"root": root, "max_size": int(max_size), "class_names": list(dataset.class_names)},
         "model": dict(choice),
-        "optim": {"optimizer": optimizer, "lr": float(lr), "momentum": float(momentum), "weight_decay": float(decay)},
-        "scheduler": {"name": scheduler, "step_size": int(step), "gamma": float(gamma)},
+        "optim": {"optimizer": optimizer, "lr": float(lr), "momentum": float(momentum), "weight_decay": float(decay),
+                  "label_smoothing": float(smoothing)},
+        "scheduler": {"name": scheduler, "step_size": int(step), "gamma": float(gamma), "warmup_epochs": float(warmup)},
         "epochs": int(epochs), "batch_size": int(batch), "image_size": int(size), "seed": int(seed),
-        "class_weights": weights, "augment": spec, "device": device,
+        "class_weights": weights, "augment": spec, "device": device, "tta": bool(tta), "recipe": recipe,
     }
+
+
+def time_estimate(config: dict, dataset) -> None:
+    """How long Launch will take, roughly, and on what the guess rests."""
+    try:
+        guess = recipes.estimate(train.validate_config(config), dataset.report.n_usable, common.all_runs())
+    except LesionLabError:  # Launch names what is wrong with the settings
+        return
+    minutes = guess["seconds"] / 60
+    when = (_("about {n} minutes", n=num(minutes, 0)) if minutes >= 2
+            else _("about {n} seconds", n=num(guess["seconds"], 0)))
+    basis = (_("at the speed run {run} measured on this machine", run=guess["run"]) if guess["basis"] == "run"
+             else _("at the reference speed of this kind of device (a 2-core CPU, or a lab GPU), scaled to the "
+                    "image size; a finished run here makes the next guess exact"))
+    st.caption(_("Recipe **{recipe}**, {epochs} epochs on {n} images: {when}, {basis}.",
+                 recipe=lang.options()(config["recipe"]), epochs=config["epochs"], n=dataset.report.n_usable,
+                 when=when, basis=basis))
 
 
 RESUMABLE = ("stopped", "failed", "interrupted")
@@ -114,9 +168,12 @@ def use_settings(run_id: str) -> None:
         "keep_tr_momentum": float(optim["momentum"]),
         "keep_tr_decay": train.weight_decay(optim),
         "keep_tr_scheduler": sched["name"], "keep_tr_step": sched["step_size"], "keep_tr_gamma": float(sched["gamma"]),
-        "keep_tr_device": cfg["device"], "keep_tr_aug": "page",
+        "keep_tr_smoothing": float(optim["label_smoothing"]), "keep_tr_warmup": float(sched["warmup_epochs"]),
+        "keep_tr_tta": cfg["tta"], "keep_tr_device": cfg["device"], "keep_tr_aug": "page",
         "keep_tr_weights": weights if weights in ("auto", "none") else "custom",
     })
+    if cfg["recipe"]:
+        state[RECIPE] = cfg["recipe"]
     if isinstance(weights, list):
         state["keep_tr_custom_weights"] = ", ".join(f"{w:g}" for w in weights)
     state[common.MODEL] = dict(cfg["model"])
@@ -216,6 +273,7 @@ dataset = common.current_data()
 if dataset is None:
     st.stop()
 config = settings(dataset)
+time_estimate(config, dataset)
 if st.button(_("Launch"), type="primary", key="tr_launch", icon=":material/play_arrow:"):
     with common.user_errors(), st.spinner(_("Starting the trainer...")):
         run_dir = train.launch(config, common.runs_root())

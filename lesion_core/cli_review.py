@@ -94,7 +94,8 @@ def evaluate_extras(args, result: dict) -> None:
 
     print_review(result, args.run)
     if args.tta:
-        plain = train.evaluate_run(args.run, split=args.split, data_root=args.moved_data, calibrated=not args.uncalibrated)
+        plain = train.evaluate_run(args.run, split=args.split, data_root=args.moved_data, calibrated=not args.uncalibrated,
+                                   tta=False)
         tta = {"auc": plain["auc"], "mean_auc": plain["mean_auc"], "auc_tta": result["auc"],
                "mean_auc_tta": result["mean_auc"]}
         review.update_metrics(args.run, args.split, {"tta": tta})

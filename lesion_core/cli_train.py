@@ -16,10 +16,14 @@ from lesion_core.paths import absolute
 def register(subparsers) -> None:
     """Add the train, evaluate, predict and models sub-commands."""
     p = subparsers.add_parser("train", help="train a model; progress and results go to a run folder",
-                              description="Train a model. Without options beyond --data and --out: the default "
-                                          "recipe (EfficientNet-Lite0 from offline ImageNet weights, AdamW, cosine, "
-                                          "class weighting, default_train augmentation, 224 px, 4 epochs).")
+                              description="Train a model. Without options beyond --data and --out: the recipe for "
+                                          "the data (--recipe): 'quick' on the demo, 'standard' on a dataset folder "
+                                          "(EfficientNet-Lite0 from offline ImageNet weights, AdamW with warm-up and "
+                                          "cosine, label smoothing, class weighting, default_train augmentation, "
+                                          "224 px, test-time augmentation; see the README for its measured quality).")
     p.add_argument("--data", help="dataset folder, or 'demo' for the built-in demo data")
+    p.add_argument("--recipe", help="the settings to start from: quick or standard (default: quick for the demo, "
+                                    "standard for a dataset folder); the other options override them")
     p.add_argument("--model", help="model name (see `models`)")
     p.add_argument("--pretrained", metavar="random|offline|torchvision|FILE", help="initial weights")
     p.add_argument("--epochs", type=int)
@@ -31,6 +35,10 @@ def register(subparsers) -> None:
     p.add_argument("--scheduler", help="step, cosine or none")
     p.add_argument("--step-size", type=int, help="StepLR period in epochs")
     p.add_argument("--gamma", type=float, help="StepLR factor")
+    p.add_argument("--warmup-epochs", type=float, help="linear learning-rate warm-up over this many epochs")
+    p.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing, in [0, 1)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction,
+                   help="score the run's val/test images averaged over 8 flips/rotations (--no-tta: plain)")
     p.add_argument("--augment", metavar="PIPELINE.json|PRESET",
                    help="training augmentation: a pipeline file, or a preset name (notebook_train, default_train, eval)")
     p.add_argument("--seed", type=int)
@@ -87,8 +95,8 @@ def _workers(value: str):
 
 
 def config_from_args(args) -> dict:
-    """A config override dict from --config FILE and the flags given (flags win)."""
-    from lesion_core import transforms
+    """The run's config: the recipe's, then --config FILE's settings, then the flags given (flags win)."""
+    from lesion_core import recipes, train, transforms
 
     config = {}
     if args.config:
@@ -113,18 +121,21 @@ def config_from_args(args) -> dict:
         else:
             put("model", "weights", "file")
             put("model", "weights_path", args.pretrained)
-    for key in ("optimizer", "lr", "momentum", "weight_decay"):
+    for key in ("optimizer", "lr", "momentum", "weight_decay", "label_smoothing"):
         put("optim", key, getattr(args, key))
+    put("scheduler", "warmup_epochs", args.warmup_epochs)
     put("scheduler", "name", args.scheduler)
     put("scheduler", "step_size", args.step_size)
     put("scheduler", "gamma", args.gamma)
-    for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device", "headline_metric"):
+    for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device", "headline_metric", "tta"):
         put(None, key, getattr(args, key))
     if args.augment in transforms.PRESETS:
         put(None, "augment", args.augment)  # sized to the run's image size by validate_config
     elif args.augment:
         put(None, "augment", transforms.load_spec(args.augment))
-    return config  # train.validate_config makes its paths absolute
+    # The recipe under it all: --recipe, else the file's, else the one for the data.
+    name = args.recipe or config.get("recipe") or recipes.recipe_for((config.get("data") or {}).get("root"))
+    return train.merge_config(recipes.recipe_config(name), config)  # validate_config makes paths absolute
 
 
 class _Bars:
@@ -226,7 +237,8 @@ def cmd_evaluate(args) -> int:
         scope = f"external {result['name']} ({args.data})"
     else:
         result = train.evaluate_run(args.run, split=args.split, data_root=args.moved_data, wrap=bar,
-                                    allow_missing=args.allow_missing, calibrated=not args.uncalibrated, tta=args.tta)
+                                    allow_missing=args.allow_missing, calibrated=not args.uncalibrated,
+                                    tta=args.tta or None)  # None: as the run was scored
         scope = args.split
     names = result["class_names"]
     fmt = lambda v: "n/a" if v != v else f"{v:.4f}"  # NaN != NaN
@@ -278,7 +290,7 @@ def cmd_predict(args) -> int:
         image = data.read_image(images[0])
         mask_path = args.mask or external.find_mask(images[0], args.masks)
         mask = data.read_mask(mask_path, image.shape[:2]) if mask_path else None
-        probs = train.predict_image(args.run, image, mask, calibrated=not args.uncalibrated, tta=args.tta)
+        probs = train.predict_image(args.run, image, mask, calibrated=not args.uncalibrated, tta=args.tta or None)
         print(json.dumps(probs, indent=2))
         rule = operating.read_threshold(args.run)
         if rule is not None:  # on stderr: stdout stays the probabilities' JSON for scripts

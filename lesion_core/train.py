@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import lesion_core
-from lesion_core import data, distributed, loading, metrics, models, runs, transforms
+from lesion_core import data, distributed, loading, metrics, models, recipes, runs, transforms
 from lesion_core.errors import LesionLabError, TrainingError, TransformError, describe_os_error
 from lesion_core.paths import absolute
 from lesion_core.evaluation import calibration
@@ -70,8 +70,10 @@ def default_config() -> dict:
         "model": {"name": models.DEFAULT_MODEL, "weights": "default", "weights_path": None,
                   "freeze_backbone": False},
         # weight_decay None: the optimiser's own default (AdamW 0.01; SGD and Adam 0, as the notebook)
-        "optim": {"optimizer": "adamw", "lr": 1e-3, "momentum": 0.9, "weight_decay": None},
-        "scheduler": {"name": "cosine", "step_size": 7, "gamma": 0.1},
+        # label_smoothing: the cross-entropy's target smoothing (0 = one-hot targets)
+        "optim": {"optimizer": "adamw", "lr": 1e-3, "momentum": 0.9, "weight_decay": None, "label_smoothing": 0.0},
+        # warmup_epochs: a linear warm-up of the learning rate over the first epochs (lr_factor)
+        "scheduler": {"name": "cosine", "step_size": 7, "gamma": 0.1, "warmup_epochs": 0},
         "epochs": 4,
         "batch_size": 32,
         "image_size": None,  # None: the model entry's input_size
@@ -98,6 +100,10 @@ def default_config() -> dict:
         # AUC for the 2017 classes, macro AUC otherwise. The trainer writes the one it used.
         "headline_metric": None,
         "sweep": None,  # {"id", "index", "point", "repeat"} for a run of a sweep (lesion_core.sweep); a tag only
+        # The run's own predictions (val, test; evaluate and predict unless told otherwise) average
+        # the 8 flips/90-degree rotations of each image (evaluation.tta): 8x the inference time.
+        "tta": False,
+        "recipe": None,  # the recipes.RECIPES entry the settings started from; a tag only
     }
 
 
@@ -156,7 +162,10 @@ def _validate_config(config: dict) -> dict:
         _require(_is_int(config[key]) and config[key] >= low, f"{key} must be an integer >= {low}, got {config[key]!r}")
     _require(config["num_workers"] == "auto" or (_is_int(config["num_workers"]) and config["num_workers"] >= 0),
              f'num_workers must be "auto" or an integer >= 0, got {config["num_workers"]!r}')
-    _require(isinstance(config["compile"], bool), f"compile must be true or false, got {config['compile']!r}")
+    for key in ("compile", "tta"):
+        _require(isinstance(config[key], bool), f"{key} must be true or false, got {config[key]!r}")
+    _require(config["recipe"] is None or config["recipe"] in recipes.RECIPES,
+             f"unknown recipe {config['recipe']!r}; use one of: {', '.join(recipes.RECIPES)}")
     _require(_is_int(config["seed"]) and 0 <= config["seed"] < 2**63,  # torch seeds are 64-bit
              f"seed must be an integer from 0 to 2**63 - 1, got {config['seed']!r}")
     entry = models.MODELS[config["model"]["name"]]
@@ -215,6 +224,10 @@ def _check_optim(optim: dict, scheduler: dict) -> None:
              f"step_size must be an integer >= 1, got {scheduler['step_size']!r}")
     _require(_is_number(scheduler["gamma"]) and scheduler["gamma"] > 0,
              f"gamma must be > 0, got {scheduler['gamma']!r}")
+    warmup = scheduler["warmup_epochs"]
+    _require(_is_number(warmup) and warmup >= 0, f"warmup_epochs must be a number >= 0, got {warmup!r}")
+    smoothing = optim["label_smoothing"]
+    _require(_is_number(smoothing) and 0 <= smoothing < 1, f"label_smoothing must be in [0, 1), got {smoothing!r}")
 
 
 def _check_data(cfg: dict) -> None:
@@ -400,14 +413,42 @@ def make_optimizer(config: dict, params) -> torch.optim.Optimizer:
     return cls(params, lr=cfg["lr"], **decay)
 
 
-def make_scheduler(config: dict, optimizer):
-    """Per-epoch LR schedule: StepLR, cosine annealing over all epochs, or None."""
+def lr_factor(config: dict, step: int, steps_per_epoch: int) -> float:
+    """The learning rate's multiplier for optimiser step `step` (0-based) of the run.
+
+    A linear warm-up over scheduler.warmup_epochs (from 1/steps of the rate up to all of it),
+    then the named schedule: "cosine" anneals to 0 over the remaining epochs step by step,
+    "step" multiplies by gamma every step_size epochs, "none" keeps the rate.
+    """
     cfg = config["scheduler"]
+    warm_steps = cfg["warmup_epochs"] * steps_per_epoch
+    factor = min(1.0, (step + 1) / warm_steps) if warm_steps else 1.0
+    epochs_done = step / steps_per_epoch
     if cfg["name"] == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg["step_size"], gamma=cfg["gamma"])
+        return factor * cfg["gamma"] ** (int(epochs_done) // cfg["step_size"])
     if cfg["name"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
-    return None
+        span = max(config["epochs"] - cfg["warmup_epochs"], 1e-9)
+        t = min(max(epochs_done - cfg["warmup_epochs"], 0.0) / span, 1.0)
+        return factor * 0.5 * (1.0 + math.cos(math.pi * t))
+    return factor
+
+
+def make_scheduler(config: dict, optimizer, steps_per_epoch: int):
+    """The per-step schedule of lr_factor (stepped after every optimiser step)."""
+    steps = max(int(steps_per_epoch), 1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(config, step, steps))
+
+
+def resume_schedule(scheduler, optimizer, steps_done: int) -> None:
+    """Put the schedule (and the optimiser's rates) where it is after steps_done steps.
+
+    The schedule is a function of the step alone, so it is recomputed rather than loaded:
+    checkpoints written before it was stepped per batch (per-epoch StepLR/cosine states)
+    resume just as well."""
+    scheduler.last_epoch = steps_done
+    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(steps_done)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
 # ---------------------------------------------------------------------------- files
@@ -637,9 +678,10 @@ class Trainer:
         # and checkpoints use self.model itself, so state_dict keys never change.
         self.train_model = torch.compile(self.model) if cfg["compile"] else self.model
         weights = class_weights(cfg, [r.label for r in self.data.split("train")], len(self.class_names))
-        self.criterion = nn.CrossEntropyLoss(weight=weights.to(self.device) if weights is not None else None)
+        self.criterion = nn.CrossEntropyLoss(weight=weights.to(self.device) if weights is not None else None,
+                                             label_smoothing=float(cfg["optim"]["label_smoothing"]))
         self.optimizer = make_optimizer(cfg, self.model.parameters())
-        self.scheduler = make_scheduler(cfg, self.optimizer)
+        self.scheduler = make_scheduler(cfg, self.optimizer, len(self.loaders["train"]))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         return getattr(self.model, "weights_info", None)
 
@@ -659,8 +701,7 @@ class Trainer:
                  "optimizer and epoch); delete it to restart the run from epoch 1")
         models.load_weights(self.model, ckpt["model"], path)
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.scheduler is not None and ckpt.get("scheduler"):
-            self.scheduler.load_state_dict(ckpt["scheduler"])
+        resume_schedule(self.scheduler, self.optimizer, int(ckpt["epoch"]) * len(self.loaders["train"]))
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.best = ckpt.get("best")
@@ -696,12 +737,10 @@ class Trainer:
             recalibrate_batchnorm(self.model, self.loaders["calibration"], self.device, self.amp_dtype, self.channels_last)
             self.calibration_s = time.perf_counter() - started
         val = self._phase("val", epoch, lr)
-        if self.scheduler is not None:
-            self.scheduler.step()
         improved = self._update_best(epoch, val)
         _save_torch(self.run_dir / "last.pt", {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "epoch": epoch, "best": self.best, "seed": self.config["seed"]})
         self.completed = epoch
@@ -777,6 +816,7 @@ class Trainer:
         loss = self.criterion(logits, targets.to(self.device, non_blocking=True))
         if training:
             backward_step(self.optimizer, self.scaler, loss)
+            self.scheduler.step()
         return loss, torch.softmax(logits.detach(), dim=1)
 
     def _phase_summary(self, phase, epoch, lr, loss_total, labels, probs, seconds, data_time, n_iters) -> dict:
@@ -830,7 +870,8 @@ class Trainer:
                 continue
             loader = self.loaders["val"] if split == "val" else make_loader(records, self.config["eval_augment"], self.config, False)
             ids, labels, probs = self._merge_predictions(
-                records, *predict_loader(self.model, loader, self.device, self.amp_dtype, self.channels_last))
+                records, *predict_loader(self.model, loader, self.device, self.amp_dtype, self.channels_last,
+                                         tta=self.config["tta"]))
             meta = {r.id: r.meta | ({"group": r.group} if r.group else {}) for r in records}
             write_predictions(self.run_dir / f"predictions_{split}.csv", ids, labels, probs, self.class_names, meta)
             result = metrics.compute_metrics(labels, probs, self.class_names, self.config["headline_metric"])
@@ -1112,10 +1153,10 @@ _MODEL_CACHE: dict = {}  # (run folder, best.pt mtime) -> (model, pipeline, clas
 
 
 def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, calibrated: bool = True,
-                  tta: bool = False) -> dict:
+                  tta: bool | None = None) -> dict:
     """{class name: probability} for one uint8 (H, W, 3) image with the run's best model;
     scaled by the run's calibration.json unless calibrated is False, averaged over 8
-    flips/rotations when tta."""
+    flips/rotations when tta (None: as the run's config says)."""
     run_dir = Path(run_dir).resolve()
     key = (str(run_dir), (run_dir / "best.pt").stat().st_mtime_ns if (run_dir / "best.pt").exists() else None)
     if key not in _MODEL_CACHE:
@@ -1125,8 +1166,9 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, ca
         if len(_MODEL_CACHE) >= 4:
             _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
         _MODEL_CACHE[key] = (model, transforms.build_pipeline(spec), config["data"]["class_names"],
-                             _inference_settings(config))
-    model, pipeline, class_names, settings = _MODEL_CACHE[key]
+                             _inference_settings(config), config["tta"])
+    model, pipeline, class_names, settings, run_tta = _MODEL_CACHE[key]
+    tta = run_tta if tta is None else tta
     if mask is None and transforms.needs_mask(pipeline.spec):
         raise TransformError(f"run {run_dir.name} was trained on lesion crops, so it classifies an image cropped "
                              "to its lesion: give the lesion mask too (predict --mask MASK, or the mask upload)")
@@ -1139,7 +1181,7 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, ca
 
 
 def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | None = None,
-                 allow_missing: bool = False, calibrated: bool = True, tta: bool = False) -> dict:
+                 allow_missing: bool = False, calibrated: bool = True, tta: bool | None = None) -> dict:
     """compute_metrics() of the run's best model on one split of its recorded data split
     (plus "ids", "labels", "raw_probs", the "temperature" applied unless calibrated is False,
     and "missing": recorded ids that are missing or unreadable now); wrap and tta as in
@@ -1163,6 +1205,7 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
             f"is now), or pass --allow-missing to score the other {len(records)}")
     _require(bool(records), f"the {split} split of this run is empty")
     loader = make_loader(records, config["eval_augment"], config, False)
+    tta = config["tta"] if tta is None else tta
     ids, labels, probs = predict_loader(model, loader, *_inference_settings(config), wrap=wrap, tta=tta)
     temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
     result = metrics.compute_metrics(labels, calibration.apply_temperature(probs, temperature), lesion.class_names)

@@ -44,8 +44,11 @@ def test_train_flags_land_in_the_run_config(demo_root, tmp_path, pipeline_file, 
     assert f"run folder: {run_dir}" in out
     assert "epoch 1/1" in out
     config = runs.read_config(run_dir)
-    assert config["optim"] == {"optimizer": "sgd", "lr": 0.02, "momentum": 0.8, "weight_decay": None}
-    assert config["scheduler"] == {"name": "step", "step_size": 3, "gamma": 0.5}
+    # on top of the standard recipe, which a dataset folder starts from
+    assert config["optim"] == {"optimizer": "sgd", "lr": 0.02, "momentum": 0.8, "weight_decay": None,
+                               "label_smoothing": 0.1}
+    assert config["scheduler"] == {"name": "step", "step_size": 3, "gamma": 0.5, "warmup_epochs": 1}
+    assert config["recipe"] == "standard"
     assert (config["seed"], config["epochs"], config["batch_size"], config["image_size"]) == (7, 1, 8, 32)
     assert config["augment"][1]["name"] == "RandomVerticalFlip"
     assert sum(len(ids) for ids in config["data"]["split"]["splits"].values()) == 45

@@ -651,3 +651,27 @@ def test_every_run_names_its_dataset(app, demo_root):
     assert f"on **{demo_root.name}** data" in texts(app)
     goto(app, "train")
     assert f"**{demo_root.name}** data" in texts(app)
+
+
+def test_train_page_starts_real_data_from_the_standard_recipe_and_says_how_long(app, demo_root):
+    from lesion_core import recipes, train
+
+    app.session_state["dataset"] = {"source": "folder", "root": str(demo_root)}
+    goto(app, "train")
+    standard = recipes.recipe_config("standard")
+    assert app.selectbox(key="keep_tr_recipe").value == "standard"
+    assert app.number_input(key="keep_tr_epochs").value == standard["epochs"]
+    assert app.number_input(key="keep_tr_warmup").value == standard["scheduler"]["warmup_epochs"]
+    assert app.toggle(key="keep_tr_tta").value is True
+    assert f"Recipe **standard**, {standard['epochs']} epochs on 60 images" in texts(app) and "reference speed" in texts(app)
+    app.selectbox(key="keep_tr_recipe").set_value("quick").run()
+    assert (app.number_input(key="keep_tr_size").value, app.number_input(key="keep_tr_epochs").value) == (96, 3)
+    assert app.toggle(key="keep_tr_tta").value is False and app.radio(key="keep_tr_aug").value == "page"
+    assert "Recipe **quick**, 3 epochs" in texts(app)
+    # a finished run of the same model, size and device: the guess uses its measured speed
+    app.session_state["model"] = LENET
+    app.number_input(key="keep_tr_size").set_value(32).run()
+    run_dir = train.run_training({"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32,
+                                  "epochs": 2, "augment": [], "eval_augment": []}, paths.runs_dir())
+    app.run()
+    assert f"at the speed run {run_dir.name} measured on this machine" in texts(app)

@@ -37,7 +37,8 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
         raise DataError(f"no image of {data_dir} can be scored: this run crops to the lesion and "
                         f"none of its {len(no_mask)} images has a mask")
     loader = train.make_loader(records, config["eval_augment"], config, False)
-    ids, labels, probs = train.predict_loader(model, loader, *train._inference_settings(config), wrap=wrap)
+    ids, labels, probs = train.predict_loader(model, loader, *train._inference_settings(config), wrap=wrap,
+                                              tta=config["tta"])  # scored as the run scores its own images
     result = metrics.compute_metrics(labels, probs, class_names)
     name = name or external_name(data_dir)
     predictions = run_dir / f"predictions_external_{name}.csv"

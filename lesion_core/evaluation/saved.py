@@ -30,7 +30,7 @@ def evaluate_best(run_dir) -> dict:
         if not records:
             continue
         loader = train.make_loader(records, config["eval_augment"], config, False)
-        ids, labels, probs = train.predict_loader(model, loader, *settings)
+        ids, labels, probs = train.predict_loader(model, loader, *settings, tta=config["tta"])
         train.write_predictions(run_dir / f"predictions_{split}.csv", ids, labels, probs, lesion.class_names)
         result = metrics.compute_metrics(labels, probs, lesion.class_names)
         runs.atomic_write_json(run_dir / f"metrics_{split}.json", train._metrics_summary(result, ids))

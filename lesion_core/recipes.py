@@ -1,0 +1,109 @@
+"""Recipes: named starting points for a run's settings, and how long a run will take.
+
+A recipe is a set of overrides of train.default_config(). The command line (`train` without
+--recipe) and the Train page start from the one recipe_for() picks for the data, and the
+user's own settings go on top; config.json records the recipe's name as a tag.
+
+  quick     the demo and the app's first Launch: EfficientNet-Lite0 at 96 px, 3 epochs; under
+            a minute for the 300 demo images on a 2-core CPU.
+  standard  the default for real data, measured by 5-fold cross-validation on the 2,000 ISIC
+            2017 training images (bench/quality.py; figures and the levers tried in the
+            README): the best recipe found that trains 2,000 images at 256 px within 30
+            minutes on a 2-core CPU with bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+RECIPES: dict[str, dict] = {
+    "quick": {"image_size": 96, "epochs": 3},
+    "standard": {
+        "epochs": 8,
+        "scheduler": {"name": "cosine", "warmup_epochs": 1},
+        "optim": {"label_smoothing": 0.1},
+        "tta": True,
+    },
+}
+
+# Training and inference images/s of EfficientNet-Lite0 at 224 px with the trainer's own
+# settings (bf16 autocast + channels_last on a CPU with bf16; 2 threads), measured on the
+# project's 2-core machine (bench/quality.py runs, 2026-11-28); other sizes scale with the
+# pixel count. The estimate prefers what a finished run on this machine measured.
+REFERENCE_SIZE = 224
+REFERENCE_IMAGES_PER_S = {"cpu": (21.0, 70.0), "cuda": (250.0, 900.0), "mps": (40.0, 150.0)}
+TTA_VIEWS = 8
+
+
+def recipe_for(root) -> str:
+    """The recipe a run on this data starts from: quick for the built-in demo, else standard."""
+    return "quick" if root in (None, "demo") else "standard"
+
+
+def recipe_config(name: str) -> dict:
+    """default_config() with the recipe's settings, tagged with its name."""
+    from lesion_core import train
+
+    if name not in RECIPES:
+        from lesion_core.errors import TrainingError
+
+        raise TrainingError(f"unknown recipe {name!r}; use one of: {', '.join(RECIPES)}")
+    return train.merge_config(train.default_config(), RECIPES[name] | {"recipe": name})
+
+
+def _measured_speed(config: dict, listed_runs) -> tuple[float, float, str] | None:
+    """(train, eval images/s, run id) of the newest finished run (runs.RunInfo) with the same
+    model, image size and device kind, from its history (epochs after the first, which also
+    decodes every image)."""
+    from lesion_core import runs, train
+
+    model, size, kind = config["model"]["name"], train.image_size(config), _device_kind(config)
+    for run in sorted(listed_runs, key=lambda r: r.id, reverse=True):
+        resolved = run.config.get("resolved") or {}
+        if (run.state != "finished" or run.model != model or resolved.get("image_size") != size
+                or str(resolved.get("device", "")).split(":")[0] != kind):
+            continue
+        history = runs.read_history(run.path)
+        rates = {phase: [row["images_per_s"] for row in history
+                         if row.get("phase") == phase and row.get("epoch", 0) > 1 and row.get("images_per_s")]
+                 for phase in ("train", "val")}
+        if rates["train"] and rates["val"]:
+            return statistics.median(rates["train"]), statistics.median(rates["val"]), run.id
+    return None
+
+
+def _device_kind(config: dict) -> str:
+    from lesion_core import train
+
+    try:
+        return train.resolve_device(config["device"]).type
+    except Exception:  # an unavailable device is reported by Launch, not here
+        return "cpu"
+
+
+def estimate(config: dict, n_images: int, listed_runs=()) -> dict:
+    """Roughly how long a run of config on n_images usable images takes here.
+
+    {"seconds", "basis": "run" (a finished run's measured speed; "run" names it) or
+    "reference" (the project's reference speed for this device kind, scaled by pixels)}.
+    Counts every epoch's training and validation pass, the BatchNorm recalibration and the
+    final scoring of val and test (8 views each with test-time augmentation)."""
+    from lesion_core import train
+
+    data = config["data"]
+    n = min(n_images, data["max_size"]) if data.get("max_size") else n_images
+    n_val, n_test = round(n * data["val_fraction"]), round(n * data["test_fraction"])
+    n_train = max(n - n_val - n_test, 0)
+    measured = _measured_speed(config, listed_runs)
+    if measured:
+        train_rate, eval_rate, run_id = measured
+        basis = {"basis": "run", "run": run_id}
+    else:
+        train_rate, eval_rate = REFERENCE_IMAGES_PER_S.get(_device_kind(config), REFERENCE_IMAGES_PER_S["cpu"])
+        scale = (REFERENCE_SIZE / train.image_size(config)) ** 2
+        train_rate, eval_rate = train_rate * scale, eval_rate * scale
+        basis = {"basis": "reference"}
+    calibration = min(config["bn_recalibration_images"], n_train)
+    per_epoch = n_train / train_rate + (n_val + calibration) / eval_rate
+    final = (n_val + n_test) * (TTA_VIEWS if config.get("tta") else 1) / eval_rate
+    return {"seconds": config["epochs"] * per_epoch + final} | basis

@@ -350,7 +350,7 @@ def select_run_and_rerun(run_id: str) -> None:
 def run_label(run: runs.RunInfo) -> str:
     """The picker's text for a run: id, dataset, state and best validation score."""
     if run.damage:
-        return _("{run} · {data} (damaged: {damage})", run=run.id, data=run.dataset, damage=run.damage[0])
+        return _("{run} · {data} (damaged: {damage})", run=run.id, data=run.dataset, damage=rendered(run.damage[0]))
     best = run.best or {}
     if isinstance(best.get("value"), (int, float)):
         return _("{run} · {data} ({state}, best {score})", run=run.id, data=run.dataset, state=_(run.state),

@@ -7,7 +7,7 @@ import streamlit as st
 
 from lesion_core import transforms
 from app_pages import common, lang
-from app_pages.lang import _, cls, num
+from app_pages.lang import _, cls, num, rendered
 
 st.title(_("Augmentations"))
 st.caption(_("Every step draws its random parameters once and applies them to the image and its "
@@ -44,7 +44,7 @@ def add_step() -> None:
 
 def param_widget(param, value, key: str):
     """A widget for one ParamInfo, returning the value the user set (JSON types)."""
-    label, helptext = _(param.name.replace("_", " ")), param.help or None
+    label, helptext = _(param.name.replace("_", " ")), rendered(param.help) or None
     if param.choices:
         return st.selectbox(label, param.choices, index=list(param.choices).index(value), key=key, help=helptext)
     if param.type == "bool":
@@ -74,7 +74,7 @@ def edit_steps() -> list:
         with st.container(border=True):
             title, up, down, drop = st.columns([6, 1, 1, 1])
             title.markdown(f"**{index + 1}. {step['name']}**" + (_(" (needs a mask)") if info.needs_mask else ""),
-                           help=info.help)
+                           help=rendered(info.help))
             up.button("↑", key=f"aug_up_{version}_{index}", on_click=move, args=(index, -1), disabled=index == 0)
             down.button("↓", key=f"aug_down_{version}_{index}", on_click=move, args=(index, 1),
                         disabled=index == len(spec) - 1)
@@ -128,7 +128,7 @@ load_col.button(_("Load preset"), key="aug_load_preset", on_click=load_preset)
 edited = edit_steps()
 add_col, add_button, _spare = st.columns([2, 1, 3], vertical_alignment="bottom")
 add_col.selectbox(_("Step to add"), STEP_NAMES, key="aug_add_name",
-                  help="\n".join(f"- **{n}**: {transforms.REGISTRY[n].help}" for n in STEP_NAMES))
+                  help="\n".join(f"- **{n}**: {rendered(transforms.REGISTRY[n].help)}" for n in STEP_NAMES))
 add_button.button(_("Add step"), key="aug_add", on_click=add_step)
 
 spec = None

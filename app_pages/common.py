@@ -23,7 +23,7 @@ import torch
 
 from lesion_core import access, data, demo, paths, runs
 from lesion_core.errors import LesionLabError, describe_os_error
-from app_pages.lang import _, classes, cls, num
+from app_pages.lang import _, classes, cls, num, rendered
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
 PIPELINE = "pipeline"  # augmentation spec (list of steps) built on the Augmentations page
@@ -96,9 +96,9 @@ def user_errors():
     try:
         yield
     except LesionLabError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(rendered(str(exc)), icon=":material/error:")
     except OSError as exc:
-        st.error(describe_os_error(exc), icon=":material/error:")
+        st.error(rendered(describe_os_error(exc)), icon=":material/error:")
 
 
 # ---------------------------------------------------------------- small widget helpers
@@ -350,7 +350,7 @@ def select_run_and_rerun(run_id: str) -> None:
 def run_label(run: runs.RunInfo) -> str:
     """The picker's text for a run: id, dataset, state and best validation score."""
     if run.damage:
-        return _("{run} · {data} (damaged: {damage})", run=run.id, data=run.dataset, damage=run.damage[0])
+        return _("{run} · {data} (damaged: {damage})", run=run.id, data=run.dataset, damage=rendered(run.damage[0]))
     best = run.best or {}
     if isinstance(best.get("value"), (int, float)):
         return _("{run} · {data} ({state}, best {score})", run=run.id, data=run.dataset, state=_(run.state),
@@ -377,8 +377,9 @@ def runs_frame(listed: list[runs.RunInfo]):
         rows.append({
             _("run"): run.id,
             _("data"): run.dataset,
-            _("state"): _("damaged: {damage}", damage="; ".join(run.damage)) if run.damage else _(run.state),
-            _("model"): f"{model.get('name', '?')} ({model.get('weights', '?')})",
+            _("state"): (_("damaged: {damage}", damage="; ".join(rendered(p) for p in run.damage)) if run.damage
+                         else _(run.state)),
+            _("model"): f"{model.get('name', '?')} ({_(str(model.get('weights', '?')))})",
             _("size"): config.get("image_size"),
             _("epochs"): config.get("epochs"),
             _("batch"): config.get("batch_size"),
@@ -587,7 +588,7 @@ def _build_model(name: str, weights: str, weights_path: str | None, freeze_backb
 def build_model(name: str, weights: str = "default", weights_path: str | None = None,
                 freeze_backbone: bool = False, num_classes: int = 3):
     """models.build_model, cached per choice (big nets take seconds to build)."""
-    with st.spinner(_("Building {name} ({weights} weights)...", name=name, weights=weights)):
+    with st.spinner(_("Building {name} ({weights} weights)...", name=name, weights=_(weights))):
         return _build_model(name, weights, weights_path, freeze_backbone, num_classes)
 
 

@@ -76,11 +76,11 @@ def paired(a_id: str, b_id: str) -> None:
     st.subheader(_("B = {b} vs A = {a}", b=b_id, a=a_id))
     with common.user_errors():
         result = compare.compare_runs(by_id[a_id].path, by_id[b_id].path, split)
-        rows = [{_("metric"): name.replace("_", " "), "A": row["a"], "B": row["b"],
-                 "B - A [95% CI]": bootstrap.format_delta(row)} for name, row in result["metrics"].items()]
-        st.dataframe(rows, hide_index=True, width="stretch", key=f"cmp_tab_{b_id}",
-                     column_config={"A": st.column_config.NumberColumn(format="%.3f"),
-                                    "B": st.column_config.NumberColumn(format="%.3f")})
+        rows = [{_("metric"): rendered(name.replace("_", " ")), "A": row["a"], "B": row["b"],
+                 _("B - A [95% CI]"): rendered(bootstrap.format_delta(row))}
+                for name, row in result["metrics"].items()]
+        rows, numbers = lang.numbers_table(rows, {"A": 3, "B": 3})
+        st.dataframe(rows, hide_index=True, width="stretch", key=f"cmp_tab_{b_id}", column_config=numbers)
         text = compare.verdict_text(result)
         show = {"a": st.success, "b": st.success}.get(result["verdict"], st.info)
         show(_("Verdict (mean AUC): {text}", text=rendered(text)))

@@ -10,7 +10,13 @@ import json
 import streamlit as st
 
 from lesion_core.evaluation import bootstrap
+from app_pages import lang
 from app_pages.lang import _, cls, rendered
+
+
+def interval(found) -> str:
+    """A value with its 95% interval as the page's language writes numbers ("0,859 [0,799; 0,909]")."""
+    return rendered(bootstrap.format_interval(found))
 
 
 def intervals(run_dir, split: str, key: str) -> None:
@@ -19,7 +25,7 @@ def intervals(run_dir, split: str, key: str) -> None:
     found = bootstrap.run_intervals(run_dir, split)
     if not found:
         return
-    fmt = bootstrap.format_interval
+    fmt = interval
     metric, value = _("metric"), _("value [95% CI]")
     rows = [{metric: _("mean AUC"), value: fmt(found.get("mean_auc"))},
             {metric: _("accuracy"), value: fmt(found.get("accuracy"))},
@@ -41,9 +47,9 @@ def final_intervals(run) -> None:
         found = bootstrap.run_intervals(run.path, split, compute=False)
         if found:
             lines.append(_("**{split}**: mean AUC {auc}, accuracy {accuracy}, balanced accuracy {balanced} (n {n})",
-                           split=_(split), auc=bootstrap.format_interval(found.get("mean_auc")),
-                           accuracy=bootstrap.format_interval(found.get("accuracy")),
-                           balanced=bootstrap.format_interval(found.get("balanced_accuracy")),
+                           split=_(split), auc=interval(found.get("mean_auc")),
+                           accuracy=interval(found.get("accuracy")),
+                           balanced=interval(found.get("balanced_accuracy")),
                            n=found["mean_auc"].get("n")))
             lines += [f":warning: {rendered(w)}" for w in bootstrap.small_class_warnings(found, split)]
     if lines:
@@ -97,12 +103,12 @@ def robustness(run, split: str) -> None:
             engine.save_report(run.path, report)
     if report is None:
         return
-    fmt = bootstrap.format_interval
+    fmt = interval
     st.plotly_chart(engine.figure(report), key="res_robust_chart")
     rows = [{"condition": r.get("name"), "images": r.get("n"),
              "mean AUC [95% CI]": fmt({"value": r.get("mean_auc"), "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high")}),
-             "change [95% CI]": bootstrap.format_delta({"delta": r.get("delta"), "ci_low": r.get("delta_ci_low"),
-                                                      "ci_high": r.get("delta_ci_high")})}
+             "change [95% CI]": rendered(bootstrap.format_delta({"delta": r.get("delta"), "ci_low": r.get("delta_ci_low"),
+                                                               "ci_high": r.get("delta_ci_high")}))}
             for r in report["conditions"]]
     st.dataframe(pd.DataFrame(rows).rename(columns=_), hide_index=True, width="stretch", key="res_robust_table")
     skipped = report.get("skipped_no_mask") or 0
@@ -167,10 +173,10 @@ def sweeps(listed) -> None:
         val = bootstrap.run_intervals(run.path, "val", compute=False) or {}
         test = bootstrap.run_intervals(run.path, "test", compute=False) or {}
         value = (val.get("mean_auc") or {}).get("value")
-        rows.append({"run": run.id, "state": run.state, "setting": json.dumps(tag.get("point")),
+        rows.append({"run": run.id, "state": _(run.state), "setting": json.dumps(tag.get("point")),
                      "seed": run.config.get("seed"), "val mean AUC": value,
-                     "val [95% CI]": bootstrap.format_interval(val.get("mean_auc")),
-                     "test mean AUC [95% CI]": bootstrap.format_interval(test.get("mean_auc"))})
+                     "val [95% CI]": interval(val.get("mean_auc")),
+                     "test mean AUC [95% CI]": interval(test.get("mean_auc"))})
     frame = pd.DataFrame(rows)
     scored = frame.dropna(subset=["val mean AUC"])
     if not scored.empty:
@@ -179,15 +185,15 @@ def sweeps(listed) -> None:
 
         def mark(run_id):
             if run_id == best:
-                return "best"
+                return _("best")
             if run_id not in set(scored["run"]):
                 return ""
             result = compare.compare_runs(by_id[best].path, by_id[run_id].path, "val", n_resamples=500)
-            return "not distinguishable" if result["verdict"] == "none" else "worse"
+            return _("not distinguishable") if result["verdict"] == "none" else _("worse")
 
         frame["vs best (val)"] = [mark(r) for r in frame["run"]]
-    st.dataframe(frame.rename(columns=_), hide_index=True, width="stretch", key="res_sweep_table",
-                 column_config={_("val mean AUC"): st.column_config.NumberColumn(format="%.3f")})
+    table, numbers = lang.numbers_table(frame.rename(columns=_), {_("val mean AUC"): 3})
+    st.dataframe(table, hide_index=True, width="stretch", key="res_sweep_table", column_config=numbers)
     spread = scored.groupby("setting")["val mean AUC"].agg(["count", "mean", "std", "min", "max"]) \
         if not scored.empty else None
     if spread is not None and (spread["count"] > 1).any():

@@ -77,9 +77,33 @@ def class_options():
 
 
 def rendered(text):
-    """A text lesion_core already rendered in English (a warning, a shape in words), matched
-    against the catalogue's messages and given back in the current language; else unchanged."""
+    """A text lesion_core already rendered in English (a status message, an error, a help text,
+    a shape in words), matched against the catalogue's messages (lesion_core marks them N_) and
+    given back in the current language; else unchanged."""
     return i18n.translate_rendered(text, language())
+
+
+def numbers_table(table, digits: dict):
+    """(table, column_config) for st.dataframe with the columns named in digits ({column:
+    decimals}) written as the current language writes numbers. Streamlit's number formats
+    ("%.3f") know only the decimal point and "localized" follows the browser, not this choice:
+    in English the columns stay numbers (sortable) with a printf format; in other languages they
+    become text with a decimal comma, aligned right. table: a DataFrame or a list of row dicts."""
+    if language() == i18n.DEFAULT:
+        return table, {col: st.column_config.NumberColumn(format=f"%.{d}f") for col, d in digits.items()}
+
+    def cell(value, d):
+        missing = value is None or (isinstance(value, float) and value != value)  # None or NaN
+        return None if missing else num(value, d)
+
+    if hasattr(table, "columns"):  # a DataFrame
+        table = table.copy()
+        for col, d in digits.items():
+            if col in table.columns:
+                table[col] = [cell(v, d) for v in table[col].tolist()]
+    else:
+        table = [{k: cell(v, digits[k]) if k in digits else v for k, v in row.items()} for row in table]
+    return table, {col: st.column_config.TextColumn(alignment="right") for col in digits}
 
 
 def fig(figure):

@@ -43,7 +43,7 @@ with common.user_errors():
     model = common.build_model(**choice)
     info = getattr(model, "weights_info", {}) or {}
     if info.get("note"):
-        st.warning(info["note"])
+        st.warning(rendered(info["note"]))
     summary = common.summarize(model, choice, int(size))
     total, trainable, output = st.columns(3)
     total.metric(_("Parameters"), num(summary.total, 0))
@@ -51,7 +51,7 @@ with common.user_errors():
     output.metric(_("Output per image"), rendered(models.shape_in_words(summary.output_shape)),
                   help=_("One score per class; for a batch of {n} images the shape is {shape} (images, classes)",
                          n=summary.output_shape[0], shape=tuple(summary.output_shape)))
-    st.caption(_("Weights loaded from: **{source}**", source=info.get("source", weights)))
+    st.caption(_("Weights loaded from: **{source}**", source=_(info.get("source", weights))))
 
     dataset = common.current_data()
     if dataset is not None:

@@ -21,9 +21,8 @@ if not listed:
     st.stop()
 
 st.subheader(_("Runs"))
-st.dataframe(common.runs_frame(listed), hide_index=True, width="stretch",
-             column_config={_("best val"): st.column_config.NumberColumn(format="%.3f"),
-                            _("test"): st.column_config.NumberColumn(format="%.3f")})
+table, numbers = lang.numbers_table(common.runs_frame(listed), {_("best val"): 3, _("test"): 3})
+st.dataframe(table, hide_index=True, width="stretch", column_config=numbers)
 
 experiments.sweeps(listed)
 

@@ -63,7 +63,7 @@ def settings(dataset) -> dict:
     entry = models.MODELS[choice["name"]]
     st.markdown(_("**Data** {data} ({n} images) · **model** {model} ({weights} weights{frozen})",
                   data=common.dataset_name(), n=dataset.report.n_usable, model=choice["name"],
-                  weights=choice["weights"], frozen=_(", backbone frozen") if choice["freeze_backbone"] else ""))
+                  weights=_(choice["weights"]), frozen=_(", backbone frozen") if choice["freeze_backbone"] else ""))
     st.page_link("app_pages/model.py", label=_("Change the model"), icon=":material/account_tree:")
     data_col, optim_col, sched_col = st.columns(3)
     with data_col:
@@ -204,7 +204,7 @@ def show_run(run_id: str) -> None:
     cfg = run.config
     st.caption(_("**{data}** data · {model} ({weights} weights) at {size} px · {epochs} epochs of batch {batch} · "
                  "{optimizer} lr {lr} · {scheduler} schedule · seed {seed}", data=run.dataset, model=run.model,
-                 weights=cfg.get("model", {}).get("weights"), size=cfg.get("image_size"), epochs=cfg.get("epochs"),
+                 weights=_(str(cfg.get("model", {}).get("weights"))), size=cfg.get("image_size"), epochs=cfg.get("epochs"),
                  batch=cfg.get("batch_size"), optimizer=cfg.get("optim", {}).get("optimizer"),
                  lr=cfg.get("optim", {}).get("lr"), scheduler=cfg.get("scheduler", {}).get("name"),
                  seed=cfg.get("seed")))
@@ -215,10 +215,11 @@ def show_run(run_id: str) -> None:
         waited = time.time() - (run.status.get("updated") or time.time())
         message += f" ({waited:.0f} s)"
     state_text = f"**{_(run.state)}**: {lang.rendered(message.removeprefix(run.state + ': '))}"
+    damage = "; ".join(lang.rendered(problem) for problem in run.damage)
     if run.state == runs.DAMAGED:
-        state_text = f"**{_(run.state)}**: {'; '.join(run.damage)}"
+        state_text = f"**{_(run.state)}**: {damage}"
     elif run.damage:
-        st.warning(_("Damaged files in this run: {files}", files="; ".join(run.damage)))
+        st.warning(_("Damaged files in this run: {files}", files=damage))
     {"failed": st.error, "interrupted": st.warning, "stopped": st.warning,
      runs.DAMAGED: st.error}.get(run.state, st.info)(state_text)
     tail = runs.log_tail(run.path, 15)
@@ -241,7 +242,7 @@ def show_run(run_id: str) -> None:
                       help=_("Fill the form above (and the model, pipeline and dataset) from this run's config"))
     if active:
         fraction, text = runs.progress(run.status)
-        st.progress(fraction, text=text)
+        st.progress(fraction, text=lang.rendered(text))
         stop = st.empty()
         if not runs.stop_requested(run.path) and stop.button(_("Stop"), key="tr_stop", icon=":material/stop:"):
             runs.request_stop(run.path)

@@ -1,5 +1,7 @@
 """Errors a user can act on. The CLI prints them as one line, the pages as st.error."""
 
+from lesion_core.i18n import N_
+
 
 class LesionLabError(Exception):
     """Base class: the message is meant for the user and says what to do."""
@@ -28,15 +30,15 @@ class TrainingError(LesionLabError):
 def describe_os_error(exc: OSError) -> str:
     """One line naming the path and the problem of an OSError (read-only folder, full disk,
     a file where a folder is needed), for the CLI and the pages instead of a traceback."""
-    path = exc.filename if exc.filename is not None else "a file"
+    path = exc.filename if exc.filename is not None else N_("a file")
     if isinstance(exc, (FileExistsError, NotADirectoryError)):
-        problem = "a file is in the way (a folder is needed there)"
+        problem = N_("a file is in the way (a folder is needed there)")
     elif isinstance(exc, PermissionError):
-        problem = "permission denied (a read-only folder or another user's file?)"
+        problem = N_("permission denied (a read-only folder or another user's file?)")
     elif exc.errno == 28:  # ENOSPC
-        problem = "no space left on the device; free some space and try again"
+        problem = N_("no space left on the device; free some space and try again")
     elif exc.errno == 30:  # EROFS
-        problem = "the file system is read-only"
+        problem = N_("the file system is read-only")
     else:
         problem = exc.strerror or str(exc)
-    return f"cannot write or read {path}: {problem}"
+    return N_("cannot write or read {path}: {problem}").format(path=path, problem=problem)

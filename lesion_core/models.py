@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lesion_core.errors import ModelError
+from lesion_core.i18n import N_
 from lesion_core.net import reachable
 
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -254,6 +255,11 @@ def build_model(
     return model
 
 
+# Where weights come from, as the words configs hold and pages show ("lenet (random)"); N_:
+# pages translate them (lang.options()).
+WEIGHT_SOURCES = (N_("default"), N_("random"), N_("offline"), N_("torchvision"), N_("file"))
+
+
 def _resolve_source(entry: ModelEntry, weights: str, weights_path) -> str:
     if weights == "default":
         if weights_path is not None:
@@ -280,7 +286,7 @@ def _build_pretrained(entry: ModelEntry, source: str, num_classes: int, on_missi
     except ModelError as err:
         if on_missing != "random":
             raise
-        note = f"{err} Continuing with random initialisation."
+        note = N_("{error} Continuing with random initialisation.").format(error=err)
         warnings.warn(note, stacklevel=3)
         info.update(source="random", note=note)
         return entry.build(num_classes)
@@ -296,11 +302,10 @@ def _check_head_classes(state_dict: dict, head: str, num_classes: int, path) -> 
     """Say plainly when a checkpoint was trained for another number of classes."""
     weight = state_dict.get(f"{head}.weight")
     if isinstance(weight, torch.Tensor) and weight.ndim == 2 and weight.shape[0] != num_classes:
-        raise ModelError(
-            f"checkpoint {path} has a {weight.shape[0]}-class head ({head}) but the model is built "
-            f"for {num_classes} classes; use num_classes={weight.shape[0]} or a checkpoint trained "
-            "on these classes."
-        )
+        raise ModelError(N_(
+            "checkpoint {path} has a {n}-class head ({head}) but the model is built for {classes} classes; use "
+            "num_classes={n} or a checkpoint trained on these classes."
+        ).format(path=path, n=weight.shape[0], head=head, classes=num_classes))
 
 
 def replace_head(model: nn.Module, head: str, num_classes: int) -> None:
@@ -329,24 +334,26 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"checkpoint not found: {path}")
+        raise ModelError(N_("checkpoint not found: {path}").format(path=path))
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's message ends with advice to load with weights_only=False: never pass that on.
         refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), None)
         if refused is None:  # random bytes, a truncated or foreign file: no Python objects at all
-            raise ModelError(f"cannot read checkpoint {path}: not a checkpoint (not a file torch.save "
-                             "wrote, or a damaged one); train again or choose another file") from None
-        raise ModelError(
-            f"untrusted checkpoint {path}: it contains Python objects that could run code when "
-            f"loaded, so it was refused (only tensors and plain data are accepted). Detail: {refused[:200]}"
-        ) from None
+            raise ModelError(N_("cannot read checkpoint {path}: not a checkpoint (not a file torch.save wrote, or "
+                                "a damaged one); train again or choose another file").format(path=path)) from None
+        raise ModelError(N_(
+            "untrusted checkpoint {path}: it contains Python objects that could run code when loaded, so it was "
+            "refused (only tensors and plain data are accepted). Detail: {detail}"
+        ).format(path=path, detail=refused[:200])) from None
     except Exception as err:  # RuntimeError, EOFError, ValueError, IndexError...: whatever the bytes make of it
-        raise ModelError(f"cannot read checkpoint {path}: not a checkpoint (not a file torch.save wrote, or a "
-                         f"damaged one: {_first_line(err)[:120]}); train again or choose another file") from None
+        raise ModelError(N_("cannot read checkpoint {path}: not a checkpoint (not a file torch.save wrote, or a "
+                            "damaged one: {error}); train again or choose another file").format(
+            path=path, error=_first_line(err)[:120])) from None
     if not isinstance(checkpoint, dict):
-        raise ModelError(f"checkpoint {path} holds a {type(checkpoint).__name__}, expected a dict of tensors")
+        raise ModelError(N_("checkpoint {path} holds a {type}, expected a dict of tensors").format(
+            path=path, type=type(checkpoint).__name__))
     return checkpoint
 
 
@@ -380,10 +387,10 @@ def load_weights(model: nn.Module, state_dict: dict, source: object = "state_dic
     if mismatched:
         problems.append(f"shape mismatches: {_few(mismatched)}")
     if problems:
-        raise ModelError(
-            f"weights from {source} do not fit {type(model).__name__}: {'; '.join(problems)}. "
-            "Check that the checkpoint was saved for this model and number of classes."
-        )
+        raise ModelError(N_(
+            "weights from {source} do not fit {model}: {problems}. Check that the checkpoint was saved for this "
+            "model and number of classes."
+        ).format(source=source, model=type(model).__name__, problems="; ".join(problems)))
     model.load_state_dict(state_dict, strict=True)
 
 
@@ -417,17 +424,17 @@ def _fetch_torchvision_weights(name: str) -> Path:
         return target
     url = _torchvision_weights(name).url
     host = urlparse(url).hostname
-    offline_help = (
-        f"torchvision weights for {name} are not in the cache ({target}; set TORCH_HOME to move "
-        f"the cache, which is {torch.hub.get_dir()}) and {host} cannot be reached."
-        f" Copy {os.path.basename(target)} there, or use weights='random' (or on_missing='random')."
-    )
+    offline_help = N_(
+        "torchvision weights for {name} are not in the cache ({target}; set TORCH_HOME to move the cache, which "
+        "is {cache}) and {host} cannot be reached. Copy {file} there, or use weights='random' (or "
+        "on_missing='random')."
+    ).format(name=name, target=target, cache=torch.hub.get_dir(), host=host, file=os.path.basename(target))
     if not reachable(host, 443, CONNECT_TIMEOUT_S):
         raise ModelError(offline_help)
     try:
         _download(url, target)
     except OSError as err:
-        raise ModelError(f"{offline_help} Download failed: {_first_line(err)}") from None
+        raise ModelError(N_("{help} Download failed: {error}").format(help=offline_help, error=_first_line(err))) from None
     return target
 
 

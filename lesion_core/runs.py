@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lesion_core.i18n import N_
 from lesion_core.metrics import to_jsonable
 from lesion_core.paths import FILE_MODE, absolute, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 
@@ -90,9 +91,9 @@ def _load_json(path: Path) -> tuple[object, str | None]:
     except FileNotFoundError:
         return None, None
     except OSError as exc:
-        return None, f"{path.name}: cannot be read ({exc.strerror or exc})"
+        return None, N_("{file}: cannot be read ({error})").format(file=path.name, error=exc.strerror or exc)
     except ValueError as exc:  # bad JSON and bad UTF-8
-        return None, f"{path.name}: not valid JSON ({str(exc).splitlines()[0][:80]})"
+        return None, N_("{file}: not valid JSON ({error})").format(file=path.name, error=str(exc).splitlines()[0][:80])
 
 
 def _short(value) -> str:
@@ -103,8 +104,9 @@ def _short(value) -> str:
 def status_problems(status) -> list[str]:
     """What is wrong with a status.json value ([] when a reader can trust every known field)."""
     if not isinstance(status, dict):
-        return [f"status.json: holds a {type(status).__name__}, not an object"]
-    return [f"status.json: {key!r} is {_short(status[key])}" for key, check in STATUS_FIELDS.items()
+        return [N_("{file}: holds a {type}, not an object").format(file="status.json", type=type(status).__name__)]
+    return [N_("{file}: {key} is {value}").format(file="status.json", key=repr(key), value=_short(status[key]))
+            for key, check in STATUS_FIELDS.items()
             if key in status and not check(status[key])]
 
 
@@ -115,8 +117,9 @@ def config_problems(config) -> list[str]:
     this is what listing and showing a run needs: sections that are objects, names that are text.
     """
     if not isinstance(config, dict):
-        return [f"config.json: holds a {type(config).__name__}, not an object"]
-    problems = [f"config.json: section {key!r} is {_short(config[key])}, not an object"
+        return [N_("{file}: holds a {type}, not an object").format(file="config.json", type=type(config).__name__)]
+    problems = [N_("{file}: section {key} is {value}, not an object").format(
+                    file="config.json", key=repr(key), value=_short(config[key]))
                 for key in _SECTIONS if key in config and not isinstance(config[key], dict)]
     checks = {("model", "name"): lambda v: isinstance(v, str),
               ("model", "weights"): lambda v: isinstance(v, str),
@@ -128,25 +131,28 @@ def config_problems(config) -> list[str]:
     for (section, key), check in checks.items():
         value = config.get(section)
         if isinstance(value, dict) and key in value and not check(value[key]):
-            problems.append(f"config.json: {section}.{key} is {_short(value[key])}")
+            problems.append(N_("{file}: {key} is {value}").format(file="config.json", key=f"{section}.{key}",
+                                                                  value=_short(value[key])))
     for key in ("epochs", "batch_size", "image_size", "seed"):
         if key in config and not _optional(_is_int)(config[key]):
-            problems.append(f"config.json: {key} is {_short(config[key])}, not an integer")
+            problems.append(N_("{file}: {key} is {value}, not an integer").format(
+                file="config.json", key=key, value=_short(config[key])))
     for key in ("augment", "eval_augment"):
         value = config.get(key)
         # validate_config turns a preset name into its steps: a run folder holds the steps
         if key in config and not _list_of(lambda s: isinstance(s, dict) and isinstance(s.get("name"), str))(value):
-            problems.append(f"config.json: {key} is {_short(value)}, not a pipeline")
+            problems.append(N_("{file}: {key} is {value}, not a pipeline").format(
+                file="config.json", key=key, value=_short(value)))
     return problems
 
 
 def metrics_problems(metrics, name: str = "metrics.json") -> list[str]:
     """What is wrong with a metrics_<split>.json value ([] when the Results page can draw it)."""
     if not isinstance(metrics, dict):
-        return [f"{name}: holds a {type(metrics).__name__}, not an object"]
+        return [N_("{file}: holds a {type}, not an object").format(file=name, type=type(metrics).__name__)]
     names = metrics.get("class_names")
     if not (_list_of(lambda v: isinstance(v, str))(names) and names):
-        return [f"{name}: class_names is {_short(names)}"]
+        return [N_("{file}: {key} is {value}").format(file=name, key="class_names", value=_short(names))]
     n = len(names)
     number, maybe = _is_number, _optional(_is_number)
     checks = {"accuracy": number, "mean_auc": maybe, "n": _is_int,
@@ -154,7 +160,8 @@ def metrics_problems(metrics, name: str = "metrics.json") -> list[str]:
               "precision": _list_of(number, n), "recall": _list_of(number, n), "auc": _list_of(maybe, n),
               "roc": _list_of(lambda r: isinstance(r, dict) and all(
                   _list_of(number)(r.get(k)) for k in ("fpr", "tpr")), n)}
-    return [f"{name}: {key} is {_short(metrics.get(key))}" for key, check in checks.items()
+    return [N_("{file}: {key} is {value}").format(file=name, key=key, value=_short(metrics.get(key)))
+            for key, check in checks.items()
             if not check(metrics.get(key))]
 
 
@@ -227,14 +234,15 @@ def run_problems(run_dir) -> list[str]:
         if problem:
             problems.append(problem)
         elif value is not None or name == "config.json":
-            problems += check(value) if value is not None else [f"{name}: missing"]
+            problems += check(value) if value is not None else [N_("{file}: missing").format(file=name)]
     for split in ("val", "test"):
         name = f"metrics_{split}.json"
         value, problem = _load_json(run_dir / name)
         problems += [problem] if problem else metrics_problems(value, name) if value is not None else []
     skipped = read_history_checked(run_dir)[1]
     if skipped:
-        problems.append(f"history.jsonl: {skipped} unreadable line{'s' if skipped > 1 else ''} skipped")
+        problems.append((N_("{file}: {n} unreadable lines skipped") if skipped > 1
+                         else N_("{file}: {n} unreadable line skipped")).format(file="history.jsonl", n=skipped))
     return problems
 
 
@@ -271,7 +279,7 @@ def create_run(runs_dir, config: dict) -> Path:
         except FileExistsError:  # same second, same 16-bit suffix: draw again
             continue
     atomic_write_json(run_dir / "config.json", config)
-    write_status(run_dir, state="queued", message="waiting for the trainer to start",
+    write_status(run_dir, state="queued", message=N_("waiting for the trainer to start"),
                  created=time.time())
     return run_dir
 
@@ -339,8 +347,8 @@ def start_failure(run_dir) -> str:
     except OSError:
         text = ""
     last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
-    return (f"the trainer process ended before it started: {last}" if last
-            else "the trainer process ended before it started, without any output")
+    return (N_("the trainer process ended before it started: {output}").format(output=last) if last
+            else N_("the trainer process ended before it started, without any output"))
 
 
 def is_active(run) -> bool:
@@ -364,6 +372,10 @@ def clear_stop(run_dir) -> None:
     (Path(run_dir) / STOP_FILE).unlink(missing_ok=True)
 
 
+# The phases status.json names, as words the progress line shows; N_: pages translate them.
+PHASES = (N_("train"), N_("val"), N_("calibrate"), N_("evaluate"))
+
+
 def progress(status: dict) -> tuple[float, str]:
     """(fraction of the run done in [0, 1], one line of text) from an active run's status.json.
 
@@ -378,16 +390,18 @@ def progress(status: dict) -> tuple[float, str]:
         within = 1.0 if phase else 0.0
     fraction = min(1.0, max(0.0, (epoch - 1 + within) / epochs)) if epoch else 0.0
     # Before the first epoch (queued, loading data, building the model) the message says what is going on.
-    parts = [f"epoch {epoch}/{epochs}" if epoch else status.get("message") or "starting"]
+    # Each part is a message of its own; pages translate the line part by part (lang.rendered).
+    parts = [N_("epoch {epoch}/{epochs}").format(epoch=epoch, epochs=epochs) if epoch
+             else status.get("message") or N_("starting")]
     if phase in ("train", "val"):
-        parts.append(f"{phase} batch {iteration}/{n_iters}")
+        parts.append(N_("{phase} batch {iteration}/{n_iters}").format(phase=phase, iteration=iteration, n_iters=n_iters))
     elif phase:
         parts.append(phase)
     if status.get("images_per_s"):
-        parts.append(f"{status['images_per_s']:.1f} images/s")
+        parts.append(N_("{speed} images/s").format(speed=f"{status['images_per_s']:.1f}"))
     if status.get("eta_s") is not None:
         eta = int(status["eta_s"])
-        parts.append(f"ETA {eta // 60}:{eta % 60:02d}")
+        parts.append(N_("ETA {time}").format(time=f"{eta // 60}:{eta % 60:02d}"))
     return fraction, " · ".join(parts)
 
 

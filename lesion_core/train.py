@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 import lesion_core
 from lesion_core import data, distributed, loading, metrics, models, recipes, runs, transforms
 from lesion_core.errors import LesionLabError, TrainingError, TransformError, describe_os_error
+from lesion_core.i18n import N_
 from lesion_core.paths import absolute
 from lesion_core.evaluation import calibration
 from lesion_core.evaluation.review import split_review
@@ -208,7 +209,7 @@ def _check_model(cfg: dict) -> None:
              f"weights {cfg['weights']!r} are not available for {cfg['name']}; choose one of: {', '.join(sources)}")
     if cfg["weights"] == "file" or cfg["weights_path"]:
         _require(bool(cfg["weights_path"]) and Path(cfg["weights_path"]).is_file(),
-                 f"weights file not found: {cfg['weights_path']}")
+                 N_("weights file not found: {path}").format(path=cfg["weights_path"]))
 
 
 def _check_optim(optim: dict, scheduler: dict) -> None:
@@ -233,7 +234,8 @@ def _check_optim(optim: dict, scheduler: dict) -> None:
 def _check_data(cfg: dict) -> None:
     root = cfg["root"]
     _require(root == "demo" or (isinstance(root, str) and bool(root) and Path(root).is_dir()),
-             f"dataset folder not found: {root!r} (give a folder, or 'demo' for the built-in demo data)")
+             N_("dataset folder not found: {root} (give a folder, or 'demo' for the built-in demo data)").format(
+                 root=repr(root)))
     _require(_is_int(cfg["max_size"]) and cfg["max_size"] >= 0, f"max_size must be an integer >= 0, got {cfg['max_size']!r}")
     for key in ("val_fraction", "test_fraction"):
         _require(_is_number(cfg[key]) and 0 <= cfg[key] < 1, f"{key} must be in [0, 1), got {cfg[key]!r}")
@@ -246,10 +248,12 @@ def _check_data(cfg: dict) -> None:
 def _check_class_weights(value, class_names) -> None:
     ok = value in ("auto", "none", True, False, None) or (
         isinstance(value, list) and value and all(_is_number(w) and w >= 0 for w in value))
-    _require(ok, f"class_weights must be 'auto', 'none' or a list of weights >= 0, got {value!r}")
+    _require(ok, N_("class_weights must be 'auto', 'none' or a list of weights >= 0, got {value}").format(
+        value=repr(value)))
     if isinstance(value, list) and class_names:  # else checked once the data is loaded
         _require(len(value) == len(class_names),
-                 f"class_weights has {len(value)} values for {len(class_names)} classes ({', '.join(class_names)})")
+                 N_("class_weights has {n} values for {classes} classes ({names})").format(
+                     n=len(value), classes=len(class_names), names=", ".join(class_names)))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -258,7 +262,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     _require(name == "cpu" or (name == "cuda" and cuda) or (name == "mps" and mps),
-             f"device {name!r} is not available here; use 'auto' or 'cpu'")
+             N_("device {name} is not available here; use 'auto' or 'cpu'").format(name=repr(name)))
     return torch.device(name)
 
 
@@ -387,7 +391,8 @@ def class_weights(config: dict, labels: list[int], n_classes: int) -> torch.Tens
     if value in ("none", False, None):
         return None
     if isinstance(value, list):
-        _require(len(value) == n_classes, f"class_weights has {len(value)} values for {n_classes} classes")
+        _require(len(value) == n_classes, N_("class_weights has {n} values for {classes} classes").format(
+            n=len(value), classes=n_classes))
         return torch.tensor(value, dtype=torch.float32)
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(float)
     weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 1.0)
@@ -617,9 +622,9 @@ class Trainer:
         cfg = self.config
         self.device = resolve_device(cfg["device"])
         self.amp_dtype = resolve_amp(cfg["amp"], self.device)
-        self.set_status(message="loading the dataset")
+        self.set_status(message=N_("loading the dataset"))
         self._load_data()
-        self.set_status(message=f"building {cfg['model']['name']}")
+        self.set_status(message=N_("building {model}").format(model=cfg["model"]["name"]))
         weights_info = self._build_model()
         cfg["resolved"] = {
             "device": str(self.device), "amp": dtype_name(self.amp_dtype), "channels_last": self.channels_last,
@@ -647,8 +652,10 @@ class Trainer:
             raise TrainingError(str(exc)) from None
         self.log("data: " + "; ".join(f"{s} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in c.items())})"
                                       for s, c in self.data.report.counts.items()))
-        _require(len(self.data.split("train")) > 0, "the training split is empty: this dataset has no training images")
-        _require(len(self.data.split("val")) > 0, "the validation split is empty: use more data or a larger val_fraction")
+        _require(len(self.data.split("train")) > 0,
+                 N_("the training split is empty: this dataset has no training images"))
+        _require(len(self.data.split("val")) > 0,
+                 N_("the validation split is empty: use more data or a larger val_fraction"))
         self.generator = torch.Generator()
         self.loaders = {
             "train": make_loader(self.data.split("train"), cfg["augment"], cfg, True, self.generator),
@@ -697,8 +704,8 @@ class Trainer:
             return 0
         ckpt = models.load_checkpoint(path)
         _require(isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("optimizer"), dict)
-                 and _is_int(ckpt.get("epoch")), f"{path} is not a checkpoint the trainer wrote (no model, "
-                 "optimizer and epoch); delete it to restart the run from epoch 1")
+                 and _is_int(ckpt.get("epoch")), N_("{path} is not a checkpoint the trainer wrote (no model, "
+                 "optimizer and epoch); delete it to restart the run from epoch 1").format(path=path))
         models.load_weights(self.model, ckpt["model"], path)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         resume_schedule(self.scheduler, self.optimizer, int(ckpt["epoch"]) * len(self.loaders["train"]))
@@ -717,7 +724,7 @@ class Trainer:
     def run(self, resuming: bool) -> None:
         cfg = self.config
         started = self.status.get("started") if resuming else None
-        self.set_status(state="running", message="starting", pid=os.getpid(), started=started or time.time(),
+        self.set_status(state="running", message=N_("starting"), pid=os.getpid(), started=started or time.time(),
                         epochs=cfg["epochs"], epoch=0, phase=None, iteration=0, n_iters=0)
         first = self.setup(resuming)
         for epoch in range(first, cfg["epochs"] + 1):
@@ -731,7 +738,8 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         train = self._phase("train", epoch, lr)
         if "calibration" in self.loaders:
-            self.set_status(phase="calibrate", message=f"epoch {epoch}: recomputing BatchNorm statistics",
+            self.set_status(phase="calibrate", message=N_("epoch {epoch}: recomputing BatchNorm statistics").format(
+                                epoch=epoch),
                             eta_s=self._eta("calibrate", epoch, 0))
             started = time.perf_counter()
             recalibrate_batchnorm(self.model, self.loaders["calibration"], self.device, self.amp_dtype, self.channels_last)
@@ -748,7 +756,7 @@ class Trainer:
                  f" | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} mean AUC {_fmt(val['mean_auc'])}"
                  f" ({', '.join(f'{k} {_fmt(v)}' for k, v in val['auc'].items())})"
                  f" | {train['images_per_s']:.1f} img/s{' *best*' if improved else ''}")
-        self.set_status(best=self.best, message=f"epoch {epoch} done")
+        self.set_status(best=self.best, message=N_("epoch {epoch} done").format(epoch=epoch))
 
     def _update_best(self, epoch: int, val: dict) -> bool:
         """Save best.pt when the val headline metric rises (val loss falls, when it is undefined)."""
@@ -777,7 +785,8 @@ class Trainer:
         start = last_report = time.perf_counter()
         data_time = 0.0
         batch_end = start
-        self.set_status(phase=phase, epoch=epoch, iteration=0, n_iters=n_iters, message=f"epoch {epoch} {phase}")
+        self.set_status(phase=phase, epoch=epoch, iteration=0, n_iters=n_iters,
+                        message=N_("epoch {epoch} {phase}").format(epoch=epoch, phase=phase))
         with torch.set_grad_enabled(training):
             for iteration, (images, targets, batch_ids) in enumerate(loader, 1):
                 data_time += time.perf_counter() - batch_end
@@ -798,7 +807,8 @@ class Trainer:
                     self.set_status(**progress)
                     last_report = batch_end
                 if self._should_stop():
-                    raise _StopRequested(f"epoch {epoch} {phase}, batch {iteration}/{n_iters}")
+                    raise _StopRequested(N_("epoch {epoch} {phase}, batch {iteration}/{n_iters}").format(
+                        epoch=epoch, phase=phase, iteration=iteration, n_iters=n_iters))
         _check_finite(loss_sum, epoch, n_iters)
         seconds = time.perf_counter() - start
         loss_total, labels, probs = self._merge(float(loss_sum), torch.cat(labels), torch.cat(probs).float().cpu(), ids)
@@ -859,7 +869,7 @@ class Trainer:
 
     def _finish(self) -> None:
         """Predictions and metrics of the best weights on val and test; state finished."""
-        self.set_status(phase="evaluate", message="evaluating the best model on val and test")
+        self.set_status(phase="evaluate", message=N_("evaluating the best model on val and test"))
         best = models.load_checkpoint(self.run_dir / "best.pt")
         models.load_weights(self.model, best["model"], self.run_dir / "best.pt")
         summary = {}
@@ -883,8 +893,12 @@ class Trainer:
             summary[split] = {"mean_auc": result["mean_auc"], "accuracy": result["accuracy"], headline: result[headline]}
             self.log(f"best model (epoch {self.best['epoch']}) on {split}: mean AUC {_fmt(result['mean_auc'])}, "
                      f"accuracy {result['accuracy']:.3f}")
-        message = (f"finished: best {self.best['metric']} {_fmt(self.best['value'])} at epoch {self.best['epoch']}"
-                   + (f"; test mean AUC {_fmt(summary['test']['mean_auc'])}" if "test" in summary else ""))
+        # "finished: " names the state, which the pages show already; the rest is the message.
+        best = {"metric": self.best["metric"], "value": _fmt(self.best["value"]), "epoch": self.best["epoch"]}
+        message = "finished: " + (
+            N_("best {metric} {value} at epoch {epoch}; test mean AUC {auc}").format(
+                **best, auc=_fmt(summary["test"]["mean_auc"])) if "test" in summary
+            else N_("best {metric} {value} at epoch {epoch}").format(**best))
         self.set_status(state="finished", phase=None, message=message, eta_s=0, final=metrics.to_jsonable(summary))
         self.log(message)
 
@@ -892,7 +906,8 @@ class Trainer:
 def _check_finite(loss_sum: torch.Tensor, epoch: int, iteration: int) -> None:
     """_Diverged when the summed loss is no longer finite (one host-device sync)."""
     if not torch.isfinite(loss_sum):
-        raise _Diverged(f"the loss became {float(loss_sum)} by epoch {epoch}, batch {iteration}")
+        raise _Diverged(N_("the loss became {loss} by epoch {epoch}, batch {iteration}").format(
+            loss=float(loss_sum), epoch=epoch, iteration=iteration))
 
 
 def dtype_name(dtype: torch.dtype | None) -> str:
@@ -982,15 +997,17 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
         trainer.run(resuming)
     except (_StopRequested, KeyboardInterrupt) as where:  # KeyboardInterrupt: a second Ctrl-C
         runs.clear_stop(run_dir)
-        saved = (f"; best and last weights saved (last.pt: epoch {trainer.completed})" if trainer.completed
-                 else "; no epoch was completed, so no weights were saved")
-        message = ((f"stopped during {where}" if str(where) else "stopped by a second interrupt")
-                   + saved + f"; continue with Resume on the Train page or train --resume {run_dir}")
+        saved = (N_("best and last weights saved (last.pt: epoch {epoch})").format(epoch=trainer.completed)
+                 if trainer.completed else N_("no epoch was completed, so no weights were saved"))
+        message = (N_("stopped during {where}; {saved}; continue with Resume on the Train page or train --resume "
+                      "{path}").format(where=where, saved=saved, path=run_dir) if str(where)
+                   else N_("stopped by a second interrupt; {saved}; continue with Resume on the Train page or train "
+                           "--resume {path}").format(saved=saved, path=run_dir))
         trainer.set_status(state="stopped", phase=None, message=message, eta_s=None)
         trainer.log(message)
     except _Diverged as exc:
-        message = (f"{exc}: training diverged. Lower the learning rate (it was {config['optim']['lr']}) "
-                   "and start a new run; best weights so far are kept")
+        message = N_("{error}: training diverged. Lower the learning rate (it was {lr}) and start a new run; "
+                     "best weights so far are kept").format(error=exc, lr=config["optim"]["lr"])
         trainer.set_status(state="failed", phase=None, message=message, eta_s=None)
         trainer.log(message)
         raise TrainingError(message) from None
@@ -1003,7 +1020,8 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
             raise  # already a message for the user; or SystemExit and the like
         trainer.log(traceback.format_exc())
         # The CLI and the pages show the same one line as status.json; the traceback is in train.log.
-        raise TrainingError(f"training failed: {message} (details in {run_dir / 'train.log'})") from exc
+        raise TrainingError(N_("training failed: {error} (details in {path})").format(
+            error=message, path=run_dir / "train.log")) from exc
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -1017,19 +1035,23 @@ def _resumable_config(run_dir: Path, claim: bool = False) -> dict:
     claim: take the runs folder's one-training-at-a-time lock (as every start does) and mark
     the run active with this process's pid before releasing it.
     """
-    _require((run_dir / "config.json").is_file(), f"not a run folder (no config.json): {run_dir}")
+    _require((run_dir / "config.json").is_file(), N_("not a run folder (no config.json): {path}").format(path=run_dir))
     with _claim(run_dir.parent, own=run_dir) if claim else _no_claim():
         info = runs.run_info(run_dir)
         damage = [p for p in info.damage if p.startswith(("config.json", "status.json"))]
-        _require(not damage, f"cannot resume run {info.id}: {'; '.join(damage)}; the run folder was left as it is")
+        _require(not damage, N_("cannot resume run {run}: {damage}; the run folder was left as it is").format(
+            run=info.id, damage="; ".join(damage)))
         queued_for_us = info.status.get("pid") == os.getpid()  # launch_resume() started this process
         _require(info.state not in runs.ACTIVE_STATES or queued_for_us,
-                 f"run {info.id} is still {info.state} (pid {info.status.get('pid')})")
-        _require(info.state != "finished", f"run {info.id} has already finished; start a new run instead")
+                 N_("run {run} is still {state} (pid {pid})").format(run=info.id, state=info.state,
+                                                                     pid=info.status.get("pid")))
+        _require(info.state != "finished",
+                 N_("run {run} has already finished; start a new run instead").format(run=info.id))
         try:
             config = validate_config(info.config)
         except LesionLabError as exc:
-            raise TrainingError(f"cannot resume run {info.id}: its config.json is not usable: {exc}") from None
+            raise TrainingError(N_("cannot resume run {run}: its config.json is not usable: {error}").format(
+                run=info.id, error=exc)) from None
         if claim:
             runs.write_status(run_dir, pid=os.getpid())  # active from now on: a launch beside us is refused
     runs.clear_stop(run_dir)
@@ -1056,7 +1078,8 @@ def _claim(runs_dir: Path, own: Path | None = None):
         active = next((run for run in runs.list_runs(runs_dir)
                        if run.state in runs.ACTIVE_STATES and run.path.resolve() != own), None)
         if active is not None:
-            raise TrainingError(f"run {active.id} is still {active.state}: one training at a time; stop it first")
+            raise TrainingError(N_("run {run} is still {state}: one training at a time; stop it first").format(
+                run=active.id, state=active.state))
         yield runs_dir
     finally:
         os.close(fd)
@@ -1100,7 +1123,7 @@ def _start_detached(run_dir: Path, flag: str) -> None:
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd=run_dir)
     # The pid makes the run active at once, before the child has even imported torch.
-    runs.write_status(run_dir, state="queued", pid=process.pid, message="waiting for the trainer to start")
+    runs.write_status(run_dir, state="queued", pid=process.pid, message=N_("waiting for the trainer to start"))
 
 
 # ---------------------------------------------------------------------------- using a run
@@ -1111,7 +1134,7 @@ def load_run_model(run_dir, device: str = "cpu") -> tuple[nn.Module, dict]:
     run_dir = Path(run_dir)
     config = run_config(run_dir)
     best = run_dir / "best.pt"
-    _require(best.is_file(), f"run {run_dir.name} has no best.pt yet (no epoch finished)")
+    _require(best.is_file(), N_("run {run} has no best.pt yet (no epoch finished)").format(run=run_dir.name))
     checkpoint = models.load_checkpoint(best)
     class_names = config["data"]["class_names"]
     model = models.build_model(config["model"]["name"], len(class_names), weights="random")
@@ -1123,9 +1146,9 @@ def run_config(run_dir) -> dict:
     """A trained run's config.json, checked before its model is used (it is untrusted input):
     TrainingError names the file and what is wrong."""
     run_dir = Path(run_dir)
-    _require((run_dir / "config.json").is_file(), f"not a run folder (no config.json): {run_dir}")
+    _require((run_dir / "config.json").is_file(), N_("not a run folder (no config.json): {path}").format(path=run_dir))
     damage = [p for p in runs.run_problems(run_dir) if p.startswith("config.json")]
-    _require(not damage, f"run {run_dir.name} cannot be used: {'; '.join(damage)}")
+    _require(not damage, N_("run {run} cannot be used: {damage}").format(run=run_dir.name, damage="; ".join(damage)))
     config = runs.read_config(run_dir)
     # Check every value as training would, except what may differ now: where the data and the
     # initial weights were, and which devices exist (the model is used on the CPU).
@@ -1136,9 +1159,11 @@ def run_config(run_dir) -> dict:
     try:
         validate_config(probe)
     except LesionLabError as exc:
-        raise TrainingError(f"run {run_dir.name} cannot be used: config.json: {exc}") from None
+        raise TrainingError(N_("run {run} cannot be used: config.json: {error}").format(
+            run=run_dir.name, error=exc)) from None
     names = config["data"].get("class_names")
-    _require(bool(names), f"run {run_dir.name} cannot be used: config.json has no class names (no epoch finished?)")
+    _require(bool(names), N_("run {run} cannot be used: config.json has no class names (no epoch finished?)").format(
+        run=run_dir.name))
     return config
 
 
@@ -1199,11 +1224,12 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
     loaded = {r.id for r in records}
     missing = [sample_id for sample_id in recorded if sample_id not in loaded]
     if missing and not allow_missing:
-        raise TrainingError(
-            f"{len(missing)} of the {len(recorded)} recorded {split} images are missing or unreadable "
-            f"(first: {', '.join(map(str, missing[:3]))}); restore them (or give --data where the dataset "
-            f"is now), or pass --allow-missing to score the other {len(records)}")
-    _require(bool(records), f"the {split} split of this run is empty")
+        raise TrainingError(N_(
+            "{n} of the {total} recorded {split} images are missing or unreadable (first: {first}); restore them "
+            "(or give --data where the dataset is now), or pass --allow-missing to score the other {left}").format(
+            n=len(missing), total=len(recorded), split=split, first=", ".join(map(str, missing[:3])),
+            left=len(records)))
+    _require(bool(records), N_("the {split} split of this run is empty").format(split=split))
     loader = make_loader(records, config["eval_augment"], config, False)
     tta = config["tta"] if tta is None else tta
     ids, labels, probs = predict_loader(model, loader, *_inference_settings(config), wrap=wrap, tta=tta)

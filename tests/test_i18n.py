@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 
 import numpy as np
@@ -10,7 +12,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lesion_core import data, i18n, metrics, paths, plots, runs, train
+from lesion_core import data, i18n, metrics, paths, plots, runs, train, transforms
+from lesion_core.evaluation import compare
 from lesion_core.i18n import check
 from tests.e2e_helpers import REPO, seed_demo_cache
 from tests.test_export import make_run
@@ -160,20 +163,24 @@ def _walk(node):
 
 def english_leftovers(strings, lang: str = "es") -> list[str]:
     """Texts shown that are an English message (literally, or with its placeholders filled)
-    whose translation differs: what a Spanish reader would see in English."""
+    whose translation differs, or that contain a long one (a help text in a list, an error
+    inside a sentence): what a Spanish reader would see in English."""
     table = i18n.catalogue(lang)
-    patterns = []
+    patterns, sentences = [], []
     for msgid, msgstr in table.items():
         if msgstr == msgid:
             continue
         fixed = re.split(r"\{\w*\}", msgid)
         patterns.append(re.compile("(?s)" + ".+?".join(re.escape(p) for p in fixed) + r"\Z"))
+        if len(msgid) >= 30 and not i18n.placeholders(msgid):
+            sentences.append(msgid)
     spanish = set(table.values())
     leftovers = []
     for text in {s.strip() for s in strings if s and s.strip()}:
         if text in spanish:
             continue
-        if (text in table and table[text] != text) or any(p.match(text) for p in patterns):
+        if ((text in table and table[text] != text) or any(p.match(text) for p in patterns)
+                or any(sentence in text for sentence in sentences)):
             leftovers.append(text)
     return sorted(leftovers)
 
@@ -268,3 +275,102 @@ def test_wrap_puts_the_translator_around_plain_literals_and_imports_it(tmp_path)
     assert [f.text for f in check.unwrapped([page])] == ["{} bins"]  # f-strings are left to a person
     assert [f.line for f in check.rebinds_underscore([page])] == [7]
     compile(text, str(page), "exec")
+
+
+# ---------------------------------------------------------------- lesion_core's texts on Spanish pages
+
+
+def _page_in_spanish(demo_root, page: str, run_id: str | None = None) -> AppTest:
+    app = spanish_app(demo_root)
+    if run_id:
+        app.query_params["run"] = run_id
+    app.switch_page(f"app_pages/{page}.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_a_failed_run_says_why_in_spanish(demo_root, tmp_path):
+    # A real failure: the run's data folder vanished between launch and the trainer's start.
+    moved = tmp_path / "data"
+    moved.symlink_to(demo_root, target_is_directory=True)
+    config = train.validate_config({"data": {"root": str(moved)}, "model": {"name": "lenet", "weights": "random"},
+                                    "image_size": 32, "device": "cpu"})
+    run_dir = runs.create_run(paths.runs_dir(), config)
+    moved.unlink()
+    with pytest.raises(train.TrainingError):
+        train.run_training(run_dir=run_dir)
+    assert runs.read_status(run_dir)["message"].startswith("dataset folder not found: ")  # the CLI's English
+
+    app = _page_in_spanish(demo_root, "train", run_dir.name)
+    errors = [e.value for e in app.error]
+    assert any(text.startswith("**fallida**: no se encuentra la carpeta del conjunto de datos:") for text in errors), errors
+    assert english_leftovers(shown_strings(app)) == []
+
+
+def test_a_running_run_shows_its_progress_in_spanish(demo_root, finished_run):
+    # status.json as the trainer writes it mid-epoch; this test's own process stands in for the trainer.
+    runs.write_status(finished_run, state="running", pid=os.getpid(), pid_start=runs.process_start(os.getpid()),
+                      message="epoch 1 train", epochs=4, epoch=1, phase="train", iteration=3, n_iters=10,
+                      images_per_s=12.5, eta_s=42)
+    english = runs.progress(runs.read_status(finished_run))[1]
+    assert english == "epoch 1/4 · train batch 3/10 · 12.5 images/s · ETA 0:42"  # what the CLI and bars say
+
+    app = _page_in_spanish(demo_root, "train", finished_run.name)
+    texts = shown_strings(app)
+    assert "época 1/4 · entrenamiento: lote 3/10 · 12,5 imágenes/s · tiempo restante 0:42" in texts
+    assert "**en curso**: época 1, entrenamiento" in [i.value for i in app.info]
+    assert english_leftovers(texts) == []
+
+
+def test_augmentation_help_texts_are_in_spanish(demo_root):
+    app = _page_in_spanish(demo_root, "augment")
+    texts = shown_strings(app)
+    flip = transforms.REGISTRY["RandomHorizontalFlip"]
+    assert i18n.translate(flip.help, "es") in "\n".join(texts)  # the step's own help and the "Step to add" list
+    assert i18n.translate(flip.params[0].help, "es") in texts  # its parameter's help
+    assert english_leftovers(texts) == []
+
+
+def test_compare_without_a_verdict_says_why_in_spanish(demo_root, finished_run):
+    # Run B was scored on other images than run A: no paired verdict, and a reason.
+    other = make_run(demo_root, paths.runs_dir(), "lenet", 64, seed=1)
+    names = list(data.CLASS_NAMES)
+    ids = [r.id for r in data.load_dataset(demo_root).split("val")][:10]
+    probs = np.random.default_rng(1).dirichlet([1, 1, 1], size=len(ids))
+    train.write_predictions(other / "predictions_test.csv", ids, np.arange(len(ids)) % 3, probs, names)
+    runs.write_status(other, state="finished", message="finished: test mean AUC 0.600")
+
+    app = spanish_app(demo_root)
+    app.session_state["keep_cmp_runs"] = [finished_run.name, other.name]
+    app.switch_page("app_pages/compare.py").run()
+    assert not app.exception, app.exception
+    verdict = [i.value for i in app.info if i.value.startswith("Veredicto")]
+    assert verdict and re.match(r"Veredicto \(AUC media\): Sin veredicto: las ejecuciones se puntuaron con "
+                                r"imágenes de prueba distintas \(\d+ y \d+, 0 en común\)", verdict[0]), verdict
+    table = app.dataframe[-1].value
+    assert list(table.columns) == ["métrica", "A", "B", "B - A [IC 95%]"]
+    assert re.fullmatch(r"\d,\d{3}", table["A"].iloc[0]), table  # a decimal comma, not 0.611
+    assert english_leftovers(shown_strings(app)) == []
+
+
+def test_run_tables_write_decimal_commas_in_spanish(demo_root, finished_run):
+    app = _page_in_spanish(demo_root, "results")
+    runs_table = app.dataframe[0].value
+    best_val = i18n.translate("best val", "es")
+    assert runs_table[best_val].tolist() == ["0,700"]  # text with a decimal comma: Streamlit's formats know only "."
+    assert runs_table[i18n.translate("model", "es")].tolist() == ["lenet (aleatorios)"]  # the weight source too
+
+
+def test_lesion_core_messages_are_found_again_in_their_english_rendering():
+    es = functools.partial(i18n.translate_rendered, lang="es")
+    # the most specific message wins: "epoch {epoch} {phase}" would also match this text
+    assert es("stopped during epoch 2 train, batch 3/10; best and last weights saved (last.pt: epoch 1); "
+              "continue with Resume on the Train page or train --resume runs/r") == (
+        "detenida durante época 2, entrenamiento, lote 3/10; mejores y últimos pesos guardados (last.pt: época 1); "
+        "continúa con Reanudar en la página Entrenar o con train --resume runs/r")
+    assert es("0.859 [0.799, 0.909]") == "0,859 [0,799; 0,909]"  # decimal commas part the bounds with ";"
+    assert es("+0.031 [-0.012, +0.078]") == "+0,031 [-0,012; +0,078]"
+    assert es("not a message at all") == "not a message at all"
+    # the CLI's text is the msgid itself
+    assert compare.verdict_text({"same_images": False, "reason": "a run has no test images"}) == \
+        "No verdict: a run has no test images"

@@ -11,6 +11,7 @@ import numpy as np
 from lesion_core import runs
 from lesion_core.errors import TrainingError
 from lesion_core.evaluation import bootstrap
+from lesion_core.i18n import N_
 
 # The verdict is about this metric (the ISIC 2017 challenge's score).
 VERDICT_METRIC = "mean_auc"
@@ -50,8 +51,8 @@ def config_diff(configs: dict[str, dict]) -> list[dict]:
 def _predictions(run_dir: Path, split: str):
     loaded = bootstrap.load_predictions(run_dir, split)
     if loaded is None:
-        raise TrainingError(f"run {run_dir.name} has no readable predictions_{split}.csv "
-                            "(it is written when the run finishes; try the other split)")
+        raise TrainingError(N_("run {run} has no readable predictions_{split}.csv (it is written when the run "
+                               "finishes; try the other split)").format(run=run_dir.name, split=split))
     return loaded
 
 
@@ -67,8 +68,8 @@ def compare_runs(run_a, run_b, split: str = "test", n_resamples: int = bootstrap
     ids_a, labels_a, probs_a, names_a = _predictions(run_a, split)
     ids_b, labels_b, probs_b, names_b = _predictions(run_b, split)
     if list(names_a) != list(names_b):
-        raise TrainingError(f"the runs have different classes ({', '.join(names_a)} vs {', '.join(names_b)}): "
-                            "they cannot be compared")
+        raise TrainingError(N_("the runs have different classes ({a} vs {b}): they cannot be compared").format(
+            a=", ".join(names_a), b=", ".join(names_b)))
     truth_a = dict(zip(ids_a, labels_a.tolist()))
     truth_b = dict(zip(ids_b, labels_b.tolist()))
     same = len(ids_a) == len(truth_a) and truth_a == truth_b and len(ids_a) > 0
@@ -97,9 +98,12 @@ def verdict(row: dict) -> str:
 def verdict_text(result: dict) -> str:
     """The verdict in words, for the page and the CLI."""
     if not result["same_images"]:
-        return f"No verdict: {result['reason']}"
-    return {"a": f"A ({result['run_a']}) is better", "b": f"B ({result['run_b']}) is better"}.get(
-        result["verdict"], f"not distinguishable on these {result['n']} images")
+        return N_("No verdict: {reason}").format(reason=result["reason"])
+    if result["verdict"] == "a":
+        return N_("A ({run}) is better").format(run=result["run_a"])
+    if result["verdict"] == "b":
+        return N_("B ({run}) is better").format(run=result["run_b"])
+    return N_("not distinguishable on these {n} images").format(n=result["n"])
 
 
 def _unpaired(labels_a, probs_a, labels_b, probs_b, names) -> dict:
@@ -117,11 +121,12 @@ def _unpaired(labels_a, probs_a, labels_b, probs_b, names) -> dict:
 def _why_not_paired(truth_a: dict, truth_b: dict, split: str) -> str:
     shared = truth_a.keys() & truth_b.keys()
     if not truth_a or not truth_b:
-        return f"a run has no {split} images"
+        return N_("a run has no {split} images").format(split=split)
     if shared and any(truth_a[i] != truth_b[i] for i in shared):
-        return "the same image ids carry different labels in the two runs (different datasets)"
-    return (f"the runs were scored on different {split} images ({len(truth_a)} and {len(truth_b)}, "
-            f"{len(shared)} shared): a difference could come from the images, not the models")
+        return N_("the same image ids carry different labels in the two runs (different datasets)")
+    return N_("the runs were scored on different {split} images ({a} and {b}, {shared} shared): a difference could "
+              "come from the images, not the models").format(split=split, a=len(truth_a), b=len(truth_b),
+                                                             shared=len(shared))
 
 
 def disagreements(ids, labels, probs_a, probs_b, class_names) -> list[dict]:

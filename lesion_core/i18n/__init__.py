@@ -12,6 +12,13 @@ any PO editor or `msgfmt --check` can still read them. English needs no file: it
 the text. `python -m lesion_core.i18n.check` lists page strings not wrapped in _() and
 msgids missing from a catalogue (--add writes stubs to fill in).
 
+Text that lesion_core writes for people (status.json messages, errors, damage reports, help
+texts) stays English, as the command line prints it and the run folder stores it. Its
+messages are marked N_("building {model}").format(model=name) (gettext's no-op marker: the
+text is unchanged, and the checker collects the msgid), and a page shows such a text through
+app_pages.lang.rendered(), which finds the message again in the rendered English and gives it
+back in the page's language (translate_rendered()).
+
 Class names keep their stable names in files and are translated on screen (class_name()),
 numbers are formatted per language (number(): decimal comma in Spanish), and plotly figures
 built by lesion_core.plots are translated after the fact (figure()).
@@ -28,6 +35,13 @@ LANGUAGES = {"en": "English", "es": "Español"}
 DEFAULT = "en"
 FOLDER = Path(__file__).resolve().parent
 _PLACEHOLDER = re.compile(r"\{(\w*)(?:![rsa])?(?::[^{}]*)?\}")
+
+
+def N_(msgid: str) -> str:
+    """Mark an English message that lesion_core renders and a page may show: returned as it is
+    (the CLI and the run folder keep English); `python -m lesion_core.i18n.check` requires a
+    translation of it, and lang.rendered() translates the rendered text on a page."""
+    return msgid
 
 
 def catalogue_path(lang: str) -> Path:
@@ -107,28 +121,38 @@ def number(value, digits: int = 3, lang: str = DEFAULT, percent: bool = False) -
 
 @functools.lru_cache(maxsize=None)
 def _patterns(lang: str) -> list[tuple[re.Pattern, str]]:
-    """(regex of an English message with placeholders, its translation) for reverse lookup."""
+    """(regex of an English message with placeholders, its translation) for reverse lookup,
+    the message with the most fixed text first: "epoch {epoch} {phase}, batch {i}/{n}" must win
+    over "epoch {epoch} {phase}", which would match the same text with a longer {phase}."""
     out = []
     for msgid, msgstr in catalogue(lang).items():
         names = placeholders(msgid)
-        if not names or "" in names:
-            continue
-        pieces, pos = [], 0
+        fixed = _PLACEHOLDER.sub("", msgid)
+        if not names or "" in names or not re.search(r"[A-Za-z]", fixed):
+            continue  # "{name}: {n}" alone would match almost anything
+        pieces, pos, seen = [], 0, set()
         for m in _PLACEHOLDER.finditer(msgid):
-            pieces.append(re.escape(msgid[pos:m.start()]) + f"(?P<{m.group(1)}>.+?)")
+            name = m.group(1)  # a placeholder used twice must hold the same text twice
+            pieces.append(re.escape(msgid[pos:m.start()]) + (f"(?P={name})" if name in seen else f"(?P<{name}>.+?)"))
+            seen.add(name)
             pos = m.end()
         pieces.append(re.escape(msgid[pos:]))
-        out.append((re.compile("".join(pieces) + r"\Z", re.S), msgstr))
-    return out
+        out.append((len(fixed), re.compile("".join(pieces) + r"\Z", re.S), msgstr))
+    return [(pattern, msgstr) for _, pattern, msgstr in sorted(out, key=lambda e: -e[0])]
 
 
-_DECIMAL = re.compile(r"-?\d+\.\d+%?\Z")
+_DECIMAL = re.compile(r"[-+]?\d+\.\d+%?\Z")
+# A value with its interval, as lesion_core.evaluation.bootstrap writes it: "0.859 [0.799, 0.909]".
+_INTERVAL = re.compile(r"[-+]?\d+\.\d+ \[[-+]?\d+\.\d+, [-+]?\d+\.\d+\]\Z")
+PARTS = " · "  # a status line of parts ("epoch 2/4 · train batch 3/10 · ETA 0:42"), each its own message
 
 
 def translate_rendered(text, lang: str):
-    """Translate text that was already rendered in English (figure titles, legends, ticks):
-    an exact msgid, else a message with placeholders whose fixed parts match (the values are
-    translated too, e.g. class names), else a decimal number with a comma. Other values pass."""
+    """Translate text that was already rendered in English (figure titles, status messages,
+    errors): an exact msgid, else a message with placeholders whose fixed parts match (the
+    values are translated too: class names, phases, nested messages), else a decimal number
+    (or one with its interval, "0,859 [0,799; 0,909]") with a comma. A line of parts joined by
+    " · " is translated part by part. Other text passes."""
     if lang == DEFAULT or not isinstance(text, str) or not text:
         return text
     table = catalogue(lang)
@@ -136,6 +160,10 @@ def translate_rendered(text, lang: str):
         return table[text]
     if lang == "es" and _DECIMAL.match(text):
         return text.replace(".", ",")
+    if lang == "es" and _INTERVAL.match(text):  # with decimal commas the bounds are parted by ";"
+        return text.replace(",", ";").replace(".", ",")
+    if PARTS in text:  # before the patterns: "epoch {epoch} {phase}" would swallow the whole line
+        return PARTS.join(translate_rendered(part, lang) for part in text.split(PARTS))
     for pattern, msgstr in _patterns(lang):
         match = pattern.match(text)
         if match:

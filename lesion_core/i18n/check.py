@@ -1,7 +1,9 @@
 """Which page strings are not translated: `python -m lesion_core.i18n.check [--wrap] [--add]`.
 
 Lists (1) text literals and f-strings handed to Streamlit elements in app.py and app_pages/
-without _() around them, and (2) messages used through _("...") that a catalogue lacks.
+without _() around them, and (2) messages that a catalogue lacks: those the pages use through
+_("..."), and those lesion_core marks N_("...") (texts it renders in English that pages show
+through lang.rendered: status messages, errors, help texts).
 --wrap first puts _() around every plain literal it would list (and imports _ where a page
 lacks it); f-strings are left listed, for a person to turn into _("... {name}", name=...).
 --add appends the missing messages to each catalogue with an empty msgstr, ready to fill in
@@ -30,12 +32,17 @@ ELEMENTS = {
 }
 TEXT_KEYWORDS = {"label", "help", "placeholder", "title", "text", "caption", "page_title"}
 WORDS = re.compile(r"[A-Za-z]{2,}")
-TRANSLATORS = {"_", "translate"}
+TRANSLATORS = {"_", "translate", "N_"}
 
 
 def page_files() -> list[Path]:
     """The files whose strings users read: app.py and app_pages/*.py."""
     return [REPO / "app.py", *sorted((REPO / "app_pages").glob("*.py"))]
+
+
+def core_files() -> list[Path]:
+    """lesion_core's modules, whose N_("...") messages reach the pages."""
+    return sorted(p for p in (REPO / "lesion_core").rglob("*.py") if "i18n" not in p.parts)
 
 
 @dataclass
@@ -141,9 +148,10 @@ def rebinds_underscore(paths=None) -> list[Finding]:
 
 
 def used_messages(paths=None) -> dict[str, Finding]:
-    """msgid -> where it is first used, for every _("...") / translate("...") with a literal id."""
+    """msgid -> where it is first used, for every _("...") / translate("...") / N_("...") with a
+    literal id, in the pages and lesion_core."""
     used = {}
-    for path in paths or page_files():
+    for path in paths or page_files() + core_files():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and _call_name(node) in TRANSLATORS and node.args:
                 arg = node.args[0]
@@ -152,10 +160,28 @@ def used_messages(paths=None) -> dict[str, Finding]:
     return used
 
 
+def registry_messages() -> dict[str, Finding]:
+    """msgid -> where, for the texts the registries describe themselves with and pages show
+    (transform and parameter help, many taken from docstrings; model descriptions)."""
+    from lesion_core import models, transforms  # torch: imported only when the registries are checked
+
+    found = {}
+    for module, texts in ((transforms, [t for info in transforms.REGISTRY.values()
+                                        for t in (info.help, *(p.help for p in info.params))]),
+                          (models, [entry.description for entry in models.MODELS.values()])):
+        path = Path(module.__file__)
+        for text in texts:
+            if text:
+                found.setdefault(text, Finding(path, 1, text))
+    return found
+
+
 def missing(lang: str, paths=None) -> list[Finding]:
-    """Messages the pages use that lang's catalogue has no (non-empty) translation for."""
+    """Messages the pages use (and, when no paths are given, lesion_core's N_ messages and the
+    registries' texts) that lang's catalogue has no (non-empty) translation for."""
     table = i18n.catalogue(lang)
-    return [where for msgid, where in used_messages(paths).items() if msgid not in table]
+    used = used_messages(paths) if paths else used_messages() | registry_messages()
+    return [where for msgid, where in used.items() if msgid not in table]
 
 
 def _po_quote(text: str) -> str:

@@ -102,6 +102,8 @@ def train_fold(folder: Path, spec: dict, base: dict) -> tuple[Path, float]:
         run_dir = train.run_training(config, folder, on_log=lambda line: print("   ", line, flush=True))
         print(f"  trained in {time.perf_counter() - started:.0f} s", flush=True)
     status = runs.read_status(run_dir)
+    if status.get("state") != "finished":  # stopped (Ctrl-C, SIGTERM) or failed: so is the bench
+        sys.exit(f"fold run {run_dir} {status.get('state')}: {status.get('message')}; run the bench again to continue")
     return run_dir, float(status.get("updated", 0) - status.get("started", 0))
 
 

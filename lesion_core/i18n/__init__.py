@@ -145,14 +145,26 @@ _DECIMAL = re.compile(r"[-+]?\d+\.\d+%?\Z")
 # A value with its interval, as lesion_core.evaluation.bootstrap writes it: "0.859 [0.799, 0.909]".
 _INTERVAL = re.compile(r"[-+]?\d+\.\d+ \[[-+]?\d+\.\d+, [-+]?\d+\.\d+\]\Z")
 PARTS = " · "  # a status line of parts ("epoch 2/4 · train batch 3/10 · ETA 0:42"), each its own message
+# A problem line of a validation report (lesion_core.data.Report.format): "  ISIC_0001: [mask_size] mask is ...".
+_REPORT_LINE = re.compile(r"(\s*\S.*?: \[\w+\] )(.+)\Z")
+
+
+def _translate_line(line: str, lang: str) -> str:
+    """One line of a text of lines: its indentation kept, a report line's "id: [kind] " prefix
+    kept, the rest translated."""
+    found = _REPORT_LINE.match(line)
+    if found:
+        return found.group(1) + translate_rendered(found.group(2), lang)
+    body = line.lstrip()
+    return line[:len(line) - len(body)] + translate_rendered(body, lang)
 
 
 def translate_rendered(text, lang: str):
     """Translate text that was already rendered in English (figure titles, status messages,
     errors): an exact msgid, else a message with placeholders whose fixed parts match (the
     values are translated too: class names, phases, nested messages), else a decimal number
-    (or one with its interval, "0,859 [0,799; 0,909]") with a comma. A line of parts joined by
-    " · " is translated part by part. Other text passes."""
+    (or one with its interval, "0,859 [0,799; 0,909]") with a comma. A text of several lines
+    is translated line by line, a line of parts joined by " · " part by part. Other text passes."""
     if lang == DEFAULT or not isinstance(text, str) or not text:
         return text
     table = catalogue(lang)
@@ -162,6 +174,8 @@ def translate_rendered(text, lang: str):
         return text.replace(".", ",")
     if lang == "es" and _INTERVAL.match(text):  # with decimal commas the bounds are parted by ";"
         return text.replace(",", ";").replace(".", ",")
+    if "\n" in text:  # a text of lines (an error with the validation report under it): each line is a message
+        return "\n".join(_translate_line(line, lang) for line in text.split("\n"))
     if PARTS in text:  # before the patterns: "epoch {epoch} {phase}" would swallow the whole line
         return PARTS.join(translate_rendered(part, lang) for part in text.split(PARTS))
     for pattern, msgstr in _patterns(lang):

@@ -277,7 +277,7 @@ def current_data() -> data.LesionData | None:
         root = demo_root() if choice["source"] == "demo" else choice["root"]
         return load_data(root)
     except LesionLabError as exc:
-        st.error(_("The chosen dataset cannot be used: {error}", error=exc), icon=":material/error:")
+        st.error(_("The chosen dataset cannot be used: {error}", error=rendered(str(exc))), icon=":material/error:")
         return None
 
 

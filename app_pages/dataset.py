@@ -49,10 +49,11 @@ chart.plotly_chart(fig(plots.class_distribution(report.counts, dataset.class_nam
 for title, items, expanded in ((_("Problems (rows excluded)"), report.problems, True), (_("Notes"), report.notes, False)):
     if items:
         with st.expander(f"{title}: {len(items)}", expanded=expanded):
-            st.dataframe([{_("id"): p.id or "-", _("kind"): p.kind, _("message"): p.message} for p in items],
+            st.dataframe([{_("id"): p.id or "-", _("kind"): p.kind, _("message"): lang.rendered(p.message)}
+                          for p in items],
                          hide_index=True, width="stretch")
 if report.split_line:
-    st.info(report.split_line)
+    st.info(lang.rendered(report.split_line))
 
 frame = common.sample_frame(dataset)
 META = {"sex": _("Sex"), "age": _("Age band"), "site": _("Anatomic site")}

@@ -34,6 +34,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from lesion_core.errors import DataError, UnsafeArchiveError
+from lesion_core.i18n import N_
 from lesion_core.net import reachable
 from lesion_core.paths import atomic_write_bytes, cache_dir
 
@@ -95,8 +96,8 @@ class Report:
         names = list(self.class_names)
         width = max(len(n) for n in names + ["split"]) + 2
         lines = [
-            f"{self.n_usable} usable of {self.n_rows} rows; "
-            f"{len(self.problems)} excluded, {len(self.notes)} notes",
+            N_("{usable} usable of {rows} rows; {excluded} excluded, {notes} notes").format(
+                usable=self.n_usable, rows=self.n_rows, excluded=len(self.problems), notes=len(self.notes)),
             "split".ljust(8) + "".join(n.rjust(width) for n in names) + "total".rjust(8),
         ]
         for split in SPLITS:
@@ -105,9 +106,9 @@ class Report:
             lines.append(split.ljust(8) + cells + str(sum(per_class.values())).rjust(8))
         if self.split_line:
             lines.append(self.split_line)
-        for title, items in (("problems (excluded)", self.problems), ("notes", self.notes)):
+        for title, items in ((N_("problems (excluded):"), self.problems), (N_("notes:"), self.notes)):
             if items:
-                lines.append(f"{title}:")
+                lines.append(title)
                 lines += [f"  {p.id or '-'}: [{p.kind}] {p.message}" for p in items]
         return "\n".join(lines)
 
@@ -131,7 +132,8 @@ class LesionData:
     def split(self, name: str) -> list:
         """Records of one split ("train", "val" or "test"), in a stable order."""
         if name not in SPLITS:
-            raise DataError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
+            raise DataError(N_("unknown split {name}; use one of {splits}").format(name=repr(name),
+                                                                                   splits=", ".join(SPLITS)))
         return [r for r in self.records if r.split == name]
 
     def to_spec(self) -> dict:
@@ -207,7 +209,7 @@ def _reason(exc: Exception) -> str:
     """Why PIL could not read a file, without PIL's repr of the file object (an upload's repr
     shows server internals)."""
     if isinstance(exc, UnidentifiedImageError):
-        return "not an image format this app reads (JPEG, PNG, BMP, TIFF, WebP)"
+        return N_("not an image format this app reads (JPEG, PNG, BMP, TIFF, WebP)")
     return str(exc)
 
 
@@ -228,9 +230,9 @@ def _open_image(path, max_side: int | None) -> Image.Image:
             ImageOps.exif_transpose(image, in_place=True)
             rgb = _to_rgb(image)
     except FileNotFoundError:
-        raise DataError(f"image not found: {_name(path)}") from None
+        raise DataError(N_("image not found: {file}").format(file=_name(path))) from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {_name(path)}: {_reason(exc)}") from None
+        raise DataError(N_("cannot read image {file}: {error}").format(file=_name(path), error=_reason(exc))) from None
     if rgb.size != target:
         rgb = rgb.resize(target, Image.BILINEAR, reducing_gap=2.0)
     return rgb
@@ -263,9 +265,9 @@ def read_mask(path, shape: tuple) -> np.ndarray:
         with Image.open(path) as image:
             mask = _binarize(_mask_levels(image))
     except FileNotFoundError:
-        raise DataError(f"mask not found: {_name(path)}") from None
+        raise DataError(N_("mask not found: {file}").format(file=_name(path))) from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read mask {_name(path)}: {_reason(exc)}") from None
+        raise DataError(N_("cannot read mask {file}: {error}").format(file=_name(path), error=_reason(exc))) from None
     height, width = shape[:2]
     if mask.shape != (height, width):
         mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
@@ -297,13 +299,11 @@ def _read_csv(path: Path, required: tuple) -> list:
             header = [h.strip() for h in (reader.fieldnames or [])]
             missing = [c for c in required if c not in header]
             if missing:
-                raise DataError(
-                    f"{path.name} needs a header with columns {', '.join(required)}; "
-                    f"found {', '.join(header) or 'nothing'}"
-                )
+                raise DataError(N_("{file} needs a header with columns {required}; found {found}").format(
+                    file=path.name, required=", ".join(required), found=", ".join(header) or N_("nothing")))
             return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+        raise DataError(N_("cannot read {file}: {error}").format(file=path, error=exc)) from None
 
 
 def _detect_layout(root: Path) -> str:
@@ -316,12 +316,11 @@ def _detect_layout(root: Path) -> str:
     found = layouts.detect(root)
     if found:
         return found
-    raise DataError(
-        f"no dataset found in {root}: expected labels.csv (or DBtrain.csv, DBval.csv, "
+    raise DataError(N_(
+        "no dataset found in {root}: expected labels.csv (or DBtrain.csv, DBval.csv, "
         "DBtest.csv) with images/ and masks/, the official ISIC 2017 files "
-        "(ISIC-2017_Training_Part3_GroundTruth.csv and its folders), or "
-        + layouts.EXPECTED
-    )
+        "(ISIC-2017_Training_Part3_GroundTruth.csv and its folders), or {layouts}"
+    ).format(root=root, layouts=layouts.EXPECTED))
 
 
 def _csv_rows(root: Path) -> list:
@@ -369,7 +368,7 @@ def _isic_rows(root: Path) -> list:
             label = _isic_label(raw)
             row = _Row(raw["image_id"], label, split)
             if isinstance(label, str):
-                row.label_problem = f"ISIC diagnosis columns are not one-hot 0/1: {label}"
+                row.label_problem = N_("ISIC diagnosis columns are not one-hot 0/1: {values}").format(values=label)
             if not _unsafe_id(row.id):  # an unsafe id never becomes a path
                 row.image_path = root / f"ISIC-2017_{stem}_Data" / f"{row.id}.jpg"
                 row.mask_path = (root / f"ISIC-2017_{stem}_Part1_GroundTruth"
@@ -390,17 +389,17 @@ def _subset(rows: list, max_size: int, seed: int) -> list:
 # ---------------------------------------------------------------------------- validation
 
 
-def _unsafe_id(name: str, what: str = "id") -> str:
+def _unsafe_id(name: str, what: str = N_("id")) -> str:
     """Why a name (an id, a ZIP entry) cannot name a file inside its folder, or "" if it can."""
     if not name:
-        return f"empty {what}"
+        return N_("empty {what}").format(what=what)
     if "\x00" in name:
-        return f"{what} contains a NUL character"
+        return N_("{what} contains a NUL character").format(what=what)
     for pure in (PurePosixPath(name), PureWindowsPath(name)):
         if pure.is_absolute() or pure.drive or pure.root:
-            return f"{what} is an absolute path and would escape the folder"
+            return N_("{what} is an absolute path and would escape the folder").format(what=what)
         if ".." in pure.parts:
-            return f"{what} contains '..' and would escape the folder"
+            return N_("{what} contains '..' and would escape the folder").format(what=what)
     return ""
 
 
@@ -411,22 +410,23 @@ def _parse_label(raw: object, n_classes: int) -> tuple:
     elif isinstance(raw, str) and _INTEGER.fullmatch(raw):
         value = int(raw)
     else:
-        return None, ("label_not_integer", f"label {raw!r} is not an integer")
+        return None, ("label_not_integer", N_("label {label} is not an integer").format(label=repr(raw)))
     if not 0 <= value < n_classes:
-        return None, ("label_out_of_range", f"label {value} is outside 0..{n_classes - 1}")
+        return None, ("label_out_of_range", N_("label {label} is outside 0..{last}").format(label=value,
+                                                                                          last=n_classes - 1))
     return value, None
 
 
-_NOTE_MODES = {"L": "grayscale", "LA": "grayscale+alpha", "1": "black-and-white", "P": "palette",
-               "RGBA": "RGBA", "CMYK": "CMYK", "I;16": "16-bit", "I;16B": "16-bit",
-               "I;16L": "16-bit", "I": "32-bit integer", "F": "32-bit float"}
+_NOTE_MODES = {"L": N_("grayscale"), "LA": N_("grayscale+alpha"), "1": N_("black-and-white"), "P": N_("palette"),
+               "RGBA": "RGBA", "CMYK": "CMYK", "I;16": N_("16-bit"), "I;16B": N_("16-bit"),
+               "I;16L": N_("16-bit"), "I": N_("32-bit integer"), "F": N_("32-bit float")}
 
 
 def _check_image(path: Path) -> tuple:
     """Cheaply decode an image: ((width, height) upright, mode) or raise (kind, message)."""
     try:
         if path.stat().st_size == 0:
-            raise _Bad("not_an_image", f"{path.name} is an empty file (0 bytes)")
+            raise _Bad("not_an_image", N_("{file} is an empty file (0 bytes)").format(file=path.name))
         with Image.open(path) as image:
             size, mode = image.size, image.mode
             if _sideways(image):  # read_image turns it upright; its mask must match that
@@ -439,13 +439,15 @@ def _check_image(path: Path) -> tuple:
         raise
     except Image.DecompressionBombError as exc:
         # Pillow refuses to decode images this large (a small file can claim a huge size).
-        raise _Bad("image_too_large", f"{path.name}: {exc}; downscale it") from None
+        raise _Bad("image_too_large", N_("{file}: {error}; downscale it").format(file=path.name, error=exc)) from None
     except UnidentifiedImageError:
-        raise _Bad("not_an_image", f"{path.name} is not an image file PIL can read") from None
+        raise _Bad("not_an_image", N_("{file} is not an image file PIL can read").format(file=path.name)) from None
     except (PermissionError, IsADirectoryError) as exc:
-        raise _Bad("unreadable_image", f"{path.name} cannot be opened: {exc.strerror}") from None
+        raise _Bad("unreadable_image", N_("{file} cannot be opened: {error}").format(file=path.name,
+                                                                                  error=exc.strerror)) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise _Bad("corrupt_image", f"{path.name} is corrupt or truncated: {exc}") from None
+        raise _Bad("corrupt_image", N_("{file} is corrupt or truncated: {error}").format(file=path.name,
+                                                                                       error=exc)) from None
     return size, mode
 
 
@@ -466,18 +468,18 @@ def _check_mask(path: Path, image_size: tuple) -> bool:
             size = image.size
             values = _distinct_values(image)
     except UnidentifiedImageError:
-        raise _Bad("corrupt_mask", f"{path.name} is not an image file PIL can read") from None
+        raise _Bad("corrupt_mask", N_("{file} is not an image file PIL can read").format(file=path.name)) from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise _Bad("corrupt_mask", f"{path.name} cannot be decoded: {exc}") from None
+        raise _Bad("corrupt_mask", N_("{file} cannot be decoded: {error}").format(file=path.name, error=exc)) from None
     if size != image_size:
-        raise _Bad("mask_size", f"mask is {size[0]}x{size[1]} but the image is "
-                                f"{image_size[0]}x{image_size[1]}")
+        raise _Bad("mask_size", N_("mask is {size} but the image is {image_size}").format(
+            size=f"{size[0]}x{size[1]}", image_size=f"{image_size[0]}x{image_size[1]}"))
     if values.max() == 0:
-        raise _Bad("empty_mask", f"{path.name} has no lesion pixels (all zero)")
+        raise _Bad("empty_mask", N_("{file} has no lesion pixels (all zero)").format(file=path.name))
     if not any(set(values.tolist()) <= {0, top} for top in (1, 255, 65535)):
         shown = ", ".join(str(v) for v in values[:6]) + (" ..." if len(values) > 6 else "")
-        raise _Bad("non_binary_mask", f"{path.name} has {len(values)} distinct values ({shown}); "
-                                      "masks must be 0/255 or 0/1 (saved as PNG, not JPEG)")
+        raise _Bad("non_binary_mask", N_("{file} has {n} distinct values ({values}); masks must be 0/255 or 0/1 "
+                                         "(saved as PNG, not JPEG)").format(file=path.name, n=len(values), values=shown))
     return len(values) == 1
 
 
@@ -525,7 +527,7 @@ def _validate(row: _Row, n_classes: int, check_images: bool, report: Report,
         if bad_label:
             raise _Bad(*bad_label)
         if not row.image_path.exists():
-            raise _Bad("missing_image", f"image not found: {row.image_path.name}")
+            raise _Bad("missing_image", N_("image not found: {file}").format(file=row.image_path.name))
         mask_path = row.mask_path if row.mask_path and row.mask_path.exists() else None
         if check_images:
             result = (checked or {}).get(id(row)) or _check_files(row)
@@ -535,19 +537,20 @@ def _validate(row: _Row, n_classes: int, check_images: bool, report: Report,
             if mode != "RGB":
                 what = _NOTE_MODES.get(mode, mode)
                 report.notes.append(Problem(row.id, "converted_image",
-                                            f"{what} image converted to 8-bit RGB"))
+                                            N_("{mode} image converted to 8-bit RGB").format(mode=what)))
             if bad_mask:
                 raise bad_mask
             if full_mask:
-                report.notes.append(Problem(row.id, "full_mask", f"{mask_path.name} marks the whole image as "
-                                            "lesion (no skin pixel): a placeholder rather than a segmentation?"))
+                report.notes.append(Problem(row.id, "full_mask", N_(
+                    "{file} marks the whole image as lesion (no skin pixel): a placeholder rather than a "
+                    "segmentation?").format(file=mask_path.name)))
     except _Bad as bad:
         report.problems.append(Problem(row.id, *bad.args))
         return None
     if row.mask_path and mask_path is None and row.mask_path.parent.is_dir():
-        report.notes.append(Problem(row.id, "no_mask",
-                                    f"no mask ({row.mask_path.name} not found); "
-                                    "mask-based augmentations will refuse this sample"))
+        report.notes.append(Problem(row.id, "no_mask", N_(
+            "no mask ({file} not found); mask-based augmentations will refuse this sample").format(
+                file=row.mask_path.name)))
     return Record(row.id, label, row.image_path, mask_path, row.split or "train", row.group, row.meta)
 
 
@@ -571,7 +574,7 @@ def _carve(records: list, fraction: float, seed: int, report: Report) -> tuple:
     except ValueError:
         if not any(n.kind == "unstratified_split" for n in report.notes):
             report.notes.append(Problem("", "unstratified_split",
-                                        "too few samples per class to stratify; split at random"))
+                                        N_("too few samples per class to stratify; split at random")))
         try:
             return tuple(train_test_split(records, test_size=fraction, random_state=seed))
         except ValueError:
@@ -603,8 +606,8 @@ def _apply_recorded_splits(records: list, splits: dict, report: Report) -> list:
             record.split = split_of.pop(record.id)
             kept.append(record)
     for sample_id in split_of:
-        report.problems.append(Problem(sample_id, "not_in_dataset", "recorded in the saved "
-                                       "split but not usable in the dataset now"))
+        report.problems.append(Problem(sample_id, "not_in_dataset", N_("recorded in the saved "
+                                       "split but not usable in the dataset now")))
     return kept
 
 
@@ -624,19 +627,20 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
     the binary melanoma target).
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise DataError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must each "
-                        "be in [0, 1) and leave some training data (sum below 1)")
+        raise DataError(N_("val_fraction ({val}) and test_fraction ({test}) must each be in [0, 1) and leave "
+                           "some training data (sum below 1)").format(val=val_fraction, test=test_fraction))
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"dataset folder not found: {root}")
+        raise DataError(N_("dataset folder not found: {root}").format(root=root))
     layout = _detect_layout(root)
     group_column, notes = "", []
     if labels and layout != "isic2020":
-        raise DataError(f"labels={labels!r} is for the ISIC 2020 layout; this is the {layout} layout")
+        raise DataError(N_("labels={labels} is for the ISIC 2020 layout; this is the {layout} layout").format(
+            labels=repr(labels), layout=layout))
     if layout in ("csv", "isic2017"):
         class_names = tuple(class_names) if class_names else CLASS_NAMES
         if layout == "isic2017" and len(class_names) != 3:
-            raise DataError("the ISIC 2017 layout has 3 classes; give 3 class names or none")
+            raise DataError(N_("the ISIC 2017 layout has 3 classes; give 3 class names or none"))
         tables = _csv_rows(root) if layout == "csv" else _isic_rows(root)
         group_column = "group" if any(row.group for rows in tables for row in rows) else ""
     else:
@@ -652,18 +656,17 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
     mask_folders = {row.mask_path.parent for rows in tables for row in rows if row.mask_path}
     for folder in sorted(f for f in mask_folders if not f.is_dir()):
         report.notes.append(Problem("", "no_masks",
-                                    f"no {folder.name}/ folder: samples have no masks"))
+                                    N_("no {folder}/ folder: samples have no masks").format(folder=folder.name)))
 
     checked = _check_all_files(tables) if check_images else {}
     records, seen = [], {}
     for rows in tables:
         for row in rows:
             if row.id in seen and not _unsafe_id(row.id):
-                report.problems.append(Problem(row.id, "duplicate_id",
-                                               f"id appears again (first in {seen[row.id]}); "
-                                               "only the first row is used"))
+                report.problems.append(Problem(row.id, "duplicate_id", N_(
+                    "id appears again (first in {where}); only the first row is used").format(where=seen[row.id])))
                 continue
-            seen.setdefault(row.id, row.split or "the labels file")
+            seen.setdefault(row.id, row.split or N_("the labels file"))
             record = _validate(row, len(class_names), check_images, report, checked)
             if record:
                 records.append(record)
@@ -684,10 +687,11 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
         per_class[name] = per_class.get(name, 0) + 1
     for index, name in enumerate(class_names):
         if not any(record.label == index for record in records):
-            report.notes.append(Problem("", "empty_class", f"class {name!r} has no usable images: its AUC "
-                                        "is undefined and a model cannot learn it"))
-    if not report.n_usable:
-        raise DataError(f"no usable samples in {root}:\n{report.format()}")
+            report.notes.append(Problem("", "empty_class", N_(
+                "class {name} has no usable images: its AUC is undefined and a model cannot learn it").format(
+                    name=repr(name))))
+    if not report.n_usable:  # a page translates the message and the report under it line by line
+        raise DataError(N_("no usable samples in {root}:").format(root=root) + "\n" + report.format())
     return LesionData(root, layout, class_names, records, report, split_seed,
                       max_size, val_fraction, test_fraction, group_column, labels)
 
@@ -821,13 +825,13 @@ def import_zip(zip_path, dest, *, max_total_bytes: int = 20 * 10**9, max_files: 
     """
     zip_path, dest = Path(zip_path), Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise DataError(f"{dest} already exists and is not empty; choose a new folder")
+        raise DataError(N_("{folder} already exists and is not empty; choose a new folder").format(folder=dest))
     try:
         archive = zipfile.ZipFile(zip_path)
     except FileNotFoundError:
-        raise DataError(f"ZIP file not found: {zip_path}") from None
+        raise DataError(N_("ZIP file not found: {file}").format(file=zip_path)) from None
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(f"{zip_path.name} is not a readable ZIP file: {exc}") from None
+        raise DataError(N_("{file} is not a readable ZIP file: {error}").format(file=zip_path.name, error=exc)) from None
     with archive:
         members = _checked_members(archive, max_total_bytes, max_files, max_ratio)
         check_room(sum(info.file_size for _, info in members), dest.parent)
@@ -841,10 +845,11 @@ def import_zip(zip_path, dest, *, max_total_bytes: int = 20 * 10**9, max_files: 
                 dest.rmdir()  # empty, checked above
             os.rename(staging, dest)
         except zipfile.BadZipFile as exc:
-            raise DataError(f"{zip_path.name} is damaged: {exc}; nothing was imported") from None
+            raise DataError(N_("{file} is damaged: {error}; nothing was imported").format(
+                file=zip_path.name, error=exc)) from None
         except (OSError, NotImplementedError) as exc:  # disk full, unsupported compression...
-            raise DataError(f"cannot extract {zip_path.name} into {dest.parent}: {exc}; "
-                            "nothing was imported") from None
+            raise DataError(N_("cannot extract {file} into {folder}: {error}; nothing was imported").format(
+                file=zip_path.name, folder=dest.parent, error=exc)) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return dest / inner_root
@@ -854,42 +859,46 @@ def _checked_members(archive, max_total_bytes, max_files, max_ratio) -> list:
     """[(safe relative name, ZipInfo)] of the files to extract; UnsafeArchiveError says why not."""
     infos = archive.infolist()
     if len(infos) > max_files:
-        raise UnsafeArchiveError(
-            f"the ZIP has {len(infos)} entries, more than the limit of {max_files}")
+        raise UnsafeArchiveError(N_("the ZIP has {n} entries, more than the limit of {limit}").format(
+            n=len(infos), limit=max_files))
     total = sum(info.file_size for info in infos)
     if total > max_total_bytes:
-        raise UnsafeArchiveError(f"the ZIP would unpack to {total:,} bytes, more than the limit "
-                                 f"of {max_total_bytes:,}")
+        raise UnsafeArchiveError(N_("the ZIP would unpack to {total} bytes, more than the limit of {limit}").format(
+            total=f"{total:,}", limit=f"{max_total_bytes:,}"))
     # Entries of 1 MiB or less pass the per-entry check below; thousands of them still make
     # a bomb (1,500 zero-filled MiB entries: 1.96 MB of ZIP, 1.5 GB unpacked).
     packed = sum(info.compress_size for info in infos)
     if total > _CHUNK and total > max_ratio * max(packed, 1):
-        raise UnsafeArchiveError(f"the ZIP would unpack to {total:,} bytes from {packed:,}: compressed "
-                                 f"{total // max(packed, 1)}:1 overall, more than the limit of {max_ratio:g}:1 "
-                                 "(a zip bomb?)")
+        raise UnsafeArchiveError(N_("the ZIP would unpack to {total} bytes from {packed}: compressed {ratio}:1 "
+                                    "overall, more than the limit of {limit}:1 (a zip bomb?)").format(
+            total=f"{total:,}", packed=f"{packed:,}", ratio=total // max(packed, 1), limit=f"{max_ratio:g}"))
     members = []
     for info in infos:
-        reason = _unsafe_id(info.filename.replace("\\", "/"), "name")
+        reason = _unsafe_id(info.filename.replace("\\", "/"), N_("name"))
         if reason:
-            raise UnsafeArchiveError(f"refused entry {info.filename!r}: {reason}")
+            raise UnsafeArchiveError(N_("refused entry {entry}: {reason}").format(entry=repr(info.filename),
+                                                                                reason=reason))
         name = PurePosixPath(info.filename.replace("\\", "/")).as_posix()  # "a/./b" -> "a/b"
         file_type = (info.external_attr >> 16) & 0o170000
         if file_type == 0o120000:
-            raise UnsafeArchiveError(f"refused entry {info.filename!r}: it is a symbolic link")
+            raise UnsafeArchiveError(N_("refused entry {entry}: it is a symbolic link").format(
+                entry=repr(info.filename)))
         if file_type not in (0, 0o100000, 0o040000):
-            raise UnsafeArchiveError(
-                f"refused entry {info.filename!r}: it is not a regular file or folder")
+            raise UnsafeArchiveError(N_("refused entry {entry}: it is not a regular file or folder").format(
+                entry=repr(info.filename)))
         if info.flag_bits & 0x1:
-            raise UnsafeArchiveError(f"refused entry {info.filename!r}: it is encrypted")
+            raise UnsafeArchiveError(N_("refused entry {entry}: it is encrypted").format(entry=repr(info.filename)))
         # Small entries cannot be bombs; large ones compressed beyond max_ratio are.
         if info.file_size > _CHUNK and info.file_size > max_ratio * max(info.compress_size, 1):
             ratio = info.file_size // max(info.compress_size, 1)
-            raise UnsafeArchiveError(f"refused entry {info.filename!r}: compressed {ratio}:1, more "
-                                     f"than the limit of {max_ratio:g}:1 (a zip bomb?)")
+            raise UnsafeArchiveError(N_("refused entry {entry}: compressed {ratio}:1, more than the limit of "
+                                        "{limit}:1 (a zip bomb?)").format(entry=repr(info.filename), ratio=ratio,
+                                                                          limit=f"{max_ratio:g}"))
         if info.is_dir() or name.split("/")[0] == "__MACOSX":
             continue  # folders are made as files land; macOS resource forks are not data
         if name == ".":
-            raise UnsafeArchiveError(f"refused entry {info.filename!r}: a file named as the folder itself")
+            raise UnsafeArchiveError(N_("refused entry {entry}: a file named as the folder itself").format(
+                entry=repr(info.filename)))
         members.append((name, info))
     _refuse_name_clashes(members)
     return members
@@ -907,8 +916,8 @@ def check_room(n_bytes: int, folder) -> None:
         folder = folder.parent
     free = shutil.disk_usage(folder).free
     if n_bytes > free - DISK_RESERVE:
-        raise UnsafeArchiveError(f"the ZIP would unpack to {n_bytes:,} bytes but only {free:,} are free "
-                                 f"on that disk; nothing was imported")
+        raise UnsafeArchiveError(N_("the ZIP would unpack to {total} bytes but only {free} are free on that disk; "
+                                    "nothing was imported").format(total=f"{n_bytes:,}", free=f"{free:,}"))
 
 
 def _refuse_name_clashes(members: list) -> None:
@@ -919,14 +928,14 @@ def _refuse_name_clashes(members: list) -> None:
     for name, info in members:
         first = seen.setdefault(name.casefold(), info)
         if first is not info:
-            raise UnsafeArchiveError(f"refused entries {first.filename!r} and {info.filename!r}: they "
-                                     "would be the same file (a repeated name, or names differing only "
-                                     "in case)")
+            raise UnsafeArchiveError(N_("refused entries {first} and {second}: they would be the same file "
+                                        "(a repeated name, or names differing only in case)").format(
+                first=repr(first.filename), second=repr(info.filename)))
     for name, info in members:
         for parent in PurePosixPath(name).parents:
             if parent.as_posix().casefold() in seen:
-                raise UnsafeArchiveError(f"refused entry {info.filename!r}: {parent.as_posix()!r} is "
-                                         "both a file and a folder in the ZIP")
+                raise UnsafeArchiveError(N_("refused entry {entry}: {name} is both a file and a folder in the "
+                                            "ZIP").format(entry=repr(info.filename), name=repr(parent.as_posix())))
 
 
 def _zip_dataset_root(names: list, zip_name: str) -> str:
@@ -935,16 +944,16 @@ def _zip_dataset_root(names: list, zip_name: str) -> str:
                if _DATASET_MARKERS.fullmatch(PurePosixPath(n).name)}
     roots = {"" if p == "." else p for p in parents}
     if not roots:
-        raise DataError(f"no dataset found in {zip_name}: expected labels.csv (or DBtrain.csv) "
-                        "or the ISIC 2017 ground-truth CSVs, at the top or in one folder")
+        raise DataError(N_("no dataset found in {file}: expected labels.csv (or DBtrain.csv) or the ISIC 2017 "
+                           "ground-truth CSVs, at the top or in one folder").format(file=zip_name))
     def depth(folder: str) -> int:
         return folder.count("/") + 1 if folder else 0
 
     shallowest = min(map(depth, roots))
     candidates = sorted(r for r in roots if depth(r) == shallowest)
     if len(candidates) > 1:
-        raise DataError(f"{zip_name} holds several datasets ({', '.join(candidates)}); "
-                        "put one dataset per ZIP")
+        raise DataError(N_("{file} holds several datasets ({folders}); put one dataset per ZIP").format(
+            file=zip_name, folders=", ".join(candidates)))
     return candidates[0]
 
 

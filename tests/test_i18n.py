@@ -374,3 +374,69 @@ def test_lesion_core_messages_are_found_again_in_their_english_rendering():
     # the CLI's text is the msgid itself
     assert compare.verdict_text({"same_images": False, "reason": "a run has no test images"}) == \
         "No verdict: a run has no test images"
+
+
+def _broken_copy(demo_root, root):
+    """The demo dataset copied to root with real faults: a mask of the wrong size, an empty
+    mask, a missing image and a label that is not a number."""
+    import shutil
+
+    from PIL import Image
+
+    shutil.copytree(demo_root / "images", root / "images")
+    shutil.copytree(demo_root / "masks", root / "masks")
+    rows = (demo_root / "labels.csv").read_text().splitlines()
+    ids = [r.split(",")[0] for r in rows[1:]]
+    Image.new("L", (10, 7), 255).save(root / "masks" / f"{ids[0]}.png")
+    Image.new("L", Image.open(root / "images" / f"{ids[1]}.jpg").size, 0).save(root / "masks" / f"{ids[1]}.png")
+    (root / "images" / f"{ids[2]}.jpg").unlink()
+    rows[4] = f"{ids[3]},benign"
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return ids
+
+
+def test_the_dataset_report_lists_its_problems_in_spanish(demo_root, tmp_path):
+    root = tmp_path / "broken"
+    ids = _broken_copy(demo_root, root)
+    english = {p.id: p.message for p in data.load_dataset(root).report.problems}
+    assert english[ids[0]] == "mask is 10x7 but the image is 96x96"  # what check-data prints
+
+    app = spanish_app(demo_root)
+    app.session_state["dataset"] = {"source": "folder", "root": str(root)}
+    app.switch_page("app_pages/dataset.py").run()
+    assert not app.exception, app.exception
+    message = i18n.translate("message", "es")
+    table = next(f.value for f in app.dataframe if message in f.value.columns)
+    shown = dict(zip(table[i18n.translate("id", "es")], table[message]))
+    assert shown[ids[0]] == "la máscara mide 10x7 pero la imagen mide 96x96"
+    assert len(shown) == 4 and english_leftovers(list(shown.values())) == [], shown
+    assert english_leftovers(shown_strings(app)) == []
+
+
+def test_a_dataset_that_cannot_be_used_says_why_in_spanish(demo_root, tmp_path):
+    root = tmp_path / "bad_header"
+    root.mkdir()
+    (root / "labels.csv").write_text("image,diagnosis\nISIC_0000000,0\n")
+    app = spanish_app(demo_root)
+    app.session_state["dataset"] = {"source": "folder", "root": str(root)}
+    app.switch_page("app_pages/dataset.py").run()
+    assert not app.exception, app.exception
+    errors = [e.value for e in app.error]
+    assert any("labels.csv necesita una cabecera con las columnas id, label; encontradas image, diagnosis" in e
+               for e in errors), errors
+    assert english_leftovers(shown_strings(app)) == []
+
+
+def test_an_unusable_dataset_error_is_translated_line_by_line_with_its_report(tmp_path):
+    root = tmp_path / "nothing_usable"
+    (root / "images").mkdir(parents=True)
+    (root / "labels.csv").write_text("id,label\na,0\nb,7\n")
+    with pytest.raises(data.DataError) as caught:
+        data.load_dataset(root)
+    english = str(caught.value)
+    assert english.splitlines()[0] == f"no usable samples in {root}:"  # the CLI's text
+    spanish = i18n.translate_rendered(english, "es").splitlines()
+    assert spanish[0] == f"no hay muestras utilizables en {root}:"
+    assert spanish[1] == "0 utilizables de 2 filas; 2 excluidas, 4 notas"
+    assert "  a: [missing_image] no se encuentra la imagen: a.jpg" in spanish
+    assert "  b: [label_out_of_range] la etiqueta 7 está fuera de 0..2" in spanish

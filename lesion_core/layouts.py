@@ -30,20 +30,22 @@ from pathlib import Path
 
 from lesion_core.data import Problem, _read_csv, _Row, _unsafe_id
 from lesion_core.errors import DataError
+from lesion_core.i18n import N_
 
-EXPECTED = ("HAM10000_metadata.csv with HAM10000_images_part_1/, ISIC2018_Task3_Training_GroundTruth.csv "
+EXPECTED = N_("HAM10000_metadata.csv with HAM10000_images_part_1/, ISIC2018_Task3_Training_GroundTruth.csv "
             "with ISIC2018_Task3_Training_Input/, ISIC_2019_Training_GroundTruth.csv with "
             "ISIC_2019_Training_Input/, the ISIC 2020 train.csv with train/, or one folder of images "
             "per class")
 
-# Diagnosis codes of the ISIC 2018/2019 challenges and HAM10000's dx, with the names shown.
-FULL_NAMES = {"MEL": "melanoma", "NV": "nevus", "BCC": "basal cell carcinoma",
-              "AKIEC": "actinic keratosis", "AK": "actinic keratosis", "BKL": "benign keratosis",
-              "DF": "dermatofibroma", "VASC": "vascular lesion", "SCC": "squamous cell carcinoma",
-              "UNK": "unknown"}
+# Diagnosis codes of the ISIC 2018/2019 challenges and HAM10000's dx, with the names shown
+# (N_: pages show class names through lang.cls, which needs their translation).
+FULL_NAMES = {"MEL": N_("melanoma"), "NV": N_("nevus"), "BCC": N_("basal cell carcinoma"),
+              "AKIEC": N_("actinic keratosis"), "AK": N_("actinic keratosis"), "BKL": N_("benign keratosis"),
+              "DF": N_("dermatofibroma"), "VASC": N_("vascular lesion"), "SCC": N_("squamous cell carcinoma"),
+              "UNK": N_("unknown")}
 ISIC2018_CODES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 ISIC2019_CODES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
-ISIC2020_CLASSES = ("benign", "melanoma")
+ISIC2020_CLASSES = (N_("benign"), N_("melanoma"))
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 _HAM_FILE = "HAM10000_metadata.csv"
@@ -89,8 +91,9 @@ def read(layout: str, root: Path, class_names=None, labels: str | None = None) -
     found = _isic2020(root, labels) if layout == "isic2020" else _READERS[layout](root)
     if class_names:
         if len(class_names) != len(found.class_names):
-            raise DataError(f"the {layout} layout here has {len(found.class_names)} classes "
-                            f"({', '.join(found.class_names)}); give as many class names or none")
+            raise DataError(N_("the {layout} layout here has {n} classes ({names}); give as many class names "
+                               "or none").format(layout=layout, n=len(found.class_names),
+                                                 names=", ".join(found.class_names)))
         found.class_names = tuple(class_names)
     return found
 
@@ -148,7 +151,8 @@ def _ham10000(root: Path) -> Found:
                    group=raw["lesion_id"],
                    meta=_meta(raw.get("age", ""), raw.get("sex", ""), raw.get("localization", "")))
         if code not in codes:
-            row.label_problem = f"dx {raw['dx']!r} is not one of {', '.join(c.lower() for c in codes)}"
+            row.label_problem = N_("dx {value} is not one of {codes}").format(
+                value=repr(raw["dx"]), codes=", ".join(c.lower() for c in codes))
         _place(row, root / _HAM_IMAGE_DIRS[0], images, masks)
         table.append(row)
     return Found(tuple(FULL_NAMES[c] for c in codes), [table], "lesion_id")
@@ -186,10 +190,11 @@ def _one_hot_label(raw: dict, codes) -> tuple:
     try:
         values = [float(raw.get(c, "")) for c in codes]
     except ValueError:
-        return None, "diagnosis columns are not numbers: " + ", ".join(f"{c}={raw.get(c)!r}" for c in codes)
+        return None, N_("diagnosis columns are not numbers: {values}").format(
+            values=", ".join(f"{c}={raw.get(c)!r}" for c in codes))
     if sorted(values) != [0.0] * (len(codes) - 1) + [1.0]:
-        return None, "diagnosis columns are not one-hot (exactly one 1): " + ", ".join(
-            f"{c}={v:g}" for c, v in zip(codes, values))
+        return None, N_("diagnosis columns are not one-hot (exactly one 1): {values}").format(
+            values=", ".join(f"{c}={v:g}" for c, v in zip(codes, values)))
     return values.index(1.0), ""
 
 
@@ -211,8 +216,8 @@ def _present_codes(raws, codes, notes: list) -> list:
     present = [c for c in codes if any(_is_one(raw.get(c, "")) for raw in raws)]
     for code in codes:
         if code not in present:
-            notes.append(Problem("", "empty_class", f"class {code} ({FULL_NAMES.get(code, code)}) has no "
-                                                    "image and is left out"))
+            notes.append(Problem("", "empty_class", N_("class {code} ({name}) has no image and is left out").format(
+                code=code, name=FULL_NAMES.get(code, code))))
     return present
 
 
@@ -264,7 +269,8 @@ def _isic2020(root: Path, labels: str | None = None) -> Found:
     """Binary benign/melanoma from target; labels="diagnosis": one class per diagnosis present
     (sorted; "unknown" is a class of its own, as the challenge's file has it)."""
     if labels not in (None, "target", "diagnosis"):
-        raise DataError(f"unknown labels {labels!r} for ISIC 2020; use target or diagnosis")
+        raise DataError(N_("unknown labels {labels} for ISIC 2020; use target or diagnosis").format(
+            labels=repr(labels)))
     raws = _read_csv(root / "train.csv", _ISIC2020_COLUMNS + (("diagnosis",) if labels == "diagnosis" else ()))
     images = _files_by_stem([root / "train", root / "jpeg" / "train"])
     classes = (tuple(sorted({r["diagnosis"] for r in raws if r["diagnosis"]})) if labels == "diagnosis"
@@ -276,9 +282,9 @@ def _isic2020(root: Path, labels: str | None = None) -> Found:
                    group=raw["patient_id"], meta=_meta(raw.get("age_approx", ""), raw.get("sex", ""),
                                                        raw.get("anatom_site_general_challenge", "")))
         if labels != "diagnosis" and label not in ("0", "1"):
-            row.label_problem = f"target {label!r} is not 0 or 1"
+            row.label_problem = N_("target {label} is not 0 or 1").format(label=repr(label))
         elif labels == "diagnosis" and label not in classes:
-            row.label_problem = "no diagnosis"
+            row.label_problem = N_("no diagnosis")
         _place(row, root / "train", images, [])
         table.append(row)
     return Found(classes, [table], "patient_id")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from lesion_core.i18n import N_
+
 # What one group is called in the report, by the column it comes from.
-_NOUNS = {"lesion_id": ("lesion", "lesions"), "patient_id": ("patient", "patients")}
+_NOUNS = {"lesion_id": (N_("lesion"), N_("lesions")), "patient_id": (N_("patient"), N_("patients"))}
 
 
 def group_of(record) -> str:
@@ -40,7 +42,7 @@ def carve_groups(records: list, fraction: float, seed: int, report) -> tuple:
     except ValueError:
         if not any(n.kind == "unstratified_split" for n in report.notes):
             report.notes.append(Problem("", "unstratified_split",
-                                        "too few groups per class to stratify; groups split at random"))
+                                        N_("too few groups per class to stratify; groups split at random")))
         try:
             kept, carved = train_test_split(keys, test_size=fraction, random_state=seed)
         except ValueError:
@@ -65,15 +67,24 @@ def leak_line(records: list, column: str, report) -> str:
     worth seeing, listed as notes."""
     from lesion_core.data import Problem
 
-    one, many = _NOUNS.get(column, ("group", "groups"))
+    one, many = _NOUNS.get(column, (N_("group"), N_("groups")))
     n_groups = len({group_of(r) for r in records})
     crossing = crossing_groups(records)
     for group, names in sorted(crossing.items()):
-        report.notes.append(Problem("", "group_in_two_splits",
-                                    f"{column} {group} has images in {' and '.join(names)}"))
+        where = (N_("{column} {group} has images in {first} and {second}") if len(names) == 2 else
+                 N_("{column} {group} has images in {first} and {second} and {third}"))
+        report.notes.append(Problem("", "group_in_two_splits", where.format(
+            column=column, group=group, **dict(zip(("first", "second", "third"), names)))))
     ungrouped = sum(1 for r in records if not r.group)
-    tail = f" ({ungrouped:,} images without {column}, each its own {one})" if ungrouped else ""
+    # One whole message per case (a page finds the line again in the catalogue), the same English.
     if crossing:
-        return (f"split by {column}: {n_groups:,} {many}, {len(crossing):,} {many} in two splits "
-                f"(given by the dataset's own split files){tail}")
-    return f"split by {column}: {n_groups:,} {many}, no {one} in two splits{tail}"
+        line = (N_("split by {column}: {n} {many}, {crossing} {many} in two splits (given by the dataset's own "
+                   "split files) ({ungrouped} images without {column}, each its own {one})") if ungrouped else
+                N_("split by {column}: {n} {many}, {crossing} {many} in two splits (given by the dataset's own "
+                   "split files)"))
+    else:
+        line = (N_("split by {column}: {n} {many}, no {one} in two splits ({ungrouped} images without {column}, "
+                   "each its own {one})") if ungrouped else
+                N_("split by {column}: {n} {many}, no {one} in two splits"))
+    return line.format(column=column, n=f"{n_groups:,}", many=many, one=one, crossing=f"{len(crossing):,}",
+                       ungrouped=f"{ungrouped:,}")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lesion_core import paths
 from lesion_core.errors import DataError
+from lesion_core.i18n import N_
 
 ROOTS_ENV = "LESION_LAB_DATA_ROOTS"  # folders separated by os.pathsep (":" on Linux and macOS)
 TOKEN_ENV = "LESION_LAB_TOKEN"
@@ -48,8 +49,9 @@ def check_data_folder(folder) -> Path:
     except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
         allowed = False
     if not allowed:
-        raise DataError(f"dataset folder not available: {typed!r} is not a folder under the folders this "
-                        f"server shares (the server's {ROOTS_ENV} setting lists them)")
+        raise DataError(N_("dataset folder not available: {folder} is not a folder under the folders this "
+                           "server shares (the server's {setting} setting lists them)").format(
+            folder=repr(typed), setting=ROOTS_ENV))
     return resolved
 
 

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from lesion_core import data, models, runs, transforms
 from lesion_core.errors import LesionLabError, ModelError
+from lesion_core.i18n import N_
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -133,11 +134,11 @@ def preprocessing_modules(spec, size: int, mean, std) -> tuple[nn.Sequential, li
         elif name == "CenterCrop" and modules:  # after a resize, so the image is large enough
             modules.append(CentreCrop(*((value, value) if isinstance(value, int) else value)))
         else:
-            raise ModelError(
-                f"the run's evaluation pipeline has a {name} step, which cannot be exported "
+            raise ModelError(N_(
+                "the run's evaluation pipeline has a {step} step, which cannot be exported "
                 "(export supports Rescale, and CenterCrop after a Rescale); evaluate with the "
                 "default 'eval' pipeline to export this model"
-            )
+            ).format(step=name))
     return nn.Sequential(*modules), steps
 
 
@@ -243,8 +244,8 @@ def verification_images(run_dir, limit: int = VERIFY_IMAGES) -> list[np.ndarray]
     try:
         lesion = train.load_data(config)
     except LesionLabError as err:
-        raise ModelError(f"export checks the model on the run's images, which cannot be read ({err}); "
-                         "pass images to check with (--images)") from None
+        raise ModelError(N_("export checks the model on the run's images, which cannot be read ({error}); "
+                            "pass images to check with (--images)").format(error=err)) from None
     records = lesion.split("val") + lesion.split("test") + lesion.split("train")
     return [data.read_image(r.image_path) for r in records[:limit]]
 
@@ -260,7 +261,7 @@ def _batches(images: list[np.ndarray]) -> list[np.ndarray]:
 def verify(wrapper: nn.Module, fmt: str, path: Path, images: list[np.ndarray]) -> dict:
     """Largest |exported - PyTorch| probability over the images; ModelError above TOLERANCE."""
     if not images:
-        raise ModelError("export needs at least one real image to check the exported model on")
+        raise ModelError(N_("export needs at least one real image to check the exported model on"))
     run = _runner(fmt, path)
     worst, n = 0.0, 0
     for batch in _batches(images):
@@ -268,14 +269,15 @@ def verify(wrapper: nn.Module, fmt: str, path: Path, images: list[np.ndarray]) -
             expected = wrapper(torch.from_numpy(batch)).numpy()
         got = np.asarray(run(batch))
         if got.shape != expected.shape:
-            raise ModelError(f"the exported {fmt} model returned shape {got.shape}, PyTorch {expected.shape}")
+            raise ModelError(N_("the exported {format} model returned shape {shape}, PyTorch {expected}").format(
+                format=fmt, shape=got.shape, expected=expected.shape))
         worst = max(worst, float(np.abs(got - expected).max()))
         n += len(batch)
     if not worst <= TOLERANCE:  # also catches NaN
-        raise ModelError(
-            f"the exported {fmt} model disagrees with PyTorch: probabilities differ by up to {worst:.3g} "
-            f"(allowed {TOLERANCE:g}) on {n} real images; the file was not written"
-        )
+        raise ModelError(N_(
+            "the exported {format} model disagrees with PyTorch: probabilities differ by up to {worst} "
+            "(allowed {tolerance}) on {n} real images; the file was not written"
+        ).format(format=fmt, worst=f"{worst:.3g}", tolerance=f"{TOLERANCE:g}", n=n))
     return {"images": n, "batches": len(_batches(images)), "max_abs_diff": worst, "tolerance": TOLERANCE,
             "runtime": _runtime_name(fmt)}
 
@@ -299,10 +301,12 @@ def export_run(run_dir, fmt: str, out, images: list[np.ndarray] | None = None) -
     FILE.json, after checking it on real images; returns the sidecar. Nothing is left at
     `out` when anything fails."""
     if fmt not in FORMATS:
-        raise ModelError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+        raise ModelError(N_("unknown export format {format}; choose one of: {formats}").format(
+            format=repr(fmt), formats=", ".join(FORMATS)))
     out = Path(out)
     if not out.parent.is_dir():
-        raise ModelError(f"folder {out.parent} does not exist; create it or choose another --out")
+        raise ModelError(N_("folder {folder} does not exist; create it or choose another --out").format(
+            folder=out.parent))
     wrapper, sidecar = build_exportable(run_dir)
     images = verification_images(run_dir) if images is None else images
     # Write next to the target and rename only once verified, so a failed export leaves nothing.
@@ -318,11 +322,13 @@ def export_run(run_dir, fmt: str, out, images: list[np.ndarray] | None = None) -
                 else:
                     _write_torchscript(wrapper, tmp)
         except ImportError as err:
-            raise ModelError(f"{fmt} export needs {err.name} (pip install -r requirements.txt)") from None
+            raise ModelError(N_("{format} export needs {package} (pip install -r requirements.txt)").format(
+                format=fmt, package=err.name)) from None
         except LesionLabError:
             raise
         except Exception as err:  # exporters raise many types; the user needs the first line
-            raise ModelError(f"{sidecar['model']} could not be exported to {fmt}: {models._first_line(err)}") from None
+            raise ModelError(N_("{model} could not be exported to {format}: {error}").format(
+                model=sidecar["model"], format=fmt, error=models._first_line(err))) from None
         sidecar["format"] = fmt
         sidecar["verification"] = verify(wrapper, fmt, tmp, images)
         sidecar["torch"] = torch.__version__

@@ -21,6 +21,7 @@ from typing import Callable
 
 from lesion_core import runs, train
 from lesion_core.errors import TrainingError
+from lesion_core.i18n import N_
 
 POLL_S = 2.0  # how often the sweep looks at its current run's status.json
 
@@ -30,24 +31,24 @@ def load_spec(path) -> dict:
     try:
         spec = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise TrainingError(f"cannot read sweep spec {path}: {exc}") from None
+        raise TrainingError(N_("cannot read sweep spec {file}: {error}").format(file=path, error=exc)) from None
     return check_spec(spec)
 
 
 def check_spec(spec) -> dict:
     """spec with defaults (base {}, repeats 1); TrainingError for a malformed one."""
     if not isinstance(spec, dict) or not isinstance(spec.get("grid"), dict) or not spec["grid"]:
-        raise TrainingError('a sweep spec is {"base": {...config...}, "grid": {"optim.lr": [0.001, 0.0003]}, '
-                            '"repeats": 1}, with at least one setting in grid')
+        raise TrainingError(N_('a sweep spec is {example}, with at least one setting in grid').format(
+            example='{"base": {...config...}, "grid": {"optim.lr": [0.001, 0.0003]}, "repeats": 1}'))
     for key, values in spec["grid"].items():
         if not isinstance(values, list) or not values:
-            raise TrainingError(f"grid entry {key!r} must be a non-empty list of values")
+            raise TrainingError(N_("grid entry {key} must be a non-empty list of values").format(key=repr(key)))
     repeats = spec.get("repeats", 1)
     if not isinstance(repeats, int) or isinstance(repeats, bool) or not 1 <= repeats <= 100:
-        raise TrainingError(f"repeats must be an integer from 1 to 100, got {repeats!r}")
+        raise TrainingError(N_("repeats must be an integer from 1 to 100, got {value}").format(value=repr(repeats)))
     base = spec.get("base", {})
     if not isinstance(base, dict):
-        raise TrainingError("the sweep's base must be a config object")
+        raise TrainingError(N_("the sweep's base must be a config object"))
     return {"base": base, "grid": spec["grid"], "repeats": repeats}
 
 
@@ -82,7 +83,8 @@ def expand(spec: dict) -> list[dict]:
             try:
                 train.validate_config(config)
             except TrainingError as exc:
-                raise TrainingError(f"sweep run {index} ({json.dumps(point)}): {exc}") from None
+                raise TrainingError(N_("sweep run {index} ({point}): {error}").format(
+                    index=index, point=json.dumps(point), error=exc)) from None
             planned.append({"index": index, "point": point, "repeat": repeat, "config": config})
     return planned
 
@@ -136,7 +138,8 @@ def run_sweep(spec: dict, runs_dir, on_log: Callable[[str], None] = print) -> li
             break
         if state != "finished":
             message = runs.read_status(run_dir).get("message", state)
-            raise TrainingError(f"{label} ended {state}: {message}; fix it and start the sweep again to continue")
+            raise TrainingError(N_("{run} ended {state}: {message}; fix it and start the sweep again to continue").format(
+                run=label, state=state, message=message))
         on_log(f"{label}: {runs.read_status(run_dir).get('message')}")
         done.append(run_dir)
     return done
@@ -163,7 +166,8 @@ def launch_sweep(spec: dict, runs_dir) -> str:
     expand(spec)  # every run's config is checked now, not in the background
     active = runs.active_run(runs_dir)
     if active is not None:
-        raise TrainingError(f"run {active.id} is still {active.state}: one training at a time; stop it first")
+        raise TrainingError(N_("run {run} is still {state}: one training at a time; stop it first").format(
+            run=active.id, state=active.state))
     path = write_spec(spec, runs_dir)
     package_root = str(Path(lesion_core.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from lesion_core import runs
+from lesion_core.i18n import N_
 
 CALIBRATION_FILE = "calibration.json"
 N_BINS = 15
@@ -174,8 +175,8 @@ def calibrate_run(run_dir) -> dict:
 
     path = Path(run_dir) / "predictions_val.csv"
     if not path.is_file():
-        raise TrainingError(f"{path} is missing: calibration is fitted on the validation predictions, "
-                            "written when the run finishes")
+        raise TrainingError(N_("{file} is missing: calibration is fitted on the validation predictions, "
+                               "written when the run finishes").format(file=path))
     frame = read_predictions(path)
     names = frame.attrs["class_names"]
     labels = frame["label"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.int64)

@@ -24,6 +24,7 @@ import torch
 
 from lesion_core import models, transforms
 from lesion_core.errors import ModelError
+from lesion_core.i18n import N_
 
 # Name -> pytorch-grad-cam class name. Score-CAM is gradient-free (one forward pass per
 # channel of the target layer: slow on a CPU); EigenCAM is gradient-free and class-agnostic.
@@ -60,7 +61,8 @@ def make_cam(model: torch.nn.Module, model_name: str, method: str = DEFAULT_METH
     import pytorch_grad_cam
 
     if method not in METHODS:
-        raise ModelError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+        raise ModelError(N_("unknown explanation method {method}; choose one of: {methods}").format(
+            method=repr(method), methods=", ".join(METHODS)))
     layer = model.get_submodule(models.get_entry(model_name).last_conv)
     cam = getattr(pytorch_grad_cam, METHODS[method])(model=model, target_layers=[layer])
     if method == "scorecam":
@@ -96,7 +98,8 @@ class Explainer:
         from lesion_core.evaluation import calibration
 
         if method not in METHODS:
-            raise ModelError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+            raise ModelError(N_("unknown explanation method {method}; choose one of: {methods}").format(
+                method=repr(method), methods=", ".join(METHODS)))
         self.method = method
         self.model, self.config = train.load_run_model(run_dir)
         self.model.float()
@@ -117,7 +120,8 @@ class Explainer:
         if class_name is None:
             return None
         if class_name not in self.class_names:
-            raise ModelError(f"class {class_name!r} is not one of the run's classes ({', '.join(self.class_names)})")
+            raise ModelError(N_("class {name} is not one of the run's classes ({classes})").format(
+                name=repr(class_name), classes=", ".join(self.class_names)))
         return self.class_names.index(class_name)
 
     def heatmaps(self, images: torch.Tensor, targets: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:

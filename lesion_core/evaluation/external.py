@@ -10,6 +10,7 @@ from typing import Callable
 
 from lesion_core import data, metrics, runs, train, transforms
 from lesion_core.errors import DataError, LesionLabError, TransformError
+from lesion_core.i18n import N_
 from lesion_core.evaluation import confidence
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -34,8 +35,8 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
         no_mask = [r.id for r in records if r.mask_path is None]
         records = [r for r in records if r.mask_path is not None]
     if not records:
-        raise DataError(f"no image of {data_dir} can be scored: this run crops to the lesion and "
-                        f"none of its {len(no_mask)} images has a mask")
+        raise DataError(N_("no image of {folder} can be scored: this run crops to the lesion and "
+                           "none of its {n} images has a mask").format(folder=data_dir, n=len(no_mask)))
     loader = train.make_loader(records, config["eval_augment"], config, False)
     ids, labels, probs = train.predict_loader(model, loader, *train._inference_settings(config), wrap=wrap,
                                               tta=config["tta"])  # scored as the run scores its own images
@@ -67,12 +68,12 @@ def collect_images(inputs) -> list[Path]:
             folder = item / "images" if (item / "images").is_dir() else item
             files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
-                raise DataError(f"no .jpg or .png images in folder {folder}")
+                raise DataError(N_("no .jpg or .png images in folder {folder}").format(folder=folder))
             found += files
         elif item.is_file():
             found.append(item)
         else:
-            raise DataError(f"image not found: {item}")
+            raise DataError(N_("image not found: {file}").format(file=item))
     return found
 
 

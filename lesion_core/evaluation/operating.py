@@ -14,6 +14,7 @@ from sklearn.metrics import average_precision_score, roc_curve
 
 from lesion_core import runs
 from lesion_core.errors import TrainingError
+from lesion_core.i18n import N_
 
 # The specificities at which the ISIC 2017 challenge reported sensitivity.
 TARGET_SPECIFICITIES = (0.82, 0.89, 0.95)
@@ -70,9 +71,11 @@ def save_threshold(run_dir, class_name: str, threshold: float, calibrated: bool 
     """Keep the chosen decision rule with the run: refer when p(class_name) >= threshold."""
     class_names = runs.read_config(run_dir).get("data", {}).get("class_names", [])
     if class_name not in class_names:
-        raise TrainingError(f"class {class_name!r} is not one of the run's classes ({', '.join(class_names)})")
+        raise TrainingError(N_("class {name} is not one of the run's classes ({classes})").format(
+            name=repr(class_name), classes=", ".join(class_names)))
     if not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0 + 1e-6):
-        raise TrainingError(f"a threshold is a probability between 0 and 1; got {threshold!r}")
+        raise TrainingError(N_("a threshold is a probability between 0 and 1; got {value}").format(
+            value=repr(threshold)))
     record = {"class": class_name, "threshold": float(threshold), "calibrated": bool(calibrated)}
     runs.atomic_write_json(Path(run_dir) / THRESHOLD_FILE, record)
     return record

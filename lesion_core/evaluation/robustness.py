@@ -19,6 +19,7 @@ from torchvision.transforms.v2 import functional as F
 
 from lesion_core import data, models, runs, skin, train, transforms
 from lesion_core.errors import TrainingError
+from lesion_core.i18n import N_
 from lesion_core.evaluation import bootstrap
 
 # Groups smaller than this get a warning: their AUC interval spans most of [0, 1].
@@ -54,7 +55,7 @@ def shift(image: np.ndarray, mask: np.ndarray | None, condition: dict) -> tuple[
     elif kind == "blur":
         tensor = F.gaussian_blur(tensor, [2 * math.ceil(3 * value) + 1] * 2, [value, value])
     else:
-        raise TrainingError(f"unknown robustness condition kind {kind!r}")
+        raise TrainingError(N_("unknown robustness condition kind {kind}").format(kind=repr(kind)))
     return tensor.permute(1, 2, 0).numpy().copy(), mask
 
 
@@ -98,10 +99,11 @@ def robustness_report(run_dir, split: str = "test", data_root=None, conditions: 
     class_names = list(scorer.config["data"]["class_names"])
     if records is None:
         if split not in ("val", "test"):
-            raise TrainingError(f"unknown split {split!r}; use val or test")
+            raise TrainingError(N_("unknown split {split}; use val or test").format(split=repr(split)))
         records = train.load_data(scorer.config, root_override=data_root).split(split)
     if not records:
-        raise TrainingError(f"the {split} split of run {run_dir.name} is empty: nothing to score")
+        raise TrainingError(N_("the {split} split of run {run} is empty: nothing to score").format(
+            split=split, run=run_dir.name))
     progress = on_progress or (lambda text: None)
     progress(f"decoding {len(records)} images")
     decoded = data.LesionDataset(records, max_side=scorer.max_side)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lesion_core import metrics, runs, train
 from lesion_core.errors import TrainingError
+from lesion_core.i18n import N_
 
 
 def can_evaluate(run) -> bool:
@@ -20,7 +21,8 @@ def evaluate_best(run_dir) -> dict:
     run_dir = Path(run_dir)
     info = runs.run_info(run_dir)
     if info.state in runs.ACTIVE_STATES:
-        raise TrainingError(f"run {info.id} is still {info.state}: it evaluates itself when it finishes")
+        raise TrainingError(N_("run {run} is still {state}: it evaluates itself when it finishes").format(
+            run=info.id, state=info.state))
     model, config = train.load_run_model(run_dir)
     lesion = train.load_data(config)
     settings = train._inference_settings(config)
@@ -36,5 +38,5 @@ def evaluate_best(run_dir) -> dict:
         runs.atomic_write_json(run_dir / f"metrics_{split}.json", train._metrics_summary(result, ids))
         summary[split] = {"mean_auc": result["mean_auc"], "accuracy": result["accuracy"], "n": len(ids)}
     if not summary:
-        raise TrainingError(f"run {info.id} has neither val nor test images to evaluate on")
+        raise TrainingError(N_("run {run} has neither val nor test images to evaluate on").format(run=info.id))
     return summary

@@ -158,7 +158,7 @@ def restore_from_url() -> None:
         st.session_state["keep_model_weights"] = choices["model"]["weights"]
         st.session_state["keep_model_freeze"] = choices["model"]["freeze_backbone"]
     for problem in problems:
-        st.warning(problem, icon=":material/link_off:")
+        st.warning(rendered(problem), icon=":material/link_off:")
 
 
 def save_to_url() -> None:

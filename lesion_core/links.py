@@ -17,6 +17,7 @@ import json
 
 from lesion_core import models, transforms
 from lesion_core.errors import LesionLabError
+from lesion_core.i18n import N_
 
 KEYS = ("data", "model", "pipeline", "run")
 DATA_SOURCES = ("folder", "upload")
@@ -47,23 +48,23 @@ def _dataset(text: str) -> dict:
         return {"source": "demo", "root": ""}
     source, _, root = text.partition(":")
     if source not in DATA_SOURCES or not root.startswith("/"):
-        raise ValueError("expected demo, folder:/path or upload:/path")
+        raise ValueError(N_("expected demo, folder:/path or upload:/path"))
     return {"source": source, "root": root}
 
 
 def _model(text: str) -> dict:
     value = json.loads(text)
     if not isinstance(value, dict) or value.get("name") not in models.MODELS:
-        raise ValueError(f"unknown model; known: {', '.join(models.MODELS)}")
+        raise ValueError(N_("unknown model; known: {names}").format(names=", ".join(models.MODELS)))
     weights = value.get("weights", "default")
     path = value.get("weights_path")
     if weights not in WEIGHTS or (weights != "default" and weights != "file"
                                   and weights not in models.MODELS[value["name"]].weight_sources):
-        raise ValueError(f"weights {weights!r} are not available for {value['name']}")
+        raise ValueError(N_("weights {weights} are not available for {model}").format(weights=repr(weights), model=value["name"]))
     if weights == "file" and not (isinstance(path, str) and path.startswith("/")):
-        raise ValueError("weights 'file' needs an absolute weights_path")
+        raise ValueError(N_("weights 'file' needs an absolute weights_path"))
     if not isinstance(value.get("freeze_backbone", False), bool):
-        raise ValueError("freeze_backbone must be true or false")
+        raise ValueError(N_("freeze_backbone must be true or false"))
     return {"name": value["name"], "weights": weights, "weights_path": path if weights == "file" else None,
             "freeze_backbone": value.get("freeze_backbone", False)}
 
@@ -77,7 +78,7 @@ def _pipeline(text: str) -> list:
 
 def _run(text: str) -> str:
     if not text or text.startswith(".") or any(c in text for c in "/\\\0"):
-        raise ValueError("not a run id")
+        raise ValueError(N_("not a run id"))
     return text
 
 
@@ -98,5 +99,5 @@ def decode(params) -> tuple[dict, list[str]]:
         try:
             choices[key] = _DECODERS[key](str(text))
         except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
-            problems.append(f"the link's {key} setting was ignored: {exc}")
+            problems.append(N_("the link's {key} setting was ignored: {error}").format(key=key, error=exc))
     return choices, problems

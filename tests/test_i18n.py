@@ -440,3 +440,15 @@ def test_an_unusable_dataset_error_is_translated_line_by_line_with_its_report(tm
     assert spanish[1] == "0 utilizables de 2 filas; 2 excluidas, 4 notas"
     assert "  a: [missing_image] no se encuentra la imagen: a.jpg" in spanish
     assert "  b: [label_out_of_range] la etiqueta 7 está fuera de 0..2" in spanish
+
+
+def test_a_broken_link_is_named_in_spanish(demo_root):
+    seed_demo_cache(paths.cache_dir(), demo_root)
+    st.cache_data.clear()
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.query_params.update(lang="es", model='{"name": "resnet9000"}', run="../escape")
+    app.run()
+    warnings = [w.value for w in app.warning]
+    assert any(w.startswith("se ignoró el ajuste modelo del enlace: modelo desconocido") for w in warnings), warnings
+    assert "se ignoró el ajuste ejecución del enlace: no es un identificador de ejecución" in warnings
+    assert english_leftovers(warnings) == []

@@ -28,10 +28,13 @@ RECIPES: dict[str, dict] = {
 
 # Training and inference images/s of EfficientNet-Lite0 at 224 px with the trainer's own
 # settings (bf16 autocast + channels_last on a CPU with bf16; 2 threads), measured on the
-# project's 2-core machine (bench/quality.py runs, 2026-11-28); other sizes scale with the
-# pixel count. The estimate prefers what a finished run on this machine measured.
+# project's 2-core machine (MEASUREMENTS.md, README); other sizes scale with the side, not the
+# pixel count: small inputs are dominated by per-batch overheads (Lite0 at 96 px trains the demo
+# at ~50 img/s, not 5x the 224-px rate). STARTUP_S: starting Python, the model, the first
+# decoding. The estimate prefers what a finished run on this machine measured.
 REFERENCE_SIZE = 224
 REFERENCE_IMAGES_PER_S = {"cpu": (21.0, 70.0), "cuda": (250.0, 900.0), "mps": (40.0, 150.0)}
+STARTUP_S = 15.0
 TTA_VIEWS = 8
 
 
@@ -100,10 +103,10 @@ def estimate(config: dict, n_images: int, listed_runs=()) -> dict:
         basis = {"basis": "run", "run": run_id}
     else:
         train_rate, eval_rate = REFERENCE_IMAGES_PER_S.get(_device_kind(config), REFERENCE_IMAGES_PER_S["cpu"])
-        scale = (REFERENCE_SIZE / train.image_size(config)) ** 2
+        scale = REFERENCE_SIZE / train.image_size(config)
         train_rate, eval_rate = train_rate * scale, eval_rate * scale
         basis = {"basis": "reference"}
     calibration = min(config["bn_recalibration_images"], n_train)
     per_epoch = n_train / train_rate + (n_val + calibration) / eval_rate
     final = (n_val + n_test) * (TTA_VIEWS if config.get("tta") else 1) / eval_rate
-    return {"seconds": config["epochs"] * per_epoch + final} | basis
+    return {"seconds": STARTUP_S + config["epochs"] * per_epoch + final} | basis

@@ -168,16 +168,19 @@ def _paint_skin(state: State, colour: tuple[int, int, int]) -> State:
 #
 # A rotation, the flips, skin tones, rescale and crop after it are one affine map from the
 # output back to the rotation's input: the image is resampled once, at the end, at the final
-# size (a 224-px crop instead of the rotated canvas and then the rescaled one), while the mask
-# (one channel, nearest) follows every step eagerly, so the steps that need it (the lesion box,
-# the skin) see it at the current size. state["warp"] holds what the image still owes.
+# size (a 224-px crop instead of the rotated canvas and then the rescaled one). The rotation
+# samples the mask at once (nearest) to find the lesion's box; the flips, rescale and crop
+# after it are axis-aligned, so the mask then waits too and is picked at the end by row and
+# column indices. state["warp"] holds what image and mask still owe.
 
 
 @dataclass(frozen=True)
 class _Warp:
-    """Output pixel coordinates (x, y) (pixel centres at +0.5) -> source image coordinates:
-    xs = a x + b y + c, ys = d x + e y + f; size: the output (h, w); paint: a skin colour to
-    apply once the image is resampled (with the mask at that size), or None."""
+    """Output pixel coordinates (x, y) (pixel centres at +0.5) -> input coordinates:
+    xs = a x + b y + c, ys = d x + e y + f; size: the output (h, w).
+    In a state's deferred warp the input is the mask as it stands (the rotated lesion) and pre
+    maps that onward to the image as it stands (the rotation's input); paint: a skin colour
+    to apply once the image is resampled, or None."""
 
     a: float
     b: float
@@ -187,12 +190,17 @@ class _Warp:
     f: float
     size: Size
     paint: tuple[int, int, int] | None = None
+    pre: "_Warp | None" = None
 
     def then(self, a: float, b: float, c: float, d: float, e: float, f: float, size: Size) -> "_Warp":
         """This warp after a step whose output (x, y) reads its input at (a x + b y + c, d x + e y + f)."""
         return _Warp(self.a * a + self.b * d, self.a * b + self.b * e, self.a * c + self.b * f + self.c,
                      self.d * a + self.e * d, self.d * b + self.e * e, self.d * c + self.e * f + self.f,
-                     size, self.paint)
+                     size, self.paint, self.pre)
+
+    def full(self) -> "_Warp":
+        """Output -> the image as it stands: pre after this."""
+        return self if self.pre is None else self.pre.then(self.a, self.b, self.c, self.d, self.e, self.f, self.size)
 
     def crop(self, top: int, left: int, height: int, width: int) -> "_Warp":
         return self.then(1, 0, left, 0, 1, top, (height, width))
@@ -261,18 +269,39 @@ def _materialize(state: State, as_float: bool = False) -> State:
         return state
     new = dict(state)
     del new["warp"]
-    image = _warp_float(state["image"], warp, [0, 0, *warp.size], "bilinear")
+    mask = state["mask"]
+    if mask is not None:
+        new["mask"] = mask = _pick_mask(mask, warp)
+    image = _warp_float(state["image"], warp.full(), [0, 0, *warp.size], "bilinear")
     if warp.paint is not None:
         fill = torch.tensor(warp.paint, dtype=torch.float32).view(3, 1, 1).expand_as(image)
         # lerp with a 0/1 weight is torch.where(mask, image, fill), 20x faster than where here
-        image = torch.lerp(fill, image, (state["mask"] != 0).float())
+        image = torch.lerp(fill, image, mask if mask.is_floating_point() else (mask != 0).float())
     new["image"] = image if as_float else image.to(torch.uint8)
     return new
 
 
-def _with_warp(state: State, warp: _Warp, mask: torch.Tensor | None) -> State:
+def _pick_mask(mask: torch.Tensor, warp: _Warp) -> torch.Tensor:
+    """The (1, h, w) mask of an axis-aligned warp's output: nearest by row and column indices
+    (floor of the pixel centre's input coordinate, as NEAREST_EXACT resizes); 0 outside."""
+    assert warp.b == 0 and warp.d == 0, "only flips, rescales and crops follow the rotation's mask"
+    (h, w), (mh, mw) = warp.size, mask.shape[-2:]
+    picked = mask
+    for dim, scale, offset, n, extent in ((-2, warp.e, warp.f, h, mh), (-1, warp.a, warp.c, w, mw)):
+        index = torch.arange(n, dtype=torch.float64).add_(0.5).mul_(scale).add_(offset).floor_().long()
+        outside = (index < 0) | (index >= extent)
+        picked = picked.index_select(dim, index.clamp_(0, extent - 1))
+        if bool(outside.any()):  # a crop reaching past the edge: padding, no lesion
+            picked = picked.clone()
+            picked.index_fill_(dim, torch.nonzero(outside).flatten(), 0)
+    return picked
+
+
+def _with_warp(state: State, warp: _Warp, mask: torch.Tensor | None = None) -> State:
     new = dict(state)
-    new["warp"], new["mask"] = warp, mask
+    new["warp"] = warp
+    if mask is not None:
+        new["mask"] = mask
     return new
 
 
@@ -375,9 +404,8 @@ class RandomCrop(Transform):
         top = int(torch.randint(h + pad_h - ch + 1, (1,))) - pad_h // 2
         left = int(torch.randint(w + pad_w - cw + 1, (1,))) - pad_w // 2
         box = [top, left, ch, cw]
-        if state.get("warp") is not None:  # the image is cut from its source at the end
-            mask = state["mask"]
-            return _with_warp(state, state["warp"].crop(*box), None if mask is None else F.crop_mask(mask, *box)), {"box": box}
+        if state.get("warp") is not None:  # image and mask are cut from their sources at the end
+            return _with_warp(state, state["warp"].crop(*box)), {"box": box}
         # F.crop zero-fills whatever lies outside the image, which is exactly the padding.
         return _crop(state, *box), {"box": box}
 
@@ -415,9 +443,7 @@ class Rescale(Transform):
             # One bilinear resampling shrinks by up to 2x without visible aliasing; beyond
             # that the image is resampled now and shrunk with antialiasing.
             if min(warp.size[0] / out[0], warp.size[1] / out[1]) <= WARP_SHRINK_MAX:
-                mask = state["mask"]
-                mask = None if mask is None else _resize_mask(mask, out)
-                return _with_warp(state, warp.resize(out), mask), {"size": list(out)}
+                return _with_warp(state, warp.resize(out)), {"size": list(out)}
             state = _materialize(state)
         state = _resize(state, self.size)
         return state, {"size": list(_size(state))}
@@ -475,8 +501,9 @@ class RandomRotation(Transform):
             window = _rotated_lesion_window(mask, warp) or window
         if mask is not None:
             # float32 0/1 from here on: converting it back to uint8 would cost more than the
-            # nearest sampling itself, and every later step takes either dtype.
-            mask = _warp_float(mask, warp, window, "nearest")
+            # nearest sampling itself, and every later step takes either dtype (ToTensor and
+            # the skin's lerp use it as it is).
+            mask = _warp_float(mask, warp, window, "nearest").clamp_(max=1)
         if self.crop_to_lesion:
             box = _lesion_box(mask)
             if box is not None:  # canvas coordinates of the rotated lesion's tight box
@@ -485,8 +512,10 @@ class RandomRotation(Transform):
                 window = params["box"]
         if window != [0, 0, *warp.size]:
             warp = warp.crop(*window)
-        # The image is resampled once, when a step needs its pixels (see _materialize).
-        return _with_warp(state, warp, mask), params
+        # The image is resampled once, when a step needs its pixels (see _materialize); the
+        # steps after this one only move the mask's rows and columns.
+        identity = _Warp(1, 0, 0, 0, 1, 0, warp.size, pre=warp)
+        return _with_warp(state, identity, mask), params
 
     def _prescale(self, state: State, angle: float) -> float:
         """The factor that leaves the rotated result (the lesion's box with crop_to_lesion, else
@@ -528,11 +557,10 @@ class _RandomFlip(Transform):
         flipped = bool(torch.rand(1) < self.p)
         if flipped:
             mask = state["mask"]
-            mask = None if mask is None else self.flip(mask)
             if state.get("warp") is not None:
-                state = _with_warp(state, state["warp"].flip(self.horizontal), mask)
+                state = _with_warp(state, state["warp"].flip(self.horizontal))
             else:
-                state = _with(state, self.flip(state["image"]), mask)
+                state = _with(state, self.flip(state["image"]), None if mask is None else self.flip(mask))
         return state, {"flipped": flipped}
 
     def output_size(self, in_size):
@@ -580,13 +608,37 @@ class RandomResizedCrop(Transform):
                 raise ValueError(f"{low} ({params[low]}) is larger than {high} ({params[high]})")
 
     def run(self, state):
-        p = self._v2.make_params([state["image"]])
+        p = _resized_crop_params(self._v2, *_size(state))
         box = [p["top"], p["left"], p["height"], p["width"]]
         state = _resize(_crop(state, *box), list(self.size))
         return state, {"box": box}
 
     def output_size(self, in_size):
         return self.size
+
+
+def _resized_crop_params(rrc: v2.RandomResizedCrop, height: int, width: int) -> dict:
+    """rrc.make_params for an image of that size: torchvision's draw, the same calls on the
+    global RNG (so the same windows for a seed), without its input inspection (~30 us)."""
+    area = height * width
+    log_ratio = rrc._log_ratio
+    for _ in range(10):
+        target_area = area * torch.empty(1).uniform_(rrc.scale[0], rrc.scale[1]).item()
+        aspect_ratio = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1])).item()
+        w = int(round(math.sqrt(target_area * aspect_ratio)))
+        h = int(round(math.sqrt(target_area / aspect_ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            top = torch.randint(0, height - h + 1, size=(1,)).item()
+            left = torch.randint(0, width - w + 1, size=(1,)).item()
+            return {"top": top, "left": left, "height": h, "width": w}
+    in_ratio = width / height  # torchvision's fallback: the central crop
+    if in_ratio < min(rrc.ratio):
+        w, h = width, int(round(width / min(rrc.ratio)))
+    elif in_ratio > max(rrc.ratio):
+        h, w = height, int(round(height * max(rrc.ratio)))
+    else:
+        w, h = width, height
+    return {"top": (height - h) // 2, "left": (width - w) // 2, "height": h, "width": w}
 
 
 class ColorJitter(Transform):
@@ -667,8 +719,9 @@ class ToTensor(Transform):
         else:
             mean, std = self.fused_normalize
             new["image"] = image.sub_(mean).div_(std)
-        if state["mask"] is not None:
-            new["mask"] = (state["mask"] != 0).float()
+        mask = new["mask"]
+        if mask is not None and not (mask.is_floating_point() and mask is not state["mask"]):
+            new["mask"] = (mask != 0).float()  # (a float mask fresh from a deferred warp is 0/1 already)
         return new, {}
 
     def output_size(self, in_size):
@@ -1060,12 +1113,21 @@ def _to_state(sample: dict) -> State:
 
 def _shared_tensor(array: np.ndarray) -> torch.Tensor:
     """A tensor sharing the array's memory (a copy only when it is not C-contiguous)."""
-    array = np.require(array, requirements="C")
-    if array.flags.writeable:
+    global _READ_ONLY_WARNED
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    if array.flags.writeable or _READ_ONLY_WARNED:
         return torch.from_numpy(array)
+    # torch warns about read-only arrays once per process; silenced that once, later calls skip
+    # catch_warnings, which cost more than a 224-px default_train chain's flips.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(array)
+        tensor = torch.from_numpy(array)
+    _READ_ONLY_WARNED = True
+    return tensor
+
+
+_READ_ONLY_WARNED = False
 
 
 def _binary(mask: torch.Tensor) -> torch.Tensor:

@@ -142,8 +142,9 @@ def _resize_mask(mask: torch.Tensor, out: Size) -> torch.Tensor:
 
 def _lesion_box(mask: torch.Tensor, by: int = 0, bx: int = 0) -> list[int] | None:
     """[top, left, h, w] of the lesion's bounding box grown by (by, bx), clamped; None if empty."""
-    rows = torch.nonzero(mask[0].any(dim=1)).flatten()
-    cols = torch.nonzero(mask[0].any(dim=0)).flatten()
+    # amax, not any: any along a dimension is 5x slower on float masks (masks are never negative)
+    rows = torch.nonzero(mask[0].amax(dim=1)).flatten()
+    cols = torch.nonzero(mask[0].amax(dim=0)).flatten()
     if rows.numel() == 0:
         return None
     h, w = mask.shape[-2:]
@@ -326,22 +327,34 @@ def _rotation_warp(size: Size, angle: float, expand: bool) -> _Warp:
 
 
 def _rotated_lesion_window(mask: torch.Tensor, warp: _Warp) -> list[int] | None:
-    """A window of the rotation canvas that holds every pixel of the rotated (nearest) lesion:
-    the box of the rotated corners of the lesion's box, a pixel of slack around it; None if empty."""
-    box = _lesion_box(mask)
-    if box is None:
+    """A window of the rotation canvas that holds every pixel of the rotated (nearest) lesion,
+    from the rotated ends of each lesion row (about half the area of the rotated corners of
+    the lesion's box, so half the nearest sampling); None if there is no lesion."""
+    inside = mask[0].float().clamp_(max=1)  # 0/1 (masks are never negative)
+    in_row = inside.amax(dim=1) > 0
+    rows = torch.nonzero(in_row).flatten()
+    if rows.numel() == 0:
         return None
-    top, left, height, width = box
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    band, valid = inside[r0:r1], in_row[r0:r1]
+    width = inside.shape[1]
+    # Each row's first and last lesion column by multiply-and-max (argmax on these is 10x slower).
+    cols = torch.arange(width, dtype=torch.float32)
+    last = (band * cols).amax(dim=1)
+    first = width - (band * (width - cols)).amax(dim=1)
+    y = torch.arange(r0, r1, dtype=torch.float32)
+    # rows without lesion repeat the first row's ends
+    first, last, y = (torch.where(valid, v, v[0]) for v in (first, last, y))
+    x = torch.cat((first, last)).double().add_(0.5)  # pixel centres
+    y = torch.cat((y, y)).double().add_(0.5)
     # warp maps canvas -> image; its inverse (a rotation: the transpose) maps image -> canvas.
-    xs, ys = [], []
-    for x in (left, left + width):
-        for y in (top, top + height):
-            dx, dy = x - warp.c, y - warp.f
-            xs.append(warp.a * dx + warp.d * dy)
-            ys.append(warp.b * dx + warp.e * dy)
+    dx, dy = x - warp.c, y - warp.f
+    ox, oy = dx * warp.a + dy * warp.d, dx * warp.b + dy * warp.e
+    # A pixel covers its centre +- 0.5: rotated, +- (|cos| + |sin|) / 2; and a pixel of slack.
+    slack = (abs(warp.a) + abs(warp.b)) / 2 + 1
     oh, ow = warp.size
-    x0, x1 = max(math.floor(min(xs)) - 1, 0), min(math.ceil(max(xs)) + 1, ow)
-    y0, y1 = max(math.floor(min(ys)) - 1, 0), min(math.ceil(max(ys)) + 1, oh)
+    x0, x1 = max(math.floor(float(ox.min()) - slack), 0), min(math.ceil(float(ox.max()) + slack), ow)
+    y0, y1 = max(math.floor(float(oy.min()) - slack), 0), min(math.ceil(float(oy.max()) + slack), oh)
     return [y0, x0, y1 - y0, x1 - x0]
 
 

@@ -92,18 +92,19 @@ def _crop(state: State, top: int, left: int, height: int, width: int) -> State:
 
 
 # Shrinking by more than this factor first keeps every STRIDE-th pixel, then antialiases the
-# rest of the way: what a JPEG draft decode does, at a fraction of the cost of filtering every
-# pixel of a full-size original (2000x3000) down to 224 px.
+# rest of the way: about what a JPEG draft decode does, at a fraction of the cost of filtering
+# every pixel of a full-size original (2000x3000) down to 224 px.
 STRIDE_ABOVE = 4
 
 # The largest shrink a deferred warp takes on without antialiasing (see Rescale).
 WARP_SHRINK_MAX = 2.0
 
 
-def _stride_for(in_size: Size, out_size: Size) -> int:
-    """The pixel stride that leaves between 2x and 4x to antialias, or 1 below STRIDE_ABOVE."""
+def _stride_for(in_size: Size, out_size: Size, leave: int = 2) -> int:
+    """The pixel stride that leaves between leave x and 2 leave x to antialias, or 1 below
+    STRIDE_ABOVE."""
     factor = min(in_size[0] / out_size[0], in_size[1] / out_size[1])
-    return int(factor // 2) if factor >= STRIDE_ABOVE else 1
+    return int(factor // leave) if factor >= STRIDE_ABOVE else 1
 
 
 def _out_size(in_size: Size, size: list[int]) -> Size:
@@ -116,17 +117,21 @@ def _out_size(in_size: Size, size: list[int]) -> Size:
     return (size[0], new_long) if h <= w else (new_long, size[0])
 
 
-def _resize(state: State, size: list[int]) -> State:
-    """Resize (size = [shorter side] or [h, w]): image bilinear+antialias, mask nearest."""
+def _resize(state: State, size: list[int], leave: int = 2) -> State:
+    """Resize (size = [shorter side] or [h, w]): image bilinear+antialias, mask nearest.
+    A shrink by STRIDE_ABOVE or more keeps every k-th pixel of the image first, leaving
+    leave..2 leave x to antialias (2: Rescale, whose output is evaluated; 1: a random crop's
+    zoom, where albumentations antialiases nothing at all)."""
     image, mask = state["image"], state["mask"]
     out = _out_size(tuple(image.shape[-2:]), size)
-    k = _stride_for(tuple(image.shape[-2:]), out)
-    if k > 1:  # the centre pixel of each k x k block, in image and mask alike
-        image = image[..., k // 2::k, k // 2::k]
-        mask = None if mask is None else mask[..., k // 2::k, k // 2::k]
+    k = _stride_for(tuple(image.shape[-2:]), out, leave)
+    if k > 1:  # the centre pixel of each k x k block, copied once into HxWx3 order: interpolate
+        # would copy the strided view itself, through its slow path, at 3x the cost
+        image = image[..., k // 2::k, k // 2::k].permute(1, 2, 0).contiguous().permute(2, 0, 1)
     # The interpolate call F.resize_image makes for uint8 bilinear, without its checks and
     # reshapes: the same pixels, half the time at 224 px.
     image = torch.nn.functional.interpolate(image[None], size=list(out), mode="bilinear", antialias=True)[0]
+    # The mask is picked from the full-size one: the exact nearest pixels, and only their rows.
     return _with(state, image, None if mask is None else _resize_mask(mask, out))
 
 
@@ -135,9 +140,15 @@ def _resize_mask(mask: torch.Tensor, out: Size) -> torch.Tensor:
     in / out)) as two index_selects: a quarter of interpolate's time, and it reads only the
     rows it keeps."""
     h, w = mask.shape[-2:]
-    rows = torch.arange(out[0], dtype=torch.float64).add_(0.5).mul_(h / out[0]).floor_().clamp_(max=h - 1).long()
-    cols = torch.arange(out[1], dtype=torch.float64).add_(0.5).mul_(w / out[1]).floor_().clamp_(max=w - 1).long()
-    return mask.index_select(-2, rows).index_select(-1, cols)
+    rows = np.floor((np.arange(out[0]) + 0.5) * (h / out[0])).astype(np.int64).clip(max=h - 1)
+    cols = np.floor((np.arange(out[1]) + 0.5) * (w / out[1])).astype(np.int64).clip(max=w - 1)
+    return _pick(mask, rows, cols)
+
+
+def _pick(mask: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+    """mask[:, rows][:, :, cols] as a new contiguous tensor. Through numpy: torch's index_select
+    on a view (a crop of a full-size mask) takes 10-25x longer than numpy's fancy indexing."""
+    return torch.from_numpy(mask.numpy()[:, rows][:, :, cols])
 
 
 def _lesion_box(mask: torch.Tensor, by: int = 0, bx: int = 0) -> list[int] | None:
@@ -294,18 +305,16 @@ def _pick_mask(mask: torch.Tensor, warp: _Warp) -> torch.Tensor:
     (floor of the pixel centre's input coordinate, as NEAREST_EXACT resizes); 0 outside."""
     assert warp.b == 0 and warp.d == 0, "only flips, rescales and crops follow the rotation's mask"
     (h, w), (mh, mw) = warp.size, mask.shape[-2:]
-    picked = mask
     # (index vectors of a few hundred entries: numpy, at a microsecond an operation, not torch)
-    for dim, scale, offset, n, extent in ((-2, warp.e, warp.f, h, mh), (-1, warp.a, warp.c, w, mw)):
-        index = np.floor((np.arange(n) + 0.5) * scale + offset).astype(np.int64)
-        outside = (index < 0) | (index >= extent)
-        index = torch.from_numpy(index.clip(0, extent - 1))
-        if dim == -2:
-            picked = picked.index_select(-2, index)
-        else:  # columns through the transpose: whole strided rows, twice as fast as element by element
-            picked = picked.transpose(-1, -2).index_select(-2, index).transpose(-1, -2)
-        if outside.any():  # a crop reaching past the edge: padding, no lesion
-            picked.index_fill_(dim, torch.from_numpy(np.flatnonzero(outside)), 0)
+    index, outside = [], []
+    for scale, offset, n, extent in ((warp.e, warp.f, h, mh), (warp.a, warp.c, w, mw)):
+        i = np.floor((np.arange(n) + 0.5) * scale + offset).astype(np.int64)
+        outside.append((i < 0) | (i >= extent))
+        index.append(i.clip(0, extent - 1))
+    picked = _pick(mask, *index)
+    if outside[0].any() or outside[1].any():  # a crop reaching past the edge: padding, no lesion
+        picked[:, torch.from_numpy(outside[0])] = 0
+        picked[:, :, torch.from_numpy(outside[1])] = 0
     return picked
 
 
@@ -632,7 +641,7 @@ class RandomResizedCrop(Transform):
     def run(self, state):
         p = _resized_crop_params(self._v2, *_size(state))
         box = [p["top"], p["left"], p["height"], p["width"]]
-        state = _resize(_crop(state, *box), list(self.size))
+        state = _resize(_crop(state, *box), list(self.size), leave=1)
         return state, {"box": box}
 
     def output_size(self, in_size):

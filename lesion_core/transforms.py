@@ -167,10 +167,15 @@ def _lesion_box(mask: torch.Tensor, by: int = 0, bx: int = 0) -> list[int] | Non
 def _paint_skin(state: State, colour: tuple[int, int, int]) -> State:
     """Every non-lesion pixel takes the colour; lesion pixels are kept (vectorised). With a
     deferred warp the painting waits for the image, at its final size."""
-    if state.get("warp") is not None:
+    warp = state.get("warp")
+    if warp is not None and warp.paint is None:
+        # The painted area is the image as it stands: where a later crop pads, it stays black.
+        (h, w), a, c, e, f = warp.size, warp.a, warp.c, warp.e, warp.f
+        area = (min(c, a * w + c), max(c, a * w + c), min(f, e * h + f), max(f, e * h + f))
         new = dict(state)
-        new["warp"] = dataclasses.replace(state["warp"], paint=tuple(colour))
+        new["warp"] = dataclasses.replace(warp, paint=tuple(colour), paint_area=area)
         return new
+    state = _materialize(state)  # (a second tone before the first is painted: rare)
     fill = torch.tensor(colour, dtype=torch.uint8).view(3, 1, 1)
     image = torch.where(state["mask"].bool(), state["image"], fill)
     return _with(state, image, state["mask"])
@@ -202,13 +207,14 @@ class _Warp:
     f: float
     size: Size
     paint: tuple[int, int, int] | None = None
+    paint_area: tuple[float, float, float, float] | None = None  # x0, x1, y0, y1 in input coordinates
     pre: "_Warp | None" = None
 
     def then(self, a: float, b: float, c: float, d: float, e: float, f: float, size: Size) -> "_Warp":
         """This warp after a step whose output (x, y) reads its input at (a x + b y + c, d x + e y + f)."""
         return _Warp(self.a * a + self.b * d, self.a * b + self.b * e, self.a * c + self.b * f + self.c,
                      self.d * a + self.e * d, self.d * b + self.e * e, self.d * c + self.e * f + self.f,
-                     size, self.paint, self.pre)
+                     size, self.paint, self.paint_area, self.pre)
 
     def full(self) -> "_Warp":
         """Output -> the image as it stands: pre after this."""
@@ -287,35 +293,46 @@ def _materialize(state: State, as_float: bool = False) -> State:
         return state
     new = dict(state)
     del new["warp"]
+    # The input coordinates of the output's pixel centres, per row and column (the steps after
+    # the rotation are axis-aligned). Index vectors of a few hundred entries: numpy, at a
+    # microsecond an operation, not torch.
+    (h, w), (base_h, base_w) = warp.size, warp.pre.size
+    x = (np.arange(w) + 0.5) * warp.a + warp.c
+    y = (np.arange(h) + 0.5) * warp.e + warp.f
+    # A crop reaching past the rotated image pads: black, no lesion, as F.crop pads.
+    pad_cols, pad_rows = (x < 0) | (x >= base_w), (y < 0) | (y >= base_h)
+    padded = pad_cols.any() or pad_rows.any()
     mask = state["mask"]
     if mask is not None:
-        new["mask"] = mask = _pick_mask(mask, warp)
+        rows, cols = np.floor(y).astype(np.int64).clip(0, base_h - 1), np.floor(x).astype(np.int64).clip(0, base_w - 1)
+        mask = _pick(mask, rows, cols)  # nearest: the pixel that holds the centre
+        if padded:
+            _zero_rows_cols(mask, pad_rows, pad_cols)
+        new["mask"] = mask
     # Unrounded for ToTensor: a float image need not pass through whole numbers.
-    image = _warp_float(state["image"], warp.full(), [0, 0, *warp.size], "bilinear", round_=not as_float)
+    image = _warp_float(state["image"], warp.full(), [0, 0, h, w], "bilinear", round_=not as_float)
+    if padded:
+        _zero_rows_cols(image, pad_rows, pad_cols)
     if warp.paint is not None:
+        keep = mask if mask.is_floating_point() else (mask != 0).float()
+        # Outside the area that was painted (padding added after the painting) the image stays.
+        x0, x1, y0, y1 = warp.paint_area
+        unpainted_cols, unpainted_rows = (x < x0) | (x >= x1), (y < y0) | (y >= y1)
+        if unpainted_cols.any() or unpainted_rows.any():
+            keep = keep.clone()
+            keep[:, torch.from_numpy(unpainted_rows)] = 1
+            keep[:, :, torch.from_numpy(unpainted_cols)] = 1
         fill = torch.tensor(warp.paint, dtype=torch.float32).view(3, 1, 1).expand_as(image)
         # lerp with a 0/1 weight is torch.where(mask, image, fill), 20x faster than where here
-        image = torch.lerp(fill, image, mask if mask.is_floating_point() else (mask != 0).float())
+        image = torch.lerp(fill, image, keep)
     new["image"] = image if as_float else image.to(torch.uint8)
     return new
 
 
-def _pick_mask(mask: torch.Tensor, warp: _Warp) -> torch.Tensor:
-    """The (1, h, w) mask of an axis-aligned warp's output: nearest by row and column indices
-    (floor of the pixel centre's input coordinate, as NEAREST_EXACT resizes); 0 outside."""
-    assert warp.b == 0 and warp.d == 0, "only flips, rescales and crops follow the rotation's mask"
-    (h, w), (mh, mw) = warp.size, mask.shape[-2:]
-    # (index vectors of a few hundred entries: numpy, at a microsecond an operation, not torch)
-    index, outside = [], []
-    for scale, offset, n, extent in ((warp.e, warp.f, h, mh), (warp.a, warp.c, w, mw)):
-        i = np.floor((np.arange(n) + 0.5) * scale + offset).astype(np.int64)
-        outside.append((i < 0) | (i >= extent))
-        index.append(i.clip(0, extent - 1))
-    picked = _pick(mask, *index)
-    if outside[0].any() or outside[1].any():  # a crop reaching past the edge: padding, no lesion
-        picked[:, torch.from_numpy(outside[0])] = 0
-        picked[:, :, torch.from_numpy(outside[1])] = 0
-    return picked
+def _zero_rows_cols(tensor: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> None:
+    """Zero, in place, the rows and columns of a (C, H, W) tensor where the bool vectors are true."""
+    tensor[:, torch.from_numpy(rows)] = 0
+    tensor[:, :, torch.from_numpy(cols)] = 0
 
 
 def _with_warp(state: State, warp: _Warp, mask: torch.Tensor | None = None) -> State:

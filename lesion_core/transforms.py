@@ -369,21 +369,16 @@ def _rotated_lesion_window(mask: torch.Tensor, warp: _Warp) -> list[int] | None:
     """A window of the rotation canvas that holds every pixel of the rotated (nearest) lesion,
     from the rotated ends of each lesion row (about half the area of the rotated corners of
     the lesion's box, so half the nearest sampling); None if there is no lesion."""
-    inside = mask[0].float().clamp_(max=1)  # 0/1 (masks are never negative)
-    in_row = inside.amax(dim=1) > 0
-    rows = torch.nonzero(in_row).flatten()
-    if rows.numel() == 0:
+    # numpy: its any and argmax along rows on a bool mask are 3-10x faster than torch's.
+    inside = mask[0].numpy() != 0
+    rows = np.flatnonzero(inside.any(axis=1))
+    if rows.size == 0:
         return None
-    r0, r1 = int(rows[0]), int(rows[-1]) + 1
-    band, valid = inside[r0:r1], in_row[r0:r1].numpy()
-    width = inside.shape[1]
-    # Each row's first and last lesion column by multiply-and-max (argmax on these is 10x slower).
-    cols = torch.arange(width, dtype=torch.float32)
-    last = (band * cols).amax(dim=1).numpy()[valid]
-    first = width - (band * (width - cols)).amax(dim=1).numpy()[valid]
-    y = np.arange(r0, r1)[valid] + 0.5
+    band = inside[rows]
+    first = band.argmax(axis=1)  # the first lesion column of each lesion row
+    last = band.shape[1] - 1 - band[:, ::-1].argmax(axis=1)
     x = np.concatenate((first, last)) + 0.5  # pixel centres
-    y = np.concatenate((y, y))
+    y = np.concatenate((rows, rows)) + 0.5
     # warp maps canvas -> image; its inverse (a rotation: the transpose) maps image -> canvas.
     dx, dy = x - warp.c, y - warp.f
     ox, oy = dx * warp.a + dy * warp.d, dx * warp.b + dy * warp.e
@@ -758,7 +753,7 @@ class ToTensor(Transform):
     takes_warp = True
 
     def run(self, state):
-        new = _materialize(state, as_float=True)
+        new = dict(_materialize(state, as_float=True))
         image = new["image"]
         if image.dtype == torch.uint8:
             # Per-channel arithmetic on channels-last memory (a crop of the HxWx3 input) runs 5x

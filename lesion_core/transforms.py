@@ -78,7 +78,43 @@ def _with(state: State, image: torch.Tensor, mask: torch.Tensor | None) -> State
 
 def _size(state: State) -> Size:
     warp = state.get("warp")
-    return warp.size if warp is not None else tuple(state["image"].shape[-2:])
+    if warp is not None:
+        return warp.size
+    h, w = state["image"].shape[-2:]
+    return (w, h) if state.get("orient", (0, 0, 0))[2] else (h, w)
+
+
+# --------------------------------------------------------------------------- deferred turns
+#
+# 90-degree turns and flips only reorder pixels: consecutive ones are kept as one pending
+# orientation (flip the rows, flip the columns, then transpose) and applied in one copy when a
+# step needs the pixels, instead of a copy each.
+
+
+def _orient(state: State, flip_rows: bool, flip_cols: bool, transpose: bool) -> State:
+    """The state with flips of the current rows/columns, then a transpose, added to its pending
+    orientation."""
+    rows, cols, turned = state.get("orient", (False, False, False))
+    if turned:  # flipping the rows of a transposed image flips the columns underneath
+        flip_rows, flip_cols = flip_cols, flip_rows
+    new = dict(state)
+    new["orient"] = (rows != flip_rows, cols != flip_cols, turned != transpose)
+    return new
+
+
+def _apply_orient(state: State) -> State:
+    """The state with its pending orientation applied to image and mask (one copy each)."""
+    if "orient" not in state:
+        return state
+    new = dict(state)
+    rows, cols, turned = new.pop("orient")
+    dims = [d for d, flip in ((-2, rows), (-1, cols)) if flip]
+    for key in ("image", "mask"):
+        t = new[key]
+        if t is not None:
+            t = t.flip(dims) if dims else t
+            new[key] = t.transpose(-2, -1) if turned else t
+    return new
 
 
 def _crop(state: State, top: int, left: int, height: int, width: int) -> State:
@@ -293,6 +329,7 @@ def _materialize(state: State, as_float: bool = False) -> State:
     """The state with its deferred warp applied to the image (and the skin painted): plain again.
     as_float: the image as float32 in 0..255 instead of uint8 (for ToTensor, which would convert
     it back)."""
+    state = _apply_orient(state)
     warp = state.get("warp")
     if warp is None:
         return state
@@ -406,8 +443,10 @@ class Transform:
 
     needs_mask = False
     # Whether run() accepts a state whose image still owes a deferred warp (and composes with
-    # it); the pipeline applies the warp before any other step.
+    # it), and a pending orientation (flips, quarter turns); the pipeline applies them before
+    # any other step.
     takes_warp = False
+    takes_orient = False
 
     def run(self, state: State) -> tuple[State, dict]:
         raise NotImplementedError
@@ -594,9 +633,9 @@ class RandomRotation(Transform):
 
 
 class _RandomFlip(Transform):
-    flip = None  # the v2 kernel (the same for image and mask), set by subclasses
-    horizontal = True
+    horizontal = True  # left-right; False: top-bottom
     takes_warp = True
+    takes_orient = True
 
     def __init__(self, p: float):
         self.p = p
@@ -604,11 +643,10 @@ class _RandomFlip(Transform):
     def run(self, state):
         flipped = bool(torch.rand(1) < self.p)
         if flipped:
-            mask = state["mask"]
             if state.get("warp") is not None:
                 state = _with_warp(state, state["warp"].flip(self.horizontal))
             else:
-                state = _with(state, self.flip(state["image"]), None if mask is None else self.flip(mask))
+                state = _orient(state, not self.horizontal, self.horizontal, False)
         return state, {"flipped": flipped}
 
     def output_size(self, in_size):
@@ -618,24 +656,27 @@ class _RandomFlip(Transform):
 class RandomHorizontalFlip(_RandomFlip):
     """Mirror left-right with probability p."""
 
-    flip = staticmethod(F.horizontal_flip_image)
-
 
 class RandomVerticalFlip(_RandomFlip):
     """Mirror top-bottom with probability p."""
 
-    flip = staticmethod(F.vertical_flip_image)
     horizontal = False
 
 
 class RandomRotate90(Transform):
     """Rotate by k * 90 degrees, k drawn in {0, 1, 2, 3}: exact, no interpolation, no corners."""
 
+    takes_warp = True  # (it applies a pending warp itself, then defers the turn)
+    takes_orient = True
+
     def run(self, state):
         k = int(torch.randint(4, (1,)))
-        turn = (None if t is None else torch.rot90(t, k, dims=(-2, -1)) for t in (state["image"], state["mask"]))
-        image, mask = turn
-        return _with(state, image, mask), {"k": k}
+        state = _materialize(state) if state.get("warp") is not None else state
+        # torch.rot90 by k over (-2, -1): flip the columns then transpose (k = 1), flip both
+        # (k = 2), flip the rows then transpose (k = 3).
+        if k:
+            state = _orient(state, k >= 2, k <= 2, k % 2 == 1)
+        return state, {"k": k}
 
     def output_size(self, in_size):
         return in_size if in_size is not None and in_size[0] == in_size[1] else None
@@ -754,6 +795,7 @@ class ToTensor(Transform):
     fused_normalize: tuple[torch.Tensor, torch.Tensor] | None = None
     # A deferred warp is resampled straight to float: no round trip through uint8.
     takes_warp = True
+    takes_orient = True
 
     def run(self, state):
         new = dict(_materialize(state, as_float=True))
@@ -1230,6 +1272,8 @@ class Pipeline:
                 )
             if not step.takes_warp:
                 state = _materialize(state)
+            elif not step.takes_orient:
+                state = _apply_orient(state)
             state, params = step.run(state)
             if not self.defer:
                 state = _materialize(state)

@@ -180,3 +180,36 @@ def test_resized_crop_draws_torchvisions_windows(scale, ratio, size):
         torch.manual_seed(seed)
         assert T._resized_crop_params(crop, *size) == expected
         assert torch.equal(torch.rand(1), after)  # the same number of draws from the global RNG
+
+
+# --------------------------------------------------------------------------- deferred turns
+
+
+@pytest.mark.parametrize("spec", [
+    T.PRESETS["default_train"],
+    [step("RandomRotate90"), step("RandomHorizontalFlip"), step("RandomVerticalFlip"), step("RandomRotate90")],
+    [step("RandomVerticalFlip"), step("RandomRotate90"), step("RandomCrop", size=[50, 40]), step("RandomRotate90")],
+    [step("RandomRotate90"), step("ChangeSkin"), step("RandomHorizontalFlip", p=1.0), step("Rescale", size=30)],
+], ids=["default_train", "turns and flips", "turns around a crop", "turn, skin, flip, rescale"])
+def test_deferred_turns_and_flips_give_exactly_the_pixels_of_turning_every_step(spec):
+    sample = make_sample(60, 90)
+    for seed in range(24):
+        torch.manual_seed(seed)
+        out, params = T.build_pipeline(spec).apply_with_params(sample)
+        torch.manual_seed(seed)
+        ref, ref_params = eager(spec).apply_with_params(sample)
+        assert params == ref_params
+        for key in ("image", "mask"):
+            assert np.array_equal(np.asarray(out[key]), np.asarray(ref[key])), (seed, key)
+
+
+def test_a_pending_quarter_turn_is_torch_rot90():
+    image = torch.arange(3 * 4 * 5).view(3, 4, 5)
+    for k in range(4):
+        state = {"image": image, "mask": image[:1]}
+        if k:
+            state = T._orient(state, k >= 2, k <= 2, k % 2 == 1)
+        out = T._apply_orient(state)
+        assert torch.equal(out["image"], torch.rot90(image, k, dims=(-2, -1)))
+        assert torch.equal(out["mask"], torch.rot90(image[:1], k, dims=(-2, -1)))
+        assert T._size(state) == tuple(out["image"].shape[-2:])

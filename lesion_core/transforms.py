@@ -120,6 +120,10 @@ def _apply_orient(state: State) -> State:
 def _crop(state: State, top: int, left: int, height: int, width: int) -> State:
     """Crop image and mask alike; areas outside the image are zero (black image, no lesion)."""
     mask = state["mask"]
+    h, w = state["image"].shape[-2:]
+    if top >= 0 and left >= 0 and top + height <= h and left + width <= w:  # a view, no checks
+        window = (..., slice(top, top + height), slice(left, left + width))
+        return _with(state, state["image"][window], None if mask is None else mask[window])
     return _with(
         state,
         F.crop_image(state["image"], top, left, height, width),
@@ -192,15 +196,24 @@ def _pick(mask: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> torch.Tenso
 
 def _lesion_box(mask: torch.Tensor, by: int = 0, bx: int = 0) -> list[int] | None:
     """[top, left, h, w] of the lesion's bounding box grown by (by, bx), clamped; None if empty."""
-    # amax, not any: any along a dimension is 5x slower on float masks (masks are never negative)
-    rows = torch.nonzero(mask[0].amax(dim=1)).flatten()
-    cols = torch.nonzero(mask[0].amax(dim=0)).flatten()
-    if rows.numel() == 0:
-        return None
+    if mask[0].numel() <= _NUMPY_BOX_MAX:  # numpy's any: half the time of torch's on these
+        inside = mask[0].numpy()
+        rows = np.flatnonzero(inside.any(axis=1))
+        if rows.size == 0:
+            return None
+        cols = np.flatnonzero(inside[rows[0]:rows[-1] + 1].any(axis=0))
+    else:  # torch's amax (not any: 5x slower along a dimension): twice numpy's speed on originals
+        rows = torch.nonzero(mask[0].amax(dim=1)).flatten()
+        if rows.numel() == 0:
+            return None
+        cols = torch.nonzero(mask[0].amax(dim=0)).flatten()
     h, w = mask.shape[-2:]
     top, left = max(int(rows[0]) - by, 0), max(int(cols[0]) - bx, 0)
     bottom, right = min(int(rows[-1]) + 1 + by, h), min(int(cols[-1]) + 1 + bx, w)
     return [top, left, bottom - top, right - left]
+
+
+_NUMPY_BOX_MAX = 1 << 20  # pixels
 
 
 def _paint_skin(state: State, colour: tuple[int, int, int]) -> State:

@@ -11,10 +11,10 @@ after a rotation) 1xHxW tensor (non-zero = lesion; {0, 1} again on the way out);
 calls torchvision v2's kernels by kind, ``*_image`` for the image and ``*_mask`` for the mask
 (nearest interpolation, so masks stay binary). Calling the kernels directly, rather than
 dispatching on ``tv_tensors`` wrappers, saves about a third of the time of a 224-px chain.
-A rotation defers its resampling of the image: the flips, skin tone, rescale and crop after
-it compose with it, and the image is sampled once, at the final size (see "deferred warps";
-the mask follows every step at once). Samples enter and leave as numpy (image uint8
-(H, W, 3), mask uint8 (H, W) in {0, 1} or None) unless the pipeline ends in
+A rotation defers its resampling: the flips, skin tone, rescale and crop after it compose with
+it, and the image is sampled once, at the final size (see "deferred warps"); quarter turns and
+flips are applied in one copy (see "deferred turns"). Samples enter and leave as numpy (image
+uint8 (H, W, 3), mask uint8 (H, W) in {0, 1} or None) unless the pipeline ends in
 ToTensor(+Normalize).
 """
 
@@ -177,8 +177,8 @@ def _resize(state: State, size: list[int], leave: int = 2) -> State:
 
 def _resize_mask(mask: torch.Tensor, out: Size) -> torch.Tensor:
     """torchvision's NEAREST_EXACT resize of a (1, H, W) mask (source pixel floor((i + 0.5) *
-    in / out)) as two index_selects: a quarter of interpolate's time, and it reads only the
-    rows it keeps."""
+    in / out)) by row and column indices: a fraction of interpolate's time, and it reads only
+    the rows it keeps."""
     h, w = mask.shape[-2:]
     # (np.minimum: np.clip's argument checks cost more than the indices)
     rows = np.minimum(np.floor((np.arange(out[0]) + 0.5) * (h / out[0])).astype(np.int64), h - 1)

@@ -6,18 +6,22 @@ widgets, the CLI can read a pipeline from a file and a run can store the exact p
 
 Each step draws its random parameters once (from torch's global RNG, so ``torch.manual_seed``
 and DataLoader worker seeding reproduce them) and applies them to the image and its mask
-alike. Inside a pipeline the image is a uint8 3xHxW tensor and the mask a uint8 1xHxW
-tensor (non-zero = lesion; {0, 1} again on the way out); each step calls torchvision v2's
-kernels by kind, ``*_image`` for the image and ``*_mask`` for the mask (nearest
-interpolation, so masks stay binary). Calling the kernels directly, rather than dispatching
-on ``tv_tensors`` wrappers, saves about a third of the time of a 224-px chain. Samples enter and leave as
-numpy (image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1} or None) unless the pipeline
-ends in ToTensor(+Normalize).
+alike. Inside a pipeline the image is a uint8 3xHxW tensor and the mask a uint8 (float32
+after a rotation) 1xHxW tensor (non-zero = lesion; {0, 1} again on the way out); each step
+calls torchvision v2's kernels by kind, ``*_image`` for the image and ``*_mask`` for the mask
+(nearest interpolation, so masks stay binary). Calling the kernels directly, rather than
+dispatching on ``tv_tensors`` wrappers, saves about a third of the time of a 224-px chain.
+A rotation defers its resampling: the flips, skin tone, rescale and crop after it compose with
+it, and the image is sampled once, at the final size (see "deferred warps"); quarter turns and
+flips are applied in one copy (see "deferred turns"). Samples enter and leave as numpy (image
+uint8 (H, W, 3), mask uint8 (H, W) in {0, 1} or None) unless the pipeline ends in
+ToTensor(+Normalize).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import json
 import math
@@ -73,12 +77,53 @@ def _with(state: State, image: torch.Tensor, mask: torch.Tensor | None) -> State
 
 
 def _size(state: State) -> Size:
-    return tuple(state["image"].shape[-2:])
+    warp = state.get("warp")
+    if warp is not None:
+        return warp.size
+    h, w = state["image"].shape[-2:]
+    return (w, h) if state.get("orient", (0, 0, 0))[2] else (h, w)
+
+
+# --------------------------------------------------------------------------- deferred turns
+#
+# 90-degree turns and flips only reorder pixels: consecutive ones are kept as one pending
+# orientation (flip the rows, flip the columns, then transpose) and applied in one copy when a
+# step needs the pixels, instead of a copy each.
+
+
+def _orient(state: State, flip_rows: bool, flip_cols: bool, transpose: bool) -> State:
+    """The state with flips of the current rows/columns, then a transpose, added to its pending
+    orientation."""
+    rows, cols, turned = state.get("orient", (False, False, False))
+    if turned:  # flipping the rows of a transposed image flips the columns underneath
+        flip_rows, flip_cols = flip_cols, flip_rows
+    new = dict(state)
+    new["orient"] = (rows != flip_rows, cols != flip_cols, turned != transpose)
+    return new
+
+
+def _apply_orient(state: State) -> State:
+    """The state with its pending orientation applied to image and mask (one copy each)."""
+    if "orient" not in state:
+        return state
+    new = dict(state)
+    rows, cols, turned = new.pop("orient")
+    dims = [d for d, flip in ((-2, rows), (-1, cols)) if flip]
+    for key in ("image", "mask"):
+        t = new[key]
+        if t is not None:
+            t = t.flip(dims) if dims else t
+            new[key] = t.transpose(-2, -1) if turned else t
+    return new
 
 
 def _crop(state: State, top: int, left: int, height: int, width: int) -> State:
     """Crop image and mask alike; areas outside the image are zero (black image, no lesion)."""
     mask = state["mask"]
+    h, w = state["image"].shape[-2:]
+    if top >= 0 and left >= 0 and top + height <= h and left + width <= w:  # a view, no checks
+        window = (..., slice(top, top + height), slice(left, left + width))
+        return _with(state, state["image"][window], None if mask is None else mask[window])
     return _with(
         state,
         F.crop_image(state["image"], top, left, height, width),
@@ -87,15 +132,19 @@ def _crop(state: State, top: int, left: int, height: int, width: int) -> State:
 
 
 # Shrinking by more than this factor first keeps every STRIDE-th pixel, then antialiases the
-# rest of the way: what a JPEG draft decode does, at a fraction of the cost of filtering every
-# pixel of a full-size original (2000x3000) down to 224 px.
+# rest of the way: about what a JPEG draft decode does, at a fraction of the cost of filtering
+# every pixel of a full-size original (2000x3000) down to 224 px.
 STRIDE_ABOVE = 4
 
+# The largest shrink a deferred warp takes on without antialiasing (see Rescale).
+WARP_SHRINK_MAX = 2.0
 
-def _stride_for(in_size: Size, out_size: Size) -> int:
-    """The pixel stride that leaves between 2x and 4x to antialias, or 1 below STRIDE_ABOVE."""
+
+def _stride_for(in_size: Size, out_size: Size, leave: int = 2) -> int:
+    """The pixel stride that leaves between leave x and 2 leave x to antialias, or 1 below
+    STRIDE_ABOVE."""
     factor = min(in_size[0] / out_size[0], in_size[1] / out_size[1])
-    return int(factor // 2) if factor >= STRIDE_ABOVE else 1
+    return int(factor // leave) if factor >= STRIDE_ABOVE else 1
 
 
 def _out_size(in_size: Size, size: list[int]) -> Size:
@@ -108,37 +157,292 @@ def _out_size(in_size: Size, size: list[int]) -> Size:
     return (size[0], new_long) if h <= w else (new_long, size[0])
 
 
-def _resize(state: State, size: list[int]) -> State:
-    """Resize (size = [shorter side] or [h, w]): image bilinear+antialias, mask nearest."""
+def _resize(state: State, size: list[int], leave: int = 2) -> State:
+    """Resize (size = [shorter side] or [h, w]): image bilinear+antialias, mask nearest.
+    A shrink by STRIDE_ABOVE or more keeps every k-th pixel of the image first, leaving
+    leave..2 leave x to antialias (2: Rescale, whose output is evaluated; 1: a random crop's
+    zoom, where albumentations antialiases nothing at all)."""
     image, mask = state["image"], state["mask"]
     out = _out_size(tuple(image.shape[-2:]), size)
-    k = _stride_for(tuple(image.shape[-2:]), out)
-    if k > 1:  # the centre pixel of each k x k block, in image and mask alike
-        image = image[..., k // 2::k, k // 2::k]
-        mask = None if mask is None else mask[..., k // 2::k, k // 2::k]
+    k = _stride_for(tuple(image.shape[-2:]), out, leave)
+    if k > 1:  # the centre pixel of each k x k block, copied once into HxWx3 order: interpolate
+        # would copy the strided view itself, through its slow path, at 3x the cost
+        image = image[..., k // 2::k, k // 2::k].permute(1, 2, 0).contiguous().permute(2, 0, 1)
     # The interpolate call F.resize_image makes for uint8 bilinear, without its checks and
     # reshapes: the same pixels, half the time at 224 px.
     image = torch.nn.functional.interpolate(image[None], size=list(out), mode="bilinear", antialias=True)[0]
-    return _with(state, image, None if mask is None else F.resize_mask(mask, list(out), InterpolationMode.NEAREST_EXACT))
+    # The mask is picked from the full-size one: the exact nearest pixels, and only their rows.
+    return _with(state, image, None if mask is None else _resize_mask(mask, out))
+
+
+def _resize_mask(mask: torch.Tensor, out: Size) -> torch.Tensor:
+    """torchvision's NEAREST_EXACT resize of a (1, H, W) mask (source pixel floor((i + 0.5) *
+    in / out)) by row and column indices: a fraction of interpolate's time, and it reads only
+    the rows it keeps."""
+    h, w = mask.shape[-2:]
+    # (np.minimum: np.clip's argument checks cost more than the indices)
+    rows = np.minimum(np.floor((np.arange(out[0]) + 0.5) * (h / out[0])).astype(np.int64), h - 1)
+    cols = np.minimum(np.floor((np.arange(out[1]) + 0.5) * (w / out[1])).astype(np.int64), w - 1)
+    return _pick(mask, rows, cols)
+
+
+def _pick(mask: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+    """mask[:, rows][:, :, cols] as a new contiguous tensor. Through numpy: torch's index_select
+    on a view (a crop of a full-size mask) takes 10-25x longer than numpy's fancy indexing.
+    (take, not a second fancy index, which would lay the result out column-major: later
+    elementwise ops on it, the skin's lerp, run 4x slower.)"""
+    return torch.from_numpy(mask.numpy()[:, rows].take(cols, axis=2))
 
 
 def _lesion_box(mask: torch.Tensor, by: int = 0, bx: int = 0) -> list[int] | None:
     """[top, left, h, w] of the lesion's bounding box grown by (by, bx), clamped; None if empty."""
-    rows = torch.nonzero(mask[0].any(dim=1)).flatten()
-    cols = torch.nonzero(mask[0].any(dim=0)).flatten()
-    if rows.numel() == 0:
-        return None
+    if mask[0].numel() <= _NUMPY_BOX_MAX:  # numpy's any: half the time of torch's on these
+        inside = mask[0].numpy()
+        rows = np.flatnonzero(inside.any(axis=1))
+        if rows.size == 0:
+            return None
+        cols = np.flatnonzero(inside[rows[0]:rows[-1] + 1].any(axis=0))
+    else:  # torch's amax (not any: 5x slower along a dimension): twice numpy's speed on originals
+        rows = torch.nonzero(mask[0].amax(dim=1)).flatten()
+        if rows.numel() == 0:
+            return None
+        cols = torch.nonzero(mask[0].amax(dim=0)).flatten()
     h, w = mask.shape[-2:]
     top, left = max(int(rows[0]) - by, 0), max(int(cols[0]) - bx, 0)
     bottom, right = min(int(rows[-1]) + 1 + by, h), min(int(cols[-1]) + 1 + bx, w)
     return [top, left, bottom - top, right - left]
 
 
+_NUMPY_BOX_MAX = 1 << 20  # pixels
+
+
 def _paint_skin(state: State, colour: tuple[int, int, int]) -> State:
-    """Every non-lesion pixel takes the colour; lesion pixels are kept (vectorised)."""
+    """Every non-lesion pixel takes the colour; lesion pixels are kept (vectorised). With a
+    deferred warp the painting waits for the image, at its final size."""
+    warp = state.get("warp")
+    if warp is not None and warp.paint is None:
+        # The painted area is the image as it stands: where a later crop pads, it stays black.
+        (h, w), a, c, e, f = warp.size, warp.a, warp.c, warp.e, warp.f
+        area = (min(c, a * w + c), max(c, a * w + c), min(f, e * h + f), max(f, e * h + f))
+        new = dict(state)
+        new["warp"] = dataclasses.replace(warp, paint=tuple(colour), paint_area=area)
+        return new
+    state = _materialize(state)  # (a second tone before the first is painted: rare)
     fill = torch.tensor(colour, dtype=torch.uint8).view(3, 1, 1)
-    image = torch.where(state["mask"].bool(), state["image"], fill)
+    # image * keep + fill * (1 - keep) in uint8 (one term is always 0): 3-10x faster than
+    # torch.where with a bool mask, whose uint8 -> bool comparison alone costs more.
+    keep = _binary(state["mask"])
+    image = state["image"] * keep + fill * (1 - keep)
     return _with(state, image, state["mask"])
+
+
+# --------------------------------------------------------------------------- deferred warps
+#
+# A rotation, the flips, skin tones, rescale and crop after it are one affine map from the
+# output back to the rotation's input: the image is resampled once, at the end, at the final
+# size (a 224-px crop instead of the rotated canvas and then the rescaled one). The rotation
+# samples the mask at once (nearest) to find the lesion's box; the flips, rescale and crop
+# after it are axis-aligned, so the mask then waits too and is picked at the end by row and
+# column indices. state["warp"] holds what image and mask still owe.
+
+
+@dataclass(frozen=True)
+class _Warp:
+    """Output pixel coordinates (x, y) (pixel centres at +0.5) -> input coordinates:
+    xs = a x + b y + c, ys = d x + e y + f; size: the output (h, w).
+    In a state's deferred warp the input is the mask as it stands (the rotated lesion) and pre
+    maps that onward to the image as it stands (the rotation's input); paint: a skin colour
+    to apply once the image is resampled, or None."""
+
+    a: float
+    b: float
+    c: float
+    d: float
+    e: float
+    f: float
+    size: Size
+    paint: tuple[int, int, int] | None = None
+    paint_area: tuple[float, float, float, float] | None = None  # x0, x1, y0, y1 in input coordinates
+    pre: "_Warp | None" = None
+
+    def then(self, a: float, b: float, c: float, d: float, e: float, f: float, size: Size) -> "_Warp":
+        """This warp after a step whose output (x, y) reads its input at (a x + b y + c, d x + e y + f)."""
+        return _Warp(self.a * a + self.b * d, self.a * b + self.b * e, self.a * c + self.b * f + self.c,
+                     self.d * a + self.e * d, self.d * b + self.e * e, self.d * c + self.e * f + self.f,
+                     size, self.paint, self.paint_area, self.pre)
+
+    def full(self) -> "_Warp":
+        """Output -> the image as it stands: pre after this."""
+        return self if self.pre is None else self.pre.then(self.a, self.b, self.c, self.d, self.e, self.f, self.size)
+
+    def crop(self, top: int, left: int, height: int, width: int) -> "_Warp":
+        return self.then(1, 0, left, 0, 1, top, (height, width))
+
+    def resize(self, out: Size) -> "_Warp":
+        (h, w), (oh, ow) = self.size, out
+        return self.then(w / ow, 0, 0, 0, h / oh, 0, out)
+
+    def flip(self, horizontal: bool) -> "_Warp":
+        h, w = self.size
+        return self.then(-1, 0, w, 0, 1, 0, self.size) if horizontal else self.then(1, 0, 0, 0, -1, h, self.size)
+
+
+def _sample_grid(warp: _Warp, top: int, left: int, height: int, width: int,
+                 src_top: int, src_left: int, src_h: int, src_w: int) -> torch.Tensor:
+    """grid_sample's (1, height, width, 2) grid (align_corners=False) of the output window
+    [top, left, height, width] of warp, read from the source window at (src_top, src_left)."""
+    # normalised source = 2 * (source coordinate - window start) / window size - 1, per axis
+    ax, bx = 2 * warp.a / src_w, 2 * warp.b / src_w
+    ay, by = 2 * warp.d / src_h, 2 * warp.e / src_h
+    cx = ax * (left + 0.5) + bx * (top + 0.5) + 2 * (warp.c - src_left) / src_w - 1
+    cy = ay * (left + 0.5) + by * (top + 0.5) + 2 * (warp.f - src_top) / src_h - 1
+    # Row i is row 0 plus i steps of (bx, by): one multiply-add over rows of interleaved (x, y),
+    # three times faster than filling the x and y planes of the grid separately. The vectors
+    # are built in numpy: a microsecond an operation at this size, against five in torch.
+    j = np.arange(width, dtype=np.float32)
+    row0 = np.empty((1, width, 2), np.float32)
+    row0[0, :, 0], row0[0, :, 1] = j * ax + cx, j * ay + cy
+    step = np.empty((1, width, 2), np.float32)
+    step[..., 0], step[..., 1] = bx, by
+    rows = np.arange(height, dtype=np.float32).reshape(height, 1)
+    grid = torch.addcmul(torch.from_numpy(row0.reshape(1, 2 * width)), torch.from_numpy(rows),
+                         torch.from_numpy(step.reshape(1, 2 * width)))
+    return grid.view(1, height, width, 2)
+
+
+def _warp_source_window(warp: _Warp, top: int, left: int, height: int, width: int, src: Size) -> list[int]:
+    """[top, left, h, w] of the source pixels that output window reads (bilinear), clamped."""
+    xs, ys = [], []
+    for x in (left, left + width):
+        for y in (top, top + height):
+            xs.append(warp.a * x + warp.b * y + warp.c)
+            ys.append(warp.d * x + warp.e * y + warp.f)
+    y0, x0 = max(math.floor(min(ys)) - 1, 0), max(math.floor(min(xs)) - 1, 0)
+    y1, x1 = min(math.ceil(max(ys)) + 1, src[0]), min(math.ceil(max(xs)) + 1, src[1])
+    return [y0, x0, max(y1 - y0, 0), max(x1 - x0, 0)]
+
+
+def _warp_float(source: torch.Tensor, warp: _Warp, window: list[int], mode: str,
+                round_: bool = True) -> torch.Tensor:
+    """float32 (C, h, w): the window [top, left, h, w] of warp's output sampled from the uint8
+    (C, H, W) source (bilinear or nearest; zeros outside the source), in 0..255; with round_
+    whole numbers, the values of a uint8 result."""
+    top, left, height, width = window
+    sy, sx, sh, sw = _warp_source_window(warp, top, left, height, width, tuple(source.shape[-2:]))
+    if sh == 0 or sw == 0:
+        return torch.zeros(source.shape[0], height, width)
+    grid = _sample_grid(warp, top, left, height, width, sy, sx, sh, sw)
+    region = source[:, sy:sy + sh, sx:sx + sw].float()  # only what the window reads, in float
+    out = torch.nn.functional.grid_sample(region[None], grid, mode=mode, padding_mode="zeros", align_corners=False)[0]
+    if mode == "bilinear" and round_:  # convex combinations of 0..255: round half up, no clamp needed
+        out = out.add_(0.5).floor_()
+    return out
+
+
+def _materialize(state: State, as_float: bool = False) -> State:
+    """The state with its deferred warp applied to the image (and the skin painted): plain again.
+    as_float: the image as float32 in 0..255 instead of uint8 (for ToTensor, which would convert
+    it back)."""
+    state = _apply_orient(state)
+    warp = state.get("warp")
+    if warp is None:
+        return state
+    new = dict(state)
+    del new["warp"]
+    # The input coordinates of the output's pixel centres, per row and column (the steps after
+    # the rotation are axis-aligned). Index vectors of a few hundred entries: numpy, at a
+    # microsecond an operation, not torch.
+    (h, w), (base_h, base_w) = warp.size, warp.pre.size
+    x = (np.arange(w) + 0.5) * warp.a + warp.c
+    y = (np.arange(h) + 0.5) * warp.e + warp.f
+    # A crop reaching past the rotated image pads: black, no lesion, as F.crop pads.
+    pad_cols, pad_rows = (x < 0) | (x >= base_w), (y < 0) | (y >= base_h)
+    padded = pad_cols.any() or pad_rows.any()
+    mask = state["mask"]
+    if mask is not None:
+        rows = np.minimum(np.maximum(np.floor(y).astype(np.int64), 0), base_h - 1)
+        cols = np.minimum(np.maximum(np.floor(x).astype(np.int64), 0), base_w - 1)
+        mask = _pick(mask, rows, cols)  # nearest: the pixel that holds the centre
+        if padded:
+            _zero_rows_cols(mask, pad_rows, pad_cols)
+        new["mask"] = mask
+    # Unrounded for ToTensor: a float image need not pass through whole numbers.
+    image = _warp_float(state["image"], warp.full(), [0, 0, h, w], "bilinear", round_=not as_float)
+    if padded:
+        _zero_rows_cols(image, pad_rows, pad_cols)
+    if warp.paint is not None:
+        keep = mask if mask.is_floating_point() else _binary_float(mask)
+        # Outside the area that was painted (padding added after the painting) the image stays.
+        x0, x1, y0, y1 = warp.paint_area
+        unpainted_cols, unpainted_rows = (x < x0) | (x >= x1), (y < y0) | (y >= y1)
+        if unpainted_cols.any() or unpainted_rows.any():
+            keep = keep.clone()
+            keep[:, torch.from_numpy(unpainted_rows)] = 1
+            keep[:, :, torch.from_numpy(unpainted_cols)] = 1
+        fill = torch.tensor(warp.paint, dtype=torch.float32).view(3, 1, 1).expand_as(image)
+        # lerp with a 0/1 weight is torch.where(mask, image, fill), 20x faster than where here
+        image = torch.lerp(fill, image, keep)
+    new["image"] = image if as_float else image.to(torch.uint8)
+    return new
+
+
+def _zero_rows_cols(tensor: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> None:
+    """Zero, in place, the rows and columns of a (C, H, W) tensor where the bool vectors are true."""
+    tensor[:, torch.from_numpy(rows)] = 0
+    tensor[:, :, torch.from_numpy(cols)] = 0
+
+
+def _with_warp(state: State, warp: _Warp, mask: torch.Tensor | None = None) -> State:
+    new = dict(state)
+    new["warp"] = warp
+    if mask is not None:
+        new["mask"] = mask
+    return new
+
+
+def _rotation_warp(size: Size, angle: float, expand: bool) -> _Warp:
+    """torchvision's rotate (counter-clockwise, about the centre; expand: the canvas that holds
+    every corner, sized as torchvision sizes it) as a warp from the canvas to the image."""
+    h, w = size
+    theta = math.radians(angle)
+    # Rounded so that quarter turns are exact (cos 90 degrees is 6e-17, which would grow the canvas).
+    cos, sin = round(math.cos(theta), 12), round(math.sin(theta), 12)
+    if expand:
+        xs = [cos * x + sin * y for x in (-w / 2, w / 2) for y in (-h / 2, h / 2)]
+        ys = [-sin * x + cos * y for x in (-w / 2, w / 2) for y in (-h / 2, h / 2)]
+        # torchvision's _compute_affine_output_size, corners taken relative to the input's centre
+        ow = math.ceil(max(xs) + w / 2) - math.floor(min(xs) + w / 2)
+        oh = math.ceil(max(ys) + h / 2) - math.floor(min(ys) + h / 2)
+    else:
+        oh, ow = h, w
+    # source = R^T (output - canvas centre) + image centre
+    return _Warp(cos, -sin, w / 2 - cos * ow / 2 + sin * oh / 2,
+                 sin, cos, h / 2 - sin * ow / 2 - cos * oh / 2, (oh, ow))
+
+
+def _rotated_lesion_window(mask: torch.Tensor, warp: _Warp) -> list[int] | None:
+    """A window of the rotation canvas that holds every pixel of the rotated (nearest) lesion,
+    from the rotated ends of each lesion row (about half the area of the rotated corners of
+    the lesion's box, so half the nearest sampling); None if there is no lesion."""
+    # numpy: its any and argmax along rows on a bool mask are 3-10x faster than torch's.
+    inside = mask[0].numpy() != 0
+    rows = np.flatnonzero(inside.any(axis=1))
+    if rows.size == 0:
+        return None
+    band = inside[rows]
+    first = band.argmax(axis=1)  # the first lesion column of each lesion row
+    last = band.shape[1] - 1 - band[:, ::-1].argmax(axis=1)
+    x = np.concatenate((first, last)) + 0.5  # pixel centres
+    y = np.concatenate((rows, rows)) + 0.5
+    # warp maps canvas -> image; its inverse (a rotation: the transpose) maps image -> canvas.
+    dx, dy = x - warp.c, y - warp.f
+    ox, oy = dx * warp.a + dy * warp.d, dx * warp.b + dy * warp.e
+    # A pixel covers its centre +- 0.5: rotated, +- (|cos| + |sin|) / 2; and a pixel of slack.
+    slack = (abs(warp.a) + abs(warp.b)) / 2 + 1
+    oh, ow = warp.size
+    x0, x1 = max(math.floor(ox.min() - slack), 0), min(math.ceil(ox.max() + slack), ow)
+    y0, y1 = max(math.floor(oy.min() - slack), 0), min(math.ceil(oy.max() + slack), oh)
+    return [y0, x0, y1 - y0, x1 - x0]
 
 
 def _pair(value: int | list[int]) -> Size:
@@ -153,6 +457,11 @@ class Transform:
     image and mask alike and returns (new state, the parameters it drew or computed)."""
 
     needs_mask = False
+    # Whether run() accepts a state whose image still owes a deferred warp (and composes with
+    # it), and a pending orientation (flips, quarter turns); the pipeline applies them before
+    # any other step.
+    takes_warp = False
+    takes_orient = False
 
     def run(self, state: State) -> tuple[State, dict]:
         raise NotImplementedError
@@ -185,6 +494,8 @@ class RandomCrop(Transform):
     """A random (h, w) window; an image smaller than the window is first zero-padded evenly
     (mask 0 there) so every output has the requested size and batches stack."""
 
+    takes_warp = True
+
     def __init__(self, size: int | list[int]):
         self.size = _pair(size)
 
@@ -194,8 +505,11 @@ class RandomCrop(Transform):
         pad_h, pad_w = max(ch - h, 0), max(cw - w, 0)
         top = int(torch.randint(h + pad_h - ch + 1, (1,))) - pad_h // 2
         left = int(torch.randint(w + pad_w - cw + 1, (1,))) - pad_w // 2
+        box = [top, left, ch, cw]
+        if state.get("warp") is not None:  # image and mask are cut from their sources at the end
+            return _with_warp(state, state["warp"].crop(*box)), {"box": box}
         # F.crop zero-fills whatever lies outside the image, which is exactly the padding.
-        return _crop(state, top, left, ch, cw), {"box": [top, left, ch, cw]}
+        return _crop(state, *box), {"box": box}
 
     def output_size(self, in_size):
         return self.size
@@ -219,10 +533,20 @@ class CenterCrop(Transform):
 class Rescale(Transform):
     """Resize: an int sets the shorter side (aspect ratio kept), [h, w] sets the exact size."""
 
+    takes_warp = True
+
     def __init__(self, size: int | list[int]):
         self.size = [size] if isinstance(size, int) else list(size)
 
     def run(self, state):
+        warp = state.get("warp")
+        if warp is not None:
+            out = _out_size(warp.size, self.size)
+            # One bilinear resampling shrinks by up to 2x without visible aliasing; beyond
+            # that the image is resampled now and shrunk with antialiasing.
+            if min(warp.size[0] / out[0], warp.size[1] / out[1]) <= WARP_SHRINK_MAX:
+                return _with_warp(state, warp.resize(out)), {"size": list(out)}
+            state = _materialize(state)
         state = _resize(state, self.size)
         return state, {"size": list(_size(state))}
 
@@ -273,21 +597,34 @@ class RandomRotation(Transform):
                 state = _resize(state, [max(1, round(h * scale)), max(1, round(w * scale))])
                 params["prescale"] = round(scale, 4)
         mask = state["mask"]
-        image = F.rotate_image(state["image"], angle, InterpolationMode.BILINEAR, expand=self.expand)
+        warp = _rotation_warp(_size(state), angle, self.expand)
+        window = [0, 0, *warp.size]
+        if self.crop_to_lesion:  # only the part of the canvas that can hold the lesion
+            window = _rotated_lesion_window(mask, warp) or window
         if mask is not None:
-            mask = F.rotate_mask(mask, angle, expand=self.expand)  # nearest
-        state = _with(state, image, mask)
+            # float32 0/1 from here on: converting it back to uint8 would cost more than the
+            # nearest sampling itself, and every later step takes either dtype (ToTensor and
+            # the skin's lerp use it as it is).
+            mask = _warp_float(mask, warp, window, "nearest").clamp_(max=1)
         if self.crop_to_lesion:
-            box = _lesion_box(state["mask"])
-            if box is not None:
-                state, params["box"] = _crop(state, *box), box
-        return state, params
+            box = _lesion_box(mask)
+            if box is not None:  # canvas coordinates of the rotated lesion's tight box
+                params["box"] = [box[0] + window[0], box[1] + window[1], box[2], box[3]]
+                mask = F.crop_mask(mask, *box)
+                window = params["box"]
+        if window != [0, 0, *warp.size]:
+            warp = warp.crop(*window)
+        # The image is resampled once, when a step needs its pixels (see _materialize); the
+        # steps after this one only move the mask's rows and columns.
+        identity = _Warp(1, 0, 0, 0, 1, 0, warp.size, pre=warp)
+        return _with_warp(state, identity, mask), params
 
     def _prescale(self, state: State, angle: float) -> float:
         """The factor that leaves the rotated result (the lesion's box with crop_to_lesion, else
-        the canvas) twice the later Rescale's side, so that Rescale still only shrinks."""
+        the canvas) about the later Rescale's side: the shrinking is done here, antialiased, and
+        the rotation, resampled with that Rescale in one pass, changes the size by little."""
         h, w = _size(state)
-        if 2 * self.shrink_to >= 0.75 * math.hypot(h, w):  # no result is larger than the diagonal
+        if self.shrink_to >= 0.75 * math.hypot(h, w):  # no result is larger than the diagonal
             return 1.0
         theta = math.radians(angle)
         cos, sin = abs(math.cos(theta)), abs(math.sin(theta))
@@ -304,14 +641,16 @@ class RandomRotation(Transform):
             out = min(h * cos + w * sin, h * sin + w * cos)
         else:
             out = min(h, w)
-        return min(1.0, 2 * self.shrink_to / max(out, 1.0))
+        return min(1.0, self.shrink_to / max(out, 1.0))
 
     def output_size(self, in_size):
         return None if self.expand or self.crop_to_lesion else in_size
 
 
 class _RandomFlip(Transform):
-    flip = None  # the v2 kernel (the same for image and mask), set by subclasses
+    horizontal = True  # left-right; False: top-bottom
+    takes_warp = True
+    takes_orient = True
 
     def __init__(self, p: float):
         self.p = p
@@ -319,8 +658,10 @@ class _RandomFlip(Transform):
     def run(self, state):
         flipped = bool(torch.rand(1) < self.p)
         if flipped:
-            mask = state["mask"]
-            state = _with(state, self.flip(state["image"]), None if mask is None else self.flip(mask))
+            if state.get("warp") is not None:
+                state = _with_warp(state, state["warp"].flip(self.horizontal))
+            else:
+                state = _orient(state, not self.horizontal, self.horizontal, False)
         return state, {"flipped": flipped}
 
     def output_size(self, in_size):
@@ -330,23 +671,27 @@ class _RandomFlip(Transform):
 class RandomHorizontalFlip(_RandomFlip):
     """Mirror left-right with probability p."""
 
-    flip = staticmethod(F.horizontal_flip_image)
-
 
 class RandomVerticalFlip(_RandomFlip):
     """Mirror top-bottom with probability p."""
 
-    flip = staticmethod(F.vertical_flip_image)
+    horizontal = False
 
 
 class RandomRotate90(Transform):
     """Rotate by k * 90 degrees, k drawn in {0, 1, 2, 3}: exact, no interpolation, no corners."""
 
+    takes_warp = True  # (it applies a pending warp itself, then defers the turn)
+    takes_orient = True
+
     def run(self, state):
         k = int(torch.randint(4, (1,)))
-        turn = (None if t is None else torch.rot90(t, k, dims=(-2, -1)) for t in (state["image"], state["mask"]))
-        image, mask = turn
-        return _with(state, image, mask), {"k": k}
+        state = _materialize(state) if state.get("warp") is not None else state
+        # torch.rot90 by k over (-2, -1): flip the columns then transpose (k = 1), flip both
+        # (k = 2), flip the rows then transpose (k = 3).
+        if k:
+            state = _orient(state, k >= 2, k <= 2, k % 2 == 1)
+        return state, {"k": k}
 
     def output_size(self, in_size):
         return in_size if in_size is not None and in_size[0] == in_size[1] else None
@@ -367,13 +712,37 @@ class RandomResizedCrop(Transform):
                 raise ValueError(f"{low} ({params[low]}) is larger than {high} ({params[high]})")
 
     def run(self, state):
-        p = self._v2.make_params([state["image"]])
+        p = _resized_crop_params(self._v2, *_size(state))
         box = [p["top"], p["left"], p["height"], p["width"]]
-        state = _resize(_crop(state, *box), list(self.size))
+        state = _resize(_crop(state, *box), list(self.size), leave=1)
         return state, {"box": box}
 
     def output_size(self, in_size):
         return self.size
+
+
+def _resized_crop_params(rrc: v2.RandomResizedCrop, height: int, width: int) -> dict:
+    """rrc.make_params for an image of that size: torchvision's draw, the same calls on the
+    global RNG (so the same windows for a seed), without its input inspection (~30 us)."""
+    area = height * width
+    log_ratio = rrc._log_ratio
+    for _ in range(10):
+        target_area = area * torch.empty(1).uniform_(rrc.scale[0], rrc.scale[1]).item()
+        aspect_ratio = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1])).item()
+        w = int(round(math.sqrt(target_area * aspect_ratio)))
+        h = int(round(math.sqrt(target_area / aspect_ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            top = torch.randint(0, height - h + 1, size=(1,)).item()
+            left = torch.randint(0, width - w + 1, size=(1,)).item()
+            return {"top": top, "left": left, "height": h, "width": w}
+    in_ratio = width / height  # torchvision's fallback: the central crop
+    if in_ratio < min(rrc.ratio):
+        w, h = width, int(round(width / min(rrc.ratio)))
+    elif in_ratio > max(rrc.ratio):
+        h, w = height, int(round(height * max(rrc.ratio)))
+    else:
+        w, h = width, height
+    return {"top": (height - h) // 2, "left": (width - w) // 2, "height": h, "width": w}
 
 
 class ColorJitter(Transform):
@@ -401,6 +770,7 @@ class ChangeSkin(Transform):
     """Paint every pixel outside the lesion with one colour."""
 
     needs_mask = True
+    takes_warp = True
 
     def __init__(self, colour: list[int]):
         self.colour = tuple(colour)
@@ -419,6 +789,8 @@ class RandomChangeSkin(Transform):
 
     needs_mask = True
 
+    takes_warp = True
+
     def run(self, state):
         tone = SKIN_TONES[int(torch.randint(len(SKIN_TONES), (1,)))]
         if tone != SKIN_TONES[0]:
@@ -436,16 +808,25 @@ class ToTensor(Transform):
     # step: two passes over the image instead of four; dividing (not multiplying by 1/x) keeps
     # the ends of the range exact, so 255 with mean = std = 0.5 gives 1.0, not 1.0000001.
     fused_normalize: tuple[torch.Tensor, torch.Tensor] | None = None
+    # A deferred warp is resampled straight to float: no round trip through uint8.
+    takes_warp = True
+    takes_orient = True
 
     def run(self, state):
-        new = dict(state)
+        new = dict(_materialize(state, as_float=True))
+        image = new["image"]
+        if image.dtype == torch.uint8:
+            # Per-channel arithmetic on channels-last memory (a crop of the HxWx3 input) runs 5x
+            # slower than on planes: one uint8 copy into planes first pays for itself.
+            image = (image.contiguous() if image.stride(0) == 1 else image).float()
         if self.fused_normalize is None:
-            new["image"] = state["image"].float().div_(255)
+            new["image"] = image.div_(255)
         else:
             mean, std = self.fused_normalize
-            new["image"] = torch.sub(state["image"], mean).div_(std)
-        if state["mask"] is not None:
-            new["mask"] = (state["mask"] != 0).float()
+            new["image"] = image.sub_(mean).div_(std)
+        mask = new["mask"]
+        if mask is not None and not (mask.is_floating_point() and mask is not state["mask"]):
+            new["mask"] = _binary_float(mask)  # (a float mask fresh from a deferred warp is 0/1 already)
         return new, {}
 
     def output_size(self, in_size):
@@ -837,17 +1218,32 @@ def _to_state(sample: dict) -> State:
 
 def _shared_tensor(array: np.ndarray) -> torch.Tensor:
     """A tensor sharing the array's memory (a copy only when it is not C-contiguous)."""
-    array = np.require(array, requirements="C")
-    if array.flags.writeable:
+    global _READ_ONLY_WARNED
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    if array.flags.writeable or _READ_ONLY_WARNED:
         return torch.from_numpy(array)
+    # torch warns about read-only arrays once per process; silenced that once, later calls skip
+    # catch_warnings, which cost more than a 224-px default_train chain's flips.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(array)
+        tensor = torch.from_numpy(array)
+    _READ_ONLY_WARNED = True
+    return tensor
+
+
+_READ_ONLY_WARNED = False
 
 
 def _binary(mask: torch.Tensor) -> torch.Tensor:
-    """A new uint8 {0, 1} tensor: any non-zero value is lesion."""
-    return (mask != 0).to(torch.uint8)
+    """A new uint8 {0, 1} tensor: any non-zero value is lesion. (clamp: masks are never negative;
+    mask != 0 builds a bool tensor 6x slower.)"""
+    return mask.clamp(max=1).to(torch.uint8)
+
+
+def _binary_float(mask: torch.Tensor) -> torch.Tensor:
+    """A new float32 {0, 1} tensor: any non-zero value is lesion."""
+    return mask.float().clamp_(max=1) if mask.dtype != torch.float32 else mask.clamp(max=1)
 
 
 def _from_state(state: State) -> dict:
@@ -863,6 +1259,10 @@ def _from_state(state: State) -> dict:
 
 class Pipeline:
     """A validated spec turned into transforms. pipeline(sample) -> sample."""
+
+    # False applies every deferred warp at once (each step on a plain image): the reference
+    # the deferred path is tested against.
+    defer = True
 
     def __init__(self, spec):
         self.spec = validate_spec(spec)
@@ -885,9 +1285,15 @@ class Pipeline:
                     f"step {index} ({step_spec['name']}) needs a lesion mask; "
                     f"sample {state.get('id', '?')} has none"
                 )
+            if not step.takes_warp:
+                state = _materialize(state)
+            elif not step.takes_orient:
+                state = _apply_orient(state)
             state, params = step.run(state)
+            if not self.defer:
+                state = _materialize(state)
             drawn.append(params)
-        return _from_state(state), drawn
+        return _from_state(_materialize(state)), drawn
 
     def __repr__(self) -> str:
         return f"Pipeline({json.dumps(self.spec)})"

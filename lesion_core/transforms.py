@@ -38,6 +38,7 @@ from torchvision.transforms.v2 import functional as F
 from torchvision.utils import make_grid
 
 from lesion_core.errors import TransformError
+from lesion_core.i18n import N_
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -564,7 +565,7 @@ class RandomCenterCrop(Transform):
     @staticmethod
     def check(params):
         if params["min_size"] > params["max_size"]:
-            raise ValueError(f"min_size ({params['min_size']}) is larger than max_size ({params['max_size']})")
+            raise _Inverted("min_size", params["min_size"], "max_size", params["max_size"])
 
     def run(self, state):
         side = int(torch.randint(self.min_size, self.max_size + 1, (1,)))
@@ -709,7 +710,7 @@ class RandomResizedCrop(Transform):
     def check(params):
         for low, high in (("scale_min", "scale_max"), ("ratio_min", "ratio_max")):
             if params[low] > params[high]:
-                raise ValueError(f"{low} ({params[low]}) is larger than {high} ({params[high]})")
+                raise _Inverted(low, params[low], high, params[high])
 
     def run(self, state):
         p = _resized_crop_params(self._v2, *_size(state))
@@ -992,7 +993,8 @@ def preset(name: str, size: int = 224) -> list[dict]:
         ]
     if name == "eval":
         return [_step("Rescale", size=margin), _step("CenterCrop", size=size), _step("ToTensor"), norm]
-    raise TransformError(f"unknown preset {name!r}; known: {', '.join(PRESET_NAMES)}")
+    raise TransformError(N_("unknown preset {name}; known: {known}").format(name=repr(name),
+                                                                            known=", ".join(PRESET_NAMES)))
 
 
 PRESET_NAMES = ("notebook_train", "default_train", "eval")
@@ -1073,15 +1075,16 @@ def _is_number(v) -> bool:
 
 def _in_range(v, info: ParamInfo) -> None:
     if (info.min is not None and v < info.min) or (info.max is not None and v > info.max):
-        raise ValueError(f"must be between {info.min} and {info.max}")
+        raise ValueError(N_("must be between {min} and {max}").format(min=info.min, max=info.max))
 
 
-def _ints(value, lengths: tuple[int, ...], what: str) -> list[int]:
+def _ints(value, lengths: tuple[int, ...], problem: str) -> list[int]:
+    """value as a list of ints (one int, or a list of one of these lengths); ValueError(problem) if not."""
     if _is_int(value):
         return [value]
     if isinstance(value, (list, tuple)) and len(value) in lengths and all(_is_int(v) for v in value):
         return list(value)
-    raise ValueError(f"must be {what}")
+    raise ValueError(problem)
 
 
 def _coerce(value, info: ParamInfo):
@@ -1089,69 +1092,89 @@ def _coerce(value, info: ParamInfo):
     kind = info.type
     if kind == "bool":
         if not isinstance(value, bool):
-            raise ValueError("must be true or false")
+            raise ValueError(N_("must be true or false"))
         return value
     if kind == "int":
         if not _is_int(value):
-            raise ValueError("must be an integer")
+            raise ValueError(N_("must be an integer"))
         _in_range(value, info)
         return value
     if kind == "float":
         if not _is_number(value):
-            raise ValueError("must be a number")
+            raise ValueError(N_("must be a number"))
         _in_range(value, info)
         return float(value)
     if kind == "int_or_pair":
-        values = _ints(value, (2,), "an integer or a list of two integers")
+        values = _ints(value, (2,), N_("must be an integer or a list of two integers"))
         for v in values:
             _in_range(v, info)
         return value if _is_int(value) else values
     if kind == "colour":
-        values = _ints(value, (3,), "an integer or a list [r, g, b] of three integers")
+        values = _ints(value, (3,), N_("must be an integer or a list [r, g, b] of three integers"))
         return [v % 256 for v in values] * (3 if len(values) == 1 else 1)
     if kind == "floats3":
         if not (isinstance(value, (list, tuple)) and len(value) == 3 and all(_is_number(v) for v in value)):
-            raise ValueError("must be a list of three numbers")
+            raise ValueError(N_("must be a list of three numbers"))
         for v in value:
             _in_range(v, info)
         return [float(v) for v in value]
     raise AssertionError(f"unknown parameter type {kind}")  # a registry bug, not a user error
 
 
+class _Inverted(ValueError):
+    """A check's "a parameter is larger than its upper bound", its values kept for _check_step."""
+
+    def __init__(self, low: str, low_value, high: str, high_value):
+        self.values = {"low": low, "low_value": low_value, "high": high, "high_value": high_value}
+        super().__init__(N_("{low} ({low_value}) is larger than {high} ({high_value})").format(**self.values))
+
+
 def _check_step(index: int, step) -> dict:
-    where = f"step {index}"
+    # Whole sentences per message (not a "step {index}" prefix glued on), so each one is
+    # translated as a whole on the pages.
     if not isinstance(step, dict) or not isinstance(step.get("name"), str):
-        raise TransformError(f'{where}: expected {{"name": ..., "params": {{...}}}}, got {step!r}')
+        raise TransformError(N_("step {index}: expected {form}, got {step}").format(
+            index=index, form='{"name": ..., "params": {...}}', step=repr(step)))
     name = step["name"]
-    where = f"step {index} ({name})"
     if name not in REGISTRY:
         close = difflib.get_close_matches(name, REGISTRY, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise TransformError(f"{where}: unknown transform; {hint}known: {', '.join(REGISTRY)}")
+        if close:
+            raise TransformError(N_("step {index} ({name}): unknown transform; did you mean {close}? known: {known}")
+                                 .format(index=index, name=name, close=close[0], known=", ".join(REGISTRY)))
+        raise TransformError(N_("step {index} ({name}): unknown transform; known: {known}").format(
+            index=index, name=name, known=", ".join(REGISTRY)))
     extra = set(step) - {"name", "params"}
     if extra:
-        raise TransformError(f"{where}: unexpected keys {sorted(extra)}; a step has only name and params")
+        raise TransformError(N_("step {index} ({name}): unexpected keys {keys}; a step has only name and params")
+                             .format(index=index, name=name, keys=sorted(extra)))
     given = step.get("params", {})
     if not isinstance(given, dict):
-        raise TransformError(f"{where}: params must be an object, got {given!r}")
+        raise TransformError(N_("step {index} ({name}): params must be an object, got {params}").format(
+            index=index, name=name, params=repr(given)))
     info = REGISTRY[name]
     known = {p.name: p for p in info.params}
     unknown = set(given) - set(known)
     if unknown:
-        raise TransformError(
-            f"{where}: unknown parameter {', '.join(map(repr, sorted(unknown)))}; "
-            f"known: {', '.join(known) or 'none'}"
-        )
+        names = ", ".join(map(repr, sorted(unknown)))
+        if not known:
+            raise TransformError(N_("step {index} ({name}): unknown parameter {unknown}; known: none").format(
+                index=index, name=name, unknown=names))
+        raise TransformError(N_("step {index} ({name}): unknown parameter {unknown}; known: {known}").format(
+            index=index, name=name, unknown=names, known=", ".join(known)))
     params = info.defaults()
     for key, value in given.items():
         try:
             params[key] = _coerce(value, known[key])
         except ValueError as exc:
-            raise TransformError(f"{where}: parameter '{key}' {exc}; got {value!r}") from None
+            raise TransformError(N_("step {index} ({name}): parameter '{param}' {problem}; got {value}").format(
+                index=index, name=name, param=key, problem=exc, value=repr(value))) from None
     try:
         info.cls.check(params)
+    except _Inverted as exc:  # one message with the step: nested, "{low} (...) is larger" would take the step for {low}
+        raise TransformError(N_("step {index} ({name}): {low} ({low_value}) is larger than {high} ({high_value})")
+                             .format(index=index, name=name, **exc.values)) from None
     except ValueError as exc:
-        raise TransformError(f"{where}: {exc}") from None
+        raise TransformError(N_("step {index} ({name}): {problem}").format(index=index, name=name, problem=exc)) from None
     return {"name": name, "params": params}
 
 
@@ -1159,19 +1182,17 @@ def _check_order(steps: list[dict]) -> None:
     names = [s["name"] for s in steps]
     for tensor_step in TENSOR_STEPS:
         if names.count(tensor_step) > 1:
-            raise TransformError(f"the pipeline has {tensor_step} more than once; keep one")
+            raise TransformError(N_("the pipeline has {name} more than once; keep one").format(name=tensor_step))
     if "ToTensor" in names:
         at = names.index("ToTensor")
         after = [n for n in names[at + 1:] if n != "Normalize"]
         if after:
-            raise TransformError(
-                f"step {names.index(after[0], at) + 1} ({after[0]}) comes after ToTensor; "
-                "move ToTensor (and Normalize) to the end"
-            )
+            raise TransformError(N_(
+                "step {index} ({name}) comes after ToTensor; move ToTensor (and Normalize) to the end"
+            ).format(index=names.index(after[0], at) + 1, name=after[0]))
     if "Normalize" in names and ("ToTensor" not in names or names.index("Normalize") < names.index("ToTensor")):
-        raise TransformError(
-            f"step {names.index('Normalize') + 1} (Normalize) needs ToTensor before it; add a ToTensor step"
-        )
+        raise TransformError(N_("step {index} (Normalize) needs ToTensor before it; add a ToTensor step").format(
+            index=names.index("Normalize") + 1))
 
 
 def validate_spec(spec) -> list[dict]:
@@ -1179,7 +1200,7 @@ def validate_spec(spec) -> list[dict]:
 
     Raises TransformError naming the step (1-based) and parameter at fault."""
     if not isinstance(spec, (list, tuple)):
-        raise TransformError(f"a pipeline is a list of steps, got {type(spec).__name__}")
+        raise TransformError(N_("a pipeline is a list of steps, got {type}").format(type=type(spec).__name__))
     steps = [_check_step(i, step) for i, step in enumerate(spec, start=1)]
     _check_order(steps)
     return steps
@@ -1193,7 +1214,7 @@ def _to_state(sample: dict) -> State:
     sid, image, mask = sample.get("id", "?"), sample.get("image"), sample.get("mask")
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
-        raise TransformError(f"sample {sid}: image must be a uint8 HxWx3 RGB array, got {got}")
+        raise TransformError(N_("sample {id}: image must be a uint8 HxWx3 RGB array, got {got}").format(id=sid, got=got))
     state = dict(sample)
     # Shared, never copied unless strided (torch refuses negative strides): no step writes in
     # place, so a read-only array (np.asarray of a PIL image) is safe to share, whatever
@@ -1201,10 +1222,8 @@ def _to_state(sample: dict) -> State:
     state["image"] = _shared_tensor(image).permute(2, 0, 1)
     if mask is not None:
         if not (isinstance(mask, np.ndarray) and mask.shape == image.shape[:2]):
-            raise TransformError(
-                f"sample {sid}: mask must be an HxW array matching the image {image.shape[:2]}, "
-                f"got {getattr(mask, 'shape', type(mask).__name__)}"
-            )
+            raise TransformError(N_("sample {id}: mask must be an HxW array matching the image {shape}, got {got}")
+                                 .format(id=sid, shape=image.shape[:2], got=getattr(mask, "shape", type(mask).__name__)))
         # Any non-zero value is lesion (0/255 masks work too). Steps only move values or test
         # them against zero, so a uint8 or bool mask is shared as is and made 0/1 at the end,
         # on the small output instead of the full-size input.
@@ -1281,10 +1300,8 @@ class Pipeline:
         state, drawn = _to_state(sample), []
         for index, (step_spec, step) in enumerate(zip(self.spec, self.steps), start=1):
             if step.needs_mask and state["mask"] is None:
-                raise TransformError(
-                    f"step {index} ({step_spec['name']}) needs a lesion mask; "
-                    f"sample {state.get('id', '?')} has none"
-                )
+                raise TransformError(N_("step {index} ({name}) needs a lesion mask; sample {id} has none").format(
+                    index=index, name=step_spec["name"], id=state.get("id", "?")))
             if not step.takes_warp:
                 state = _materialize(state)
             elif not step.takes_orient:
@@ -1344,19 +1361,19 @@ def load_spec(path) -> list[dict]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise TransformError(f"cannot read pipeline file {path}: {exc.strerror or exc}") from None
+        raise TransformError(N_("cannot read pipeline file {file}: {error}").format(
+            file=path, error=exc.strerror or exc)) from None
     except UnicodeDecodeError:
-        raise TransformError(f"pipeline file {path} is not a text (UTF-8 JSON) file") from None
+        raise TransformError(N_("pipeline file {file} is not a text (UTF-8 JSON) file").format(file=path)) from None
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise TransformError(
-            f"pipeline file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
+        raise TransformError(N_("pipeline file {file} is not valid JSON (line {line}, column {column}: {error})")
+                             .format(file=path, line=exc.lineno, column=exc.colno, error=exc.msg)) from None
     try:
         return validate_spec(spec)
     except TransformError as exc:
-        raise TransformError(f"pipeline file {path}: {exc}") from None
+        raise TransformError(N_("pipeline file {file}: {error}").format(file=path, error=exc)) from None
 
 
 def dump_spec(spec, path) -> Path:
@@ -1437,6 +1454,6 @@ def batch_grid(images, mean=None, std=None, nrow: int = 8, padding: int = 2) -> 
             else:
                 tensors.append(_unnormalize(img.detach().float().cpu(), mean, std))
         if len({tuple(t.shape) for t in tensors}) > 1:
-            raise TransformError("batch_grid needs images of one size; end the pipeline with a fixed-size crop")
+            raise TransformError(N_("batch_grid needs images of one size; end the pipeline with a fixed-size crop"))
         batch = torch.stack(tensors)
     return denormalize(make_grid(batch.clamp(0, 1), nrow=nrow, padding=padding))

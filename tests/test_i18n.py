@@ -452,3 +452,43 @@ def test_a_broken_link_is_named_in_spanish(demo_root):
     assert any(w.startswith("se ignoró el ajuste modelo del enlace: modelo desconocido") for w in warnings), warnings
     assert "se ignoró el ajuste ejecución del enlace: no es un identificador de ejecución" in warnings
     assert english_leftovers(warnings) == []
+
+
+def test_a_bad_pipeline_is_explained_in_spanish_on_the_augmentations_page(demo_root):
+    # A spec whose crop size is out of range, as an edited or linked pipeline can be.
+    bad = [{"name": "CenterCrop", "params": {"size": 0}}]
+    with pytest.raises(transforms.TransformError) as caught:
+        transforms.validate_spec(bad)
+    assert str(caught.value) == "step 1 (CenterCrop): parameter 'size' must be between 1 and 10000; got 0"  # the CLI's
+
+    app = spanish_app(demo_root)
+    app.session_state["pipeline"] = bad
+    app.switch_page("app_pages/augment.py").run()
+    assert not app.exception, app.exception
+    errors = [e.value for e in app.error]
+    # the parameter as its box is labelled on the page ("size" -> "tamaño")
+    assert "paso 1 (CenterCrop): el parámetro 'tamaño' debe estar entre 1 y 10000; se recibió 0" in errors, errors
+    assert english_leftovers(shown_strings(app)) == []
+
+
+@pytest.mark.parametrize("spec, spanish", [
+    ("not a list", "una secuencia es una lista de pasos; se recibió str"),
+    ([["CenterCrop"]], "paso 1: se esperaba {\"name\": ..., \"params\": {...}}; se recibió ['CenterCrop']"),
+    ([{"name": "CenterCrop", "size": 3}], "paso 1 (CenterCrop): claves inesperadas ['size']; un paso solo tiene name y params"),
+    ([{"name": "CenterCrop", "params": [3]}], "paso 1 (CenterCrop): params debe ser un objeto; se recibió [3]"),
+    ([{"name": "ToTensor", "params": {"gamma": 3}}],
+     "paso 1 (ToTensor): parámetro desconocido 'gamma'; este paso no tiene parámetros"),
+    ([{"name": "RandomHorizontalFlip", "params": {"p": "half"}}],
+     "paso 1 (RandomHorizontalFlip): el parámetro 'p' debe ser un número; se recibió 'half'"),
+    # the step's message as a whole: "{low} ({low_value}) is larger..." alone would take "step 1 (...): min_size" as {low}
+    ([{"name": "RandomCenterCrop", "params": {"min_size": 300, "max_size": 200}}],
+     "paso 1 (RandomCenterCrop): min_size (300) es mayor que max_size (200)"),
+    ([{"name": "ToTensor"}, {"name": "CenterCrop"}],
+     "el paso 2 (CenterCrop) va después de ToTensor; mueve ToTensor (y Normalize) al final"),
+    ([{"name": "ToTensor"}, {"name": "ToTensor"}], "la secuencia tiene ToTensor más de una vez; deja solo uno"),
+    ([{"name": "Normalize"}], "el paso 1 (Normalize) necesita un ToTensor antes; añade un paso ToTensor"),
+])
+def test_pipeline_errors_read_in_spanish(spec, spanish):
+    with pytest.raises(transforms.TransformError) as caught:
+        transforms.validate_spec(spec)
+    assert i18n.translate_rendered(str(caught.value), "es") == spanish

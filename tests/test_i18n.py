@@ -12,7 +12,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lesion_core import data, i18n, metrics, paths, plots, runs, train, transforms
+from lesion_core import data, i18n, links, metrics, paths, plots, runs, train, transforms
 from lesion_core.evaluation import compare
 from lesion_core.i18n import check
 from tests.e2e_helpers import REPO, seed_demo_cache
@@ -492,3 +492,10 @@ def test_pipeline_errors_read_in_spanish(spec, spanish):
     with pytest.raises(transforms.TransformError) as caught:
         transforms.validate_spec(spec)
     assert i18n.translate_rendered(str(caught.value), "es") == spanish
+
+
+def test_a_linked_pipeline_that_was_ignored_says_why_in_spanish():
+    _choices, problems = links.decode({"pipeline": json.dumps([{"name": "ToTensor"}, {"name": "ToTensor"}])})
+    assert problems == ["the link's pipeline setting was ignored: the pipeline has ToTensor more than once; keep one"]
+    assert i18n.translate_rendered(problems[0], "es") == (
+        "se ignoró el ajuste secuencia del enlace: la secuencia tiene ToTensor más de una vez; deja solo uno")

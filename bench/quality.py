@@ -19,7 +19,7 @@ model that never saw it): the melanoma-vs-all AUC, the keratosis-vs-all AUC and 
 the recipe predicts with test-time augmentation, the same best weights are scored again
 without it, and the paired difference (with its interval) says what TTA added.
 
---only K trains just those folds (a quick screening of a lever on one split); the pooled
+--report trains nothing and reports the finished folds. --only K trains just those folds (a quick screening of a lever on one split); the pooled
 figure then covers the folds that exist. Writes OUT/NAME/summary.json. Run outputs are
 generated data: keep them out of git (bench-runs/ is ignored).
 """
@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--only", type=int, action="append", help="train only these folds (repeatable)")
+    parser.add_argument("--report", action="store_true", help="train nothing: report the folds that finished")
     parser.add_argument("--seed", type=int, default=2017, help="seed of the fold assignment")
     parser.add_argument("--recipe", default="standard", help="quick, standard (the default) or none")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="config override key=value")
@@ -164,7 +165,7 @@ def main() -> None:
     name = args.name or "-".join([args.recipe] + [s.replace("/", "_") for s in args.sets])
     out = args.out / name
     specs = fold_specs(args.data, args.folds, args.seed)
-    wanted = args.only if args.only else range(args.folds)
+    wanted = [] if args.report else args.only if args.only else list(range(args.folds))
     print(f"{name}: {args.folds} folds of {args.data} (seed {args.seed}); training folds {list(wanted)}", flush=True)
 
     pooled: dict[str, list] = {"labels": [], "probs": [], "plain": [], "tta": [], "ids": []}

@@ -96,7 +96,7 @@ def _workers(value: str):
 
 def config_from_args(args) -> dict:
     """The run's config: the recipe's, then --config FILE's settings, then the flags given (flags win)."""
-    from lesion_core import recipes, train, transforms
+    from lesion_core import recipes, transforms
 
     config = {}
     if args.config:
@@ -133,9 +133,10 @@ def config_from_args(args) -> dict:
         put(None, "augment", args.augment)  # sized to the run's image size by validate_config
     elif args.augment:
         put(None, "augment", transforms.load_spec(args.augment))
-    # The recipe under it all: --recipe, else the file's, else the one for the data.
-    name = args.recipe or config.get("recipe") or recipes.recipe_for((config.get("data") or {}).get("root"))
-    return train.merge_config(recipes.recipe_config(name), config)  # validate_config makes paths absolute
+    # The recipe under it all (validate_config starts from it): --recipe, else the file's, else
+    # the one for the data.
+    config["recipe"] = args.recipe or config.get("recipe") or recipes.recipe_for((config.get("data") or {}).get("root"))
+    return config  # train.validate_config makes its paths absolute
 
 
 class _Bars:

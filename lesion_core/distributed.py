@@ -35,8 +35,9 @@ from lesion_core.errors import TrainingError
 # nothing, and a stop takes effect within a few batches.
 STOP_CHECK_EVERY = 4
 
-# What a rank > 0 needs from rank 0's run folder to train (and resume) alongside it.
-RUN_FILES = ("config.json", "status.json", "history.jsonl", "last.pt")
+# What a rank > 0 needs from rank 0's run folder to train (and resume) alongside it: best.pt
+# too, since a resumed run whose last epochs never beat it scores that checkpoint at the end.
+RUN_FILES = ("config.json", "status.json", "history.jsonl", "last.pt", "best.pt")
 
 
 def launched() -> bool:

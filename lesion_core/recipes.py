@@ -1,8 +1,9 @@
 """Recipes: named starting points for a run's settings, and how long a run will take.
 
-A recipe is a set of overrides of train.default_config(). The command line (`train` without
---recipe) and the Train page start from the one recipe_for() picks for the data, and the
-user's own settings go on top; config.json records the recipe's name as a tag.
+A recipe is a set of overrides of train.default_config(): a config naming one ("recipe":
+"standard") starts from it, and its own settings go on top (train.validate_config). The
+command line (`train` without --recipe) and the Train page name the one recipe_for() picks for
+the data; config.json keeps the name and every value, so a run resumes as it began.
 
   quick     the demo and the app's first Launch: EfficientNet-Lite0 at 96 px, 3 epochs; under
             a minute for the 300 demo images on a 2-core CPU.
@@ -47,7 +48,7 @@ def recipe_config(name: str) -> dict:
     """default_config() with the recipe's settings, tagged with its name."""
     from lesion_core import train
 
-    if name not in RECIPES:
+    if not isinstance(name, str) or name not in RECIPES:
         from lesion_core.errors import TrainingError
 
         raise TrainingError(f"unknown recipe {name!r}; use one of: {', '.join(RECIPES)}")

@@ -149,7 +149,9 @@ def validate_config(config: dict) -> dict:
     """A complete, checked config (defaults filled in); TrainingError/TransformError say what is wrong."""
     _require(isinstance(config, dict), f"a config must be a JSON object, got {type(config).__name__}")
     try:
-        return _validate_config(merge_config(default_config(), config))
+        # A named recipe is the base the config's own settings go on (recipes.recipe_config).
+        base = recipes.recipe_config(config["recipe"]) if config.get("recipe") else default_config()
+        return _validate_config(merge_config(base, config))
     except (TypeError, AttributeError, KeyError, ValueError) as exc:
         # A value of a type no check above foresaw (config.json is untrusted input): name it,
         # never a traceback.
@@ -165,8 +167,6 @@ def _validate_config(config: dict) -> dict:
              f'num_workers must be "auto" or an integer >= 0, got {config["num_workers"]!r}')
     for key in ("compile", "tta"):
         _require(isinstance(config[key], bool), f"{key} must be true or false, got {config[key]!r}")
-    _require(config["recipe"] is None or config["recipe"] in recipes.RECIPES,
-             f"unknown recipe {config['recipe']!r}; use one of: {', '.join(recipes.RECIPES)}")
     _require(_is_int(config["seed"]) and 0 <= config["seed"] < 2**63,  # torch seeds are 64-bit
              f"seed must be an integer from 0 to 2**63 - 1, got {config['seed']!r}")
     entry = models.MODELS[config["model"]["name"]]

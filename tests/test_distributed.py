@@ -97,6 +97,8 @@ def ddp_config(root: Path, **overrides) -> dict:
         "augment": [{"name": "RandomResizedCrop", "params": {"size": 32, "scale_min": 0.5}},
                     {"name": "RandomHorizontalFlip", "params": {"p": 0.5}}],
         "eval_augment": [],
+        # the recipe a dataset folder gets: warm-up, label smoothing and TTA scoring across ranks too
+        "recipe": "standard",
     }
     config.update(overrides)
     return config

@@ -52,7 +52,9 @@ def test_predictions_page_toggles_the_heatmap_and_reports_a_saved_decision(app, 
     assert len(app.image) == n_images  # the large view now shows the heatmap overlay
     app.get("file_uploader")[0].set_value(("lesion.jpg", (demo_root / "images" / "demo_0001.jpg").read_bytes(),
                                             "image/jpeg")).run()
-    app.toggle(key="keep_pred_tta").set_value(True).run()
+    tta = app.toggle(key=f"keep_pred_tta_{tiny_run.name}")
+    assert tta.value is False  # as the run scored its own images (its config's tta)
+    tta.set_value(True).run()
     assert not app.exception, app.exception
     assert "refer: melanoma suspected" in texts(app)
 

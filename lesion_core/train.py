@@ -167,6 +167,8 @@ def _validate_config(config: dict) -> dict:
              f'num_workers must be "auto" or an integer >= 0, got {config["num_workers"]!r}')
     for key in ("compile", "tta"):
         _require(isinstance(config[key], bool), f"{key} must be true or false, got {config[key]!r}")
+    _require(config["recipe"] is None or config["recipe"] in recipes.RECIPES,  # "" or 0 reach here
+             f"unknown recipe {config['recipe']!r}; use one of: {', '.join(recipes.RECIPES)}")
     _require(_is_int(config["seed"]) and 0 <= config["seed"] < 2**63,  # torch seeds are 64-bit
              f"seed must be an integer from 0 to 2**63 - 1, got {config['seed']!r}")
     entry = models.MODELS[config["model"]["name"]]

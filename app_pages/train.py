@@ -87,7 +87,13 @@ def settings(dataset) -> dict:
         smoothing = st.number_input(_("Label smoothing"), min_value=0.0, max_value=0.99, step=0.05,
                                     key="keep_tr_smoothing",
                                     help=_("Targets of 1 - s for the true class and s spread over the others"))
-        device = st.selectbox(_("Device"), train.DEVICES, key="keep_tr_device")
+        devices = train.device_choices()
+        if st.session_state["keep_tr_device"] not in devices:  # e.g. a run's GPU that this machine lacks
+            st.session_state["keep_tr_device"] = "auto"
+        device, processes = train.split_device_choice(st.selectbox(
+            _("Device"), list(devices), key="keep_tr_device", format_func=lambda c: lang.rendered(devices[c]),
+            help=_("Every GPU of this machine is listed; several GPUs train one run through torchrun, one "
+                   "process each, with the batch size split between them")))
     with sched_col:
         scheduler = st.selectbox(_("Scheduler"), train.SCHEDULERS, format_func=lang.options(), key="keep_tr_scheduler")
         step = st.number_input(_("Step size (epochs)"), min_value=1, key="keep_tr_step",
@@ -124,7 +130,8 @@ def settings(dataset) -> dict:
                   "label_smoothing": float(smoothing)},
         "scheduler": {"name": scheduler, "step_size": int(step), "gamma": float(gamma), "warmup_epochs": float(warmup)},
         "epochs": int(epochs), "batch_size": int(batch), "image_size": int(size), "seed": int(seed),
-        "class_weights": weights, "augment": spec, "device": device, "tta": bool(tta), "recipe": recipe,
+        "class_weights": weights, "augment": spec, "device": device, "processes": processes, "tta": bool(tta),
+        "recipe": recipe,
     }
 
 
@@ -169,7 +176,7 @@ def use_settings(run_id: str) -> None:
         "keep_tr_decay": train.weight_decay(optim),
         "keep_tr_scheduler": sched["name"], "keep_tr_step": sched["step_size"], "keep_tr_gamma": float(sched["gamma"]),
         "keep_tr_smoothing": float(optim["label_smoothing"]), "keep_tr_warmup": float(sched["warmup_epochs"]),
-        "keep_tr_tta": cfg["tta"], "keep_tr_device": cfg["device"], "keep_tr_aug": "page",
+        "keep_tr_tta": cfg["tta"], "keep_tr_device": train.device_choice(cfg), "keep_tr_aug": "page",
         "keep_tr_weights": weights if weights in ("auto", "none") else "custom",
     })
     if cfg["recipe"]:

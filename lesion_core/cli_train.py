@@ -51,7 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("--image-size", type=int, help="model input side in pixels (default: the model's)")
     p.add_argument("--num-workers", type=_workers, metavar="N|auto",
                    help="DataLoader worker processes (default auto: 0 on a 2-core CPU, else cores - 1, at most 8)")
-    p.add_argument("--device", help="auto, cpu, cuda or mps")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:<index> or mps")
     p.add_argument("--out", metavar="RUNS_DIR", help="folder that receives the run folder")
     p.add_argument("--run-dir", help=argparse.SUPPRESS)  # a folder made by train.launch()
     p.set_defaults(func=cmd_train)
@@ -188,7 +188,8 @@ def cmd_train(args) -> int:
             if options:
                 raise TrainingError(f"--resume/--run-dir take the run's own config; drop {', '.join('--' + o.replace('_', '-') for o in options)}")
             if distributed.launched():  # torchrun: one run, every process a share of each batch
-                run_dir = distributed.train(resume=args.resume, on_batch=bars.batch, on_log=bars.log)
+                run_dir = distributed.train(resume=args.resume, run_dir=args.run_dir, on_batch=bars.batch,
+                                            on_log=bars.log)
             else:
                 run_dir = train.run_training(resume=args.resume, run_dir=args.run_dir,
                                              on_batch=bars.batch, on_log=bars.log)

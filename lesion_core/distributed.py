@@ -19,6 +19,7 @@ batch. Backends: NCCL with one GPU per process, else gloo (CPU).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -61,8 +62,9 @@ def local_batch(global_batch: int, world_size: int) -> int:
 
 
 def init(device_name: str = "auto") -> torch.device:
-    """Join the process group torchrun set up; returns this process's device."""
-    use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
+    """Join the process group torchrun set up; returns this process's device (on CUDA the
+    GPU of its local rank, whatever index device_name gives)."""
+    use_cuda = device_name.partition(":")[0] in ("auto", "cuda") and torch.cuda.is_available()
     if use_cuda:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
@@ -165,20 +167,34 @@ def make_trainer_class():
     return DistributedTrainer
 
 
-def train(config: dict | None = None, runs_dir=None, resume=None, on_batch=None, on_log=None) -> Path:
-    """train.run_training on every rank of a torchrun job; returns the run folder (rank 0's)."""
+def train(config: dict | None = None, runs_dir=None, resume=None, run_dir=None, on_batch=None,
+          on_log=None) -> Path:
+    """train.run_training on every rank of a torchrun job; returns the run folder (rank 0's).
+    config (+ runs_dir) for a new run, resume for a run to continue, run_dir for launch()'s folder."""
     from lesion_core import train as training
 
-    init((config or {}).get("device", "auto") if resume is None else "auto")
+    init(_device_name(config, resume or run_dir))
     rank, world = rank_and_world()
     trainer_cls = make_trainer_class()
     try:
         if rank == 0:
-            return training.run_training(config, runs_dir, resume=resume, on_batch=on_batch, on_log=on_log,
-                                         trainer_cls=trainer_cls)
+            return training.run_training(config, runs_dir, resume=resume, run_dir=run_dir, on_batch=on_batch,
+                                         on_log=on_log, trainer_cls=trainer_cls)
         return _follow(trainer_cls)
     finally:
         dist.destroy_process_group()
+
+
+def _device_name(config: dict | None, run_dir) -> str:
+    """The device a job trains on, known before the process group exists: the config's, or the
+    run folder's when this machine has it (the other machines of a multi-node job may not)."""
+    if config is not None:
+        return config.get("device", "auto")
+    try:
+        device = json.loads((Path(run_dir) / "config.json").read_text()).get("device")
+    except (OSError, ValueError, AttributeError, TypeError):
+        return "auto"  # rank 0 names what is wrong with the folder
+    return device if isinstance(device, str) else "auto"
 
 
 def _follow(trainer_cls) -> Path:

@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -89,7 +90,11 @@ def default_config() -> dict:
         # "auto": derived from augment (transforms.eval_spec): the same crops (to the lesion
         # too), deterministic, without flips, jitter or skin changes.
         "eval_augment": "auto",
-        "device": "auto",
+        "device": "auto",  # auto, cpu, cuda, cuda:<index> or mps
+        # How many processes Launch and Resume start: 1, or N under torchrun (DDP; one GPU each on
+        # CUDA, gloo on the CPU). batch_size stays the global batch. The CLI trains this many only
+        # when started with torchrun itself.
+        "processes": 1,
         "amp": "auto",  # bf16 autocast on CPUs that support it (~2x), fp16/bf16 on CUDA
         "channels_last": True,
         # Recompute BatchNorm statistics after each training phase from up to this many training
@@ -192,9 +197,11 @@ def _validate_config(config: dict) -> dict:
     mismatch = transforms.eval_mismatch(config["augment"], config["eval_augment"])
     # A run that already started (resolved is set) keeps its recorded pipelines, to resume as it began.
     _require(mismatch is None or "resolved" in config, mismatch)
-    _require(config["device"] in DEVICES, f"unknown device {config['device']!r}; use one of: {', '.join(DEVICES)}")
+    _require(isinstance(config["device"], str) and _DEVICE_NAME.fullmatch(config["device"]) is not None,
+             f"unknown device {config['device']!r}; use one of: {', '.join(DEVICES)} or cuda:<index>")
     _require(config["amp"] in AMP_MODES, f"unknown amp mode {config['amp']!r}; use one of: {', '.join(AMP_MODES)}")
     resolve_device(config["device"])  # fails now, not after the run folder exists
+    _check_processes(config)
     # Absolute paths: the trainer may run in another working directory (launch() uses the run's).
     if config["data"]["root"] != "demo":
         config["data"]["root"] = str(absolute(config["data"]["root"]))
@@ -258,14 +265,69 @@ def _check_class_weights(value, class_names) -> None:
                      n=len(value), classes=len(class_names), names=", ".join(class_names)))
 
 
+_DEVICE_NAME = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
+
+
+def gpu_count() -> int:
+    """CUDA GPUs this process can use (CUDA_VISIBLE_DEVICES applies)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA, else Apple MPS, else CPU; a requested device that is absent raises TrainingError."""
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    gpus, mps = gpu_count(), torch.backends.mps.is_available()
     if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    _require(name == "cpu" or (name == "cuda" and cuda) or (name == "mps" and mps),
+        return torch.device("cuda" if gpus else "mps" if mps else "cpu")
+    kind, _, index = name.partition(":")
+    _require(kind == "cpu" or (kind == "cuda" and int(index or 0) < gpus) or (kind == "mps" and mps),
              N_("device {name} is not available here; use 'auto' or 'cpu'").format(name=repr(name)))
     return torch.device(name)
+
+
+def _check_processes(config: dict) -> None:
+    n, batch = config["processes"], config["batch_size"]
+    _require(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 64,
+             f"processes must be an integer from 1 to 64, got {n!r}")
+    if n == 1:
+        return
+    device = resolve_device(config["device"])
+    _require(device.type in ("cpu", "cuda") and device.index is None,
+             N_("{n} processes need the device cpu, cuda or auto (one GPU each), not {device}").format(
+                 n=n, device=config["device"]))
+    _require(device.type == "cpu" or n <= gpu_count(),
+             N_("{n} processes need {n} GPUs; this machine has {gpus}").format(n=n, gpus=gpu_count()))
+    _require(isinstance(batch, int) and batch % n == 0,
+             N_("batch_size {batch} must be a multiple of the number of processes ({n}), so that each takes "
+                "the same share").format(batch=batch, n=n))
+
+
+def device_choices() -> dict[str, str]:
+    """Where Launch can train on this machine, {choice: label}, for the Train page. A choice is a
+    config device, or 'cuda*K': GPUs 0..K-1 with one torchrun process each (see split_device_choice)."""
+    choices = {"auto": N_("auto (a GPU when there is one, else the CPU)"), "cpu": N_("CPU")}
+    if torch.backends.mps.is_available():
+        choices["mps"] = N_("Apple GPU (mps)")
+    gpus = gpu_count()
+    for index in range(gpus):
+        props = torch.cuda.get_device_properties(index)
+        choices[f"cuda:{index}"] = N_("GPU {index}: {name}, {gib} GiB").format(
+            index=index, name=props.name, gib=round(props.total_memory / 2**30))
+    for k in range(2, gpus + 1):
+        choices[f"cuda*{k}"] = N_("{k} GPUs (0 to {last}), one torchrun process each").format(k=k, last=k - 1)
+    return choices
+
+
+def split_device_choice(choice: str) -> tuple[str, int]:
+    """(config device, processes) of a device_choices() key."""
+    device, _, k = choice.partition("*")
+    return device, int(k or 1)
+
+
+def device_choice(config: dict) -> str:
+    """The device_choices() key for a config's device and processes ('auto' if this machine lacks it)."""
+    n = config.get("processes", 1)
+    choice = config["device"] if n == 1 else f"{'cuda' if config['device'] == 'auto' else config['device']}*{n}"
+    return choice if choice in device_choices() else "auto"
 
 
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
@@ -984,11 +1046,13 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
         run_dir, resuming = absolute(run_dir), False
         try:
             config = validate_config(runs.read_config(run_dir))
+            _check_world(config)
         except LesionLabError as exc:  # e.g. the data folder vanished since launch()
             runs.write_status(run_dir, state="failed", message=str(exc), pid=os.getpid())
             raise
     else:
         config, resuming = validate_config(config or {}), False
+        _check_world(config)
         with _claim(absolute(runs_dir or "runs")) as runs_dir:
             run_dir = runs.create_run(runs_dir, config)
             runs.write_status(run_dir, pid=os.getpid())  # active from now on: a launch beside us is refused
@@ -1043,7 +1107,8 @@ def _resumable_config(run_dir: Path, claim: bool = False) -> dict:
         damage = [p for p in info.damage if p.startswith(("config.json", "status.json"))]
         _require(not damage, N_("cannot resume run {run}: {damage}; the run folder was left as it is").format(
             run=info.id, damage="; ".join(damage)))
-        queued_for_us = info.status.get("pid") == os.getpid()  # launch_resume() started this process
+        # launch_resume() started this process, or the torchrun that started it
+        queued_for_us = info.status.get("pid") in (os.getpid(), os.getppid() if distributed.launched() else None)
         _require(info.state not in runs.ACTIVE_STATES or queued_for_us,
                  N_("run {run} is still {state} (pid {pid})").format(run=info.id, state=info.state,
                                                                      pid=info.status.get("pid")))
@@ -1054,10 +1119,19 @@ def _resumable_config(run_dir: Path, claim: bool = False) -> dict:
         except LesionLabError as exc:
             raise TrainingError(N_("cannot resume run {run}: its config.json is not usable: {error}").format(
                 run=info.id, error=exc)) from None
-        if claim:
+        if claim:  # this process trains it
+            _check_world(config)
             runs.write_status(run_dir, pid=os.getpid())  # active from now on: a launch beside us is refused
     runs.clear_stop(run_dir)
     return config
+
+
+def _check_world(config: dict) -> None:
+    """A config for several processes trains under torchrun (launch() starts it so), not alone."""
+    n = config["processes"]
+    _require(n == 1 or distributed.launched(), N_(
+        "this run is set up for {n} processes: start it with torchrun --nproc_per_node={n} -m lesion_core train "
+        "..., or from the Train page").format(n=n))
 
 
 @contextmanager
@@ -1091,27 +1165,38 @@ def launch(config: dict, runs_dir) -> Path:
     """Validate, create the run folder, start a detached trainer process and return at once.
 
     The trainer is `python -m lesion_core train --run-dir <run>` in its own session (a page
-    reload or a closed terminal does not kill it); its console output goes to console.log,
-    its progress to the run folder.
+    reload or a closed terminal does not kill it), started through torchrun when the config
+    asks for several processes; its console output goes to console.log, its progress to the
+    run folder.
     """
     config = validate_config(config)
     with _claim(absolute(runs_dir)) as runs_dir:
         run_dir = runs.create_run(runs_dir, config)
-        _start_detached(run_dir, "--run-dir")
+        _start_detached(run_dir, "--run-dir", config["processes"])
     return run_dir
 
 
 def launch_resume(run_dir) -> Path:
     """Continue a stopped, failed or interrupted run in a detached `train --resume` process."""
     run_dir = absolute(run_dir)
-    _resumable_config(run_dir)  # refuses running and finished runs now, not in the child
+    config = _resumable_config(run_dir)  # refuses running and finished runs now, not in the child
     with _claim(run_dir.parent):
-        _start_detached(run_dir, "--resume")
+        _start_detached(run_dir, "--resume", config["processes"])
     return run_dir
 
 
-def _start_detached(run_dir: Path, flag: str) -> None:
-    """Start `python -m lesion_core train <flag> <run_dir>` in its own session; mark it queued.
+def trainer_command(run_dir: Path, flag: str, processes: int = 1) -> list[str]:
+    """The command that trains run_dir: `python -m lesion_core train <flag> <run_dir>`, under
+    torchrun (one machine, `processes` workers) when processes > 1."""
+    command = [sys.executable, "-m", "lesion_core", "train", flag, str(run_dir)]
+    if processes > 1:
+        command[1:2] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m"]
+    return command
+
+
+def _start_detached(run_dir: Path, flag: str, processes: int = 1) -> None:
+    """Start the trainer_command in its own session; mark the run queued with its pid (under
+    torchrun, torchrun's: rank 0, its child, takes over the status).
 
     The child runs in the run folder, so run_dir must be absolute (a relative one would
     name runs/<id>/runs/<id> there).
@@ -1121,7 +1206,7 @@ def _start_detached(run_dir: Path, flag: str) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     with open(run_dir / "console.log", "ab") as console:
         process = subprocess.Popen(
-            [sys.executable, "-m", "lesion_core", "train", flag, str(run_dir)],
+            trainer_command(run_dir, flag, processes),
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd=run_dir)
     # The pid makes the run active at once, before the child has even imported torch.

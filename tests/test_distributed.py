@@ -177,3 +177,66 @@ def test_a_stop_request_stops_every_rank_and_the_run_resumes_under_torchrun(demo
     assert runs.read_status(run_dir)["state"] == "finished"
     epochs = [r["epoch"] for r in runs.read_history(run_dir) if r["phase"] == "val"]
     assert epochs == list(range(1, done + 2))
+
+
+# --------------------------------------------------------------------------- launching from the app
+
+
+def test_this_machine_offers_auto_and_the_cpu_and_a_choice_says_device_and_processes():
+    # No GPU here or in CI: the GPU entries (one per GPU, then "first K GPUs") cannot be shown.
+    assert list(train.device_choices()) == ["auto", "cpu"]
+    assert train.split_device_choice("cuda*4") == ("cuda", 4)
+    assert train.split_device_choice("cuda:1") == ("cuda:1", 1)
+    assert train.device_choice({"device": "cpu", "processes": 1}) == "cpu"
+    assert train.device_choice({"device": "cuda:3", "processes": 1}) == "auto"  # a GPU this machine lacks
+
+
+def test_several_processes_train_through_torchrun_one_alone_does_not(tmp_path):
+    alone = train.trainer_command(tmp_path, "--run-dir")
+    assert alone == [sys.executable, "-m", "lesion_core", "train", "--run-dir", str(tmp_path)]
+    assert train.trainer_command(tmp_path, "--resume", 4) == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4",
+        "-m", "lesion_core", "train", "--resume", str(tmp_path)]
+
+
+def wait_for(run_dir: Path, done, what: str, timeout: float = 600):
+    deadline = time.monotonic() + timeout  # generous: a loaded 2-core machine starts torch slowly
+    while time.monotonic() < deadline:
+        info = runs.run_info(run_dir)
+        if done(info):
+            return info
+        time.sleep(0.2)
+    log = (run_dir / "console.log").read_text(errors="replace")[-3000:]
+    raise AssertionError(f"{what} not reached in {timeout}s: {runs.run_info(run_dir).status}\n{log}")
+
+
+@pytest.mark.slow
+def test_launch_and_resume_start_two_processes_through_torchrun_and_stop_reaches_both(demo_root, tmp_path):
+    """What the Train page does with "2 GPUs": launch() and launch_resume() start torchrun;
+    here with gloo on the CPU (processes 2, device cpu), since no GPU is at hand."""
+    run_dir = train.launch(ddp_config(demo_root, epochs=40, batch_size=2, device="cpu", processes=2),
+                           tmp_path / "runs")
+    launcher = runs.read_status(run_dir)["pid"]
+    wait_for(run_dir, lambda info: any(r["phase"] == "val" for r in runs.read_history(run_dir)), "a validated epoch")
+    status = runs.read_status(run_dir)
+    assert status["state"] == "running" and status["pid"] != launcher  # rank 0 took over from torchrun
+    runs.request_stop(run_dir)
+    info = wait_for(run_dir, lambda info: info.state not in runs.ACTIVE_STATES, "the stop")
+    assert info.state == "stopped", info.status
+    wait_for(run_dir, lambda info: not runs.pid_alive(launcher), "torchrun's exit")  # both ranks left
+    assert runs.read_config(run_dir)["resolved"]["world_size"] == 2
+    done = len([r for r in runs.read_history(run_dir) if r["phase"] == "val"])
+
+    config = json.loads((run_dir / "config.json").read_text())
+    config["epochs"] = done + 1  # resume only one more epoch, to keep the test short
+    (run_dir / "config.json").write_text(json.dumps(config))
+    train.launch_resume(run_dir)  # rank 0 finds the run queued for its parent, torchrun
+    info = wait_for(run_dir, lambda info: info.state not in runs.ACTIVE_STATES, "the end of the resumed run")
+    assert info.state == "finished", info.status
+    assert [r["epoch"] for r in runs.read_history(run_dir) if r["phase"] == "val"] == list(range(1, done + 2))
+
+
+def test_a_config_for_several_processes_is_refused_outside_torchrun(demo_root, tmp_path):
+    with pytest.raises(train.TrainingError, match="start it with torchrun --nproc_per_node=2"):
+        train.run_training(ddp_config(demo_root, device="cpu", processes=2), tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()

@@ -195,6 +195,9 @@ def launch_tiny_run(app: AppTest, epochs: int) -> None:
     app.number_input(key="keep_tr_size").set_value(32)
     app.number_input(key="keep_tr_epochs").set_value(epochs)
     app.number_input(key="keep_tr_batch").set_value(16)
+    device = app.selectbox(key="keep_tr_device")
+    assert device.options == ["auto (a GPU when there is one, else the CPU)", "CPU"]  # no GPU here to list
+    device.set_value("cpu")
     app.button(key="tr_launch").click().run()
     assert not app.exception
 
@@ -218,6 +221,7 @@ def test_train_launch_refuse_second_follow_then_results_and_predictions(app):
     run = wait_for_state(("finished", "failed"))
     assert run.state == "finished", run.status
     assert run.config["model"]["name"] == "lenet" and run.config["epochs"] == 5
+    assert (run.config["device"], run.config["processes"]) == ("cpu", 1)
     app.run()
     assert "**finished**" in texts(app)
     assert len(app.get("plotly_chart")) == 2  # loss and AUC curves

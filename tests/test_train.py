@@ -183,6 +183,13 @@ def test_diverging_loss_fails_with_learning_rate_advice_and_keeps_best(demo_root
     ({"class_weights": [1, -1, 1]}, "class_weights must be"),
     ({"class_weights": [1, 2], "data": {"class_names": ["a", "b", "c"]}}, "class_weights has 2 values for 3 classes"),
     ({"device": "tpu"}, "unknown device 'tpu'"),
+    ({"device": "cuda:x"}, "unknown device 'cuda:x'"),
+    ({"device": "cuda:0"}, "device 'cuda:0' is not available here"),  # no GPU on this machine or in CI
+    ({"processes": 0}, "processes must be an integer from 1 to 64"),
+    ({"processes": "2"}, "processes must be an integer from 1 to 64"),
+    ({"processes": 2, "batch_size": 7}, "batch_size 7 must be a multiple of the number of processes"),
+    ({"processes": 2, "device": "cuda"}, "device 'cuda' is not available here"),
+    ({"processes": 2, "device": "auto"}, "start it with torchrun --nproc_per_node=2"),  # auto is the CPU here
     ({"seed": 2**64}, "seed must be an integer from 0 to 2\\*\\*63 - 1"),
     ({"seed": -1}, "seed must be an integer from 0"),
     ({"lr": 0.1}, "unknown config key 'lr'"),

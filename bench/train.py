@@ -1,6 +1,7 @@
 """Training throughput of the default recipe on any device: does the data loader starve the model?
 
-    python bench/train.py [--data DIR|demo] [--size 224] [--batch-size 32] [--batches 6] [--amp auto|off]
+    python bench/train.py [--data DIR|demo] [--model efficientnet_lite0] [--size 224] [--batch-size 32]
+                          [--batches 6] [--amp auto|off]
                           [--device auto|cpu|cuda] [--num-workers auto|N] [--compile]
 
 Measures, in one run and with the trainer's own pieces (train.make_loader with its worker,
@@ -65,6 +66,7 @@ def forward_flops(model: nn.Module, images: torch.Tensor, amp_dtype, channels_la
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="demo", help="dataset folder or 'demo' (default)")
+    parser.add_argument("--model", default=models.DEFAULT_MODEL, choices=list(models.MODELS))
     parser.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batches", type=int, default=6, help=f"timed batches per round (after {N_WARMUP} warm-up)")
@@ -76,7 +78,8 @@ def main() -> None:
     args = parser.parse_args()
 
     workers = args.num_workers if args.num_workers == "auto" else int(args.num_workers)
-    config = train.validate_config({"data": {"root": args.data}, "image_size": args.size, "device": args.device,
+    config = train.validate_config({"data": {"root": args.data}, "model": {"name": args.model},
+                                    "image_size": args.size, "device": args.device,
                                     "batch_size": args.batch_size, "amp": args.amp, "num_workers": workers})
     device = train.resolve_device(config["device"])
     amp_dtype = train.resolve_amp(config["amp"], device)

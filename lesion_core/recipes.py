@@ -58,15 +58,16 @@ def recipe_config(name: str) -> dict:
 
 def _measured_speed(config: dict, listed_runs) -> tuple[float, float, str] | None:
     """(train, eval images/s, run id) of the newest finished run (runs.RunInfo) with the same
-    model, image size and device kind, from its history (epochs after the first, which also
-    decodes every image)."""
+    model, image size, device kind and number of processes, from its history (epochs after the
+    first, which also decodes every image; under torchrun the rates are the whole job's)."""
     from lesion_core import runs, train
 
     model, size, kind = config["model"]["name"], train.image_size(config), _device_kind(config)
     for run in sorted(listed_runs, key=lambda r: r.id, reverse=True):
         resolved = run.config.get("resolved") or {}
         if (run.state != "finished" or run.model != model or resolved.get("image_size") != size
-                or str(resolved.get("device", "")).split(":")[0] != kind):
+                or str(resolved.get("device", "")).split(":")[0] != kind
+                or run.config.get("processes", 1) != config.get("processes", 1)):
             continue
         history = runs.read_history(run.path)
         rates = {phase: [row["images_per_s"] for row in history
@@ -105,8 +106,11 @@ def estimate(config: dict, n_images: int, listed_runs=()) -> dict:
         train_rate, eval_rate, run_id = measured
         basis = {"basis": "run", "run": run_id}
     else:
-        train_rate, eval_rate = REFERENCE_IMAGES_PER_S.get(_device_kind(config), REFERENCE_IMAGES_PER_S["cpu"])
+        kind = _device_kind(config)
+        train_rate, eval_rate = REFERENCE_IMAGES_PER_S.get(kind, REFERENCE_IMAGES_PER_S["cpu"])
         scale = REFERENCE_SIZE / train.image_size(config)
+        if kind == "cuda":  # one GPU per process (on the CPU, processes share the same cores)
+            scale *= config.get("processes", 1)
         train_rate, eval_rate = train_rate * scale, eval_rate * scale
         basis = {"basis": "reference"}
     calibration = min(config["bn_recalibration_images"], n_train)

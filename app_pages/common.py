@@ -21,7 +21,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from lesion_core import access, data, demo, paths, runs
+from lesion_core import access, data, demo, paths, runs, train
 from lesion_core.errors import LesionLabError, describe_os_error
 from app_pages.lang import _, classes, cls, num, rendered
 
@@ -291,17 +291,13 @@ def dataset_name() -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def _gpu_name() -> str | None:
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-
-
 def device_label() -> str:
-    """The accelerator training would use: the GPU's name, or CPU with its thread count."""
-    gpu = _gpu_name()
-    if gpu:
-        return _("GPU: {name}", name=gpu)
+    """The accelerator training would use: the GPU's name (and how many), or CPU with its core count."""
+    gpus = train.gpu_count()
+    if gpus > 1:
+        return _("{n} GPUs: {name}", n=gpus, name=torch.cuda.get_device_name(0))
+    if gpus:
+        return _("GPU: {name}", name=torch.cuda.get_device_name(0))
     return _("CPU ({cores} cores; no GPU found)", cores=os.cpu_count())
 
 

@@ -290,7 +290,6 @@ def dataset_name() -> str:
 # ---------------------------------------------------------------- device
 
 
-@st.cache_resource(show_spinner=False)
 def device_label() -> str:
     """The accelerator training would use: the GPU's name (and how many), or CPU with its core count."""
     gpus = train.gpu_count()

@@ -162,7 +162,9 @@ def use_settings(run_id: str) -> None:
     try:
         if run is None:
             raise TrainingError(f"run {run_id} no longer exists")
-        cfg = train.validate_config({k: v for k, v in run.config.items() if k != "split"})
+        # where it trained may not exist here: the form falls back to auto (train.device_choice)
+        cfg = train.validate_config({k: v for k, v in run.config.items() if k != "split"}
+                                    | {"device": "auto", "processes": 1})
     except LesionLabError as exc:
         st.session_state["tr_settings_error"] = _("The settings of run {run} cannot be used: {error}", run=run_id, error=exc)
         return
@@ -176,7 +178,7 @@ def use_settings(run_id: str) -> None:
         "keep_tr_decay": train.weight_decay(optim),
         "keep_tr_scheduler": sched["name"], "keep_tr_step": sched["step_size"], "keep_tr_gamma": float(sched["gamma"]),
         "keep_tr_smoothing": float(optim["label_smoothing"]), "keep_tr_warmup": float(sched["warmup_epochs"]),
-        "keep_tr_tta": cfg["tta"], "keep_tr_device": train.device_choice(cfg), "keep_tr_aug": "page",
+        "keep_tr_tta": cfg["tta"], "keep_tr_device": train.device_choice(run.config), "keep_tr_aug": "page",
         "keep_tr_weights": weights if weights in ("auto", "none") else "custom",
     })
     if cfg["recipe"]:

@@ -2,7 +2,7 @@
 
     python bench/train.py [--data DIR|demo] [--model efficientnet_lite0] [--size 224] [--batch-size 32]
                           [--batches 6] [--amp auto|off]
-                          [--device auto|cpu|cuda] [--num-workers auto|N] [--compile]
+                          [--device auto|cpu|cuda|cuda:N] [--num-workers auto|N] [--compile]
 
 Measures, in one run and with the trainer's own pieces (train.make_loader with its worker,
 pinning and prefetch settings, train.forward, train.backward_step; autocast + channels_last
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=6, help=f"timed batches per round (after {N_WARMUP} warm-up)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the three measurements")
     parser.add_argument("--amp", default="auto", choices=("auto", "off"))
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<index> or mps")
     parser.add_argument("--num-workers", default="auto", help="'auto' (the trainer's default) or a count")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     args = parser.parse_args()

@@ -109,6 +109,7 @@ def make_trainer_class():
                          if (self.run_dir / name).is_file()}
                 broadcast((str(self.run_dir), resuming, files))
             first = super().setup(resuming)
+            self.config["processes"] = world  # what Resume on the Train page starts again
             self.config["resolved"].update(world_size=world, global_batch=self.config["batch_size"],
                                            local_batch=local_batch(self.config["batch_size"], world),
                                            backend=dist.get_backend())

@@ -301,18 +301,20 @@ def _check_processes(config: dict) -> None:
                 "the same share").format(batch=batch, n=n))
 
 
-def device_choices() -> dict[str, str]:
-    """Where Launch can train on this machine, {choice: label}, for the Train page. A choice is a
-    config device, or 'cuda*K': GPUs 0..K-1 with one torchrun process each (see split_device_choice)."""
+def device_choices(gpus: list[tuple[str, int]] | None = None) -> dict[str, str]:
+    """Where Launch can train, {choice: label}, for the Train page. A choice is a config device,
+    or 'cuda*K': GPUs 0..K-1 with one torchrun process each (see split_device_choice).
+    gpus: [(name, memory in bytes)] of the GPUs; None: this machine's."""
+    if gpus is None:
+        gpus = [(props.name, props.total_memory)
+                for props in map(torch.cuda.get_device_properties, range(gpu_count()))]
     choices = {"auto": N_("auto (a GPU when there is one, else the CPU)"), "cpu": N_("CPU")}
     if torch.backends.mps.is_available():
         choices["mps"] = N_("Apple GPU (mps)")
-    gpus = gpu_count()
-    for index in range(gpus):
-        props = torch.cuda.get_device_properties(index)
+    for index, (name, memory) in enumerate(gpus):
         choices[f"cuda:{index}"] = N_("GPU {index}: {name}, {gib} GiB").format(
-            index=index, name=props.name, gib=round(props.total_memory / 2**30))
-    for k in range(2, gpus + 1):
+            index=index, name=name, gib=round(memory / 2**30))
+    for k in range(2, len(gpus) + 1):
         choices[f"cuda*{k}"] = N_("{k} GPUs (0 to {last}), one torchrun process each").format(k=k, last=k - 1)
     return choices
 
@@ -323,11 +325,15 @@ def split_device_choice(choice: str) -> tuple[str, int]:
     return device, int(k or 1)
 
 
-def device_choice(config: dict) -> str:
-    """The device_choices() key for a config's device and processes ('auto' if this machine lacks it)."""
-    n = config.get("processes", 1)
-    choice = config["device"] if n == 1 else f"{'cuda' if config['device'] == 'auto' else config['device']}*{n}"
-    return choice if choice in device_choices() else "auto"
+def device_choice(config: dict, choices: dict | None = None) -> str:
+    """The device_choices() key for a config's device and processes; 'auto' when the choices
+    (this machine's by default) lack it. The page offers no CPU processes: 'cpu' for those."""
+    device, n = config.get("device", "auto"), config.get("processes", 1)
+    if device == "cpu" or n == 1:
+        choice = device
+    else:
+        choice = f"{'cuda' if device == 'auto' else device}*{n}"
+    return choice if choice in (device_choices() if choices is None else choices) else "auto"
 
 
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
@@ -685,6 +691,10 @@ class Trainer:
         """Load data, build everything, restore last.pt when resuming; return the first epoch."""
         cfg = self.config
         self.device = resolve_device(cfg["device"])
+        if self.device.type == "cuda" and self.device.index is not None and not distributed.launched():
+            # pinned-memory threads and bf16 support checks use the current GPU, not GPU 0
+            # (under torchrun, distributed.init made the local rank's GPU current)
+            torch.cuda.set_device(self.device)
         self.amp_dtype = resolve_amp(cfg["amp"], self.device)
         self.set_status(message=N_("loading the dataset"))
         self._load_data()
@@ -1122,7 +1132,8 @@ def _resumable_config(run_dir: Path, claim: bool = False) -> dict:
         if claim:  # this process trains it
             _check_world(config)
             runs.write_status(run_dir, pid=os.getpid())  # active from now on: a launch beside us is refused
-    runs.clear_stop(run_dir)
+    if not queued_for_us:  # launch_resume() cleared it; a Stop pressed since, while queued, stands
+        runs.clear_stop(run_dir)
     return config
 
 

@@ -136,6 +136,7 @@ def test_two_gloo_processes_train_one_run_like_one_process(demo_root, tmp_path):
     assert runs.read_status(run_dir)["state"] == "finished"
     resolved = runs.read_config(run_dir)["resolved"]
     assert (resolved["world_size"], resolved["global_batch"], resolved["local_batch"]) == (2, 8, 4)
+    assert runs.read_config(run_dir)["processes"] == 2  # what Resume on the Train page starts again
     split = train.load_data(train.validate_config(ddp_config(demo_root)))
     for name in ("val", "test"):
         ddp, alone = predictions(run_dir, name), predictions(single, name)
@@ -182,13 +183,29 @@ def test_a_stop_request_stops_every_rank_and_the_run_resumes_under_torchrun(demo
 # --------------------------------------------------------------------------- launching from the app
 
 
-def test_this_machine_offers_auto_and_the_cpu_and_a_choice_says_device_and_processes():
-    # No GPU here or in CI: the GPU entries (one per GPU, then "first K GPUs") cannot be shown.
-    assert list(train.device_choices()) == ["auto", "cpu"]
+def test_the_device_choice_lists_every_gpu_then_the_first_k_and_maps_back_to_a_config():
+    four = train.device_choices([("NVIDIA H200", 143 * 2**30)] * 4)
+    assert [c for c in four if c not in ("auto", "cpu", "mps")] == [
+        "cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda*2", "cuda*3", "cuda*4"]
+    assert four["cuda:2"] == "GPU 2: NVIDIA H200, 143 GiB"
+    assert four["cuda*3"] == "3 GPUs (0 to 2), one torchrun process each"
     assert train.split_device_choice("cuda*4") == ("cuda", 4)
     assert train.split_device_choice("cuda:1") == ("cuda:1", 1)
-    assert train.device_choice({"device": "cpu", "processes": 1}) == "cpu"
-    assert train.device_choice({"device": "cuda:3", "processes": 1}) == "auto"  # a GPU this machine lacks
+    for choice in four:  # every choice, put in a config, is found again
+        device, processes = train.split_device_choice(choice)
+        assert train.device_choice({"device": device, "processes": processes}, four) == choice
+    assert train.device_choice({"device": "auto", "processes": 2}, four) == "cuda*2"  # a torchrun job's auto
+    one = train.device_choices([("NVIDIA T4", 15 * 2**30)])
+    assert "cuda*2" not in one and train.device_choice({"device": "cuda", "processes": 2}, one) == "auto"
+    assert train.device_choice({"device": "cuda:3", "processes": 1}, one) == "auto"  # a GPU it lacks
+    assert train.device_choice({"device": "cpu", "processes": 2}, one) == "cpu"  # the page has no CPU processes
+    assert train.device_choice({"device": "cpu"}, one) == "cpu"  # a config from before processes existed
+
+
+def test_this_machine_lists_the_gpus_it_has():
+    choices = train.device_choices()
+    gpus = [c for c in choices if c.startswith("cuda:")]
+    assert list(choices)[:2] == ["auto", "cpu"] and len(gpus) == train.gpu_count()  # none here or in CI
 
 
 def test_several_processes_train_through_torchrun_one_alone_does_not(tmp_path):

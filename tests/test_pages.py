@@ -6,6 +6,7 @@ seeded where demo_dir() looks, and training runs as a real subprocess in a tmp r
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -196,7 +197,7 @@ def launch_tiny_run(app: AppTest, epochs: int) -> None:
     app.number_input(key="keep_tr_epochs").set_value(epochs)
     app.number_input(key="keep_tr_batch").set_value(16)
     device = app.selectbox(key="keep_tr_device")
-    assert device.options == ["auto (a GPU when there is one, else the CPU)", "CPU"]  # no GPU here to list
+    assert device.options[:2] == ["auto (a GPU when there is one, else the CPU)", "CPU"]
     device.set_value("cpu")
     app.button(key="tr_launch").click().run()
     assert not app.exception
@@ -628,6 +629,14 @@ def test_use_this_runs_settings_fills_the_form(app, demo_root):
     assert app.session_state["model"]["name"] == "lenet"
     assert app.session_state["dataset"] == {"source": "folder", "root": str(demo_root)}
     assert f"settings of run {run_dir.name}" in texts(app)
+
+    # A run trained on GPUs this machine lacks still gives its settings; the device becomes auto.
+    for device, processes, expected in (("cpu", 1, "cpu"), ("cuda:63", 1, "auto"), ("cuda", 64, "auto")):
+        config = json.loads((run_dir / "config.json").read_text())
+        (run_dir / "config.json").write_text(json.dumps(config | {"device": device, "processes": processes}))
+        app.button(key="tr_use_settings").click().run()
+        assert not app.exception and not app.error, app.error
+        assert app.selectbox(key="keep_tr_device").value == expected
 
 
 def test_a_failed_run_shows_its_reason_the_log_and_what_to_do(app, demo_root):

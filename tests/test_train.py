@@ -184,12 +184,12 @@ def test_diverging_loss_fails_with_learning_rate_advice_and_keeps_best(demo_root
     ({"class_weights": [1, 2], "data": {"class_names": ["a", "b", "c"]}}, "class_weights has 2 values for 3 classes"),
     ({"device": "tpu"}, "unknown device 'tpu'"),
     ({"device": "cuda:x"}, "unknown device 'cuda:x'"),
-    ({"device": "cuda:0"}, "device 'cuda:0' is not available here"),  # no GPU on this machine or in CI
+    ({"device": "cuda:64"}, "device 'cuda:64' is not available here"),
     ({"processes": 0}, "processes must be an integer from 1 to 64"),
     ({"processes": "2"}, "processes must be an integer from 1 to 64"),
     ({"processes": 2, "batch_size": 7}, "batch_size 7 must be a multiple of the number of processes"),
-    ({"processes": 2, "device": "cuda"}, "device 'cuda' is not available here"),
-    ({"processes": 2, "device": "auto"}, "start it with torchrun --nproc_per_node=2"),  # auto is the CPU here
+    ({"processes": 65}, "processes must be an integer from 1 to 64"),
+    ({"processes": 2, "device": "cpu"}, "start it with torchrun --nproc_per_node=2"),
     ({"seed": 2**64}, "seed must be an integer from 0 to 2\\*\\*63 - 1"),
     ({"seed": -1}, "seed must be an integer from 0"),
     ({"lr": 0.1}, "unknown config key 'lr'"),
@@ -351,6 +351,17 @@ def test_launch_resume_continues_a_stopped_run_in_the_background(demo_root, tmp_
     assert len(runs.read_history(run_dir)) == 6
     with pytest.raises(TrainingError, match="already finished"):
         train.launch_resume(run_dir)
+
+
+def test_a_stop_pressed_while_a_resume_is_queued_stops_the_resumed_trainer(demo_root, tmp_path):
+    run_dir = runs.create_run(tmp_path, train.validate_config(tiny_config(demo_root, epochs=3)))
+    runs.request_stop(run_dir)
+    train.run_training(run_dir=run_dir)
+    train.launch_resume(run_dir)
+    runs.request_stop(run_dir)  # at once: the child is still starting Python (queued)
+    wait_for(lambda: runs.read_status(run_dir).get("state") == "stopped"
+             and not runs.is_active(run_dir), "the resumed run to stop")
+    assert len(runs.read_history(run_dir)) < 6  # it did not train to the end
 
 
 def test_killed_trainer_shows_as_interrupted_and_resumes(demo_root, tmp_path):

@@ -36,6 +36,9 @@ RECIPES: dict[str, dict] = {
 # decoding. The estimate prefers what a finished run on this machine measured.
 REFERENCE_SIZE = 224
 REFERENCE_IMAGES_PER_S = {"cpu": (17.0, 100.0), "cuda": (250.0, 900.0), "mps": (40.0, 150.0)}
+# Time per image relative to Lite0 at the same side (bench/train.py, model only, 2026-11-28;
+# Lite1 at 240 px also trained fold 1 of bench/quality.py at 9.8 img/s). Other models: Lite0's.
+MODEL_COST = {"efficientnet_lite1": 1.6, "efficientnet_lite2": 2.2}
 STARTUP_S = 15.0
 TTA_VIEWS = 8
 
@@ -92,7 +95,8 @@ def estimate(config: dict, n_images: int, listed_runs=()) -> dict:
     """Roughly how long a run of config on n_images usable images takes here.
 
     {"seconds", "basis": "run" (a finished run's measured speed; "run" names it) or
-    "reference" (the project's reference speed for this device kind, scaled by the image side)}.
+    "reference" (the project's reference speed for this device kind, scaled by the image side
+    and the model's cost)}.
     Counts every epoch's training and validation pass, the BatchNorm recalibration and the
     final scoring of val and test (8 views each with test-time augmentation)."""
     from lesion_core import train
@@ -108,7 +112,7 @@ def estimate(config: dict, n_images: int, listed_runs=()) -> dict:
     else:
         kind = _device_kind(config)
         train_rate, eval_rate = REFERENCE_IMAGES_PER_S.get(kind, REFERENCE_IMAGES_PER_S["cpu"])
-        scale = REFERENCE_SIZE / train.image_size(config)
+        scale = REFERENCE_SIZE / train.image_size(config) / MODEL_COST.get(config["model"]["name"], 1.0)
         if kind == "cuda":  # one GPU per process (on the CPU, processes share the same cores)
             scale *= config.get("processes", 1)
         train_rate, eval_rate = train_rate * scale, eval_rate * scale

@@ -194,8 +194,8 @@ MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in (
         _lite_entry(0, 224, "EfficientNet-Lite0, ImageNet weights shipped offline (the recommended start)"),
-        _lite_entry(1, 240, "EfficientNet-Lite1, ImageNet weights shipped offline (1.6x Lite0's compute)"),
-        _lite_entry(2, 260, "EfficientNet-Lite2, ImageNet weights shipped offline (2.2x Lite0's compute)"),
+        _lite_entry(1, 240, "EfficientNet-Lite1, ImageNet weights shipped offline (240 px: about 1.4x Lite0's training time)"),
+        _lite_entry(2, 260, "EfficientNet-Lite2, ImageNet weights shipped offline (260 px: about 1.7x Lite0's training time)"),
         ModelEntry(
             "lenet", "The notebook's LeNet-style net for 32x32 inputs",
             32, "conv2", HALF, HALF, ("random", "file"), "fc3", LeNet, min_input_size=16,

@@ -87,11 +87,12 @@ def settings(dataset) -> dict:
         smoothing = st.number_input(_("Label smoothing"), min_value=0.0, max_value=0.99, step=0.05,
                                     key="keep_tr_smoothing",
                                     help=_("Targets of 1 - s for the true class and s spread over the others"))
-        devices = train.device_choices()
+        # labels translated now: the format function is also called outside this script run
+        devices = {choice: lang.rendered(label) for choice, label in train.device_choices().items()}
         if st.session_state["keep_tr_device"] not in devices:  # e.g. a run's GPU that this machine lacks
             st.session_state["keep_tr_device"] = "auto"
         device, processes = train.split_device_choice(st.selectbox(
-            _("Device"), list(devices), key="keep_tr_device", format_func=lambda c: lang.rendered(devices[c]),
+            _("Device"), list(devices), key="keep_tr_device", format_func=devices.__getitem__,
             help=_("Every GPU of this machine is listed; several GPUs train one run through torchrun, one "
                    "process each, with the batch size split between them")))
     with sched_col:

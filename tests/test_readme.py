@@ -176,7 +176,11 @@ def test_launch_stop_resume_from_a_fresh_clone_in_the_browser(checkout, tmp_path
             page.get_by_role("button", name="Resume").click()
             page.locator("[data-testid='stProgress']").first.wait_for()
             wait_for(lambda: _state(run_dir) in ("finished", "failed"), "the resumed run to end", 1800)
-            page.get_by_text("finished", exact=False).first.wait_for(timeout=60_000)
+            # The state line itself ("finished" alone also matches the time estimate's caption),
+            # and the ended run's whole-page redraw: the sidebar's "Training:" note goes. Only
+            # then is a click on the navigation not lost to that last redraw.
+            page.get_by_text(re.compile(r"^finished: ")).first.wait_for(timeout=60_000)
+            page.locator("[data-testid='stSidebar']").get_by_text("Training:").wait_for(state="detached")
             page.wait_for_selector(idle)
             status = json.loads((run_dir / "status.json").read_text())
             assert status["state"] == "finished", status

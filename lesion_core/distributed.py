@@ -19,7 +19,6 @@ batch. Backends: NCCL with one GPU per process, else gloo (CPU).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -31,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from lesion_core.errors import TrainingError
+from lesion_core.i18n import N_
 
 # Batches between two checks for a stop request: one tiny all-reduce, so the check costs
 # nothing, and a stop takes effect within a few batches.
@@ -56,8 +56,8 @@ def rank_and_world() -> tuple[int, int]:
 def local_batch(global_batch: int, world_size: int) -> int:
     """Each process's batch: batch_size in the config is the global batch, split evenly."""
     if global_batch % world_size:
-        raise TrainingError(f"batch_size {global_batch} must be a multiple of the number of processes "
-                            f"({world_size}), so that each takes the same share")
+        raise TrainingError(N_("batch_size {batch} must be a multiple of the number of processes ({n}), so that "
+                               "each takes the same share").format(batch=global_batch, n=world_size))
     return global_batch // world_size
 
 
@@ -189,12 +189,10 @@ def train(config: dict | None = None, runs_dir=None, resume=None, run_dir=None, 
 def _device_name(config: dict | None, run_dir) -> str:
     """The device a job trains on, known before the process group exists: the config's, or the
     run folder's when this machine has it (the other machines of a multi-node job may not)."""
-    if config is not None:
-        return config.get("device", "auto")
-    try:
-        device = json.loads((Path(run_dir) / "config.json").read_text()).get("device")
-    except (OSError, ValueError, AttributeError, TypeError):
-        return "auto"  # rank 0 names what is wrong with the folder
+    from lesion_core import runs
+
+    # {} for a missing or damaged config.json: rank 0 names what is wrong with the folder
+    device = (config if config is not None else runs.read_config(run_dir)).get("device", "auto")
     return device if isinstance(device, str) else "auto"
 
 

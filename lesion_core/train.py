@@ -296,9 +296,7 @@ def _check_processes(config: dict) -> None:
                  n=n, device=config["device"]))
     _require(device.type == "cpu" or n <= gpu_count(),
              N_("{n} processes need {n} GPUs; this machine has {gpus}").format(n=n, gpus=gpu_count()))
-    _require(isinstance(batch, int) and batch % n == 0,
-             N_("batch_size {batch} must be a multiple of the number of processes ({n}), so that each takes "
-                "the same share").format(batch=batch, n=n))
+    distributed.local_batch(batch, n)  # an even share each (batch_size is checked above)
 
 
 def device_choices(gpus: list[tuple[str, int]] | None = None) -> dict[str, str]:

@@ -168,12 +168,25 @@ def _resize(state: State, size: list[int], leave: int = 2) -> State:
     k = _stride_for(tuple(image.shape[-2:]), out, leave)
     if k > 1:  # the centre pixel of each k x k block, copied once into HxWx3 order: interpolate
         # would copy the strided view itself, through its slow path, at 3x the cost
-        image = image[..., k // 2::k, k // 2::k].permute(1, 2, 0).contiguous().permute(2, 0, 1)
+        image = _every_kth_pixel(image, k)
     # The interpolate call F.resize_image makes for uint8 bilinear, without its checks and
     # reshapes: the same pixels, half the time at 224 px.
     image = torch.nn.functional.interpolate(image[None], size=list(out), mode="bilinear", antialias=True)[0]
     # The mask is picked from the full-size one: the exact nearest pixels, and only their rows.
     return _with(state, image, None if mask is None else _resize_mask(mask, out))
+
+
+def _every_kth_pixel(image: torch.Tensor, k: int) -> torch.Tensor:
+    """image[..., k // 2::k, k // 2::k] of a uint8 (3, H, W) image, as a new tensor laid out
+    H x W x 3. When the channels are interleaved (a view of the HxWx3 input, as a crop of it
+    is), numpy copies each pixel's 3 bytes as one item: 1.5-2.5x faster than torch's copy of
+    the strided view, which moves one byte at a time (0.45 ms of a 1.2-ms default_train chain
+    on a 2000x3000 original)."""
+    if image.stride(0) == 1 and image.stride(2) == 3 and image.stride(1) > 0:
+        pixels = image.permute(1, 2, 0).numpy().view("V3")[..., 0][k // 2::k, k // 2::k]
+        out = np.ascontiguousarray(pixels).view(np.uint8).reshape(*pixels.shape, 3)
+        return torch.from_numpy(out).permute(2, 0, 1)
+    return image[..., k // 2::k, k // 2::k].permute(1, 2, 0).contiguous().permute(2, 0, 1)
 
 
 def _resize_mask(mask: torch.Tensor, out: Size) -> torch.Tensor:
@@ -767,6 +780,37 @@ class ColorJitter(Transform):
         return in_size
 
 
+class ShadesOfGrey(Transform):
+    """Colour constancy (shades of grey): rescale the channels so that the light's colour,
+    estimated as each channel's p-mean, becomes neutral grey. Evaluation applies it too.
+
+    p = 1 is grey world, a large p approaches white patch; 6 is the usual choice for
+    dermoscopy (Barata et al. 2015). The same image always gets the same correction."""
+
+    def __init__(self, p: int):
+        self.p = p
+
+    def run(self, state):
+        image = state["image"]
+        # The estimate needs no more than ~64k pixels: every k-th pixel of a large image.
+        k = max(1, math.isqrt(image.shape[-2] * image.shape[-1] // _GREY_SAMPLE_PIXELS))
+        light = image[:, ::k, ::k].float().div_(255).pow_(self.p).mean(dim=(1, 2)).pow_(1 / self.p)
+        if float(light.min()) < _GREY_DARKEST:  # a (nearly) black channel: nothing to balance
+            return state, {"gain": [1.0, 1.0, 1.0]}
+        # gain_c = |light| / (sqrt(3) light_c): a grey light (equal channels) gets gain 1
+        gain = (light.norm() / (math.sqrt(3) * light)).clamp_(_GREY_GAIN[0], _GREY_GAIN[1])
+        out = image.float().mul_(gain.view(3, 1, 1)).round_().clamp_(max=255).to(torch.uint8)
+        return _with(state, out, state["mask"]), {"gain": [round(float(g), 4) for g in gain]}
+
+    def output_size(self, in_size):
+        return in_size
+
+
+_GREY_SAMPLE_PIXELS = 1 << 16
+_GREY_DARKEST = 1 / 255  # a channel's p-mean below one level: leave the image as it is
+_GREY_GAIN = (0.25, 4.0)  # the strongest correction applied to one channel
+
+
 class ChangeSkin(Transform):
     """Paint every pixel outside the lesion with one colour."""
 
@@ -943,6 +987,8 @@ REGISTRY: dict[str, TransformInfo] = {
                ParamInfo("brightness", "float", 0.2, 0, 1, "brightness factor drawn in [1-x, 1+x]"),
                ParamInfo("contrast", "float", 0.2, 0, 1, "contrast factor drawn in [1-x, 1+x]"),
                ParamInfo("saturation", "float", 0.2, 0, 1, "saturation factor drawn in [1-x, 1+x]")),
+        _entry(ShadesOfGrey, "colour", False,
+               ParamInfo("p", "int", 6, 1, 16, "Minkowski norm of the light's estimate: 1 grey world, 6 usual")),
         _entry(ChangeSkin, "colour", False,
                ParamInfo("colour", "colour", [198, 134, 66], 0, 255,
                          "int (grey level) or [r, g, b], each taken mod 256")),

@@ -61,6 +61,10 @@ def misalignment(image: np.ndarray, mask: np.ndarray, tol: int = 1) -> int:
     return int((green & ~grown).sum() + (shrunk & ~green).sum())
 
 
+# Steps that change the lesion's colours too (so its pure green is no guide to alignment).
+RECOLOURING = ("ColorJitter", "ShadesOfGrey")
+
+
 def step(name: str, **params) -> dict:
     return {"name": name, "params": params}
 
@@ -107,13 +111,13 @@ def test_registry_entry_keeps_lesion_and_mask_aligned_over_many_seeds(name):
     for seed in range(30):
         torch.manual_seed(seed)
         out = pipeline(sample)
-        if name == "ColorJitter":  # colours change, geometry must not
+        if name in RECOLOURING:  # colours change, geometry must not
             np.testing.assert_array_equal(out["mask"], sample["mask"])
             continue
         assert set(np.unique(out["mask"])) <= {0, 1}
         assert misalignment(out["image"], out["mask"]) == 0, f"seed {seed}"
         lesion_seen += ndimage.binary_erosion(out["mask"].astype(bool)).sum() > 0
-    if name != "ColorJitter":
+    if name not in RECOLOURING:
         assert lesion_seen >= 25  # the check above compared real lesions, not empty crops
 
 
@@ -232,6 +236,53 @@ def test_random_change_skin_draws_every_tone_of_the_palette():
         np.testing.assert_array_equal(out["image"][skin], expected)
         seen.add(tone)
     assert seen == set(T.SKIN_TONES)
+
+
+# --------------------------------------------------------------------------- colour constancy
+
+
+def p_means(image: np.ndarray, p: int) -> np.ndarray:
+    return ((image.reshape(-1, 3) / 255.0) ** p).mean(axis=0) ** (1 / p)
+
+
+def test_shades_of_grey_turns_a_tinted_light_grey_and_leaves_a_grey_one_alone(isic_dev_root):
+    pipeline = T.build_pipeline([step("ShadesOfGrey", p=6)])
+    for line in (isic_dev_root / "labels.csv").read_text().splitlines()[1:4]:
+        with Image.open(isic_dev_root / "images" / f"{line.split(',')[0]}.jpg") as im:
+            real = np.asarray(im.convert("RGB"))
+        out = pipeline({"image": real, "mask": None})["image"]
+        assert np.ptp(p_means(out, 6)) < 0.01  # its light is grey now
+        # The same scene under a bluish light is corrected to the same colours (its brightness
+        # may differ: the correction keeps the light's strength).
+        tinted = (real * np.array([0.7, 0.85, 1.0])).astype(np.uint8)
+        assert np.ptp(p_means(tinted, 6)) > 0.05
+        again = pipeline({"image": tinted, "mask": None})["image"]
+        assert np.ptp(p_means(again, 6)) < 0.01
+        assert np.abs(again / again.mean() - out / out.mean()).mean() < 0.02
+    # A grey-lit image is left as it is.
+    grey = np.broadcast_to(np.linspace(20, 230, 64, dtype=np.uint8)[:, None, None], (64, 80, 3)).copy()
+    unchanged, params = pipeline.apply_with_params({"image": grey, "mask": None})
+    np.testing.assert_array_equal(unchanged["image"], grey)
+    assert params[0]["gain"] == [1.0, 1.0, 1.0]
+
+
+def test_shades_of_grey_is_deterministic_kept_for_evaluation_and_safe_on_black():
+    sample = make_sample()
+    pipeline = T.build_pipeline([step("ShadesOfGrey", p=6)])
+    torch.manual_seed(0)
+    first = pipeline(sample)
+    torch.manual_seed(1)
+    np.testing.assert_array_equal(pipeline(sample)["image"], first["image"])
+    np.testing.assert_array_equal(first["mask"], sample["mask"])
+    spec = [step("ShadesOfGrey", p=4), *T.PRESETS["default_train"]]
+    assert T.eval_spec(spec)[0] == step("ShadesOfGrey", p=4)  # evaluation sees the same colours
+    black = dict(sample, image=np.zeros_like(sample["image"]))
+    out, params = pipeline.apply_with_params(black)
+    assert not out["image"].any() and params[0]["gain"] == [1.0, 1.0, 1.0]
+    # A channel with no light at all: nothing to balance against, the image is kept.
+    red = sample["image"].copy()
+    red[..., 2] = 0
+    np.testing.assert_array_equal(pipeline(dict(sample, image=red))["image"], red)
 
 
 # --------------------------------------------------------------------------- crops

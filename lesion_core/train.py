@@ -1073,10 +1073,11 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
         runs.clear_stop(run_dir)
         saved = (N_("best and last weights saved (last.pt: epoch {epoch})").format(epoch=trainer.completed)
                  if trainer.completed else N_("no epoch was completed, so no weights were saved"))
-        message = (N_("stopped during {where}; {saved}; continue with Resume on the Train page or train --resume "
-                      "{path}").format(where=where, saved=saved, path=run_dir) if str(where)
-                   else N_("stopped by a second interrupt; {saved}; continue with Resume on the Train page or train "
-                           "--resume {path}").format(saved=saved, path=run_dir))
+        command = resume_command(run_dir, trainer.config["processes"])  # under torchrun: the world size
+        message = (N_("stopped during {where}; {saved}; continue with Resume on the Train page or {command}").format(
+                       where=where, saved=saved, command=command) if str(where)
+                   else N_("stopped by a second interrupt; {saved}; continue with Resume on the Train page or "
+                           "{command}").format(saved=saved, command=command))
         trainer.set_status(state="stopped", phase=None, message=message, eta_s=None)
         trainer.log(message)
     except _Diverged as exc:
@@ -1192,6 +1193,13 @@ def launch_resume(run_dir) -> Path:
     with _claim(run_dir.parent):
         _start_detached(run_dir, "--resume", config["processes"])
     return run_dir
+
+
+def resume_command(run_dir: Path, processes: int = 1) -> str:
+    """What a user types to continue run_dir: `train --resume RUN`, through torchrun for a run
+    that trains in several processes (alone, such a run is refused: _check_world)."""
+    command = f"train --resume {run_dir}"
+    return command if processes <= 1 else f"torchrun --nproc_per_node={processes} -m lesion_core {command}"
 
 
 def trainer_command(run_dir: Path, flag: str, processes: int = 1) -> list[str]:

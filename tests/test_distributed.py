@@ -168,6 +168,8 @@ def test_a_stop_request_stops_every_rank_and_the_run_resumes_under_torchrun(demo
     finished(proc)  # both ranks left: torchrun returns only then
     status = runs.read_status(run_dir)
     assert status["state"] == "stopped", status
+    # the way to continue it by hand is torchrun's: train --resume alone is refused for 2 processes
+    assert status["message"].endswith(f"or torchrun --nproc_per_node=2 -m lesion_core train --resume {run_dir}")
     done = len([r for r in runs.read_history(run_dir) if r["phase"] == "val"])
     assert 1 <= done < 40
 

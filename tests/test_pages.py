@@ -136,6 +136,18 @@ def test_augment_page_edits_the_pipeline(app):
     assert '"degrees": 30.0' in app.code[0].value
 
 
+def test_augment_page_adds_shades_of_grey_and_shows_each_draws_correction(app):
+    goto(app, "augment")
+    app.selectbox(key="aug_add_name").set_value("ShadesOfGrey")
+    app.button(key="aug_add").click().run()
+    assert step_names(app)[-1] == "ShadesOfGrey" and app.session_state["pipeline"][-1]["params"] == {"p": 6}
+    version = app.session_state["aug_edit_version"]
+    app.number_input(key=f"aug_p_{version}_4_p").set_value(2).run()
+    assert app.session_state["pipeline"][-1]["params"] == {"p": 2}
+    assert not app.exception and not app.error
+    assert sum("ShadesOfGrey: gain=" in c.value for c in app.caption) == 8  # every draw says what it did
+
+
 def test_augment_page_names_a_bad_parameter(app):
     goto(app, "augment")
     app.text_input(key="aug_p_0_0_size").set_value("[224, 0]").run()

@@ -36,12 +36,13 @@ RECIPES: dict[str, dict] = {
 # decoding. The estimate prefers what a finished run on this machine measured.
 REFERENCE_SIZE = 224
 REFERENCE_IMAGES_PER_S = {"cpu": (17.0, 100.0), "cuda": (250.0, 900.0), "mps": (40.0, 150.0)}
-# Time per image relative to Lite0 at the same side, from `bench/train.py --model M --size S`
-# run back to back on the quiet 2-core machine (2026-11-28; model only, 2 threads, bf16): Lite0
-# at 224 px 12.7 and 11.2 img/s, Lite1 at 240 px 9.3, Lite2 at 260 px 7.0; divided by the side
-# ratio the estimate applies anyway. (Lite1 at 240 px trained fold 1 of bench/quality.py at
-# 9.8 img/s under a light load.) Other models: Lite0's speed.
-MODEL_COST = {"efficientnet_lite1": 1.3, "efficientnet_lite2": 1.5}
+# Time per image relative to Lite0 at the same side (divided by the side ratio the estimate
+# applies anyway), from the trainer itself on the quiet 2-core machine: Lite2 at 260 px trained
+# bench/quality.py's folds at 7.8 img/s and validated at 50.5 (2026-11-29; Lite0 at 224 px:
+# 16.7 and 103), so 1.8; Lite1 from `bench/train.py --model` back to back (2026-11-28, model
+# only: Lite0 at 224 px 12.7 and 11.2 img/s, Lite1 at 240 px 9.3; its fold 1 trained at 9.8
+# img/s under a light load). Other models: Lite0's speed.
+MODEL_COST = {"efficientnet_lite1": 1.3, "efficientnet_lite2": 1.8}
 STARTUP_S = 15.0
 TTA_VIEWS = 8
 

@@ -114,7 +114,10 @@ def overlay_curves(histories: Mapping[str, Sequence[Mapping]], phase: str, key: 
         fig.add_scatter(x=[x for x, _ in points], y=[y for _, y in points],
                         mode="lines+markers", name=run_id)
     rows = [row for history in histories.values() for row in history]
-    return _epoch_axis(_layout(fig, title, xaxis_title="epoch", yaxis_title=key.replace("_", " ")), rows)
+    fig = _epoch_axis(_layout(fig, title, xaxis_title="epoch", yaxis_title=key.replace("_", " ")), rows)
+    if "auc" in key or "accuracy" in key:  # bounded: a flat line at 1.0 must not draw an axis up to 2
+        fig.update_yaxes(range=[0, 1.02])
+    return fig
 
 
 def _is_number(value) -> bool:

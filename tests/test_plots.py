@@ -54,6 +54,13 @@ def test_overlay_curves_has_one_line_per_run():
     assert list(fig.data[1].y) == [0.6]
 
 
+def test_overlay_curves_keep_a_bounded_metric_on_its_scale():
+    # a run at AUC 1.0 every epoch (the demo) drew an axis from 0 to 2
+    perfect = [{"epoch": e, "phase": "val", "mean_auc": 1.0, "loss": 0.1 / e} for e in (1, 2, 3)]
+    assert list(plots.overlay_curves({"a": perfect}, "val", "mean_auc", "AUC").layout.yaxis.range) == [0, 1.02]
+    assert plots.overlay_curves({"a": perfect}, "val", "loss", "Loss").layout.yaxis.range is None
+
+
 def test_confusion_heatmap_labels_counts_and_percentages():
     matrix = [[3, 1, 0], [0, 2, 2], [1, 0, 1]]
     raw = plots.confusion_heatmap(matrix, NAMES)

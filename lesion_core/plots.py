@@ -25,6 +25,9 @@ _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10, autoexpand=True), template="p
                legend=dict(orientation="h", x=0, xanchor="left", y=-0.2, yanchor="top"))
 
 
+UNIT_AXIS = [0, 1.02]  # y range of a metric bounded by 1 (AUC, accuracy, rates), with room for the line at 1
+
+
 def _class_colour(index: int) -> str:
     return CLASS_COLOURS[index % len(CLASS_COLOURS)]
 
@@ -100,7 +103,7 @@ def auc_curves(history: Sequence[Mapping], class_names: Sequence[str]) -> go.Fig
     scored = [1] if len(class_names) == 2 else scored_classes(class_names)
     lines = [("val", f"auc/{class_names[i]}", f"{class_names[i]} AUC") for i in scored]
     fig = metric_curves(history, lines + [("val", "mean_auc", "mean AUC")], "Validation AUC", "AUC")
-    fig.update_yaxes(range=[0, 1.02])
+    fig.update_yaxes(range=UNIT_AXIS)
     return fig
 
 
@@ -116,7 +119,7 @@ def overlay_curves(histories: Mapping[str, Sequence[Mapping]], phase: str, key: 
     rows = [row for history in histories.values() for row in history]
     fig = _epoch_axis(_layout(fig, title, xaxis_title="epoch", yaxis_title=key.replace("_", " ")), rows)
     if "auc" in key or "accuracy" in key:  # bounded: a flat line at 1.0 must not draw an axis up to 2
-        fig.update_yaxes(range=[0, 1.02])
+        fig.update_yaxes(range=UNIT_AXIS)
     return fig
 
 
@@ -163,7 +166,7 @@ def roc_curves(roc: Mapping, auc: Mapping | Sequence, class_names: Sequence[str]
         fig.add_scatter(x=list(curve["fpr"]), y=list(curve["tpr"]), mode="lines", name=label,
                         line=dict(color=_class_colour(index)))
     fig.update_xaxes(range=[0, 1], title="false positive rate")
-    fig.update_yaxes(range=[0, 1.02], title="true positive rate")
+    fig.update_yaxes(range=UNIT_AXIS, title="true positive rate")
     title = (f"ROC curve ({class_names[1]} against {class_names[0]})" if binary
              else "ROC curves (one class against the rest)")
     return _layout(fig, title)

@@ -169,10 +169,11 @@ def chart_points(page) -> int:
 def test_train_live_reload_and_finish(page, server):
     open_page(page, server, "train", "Train")
     set_number(page, "Image size (px)", 64)
-    set_number(page, "Epochs", 40)  # long enough to still run after the reload, even when idle
+    # Long enough to still run after the reload (about 3 epochs in; 1-2 s an epoch), even when idle.
+    set_number(page, "Epochs", 20)
     page.get_by_role("button", name="Launch").click()
     page.locator("[data-testid='stProgress']").first.wait_for()
-    page.get_by_text("40 epochs of batch").first.wait_for()  # the run got the settings typed above
+    page.get_by_text("20 epochs of batch").first.wait_for()  # the run got the settings typed above
     # The live part refreshes itself: curves gain points epoch after epoch without a reload.
     page.wait_for_function(
         "() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .scatterlayer .point').length > 0",
@@ -183,7 +184,7 @@ def test_train_live_reload_and_finish(page, server):
         arg=before, timeout=120_000)
     shot(page, "05-train-live")
     epoch = progress_epoch(page)
-    assert epoch < 40, "the run ended before the reload could be tested; make it longer"
+    assert epoch < 20, "the run ended before the reload could be tested; make it longer"
 
     page.reload()  # a reload neither stops nor loses the run
     page.get_by_role("heading", name="Train").first.wait_for()
@@ -286,21 +287,30 @@ def test_a_reload_keeps_dataset_pipeline_model_and_run(page, server):
     shot(page, "09-after-reload")
 
 
+# One damaged run per kind of run file (test_pages_damage.py renders every kind on every page
+# through AppTest; here a real server and browser, each page load costing seconds): metrics,
+# predictions and the log; status.json and history.jsonl; config.json and best.pt.
+BROWSER_DAMAGE = ("files", "status-list", "config-names", "sound")
+
+
 def test_damaged_runs_never_break_a_page(page, server, demo_root):
-    """Every kind of damaged run folder, each in turn the newest (what a new session shows):
-    Home, Train, Results and Predictions render without an exception and name the damage."""
+    """Damaged run folders, each in turn the newest (what a new session shows): Train, Results
+    and Predictions render without an exception and name the damage; then Home lists them all."""
     from tests.test_pages_damage import damaged_runs
 
     ids = damaged_runs(demo_root, server.runs)
-    for n, (kind, run_id) in enumerate(ids.items()):
+    assert set(BROWSER_DAMAGE) <= set(ids)
+    for n, kind in enumerate(BROWSER_DAMAGE):
         newest = f"9999{n:04d}-{kind}"  # sorts above every earlier run: the default choice
-        os.rename(server.runs / run_id, server.runs / newest)
+        os.rename(server.runs / ids[kind], server.runs / newest)
         context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})
         tab = context.new_page()
         tab.set_default_timeout(TIMEOUT_MS)
         try:
-            for path, heading in (("", "Lesion Lab"), ("train", "Train"), ("results", "Results"),
-                                  ("predictions", "Predictions")):
+            pages = (("train", "Train"), ("results", "Results"), ("predictions", "Predictions"))
+            if n == len(BROWSER_DAMAGE) - 1:  # Home lists every run, damaged ones included: once is enough
+                pages += (("", "Lesion Lab"),)
+            for path, heading in pages:
                 open_page(tab, server, path, heading)
                 no_exception(tab)
                 if path == "train":  # the Train page shows the newest run, and names its damage

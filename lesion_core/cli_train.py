@@ -39,6 +39,10 @@ def register(subparsers) -> None:
     p.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing, in [0, 1)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction,
                    help="score the run's val/test images averaged over 8 flips/rotations (--no-tta: plain)")
+    p.add_argument("--freeze-epochs", type=int, metavar="N",
+                   help="train the head alone for the first N epochs (the backbone as loaded), then every layer")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="validate, keep and predict with a moving average of the weights (e.g. 0.99; 0: off)")
     p.add_argument("--augment", metavar="PIPELINE.json|PRESET",
                    help="training augmentation: a pipeline file, or a preset name (notebook_train, default_train, eval)")
     p.add_argument("--seed", type=int)
@@ -127,7 +131,8 @@ def config_from_args(args) -> dict:
     put("scheduler", "name", args.scheduler)
     put("scheduler", "step_size", args.step_size)
     put("scheduler", "gamma", args.gamma)
-    for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device", "headline_metric", "tta"):
+    for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device", "headline_metric", "tta", "ema",
+                "freeze_epochs"):
         put(None, key, getattr(args, key))
     if args.augment in transforms.PRESETS:
         put(None, "augment", args.augment)  # sized to the run's image size by validate_config

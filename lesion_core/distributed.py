@@ -125,14 +125,17 @@ def make_trainer_class():
             info = super()._build_model()
             ids = [self.device.index] if self.device.type == "cuda" else None
             # DDP takes the (compiled or plain) model; checkpoints keep using self.model.
-            self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
+            # freeze_epochs: the backbone gets no gradients in the first epochs, which DDP must expect.
+            self.train_model = DistributedDataParallel(self.train_model, device_ids=ids,
+                                                       find_unused_parameters=self.config["freeze_epochs"] > 0)
             return info
 
         def _phase(self, phase, epoch, lr):
             row = super()._phase(phase, epoch, lr)
             if phase == "train":  # BatchNorm statistics as rank 0 has them, so ranks evaluate alike
-                for buffer in self.model.buffers():
-                    dist.broadcast(buffer.data, 0)
+                for model in {id(m): m for m in (self.model, self.eval_model)}.values():
+                    for buffer in model.buffers():
+                        dist.broadcast(buffer.data, 0)
             return row
 
         def _should_stop(self) -> bool:

@@ -261,7 +261,7 @@ def build_model(
         model = entry.build(num_classes)
 
     if freeze_backbone:
-        _freeze_all_but_head(model, entry.head)
+        train_head_only(model, entry.head)
     model.weights_info = info
     return model
 
@@ -330,9 +330,10 @@ def replace_head(model: nn.Module, head: str, num_classes: int) -> None:
     setattr(parent, attr, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
 
 
-def _freeze_all_but_head(model: nn.Module, head: str) -> None:
+def train_head_only(model: nn.Module, head: str, head_only: bool = True) -> None:
+    """Make the head's parameters alone trainable (head_only), or every parameter again."""
     for param in model.parameters():
-        param.requires_grad_(False)
+        param.requires_grad_(not head_only)
     for param in model.get_submodule(head).parameters():
         param.requires_grad_(True)
 

@@ -109,6 +109,12 @@ def default_config() -> dict:
         # The run's own predictions (val, test; evaluate and predict unless told otherwise) average
         # the 8 flips/90-degree rotations of each image (evaluation.tta): 8x the inference time.
         "tta": False,
+        # Validation, best.pt and the final predictions use an exponential moving average of the
+        # weights with this decay per training step (WeightAverage; 0 = off, the weights as trained).
+        "ema": 0.0,
+        # Train the head alone for this many first epochs (the backbone and its BatchNorm
+        # statistics as loaded), then every layer; with freeze_backbone, the head alone throughout.
+        "freeze_epochs": 0,
         "recipe": None,  # the recipes.RECIPES entry the settings started from; a tag only
     }
 
@@ -166,12 +172,14 @@ def validate_config(config: dict) -> dict:
 def _validate_config(config: dict) -> dict:
     _check_model(config["model"])
     _check_optim(config["optim"], config["scheduler"])
-    for key, low in (("epochs", 1), ("batch_size", 1), ("bn_recalibration_images", 0)):
+    for key, low in (("epochs", 1), ("batch_size", 1), ("bn_recalibration_images", 0), ("freeze_epochs", 0)):
         _require(_is_int(config[key]) and config[key] >= low, f"{key} must be an integer >= {low}, got {config[key]!r}")
     _require(config["num_workers"] == "auto" or (_is_int(config["num_workers"]) and config["num_workers"] >= 0),
              f'num_workers must be "auto" or an integer >= 0, got {config["num_workers"]!r}')
     for key in ("compile", "tta"):
         _require(isinstance(config[key], bool), f"{key} must be true or false, got {config[key]!r}")
+    _require(_is_number(config["ema"]) and 0 <= config["ema"] < 1,
+             f"ema must be a decay in [0, 1) (0 = off), got {config['ema']!r}")
     _require(config["recipe"] is None or config["recipe"] in recipes.RECIPES,  # "" or 0 reach here
              f"unknown recipe {config['recipe']!r}; use one of: {', '.join(recipes.RECIPES)}")
     _require(_is_int(config["seed"]) and 0 <= config["seed"] < 2**63,  # torch seeds are 64-bit
@@ -636,6 +644,39 @@ def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, device: torch.de
     return len(norms)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights, updated after each optimiser step.
+
+    The decay ramps up as min(decay, (1 + t) / (10 + t)) at step t, so the first steps (a
+    fresh head, a warm-up) do not linger in the average. Buffers (BatchNorm statistics) are
+    copied, not averaged: the trainer recomputes them for the averaged weights each epoch.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.module = copy.deepcopy(model)  # requires_grad as trained: frozen layers stay frozen
+        self.decay = float(decay)
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        averaged = [p for p in self.module.parameters() if p.is_floating_point()]
+        current = [p.detach() for p in model.parameters() if p.is_floating_point()]
+        torch._foreach_lerp_(averaged, current, 1 - decay)
+        for mine, theirs in zip(self.module.buffers(), model.buffers(), strict=True):
+            mine.copy_(theirs)
+
+    def state_dict(self) -> dict:
+        return {"model": self.module.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict, source: object) -> None:
+        _require(isinstance(state, dict) and isinstance(state.get("model"), dict) and _is_int(state.get("steps")),
+                 f"{source}: the weight average is not one the trainer wrote; delete it to restart the run from epoch 1")
+        models.load_weights(self.module, state["model"], source)
+        self.steps = int(state["steps"])
+
+
 class _Diverged(Exception):
     """The loss became NaN or infinite."""
 
@@ -756,6 +797,9 @@ class Trainer:
         # What training batches go through (DistributedTrainer wraps it in DDP); evaluation
         # and checkpoints use self.model itself, so state_dict keys never change.
         self.train_model = torch.compile(self.model) if cfg["compile"] else self.model
+        # What validation, best.pt and the final predictions use: the averaged weights when ema is on.
+        self.average = WeightAverage(self.model, cfg["ema"]) if cfg["ema"] else None
+        self.eval_model = self.average.module if self.average else self.model
         weights = class_weights(cfg, [r.label for r in self.data.split("train")], len(self.class_names))
         self.criterion = nn.CrossEntropyLoss(weight=weights.to(self.device) if weights is not None else None,
                                              label_smoothing=float(cfg["optim"]["label_smoothing"]))
@@ -783,6 +827,10 @@ class Trainer:
         resume_schedule(self.scheduler, self.optimizer, int(ckpt["epoch"]) * len(self.loaders["train"]))
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
+        if self.average:
+            _require("ema" in ckpt, N_("{path} has no weight average (the run began without ema); "
+                                       "delete it to restart the run from epoch 1").format(path=path))
+            self.average.load_state_dict(ckpt["ema"], path)
         self.best = ckpt.get("best")
         epoch = int(ckpt["epoch"])
         # Lines of the interrupted epoch are replayed, so drop them.
@@ -807,6 +855,9 @@ class Trainer:
         seed = epoch_seed(self.config["seed"], epoch)
         seed_everything(seed)
         self.generator.manual_seed(seed)
+        if self.config["freeze_epochs"] and not self.config["model"]["freeze_backbone"]:
+            head_only = epoch <= self.config["freeze_epochs"]
+            models.train_head_only(self.model, models.MODELS[self.config["model"]["name"]].head, head_only)
         lr = self.optimizer.param_groups[0]["lr"]
         train = self._phase("train", epoch, lr)
         if "calibration" in self.loaders:
@@ -814,7 +865,8 @@ class Trainer:
                                 epoch=epoch),
                             eta_s=self._eta("calibrate", epoch, 0))
             started = time.perf_counter()
-            recalibrate_batchnorm(self.model, self.loaders["calibration"], self.device, self.amp_dtype, self.channels_last)
+            recalibrate_batchnorm(self.eval_model, self.loaders["calibration"], self.device, self.amp_dtype,
+                                  self.channels_last)
             self.calibration_s = time.perf_counter() - started
         val = self._phase("val", epoch, lr)
         improved = self._update_best(epoch, val)
@@ -822,6 +874,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            **({"ema": self.average.state_dict()} if self.average else {}),
             "epoch": epoch, "best": self.best, "seed": self.config["seed"]})
         self.completed = epoch
         self.log(f"epoch {epoch}/{self.config['epochs']}: train loss {train['loss']:.4f} acc {train['accuracy']:.3f}"
@@ -840,7 +893,7 @@ class Trainer:
         if self.best is not None and self.best["metric"] == metric and not better(value, self.best["value"]):
             return False
         self.best = {"metric": metric, "value": value, "epoch": epoch}
-        _save_torch(self.run_dir / "best.pt", {"model": self.model.state_dict(), "epoch": epoch,
+        _save_torch(self.run_dir / "best.pt", {"model": self.eval_model.state_dict(), "epoch": epoch,
                                                "metric": metric, "value": value,
                                                "class_names": self.class_names, "model_name": self.config["model"]["name"]})
         return True
@@ -849,7 +902,7 @@ class Trainer:
         """One pass over a split; appends its line to history.jsonl and returns it."""
         training = phase == "train"
         loader = self.loaders[phase]
-        set_train_mode(self.model, training)
+        set_train_mode(self.model if training else self.eval_model, training)
         n_iters = len(loader)
         # Loss and probabilities stay on the device until the phase ends (or a status is due):
         # reading them per batch would make the host wait for the device every batch.
@@ -893,12 +946,14 @@ class Trainer:
     def _step(self, images, targets, training: bool, epoch: int, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward (and backward when training) one batch; returns (mean loss, softmax (B, C)), both
         on the device: the caller reads them when it needs to, not every batch."""
-        model = self.train_model if training else self.model
+        model = self.train_model if training else self.eval_model
         logits = forward(model, images, self.device, self.amp_dtype, self.channels_last)
         loss = self.criterion(logits, targets.to(self.device, non_blocking=True))
         if training:
             backward_step(self.optimizer, self.scaler, loss)
             self.scheduler.step()
+            if self.average:
+                self.average.update(self.model)
         return loss, torch.softmax(logits.detach(), dim=1)
 
     def _phase_summary(self, phase, epoch, lr, loss_total, labels, probs, seconds, data_time, n_iters) -> dict:

@@ -127,10 +127,13 @@ def predictions(run_dir: Path, split: str) -> dict[str, list[float]]:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_train_one_run_like_one_process(demo_root, tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps(ddp_config(demo_root)))
+# The second: the head alone in epoch 1 (DDP must expect parameters without gradients), and the
+# moving average of the weights validated and kept.
+@pytest.mark.parametrize("extra", [{}, {"epochs": 2, "freeze_epochs": 1, "ema": 0.9}], ids=["plain", "freeze-ema"])
+def test_two_gloo_processes_train_one_run_like_one_process(demo_root, tmp_path, extra):
+    (tmp_path / "config.json").write_text(json.dumps(ddp_config(demo_root, **extra)))
     finished(torchrun(tmp_path, "--config", "config.json", "--out", "ddp"))
-    single = train.run_training(ddp_config(demo_root), tmp_path / "single")
+    single = train.run_training(ddp_config(demo_root, **extra), tmp_path / "single")
 
     (run_dir,) = [p for p in (tmp_path / "ddp").iterdir() if p.is_dir()]  # one folder, rank 0's
     assert runs.read_status(run_dir)["state"] == "finished"

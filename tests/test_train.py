@@ -153,6 +153,65 @@ def test_stop_then_resume_ends_where_an_uninterrupted_run_ends(demo_root, tmp_pa
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_weight_average_ramps_its_decay_up_and_copies_buffers():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    average = train.WeightAverage(model, decay=0.5)
+    expected = [p.detach().clone() for p in model.parameters()]
+    for step in (1, 2, 3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+            model[1].running_mean.fill_(step)
+        average.update(model)
+        decay = min(0.5, (1 + step) / (10 + step))  # 0.18, 0.25, 0.31: the ramp, not 0.5 yet
+        expected = [decay * e + (1 - decay) * p.detach() for e, p in zip(expected, model.parameters())]
+        for mine, want in zip(average.module.parameters(), expected):
+            torch.testing.assert_close(mine, want)
+        assert torch.equal(average.module[1].running_mean, torch.full((2,), float(step)))
+    assert average.steps == 3
+
+
+def test_with_ema_the_averaged_weights_are_validated_kept_and_resumed(demo_root, tmp_path):
+    config = tiny_config(demo_root, epochs=3, ema=0.9)
+    straight = train.run_training(config, tmp_path / "straight")
+    last, best = (models.load_checkpoint(straight / name) for name in ("last.pt", "best.pt"))
+    n_train = len(runs.read_config(straight)["data"]["split"]["splits"]["train"])
+    assert last["ema"]["steps"] == 3 * (n_train // 8 + (n_train % 8 > 1))  # one update per optimiser step
+    averaged = last["ema"]["model"]
+    assert any(not torch.equal(averaged[k], last["model"][k]) for k in averaged)  # an average, not the weights
+
+    runs_dir = tmp_path / "stopped"
+
+    def stop_in_epoch_2(progress):
+        if progress["epoch"] == 2 and progress["phase"] == "train" and progress["iteration"] == 2:
+            (run_dir,) = runs_dir.iterdir()
+            runs.request_stop(run_dir)
+
+    run_dir = train.run_training(config, runs_dir, on_batch=stop_in_epoch_2)
+    last, best = (models.load_checkpoint(run_dir / name) for name in ("last.pt", "best.pt"))
+    assert last["epoch"] == best["epoch"] == 1  # best.pt holds the average the epoch was validated with
+    assert all(torch.equal(last["ema"]["model"][k], best["model"][k]) for k in best["model"])
+    train.run_training(resume=run_dir)
+    assert learning_rows(runs.read_history(run_dir)) == learning_rows(runs.read_history(straight))
+    resumed = models.load_checkpoint(run_dir / "last.pt")["ema"]["model"]
+    assert all(torch.equal(averaged[k], resumed[k]) for k in averaged)
+
+
+def test_a_run_with_ema_refuses_to_resume_from_a_checkpoint_without_an_average(demo_root, tmp_path):
+    run_dir = train.run_training(tiny_config(demo_root, epochs=2), tmp_path)
+    checkpoint = models.load_checkpoint(run_dir / "last.pt")
+    config = runs.read_config(run_dir)
+    config["ema"] = 0.9
+    runs.atomic_write_json(run_dir / "config.json", config)
+    checkpoint["epoch"] = 1
+    torch.save(checkpoint, run_dir / "last.pt")
+    status = runs.read_status(run_dir)
+    runs.atomic_write_json(run_dir / "status.json", dict(status, state="stopped"))
+    with pytest.raises(TrainingError, match="has no weight average"):
+        train.run_training(resume=run_dir)
+
+
 def test_diverging_loss_fails_with_learning_rate_advice_and_keeps_best(demo_root, tmp_path):
     # epoch 1 trains at lr 0.01; StepLR then multiplies it by 1e8, so epoch 2 diverges
     config = tiny_config(demo_root, epochs=3, optim={"optimizer": "sgd", "lr": 0.01},
@@ -194,6 +253,9 @@ def test_diverging_loss_fails_with_learning_rate_advice_and_keeps_best(demo_root
     ({"seed": -1}, "seed must be an integer from 0"),
     ({"lr": 0.1}, "unknown config key 'lr'"),
     ({"model": {"weights": "file", "weights_path": "/no/such.pt"}}, "weights file not found"),
+    ({"freeze_epochs": -1}, "freeze_epochs must be an integer >= 0"),
+    ({"ema": 1}, "ema must be a decay in \\[0, 1\\)"),
+    ({"ema": "0.99"}, "ema must be a decay"),
 ])
 def test_bad_config_is_refused_before_a_run_folder_exists(demo_root, tmp_path, override, message):
     with pytest.raises(TrainingError, match=message.replace("(", r"\(")):
@@ -427,23 +489,36 @@ def test_preset_names_become_that_preset_at_the_run_image_size():
         train.validate_config({"augment": "fancy"})
 
 
-def test_a_frozen_backbone_keeps_its_batchnorm_statistics(demo_root, tmp_path):
-    """freeze_backbone = "train the head only": the backbone, running statistics included,
-    must come out exactly as loaded, while the head learns."""
+@pytest.mark.parametrize("frozen", [{"freeze_backbone": True}, {"freeze_epochs": 1}])
+def test_a_frozen_backbone_keeps_its_batchnorm_statistics(demo_root, tmp_path, frozen):
+    """freeze_backbone = "train the head only" (freeze_epochs = for the first epochs): the
+    backbone, running statistics included, must come out exactly as loaded, while the head learns."""
     torch.manual_seed(0)
     start = models.build_model("mobilenet_v3_small", 3, weights="random").state_dict()
     torch.save({"model": start}, tmp_path / "start.pt")
-    config = tiny_config(demo_root, model={"name": "mobilenet_v3_small", "weights": "file",
-                                           "weights_path": str(tmp_path / "start.pt"), "freeze_backbone": True},
-                         epochs=1)
-    run_dir = train.run_training(config, tmp_path / "runs")
-    assert "backbone frozen (head only)" in (run_dir / "train.log").read_text()
-    trained = torch.load(run_dir / "last.pt", weights_only=True)["model"]
+    model = {"name": "mobilenet_v3_small", "weights": "file", "weights_path": str(tmp_path / "start.pt")}
+    config = tiny_config(demo_root, model=model | {"freeze_backbone": frozen.get("freeze_backbone", False)},
+                         epochs=2, freeze_epochs=frozen.get("freeze_epochs", 0))
+
+    def stop_in_epoch_2(progress):
+        if progress["epoch"] == 2:
+            (run_dir,) = (tmp_path / "runs").iterdir()
+            runs.request_stop(run_dir)
+
+    run_dir = train.run_training(config, tmp_path / "runs", on_batch=stop_in_epoch_2)
+    if "freeze_backbone" in frozen:
+        assert "backbone frozen (head only)" in (run_dir / "train.log").read_text()
+    trained = torch.load(run_dir / "last.pt", weights_only=True)
+    assert trained["epoch"] == 1
     backbone = [k for k in start if not k.startswith("classifier.3.")]
     assert any(k.endswith("running_mean") for k in backbone)
     for key in backbone:
-        torch.testing.assert_close(trained[key], start[key], msg=key)
-    assert not torch.equal(trained["classifier.3.weight"], start["classifier.3.weight"])
+        torch.testing.assert_close(trained["model"][key], start[key], msg=key)
+    assert not torch.equal(trained["model"]["classifier.3.weight"], start["classifier.3.weight"])
+    train.run_training(resume=run_dir)  # epoch 2: the whole net trains, unless freeze_backbone
+    final = torch.load(run_dir / "last.pt", weights_only=True)["model"]
+    changed = [k for k in backbone if not torch.equal(final[k], start[k])]
+    assert bool(changed) == ("freeze_epochs" in frozen), changed[:3]
 
 
 def test_set_train_mode_leaves_only_frozen_batchnorm_in_eval_mode():

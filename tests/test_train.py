@@ -51,6 +51,15 @@ def learning_rows(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in train.TIMING_KEYS} for row in history]
 
 
+def stop_in_epoch_2(runs_dir: Path):
+    """An on_batch callback: a stop request to the one run in runs_dir at epoch 2's second batch."""
+    def stop(progress):
+        if progress["epoch"] == 2 and progress["phase"] == "train" and progress["iteration"] == 2:
+            (run_dir,) = runs_dir.iterdir()
+            runs.request_stop(run_dir)
+    return stop
+
+
 def test_short_training_on_demo_data_learns(demo_root, tmp_path):
     # seed 0 (the default) clears these bars with room to spare with and without bf16 autocast
     run_dir = train.run_training(tiny_config(demo_root, epochs=15), tmp_path)
@@ -131,12 +140,7 @@ def test_stop_then_resume_ends_where_an_uninterrupted_run_ends(demo_root, tmp_pa
 
     runs_dir = tmp_path / "stopped"
 
-    def stop_in_epoch_2(progress):
-        if progress["epoch"] == 2 and progress["phase"] == "train" and progress["iteration"] == 2:
-            (run_dir,) = runs_dir.iterdir()
-            runs.request_stop(run_dir)
-
-    run_dir = train.run_training(config, runs_dir, on_batch=stop_in_epoch_2)
+    run_dir = train.run_training(config, runs_dir, on_batch=stop_in_epoch_2(runs_dir))
     status = runs.read_status(run_dir)
     assert status["state"] == "stopped"
     assert "--resume" in status["message"]
@@ -183,12 +187,7 @@ def test_with_ema_the_averaged_weights_are_validated_kept_and_resumed(demo_root,
 
     runs_dir = tmp_path / "stopped"
 
-    def stop_in_epoch_2(progress):
-        if progress["epoch"] == 2 and progress["phase"] == "train" and progress["iteration"] == 2:
-            (run_dir,) = runs_dir.iterdir()
-            runs.request_stop(run_dir)
-
-    run_dir = train.run_training(config, runs_dir, on_batch=stop_in_epoch_2)
+    run_dir = train.run_training(config, runs_dir, on_batch=stop_in_epoch_2(runs_dir))
     last, best = (models.load_checkpoint(run_dir / name) for name in ("last.pt", "best.pt"))
     assert last["epoch"] == best["epoch"] == 1  # best.pt holds the average the epoch was validated with
     assert all(torch.equal(last["ema"]["model"][k], best["model"][k]) for k in best["model"])
@@ -499,13 +498,7 @@ def test_a_frozen_backbone_keeps_its_batchnorm_statistics(demo_root, tmp_path, f
     model = {"name": "mobilenet_v3_small", "weights": "file", "weights_path": str(tmp_path / "start.pt")}
     config = tiny_config(demo_root, model=model | {"freeze_backbone": frozen.get("freeze_backbone", False)},
                          epochs=2, freeze_epochs=frozen.get("freeze_epochs", 0))
-
-    def stop_in_epoch_2(progress):
-        if progress["epoch"] == 2:
-            (run_dir,) = (tmp_path / "runs").iterdir()
-            runs.request_stop(run_dir)
-
-    run_dir = train.run_training(config, tmp_path / "runs", on_batch=stop_in_epoch_2)
+    run_dir = train.run_training(config, tmp_path / "runs", on_batch=stop_in_epoch_2(tmp_path / "runs"))
     if "freeze_backbone" in frozen:
         assert "backbone frozen (head only)" in (run_dir / "train.log").read_text()
     trained = torch.load(run_dir / "last.pt", weights_only=True)

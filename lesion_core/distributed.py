@@ -133,7 +133,7 @@ def make_trainer_class():
         def _phase(self, phase, epoch, lr):
             row = super()._phase(phase, epoch, lr)
             if phase == "train":  # BatchNorm statistics as rank 0 has them, so ranks evaluate alike
-                for model in {id(m): m for m in (self.model, self.eval_model)}.values():
+                for model in (self.model,) if self.eval_model is self.model else (self.model, self.eval_model):
                     for buffer in model.buffers():
                         dist.broadcast(buffer.data, 0)
             return row

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from lesion_core import plots, train, transforms
-from lesion_core.evaluation import confidence, external, review
+from lesion_core import data, plots, train, transforms
+from lesion_core.evaluation import confidence, external, patient, review
 from app_pages import common, lang, review_views
 from app_pages.lang import _, cls, fig, num, pct, rendered
 
@@ -106,8 +106,20 @@ if image_file is not None:
             calibrated = review_views.calibrated_toggle("keep_pred_new_calibrated")
         tta = tta_col.toggle(_("Test-time augmentation"), key=f"keep_pred_tta_{run.id}", value=bool(run.config.get("tta")),
                              help=_("Average the 8 flips and 90-degree rotations of the image"))
+        meta = {}
+        prior = patient.read(run.path)
+        if prior is not None:  # the run combines the image with the patient's age, sex and site
+            age_col, sex_col = st.columns(2)
+            told = _("This run also weighs the patient's age and sex (weight {weight}); empty: unknown",
+                     weight=num(prior["weight"], 2))
+            age = age_col.number_input(_("Patient's age (years)"), min_value=0, max_value=120, value=None, step=1,
+                                       key="pred_age", help=told)
+            sex = sex_col.selectbox(_("Patient's sex"), ["", "female", "male"], key="pred_sex", help=told,
+                                    format_func=lambda value: _(value) if value else _("unknown"))
+            meta = data.patient_meta("" if age is None else age, sex)
         with st.spinner(_("Classifying with {run}...", run=run.id)):
-            probs = train.predict_image(run.path, sample["image"], sample["mask"], calibrated=calibrated, tta=tta)
+            probs = train.predict_image(run.path, sample["image"], sample["mask"], calibrated=calibrated, tta=tta,
+                                        meta=meta)
         told = confidence.describe(probs)
         image_col, bars_col = st.columns([3, 2])
         with image_col:

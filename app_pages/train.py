@@ -36,7 +36,7 @@ def fill_from_recipe() -> None:
         "keep_tr_momentum": float(optim["momentum"]), "keep_tr_decay": train.weight_decay(optim),
         "keep_tr_smoothing": float(optim["label_smoothing"]), "keep_tr_scheduler": sched["name"],
         "keep_tr_step": sched["step_size"], "keep_tr_gamma": float(sched["gamma"]),
-        "keep_tr_warmup": float(sched["warmup_epochs"]), "keep_tr_tta": cfg["tta"],
+        "keep_tr_warmup": float(sched["warmup_epochs"]), "keep_tr_tta": cfg["tta"], "keep_tr_metadata": cfg["metadata"],
         # the quick recipe trains on the Augmentations page's pipeline, standard on its measured preset
         "keep_tr_aug": "page" if st.session_state[RECIPE] == "quick" else cfg["augment"],
     })
@@ -111,9 +111,14 @@ def settings(dataset) -> dict:
             text = st.text_input(_("One weight per class, comma-separated"), key="keep_tr_custom_weights",
                                  help=", ".join(classes(dataset.class_names)))
             weights = common.parse_numbers(text)
-    tta = st.toggle(_("Test-time augmentation"), key="keep_tr_tta",
-                    help=_("Score the validation and test images averaged over their 8 flips and 90-degree "
-                           "rotations (8x the time of that final scoring)"))
+    tta_col, metadata_col = st.columns(2)
+    tta = tta_col.toggle(_("Test-time augmentation"), key="keep_tr_tta",
+                         help=_("Score the validation and test images averaged over their 8 flips and 90-degree "
+                                "rotations (8x the time of that final scoring)"))
+    metadata = metadata_col.toggle(_("Patient metadata"), key="keep_tr_metadata",
+                                   help=_("Where the dataset has the patients' age, sex or site, combine them with "
+                                          "the image: a prior fitted on the training images, weighted on the "
+                                          "validation images (nothing changes without metadata)"))
     augment = st.radio(_("Augmentation"), ["page", *transforms.PRESETS], horizontal=True, key="keep_tr_aug",
                        format_func=lambda n, page=_("the Augmentations page's pipeline"), preset=_("preset {name}"):
                        page if n == "page" else preset.format(name=n))
@@ -132,6 +137,7 @@ def settings(dataset) -> dict:
         "scheduler": {"name": scheduler, "step_size": int(step), "gamma": float(gamma), "warmup_epochs": float(warmup)},
         "epochs": int(epochs), "batch_size": int(batch), "image_size": int(size), "seed": int(seed),
         "class_weights": weights, "augment": spec, "device": device, "processes": processes, "tta": bool(tta),
+        "metadata": bool(metadata),
         "recipe": recipe,
     }
 
@@ -179,7 +185,8 @@ def use_settings(run_id: str) -> None:
         "keep_tr_decay": train.weight_decay(optim),
         "keep_tr_scheduler": sched["name"], "keep_tr_step": sched["step_size"], "keep_tr_gamma": float(sched["gamma"]),
         "keep_tr_smoothing": float(optim["label_smoothing"]), "keep_tr_warmup": float(sched["warmup_epochs"]),
-        "keep_tr_tta": cfg["tta"], "keep_tr_device": train.device_choice(run.config), "keep_tr_aug": "page",
+        "keep_tr_tta": cfg["tta"], "keep_tr_metadata": cfg["metadata"], "keep_tr_device": train.device_choice(run.config),
+        "keep_tr_aug": "page",
         "keep_tr_weights": weights if weights in ("auto", "none") else "custom",
     })
     if cfg["recipe"]:

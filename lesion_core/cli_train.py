@@ -43,6 +43,9 @@ def register(subparsers) -> None:
                    help="train the head alone for the first N epochs (the backbone as loaded), then every layer")
     p.add_argument("--ema", type=float, metavar="DECAY",
                    help="validate, keep and predict with a moving average of the weights (e.g. 0.99; 0: off)")
+    p.add_argument("--metadata", action=argparse.BooleanOptionalAction,
+                   help="combine the image model with the patients' age, sex and site where the data has them "
+                        "(a prior fitted on the training split, weighted on val; standard recipe: on)")
     p.add_argument("--augment", metavar="PIPELINE.json|PRESET",
                    help="training augmentation: a pipeline file, or a preset name (notebook_train, default_train, eval)")
     p.add_argument("--seed", type=int)
@@ -87,6 +90,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="CSV", help="write file, prob_<class>..., pred, uncertain to this CSV")
     p.add_argument("--uncalibrated", action="store_true", help="raw softmax probabilities (no temperature scaling)")
     p.add_argument("--tta", action="store_true", help="average the 8 flips/90-degree rotations of the image")
+    p.add_argument("--age", help="the patient's age in years, for a run trained with metadata (default: unknown)")
+    p.add_argument("--sex", help="the patient's sex (male or female), for a run trained with metadata")
+    p.add_argument("--site", help="the lesion's anatomic site, for a run trained with metadata")
     p.set_defaults(func=cmd_predict)
 
     p = subparsers.add_parser("models", help="list the model zoo")
@@ -132,7 +138,7 @@ def config_from_args(args) -> dict:
     put("scheduler", "step_size", args.step_size)
     put("scheduler", "gamma", args.gamma)
     for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device", "headline_metric", "tta", "ema",
-                "freeze_epochs"):
+                "freeze_epochs", "metadata"):
         put(None, key, getattr(args, key))
     if args.augment in transforms.PRESETS:
         put(None, "augment", args.augment)  # sized to the run's image size by validate_config
@@ -293,18 +299,22 @@ def cmd_predict(args) -> int:
     images = external.collect_images(args.images)
     if args.mask and len(images) != 1:
         raise DataError("--mask is for a single image; give --masks DIR for several")
+    meta = data.patient_meta(args.age or "", args.sex or "", args.site or "")
+    if args.age and "age" not in meta:
+        raise DataError(f"--age {args.age!r} is not an age in years from 0 to 120")
     if len(images) == 1 and not args.out:  # one image: its probabilities as JSON, as always
         image = data.read_image(images[0])
         mask_path = args.mask or external.find_mask(images[0], args.masks)
         mask = data.read_mask(mask_path, image.shape[:2]) if mask_path else None
-        probs = train.predict_image(args.run, image, mask, calibrated=not args.uncalibrated, tta=args.tta or None)
+        probs = train.predict_image(args.run, image, mask, calibrated=not args.uncalibrated, tta=args.tta or None,
+                                    meta=meta)
         print(json.dumps(probs, indent=2))
         rule = operating.read_threshold(args.run)
         if rule is not None:  # on stderr: stdout stays the probabilities' JSON for scripts
             outcome = operating.decision(probs, rule, not args.uncalibrated, calibration.read_temperature(args.run))
             print(f"decision: {outcome['text']}", file=sys.stderr)
         return 0
-    rows, problems = external.predict_files(args.run, images, masks_dir=args.masks, mask=args.mask)
+    rows, problems = external.predict_files(args.run, images, masks_dir=args.masks, mask=args.mask, meta=meta)
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
     if not rows:

@@ -2,11 +2,13 @@
 
 Two layouts are detected automatically:
 - "csv" (the notebook's): `labels.csv` with header `id,label` (or `DBtrain.csv`, `DBval.csv`,
-  `DBtest.csv` as the splits), images at `images/<id>.jpg`, masks at `masks/<id>.png`.
+  `DBtest.csv` as the splits), images at `images/<id>.jpg`, masks at `masks/<id>.png`, and an
+  optional `metadata.csv` (`id` or `image_id`; `age` or `age_approximate`, `sex`, `site`).
 - "isic2017" (the official download, unchanged): `ISIC-2017_Training_Data/ISIC_*.jpg`,
   `ISIC-2017_Training_Part1_GroundTruth/ISIC_*_segmentation.png` and
   `ISIC-2017_Training_Part3_GroundTruth.csv` (`image_id,melanoma,seborrheic_keratosis`);
-  likewise `Validation` (val) and `Test_v2` (test).
+  likewise `Validation` (val) and `Test_v2` (test), with `ISIC-2017_Training_Data_metadata.csv`
+  (age, sex) where present.
 - The later public sets (HAM10000, ISIC 2018, 2019, 2020) and class folders: see layouts.py.
 
 When rows carry a group (lesion or patient id), the splits are made by group (splits.py).
@@ -306,6 +308,39 @@ def _read_csv(path: Path, required: tuple) -> list:
         raise DataError(N_("cannot read {file}: {error}").format(file=path, error=exc)) from None
 
 
+def patient_meta(age="", sex="", site="") -> dict:
+    """Metadata as text under the common names (META_COLUMNS); unknown or impossible values
+    (an age that is not a number from 0 to 120) left out."""
+    try:
+        years = float(age)
+    except (TypeError, ValueError):
+        years = float("nan")
+    values = {"age": f"{years:g}" if 0 <= years <= 120 else "", "sex": str(sex or "").strip().lower(),
+              "site": str(site or "").strip().lower()}
+    return {k: v for k, v in values.items() if v and v not in ("unknown", "nan")}
+
+
+# A metadata table beside the labels: its id column and, per common name, the names layouts use.
+_META_TABLE_COLUMNS = {"id": ("id", "image_id", "image"), "age": ("age", "age_approximate", "age_approx"),
+                       "sex": ("sex",), "site": ("site", "anatom_site_general", "localization")}
+
+
+def _meta_table(path: Path) -> dict:
+    """id -> patient_meta() of a metadata CSV ({} when there is no such file); DataError names a
+    file that is unreadable or has no id column, rather than training without it unnoticed."""
+    if not path.is_file():
+        return {}
+    rows = _read_csv(path, ())
+    header = list(rows[0]) if rows else []
+    column = {name: next((c for c in choices if c in header), None) for name, choices in _META_TABLE_COLUMNS.items()}
+    if rows and column["id"] is None:
+        raise DataError(N_("{file} needs an id column ({choices}); found {found}").format(
+            file=path.name, choices=", ".join(_META_TABLE_COLUMNS["id"]), found=", ".join(header)))
+    fields = ("age", "sex", "site")
+    return {row[column["id"]]: patient_meta(*(row[column[f]] if column[f] else "" for f in fields))
+            for row in rows if row.get(column["id"])}
+
+
 def _detect_layout(root: Path) -> str:
     from lesion_core import layouts  # it builds this module's rows, so it imports data
 
@@ -329,12 +364,13 @@ def _csv_rows(root: Path) -> list:
         tables = [(None, root / "labels.csv")]
     else:
         tables = [(s, root / f) for s, f in _DB_FILES.items() if (root / f).is_file()]
+    side = _meta_table(root / "metadata.csv")  # age, sex, site beside the labels (the label table's own win)
     result = []
     for split, path in tables:
         rows = []
         for raw in _read_csv(path, ("id", "label")):
             row = _Row(raw["id"], raw["label"], split, group=raw.get("group", ""),
-                       meta={k: raw[k] for k in META_COLUMNS if raw.get(k)})
+                       meta=side.get(raw["id"], {}) | {k: raw[k] for k in META_COLUMNS if raw.get(k)})
             if not _unsafe_id(row.id):  # an unsafe id never becomes a path
                 row.image_path = root / "images" / f"{row.id}.jpg"
                 row.mask_path = root / "masks" / f"{row.id}.png"
@@ -363,10 +399,12 @@ def _isic_rows(root: Path) -> list:
         path = root / f"ISIC-2017_{stem}_Part3_GroundTruth.csv"
         if not path.is_file():
             continue
+        name = f"ISIC-2017_{stem}_Data_metadata.csv"  # in the images folder, as the download has it, or beside
+        side = _meta_table(root / f"ISIC-2017_{stem}_Data" / name) or _meta_table(root / name)
         rows = []
         for raw in _read_csv(path, ("image_id", "melanoma", "seborrheic_keratosis")):
             label = _isic_label(raw)
-            row = _Row(raw["image_id"], label, split)
+            row = _Row(raw["image_id"], label, split, meta=side.get(raw["image_id"], {}))
             if isinstance(label, str):
                 row.label_problem = N_("ISIC diagnosis columns are not one-hot 0/1: {values}").format(values=label)
             if not _unsafe_id(row.id):  # an unsafe id never becomes a path

@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lesion_core.data import Problem, _read_csv, _Row, _unsafe_id
+from lesion_core.data import Problem, _read_csv, _Row, _unsafe_id, patient_meta as _meta
 from lesion_core.errors import DataError
 from lesion_core.i18n import N_
 
@@ -121,19 +121,6 @@ def _files_by_stem(folders) -> dict:
             if ext.lower() in IMAGE_EXTENSIONS and entry.is_file():
                 found.setdefault(stem, Path(entry.path))
     return found
-
-
-def _meta(age="", sex="", site="") -> dict:
-    """Metadata as text under the common names; unknown values left out."""
-    values = {"age": _age(age), "sex": sex.strip().lower(), "site": site.strip().lower()}
-    return {k: v for k, v in values.items() if v and v not in ("unknown", "nan")}
-
-
-def _age(text: str) -> str:
-    try:
-        return f"{float(text):g}"
-    except ValueError:
-        return ""
 
 
 # ---------------------------------------------------------------------------- HAM10000

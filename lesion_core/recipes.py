@@ -24,6 +24,7 @@ RECIPES: dict[str, dict] = {
         "scheduler": {"name": "cosine", "warmup_epochs": 1},
         "optim": {"label_smoothing": 0.1},
         "tta": True,
+        "metadata": True,
     },
 }
 

@@ -44,10 +44,9 @@ from lesion_core import data, distributed, loading, metrics, models, recipes, ru
 from lesion_core.errors import LesionLabError, TrainingError, TransformError, describe_os_error
 from lesion_core.i18n import N_
 from lesion_core.paths import absolute
-from lesion_core.evaluation import calibration
+from lesion_core.evaluation import bootstrap, calibration, patient
 from lesion_core.evaluation.review import split_review
 from lesion_core.evaluation.tta import mean_softmax
-from lesion_core.evaluation import bootstrap
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "none")
@@ -115,6 +114,9 @@ def default_config() -> dict:
         # Train the head alone for this many first epochs (the backbone and its BatchNorm
         # statistics as loaded), then every layer; with freeze_backbone, the head alone throughout.
         "freeze_epochs": 0,
+        # Combine the image model with the patients' age, sex and site where the dataset has them
+        # (evaluation.patient: a prior fitted on the training split, weighted on val).
+        "metadata": False,
         "recipe": None,  # the recipes.RECIPES entry the settings started from; a tag only
     }
 
@@ -176,7 +178,7 @@ def _validate_config(config: dict) -> dict:
         _require(_is_int(config[key]) and config[key] >= low, f"{key} must be an integer >= {low}, got {config[key]!r}")
     _require(config["num_workers"] == "auto" or (_is_int(config["num_workers"]) and config["num_workers"] >= 0),
              f'num_workers must be "auto" or an integer >= 0, got {config["num_workers"]!r}')
-    for key in ("compile", "tta"):
+    for key in ("compile", "tta", "metadata"):
         _require(isinstance(config[key], bool), f"{key} must be true or false, got {config[key]!r}")
     _require(_is_number(config["ema"]) and 0 <= config["ema"] < 1,
              f"ema must be a decay in [0, 1) (0 = off), got {config['ema']!r}")
@@ -994,12 +996,40 @@ class Trainer:
         """(ids, labels, probs) of every record, each once; alone, what it is given."""
         return ids, labels, probs
 
+    def _fit_patient_prior(self) -> dict | None:
+        """The metadata prior of the training split (evaluation.patient), when the config asks
+        for one and enough training images have an age or a sex; None otherwise (logged)."""
+        if not self.config["metadata"]:
+            return None
+        records = self.data.split("train")
+        prior = patient.fit([r.meta for r in records], [r.label for r in records], len(self.class_names))
+        if prior is None:
+            self.log(f"patient metadata: {patient.known_share([r.meta for r in records]):.0%} of the training "
+                     f"images have an age or a sex (at least {patient.MIN_KNOWN:.0%} needed): the image alone")
+        return prior
+
+    def _with_patient_prior(self, prior: dict, split: str, records, ids, labels, probs) -> np.ndarray:
+        """probs combined with each image's metadata; on val, the weight is fitted first and
+        patient_model.json written (val comes before test)."""
+        by_id = {r.id: r.meta for r in records}
+        metas = [by_id[i] for i in ids]
+        if split == "val":
+            prior["weight"] = patient.fit_weight(prior, probs, labels, metas)
+            patient.save(self.run_dir, prior)
+            before = metrics.compute_metrics(labels, probs, self.class_names)["mean_auc"]
+            after = metrics.compute_metrics(labels, patient.combine(probs, prior, metas), self.class_names)["mean_auc"]
+            self.log(f"patient metadata: prior from {prior['n']} training images ({prior['known']:.0%} with age or "
+                     f"sex; {', '.join(prior['features'])}), weight {prior['weight']:g} fitted on val "
+                     f"(val mean AUC {_fmt(before)} with the image alone, {_fmt(after)} combined)")
+        return patient.combine(probs, prior, metas)
+
     def _finish(self) -> None:
         """Predictions and metrics of the best weights on val and test; state finished."""
         self.set_status(phase="evaluate", message=N_("evaluating the best model on val and test"))
         best = models.load_checkpoint(self.run_dir / "best.pt")
         models.load_weights(self.model, best["model"], self.run_dir / "best.pt")
         summary = {}
+        prior = self._fit_patient_prior()
         for split in ("val", "test"):
             records = self.data.split(split)
             if not records:
@@ -1009,6 +1039,8 @@ class Trainer:
             ids, labels, probs = self._merge_predictions(
                 records, *predict_loader(self.model, loader, self.device, self.amp_dtype, self.channels_last,
                                          tta=self.config["tta"]))
+            if prior is not None:
+                probs = self._with_patient_prior(prior, split, records, ids, labels, probs)
             meta = {r.id: r.meta | ({"group": r.group} if r.group else {}) for r in records}
             write_predictions(self.run_dir / f"predictions_{split}.csv", ids, labels, probs, self.class_names, meta)
             result = metrics.compute_metrics(labels, probs, self.class_names, self.config["headline_metric"])
@@ -1337,10 +1369,11 @@ _MODEL_CACHE: dict = {}  # (run folder, best.pt mtime) -> (model, pipeline, clas
 
 
 def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, calibrated: bool = True,
-                  tta: bool | None = None) -> dict:
+                  tta: bool | None = None, meta: dict | None = None) -> dict:
     """{class name: probability} for one uint8 (H, W, 3) image with the run's best model;
-    scaled by the run's calibration.json unless calibrated is False, averaged over 8
-    flips/rotations when tta (None: as the run's config says)."""
+    averaged over 8 flips/rotations when tta (None: as the run's config says); combined with
+    the patient's metadata (age, sex, site as data.patient_meta has them; None: unknown) when
+    the run has a patient model; scaled by the run's calibration.json unless calibrated is False."""
     run_dir = Path(run_dir).resolve()
     key = (str(run_dir), (run_dir / "best.pt").stat().st_mtime_ns if (run_dir / "best.pt").exists() else None)
     if key not in _MODEL_CACHE:
@@ -1359,6 +1392,7 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, ca
     sample = pipeline({"image": np.ascontiguousarray(image, dtype=np.uint8), "mask": mask, "label": 0, "id": "image"})
     with torch.no_grad():
         probs = _softmax(model, sample["image"].unsqueeze(0), settings, tta).numpy()
+    probs = patient.apply_run(run_dir, probs, [meta or {}], len(class_names))
     if calibrated:
         probs = calibration.apply_temperature(probs, calibration.read_temperature(run_dir))
     return {name: float(p) for name, p in zip(class_names, probs[0])}
@@ -1367,7 +1401,8 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, ca
 def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | None = None,
                  allow_missing: bool = False, calibrated: bool = True, tta: bool | None = None) -> dict:
     """compute_metrics() of the run's best model on one split of its recorded data split
-    (plus "ids", "labels", "raw_probs", the "temperature" applied unless calibrated is False,
+    (plus "ids", "labels", "raw_probs" (combined with the metadata as the run's own predictions
+    are, before calibration), the "temperature" applied unless calibrated is False,
     and "missing": recorded ids that are missing or unreadable now); wrap and tta as in
     predict_loader.
 
@@ -1392,6 +1427,8 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
     loader = make_loader(records, config["eval_augment"], config, False)
     tta = config["tta"] if tta is None else tta
     ids, labels, probs = predict_loader(model, loader, *_inference_settings(config), wrap=wrap, tta=tta)
+    by_id = {r.id: r.meta for r in records}
+    probs = patient.apply_run(run_dir, probs, [by_id[i] for i in ids], len(lesion.class_names))
     temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
     result = metrics.compute_metrics(labels, calibration.apply_temperature(probs, temperature), lesion.class_names)
     result.update(ids=ids, labels=labels, raw_probs=probs, temperature=temperature)

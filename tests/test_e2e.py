@@ -228,6 +228,36 @@ def test_predictions(page, server):
     shot(page, "08-predictions")
 
 
+def test_a_run_with_metadata_asks_for_the_patients_age_and_sex(page, server, demo_root, tmp_path):
+    """A run trained on data with ages weighs the age typed beside an uploaded image."""
+    from lesion_core import train
+    from tests.test_patient import with_metadata
+    from tests.test_train import tiny_config
+
+    root = with_metadata(demo_root, tmp_path / "aged")
+    run_dir = train.run_training(tiny_config(root, epochs=1, metadata=True), tmp_path / "runs")
+    os.rename(run_dir, server.runs / "99980000-metadata")  # the newest run: a new session shows it
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    tab.set_default_timeout(TIMEOUT_MS)
+    try:
+        open_page(tab, server, "predictions", "Predictions")
+        tab.locator("[data-testid='stFileUploader'] input[type='file']").nth(0).set_input_files(
+            str(server.demo / "images" / "demo_0001.jpg"))
+        age = tab.get_by_role("spinbutton", name="Patient's age (years)")
+        headlines = {}
+        for years in ("25", "85"):
+            age.fill(years)
+            age.press("Enter")
+            wait_idle(tab)
+            headlines[years] = tab.get_by_text(re.compile("^Most likely:")).first.inner_text()
+        assert "nevus" in headlines["25"] and "seborrheic keratosis" in headlines["85"], headlines
+        no_exception(tab)
+        shot(tab, "08b-predictions-age")
+    finally:
+        context.close()
+
+
 def nav(page, label: str) -> None:
     """Go to another page the way a user does: the sidebar's navigation (keeps the session)."""
     path = {"Augmentations": "augment"}.get(label, label.lower())

@@ -16,7 +16,8 @@ from tests.test_pages import LENET, app, goto, texts  # noqa: F401  (app is a fi
 # file name -> content, per damaged run folder (several damages that do not hide each other)
 DAMAGE = {
     "files": {"metrics_test.json": '{"accuracy": 0.5}', "predictions_test.csv": bytes(range(256)) * 8,
-              "train.log": b"\xff\xfe\x00 not text \x80\x81", "predictions_val.csv": "id,label\n1,2\n"},
+              "train.log": b"\xff\xfe\x00 not text \x80\x81", "predictions_val.csv": "id,label\n1,2\n",
+              "patient_model.json": '{"weight": "heavy"}'},
     "status-types": {"status.json": '{"state": "finished", "started": "x", "updated": 5.0, "best": [1],'
                                     ' "final": {"test": "high"}, "message": 3, "epoch": "2"}'},
     "status-list": {"status.json": '["finished"]', "history.jsonl": b'{"epoch": "x", "phase": "val"}\n\xff\n[3]\n'},

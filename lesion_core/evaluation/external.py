@@ -11,7 +11,7 @@ from typing import Callable
 from lesion_core import data, metrics, runs, train, transforms
 from lesion_core.errors import DataError, LesionLabError, TransformError
 from lesion_core.i18n import N_
-from lesion_core.evaluation import confidence
+from lesion_core.evaluation import confidence, patient
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -40,6 +40,8 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
     loader = train.make_loader(records, config["eval_augment"], config, False)
     ids, labels, probs = train.predict_loader(model, loader, *train._inference_settings(config), wrap=wrap,
                                               tta=config["tta"])  # scored as the run scores its own images
+    by_id = {r.id: r.meta for r in records}
+    probs = patient.apply_run(run_dir, probs, [by_id[i] for i in ids], len(class_names))
     result = metrics.compute_metrics(labels, probs, class_names)
     name = name or external_name(data_dir)
     predictions = run_dir / f"predictions_external_{name}.csv"
@@ -91,17 +93,18 @@ def find_mask(image_path: Path, masks_dir=None) -> Path | None:
     return None
 
 
-def predict_files(run_dir, paths, masks_dir=None, mask=None) -> tuple[list[dict], list[str]]:
+def predict_files(run_dir, paths, masks_dir=None, mask=None, meta: dict | None = None) -> tuple[list[dict], list[str]]:
     """(rows, problems): one row per image that could be classified ({"file", class: probability
     ..., "pred", "top_p", "uncertain"}), one message per image that could not (unreadable, or no
-    mask where the run needs one). mask: one mask file for a single image."""
+    mask where the run needs one). mask: one mask file for a single image; meta: the patient's
+    age, sex and site (data.patient_meta), for a run trained with metadata."""
     rows, problems = [], []
     for path in paths:
         try:
             image = data.read_image(path)
             mask_path = mask or find_mask(path, masks_dir)
             lesion = data.read_mask(mask_path, image.shape[:2]) if mask_path else None
-            probs = train.predict_image(run_dir, image, lesion)
+            probs = train.predict_image(run_dir, image, lesion, meta=meta)
         except (DataError, TransformError) as exc:
             problems.append(f"{path}: {exc}")
             continue

@@ -17,7 +17,10 @@ Prints, per fold and pooled over every fold's test images (each image scored onc
 model that never saw it): the melanoma-vs-all AUC, the keratosis-vs-all AUC and their mean
 (the ISIC 2017 score), with stratified bootstrap 95% intervals, and the training time. When
 the recipe predicts with test-time augmentation, the same best weights are scored again
-without it, and the paired difference (with its interval) says what TTA added.
+without it, and the paired difference (with its interval) says what TTA added. Likewise, when
+the runs combine the image with the patients' metadata (the standard recipe, on data that has
+it), the same weights are scored from the image alone and the paired difference says what the
+metadata added.
 
 --report trains nothing and reports the finished folds. --only K trains just those folds (a quick screening of a lever on one split); the pooled
 figure then covers the folds that exist. Writes OUT/NAME/summary.json. Run outputs are
@@ -36,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lesion_core import data, recipes, runs, train  # noqa: E402
-from lesion_core.evaluation import bootstrap  # noqa: E402
+from lesion_core.evaluation import bootstrap, patient  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "isic2017_train"
@@ -175,7 +178,7 @@ def main() -> None:
     wanted = [] if args.report else args.only if args.only else list(range(args.folds))
     print(f"{name}: {args.folds} folds of {args.data} (seed {args.seed}); training folds {list(wanted)}", flush=True)
 
-    pooled: dict[str, list] = {"labels": [], "probs": [], "plain": [], "tta": [], "ids": []}
+    pooled: dict[str, list] = {"labels": [], "probs": [], "plain": [], "tta": [], "ids": [], "image_alone": []}
     folds, names = [], None
     for k in range(args.folds):
         folder = out / f"fold{k}"
@@ -200,6 +203,11 @@ def main() -> None:
             row["test_without_tta" if scored_with_tta else "test_tta"] = scores(labels, other_probs, names)
             pooled["plain"].append(other_probs if scored_with_tta else probs)
             pooled["tta"].append(probs if scored_with_tta else other_probs)
+        if (run_dir / patient.FILE).is_file():  # the same predictions from the image alone
+            alone = train.evaluate_run(run_dir, "test", calibrated=False, metadata=False)
+            order = {sample_id: i for i, sample_id in enumerate(alone["ids"])}
+            pooled["image_alone"].append(alone["raw_probs"][[order[i] for i in ids]])
+            row["test_image_alone"] = scores(labels, pooled["image_alone"][-1], names)
         folds.append(row)
         print(line(f"fold {k}", row["test"], seconds) + f"  best epoch {row['best_epoch']}", flush=True)
 
@@ -219,6 +227,12 @@ def main() -> None:
         print(line("plain", summary["pooled_plain"]))
         print(line("with TTA", summary["pooled_tta"]))
         print(f"TTA adds  mean AUC {bootstrap.format_delta(summary['tta_gain']['mean_auc'])}")
+    if len(pooled["image_alone"]) == len(folds):
+        alone = np.concatenate(pooled["image_alone"])
+        summary["pooled_image_alone"] = scores(labels, alone, names)
+        summary["metadata_gain"] = bootstrap.paired_differences(labels, alone, probs, names)
+        print(line("image alone", summary["pooled_image_alone"]))
+        print(f"metadata adds  mean AUC {bootstrap.format_delta(summary['metadata_gain']['mean_auc'])}")
     if args.against:
         summary["against"] = compare_with(args.out / args.against, labels, probs, np.concatenate(pooled["ids"]), names)
     runs.atomic_write_json(out / "summary.json", summary)

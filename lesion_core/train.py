@@ -1399,10 +1399,12 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, ca
 
 
 def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | None = None,
-                 allow_missing: bool = False, calibrated: bool = True, tta: bool | None = None) -> dict:
+                 allow_missing: bool = False, calibrated: bool = True, tta: bool | None = None,
+                 metadata: bool = True) -> dict:
     """compute_metrics() of the run's best model on one split of its recorded data split
     (plus "ids", "labels", "raw_probs" (combined with the metadata as the run's own predictions
-    are, before calibration), the "temperature" applied unless calibrated is False,
+    are, unless metadata is False: the image alone; before calibration), the "temperature"
+    applied unless calibrated is False,
     and "missing": recorded ids that are missing or unreadable now); wrap and tta as in
     predict_loader.
 
@@ -1427,8 +1429,9 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
     loader = make_loader(records, config["eval_augment"], config, False)
     tta = config["tta"] if tta is None else tta
     ids, labels, probs = predict_loader(model, loader, *_inference_settings(config), wrap=wrap, tta=tta)
-    by_id = {r.id: r.meta for r in records}
-    probs = patient.apply_run(run_dir, probs, [by_id[i] for i in ids], len(lesion.class_names))
+    if metadata:
+        by_id = {r.id: r.meta for r in records}
+        probs = patient.apply_run(run_dir, probs, [by_id[i] for i in ids], len(lesion.class_names))
     temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
     result = metrics.compute_metrics(labels, calibration.apply_temperature(probs, temperature), lesion.class_names)
     result.update(ids=ids, labels=labels, raw_probs=probs, temperature=temperature)

@@ -53,6 +53,9 @@ def _print_check(root, **options) -> int:
     print(f"classes ({len(data.class_names)}): {', '.join(data.class_names)}")
     print(f"split groups: {data.group_column}" if data.group_column
           else "split groups: none (no lesion or patient id; split by image)")
+    known = {key: sum(bool(r.meta.get(key)) for r in data.records) for key in ("age", "sex", "site")}
+    print("patient metadata: " + (", ".join(f"{key} for {n}" for key, n in known.items() if n) + f" of {len(data.records)} images"
+                                  if any(known.values()) else "none (predictions use the image alone)"))
     print(data.report.format())
     return 0 if data.report.usable else 1
 

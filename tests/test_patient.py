@@ -57,6 +57,14 @@ def test_metadata_csv_beside_the_labels_is_read_and_unknowns_left_out(demo_root,
             assert record.meta == {"age": raw["age_approximate"], "sex": raw["sex"]}
 
 
+def test_check_data_says_how_many_images_have_metadata(demo_root, tmp_path, capsys):
+    root = with_metadata(demo_root, tmp_path / "d")
+    assert main(["check-data", str(root)]) == 0
+    assert "patient metadata: age for 51, sex for 51 of 60 images" in capsys.readouterr().out
+    assert main(["check-data", str(demo_root)]) == 0
+    assert "patient metadata: none (predictions use the image alone)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("age, kept", [("55", "55"), ("55.0", "55"), ("-3", None), ("400", None), ("inf", None),
                                        ("nan", None), ("about 50", None), ("", None)])
 def test_only_ages_from_0_to_120_are_kept(age, kept):

@@ -10,7 +10,8 @@ the data; config.json keeps the name and every value, so a run resumes as it beg
   standard  the default for real data, measured by 5-fold cross-validation on the 2,000 ISIC
             2017 training images (bench/quality.py; figures and the levers tried in the
             README): the best recipe found that trains 2,000 images at 256 px within 30
-            minutes on a 2-core CPU with bf16 autocast.
+            minutes on a 2-core CPU with bf16 autocast; where the data has the patients' age,
+            sex or site, those are weighed in too (evaluation.patient).
 """
 
 from __future__ import annotations

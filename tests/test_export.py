@@ -40,10 +40,11 @@ def make_run(root, runs_dir, model_name: str, size: int, seed: int = 0):
 
 # One model per family of layers: Lite1 and Lite2 are Lite0's blocks, wider and deeper;
 # ResNet-50's bottlenecks and MobileNetV3-Large's blocks are made of the same operators as
-# ResNet-18's and MobileNetV3-Small's. An export that works for one works for its kin, and
+# ResNet-18's and MobileNetV3-Small's; VGG-16 is AlexNet's convolutions, ReLUs, max pools,
+# adaptive average pool, dropout and linear layers, more of them. An export that works for one works for its kin, and
 # each ONNX export costs 10-20 s on 2 cores.
 SAME_LAYERS_AS = {"efficientnet_lite1": "efficientnet_lite0", "efficientnet_lite2": "efficientnet_lite0",
-                  "resnet50": "resnet18", "mobilenet_v3_large": "mobilenet_v3_small"}
+                  "resnet50": "resnet18", "mobilenet_v3_large": "mobilenet_v3_small", "vgg16": "alexnet"}
 
 
 def zoo_params():

@@ -110,11 +110,11 @@ if image_file is not None:
         prior = patient.read(run.path)
         if prior is not None:  # the run combines the image with the patient's age, sex and site
             age_col, sex_col = st.columns(2)
-            told = _("This run also weighs the patient's age and sex (weight {weight}); empty: unknown",
-                     weight=num(prior["weight"], 2))
+            weighs = _("This run also weighs the patient's age and sex (weight {weight}); empty: unknown",
+                       weight=num(prior["weight"], 2))
             age = age_col.number_input(_("Patient's age (years)"), min_value=0, max_value=120, value=None, step=1,
-                                       key="pred_age", help=told)
-            sex = sex_col.selectbox(_("Patient's sex"), ["", "female", "male"], key="pred_sex", help=told,
+                                       key="pred_age", help=weighs)
+            sex = sex_col.selectbox(_("Patient's sex"), ["", "female", "male"], key="pred_sex", help=weighs,
                                     format_func=lambda value: _(value) if value else _("unknown"))
             meta = data.patient_meta("" if age is None else age, sex)
         with st.spinner(_("Classifying with {run}...", run=run.id)):

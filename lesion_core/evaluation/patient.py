@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lesion_core import runs
+from lesion_core import data, runs
 from lesion_core.errors import TrainingError
+from lesion_core.evaluation import calibration
 from lesion_core.i18n import N_
 
 FILE = "patient_model.json"
@@ -38,15 +39,12 @@ MIN_COUNT = 10
 # The weights tried on the validation split (0: the image alone).
 WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.5, 16))
 AGE_CENTRE, AGE_SCALE = 50.0, 15.0
-LOG_FLOOR = 5e-7  # as calibration.LOG_FLOOR: predictions_*.csv keep 6 decimals
 
 
 def _age(meta: dict) -> float | None:
-    try:
-        years = float(meta.get("age", ""))
-    except (TypeError, ValueError):
-        return None
-    return years if 0 <= years <= 120 else None
+    """The age in years, None when unknown or impossible (data.patient_meta's rule)."""
+    text = data.patient_meta(meta.get("age", "")).get("age")
+    return float(text) if text else None
 
 
 def feature_names(metas: list[dict]) -> list[str]:
@@ -117,22 +115,16 @@ def combine(probs, model: dict, metas: list[dict], weight: float | None = None) 
     if probs.size == 0 or not weight:
         return probs.copy()
     shift = np.log(patient_probs(model, metas)) - np.log(np.asarray(model["prior"]))
-    logits = np.log(np.clip(probs, LOG_FLOOR, 1.0)) + weight * shift
+    logits = np.log(np.clip(probs, calibration.LOG_FLOOR, 1.0)) + weight * shift
     logits -= logits.max(axis=1, keepdims=True)
     out = np.exp(logits)
     return out / out.sum(axis=1, keepdims=True)
 
 
-def _nll(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], LOG_FLOOR, 1.0))))
-
-
 def fit_weight(model: dict, probs, labels, metas: list[dict]) -> float:
     """The WEIGHTS value with the lowest negative log-likelihood on (val) predictions; the
     smallest one on ties, so that no evidence means the image alone."""
-    labels = np.asarray(labels, dtype=np.int64)
-    losses = [_nll(combine(probs, model, metas, w), labels) if w else _nll(np.asarray(probs, float), labels)
-              for w in WEIGHTS]
+    losses = [calibration.nll(combine(probs, model, metas, w), labels) for w in WEIGHTS]
     return float(WEIGHTS[int(np.argmin(losses))])
 
 

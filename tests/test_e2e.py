@@ -236,6 +236,7 @@ def test_a_run_with_metadata_asks_for_the_patients_age_and_sex(page, server, dem
 
     root = with_metadata(demo_root, tmp_path / "aged")
     run_dir = train.run_training(tiny_config(root, epochs=1, metadata=True), tmp_path / "runs")
+    server.runs.mkdir(parents=True, exist_ok=True)  # (when this test runs alone, nothing trained there yet)
     os.rename(run_dir, server.runs / "99980000-metadata")  # the newest run: a new session shows it
     context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})
     tab = context.new_page()

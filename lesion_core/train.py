@@ -1002,17 +1002,17 @@ class Trainer:
         if not self.config["metadata"]:
             return None
         records = self.data.split("train")
-        prior = patient.fit([r.meta for r in records], [r.label for r in records], len(self.class_names))
+        metas = [r.meta for r in records]
+        prior = patient.fit(metas, [r.label for r in records], len(self.class_names))
         if prior is None:
-            self.log(f"patient metadata: {patient.known_share([r.meta for r in records]):.0%} of the training "
+            self.log(f"patient metadata: {patient.known_share(metas):.0%} of the training "
                      f"images have an age or a sex (at least {patient.MIN_KNOWN:.0%} needed): the image alone")
         return prior
 
     def _with_patient_prior(self, prior: dict, split: str, records, ids, labels, probs) -> np.ndarray:
         """probs combined with each image's metadata; on val, the weight is fitted first and
         patient_model.json written (val comes before test)."""
-        by_id = {r.id: r.meta for r in records}
-        metas = [by_id[i] for i in ids]
+        metas = patient.metas_of(records, ids)
         if split == "val":
             prior["weight"] = patient.fit_weight(prior, probs, labels, metas)
             patient.save(self.run_dir, prior)
@@ -1430,8 +1430,7 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
     tta = config["tta"] if tta is None else tta
     ids, labels, probs = predict_loader(model, loader, *_inference_settings(config), wrap=wrap, tta=tta)
     if metadata:
-        by_id = {r.id: r.meta for r in records}
-        probs = patient.apply_run(run_dir, probs, [by_id[i] for i in ids], len(lesion.class_names))
+        probs = patient.apply_run(run_dir, probs, patient.metas_of(records, ids), len(lesion.class_names))
     temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
     result = metrics.compute_metrics(labels, calibration.apply_temperature(probs, temperature), lesion.class_names)
     result.update(ids=ids, labels=labels, raw_probs=probs, temperature=temperature)

@@ -40,8 +40,7 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
     loader = train.make_loader(records, config["eval_augment"], config, False)
     ids, labels, probs = train.predict_loader(model, loader, *train._inference_settings(config), wrap=wrap,
                                               tta=config["tta"])  # scored as the run scores its own images
-    by_id = {r.id: r.meta for r in records}
-    probs = patient.apply_run(run_dir, probs, [by_id[i] for i in ids], len(class_names))
+    probs = patient.apply_run(run_dir, probs, patient.metas_of(records, ids), len(class_names))
     result = metrics.compute_metrics(labels, probs, class_names)
     name = name or external_name(data_dir)
     predictions = run_dir / f"predictions_external_{name}.csv"

@@ -74,6 +74,12 @@ def features(metas: list[dict], names: list[str]) -> np.ndarray:
     return rows
 
 
+def metas_of(records, ids) -> list[dict]:
+    """The metadata of each id, in the order of ids (predictions come in the loader's order)."""
+    by_id = {r.id: r.meta for r in records}
+    return [by_id[i] for i in ids]
+
+
 def known_share(metas: list[dict]) -> float:
     """The share of images with an age or a sex."""
     return float(np.mean([_age(m) is not None or bool(m.get("sex")) for m in metas])) if metas else 0.0

@@ -34,8 +34,7 @@ def evaluate_best(run_dir) -> dict:
             continue
         loader = train.make_loader(records, config["eval_augment"], config, False)
         ids, labels, probs = train.predict_loader(model, loader, *settings, tta=config["tta"])
-        by_id = {r.id: r.meta for r in records}
-        probs = patient.apply_run(run_dir, probs, [by_id[i] for i in ids], len(lesion.class_names))
+        probs = patient.apply_run(run_dir, probs, patient.metas_of(records, ids), len(lesion.class_names))
         train.write_predictions(run_dir / f"predictions_{split}.csv", ids, labels, probs, lesion.class_names)
         result = metrics.compute_metrics(labels, probs, lesion.class_names)
         runs.atomic_write_json(run_dir / f"metrics_{split}.json", train._metrics_summary(result, ids))

@@ -14,6 +14,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from lesion_core import transforms as T
+from lesion_core.errors import TransformError
 
 from test_transforms import GREEN, make_sample, misalignment, paint_lesion, step
 
@@ -111,10 +112,10 @@ def test_rotation_matches_torchvision_rotate_pixel_for_pixel():
         for angle in (17.0, -63.5, 90.0, 133.0, 180.0, -90.0):
             image = T._to_state(sample)["image"]
             warp = T._rotation_warp((90, 120), angle, expand)
-            ours = T._warp_float(image, warp, [0, 0, *warp.size], "bilinear").to(torch.uint8)
+            ours = T._warp(image, warp, [0, 0, *warp.size], "bilinear")
             theirs = F.rotate_image(image, angle, InterpolationMode.BILINEAR, expand=expand)
             assert ours.shape == theirs.shape, (expand, angle)
-            # float rounding of the two grids: at most one level, on a handful of pixels
+            # OpenCV samples at 1/32-pixel fixed-point positions: at most one level, on a handful of pixels
             difference = (ours.int() - theirs.int()).abs()
             assert difference.max() <= 1 and (difference > 0).float().mean() < 1e-3, (expand, angle)
 
@@ -130,7 +131,7 @@ def test_rotated_lesion_window_holds_the_whole_rotated_lesion():
             mask[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = 255
         tensor = torch.from_numpy(mask)[None]
         warp = T._rotation_warp((h, w), float(rng.uniform(-180, 180)), bool(trial % 2))
-        rotated = T._warp_float(tensor, warp, [0, 0, *warp.size], "nearest")[0]
+        rotated = T._warp(tensor, warp, [0, 0, *warp.size], "nearest")[0].clone()
         top, left, height, width = T._rotated_lesion_window(tensor, warp)
         rotated[top:top + height, left:left + width] = 0
         assert not rotated.any(), trial
@@ -213,3 +214,54 @@ def test_a_pending_quarter_turn_is_torch_rot90():
         assert torch.equal(out["image"], torch.rot90(image, k, dims=(-2, -1)))
         assert torch.equal(out["mask"], torch.rot90(image[:1], k, dims=(-2, -1)))
         assert T._size(state) == tuple(out["image"].shape[-2:])
+
+
+# --------------------------------------------------------------------------- OpenCV's kernels
+
+
+def test_a_deferred_skin_tone_paints_every_skin_pixel_exactly_and_no_lesion_pixel():
+    """The tone is painted on the warp's output by OpenCV's masked arithmetic: skin pixels take
+    the colour exactly, lesion pixels keep the image, padding stays black."""
+    sample = make_sample(180, 240)
+    colour = np.array([10, 200, 30], np.uint8)
+    pipeline = T.build_pipeline(PADDED_STEPS)
+    for seed in range(8):
+        torch.manual_seed(seed)
+        out, params = pipeline.apply_with_params(sample)
+        image, lesion = out["image"], out["mask"].astype(bool)
+        painted = np.all(image == colour, axis=-1)
+        black = np.all(image == 0, axis=-1)
+        assert (painted | black)[~lesion].all(), seed  # skin: the colour, or padding past the image
+        assert not painted[lesion].any(), seed
+        assert painted.any(), seed
+
+
+@pytest.mark.parametrize("h, w, k", [(1600, 2400, 6), (301, 457, 3), (90, 130, 4)])
+def test_every_kth_pixel_is_the_strided_slice_whatever_the_memory_layout(h, w, k):
+    image = torch.from_numpy(np.random.default_rng(k).integers(0, 256, (h, w, 3), dtype=np.uint8)).permute(2, 0, 1)
+    for source in (image, image[:, 5:, 7:], image.contiguous()):  # pixels, a crop of them, planes
+        expected = source[:, k // 2::k, k // 2::k]
+        assert torch.equal(T._every_kth(source, k), expected), (h, w, k)
+
+
+def test_a_random_crops_zoom_is_opencvs_bilinear_after_the_stride():
+    """A training crop's zoom: every k-th pixel, then OpenCV's bilinear for the 1-2x left."""
+    import cv2
+
+    sample = make_sample(h=1600, w=2400)
+    pipeline = T.build_pipeline([step("RandomResizedCrop", size=96)])
+    for seed in range(4):
+        torch.manual_seed(seed)
+        out, params = pipeline.apply_with_params(sample)
+        top, left, height, width = params[0]["box"]
+        crop = sample["image"][top:top + height, left:left + width]
+        k = int(min(height, width) / 96)
+        picked = np.ascontiguousarray(crop[k // 2::k, k // 2::k])
+        np.testing.assert_array_equal(out["image"], cv2.resize(picked, (96, 96), interpolation=cv2.INTER_LINEAR))
+
+
+def test_rotating_an_image_wider_than_opencv_can_address_is_a_clear_error():
+    sample = {"image": np.zeros((2, T.WARP_MAX_SIDE + 10, 3), np.uint8), "mask": None, "id": "strip.png"}
+    pipeline = T.build_pipeline([step("RandomRotation", degrees=10, expand=False, crop_to_lesion=False)])
+    with pytest.raises(TransformError, match="too large|under 32767"):
+        pipeline(sample)

@@ -180,7 +180,9 @@ def _resize(state: State, size: list[int], leave: int = 2) -> State:
     if k > 1:
         image = _every_kth(image, k)
     pixels = image.permute(1, 2, 0).numpy()
-    if leave == 1 and pixels.strides[1:] == (3, 1) and max(*pixels.shape[:2], *out) < WARP_MAX_SIDE:
+    if leave == 1 and max(*pixels.shape[:2], *out) < WARP_MAX_SIDE:
+        if pixels.strides[1:] != (3, 1):  # a turned view or planes: OpenCV wants HxWx3 pixels
+            pixels = np.ascontiguousarray(pixels)
         image = torch.from_numpy(cv2.resize(pixels, (out[1], out[0]), interpolation=cv2.INTER_LINEAR)).permute(2, 0, 1)
     else:
         # The interpolate call F.resize_image makes for uint8 bilinear, without its checks and
@@ -341,6 +343,8 @@ def _warp(source: torch.Tensor, warp: _Warp, window: list[int], mode: str) -> to
     top, left, height, width = window
     channels = source.shape[0]
     sy, sx, sh, sw = _warp_source_window(warp, top, left, height, width, tuple(source.shape[-2:]))
+    if height <= 0 or width <= 0:  # (OpenCV would read an empty size as the source's)
+        raise ValueError(f"empty warp window {window}")
     if sh == 0 or sw == 0:
         return torch.zeros(height, width, channels, dtype=torch.uint8).permute(2, 0, 1)
     if max(sh, sw, height, width) >= WARP_MAX_SIDE:
@@ -451,7 +455,8 @@ def _rotation_warp(size: Size, angle: float, expand: bool) -> _Warp:
 def _rotated_lesion_window(mask: torch.Tensor, warp: _Warp) -> list[int] | None:
     """A window of the rotation canvas that holds every pixel of the rotated (nearest) lesion:
     the box around the rotated corners of the lesion's box, and a pixel of slack; None if there
-    is no lesion. (Sampling the rest of the canvas would only find background.)"""
+    is no lesion, or none of it on the canvas (a rotation without expand can turn a lesion near a
+    corner out of it). (Sampling the rest of the canvas would only find background.)"""
     box = _lesion_box(mask)
     if box is None:
         return None
@@ -463,7 +468,7 @@ def _rotated_lesion_window(mask: torch.Tensor, warp: _Warp) -> list[int] | None:
     oh, ow = warp.size
     x0, x1 = max(math.floor(ox.min()) - 1, 0), min(math.ceil(ox.max()) + 1, ow)
     y0, y1 = max(math.floor(oy.min()) - 1, 0), min(math.ceil(oy.max()) + 1, oh)
-    return [y0, x0, y1 - y0, x1 - x0]
+    return [y0, x0, y1 - y0, x1 - x0] if y1 > y0 and x1 > x0 else None
 
 
 def _pair(value: int | list[int]) -> Size:
@@ -630,6 +635,9 @@ class RandomRotation(Transform):
                 params["box"] = [box[0] + window[0], box[1] + window[1], box[2], box[3]]
                 mask = F.crop_mask(mask, *box)
                 window = params["box"]
+            elif window != [0, 0, *warp.size]:  # no lesion on the canvas after all: keep it whole
+                window = [0, 0, *warp.size]
+                mask = torch.zeros(1, *warp.size, dtype=torch.uint8)
         if window != [0, 0, *warp.size]:
             warp = warp.crop(*window)
         # The image is resampled once, when a step needs its pixels (see _materialize); the

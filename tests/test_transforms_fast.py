@@ -265,3 +265,31 @@ def test_rotating_an_image_wider_than_opencv_can_address_is_a_clear_error():
     pipeline = T.build_pipeline([step("RandomRotation", degrees=10, expand=False, crop_to_lesion=False)])
     with pytest.raises(TransformError, match="too large|under 32767"):
         pipeline(sample)
+
+
+def test_a_lesion_turned_off_the_canvas_is_no_lesion_not_an_error_or_a_phantom():
+    """Without expand, a rotation can turn a corner lesion out of the canvas: then the crop to
+    the lesion finds nothing and keeps the whole canvas, as torchvision's rotate of the mask
+    says (but for a sliver along the canvas's edge, where OpenCV's 1/32-pixel positions round
+    the other way); a lesion is never found outside the canvas."""
+    image = np.full((60, 90, 3), 100, np.uint8)
+    mask = np.zeros((60, 90), np.uint8)
+    mask[0:3, 0:3] = 1
+    image[mask == 1] = GREEN
+    pipeline = T.build_pipeline([step("RandomRotation", degrees=180, expand=False, crop_to_lesion=True)])
+    gone = 0
+    for seed in range(120):
+        torch.manual_seed(seed)
+        out, params = pipeline.apply_with_params({"image": image, "mask": mask})
+        kept = int(F.rotate_mask(torch.from_numpy(mask)[None], params[0]["angle"], expand=False).sum())
+        box = params[0].get("box")
+        if box is None:
+            assert kept == 0 and not out["mask"].any() and out["image"].shape == (60, 90, 3), seed
+            gone += 1
+            continue
+        top, left, height, width = box
+        assert top >= 0 and left >= 0 and top + height <= 60 and left + width <= 90, (seed, box)
+        assert out["mask"].any(), seed
+        if kept == 0:  # a sliver on the edge at most
+            assert height * width <= 10 and (top == 0 or left == 0 or top + height == 60 or left + width == 90), seed
+    assert 0 < gone < 120, gone  # both cases were drawn

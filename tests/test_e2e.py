@@ -242,9 +242,13 @@ def test_a_run_with_metadata_asks_for_the_patients_age_and_sex(page, server, dem
     tab = context.new_page()
     tab.set_default_timeout(TIMEOUT_MS)
     try:
-        open_page(tab, server, "predictions", "Predictions")
+        # The run by its link (not as the newest, which other runs in this folder could outrank).
+        open_page(tab, server, "predictions?run=99980000-metadata", "Predictions")
+        tab.get_by_text("99980000-metadata").first.wait_for()
         tab.locator("[data-testid='stFileUploader'] input[type='file']").nth(0).set_input_files(
             str(server.demo / "images" / "demo_0001.jpg"))
+        tab.get_by_text(re.compile("^Most likely:")).first.wait_for()  # the upload was classified
+        wait_idle(tab)
         age = tab.get_by_role("spinbutton", name="Patient's age (years)")
         headlines = {}
         for years in ("25", "85"):
@@ -255,6 +259,9 @@ def test_a_run_with_metadata_asks_for_the_patients_age_and_sex(page, server, dem
         assert "nevus" in headlines["25"] and "seborrheic keratosis" in headlines["85"], headlines
         no_exception(tab)
         shot(tab, "08b-predictions-age")
+    except Exception:
+        shot(tab, "08b-predictions-age-failed")  # what the page showed, for the CI log's reader
+        raise
     finally:
         context.close()
 

@@ -7,7 +7,8 @@ widgets, the CLI can read a pipeline from a file and a run can store the exact p
 Each step draws its random parameters once (from torch's global RNG, so ``torch.manual_seed``
 and DataLoader worker seeding reproduce them) and applies them to the image and its mask
 alike. Inside a pipeline the image is a uint8 3xHxW tensor and the mask a uint8 1xHxW tensor
-(non-zero = lesion; {0, 1} again on the way out); each step calls torchvision v2's kernels by kind, ``*_image`` for the image and ``*_mask`` for the mask
+(non-zero = lesion; {0, 1} again on the way out); each step calls torchvision v2's kernels by
+kind, ``*_image`` for the image and ``*_mask`` for the mask
 (nearest interpolation, so masks stay binary). Calling the kernels directly, rather than
 dispatching on ``tv_tensors`` wrappers, saves about a third of the time of a 224-px chain.
 A rotation defers its resampling: the flips, skin tone, rescale and crop after it compose with
@@ -179,10 +180,8 @@ def _resize(state: State, size: list[int], leave: int = 2) -> State:
     k = _stride_for(tuple(image.shape[-2:]), out, leave)
     if k > 1:
         image = _every_kth(image, k)
-    pixels = image.permute(1, 2, 0).numpy()
-    if leave == 1 and max(*pixels.shape[:2], *out) < WARP_MAX_SIDE:
-        if pixels.strides[1:] != (3, 1):  # a turned view or planes: OpenCV wants HxWx3 pixels
-            pixels = np.ascontiguousarray(pixels)
+    if leave == 1 and max(*image.shape[-2:], *out) < WARP_MAX_SIDE:
+        pixels = _opencv_pixels(image)
         image = torch.from_numpy(cv2.resize(pixels, (out[1], out[0]), interpolation=cv2.INTER_LINEAR)).permute(2, 0, 1)
     else:
         # The interpolate call F.resize_image makes for uint8 bilinear, without its checks and
@@ -192,11 +191,22 @@ def _resize(state: State, size: list[int], leave: int = 2) -> State:
     return _with(state, image, None if mask is None else _resize_mask(mask, out))
 
 
+def _opencv_pixels(image: torch.Tensor) -> np.ndarray:
+    """A uint8 (C, H, W) tensor as the array OpenCV reads: HxW for one channel, else HxWxC with
+    each pixel's channels side by side (the layout of a decoded image, and of OpenCV's own
+    outputs: no copy then; a turned view or planes are copied into it)."""
+    pixels = image.permute(1, 2, 0).numpy()
+    if pixels.shape[2] == 1:
+        return pixels[..., 0]
+    return pixels if pixels.strides[1:] == (pixels.shape[2], 1) else np.ascontiguousarray(pixels)
+
+
 def _every_kth(image: torch.Tensor, k: int) -> torch.Tensor:
     """The centre pixel of each k x k block of a uint8 (3, H, W) image, copied once into HxWx3
     order (interpolate would copy a strided view itself, through its slow path, at 3x the cost).
     OpenCV's nearest warp by the whole-number scale k picks exactly those pixels, in a third of
-    the time of torch's strided copy; planes (after a colour step) and giants take torch's."""
+    the time of torch's strided copy; other layouts (a turned view, planes) and giants take
+    torch's, which reads only the pixels it keeps."""
     h, w = image.shape[-2:]
     pixels = image.permute(1, 2, 0).numpy()
     if pixels.strides[1:] == (3, 1) and max(h, w) < WARP_MAX_SIDE:
@@ -351,11 +361,7 @@ def _warp(source: torch.Tensor, warp: _Warp, window: list[int], mode: str) -> to
         raise TransformError(N_("cannot rotate an image this large ({height}x{width} px): both sides must stay "
                                 "under {limit} px; load it with a smaller max side").format(
             height=max(sh, height), width=max(sw, width), limit=WARP_MAX_SIDE))
-    region = source[:, sy:sy + sh, sx:sx + sw].permute(1, 2, 0).numpy()  # HxWxC, only what is read
-    if channels == 1:
-        region = region[..., 0]
-    elif region.strides[1:] != (channels, 1):  # planes (after a colour step): OpenCV wants pixels
-        region = np.ascontiguousarray(region)
+    region = _opencv_pixels(source[:, sy:sy + sh, sx:sx + sw])  # only what is read
     # The output's (x, y) reads the source at warp(x + 0.5, y + 0.5) in our coordinates (pixel
     # centres at +0.5); OpenCV's pixel centres are whole numbers, and the region starts at (sx, sy).
     matrix = np.array([[warp.a, warp.b, warp.a * (left + 0.5) + warp.b * (top + 0.5) + warp.c - 0.5 - sx],

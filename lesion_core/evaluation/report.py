@@ -12,12 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from lesion_core import plots, runs
-from lesion_core.evaluation import calibration, figures, operating, review
+from lesion_core.evaluation import bootstrap, calibration, figures, operating, review
 
-N_BOOTSTRAP = 1000
 N_WORST = 4
 LIMITATIONS = (
     "Lesion Lab is a research and teaching tool. This model was trained on dermoscopy images "
@@ -27,20 +25,6 @@ LIMITATIONS = (
     "types or non-dermoscopic photographs is unknown. PPV and NPV depend on how common each "
     "class is in the evaluated split, which is usually far above a clinic's."
 )
-
-
-def bootstrap_auc(is_class, scores, n: int = N_BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of one-vs-rest AUC (resampling images); NaNs when undefined."""
-    is_class, scores = np.asarray(is_class, bool), np.asarray(scores, float)
-    if is_class.all() or not is_class.any():
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n):
-        pick = rng.integers(0, len(scores), len(scores))
-        if is_class[pick].any() and not is_class[pick].all():
-            values.append(roc_auc_score(is_class[pick], scores[pick]))
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
 def _e(value) -> str:
@@ -86,13 +70,14 @@ def _split_section(run_dir: Path, split: str, fig: _Figures, temperature: float)
     frame = read_predictions(path)
     labels, raw, names = review.frame_arrays(frame)
     probs = calibration.apply_temperature(raw, temperature)
-    rows = []
-    for c, name in enumerate(names):
-        is_class = labels == c
-        defined = is_class.any() and not is_class.all()
-        auc = roc_auc_score(is_class, probs[:, c]) if defined else math.nan
-        low, high = bootstrap_auc(is_class, probs[:, c])
-        rows.append([name, int(is_class.sum()), _num(auc), f"[{_num(low)}, {_num(high)}]"])
+    # The figures the Results page shows (metrics_<split>.json's intervals, the same stratified
+    # bootstrap, from the uncalibrated probabilities: a temperature does not reorder images
+    # much, and the report must not contradict the app).
+    intervals = bootstrap.run_intervals(run_dir, split) or {}
+    per_class = intervals.get("auc") if isinstance(intervals.get("auc"), dict) else {}
+    rows = [["mean AUC (the run's headline)", len(labels), bootstrap.format_interval(intervals.get("mean_auc"))]]
+    rows += [[name, int((labels == c).sum()), bootstrap.format_interval(per_class.get(name))]
+             for c, name in enumerate(names)]
     accuracy = float((probs.argmax(1) == labels).mean()) if len(labels) else math.nan
     points = operating.operating_points(labels, probs, names)
     op_rows = [[n, *(_num(v) for v in p["sens_at_spec"].values()), _num(p["average_precision"])]
@@ -102,7 +87,7 @@ def _split_section(run_dir: Path, split: str, fig: _Figures, temperature: float)
     np.add.at(confusion, (labels, probs.argmax(1)), 1)
     parts = [f"<h2>Held-out {_e(split)} split: {len(labels)} images, accuracy {_num(accuracy)}</h2>",
              "<h3>Discrimination: one class against the rest</h3>",
-             _table(["class", "images", "AUC", "95% bootstrap CI"], rows),
+             _table(["class", "images", "AUC [95% bootstrap CI]"], rows),
              "<h3>Operating points (sensitivity at fixed specificity)</h3>",
              _table(["class", "sens @ spec 0.82", "sens @ spec 0.89", "sens @ spec 0.95", "average precision"], op_rows),
              f"<h3>Calibration</h3><p>Temperature {temperature:.2f}. ECE {_num(cal['ece'])} uncalibrated, "

@@ -15,6 +15,7 @@ import numpy as np
 
 from lesion_core import plots, runs
 from lesion_core.evaluation import bootstrap, calibration, figures, operating, review
+from lesion_core.metrics import scored_classes
 
 N_WORST = 4
 LIMITATIONS = (
@@ -75,7 +76,8 @@ def _split_section(run_dir: Path, split: str, fig: _Figures, temperature: float)
     # much, and the report must not contradict the app).
     intervals = bootstrap.run_intervals(run_dir, split) or {}
     per_class = intervals.get("auc") if isinstance(intervals.get("auc"), dict) else {}
-    rows = [["mean AUC (the run's headline)", len(labels), bootstrap.format_interval(intervals.get("mean_auc"))]]
+    scored = " + ".join(names[c] for c in scored_classes(names))
+    rows = [[f"mean AUC ({scored})", len(labels), bootstrap.format_interval(intervals.get("mean_auc"))]]
     rows += [[name, int((labels == c).sum()), bootstrap.format_interval(per_class.get(name))]
              for c, name in enumerate(names)]
     accuracy = float((probs.argmax(1) == labels).mean()) if len(labels) else math.nan

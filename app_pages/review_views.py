@@ -64,6 +64,9 @@ def _calibration_section(run, labels, raw, temperature) -> None:
                delta_color="inverse", help=_("Mean gap between confidence and accuracy, weighted by bin size"))
     brier.metric(_("Brier score"), num(report["brier_calibrated"]),
                  _signed(report["brier_calibrated"] - report["brier"]), delta_color="inverse")
+    note = calibration.read_note(run.path)
+    if note:
+        st.info(lang.rendered(note))
     if not (run.path / calibration.CALIBRATION_FILE).is_file():
         st.info(_("This run has no calibration.json (trained before calibration existed): probabilities are raw."))
         if st.button(_("Fit calibration on the validation split"), key="res_fit_calibration"):
@@ -199,13 +202,6 @@ def decision_line(run, probs: dict, calibrated: bool) -> None:
     if rule:
         outcome = operating.decision(probs, rule, calibrated, calibration.read_temperature(run.path))
         (st.error if outcome["refer"] else st.info)(lang.rendered(outcome["text"]))
-
-
-def calibrated_probs(run, probs: list[float], calibrated: bool) -> list[float]:
-    """One image's saved raw probabilities, temperature-scaled when calibrated."""
-    if not calibrated:
-        return list(probs)
-    return calibration.apply_temperature(np.array([probs]), calibration.read_temperature(run.path))[0].tolist()
 
 
 def report_download(run, split: str) -> None:

@@ -25,14 +25,46 @@ def overconfident(n=600, classes=3, sharpen=3.0, seed=0):
 
 def test_fitted_temperature_undoes_overconfidence_and_minimises_nll():
     probs, labels, _ = overconfident()
-    t = calibration.fit_temperature(probs, labels)
-    assert t == pytest.approx(3.0, rel=0.2)
+    t, note = calibration.fit_temperature(probs, labels)
+    assert t == pytest.approx(3.0, rel=0.2) and note is None
     # the NLL minimum found independently by scipy on the same objective
     objective = lambda x: log_loss(labels, calibration.apply_temperature(probs, x), labels=[0, 1, 2])  # noqa: E731
     reference = minimize_scalar(objective, bounds=(0.1, 10), method="bounded").x
     assert t == pytest.approx(reference, rel=1e-3)
     assert calibration.nll(calibration.apply_temperature(probs, t), labels) < calibration.nll(probs, labels)
     assert calibration.ece(calibration.apply_temperature(probs, t), labels) < calibration.ece(probs, labels)
+
+
+def test_a_validation_split_without_errors_is_not_sharpened_towards_certainty(tmp_path):
+    # Every top class right: the NLL falls all the way to T -> 0 (a demo run fitted T = 0.05
+    # and called any photograph 100% certain). T stays 1, and the file says why.
+    probs, labels, _ = overconfident(n=45, seed=2)
+    labels = probs.argmax(1)
+    t, note = calibration.fit_temperature(probs, labels)
+    assert t == 1.0 and note.startswith("not fitted: all 45 validation images are already classified correctly")
+    assert calibration.nll(calibration.apply_temperature(probs, 0.3), labels) < calibration.nll(probs, labels)
+    record = calibration.fit_and_save(tmp_path, probs, labels)
+    assert record["temperature"] == 1.0 and calibration.read_note(tmp_path) == note
+    assert calibration.read_temperature(tmp_path) == 1.0
+
+
+def test_a_fit_beyond_the_trusted_range_is_limited_to_it_and_says_so():
+    # One wrong image among many confident right ones: the NLL's minimum is a very sharp T.
+    probs, labels, _ = overconfident(n=60, seed=3, sharpen=0.3)
+    labels = probs.argmax(1)
+    labels[0] = (labels[0] + 1) % 3
+    objective = lambda x: log_loss(labels, calibration.apply_temperature(probs, x), labels=[0, 1, 2])  # noqa: E731
+    unbounded = minimize_scalar(objective, bounds=(0.01, 10), method="bounded").x
+    assert unbounded < calibration.FIT_RANGE[0]  # the case the guard is for
+    t, note = calibration.fit_temperature(probs, labels)
+    assert t == calibration.FIT_RANGE[0]
+    assert note.startswith("the fit gave T = ") and "T = 0.25 is used" in note
+
+
+@pytest.mark.parametrize("content", ['{"temperature": 0.8, "note": 7}', '{"temperature": 0.8, "note": ""}', "[1]"])
+def test_a_calibration_note_that_is_not_text_is_no_note(tmp_path, content):
+    (tmp_path / "calibration.json").write_text(content)
+    assert calibration.read_note(tmp_path) is None
 
 
 def test_scaling_saved_probabilities_equals_scaling_logits():

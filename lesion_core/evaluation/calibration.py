@@ -25,6 +25,10 @@ N_BINS = 15
 LOG_FLOOR = 5e-7
 # A temperature read from a run folder outside this range is treated as absent (untrusted file).
 T_RANGE = (0.05, 20.0)
+# What fit_temperature may choose: sharpening a model's probabilities more than 4x, or
+# flattening them more than 10x, is a fit to the noise of a small validation split (a model
+# trained with label smoothing 0.1 fits T ~ 0.7-0.9; an over-confident one 1.5-3).
+FIT_RANGE = (0.25, 10.0)
 
 
 def _log_probs(probs) -> torch.Tensor:
@@ -45,15 +49,24 @@ def nll(probs, labels) -> float:
     return float(torch.nn.functional.nll_loss(_log_probs(probs), labels))
 
 
-def fit_temperature(probs, labels) -> float:
-    """The T > 0 minimising the NLL of softmax(log p / T) on (probs (N, C), labels (N,)).
+def fit_temperature(probs, labels) -> tuple[float, str | None]:
+    """(T, why it is not the NLL's own minimum, or None): the T > 0 minimising the NLL of
+    softmax(log p / T) on (probs (N, C), labels (N,)), by LBFGS on log T (keeps T positive).
 
-    LBFGS on log T (keeps T positive); 1.0 when there is nothing to fit (no samples).
+    Two guards, because a validation split is small and the fit would then make every
+    probability look certain (a demo run's T came out at 0.05: "100%" on any photograph):
+    when every image's top class is already right, the NLL keeps falling as T goes to 0 and
+    has no minimum, so T stays 1; and a sharper fit than FIT_RANGE allows is limited to it.
+    T is 1.0 when there is nothing to fit (no samples).
     """
     labels = torch.as_tensor(np.array(labels, dtype=np.int64))
     if len(labels) == 0:
-        return 1.0
+        return 1.0, None
     log_p = _log_probs(probs)
+    if bool((log_p.argmax(dim=1) == labels).all()):
+        return 1.0, N_("not fitted: all {n} validation images are already classified correctly, so any "
+                       "temperature below 1 would look better and push every probability towards 100%; "
+                       "the probabilities are left as the model gives them").format(n=len(labels))
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
 
@@ -65,7 +78,14 @@ def fit_temperature(probs, labels) -> float:
 
     optimizer.step(closure)
     temperature = float(log_t.detach().exp())
-    return min(max(temperature, T_RANGE[0]), T_RANGE[1]) if math.isfinite(temperature) else 1.0
+    if not math.isfinite(temperature):
+        return 1.0, N_("not fitted: the fit did not converge")
+    if not FIT_RANGE[0] <= temperature <= FIT_RANGE[1]:
+        kept = min(max(temperature, FIT_RANGE[0]), FIT_RANGE[1])
+        return kept, N_("the fit gave T = {fitted}, outside {low}-{high}, where one validation split cannot "
+                        "be trusted; T = {kept} is used").format(fitted=f"{temperature:.3g}", low=FIT_RANGE[0],
+                                                                  high=FIT_RANGE[1], kept=kept)
+    return temperature, None
 
 
 def reliability_bins(probs, labels, n_bins: int = N_BINS) -> dict:
@@ -149,20 +169,34 @@ def report(raw_probs, labels, temperature: float) -> dict:
 
 def fit_and_save(run_dir, raw_probs, labels) -> dict:
     """Fit T on validation predictions and write calibration.json; returns what it wrote."""
-    temperature = fit_temperature(raw_probs, labels)
+    temperature, note = fit_temperature(raw_probs, labels)
     scaled = apply_temperature(raw_probs, temperature)
     record = {"temperature": temperature, "fitted_on": "val", "n": int(len(labels)), "n_bins": N_BINS,
               "nll": nll(raw_probs, labels) if len(labels) else None,
               "nll_calibrated": nll(scaled, labels) if len(labels) else None,
               "ece": ece(raw_probs, labels), "ece_calibrated": ece(scaled, labels)}
+    if note:
+        record["note"] = note
     runs.atomic_write_json(Path(run_dir) / CALIBRATION_FILE, record)
     return record
+
+
+def _record(run_dir) -> dict:
+    return runs._read_json(Path(run_dir) / CALIBRATION_FILE, {})
+
+
+def read_note(run_dir) -> str | None:
+    """Why the run's temperature is not the fit's own minimum (fit_temperature's guards), or
+    None: calibration.json's "note" when it is text (the file is untrusted: anything else is
+    no note)."""
+    note = _record(run_dir).get("note")
+    return note[:500] if isinstance(note, str) and note.strip() else None
 
 
 def read_temperature(run_dir) -> float:
     """The run's fitted temperature; 1.0 (no scaling) when calibration.json is absent or holds
     anything but a finite number in T_RANGE."""
-    value = (runs._read_json(Path(run_dir) / CALIBRATION_FILE, {}) or {}).get("temperature")
+    value = _record(run_dir).get("temperature")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return 1.0
     return float(value) if T_RANGE[0] <= value <= T_RANGE[1] else 1.0

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from lesion_core import data, plots, train, transforms
-from lesion_core.evaluation import confidence, external, patient, review
+from lesion_core import data, plots, runs, train, transforms
+from lesion_core.evaluation import calibration, confidence, external, patient, review
 from app_pages import common, lang, review_views
 from app_pages.lang import _, cls, fig, num, pct, rendered
 
@@ -25,6 +25,11 @@ if frame is None and not damaged:
     st.info(_("No {split} predictions yet: they are written when the run finishes.", split=_(split)))
 elif frame is not None:
     names = list(frame.attrs["class_names"])
+    # One switch for the whole browser: captions, sorting, the large view and its loss all show
+    # the same probabilities (a caption's raw 41% beside a calibrated 98.6% confused users).
+    calibrated = review_views.calibrated_toggle("keep_pred_calibrated")
+    if calibrated:
+        frame = review.scaled_frame(frame, calibration.read_temperature(run.path))
     true_col, pred_col, right_col, sort_col = st.columns(4)
     wanted_true = true_col.multiselect(_("True class"), names, format_func=lang.class_options(), key="keep_pred_true")
     wanted_pred = pred_col.multiselect(_("Predicted class"), names, format_func=lang.class_options(),
@@ -66,9 +71,7 @@ elif frame is not None:
                     heat = review_views.heatmap_view(run, sample["image"], sample["mask"], "pred_heatmap")
                 image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline") if heat is None else heat,
                                 width="stretch")
-        with bars_col:
-            calibrated = review_views.calibrated_toggle("keep_pred_calibrated")
-        probs = review_views.calibrated_probs(run, [row[f"prob_{n}"] for n in names], calibrated)
+        probs = [float(row[f"prob_{n}"]) for n in names]
         bars_col.plotly_chart(fig(plots.probability_bars(probs, names, names.index(row["label"]))), key="pred_bars")
         bars_col.caption(_("Cross-entropy loss {loss}", loss=num(row["loss"])))
         known = [c for c in ("group", "age", "sex", "site") if c in frame.columns and str(row[c]) not in ("", "nan")]
@@ -94,6 +97,10 @@ elif frame is not None:
                               args=("pred_open", row["id"]))
 
 st.subheader(_("Classify a new image"))
+if runs.trained_on_demo(run.config):
+    st.warning(_("This run learned from the synthetic demo images (drawn shapes, not photographs): what it says "
+                 "about a real lesion means nothing, however good its scores look. Train a run on real images "
+                 "for that."))
 image_file = st.file_uploader(_("Image (JPEG or PNG)"), type=["jpg", "jpeg", "png"], key="pred_image")
 needs_mask = external.run_needs_mask(run.config)
 mask_file = st.file_uploader(_("Lesion mask (needed: this run was trained on lesion crops)") if needs_mask

@@ -443,6 +443,13 @@ def dataset_label(config: dict) -> str:
     return "demo" if root == "demo" else Path(root).name or root
 
 
+def trained_on_demo(config: dict) -> bool:
+    """Whether the run learned from the built-in synthetic demo images (drawn shapes): its
+    answers about a real photograph mean nothing, however good its own metrics look."""
+    data = config.get("data") if isinstance(config, dict) else None
+    return isinstance(data, dict) and data.get("root") == "demo"
+
+
 def best_from_history(history: list[dict]) -> dict | None:
     """Best validation epoch: highest headline metric (mean AUC in runs that name none), or
     lowest loss when it is undefined."""

@@ -75,3 +75,41 @@ def test_predictions_gallery_sorts_and_filters_by_lesion_focus(app, tiny_run):
     app.checkbox(key="keep_pred_low_focus").check().run()
     shown = [b.key.removeprefix("pred_open_") for b in app.button if b.key and b.key.startswith("pred_open_")]
     assert all(focus[i] < 0.5 for i in shown)
+
+
+def test_predictions_gallery_and_large_view_show_the_same_probabilities(app, tiny_run):
+    # A new user saw "predicted melanoma (41%)" under an image whose large view said 98.6%: the
+    # caption was raw, the view calibrated. One switch now drives both, and the loss with them.
+    from lesion_core.evaluation import review
+    from lesion_core.i18n import number
+
+    runs.atomic_write_json(tiny_run / "calibration.json", {"temperature": 0.3})
+    raw = train.read_predictions(tiny_run / "predictions_test.csv")
+    scaled = review.scaled_frame(raw, 0.3).set_index("id")
+    raw = raw.set_index("id")
+    goto(app, "predictions")
+    app.selectbox(key="keep_pred_sort").set_value("confidence (highest first)").run()
+    first = next(b.key.removeprefix("pred_open_") for b in app.button if b.key and b.key.startswith("pred_open_"))
+    assert first == scaled["confidence"].idxmax()
+
+    def shown(frame, column, digits, percent=False):
+        return number(float(frame.loc[first, column]), digits, "en", percent=percent)
+
+    assert shown(scaled, "confidence", 0, True) != shown(raw, "confidence", 0, True)  # the test can tell them apart
+    caption = next(c.value for c in app.caption if f"`{first}`" in c.value)
+    assert f"({shown(scaled, 'confidence', 0, True)})" in caption
+    app.button(key=f"pred_open_{first}").click().run()
+    assert f"Cross-entropy loss {shown(scaled, 'loss', 3)}" in texts(app)
+    app.toggle(key="keep_pred_calibrated").set_value(False).run()
+    caption = next(c.value for c in app.caption if f"`{first}`" in c.value)
+    assert f"({shown(raw, 'confidence', 0, True)})" in caption
+    assert f"Cross-entropy loss {shown(raw, 'loss', 3)}" in texts(app)
+    assert not app.exception, app.exception
+
+
+def test_predictions_page_warns_that_a_demo_run_knows_nothing_of_real_lesions(app, demo_root):
+    config = {"data": {"root": "demo"}, "model": LENET, "image_size": 32, "epochs": 1, "augment": [],
+              "eval_augment": []}
+    train.run_training(config, paths.runs_dir())
+    goto(app, "predictions")
+    assert "learned from the synthetic demo images" in texts(app)

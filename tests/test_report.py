@@ -36,3 +36,17 @@ def test_report_command_writes_a_self_contained_escaped_html(demo_root, tmp_path
     without_scripts = re.sub(r"<script.*?</script>", "", text, flags=re.S)
     assert not re.search(r"(src|href)=\"https?:", without_scripts)  # nothing fetched when opened
     assert text.count("<img src=\"data:image/png;base64,") >= 1  # worst errors with heatmaps
+
+
+def test_a_demo_run_report_says_its_figures_are_about_drawn_shapes(demo_root, tmp_path):
+    import json
+
+    assert main(["train", "--data", "demo", "--model", "lenet", "--pretrained", "random", "--image-size", "32",
+                 "--batch-size", "8", "--epochs", "1", "--augment", "eval", "--out", str(tmp_path / "runs")]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "config.json").read_text())["data"]["root"] == "demo"
+    assert "<b>Synthetic data.</b>" in report.build_report(run_dir, with_heatmaps=False)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["data"]["root"] = str(demo_root)  # the same images as a folder of the user's
+    (run_dir / "config.json").write_text(json.dumps(config))
+    assert "Synthetic data." not in report.build_report(run_dir, with_heatmaps=False)

@@ -28,6 +28,10 @@ LIMITATIONS = (
 )
 
 
+DEMO_WARNING = ("This run was trained and scored on Lesion Lab's synthetic demo images (drawn shapes, not "
+                "dermoscopy): its figures show that the software works, nothing about lesions.")
+
+
 def _e(value) -> str:
     return html.escape(str(value))
 
@@ -172,7 +176,9 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
                                                  f"{config.get('image_size')} px"],
               ["training augmentation", steps or "none"],
               ["probabilities", f"temperature-scaled (T = {temperature:.2f}, fitted on the validation split)"
-                                if temperature != 1.0 else "raw softmax (no calibration.json)"],
+                                if temperature != 1.0 else "raw softmax (T = 1)" if (run_dir / calibration.CALIBRATION_FILE).is_file()
+                                else "raw softmax (no calibration.json)"],
+              *([["calibration note", note]] if (note := calibration.read_note(run_dir)) else []),
               ["decision rule", f"refer when p({rule['class']}) >= {rule['threshold']:.3f}" if rule else "none saved"]]
     sizes = [[name, len(ids) if isinstance(ids, list) else "?"] for name, ids in splits.items()]
     body = [f"<h1>Run report: {_e(run_dir.name)}</h1>",
@@ -180,6 +186,8 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
             f"{_e(str(status.get('message', '')).removeprefix(str(status.get('state')) + ': '))}<br>"
             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by Lesion Lab.</p>",
             f'<div class="warn"><b>Intended use and limitations.</b> {_e(LIMITATIONS)}</div>',
+            *([f'<div class="warn"><b>Synthetic data.</b> {_e(DEMO_WARNING)}</div>']
+              if runs.trained_on_demo(config) else []),
             "<h2>Data and recipe</h2>",
             f"<p>Dataset: {_e(cfg_data.get('root'))}; classes: {_e(', '.join(cfg_data.get('class_names') or []))}</p>",
             _table(["split", "images"], sizes), _table(["setting", "value"], recipe),

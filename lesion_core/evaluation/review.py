@@ -9,7 +9,7 @@ import numpy as np
 
 from lesion_core import runs
 from lesion_core.evaluation import calibration, operating
-from lesion_core.metrics import to_jsonable
+from lesion_core.metrics import PROB_FLOOR, to_jsonable
 
 
 def split_review(run_dir, split: str, labels, raw_probs, class_names) -> dict:
@@ -41,6 +41,23 @@ def frame_arrays(frame) -> tuple[np.ndarray, np.ndarray, list[str]]:
     names = list(frame.attrs["class_names"])
     labels = frame["label"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.int64)
     return labels, frame[[f"prob_{n}" for n in names]].to_numpy(dtype=float), names
+
+
+def scaled_frame(frame, temperature: float):
+    """A read_predictions() frame as the temperature shows it: a copy whose prob_<class>,
+    confidence and loss columns come from softmax(log p / T) (pred and correct do not change:
+    a temperature keeps each image's top class). T = 1 gives the frame back unchanged."""
+    if temperature == 1.0 or frame.empty:
+        return frame
+    labels, raw, names = frame_arrays(frame)
+    probs = calibration.apply_temperature(raw, temperature)
+    out = frame.copy()
+    for c, name in enumerate(names):
+        out[f"prob_{name}"] = probs[:, c]
+    out["confidence"] = probs.max(axis=1)
+    out["loss"] = -np.log(np.clip(probs[np.arange(len(labels)), labels], PROB_FLOOR, None))
+    out.attrs["class_names"] = names
+    return out
 
 
 def focus_values(frame) -> np.ndarray | None:

@@ -216,29 +216,9 @@ def choose_dataset(source: str, root: str | Path = "") -> None:
 
 
 def import_upload(upload) -> Path:
-    """Unpack an uploaded dataset ZIP under cache_dir()/uploads and return the dataset root.
-
-    The same file uploaded again replaces its earlier copy (same folder: name + content hash).
-    """
-    import hashlib
-    import shutil
-
-    content = upload.getvalue()
-    folder = paths.cache_dir() / "uploads"
-    folder.mkdir(exist_ok=True)
-    stem = f"{Path(upload.name).stem[:40]}-{hashlib.sha256(content).hexdigest()[:10]}"
-    archive, dest = folder / f"{stem}.zip", folder / stem
-    archive.write_bytes(content)
-    shutil.rmtree(dest, ignore_errors=True)
-    try:
-        root = data.import_zip(archive, dest)
-        load_data(root)  # a ZIP that holds no usable dataset fails here, with the report
-    except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)  # a failed import leaves nothing in the cache
-        raise
-    finally:
-        archive.unlink(missing_ok=True)
-    return root
+    """Unpack an uploaded dataset ZIP under cache_dir()/uploads (data.import_upload) and return
+    the dataset root, checked as a dataset."""
+    return data.import_upload(upload.name, upload.getvalue(), paths.cache_dir() / "uploads", check=load_data)
 
 
 @st.cache_resource(show_spinner=False)

@@ -893,6 +893,34 @@ def import_zip(zip_path, dest, *, max_total_bytes: int = 20 * 10**9, max_files: 
     return dest / inner_root
 
 
+def import_upload(name: str, content: bytes, folder, check=None) -> Path:
+    """Unpack an uploaded dataset ZIP (its file name and bytes) under folder and return the
+    dataset root: import_zip into folder/<name>-<content hash>, so the same file uploaded
+    again replaces its earlier copy. Errors name the user's file, not a temporary one; check
+    (root -> None, raising) is run on the result, and whatever fails leaves nothing behind.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = Path(str(name)).name
+    base = base if base not in ("", ".", "..") else "upload.zip"
+    stem = f"{Path(base).stem[:40]}-{hashlib.sha256(content).hexdigest()[:10]}"
+    parked, dest = folder / f".{stem}-upload", folder / stem  # the archive, beside dest, not in it
+    shutil.rmtree(dest, ignore_errors=True)
+    parked.mkdir(exist_ok=True)
+    try:
+        archive = parked / base
+        archive.write_bytes(content)
+        root = import_zip(archive, dest)
+        if check is not None:
+            check(root)  # a ZIP that holds no usable dataset fails here, with its report
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(parked, ignore_errors=True)
+    return root
+
+
 def _checked_members(archive, max_total_bytes, max_files, max_ratio) -> list:
     """[(safe relative name, ZipInfo)] of the files to extract; UnsafeArchiveError says why not."""
     infos = archive.infolist()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lesion_core.data import import_zip, load_dataset
+from lesion_core.data import import_upload, import_zip, load_dataset
 from lesion_core.errors import DataError, UnsafeArchiveError
 
 from test_data import make_dataset
@@ -229,3 +229,36 @@ def test_non_empty_destination(tmp_path, source):
     with pytest.raises(DataError, match="not empty"):
         import_zip(zip_folder(source, tmp_path / "d.zip"), dest)
     assert [p.name for p in dest.iterdir()] == ["keep.txt"]
+
+
+# ---------------------------------------------------------------------------- uploads (the Dataset page)
+
+
+def test_an_upload_is_unpacked_under_its_name_and_replaced_when_uploaded_again(tmp_path, source):
+    content = zip_folder(source, tmp_path / "d.zip").read_bytes()
+    folder = tmp_path / "uploads"
+    root = import_upload("my lesions.zip", content, folder, check=load_dataset)
+    assert root.parent == folder and root.name.startswith("my lesions-")
+    assert len(load_dataset(root).records) == 6
+    again = import_upload("my lesions.zip", content, folder)
+    assert again == root and sorted(p.name for p in folder.iterdir()) == [root.name]  # nothing else left
+
+
+@pytest.mark.parametrize("name", ["bad.zip", "../../bad.zip", ".."])
+def test_a_broken_upload_is_named_as_the_user_named_it_and_leaves_nothing(tmp_path, name):
+    folder = tmp_path / "uploads"
+    shown = Path(name).name if Path(name).name != ".." else "upload.zip"
+    with pytest.raises(DataError, match=rf"^{shown} is not a readable ZIP file"):
+        import_upload(name, b"this is a text file, not a ZIP", folder)
+    assert list(folder.iterdir()) == []
+    assert not (tmp_path / "bad.zip").exists()
+
+
+def test_an_upload_that_holds_no_usable_dataset_leaves_nothing(tmp_path):
+    archive = tmp_path / "empty.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("notes/readme.txt", "no labels here")
+    folder = tmp_path / "uploads"
+    with pytest.raises(DataError):
+        import_upload("empty.zip", archive.read_bytes(), folder, check=load_dataset)
+    assert list(folder.iterdir()) == []

@@ -1053,11 +1053,15 @@ class Trainer:
             self.log(f"best model (epoch {self.best['epoch']}) on {split}: mean AUC {_fmt(result['mean_auc'])}, "
                      f"accuracy {result['accuracy']:.3f}")
         # "finished: " names the state, which the pages show already; the rest is the message.
-        best = {"metric": self.best["metric"], "value": _fmt(self.best["value"]), "epoch": self.best["epoch"]}
+        # The metric by its name on the pages ("ISIC 2017 mean AUC (melanoma, keratosis)"), not
+        # its key, with the 3 decimals the pages show.
+        key = self.best["metric"].removeprefix("val_")
+        best = {"metric": metrics.HEADLINE_METRICS.get(key, key), "value": _fmt(self.best["value"], 3),
+                "epoch": self.best["epoch"]}
         message = "finished: " + (
-            N_("best {metric} {value} at epoch {epoch}; test mean AUC {auc}").format(
-                **best, auc=_fmt(summary["test"]["mean_auc"])) if "test" in summary
-            else N_("best {metric} {value} at epoch {epoch}").format(**best))
+            N_("best validation {metric} {value} at epoch {epoch}; test mean AUC {auc}").format(
+                **best, auc=_fmt(summary["test"]["mean_auc"], 3)) if "test" in summary
+            else N_("best validation {metric} {value} at epoch {epoch}").format(**best))
         self.set_status(state="finished", phase=None, message=message, eta_s=0, final=metrics.to_jsonable(summary))
         self.log(message)
 
@@ -1078,8 +1082,8 @@ def _tolist(tensor: torch.Tensor | None) -> list | None:
     return tensor.tolist() if tensor is not None else None
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+def _fmt(value, digits: int = 4) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def _json_line(row: dict) -> str:

@@ -50,7 +50,8 @@ def check_data_folder(folder) -> Path:
         allowed = False
     if not allowed:
         raise DataError(N_("dataset folder not available: {folder} is not a folder under the folders this "
-                           "server shares (the server's {setting} setting lists them)").format(
+                           "server shares: the folder the app was started in, or those its {setting} setting "
+                           "lists. Copy the data there, or start the app again with {setting}=/path/to/data").format(
             folder=repr(typed), setting=ROOTS_ENV))
     return resolved
 

@@ -267,9 +267,12 @@ def show_run(run_id: str) -> None:
             stop.caption(_("Stop requested: the trainer stops after the current batch and keeps its weights."))
     if run.state == "finished":
         experiments.final_intervals(run)
-    loss, auc = st.columns(2)
-    loss.plotly_chart(fig(plots.loss_curves(history)), key="tr_loss")
-    auc.plotly_chart(fig(plots.auc_curves(history, class_names)), key="tr_auc")
+    if any(r.get("phase") in ("train", "val") for r in history):
+        loss, auc = st.columns(2)
+        loss.plotly_chart(fig(plots.loss_curves(history)), key="tr_loss")
+        auc.plotly_chart(fig(plots.auc_curves(history, class_names)), key="tr_auc")
+    else:  # empty axes running from -1 looked broken to a new user
+        st.caption(_("The loss and validation AUC curves appear here when the first epoch ends."))
     speeds = [r["images_per_s"] for r in history if r.get("phase") == "train" and r.get("images_per_s")]
     if speeds:
         st.caption(_("Training speed per epoch (images/s): {speeds}", speeds=_(", ").join(num(s, 1) for s in speeds)))

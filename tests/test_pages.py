@@ -700,3 +700,16 @@ def test_train_page_starts_real_data_from_the_standard_recipe_and_says_how_long(
                                   "epochs": 2, "augment": [], "eval_augment": []}, paths.runs_dir())
     app.run()
     assert f"at the speed run {run_dir.name} measured on this machine" in texts(app)
+
+
+def test_train_page_says_where_the_curves_will_be_before_the_first_epoch(app, demo_root):
+    from lesion_core import train
+
+    config = train.validate_config({"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
+                                    "augment": [], "eval_augment": []})
+    run_dir = runs.create_run(paths.runs_dir(), config)  # queued: no epoch in its history yet
+    app.session_state["keep_run"] = run_dir.name
+    goto(app, "train")
+    assert not app.exception, app.exception
+    assert len(app.get("plotly_chart")) == 0  # no empty axes running from -1
+    assert "curves appear here when the first epoch ends" in texts(app)

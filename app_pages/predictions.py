@@ -97,6 +97,9 @@ elif frame is not None:
                               args=("pred_open", row["id"]))
 
 st.subheader(_("Classify a new image"))
+if not (run.path / "best.pt").is_file():  # nothing to classify with: say so before an upload, not after
+    st.info(_("run {run} has no best.pt yet (no epoch finished)", run=run.id))
+    st.stop()
 if runs.trained_on_demo(run.config):
     st.warning(_("This run learned from the synthetic demo images (drawn shapes, not photographs): what it says "
                  "about a real lesion means nothing, however good its scores look. Train a run on real images "

@@ -113,3 +113,14 @@ def test_predictions_page_warns_that_a_demo_run_knows_nothing_of_real_lesions(ap
     train.run_training(config, paths.runs_dir())
     goto(app, "predictions")
     assert "learned from the synthetic demo images" in texts(app)
+
+
+def test_predictions_page_offers_no_upload_for_a_run_without_weights(app, demo_root):
+    config = train.validate_config({"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
+                                    "augment": [], "eval_augment": []})
+    run_dir = runs.create_run(paths.runs_dir(), config)  # stopped before its first epoch ended: no best.pt
+    app.session_state["keep_run"] = run_dir.name
+    goto(app, "predictions")
+    assert not app.exception, app.exception
+    assert f"run {run_dir.name} has no best.pt yet" in texts(app)
+    assert len(app.get("file_uploader")) == 0

@@ -21,9 +21,9 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from lesion_core import access, data, demo, paths, runs, train
+from lesion_core import access, data, demo, metrics, paths, runs, train
 from lesion_core.errors import LesionLabError, describe_os_error
-from app_pages.lang import _, classes, cls, num, rendered
+from app_pages.lang import _, classes, cls, num, rendered, setting
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
 PIPELINE = "pipeline"  # augmentation spec (list of steps) built on the Augmentations page
@@ -351,16 +351,16 @@ def runs_frame(listed: list[runs.RunInfo]):
         headline = config.get("headline_metric") or "mean_auc"
         rows.append({
             _("run"): run.id,
-            _("data"): run.dataset,
+            _("data"): setting(run.dataset),
             _("state"): (_("damaged: {damage}", damage="; ".join(rendered(p) for p in run.damage)) if run.damage
                          else _(run.state)),
             _("model"): f"{model.get('name', '?')} ({_(str(model.get('weights', '?')))})",
             _("size"): config.get("image_size"),
             _("epochs"): config.get("epochs"),
             _("batch"): config.get("batch_size"),
-            _("optimiser"): f"{optim.get('optimizer', '?')} {optim.get('lr', '')}",
+            _("optimiser"): f"{optim.get('optimizer', '?')} {setting(optim.get('lr', ''))}",
             _("augmentation"): ", ".join(s["name"] for s in config.get("augment", [])),
-            _("headline"): headline,
+            _("headline"): _(metrics.HEADLINE_METRICS.get(headline, str(headline))),
             _("best val"): best.get("value") if best.get("metric") == f"val_{headline}" else None,
             _("best epoch"): best.get("epoch"),
             _("test"): test.get(headline),

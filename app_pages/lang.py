@@ -55,6 +55,15 @@ def pct(value, digits: int = 0) -> str:
     return i18n.number(value, digits, language(), percent=True)
 
 
+def setting(value) -> str:
+    """A config value as the page's language writes it: a number as the config has it (0.0003,
+    not 0.000; decimal comma in Spanish), a word through the catalogue ("cosine", "demo")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = f"{value:g}"
+        return text.replace(".", ",") if language() == "es" else text
+    return _(str(value))
+
+
 def cls(name) -> str:
     """A class name as shown on screen; files keep the stable (English) name."""
     return i18n.class_name(name, language())

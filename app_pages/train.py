@@ -220,10 +220,10 @@ def show_run(run_id: str) -> None:
     st.subheader(_("Run {run}", run=run.id))
     cfg = run.config
     st.caption(_("**{data}** data · {model} ({weights} weights) at {size} px · {epochs} epochs of batch {batch} · "
-                 "{optimizer} lr {lr} · {scheduler} schedule · seed {seed}", data=run.dataset, model=run.model,
+                 "{optimizer} lr {lr} · {scheduler} schedule · seed {seed}", data=lang.setting(run.dataset), model=run.model,
                  weights=_(str(cfg.get("model", {}).get("weights"))), size=cfg.get("image_size"), epochs=cfg.get("epochs"),
                  batch=cfg.get("batch_size"), optimizer=cfg.get("optim", {}).get("optimizer"),
-                 lr=cfg.get("optim", {}).get("lr"), scheduler=cfg.get("scheduler", {}).get("name"),
+                 lr=lang.setting(cfg.get("optim", {}).get("lr")), scheduler=lang.setting(cfg.get("scheduler", {}).get("name")),
                  seed=cfg.get("seed")))
     history = runs.read_history(run.path)
     class_names = cfg.get("data", {}).get("class_names") or list(data.CLASS_NAMES)

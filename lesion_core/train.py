@@ -1059,9 +1059,9 @@ class Trainer:
         best = {"metric": metrics.HEADLINE_METRICS.get(key, key), "value": _fmt(self.best["value"], 3),
                 "epoch": self.best["epoch"]}
         message = "finished: " + (
-            N_("best validation {metric} {value} at epoch {epoch}; test mean AUC {auc}").format(
+            N_("best validation {metric}: {value} at epoch {epoch}; test mean AUC {auc}").format(
                 **best, auc=_fmt(summary["test"]["mean_auc"], 3)) if "test" in summary
-            else N_("best validation {metric} {value} at epoch {epoch}").format(**best))
+            else N_("best validation {metric}: {value} at epoch {epoch}").format(**best))
         self.set_status(state="finished", phase=None, message=message, eta_s=0, final=metrics.to_jsonable(summary))
         self.log(message)
 

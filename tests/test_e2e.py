@@ -191,7 +191,7 @@ def test_train_live_reload_and_finish(page, server):
     page.locator("[data-testid='stProgress']").first.wait_for()
     assert progress_epoch(page) >= epoch
     page.get_by_text(re.compile(r"^finished: ")).first.wait_for(timeout=240_000)  # the state line
-    page.get_by_text("best validation ISIC 2017 mean AUC (melanoma, keratosis)").first.wait_for()
+    page.get_by_text("best validation ISIC 2017 mean AUC (melanoma, keratosis): ").first.wait_for()
     # The ended run's page redraws whole: the sidebar's "Training:" note goes, no live leftovers.
     page.locator("[data-testid='stSidebar']").get_by_text("Training:").wait_for(state="detached")
     wait_idle(page)

@@ -713,3 +713,19 @@ def test_train_page_says_where_the_curves_will_be_before_the_first_epoch(app, de
     assert not app.exception, app.exception
     assert len(app.get("plotly_chart")) == 0  # no empty axes running from -1
     assert "curves appear here when the first epoch ends" in texts(app)
+
+
+def test_train_page_summary_speaks_spanish_whole(app, demo_root):
+    from lesion_core import train
+
+    config = {"data": {"root": "demo"}, "model": LENET, "image_size": 32, "epochs": 1, "augment": [],
+              "eval_augment": [], "optim": {"lr": 0.0003}}
+    run_dir = train.run_training(config, paths.runs_dir())
+    app.session_state["keep_run"] = run_dir.name
+    app.session_state["keep_lang"] = "es"
+    goto(app, "train")
+    assert not app.exception, app.exception
+    summary = next(c.value for c in app.caption if "semilla" in c.value)
+    # a user saw "datos demo", "planificación cosine" and a decimal point; 0.0003 must not become 0.000
+    assert "datos **demostración**" in summary and "0,0003" in summary and "planificación coseno" in summary
+    assert "mejor AUC media ISIC 2017 (melanoma, queratosis) en validación: 0," in texts(app)

@@ -71,12 +71,19 @@ def gallery(run_a, result: dict, key: str) -> None:
                                                     f"B {cls(row['pred_b'])}")
 
 
+def _metric_name(key: str) -> str:
+    """A compare_runs metric key as Results names it: "mean AUC", "melanoma AUC", "accuracy"."""
+    if key.startswith("auc_"):
+        return _("{name} AUC", name=cls(key.removeprefix("auc_")))
+    return _({"mean_auc": "mean AUC"}.get(key, key.replace("_", " ")))
+
+
 def paired(a_id: str, b_id: str) -> None:
     """B - A for every metric with its interval, the verdict, the disagreements."""
     st.subheader(_("B = {b} vs A = {a}", b=b_id, a=a_id))
     with common.user_errors():
         result = compare.compare_runs(by_id[a_id].path, by_id[b_id].path, split)
-        rows = [{_("metric"): rendered(name.replace("_", " ")), "A": row["a"], "B": row["b"],
+        rows = [{_("metric"): _metric_name(name), "A": row["a"], "B": row["b"],
                  _("B - A [95% CI]"): rendered(bootstrap.format_delta(row))}
                 for name, row in result["metrics"].items()]
         rows, numbers = lang.numbers_table(rows, {"A": 3, "B": 3})

@@ -41,7 +41,8 @@ def test_compare_page_shows_diff_deltas_verdict_and_disagreements(app, two_runs)
     assert set(diff["setting"]) >= {"epochs", "seed"}
     assert len(app.get("plotly_chart")) == 2
     deltas = app.dataframe[1].value
-    assert list(deltas["metric"])[:3] == ["mean auc", "accuracy", "balanced accuracy"]
+    assert list(deltas["metric"])[:3] == ["mean AUC", "accuracy", "balanced accuracy"]  # as Results names them
+    assert "melanoma AUC" in list(deltas["metric"])
     assert "Verdict (mean AUC): " in texts(app)
     app.multiselect(key="keep_cmp_runs").set_value([second.name]).run()
     assert "Choose at least two runs." in texts(app)

@@ -72,9 +72,9 @@ def gallery(run_a, result: dict, key: str) -> None:
 
 
 def _metric_name(key: str) -> str:
-    """A compare_runs metric key as Results names it: "mean AUC", "melanoma AUC", "accuracy"."""
+    """A compare_runs metric key as Results names it: "mean AUC", "AUC melanoma", "accuracy"."""
     if key.startswith("auc_"):
-        return _("{name} AUC", name=cls(key.removeprefix("auc_")))
+        return f"AUC {cls(key.removeprefix('auc_'))}"
     return _({"mean_auc": "mean AUC"}.get(key, key.replace("_", " ")))
 
 

@@ -36,8 +36,9 @@ def intervals(run_dir, split: str, key: str) -> None:
     st.caption(_("95% intervals: stratified bootstrap of the {split} images ({n} resamples, seeded). "
                  "Two runs whose intervals overlap may still differ: compare them on the **Compare** page.",
                  split=_(split), n=n_resamples))
-    for warning in bootstrap.small_class_warnings(found, split):
-        st.warning(rendered(warning), icon=":material/warning:")
+    warnings = bootstrap.small_class_warnings(found, split)
+    if warnings:  # one box, a line a class, not a box each
+        st.warning("  \n".join(rendered(w) for w in warnings), icon=":material/warning:")
 
 
 def final_intervals(run) -> None:

@@ -113,9 +113,15 @@ def compute_metrics(labels, probs, class_names, headline: str | None = None) -> 
         "balanced_accuracy": float(recall[true_counts > 0].mean()) if true_counts.any() else math.nan,
         "headline": headline_metric(class_names, headline),
         "predicted": predicted,
-        "confidence": probs.max(axis=1),
-        "loss": -np.log(np.maximum(probs[np.arange(len(labels)), labels], PROB_FLOOR)),
+        **per_image(labels, probs),
     }
+
+
+def per_image(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """{"confidence": (N,) max probability, "loss": (N,) cross-entropy -log p[true class]} of
+    int labels (N,) and probabilities (N, C) (the floor keeps a confident miss finite)."""
+    return {"confidence": probs.max(axis=1),
+            "loss": -np.log(np.maximum(probs[np.arange(len(labels)), labels], PROB_FLOOR))}
 
 
 def _check_inputs(labels, probs, class_names) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from lesion_core import runs
 from lesion_core.evaluation import calibration, operating
-from lesion_core.metrics import PROB_FLOOR, to_jsonable
+from lesion_core.metrics import per_image, to_jsonable
 
 
 def split_review(run_dir, split: str, labels, raw_probs, class_names) -> dict:
@@ -54,8 +54,8 @@ def scaled_frame(frame, temperature: float):
     out = frame.copy()
     for c, name in enumerate(names):
         out[f"prob_{name}"] = probs[:, c]
-    out["confidence"] = probs.max(axis=1)
-    out["loss"] = -np.log(np.clip(probs[np.arange(len(labels)), labels], PROB_FLOOR, None))
+    for column, values in per_image(labels, probs).items():
+        out[column] = values
     out.attrs["class_names"] = names
     return out
 

@@ -32,12 +32,6 @@ KEEP = "keep_"  # prefix of widget keys whose values survive page switches
 # Env var naming a dataset folder to open at start instead of the demo (tests, servers).
 DATA_ENV = "LESION_LAB_DATA"
 
-# The server does per-image work only (previews, summaries, single predictions); training
-# runs in its own process. One intra-op thread: on busy cores (a training run beside the
-# page) a second spinning thread made 8 draws of a 1024x768 image 9x slower (1.6 s vs
-# 0.17 s). Set once here: set_num_threads is process-wide, so toggling it per call would
-# race between browser sessions.
-torch.set_num_threads(1)
 
 
 @st.cache_resource(show_spinner=False)
@@ -548,7 +542,7 @@ def save_upload(upload, folder: str) -> Path:
     content = upload.getvalue()
     target = paths.cache_dir() / folder / f"{hashlib.sha256(content).hexdigest()[:16]}{Path(upload.name).suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    runs.atomic_write_bytes(target, content)
+    paths.atomic_write_bytes(target, content)
     return target
 
 

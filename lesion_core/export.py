@@ -37,6 +37,7 @@ from torch.nn import functional as F
 from lesion_core import data, models, runs, transforms
 from lesion_core.errors import LesionLabError, ModelError
 from lesion_core.i18n import N_
+from lesion_core.paths import new_temp_file
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -310,9 +311,8 @@ def export_run(run_dir, fmt: str, out, images: list[np.ndarray] | None = None) -
     wrapper, sidecar = build_exportable(run_dir)
     images = verification_images(run_dir) if images is None else images
     # Write next to the target and rename only once verified, so a failed export leaves nothing.
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=SUFFIXES[fmt])
+    fd, tmp = new_temp_file(out.parent, out.name, SUFFIXES[fmt])
     os.close(fd)
-    tmp = Path(tmp_name)
     try:
         example = torch.from_numpy(_batches(images)[0]) if images else torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
         try:
@@ -332,7 +332,6 @@ def export_run(run_dir, fmt: str, out, images: list[np.ndarray] | None = None) -
         sidecar["format"] = fmt
         sidecar["verification"] = verify(wrapper, fmt, tmp, images)
         sidecar["torch"] = torch.__version__
-        os.chmod(tmp, runs.FILE_MODE)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

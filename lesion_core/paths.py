@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 
@@ -31,24 +31,34 @@ def runs_dir() -> Path:
     return path
 
 
-# mkstemp creates files readable by their owner only; give our files the usual umask mode
-# so that a dashboard running as another user can read them.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
+def new_temp_file(folder, name: str, suffix: str = ".tmp") -> tuple[int, Path]:
+    """(fd, path) of a new, empty file in folder named after `name`, opened for writing.
+
+    Created with mode 0o666 less the process umask, as open() gives any file (mkstemp's
+    owner-only 0o600 would hide run files from a dashboard running as another user), without
+    reading the umask: os.umask can only be read by setting it, process-wide, which races
+    with the other threads of the server.
+    """
+    folder = Path(folder)
+    for _ in range(100):
+        path = folder / f".{name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name for {name} in {folder}")
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write data to path through a temporary file in the same folder and os.replace."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = new_temp_file(path.parent, path.name)
     try:
-        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

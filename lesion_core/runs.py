@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lesion_core.i18n import N_
 from lesion_core.metrics import to_jsonable
-from lesion_core.paths import FILE_MODE, absolute, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
+from lesion_core.paths import absolute, atomic_write_text
 
 # The trainer's life cycle: queued -> running -> stopped | finished | failed. "stopping" (a
 # stop was requested) and "interrupted" (status says running but the process is gone: killed,
@@ -32,12 +32,21 @@ def atomic_write_json(path, obj) -> None:
 
 
 def append_line(path, line: str) -> None:
-    """Append one line to a small text file, rewriting it atomically (history, log)."""
-    path = Path(path)
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if old and not old.endswith("\n"):
-        old += "\n"
-    atomic_write_text(path, old + line.rstrip("\n") + "\n")
+    """Append one line to a text file (history, log) with O_APPEND: one write at the end, so a
+    reader never sees a half-rewritten file, and the cost does not grow with the file.
+
+    A last line cut short (a killed writer, a full disk) is ended first, so the new line
+    stays a line of its own.
+    """
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _is_number(value) -> bool:

@@ -9,10 +9,14 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from lesion_core import metrics, runs
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _config(model="lenet"):
@@ -27,9 +31,41 @@ def test_atomic_write_json_replaces_and_leaves_no_temp_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
 
 
-def test_atomic_writes_get_the_umask_mode_not_mkstemps_owner_only(tmp_path):
-    runs.atomic_write_text(tmp_path / "train.log", "x\n")
-    assert (tmp_path / "train.log").stat().st_mode & 0o777 == runs.FILE_MODE
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_get_the_umask_mode_not_mkstemps_owner_only(tmp_path, umask, mode):
+    old = os.umask(umask)  # this test's own process; the product never sets the umask
+    try:
+        runs.atomic_write_text(tmp_path / "train.log", "x\n")
+        runs.append_line(tmp_path / "history.jsonl", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "train.log").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "history.jsonl").stat().st_mode & 0o777 == mode
+
+
+def test_the_engine_never_sets_the_process_umask():
+    """os.umask can only be read by setting it, process-wide: in a multithreaded server another
+    thread's file would get the temporary value."""
+    found = [str(path) for path in (REPO / "lesion_core").rglob("*.py") if "os.umask(" in path.read_text()]
+    assert found == []
+
+
+def test_append_line_from_two_processes_at_once_loses_no_line(tmp_path):
+    """Lines are appended (O_APPEND), not the file rewritten: two writers interleave whole lines."""
+    target = tmp_path / "train.log"
+    script = ("import sys\nfrom lesion_core import runs\n"
+              "for i in range(300):\n    runs.append_line(sys.argv[1], f'{sys.argv[2]} {i}')\n")
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(target), name]) for name in ("a", "b")]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    lines = target.read_text().splitlines()
+    assert sorted(lines) == sorted(f"{name} {i}" for name in "ab" for i in range(300))
+
+
+def test_append_line_ends_a_cut_short_last_line_first(tmp_path):
+    target = tmp_path / "train.log"
+    target.write_text("first\nsecond, cut sh")
+    runs.append_line(target, "third")
+    assert target.read_text() == "first\nsecond, cut sh\nthird\n"
 
 
 def test_atomic_write_failure_keeps_the_old_file(tmp_path):

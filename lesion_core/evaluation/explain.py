@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lesion_core import models, transforms
+from lesion_core import models, paths, transforms
 from lesion_core.errors import ModelError
 from lesion_core.i18n import N_
 
@@ -189,10 +189,10 @@ def write_explanation(explanation: Explanation, out_dir) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     png = _png_bytes(Image.fromarray(heatmap_overlay(explanation.image, explanation.heatmap, explanation.mask)))
-    runs.atomic_write_bytes(out_dir / "heatmap.png", png)
+    paths.atomic_write_bytes(out_dir / "heatmap.png", png)
     buffer = io.BytesIO()
     np.save(buffer, explanation.heatmap.astype(np.float32))
-    runs.atomic_write_bytes(out_dir / "heatmap.npy", buffer.getvalue())
+    paths.atomic_write_bytes(out_dir / "heatmap.npy", buffer.getvalue())
     runs.atomic_write_json(out_dir / "explain.json", explanation.to_json())
     return out_dir
 

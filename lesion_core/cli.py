@@ -1,9 +1,11 @@
-"""`python -m lesion_core ...`: one sub-command per task, each registered by its own module."""
+"""`lesion-lab ...` (or `python -m lesion_core ...`): one sub-command per task, each registered
+by its own module."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from lesion_core.errors import LesionLabError, describe_os_error
@@ -15,7 +17,10 @@ COMMAND_MODULES = ("cli_data", "cli_augment", "cli_train", "cli_review", "cli_ex
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lesion_core", description="Lesion Lab engine")
+    # Usage lines name the command as the user typed it: the console script or `python -m`.
+    started = os.path.basename(sys.argv[0] or "")
+    prog = "python -m lesion_core" if started in ("__main__.py", "-m", "") else started
+    parser = argparse.ArgumentParser(prog=prog, description="Lesion Lab engine")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"lesion_core.{name}").register(sub)

@@ -15,6 +15,8 @@ import copy
 import hashlib
 import itertools
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -22,6 +24,7 @@ from typing import Callable
 from lesion_core import runs, train
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
+from lesion_core.install import require_installed
 
 POLL_S = 2.0  # how often the sweep looks at its current run's status.json
 
@@ -157,22 +160,16 @@ def launch_sweep(spec: dict, runs_dir) -> str:
     """Start `python -m lesion_core sweep` on spec in its own session (the Train page); its id.
 
     Refused while a run is training: the sweep would only wait behind it."""
-    import os
-    import subprocess
-    import sys
-
-    import lesion_core
-
     expand(spec)  # every run's config is checked now, not in the background
     active = runs.active_run(runs_dir)
     if active is not None:
         raise TrainingError(N_("run {run} is still {state}: one training at a time; stop it first").format(
             run=active.id, state=active.state))
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    require_installed(runs_dir)
     path = write_spec(spec, runs_dir)
-    package_root = str(Path(lesion_core.__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     with open(path.with_suffix(".log"), "ab") as console:
         subprocess.Popen([sys.executable, "-m", "lesion_core", "sweep", str(path), "--out", str(Path(runs_dir).resolve())],
                          stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                         start_new_session=True, env=env, cwd=path.parent)
+                         start_new_session=True, cwd=path.parent)
     return sweep_id(spec)

@@ -40,9 +40,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import lesion_core
-from lesion_core import data, distributed, loading, metrics, models, recipes, runs, transforms
+from lesion_core import data, distributed, loading, metrics, models, paths, recipes, runs, transforms
 from lesion_core.errors import LesionLabError, TrainingError, TransformError, describe_os_error
 from lesion_core.i18n import N_
+from lesion_core.install import require_installed
 from lesion_core.paths import absolute
 from lesion_core.evaluation import bootstrap, calibration, patient
 from lesion_core.evaluation.review import split_review
@@ -541,7 +542,7 @@ def _save_torch(path: Path, obj: dict) -> None:
     """torch.save through an atomic write (readable with torch.load(weights_only=True))."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    runs.atomic_write_bytes(path, buffer.getvalue())
+    paths.atomic_write_bytes(path, buffer.getvalue())
 
 
 def write_predictions(path: Path, ids, labels, probs: np.ndarray, class_names, meta: dict | None = None) -> None:
@@ -1272,6 +1273,7 @@ def launch(config: dict, runs_dir) -> Path:
     """
     config = validate_config(config)
     with _claim(absolute(runs_dir)) as runs_dir:
+        require_installed(runs_dir)  # before the run folder exists: a refused launch leaves nothing
         run_dir = runs.create_run(runs_dir, config)
         _start_detached(run_dir, "--run-dir", config["processes"])
     return run_dir
@@ -1281,6 +1283,7 @@ def launch_resume(run_dir) -> Path:
     """Continue a stopped, failed or interrupted run in a detached `train --resume` process."""
     run_dir = absolute(run_dir)
     config = _resumable_config(run_dir)  # refuses running and finished runs now, not in the child
+    require_installed(run_dir)
     with _claim(run_dir.parent):
         _start_detached(run_dir, "--resume", config["processes"])
     return run_dir
@@ -1310,13 +1313,11 @@ def _start_detached(run_dir: Path, flag: str, processes: int = 1) -> None:
     name runs/<id>/runs/<id> there).
     """
     run_dir = absolute(run_dir)
-    package_root = str(Path(lesion_core.__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     with open(run_dir / "console.log", "ab") as console:
         process = subprocess.Popen(
             trainer_command(run_dir, flag, processes),
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env, cwd=run_dir)
+            start_new_session=True, cwd=run_dir)
     # The pid makes the run active at once, before the child has even imported torch.
     runs.write_status(run_dir, state="queued", pid=process.pid, message=N_("waiting for the trainer to start"))
 

@@ -51,7 +51,7 @@ def test_command_line_writes_images_masks_and_params(lesion_files, tmp_path):
     image, mask = lesion_files
     pipeline = dump_spec(PRESETS["notebook_train"], tmp_path / "pipeline.json")
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, "-m", "lesion_core", "augment", str(image), "--mask", str(mask),
          "--pipeline", str(pipeline), "--n", "3", "--seed", "7", "--out", str(out)],

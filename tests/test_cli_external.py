@@ -100,7 +100,7 @@ def _train_command(demo_root, out) -> list[str]:
 
 
 def _env() -> dict:
-    return dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", COLUMNS="120")
+    return dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="120")
 
 
 @pytest.mark.slow

@@ -105,7 +105,7 @@ def ddp_config(root: Path, **overrides) -> dict:
 
 
 def torchrun(tmp_path: Path, *args: str, processes: int = 2, **popen) -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                "-m", "lesion_core", "train", *args]
     return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -59,6 +59,23 @@ def checkout(tmp_path) -> Path:
     return fresh_checkout(tmp_path / "lesion-lab")
 
 
+VENV = "python3 -m venv .venv"
+
+
+def as_tested(command: str) -> str:
+    """The README's command as the tests run it: its virtual environment sees the packages of
+    the Python running the suite (--system-site-packages), so installing finds torch already
+    there instead of downloading 6 GB; everything else as written."""
+    assert command.startswith(VENV + " && "), f"the README's command should make its venv first: {command}"
+    return command.replace(VENV, f"{Path(sys.executable).resolve()} -m venv --system-site-packages .venv", 1)
+
+
+def test_the_readme_commands_make_a_venv_and_install_the_package():
+    start, _tests = readme_commands()
+    assert start.startswith(VENV + " && . .venv/bin/activate && pip install -e . && ")
+    assert start.endswith("streamlit run app.py")
+
+
 def test_ci_runs_exactly_the_readme_test_command():
     _start, tests = readme_commands()
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
@@ -98,8 +115,12 @@ def test_the_cli_from_a_fresh_clone_with_relative_paths(checkout, tmp_path):
     evaluate and predict with relative paths only."""
     env = clean_env(tmp_path / "home", OMP_NUM_THREADS="1")
     start, _tests = readme_commands()
-    _run(start.split("&&")[0].strip(), checkout, env)  # the install half of the start command
-    python = [sys.executable, "-m", "lesion_core"]
+    _run(as_tested(start).rsplit("&&", 1)[0].strip(), checkout, env)  # all but `streamlit run`
+    venv = checkout / ".venv" / "bin"
+    # `lesion-lab --help` from the install, in another folder: the console script, not the checkout.
+    helped = _run([str(venv / "lesion-lab"), "--help"], tmp_path, env).stdout
+    assert helped.startswith("usage: lesion-lab") and "train" in helped
+    python = [str(venv / "python"), "-m", "lesion_core"]
 
     trainer = subprocess.Popen(python + ["train", "--data", "demo", "--out", "runs", "--epochs", "2",
                                          "--image-size", "64"], cwd=checkout, env=env,
@@ -151,7 +172,7 @@ def test_launch_stop_resume_from_a_fresh_clone_in_the_browser(checkout, tmp_path
 
     require_chromium()
     start, _tests = readme_commands()
-    server = Server(clean_env(tmp_path / "home"), tmp_path / "server.log", shell_command=start, cwd=checkout)
+    server = Server(clean_env(tmp_path / "home"), tmp_path / "server.log", shell_command=as_tested(start), cwd=checkout)
     try:
         server.wait_healthy(timeout=600)  # the command installs the requirements first
         with sync_playwright() as playwright:

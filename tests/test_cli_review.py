@@ -105,7 +105,7 @@ def test_explain_writes_overlay_heatmap_and_json(run, demo_root, tmp_path, capsy
     record = json.loads((out / "explain.json").read_text())
     assert record["method"] == "gradcam++" and record["class"] == "melanoma"
     assert sum(record["probabilities"].values()) == pytest.approx(1.0)
-    assert record["focus"] is None or 0.0 <= record["focus"] <= 1.0
+    assert record["focus"] is not None and 0.0 <= record["focus"] <= 1.0  # a mask was given: focus is computed
 
 
 def test_evaluate_explain_and_tta_add_columns_and_keys(run, capsys):

@@ -557,8 +557,10 @@ def test_real_isic_sample_has_300_usable_100_per_class(isic_dev_root):
 
 def test_lesion_core_never_imports_streamlit():
     root = Path(__file__).resolve().parents[1]
-    modules = sorted("lesion_core." + p.stem for p in (root / "lesion_core").glob("*.py")
-                     if p.stem != "__main__")  # __main__ would run the CLI
+    # Every module of the package, subpackages included (__main__ would run the CLI).
+    modules = sorted(".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+                     for p in (root / "lesion_core").rglob("*.py") if p.stem != "__main__")
+    assert "lesion_core.evaluation.report" in modules and "lesion_core.i18n" in modules
     code = ("import importlib, sys\n"
             f"for name in {modules!r}:\n"
             "    importlib.import_module(name)\n"

@@ -635,10 +635,13 @@ def test_a_trainer_that_dies_before_its_first_status_says_failed_with_its_reason
     error before writing anything) leaves 'queued'; readers must say failed, and why."""
     run_dir = runs.create_run(tmp_path, train.validate_config(tiny_config(demo_root)))
     with open(run_dir / runs.CONSOLE_LOG, "wb") as console:
-        process = subprocess.Popen([sys.executable, "-c", "raise ImportError('No module named torchvision')"],
-                                   stdout=console, stderr=subprocess.STDOUT)
+        # It dies when told (its stdin closes): alive until then, so the first check is not a race.
+        process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read(); "
+                                    "raise ImportError('No module named torchvision')"],
+                                   stdin=subprocess.PIPE, stdout=console, stderr=subprocess.STDOUT)
     runs.write_status(run_dir, pid=process.pid)
-    assert runs.run_info(run_dir).state in runs.ACTIVE_STATES or process.poll() is not None
+    assert runs.run_info(run_dir).state in runs.ACTIVE_STATES
+    process.stdin.close()
     process.wait()
     info = runs.run_info(run_dir)
     assert info.state == "failed"

@@ -56,7 +56,7 @@ def param_widget(param, value, key: str):
                                step=cast(1) if param.type == "int" else 0.05, key=key, help=helptext)
     if param.type == "colour":
         rgb = value if isinstance(value, list) else [value] * 3
-        picked = st.color_picker(label, "#%02x%02x%02x" % tuple(rgb), key=key, help=helptext)
+        picked = st.color_picker(label, "#{:02x}{:02x}{:02x}".format(*tuple(rgb)), key=key, help=helptext)
         return [int(picked[i:i + 2], 16) for i in (1, 3, 5)]
     # int_or_pair, floats3: JSON text ("224" or "[224, 256]"), checked by validate_spec.
     text = st.text_input(label, json.dumps(value), key=key, help=helptext)

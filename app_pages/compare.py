@@ -59,7 +59,7 @@ def gallery(run_a, result: dict, key: str) -> None:
         st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_table")
         try:
             records = common.run_records(run_a.path)
-        except Exception as exc:  # noqa: BLE001  a moved dataset: the table still says which images
+        except Exception as exc:  # a moved dataset: the table still says which images
             st.caption(_("Images not shown: {error}", error=exc))
             return
         shown = [r for r in rows if r["id"] in records][:12]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,9 +34,8 @@ from skimage import util
 from torchvision import transforms as tv1
 from torchvision.transforms import functional as TF
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lesion_core.data import read_image, read_mask  # noqa: E402
-from lesion_core.transforms import (  # noqa: E402
+from lesion_core.data import read_image, read_mask
+from lesion_core.transforms import (
     IMAGENET_MEAN, IMAGENET_STD, PRESETS, SKIN_TONES, build_pipeline, preview_draws)
 
 SIZES = ((384, 384), (768, 1024))  # (h, w)
@@ -64,7 +62,8 @@ def _nb_crop_by_mask(sample: dict, border: int) -> dict:
     h, w = sample["image"].shape[:2]
     minx, maxx = max(sidx[1].min() - border, 0), min(sidx[1].max() + 1 + border, w)
     miny, maxy = max(sidx[0].min() - border, 0), min(sidx[0].max() + 1 + border, h)
-    crop = lambda im: TF.crop(im, top=miny, left=minx, height=maxy - miny, width=maxx - minx)  # noqa: E731
+    def crop(im):
+        return TF.crop(im, top=miny, left=minx, height=maxy - miny, width=maxx - minx)
     return _separately(sample, crop)
 
 

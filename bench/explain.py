@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lesion_core import models, runs, train  # noqa: E402
-from lesion_core.evaluation import explain  # noqa: E402
+from lesion_core import models, runs, train
+from lesion_core.evaluation import explain
 
 
 def fake_run(folder: Path, model_name: str, size: int) -> Path:

@@ -22,7 +22,8 @@ the runs combine the image with the patients' metadata (the standard recipe, on 
 it), the same weights are scored from the image alone and the paired difference says what the
 metadata added.
 
---report trains nothing and reports the finished folds. --only K trains just those folds (a quick screening of a lever on one split); the pooled
+--report trains nothing and reports the finished folds. --only K trains just those folds (a quick
+screening of a lever on one split); the pooled
 figure then covers the folds that exist. Writes OUT/NAME/summary.json. Run outputs are
 generated data: keep them out of git (bench-runs/ is ignored).
 """
@@ -37,9 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lesion_core import data, recipes, runs, train  # noqa: E402
-from lesion_core.evaluation import bootstrap, patient  # noqa: E402
+from lesion_core import data, recipes, runs, train
+from lesion_core.evaluation import bootstrap, patient
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "isic2017_train"
@@ -95,7 +95,8 @@ def train_fold(folder: Path, spec: dict, base: dict) -> Path:
     run_dir = finished_run(folder)
     if run_dir is not None:
         return run_dir
-    log = lambda line: print("   ", line, flush=True)  # noqa: E731
+    def log(line):
+        print("   ", line, flush=True)
     unfinished = [d for d in sorted(folder.glob("*")) if d.is_dir() and (d / "last.pt").is_file()]
     started = time.perf_counter()
     if unfinished:
@@ -191,7 +192,8 @@ def main() -> None:
         seconds = run_seconds(run_dir)
         ids, labels, probs, names = bootstrap.load_predictions(run_dir, "test")
         scored_with_tta = bool(runs.read_config(run_dir).get("tta"))
-        row = {"fold": k, "run": str(run_dir), "seconds": seconds, "best_epoch": runs.read_status(run_dir).get("best", {}).get("epoch"),
+        row = {"fold": k, "run": str(run_dir), "seconds": seconds,
+               "best_epoch": runs.read_status(run_dir).get("best", {}).get("epoch"),
                "test": scores(labels, probs, names)}
         pooled["labels"].append(labels)
         pooled["ids"].append(np.array(ids))
@@ -215,7 +217,8 @@ def main() -> None:
         sys.exit("no finished fold yet")
     labels, probs = np.concatenate(pooled["labels"]), np.concatenate(pooled["probs"])
     summary = {"name": name, "data": str(args.data), "folds": args.folds, "seed": args.seed,
-               "recipe": args.recipe, "overrides": overrides, "threads": args.threads, "n_images": int(len(labels)), "per_fold": folds,
+               "recipe": args.recipe, "overrides": overrides, "threads": args.threads, "n_images": int(len(labels)),
+               "per_fold": folds,
                "pooled": scores(labels, probs, names),
                "minutes_per_fold": float(np.mean([f["seconds"] for f in folds]) / 60)}
     print(line("pooled", summary["pooled"]) + f"  ({len(labels)} images, {len(folds)} folds, "

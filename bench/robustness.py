@@ -13,16 +13,14 @@ bootstrap intervals). The ratio is the figure to quote; the goal is under 3 minu
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lesion_core import data, train  # noqa: E402
-from lesion_core.evaluation import robustness  # noqa: E402
+from lesion_core import data, train
+from lesion_core.evaluation import robustness
 
 
 def throwaway_run(root: str, size: int, out: Path) -> Path:

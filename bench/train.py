@@ -23,17 +23,15 @@ assume backward = 2 x forward; for depthwise-heavy nets that is itself only an e
 
 from __future__ import annotations
 
+import collections
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lesion_core import loading, models, train  # noqa: E402
+from lesion_core import loading, models, train
 
 # bf16 autocast on CPU needs a few steps before oneDNN settles (steps 1-4: ~5 img/s, then ~35).
 N_WARMUP = 4
@@ -116,8 +114,9 @@ def main() -> None:
     loader = train.make_loader(records, config["augment"], config, shuffle=True, generator=torch.Generator().manual_seed(0))
 
     start = time.perf_counter()
-    for first in loader:  # the first pass fills the decoded-image cache, as the first epoch does
-        pass
+    # The first pass fills the decoded-image cache, as the first epoch does; its last batch is
+    # the one timed below.
+    first = collections.deque(loader, maxlen=1)[0]
     print(f"first pass over {len(records)} images of {args.data} (decoding): "
           f"{len(records) / (time.perf_counter() - start):.0f} samples/s")
     on_device = first[0].to(device), first[1].to(device)

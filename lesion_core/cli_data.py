@@ -19,7 +19,8 @@ def register(subparsers) -> None:
 
     check = subparsers.add_parser(
         "check-data", help="validate a dataset folder; exit 0 when usable, 1 when not")
-    check.add_argument("dir", help="dataset folder (notebook layout, official ISIC 2017/2018/2019/2020 or HAM10000 download, or one folder per class)")
+    check.add_argument("dir", help="dataset folder (notebook layout, official ISIC 2017/2018/2019/2020 or HAM10000 "
+                                   "download, or one folder per class)")
     check.add_argument("--max-size", type=int, default=0, help="check a seeded subset of N rows")
     check.add_argument("--split-seed", type=int, default=42, help="seed of the stratified split")
     check.add_argument("--labels", help="which labels where a layout offers several: ISIC 2020 'diagnosis'")

@@ -103,13 +103,13 @@ def evaluate_extras(args, result: dict) -> None:
     if args.explain:
         from tqdm import tqdm
 
-        wrap = lambda it: tqdm(it, desc=f"heatmaps {args.split}", unit="batch", leave=False, file=sys.stderr,  # noqa: E731
-                               disable=None)
+        def wrap(it):
+            return tqdm(it, desc=f"heatmaps {args.split}", unit="batch", leave=False, file=sys.stderr, disable=None)
         focus = explain.explain_split(args.run, args.split, args.method, data_root=args.moved_data,
                                       calibrated=not args.uncalibrated, wrap=wrap)
         names = result["class_names"]
-        labels = {i: names[int(l)] for i, l in zip(result["ids"], result["labels"])}
-        correct = {i: int(p) == int(l) for i, p, l in zip(result["ids"], result["predicted"], result["labels"])}
+        labels = {i: names[int(y)] for i, y in zip(result["ids"], result["labels"])}
+        correct = {i: int(p) == int(y) for i, p, y in zip(result["ids"], result["predicted"], result["labels"])}
         summary = explain.summarize(focus, labels, correct, args.method)
         review.update_metrics(args.run, args.split, {"explain": summary})
         explain.add_focus_columns(Path(args.run) / f"predictions_{args.split}.csv", focus)

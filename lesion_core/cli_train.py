@@ -197,7 +197,8 @@ def cmd_train(args) -> int:
     try:
         if args.resume or args.run_dir:
             if options:
-                raise TrainingError(f"--resume/--run-dir take the run's own config; drop {', '.join('--' + o.replace('_', '-') for o in options)}")
+                flags = ", ".join("--" + o.replace("_", "-") for o in options)
+                raise TrainingError(f"--resume/--run-dir take the run's own config; drop {flags}")
             if distributed.launched():  # torchrun: one run, every process a share of each batch
                 run_dir = distributed.train(resume=args.resume, run_dir=args.run_dir, on_batch=bars.batch,
                                             on_log=bars.log)
@@ -254,7 +255,8 @@ def cmd_evaluate(args) -> int:
                                     tta=args.tta or None)  # None: as the run was scored
         scope = args.split
     names = result["class_names"]
-    fmt = lambda v: "n/a" if v != v else f"{v:.4f}"  # NaN != NaN
+    def fmt(v):
+        return "n/a" if v != v else f"{v:.4f}"  # NaN != NaN
     missing = result.get("missing") or []
     if missing:
         print(f"warning: {len(missing)} recorded {args.split} images are missing or unreadable; "

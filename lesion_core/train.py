@@ -31,7 +31,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -578,7 +578,8 @@ def read_predictions(path):
         result = metrics.compute_metrics(labels, frame[prob_columns].to_numpy(dtype=float), names)
     except (ValueError, TypeError, KeyError, TrainingError, pd.errors.ParserError) as exc:
         # UnicodeDecodeError is a ValueError: a binary file where a CSV should be
-        raise data.DataError(f"{Path(path).name} is damaged: {(str(exc).splitlines() or [type(exc).__name__])[0][:100]}") from None
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:100]
+        raise data.DataError(f"{Path(path).name} is damaged: {first_line}") from None
     frame["confidence"] = result["confidence"]
     frame["loss"] = result["loss"]
     frame["correct"] = frame["label"] == frame["pred"]
@@ -1036,7 +1037,8 @@ class Trainer:
             if not records:
                 self.log(f"no {split} images: no predictions_{split}.csv")
                 continue
-            loader = self.loaders["val"] if split == "val" else make_loader(records, self.config["eval_augment"], self.config, False)
+            loader = (self.loaders["val"] if split == "val"
+                      else make_loader(records, self.config["eval_augment"], self.config, False))
             ids, labels, probs = self._merge_predictions(
                 records, *predict_loader(self.model, loader, self.device, self.amp_dtype, self.channels_last,
                                          tta=self.config["tta"]))

@@ -34,7 +34,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import make_grid
@@ -305,26 +304,26 @@ class _Warp:
     size: Size
     paint: tuple[int, int, int] | None = None
     paint_area: tuple[float, float, float, float] | None = None  # x0, x1, y0, y1 in input coordinates
-    pre: "_Warp | None" = None
+    pre: _Warp | None = None
 
-    def then(self, a: float, b: float, c: float, d: float, e: float, f: float, size: Size) -> "_Warp":
+    def then(self, a: float, b: float, c: float, d: float, e: float, f: float, size: Size) -> _Warp:
         """This warp after a step whose output (x, y) reads its input at (a x + b y + c, d x + e y + f)."""
         return _Warp(self.a * a + self.b * d, self.a * b + self.b * e, self.a * c + self.b * f + self.c,
                      self.d * a + self.e * d, self.d * b + self.e * e, self.d * c + self.e * f + self.f,
                      size, self.paint, self.paint_area, self.pre)
 
-    def full(self) -> "_Warp":
+    def full(self) -> _Warp:
         """Output -> the image as it stands: pre after this."""
         return self if self.pre is None else self.pre.then(self.a, self.b, self.c, self.d, self.e, self.f, self.size)
 
-    def crop(self, top: int, left: int, height: int, width: int) -> "_Warp":
+    def crop(self, top: int, left: int, height: int, width: int) -> _Warp:
         return self.then(1, 0, left, 0, 1, top, (height, width))
 
-    def resize(self, out: Size) -> "_Warp":
+    def resize(self, out: Size) -> _Warp:
         (h, w), (oh, ow) = self.size, out
         return self.then(w / ow, 0, 0, 0, h / oh, 0, out)
 
-    def flip(self, horizontal: bool) -> "_Warp":
+    def flip(self, horizontal: bool) -> _Warp:
         h, w = self.size
         return self.then(-1, 0, w, 0, 1, 0, self.size) if horizontal else self.then(1, 0, 0, 0, -1, h, self.size)
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
+import streamlit as st
 import torch
+from streamlit.testing.v1 import AppTest
+
+from lesion_core import paths, runs
+from tests.e2e_helpers import REPO, seed_demo_cache
 
 
 @pytest.fixture(autouse=True)
@@ -45,3 +51,17 @@ def isic_dev_root() -> Path:
     if not root or not (Path(root) / "labels.csv").is_file():
         pytest.skip("real ISIC sample not available (set LESION_LAB_ISIC_DEV; .ci/run does)")
     return Path(root)
+
+
+@pytest.fixture
+def app(demo_root):
+    """The app (AppTest, in-process) on its Home page, with the small demo as "the demo" and empty caches."""
+    seed_demo_cache(paths.cache_dir(), demo_root)
+    # st.cache_* live as long as the process: clear them so no test sees another's folders.
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    # A test that failed mid-run must not leave its detached trainer running.
+    active = runs.active_run(paths.runs_dir())
+    if active is not None:
+        os.kill(active.status["pid"], signal.SIGTERM)

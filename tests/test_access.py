@@ -10,7 +10,7 @@ from streamlit import config as st_config
 
 from lesion_core import access
 from lesion_core.errors import DataError
-from tests.test_pages import app, goto, texts  # noqa: F401  (app is a fixture)
+from tests.test_pages import goto, texts
 
 
 @pytest.fixture

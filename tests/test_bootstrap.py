@@ -64,7 +64,8 @@ def test_intervals_are_the_percentiles_of_the_sklearn_loop_and_seeded():
 def test_fewer_images_give_wider_intervals_and_a_warning():
     small = bootstrap.metric_intervals(*fake_scores((8, 7, 8)), CLASS_NAMES)
     large = bootstrap.metric_intervals(*fake_scores((400, 120, 250)), CLASS_NAMES)
-    width = lambda r: r["mean_auc"]["ci_high"] - r["mean_auc"]["ci_low"]
+    def width(r):
+        return r["mean_auc"]["ci_high"] - r["mean_auc"]["ci_low"]
     assert width(small) > 2 * width(large)
     warnings = bootstrap.small_class_warnings(small, "test")
     assert len(warnings) == 3 and warnings[1].startswith("melanoma: 7 test images; AUC differences below ~")

@@ -28,7 +28,8 @@ def test_fitted_temperature_undoes_overconfidence_and_minimises_nll():
     t, note = calibration.fit_temperature(probs, labels)
     assert t == pytest.approx(3.0, rel=0.2) and note is None
     # the NLL minimum found independently by scipy on the same objective
-    objective = lambda x: log_loss(labels, calibration.apply_temperature(probs, x), labels=[0, 1, 2])  # noqa: E731
+    def objective(x):
+        return log_loss(labels, calibration.apply_temperature(probs, x), labels=[0, 1, 2])
     reference = minimize_scalar(objective, bounds=(0.1, 10), method="bounded").x
     assert t == pytest.approx(reference, rel=1e-3)
     assert calibration.nll(calibration.apply_temperature(probs, t), labels) < calibration.nll(probs, labels)
@@ -53,7 +54,8 @@ def test_a_fit_beyond_the_trusted_range_is_limited_to_it_and_says_so():
     probs, labels, _ = overconfident(n=60, seed=3, sharpen=0.3)
     labels = probs.argmax(1)
     labels[0] = (labels[0] + 1) % 3
-    objective = lambda x: log_loss(labels, calibration.apply_temperature(probs, x), labels=[0, 1, 2])  # noqa: E731
+    def objective(x):
+        return log_loss(labels, calibration.apply_temperature(probs, x), labels=[0, 1, 2])
     unbounded = minimize_scalar(objective, bounds=(0.01, 10), method="bounded").x
     assert unbounded < calibration.FIT_RANGE[0]  # the case the guard is for
     t, note = calibration.fit_temperature(probs, labels)

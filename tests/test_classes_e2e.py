@@ -14,7 +14,7 @@ from lesion_core import paths, plots, runs, train
 from lesion_core.evaluation import subgroups
 
 import layout_fixtures as fx
-from test_pages import app, goto, texts  # noqa: F401  (the AppTest fixture and helpers)
+from test_pages import goto, texts
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -94,7 +94,7 @@ def test_rank_auc_matches_sklearn():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("make", [fx.make_ham10000, fx.make_isic2020])
-def test_pages_show_a_seven_class_and_a_binary_run(app, tmp_path, make):  # noqa: F811
+def test_pages_show_a_seven_class_and_a_binary_run(app, tmp_path, make):
     root = make(tmp_path / "data")
     tiny_run(root, paths.runs_dir())
     goto(app, "dataset")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import average_precision_score
 
-from lesion_core import data, runs, train
+from lesion_core import runs, train
 from lesion_core.cli import main
 from lesion_core.evaluation import calibration, operating
 

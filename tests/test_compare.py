@@ -49,7 +49,8 @@ def test_paired_deltas_equal_a_plain_loop_over_the_prediction_files(two_runs):
     deltas = []
     for idx in bootstrap.stratified_indices(labels, 200, seed=4):
         y = labels[idx]
-        score = lambda p: np.mean([roc_auc_score(y == c, p[idx, c]) for c in (1, 2)])
+        def score(p, y=y, idx=idx):
+            return np.mean([roc_auc_score(y == c, p[idx, c]) for c in (1, 2)])
         deltas.append(score(probs_b) - score(probs_a))
     low, high = np.percentile(deltas, [2.5, 97.5])
     row = result["metrics"]["mean_auc"]

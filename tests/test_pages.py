@@ -7,9 +7,7 @@ seeded where demo_dir() looks, and training runs as a real subprocess in a tmp r
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import time
 
 import pytest
@@ -20,18 +18,6 @@ from lesion_core import paths, runs
 from tests.e2e_helpers import REPO, seed_demo_cache
 
 
-@pytest.fixture
-def app(demo_root):
-    """The app on its Home page, with the small demo as "the demo" and empty caches."""
-    seed_demo_cache(paths.cache_dir(), demo_root)
-    # st.cache_* live as long as the process: clear them so no test sees another's folders.
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
-    # A test that failed mid-run must not leave its detached trainer running.
-    active = runs.active_run(paths.runs_dir())
-    if active is not None:
-        os.kill(active.status["pid"], signal.SIGTERM)
 
 
 def goto(app: AppTest, page: str) -> AppTest:

@@ -11,7 +11,7 @@ import os
 import shutil
 
 from lesion_core import paths, runs, train
-from tests.test_pages import LENET, app, goto, texts  # noqa: F401  (app is a fixture)
+from tests.test_pages import LENET, goto, texts
 
 # file name -> content, per damaged run folder (several damages that do not hide each other)
 DAMAGE = {

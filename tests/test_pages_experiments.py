@@ -6,7 +6,7 @@ import pytest
 
 from lesion_core import paths, runs, train
 from lesion_core.evaluation import bootstrap
-from tests.test_pages import app, goto, texts  # noqa: F401  (fixture)
+from tests.test_pages import goto, texts
 from tests.test_train import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -19,7 +19,7 @@ def two_runs(demo_root):
     return first, second
 
 
-def test_results_train_and_home_show_intervals_and_small_class_warnings(app, two_runs):  # noqa: F811
+def test_results_train_and_home_show_intervals_and_small_class_warnings(app, two_runs):
     newest = runs.list_runs(paths.runs_dir())[0].path  # what the pages show first (ids may share a second)
     stored = bootstrap.run_intervals(newest, "test", compute=False)
     expected = bootstrap.format_interval(stored["mean_auc"])
@@ -35,7 +35,7 @@ def test_results_train_and_home_show_intervals_and_small_class_warnings(app, two
     assert f"mean AUC {expected}" in texts(app)
 
 
-def test_compare_page_shows_diff_deltas_verdict_and_disagreements(app, two_runs):  # noqa: F811
+def test_compare_page_shows_diff_deltas_verdict_and_disagreements(app, two_runs):
     first, second = two_runs
     goto(app, "compare")
     diff = app.dataframe[0].value
@@ -49,7 +49,7 @@ def test_compare_page_shows_diff_deltas_verdict_and_disagreements(app, two_runs)
     assert "Choose at least two runs." in texts(app)
 
 
-def test_compare_page_a_run_against_a_copy_of_itself(app, two_runs):  # noqa: F811
+def test_compare_page_a_run_against_a_copy_of_itself(app, two_runs):
     import shutil
 
     first, _ = two_runs
@@ -63,7 +63,7 @@ def test_compare_page_a_run_against_a_copy_of_itself(app, two_runs):  # noqa: F8
     assert "0 images one run gets right and the other wrong" in [e.label for e in app.expander]
 
 
-def test_dataset_page_shows_the_skin_tone_distribution(app, demo_root):  # noqa: F811
+def test_dataset_page_shows_the_skin_tone_distribution(app, demo_root):
     from lesion_core import data
 
     goto(app, "dataset")
@@ -78,7 +78,7 @@ def test_dataset_page_shows_the_skin_tone_distribution(app, demo_root):  # noqa:
         assert rows.to_numpy().sum() == sum(counts[split].values())  # every image in one group
 
 
-def test_results_page_computes_and_shows_the_robustness_report(app, demo_root):  # noqa: F811
+def test_results_page_computes_and_shows_the_robustness_report(app, demo_root):
     run_dir = train.run_training(tiny_config(demo_root, epochs=1), paths.runs_dir())
     goto(app, "results")
     assert not any("condition" in d.value.columns for d in app.dataframe)
@@ -93,7 +93,7 @@ def test_results_page_computes_and_shows_the_robustness_report(app, demo_root): 
     assert any("condition" in d.value.columns for d in app.dataframe)
 
 
-def test_results_groups_a_sweep_marks_the_best_and_shows_the_seed_spread(app, demo_root):  # noqa: F811
+def test_results_groups_a_sweep_marks_the_best_and_shows_the_seed_spread(app, demo_root):
     from lesion_core import sweep
 
     spec = {"base": tiny_config(demo_root, epochs=1), "grid": {"optim.lr": [0.01, 0.003]}, "repeats": 2}
@@ -110,7 +110,7 @@ def test_results_groups_a_sweep_marks_the_best_and_shows_the_seed_spread(app, de
     assert list(spread["count"]) == [2, 2]
 
 
-def test_train_page_sweep_refuses_a_bad_grid(app):  # noqa: F811
+def test_train_page_sweep_refuses_a_bad_grid(app):
     goto(app, "train")
     app.text_area(key="keep_tr_sweep_grid").set_value("{not json").run()
     app.button(key="tr_sweep_launch").click().run()

@@ -6,10 +6,10 @@ import json
 
 from lesion_core import paths
 from tests.test_export import make_run
-from tests.test_pages import app, goto, texts  # noqa: F401  (app is a fixture)
+from tests.test_pages import goto, texts
 
 
-def test_results_page_exports_the_run_and_offers_model_and_sidecar(app, demo_root):  # noqa: F811
+def test_results_page_exports_the_run_and_offers_model_and_sidecar(app, demo_root):
     run_dir = make_run(demo_root, paths.runs_dir(), "lenet", 64)
     goto(app, "results")
     assert not [b for b in app.get("download_button") if "model" in b.proto.label]

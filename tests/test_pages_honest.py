@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.test_pages import app, goto, texts  # noqa: F401  (app is a fixture)
+from tests.test_pages import goto, texts
 
 LENET = {"name": "lenet", "weights": "random", "weights_path": None, "freeze_backbone": False}
 

@@ -6,7 +6,7 @@ import pytest
 
 from lesion_core import paths, runs, train
 from lesion_core.evaluation import operating
-from tests.test_pages import LENET, app, goto, texts  # noqa: F401  (app is a fixture)
+from tests.test_pages import LENET, goto, texts
 
 
 @pytest.fixture

@@ -426,7 +426,8 @@ def test_a_sample_that_is_not_uint8_rgb_is_refused():
     [
         ({"name": "RandomCrop"}, "a pipeline is a list"),
         (["RandomCrop"], r"step 1: expected"),
-        ([step("CenterCrop"), step("RandomRotaton")], r"step 2 \(RandomRotaton\): unknown transform; did you mean RandomRotation"),
+        ([step("CenterCrop"), step("RandomRotaton")],
+         r"step 2 \(RandomRotaton\): unknown transform; did you mean RandomRotation"),
         ([step("CropByMask", brder=3)], r"step 1 \(CropByMask\): unknown parameter 'brder'"),
         ([step("RandomRotation", expand=1)], r"step 1 \(RandomRotation\): parameter 'expand' must be true or false"),
         ([step("RandomCrop", size="224")], r"parameter 'size' must be an integer or a list of two integers"),

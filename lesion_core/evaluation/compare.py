@@ -108,7 +108,8 @@ def verdict_text(result: dict) -> str:
 
 def _unpaired(labels_a, probs_a, labels_b, probs_b, names) -> dict:
     """Each run's point values on its own images; no interval of the difference."""
-    point = lambda labels, probs: bootstrap.replicates(labels, probs, names, np.arange(len(labels))[None])
+    def point(labels, probs):
+        return bootstrap.replicates(labels, probs, names, np.arange(len(labels))[None])
     a, b = point(labels_a, probs_a), point(labels_b, probs_b)
     out = {}
     for key in a:

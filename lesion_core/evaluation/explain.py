@@ -137,7 +137,7 @@ class Explainer:
         if explicit:
             with torch.no_grad():
                 logits = self.model(images)
-            chosen = [int(l.argmax()) if t is None else int(t) for t, l in zip(targets, logits)]
+            chosen = [int(row.argmax()) if t is None else int(t) for t, row in zip(targets, logits)]
             heat = self.cam(input_tensor=images, targets=[ClassifierOutputTarget(c) for c in chosen])
         else:
             heat = self.cam(input_tensor=images, targets=None)

@@ -6,7 +6,7 @@ import csv
 import io
 import re
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from lesion_core import data, metrics, runs, train, transforms
 from lesion_core.errors import DataError, LesionLabError, TransformError

@@ -58,7 +58,8 @@ def table_at(is_class, scores, threshold: float) -> dict:
     flagged = np.asarray(scores, dtype=float) >= threshold
     tp, fp = int((flagged & is_class).sum()), int((flagged & ~is_class).sum())
     fn, tn = int((~flagged & is_class).sum()), int((~flagged & ~is_class).sum())
-    ratio = lambda a, b: a / b if b else math.nan  # noqa: E731
+    def ratio(a, b):
+        return a / b if b else math.nan
     return {"threshold": float(threshold), "tp": tp, "fp": fp, "tn": tn, "fn": fn,
             "sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp),
             "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn)}

@@ -8,7 +8,7 @@ import base64
 import html
 import io
 import math
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +176,8 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
                                                  f"{config.get('image_size')} px"],
               ["training augmentation", steps or "none"],
               ["probabilities", f"temperature-scaled (T = {temperature:.2f}, fitted on the validation split)"
-                                if temperature != 1.0 else "raw softmax (T = 1)" if (run_dir / calibration.CALIBRATION_FILE).is_file()
+                                if temperature != 1.0
+                                else "raw softmax (T = 1)" if (run_dir / calibration.CALIBRATION_FILE).is_file()
                                 else "raw softmax (no calibration.json)"],
               *([["calibration note", note]] if (note := calibration.read_note(run_dir)) else []),
               ["decision rule", f"refer when p({rule['class']}) >= {rule['threshold']:.3f}" if rule else "none saved"]]
@@ -184,7 +185,7 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
     body = [f"<h1>Run report: {_e(run_dir.name)}</h1>",
             f"<p>{_e(status.get('state', 'unknown'))}: "
             f"{_e(str(status.get('message', '')).removeprefix(str(status.get('state')) + ': '))}<br>"
-            f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by Lesion Lab.</p>",
+            f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by Lesion Lab.</p>",
             f'<div class="warn"><b>Intended use and limitations.</b> {_e(LIMITATIONS)}</div>',
             *([f'<div class="warn"><b>Synthetic data.</b> {_e(DEMO_WARNING)}</div>']
               if runs.trained_on_demo(config) else []),

@@ -47,7 +47,8 @@ def shift(image: np.ndarray, mask: np.ndarray | None, condition: dict) -> tuple[
     if kind == "rotation":
         tensor = F.rotate(tensor, value, InterpolationMode.BILINEAR)
         if mask is not None:
-            mask = F.rotate(torch.from_numpy(np.require(mask, requirements="CW"))[None], value, InterpolationMode.NEAREST)[0].numpy()
+            mask = torch.from_numpy(np.require(mask, requirements="CW"))[None]
+            mask = F.rotate(mask, value, InterpolationMode.NEAREST)[0].numpy()
     elif kind == "brightness":
         tensor = F.adjust_brightness(tensor, value)
     elif kind == "contrast":

@@ -73,7 +73,7 @@ def parse_po(text: str) -> dict[str, str]:
     return entries
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def catalogue(lang: str) -> dict[str, str]:
     """The lang catalogue, {} for English (and for a language without a file)."""
     path = catalogue_path(lang)
@@ -119,7 +119,7 @@ def number(value, digits: int = 3, lang: str = DEFAULT, percent: bool = False) -
 # ---------------------------------------------------------------- rendered English back to a message
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _patterns(lang: str) -> list[tuple[re.Pattern, str]]:
     """(regex of an English message with placeholders, its translation) for reverse lookup,
     the message with the most fixed text first: "epoch {epoch} {phase}, batch {i}/{n}" must win

@@ -21,8 +21,9 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from lesion_core import access, data, demo, metrics, paths, runs, train
-from lesion_core.errors import LesionLabError, describe_os_error
+from lesion_core import access, data, metrics, paths, runs, train
+from lesion_core.data import demo
+from lesion_core.errors import DataError, LesionLabError, describe_os_error
 from app_pages.lang import _, classes, cls, num, rendered, setting
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
@@ -483,7 +484,7 @@ def _first_batch(records: list, spec: list, config: dict, shuffle: bool, generat
     from lesion_core import train
 
     if not records:
-        raise data.DataError("the training split is empty: this dataset has no training images to show")
+        raise DataError("the training split is empty: this dataset has no training images to show")
     return next(iter(train.make_loader(records, spec, config, shuffle=shuffle, generator=generator)))
 
 
@@ -619,11 +620,11 @@ def prediction_frame(run_dir: Path, split: str):
 def _run_records(run_dir: str) -> dict:
     split = runs.read_config(run_dir).get("data", {}).get("split")
     if not split:
-        raise data.DataError(_("run {run} has no recorded data split yet", run=Path(run_dir).name))
+        raise DataError(_("run {run} has no recorded data split yet", run=Path(run_dir).name))
     try:
         return {r.id: r for r in data.from_spec(split, check_images=False).records}
     except (KeyError, TypeError, AttributeError, ValueError) as exc:  # config.json is untrusted input
-        raise data.DataError(_("run {run}: config.json: the recorded data split is damaged ({kind}: {error})",
+        raise DataError(_("run {run}: config.json: the recorded data split is damaged ({kind}: {error})",
                                run=Path(run_dir).name, kind=type(exc).__name__, error=exc)) from None
 
 

@@ -61,7 +61,7 @@ def skin_tones(dataset) -> None:
     """Dataset page: the skin-tone (ITA) distribution per split and class, on request."""
     import pandas as pd
 
-    from lesion_core import skin
+    from lesion_core.data import skin
 
     st.subheader(_("Skin tones"))
     st.caption(_("Individual Typology Angle (ITA = atan((L* - 50) / b*)) of the skin outside each lesion "

@@ -176,7 +176,7 @@ def compare_albumentations(base: list[dict], seconds: float) -> None:
 def load_samples(data: Path | None, n: int = 4) -> list[dict]:
     """n (image uint8 HxWx3, mask uint8 {0,1}) samples from the ISIC sample or demo images."""
     if data is None:
-        from lesion_core.demo import generate_demo
+        from lesion_core.data.demo import generate_demo
 
         data = generate_demo(Path(tempfile.mkdtemp()) / "demo", n_per_class=2, size=320, seed=0)
     ids = [line.split(",")[0] for line in (data / "labels.csv").read_text().splitlines()[1:n + 1]]

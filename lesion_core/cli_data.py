@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from lesion_core.data import clear_decoded_cache, decoded_cache_dir, import_zip, load_dataset
-from lesion_core.demo import generate_demo
+from lesion_core.data.demo import generate_demo
 
 
 def register(subparsers) -> None:
@@ -68,10 +68,10 @@ def check_data(args) -> int:
 
 
 def _print_check_json(root, **options) -> int:
-    """check-data --json: the report and the skin tones (lesion_core.skin) as one JSON object."""
+    """check-data --json: the report and the skin tones (lesion_core.data.skin) as one JSON object."""
     import json
 
-    from lesion_core import skin
+    from lesion_core.data import skin
 
     data = load_dataset(root, **options)
     report = data.report

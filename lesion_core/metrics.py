@@ -11,7 +11,7 @@ import math
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from lesion_core.data import CLASS_NAMES
+from lesion_core.core import CLASS_NAMES
 
 # The smallest probability used in -log p, so a confidently wrong sample has a large, finite loss.
 PROB_FLOOR = 1e-12

@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader
 
 import lesion_core
 from lesion_core import data, distributed, loading, metrics, models, paths, recipes, runs, transforms
-from lesion_core.errors import LesionLabError, TrainingError, TransformError, describe_os_error
+from lesion_core.errors import DataError, LesionLabError, TrainingError, TransformError, describe_os_error
 from lesion_core.i18n import N_
 from lesion_core.install import require_installed
 from lesion_core.paths import absolute
@@ -404,7 +404,7 @@ def collate(samples: list[dict]) -> tuple[torch.Tensor, torch.Tensor, list[str]]
 def _data_root(cfg: dict) -> Path:
     if cfg["root"] != "demo":
         return Path(cfg["root"])
-    from lesion_core.demo import demo_dir
+    from lesion_core.data.demo import demo_dir
 
     return demo_dir()
 
@@ -579,7 +579,7 @@ def read_predictions(path):
     except (ValueError, TypeError, KeyError, TrainingError, pd.errors.ParserError) as exc:
         # UnicodeDecodeError is a ValueError: a binary file where a CSV should be
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:100]
-        raise data.DataError(f"{Path(path).name} is damaged: {first_line}") from None
+        raise DataError(f"{Path(path).name} is damaged: {first_line}") from None
     frame["confidence"] = result["confidence"]
     frame["loss"] = result["loss"]
     frame["correct"] = frame["label"] == frame["pred"]

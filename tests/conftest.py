@@ -39,7 +39,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """A small demo dataset (notebook layout) made once per test session; treat as read-only."""
-    from lesion_core.demo import generate_demo
+    from lesion_core.data.demo import generate_demo
 
     return generate_demo(tmp_path_factory.mktemp("demo") / "demo", n_per_class=20, size=96, seed=0)
 

@@ -46,7 +46,7 @@ def free_port() -> int:
 def seed_demo_cache(cache: Path, demo_root: Path) -> Path:
     """Put a small demo where demo_dir() looks, so the app starts on it without generating
     300 images; return that copy."""
-    from lesion_core.demo import DEMO_VERSION
+    from lesion_core.data.demo import DEMO_VERSION
 
     return Path(shutil.copytree(demo_root, cache / f"demo-{DEMO_VERSION}"))
 

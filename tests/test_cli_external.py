@@ -18,7 +18,7 @@ import pytest
 
 from lesion_core import train
 from lesion_core.cli import main
-from lesion_core.demo import generate_demo
+from lesion_core.data.demo import generate_demo
 
 TINY = ["--model", "lenet", "--pretrained", "random", "--image-size", "32", "--batch-size", "8"]
 REPO = Path(__file__).resolve().parent.parent

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from lesion_core import demo
+from lesion_core.data import demo
 from lesion_core.data import load_dataset, read_image, read_mask
-from lesion_core.demo import demo_dir, generate_demo
+from lesion_core.data.demo import demo_dir, generate_demo
 from lesion_core.errors import DataError
 from lesion_core.paths import cache_dir
 

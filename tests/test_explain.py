@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from lesion_core import data, models, train
-from lesion_core.demo import generate_demo
+from lesion_core.data.demo import generate_demo
 from lesion_core.evaluation import explain
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

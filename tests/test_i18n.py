@@ -13,6 +13,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from lesion_core import data, i18n, links, metrics, paths, plots, runs, train, transforms
+from lesion_core.errors import DataError
 from lesion_core.evaluation import compare
 from lesion_core.i18n import check
 from tests.e2e_helpers import REPO, seed_demo_cache
@@ -435,7 +436,7 @@ def test_an_unusable_dataset_error_is_translated_line_by_line_with_its_report(tm
     root = tmp_path / "nothing_usable"
     (root / "images").mkdir(parents=True)
     (root / "labels.csv").write_text("id,label\na,0\nb,7\n")
-    with pytest.raises(data.DataError) as caught:
+    with pytest.raises(DataError) as caught:
         data.load_dataset(root)
     english = str(caught.value)
     assert english.splitlines()[0] == f"no usable samples in {root}:"  # the CLI's text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lesion_core import splits
+from lesion_core.data import splits
 from lesion_core.cli import main
 from lesion_core.data import load_dataset
 from lesion_core.errors import DataError

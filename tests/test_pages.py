@@ -389,7 +389,7 @@ def test_augment_page_draws_8_of_an_uploaded_1024x768_image_and_says_how_long(ap
     import numpy as np
     from PIL import Image
 
-    from lesion_core.demo import make_sample
+    from lesion_core.data.demo import make_sample
 
     image, mask = make_sample(1, 1024, np.random.default_rng(0))
     files = []

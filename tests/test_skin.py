@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from skimage.color import lab2rgb
 
-from lesion_core import skin
+from lesion_core.data import skin
 from lesion_core.cli import main
 
 

@@ -17,7 +17,8 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from lesion_core import data, models, runs, skin, train, transforms
+from lesion_core import data, models, runs, train, transforms
+from lesion_core.data import skin
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
 from lesion_core.evaluation import bootstrap

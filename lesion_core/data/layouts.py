@@ -1,6 +1,6 @@
 """The later public skin-lesion sets, read unchanged from their official downloads.
 
-Each layout is detected from its file names and turns its tables into data._Row tables
+Each layout is detected from its file names and turns its tables into data.Row tables
 (one per split it provides), with the group (lesion or patient id) splits must respect and
 the metadata (age, sex, site) it has:
 
@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lesion_core.data import Problem, _read_csv, _Row, _unsafe_id, patient_meta as _meta
+from lesion_core.data.records import Problem, Row, patient_meta, read_csv, unsafe_id
 from lesion_core.errors import DataError
 from lesion_core.i18n import N_
 
@@ -127,16 +127,16 @@ def _files_by_stem(folders) -> dict:
 
 
 def _ham10000(root: Path) -> Found:
-    rows = _read_csv(root / _HAM_FILE, ("lesion_id", "image_id", "dx"))
+    rows = read_csv(root / _HAM_FILE, ("lesion_id", "image_id", "dx"))
     codes = [c for c in ISIC2018_CODES]
     images = _files_by_stem(root / d for d in _HAM_IMAGE_DIRS)
     masks = _mask_dirs(root, _HAM_MASK_DIRS)
     table = []
     for raw in rows:
         code = raw["dx"].upper()
-        row = _Row(raw["image_id"], codes.index(code) if code in codes else 0, None,
+        row = Row(raw["image_id"], codes.index(code) if code in codes else 0, None,
                    group=raw["lesion_id"],
-                   meta=_meta(raw.get("age", ""), raw.get("sex", ""), raw.get("localization", "")))
+                   meta=patient_meta(raw.get("age", ""), raw.get("sex", ""), raw.get("localization", "")))
         if code not in codes:
             row.label_problem = N_("dx {value} is not one of {codes}").format(
                 value=repr(raw["dx"]), codes=", ".join(c.lower() for c in codes))
@@ -149,10 +149,10 @@ def _mask_dirs(root: Path, names) -> list:
     return [root / name for name in names if (root / name).is_dir()]
 
 
-def _place(row: _Row, default_dir: Path, images: dict, mask_dirs: list) -> None:
+def _place(row: Row, default_dir: Path, images: dict, mask_dirs: list) -> None:
     """Set the row's image (from the listing; a missing one points into default_dir so the
     report names it) and its mask (<id>_segmentation.png in the first mask folder holding it)."""
-    if _unsafe_id(row.id):  # an unsafe id never becomes a path
+    if unsafe_id(row.id):  # an unsafe id never becomes a path
         return
     row.image_path = images.get(row.id, default_dir / f"{row.id}.jpg")
     for folder in mask_dirs:
@@ -190,7 +190,7 @@ def _one_hot_rows(raws, codes, split, image_dir, images, mask_dirs, groups, meta
     for raw in raws:
         label, problem = _one_hot_label(raw, codes)
         image = raw["image"]
-        row = _Row(image, label if label is not None else 0, split, label_problem=problem,
+        row = Row(image, label if label is not None else 0, split, label_problem=problem,
                    group=groups.get(image, ""), meta=meta.get(image, {}))
         _place(row, image_dir, images, mask_dirs)
         table.append(row)
@@ -218,7 +218,7 @@ def _is_one(text: str) -> bool:
 def _isic2018(root: Path) -> Found:
     masks = _mask_dirs(root, _HAM_MASK_DIRS)
     groups_path = root / "ISIC2018_Task3_Training_LesionGroupings.csv"
-    groups = ({r["image"]: r["lesion_id"] for r in _read_csv(groups_path, ("image", "lesion_id"))}
+    groups = ({r["image"]: r["lesion_id"] for r in read_csv(groups_path, ("image", "lesion_id"))}
               if groups_path.is_file() else {})
     tables = []
     for split, stem in _ISIC2018_SPLITS.items():
@@ -226,22 +226,22 @@ def _isic2018(root: Path) -> Found:
         if path is None:
             continue
         folder = root / f"ISIC2018_Task3_{stem}_Input"
-        raws = _read_csv(path, ("image",) + ISIC2018_CODES)
+        raws = read_csv(path, ("image",) + ISIC2018_CODES)
         tables.append(_one_hot_rows(raws, ISIC2018_CODES, split, folder, _files_by_stem([folder]),
                                     masks, groups, {}))
     return Found(tuple(FULL_NAMES[c] for c in ISIC2018_CODES), tables, "lesion_id" if groups else "")
 
 
 def _isic2019(root: Path) -> Found:
-    raws = _read_csv(root / _ISIC2019_FILE, ("image",) + ISIC2019_CODES[:-1])
+    raws = read_csv(root / _ISIC2019_FILE, ("image",) + ISIC2019_CODES[:-1])
     notes = []
     codes = _present_codes(raws, [c for c in ISIC2019_CODES if c in raws[0]] if raws else [], notes)
     meta_path = root / "ISIC_2019_Training_Metadata.csv"
     groups, meta = {}, {}
     if meta_path.is_file():
-        for raw in _read_csv(meta_path, ("image",)):
+        for raw in read_csv(meta_path, ("image",)):
             groups[raw["image"]] = raw.get("lesion_id", "")
-            meta[raw["image"]] = _meta(raw.get("age_approx", ""), raw.get("sex", ""),
+            meta[raw["image"]] = patient_meta(raw.get("age_approx", ""), raw.get("sex", ""),
                                        raw.get("anatom_site_general", ""))
     folder = root / "ISIC_2019_Training_Input"
     table = _one_hot_rows(raws, codes, None, folder, _files_by_stem([folder]), [], groups, meta)
@@ -258,15 +258,15 @@ def _isic2020(root: Path, labels: str | None = None) -> Found:
     if labels not in (None, "target", "diagnosis"):
         raise DataError(N_("unknown labels {labels} for ISIC 2020; use target or diagnosis").format(
             labels=repr(labels)))
-    raws = _read_csv(root / "train.csv", _ISIC2020_COLUMNS + (("diagnosis",) if labels == "diagnosis" else ()))
+    raws = read_csv(root / "train.csv", _ISIC2020_COLUMNS + (("diagnosis",) if labels == "diagnosis" else ()))
     images = _files_by_stem([root / "train", root / "jpeg" / "train"])
     classes = (tuple(sorted({r["diagnosis"] for r in raws if r["diagnosis"]})) if labels == "diagnosis"
                else ISIC2020_CLASSES)
     table = []
     for raw in raws:
         label = raw["diagnosis"] if labels == "diagnosis" else raw["target"]
-        row = _Row(raw["image_name"], classes.index(label) if label in classes else label, None,
-                   group=raw["patient_id"], meta=_meta(raw.get("age_approx", ""), raw.get("sex", ""),
+        row = Row(raw["image_name"], classes.index(label) if label in classes else label, None,
+                   group=raw["patient_id"], meta=patient_meta(raw.get("age_approx", ""), raw.get("sex", ""),
                                                        raw.get("anatom_site_general_challenge", "")))
         if labels != "diagnosis" and label not in ("0", "1"):
             row.label_problem = N_("target {label} is not 0 or 1").format(label=repr(label))
@@ -302,7 +302,7 @@ def _folders(root: Path) -> Found:
     for label, folder in enumerate(classes):
         for path in sorted(_images_in(folder)):
             relative = path.relative_to(root).with_suffix("")
-            row = _Row(relative.as_posix(), label, None, image_path=path)
+            row = Row(relative.as_posix(), label, None, image_path=path)
             mask = root / "masks" / relative.with_suffix(".png")
             row.mask_path = mask if mask.is_file() else None
             table.append(row)

@@ -12,6 +12,8 @@ import math
 import numpy as np
 from skimage.color import lab2rgb, rgb2lab
 
+from lesion_core.data.images import read_image, read_mask
+
 # (name, lowest ITA in degrees), lightest first; a value belongs to the first group it reaches.
 ITA_GROUPS = (("very light", 55.0), ("light", 41.0), ("intermediate", 28.0), ("tan", 10.0),
               ("brown", -30.0), ("dark", -math.inf))
@@ -68,12 +70,10 @@ def image_ita(image: np.ndarray, mask: np.ndarray | None) -> float | None:
 
 def dataset_tones(records, max_side: int = 128) -> list[dict]:
     """{"id", "split", "label", "ita", "group"} per record, from images decoded small (fast)."""
-    from lesion_core import data
-
     rows = []
     for record in records:
-        image = data.read_image(record.image_path, max_side)
-        mask = data.read_mask(record.mask_path, image.shape[:2]) if record.mask_path else None
+        image = read_image(record.image_path, max_side)
+        mask = read_mask(record.mask_path, image.shape[:2]) if record.mask_path else None
         angle = image_ita(image, mask)
         rows.append({"id": record.id, "split": record.split, "label": record.label,
                      "ita": None if angle is None else round(angle, 2), "group": ita_group(angle)})

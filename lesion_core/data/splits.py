@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from lesion_core.data.records import Problem
 from lesion_core.i18n import N_
 
 # What one group is called in the report, by the column it comes from.
@@ -27,8 +28,6 @@ def carve_groups(records: list, fraction: float, seed: int, report) -> tuple:
     that, the groups are split at random and the report says so.
     """
     from sklearn.model_selection import train_test_split
-
-    from lesion_core.data import Problem
 
     members = {}
     for record in records:
@@ -65,8 +64,6 @@ def leak_line(records: list, column: str, report) -> str:
     """The report's line on the split, e.g. "split by lesion_id: 7,470 lesions, no lesion in
     two splits"; groups that still cross (official split files put them there) are problems
     worth seeing, listed as notes."""
-    from lesion_core.data import Problem
-
     one, many = _NOUNS.get(column, (N_("group"), N_("groups")))
     n_groups = len({group_of(r) for r in records})
     crossing = crossing_groups(records)

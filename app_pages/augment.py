@@ -7,7 +7,7 @@ import streamlit as st
 
 from lesion_core import transforms
 from app_pages import common, lang
-from app_pages.lang import _, cls, num, rendered
+from app_pages.lang import _, cls, num, pct, rendered
 
 st.title(_("Augmentations"))
 st.caption(_("Every step draws its random parameters once and applies them to the image and its "
@@ -89,6 +89,16 @@ def edit_steps() -> list:
     return edited
 
 
+def kept_line(share: float) -> str:
+    """How much of the lesion a draw still shows; a warning when its crops cut a part off."""
+    if share >= LESION_KEPT_WARN:
+        return _("lesion kept: {share}", share=pct(share))
+    return _(":orange[**lesion kept: {share}**] (a crop cut part of it off)", share=pct(share))
+
+
+LESION_KEPT_WARN = 0.9  # below this, a crop cut part of the lesion off (resizing alone rounds a thin one by 5%)
+
+
 def choose_sample(dataset):
     """The image to preview: from the dataset (by class, id or at random) or an upload."""
     source = st.radio(_("Image"), ["dataset", "upload"], horizontal=True, key="keep_aug_source",
@@ -152,8 +162,8 @@ if spec is not None and sample is not None:
         st.caption(_("{n} draws of a {width}x{height} image in {seconds} s", n=n, width=sample["image"].shape[1],
                      height=sample["image"].shape[0], seconds=num(time.perf_counter() - started, 2)))
         tiles = [(sample, _("original"))] + [
-            (out, "  \n".join(f"{step['name']}: {common.short_params(drawn)}"
-                              for step, drawn in zip(spec, params) if drawn))
+            (out, "  \n".join([kept_line(out["lesion_kept"])] * (out["lesion_kept"] is not None) + [
+                f"{step['name']}: {common.short_params(drawn)}" for step, drawn in zip(spec, params) if drawn]))
             for out, params in draws]
         for start in range(0, len(tiles), 4):
             for column, (shown, caption) in zip(st.columns(4), tiles[start:start + 4]):
@@ -178,4 +188,6 @@ if spec is not None:
     st.code(text, language="json")
     st.download_button(_("Download pipeline.json"), text, file_name="pipeline.json", mime="application/json",
                        key="aug_download", on_click="ignore")
-    st.page_link("app_pages/train.py", label=_("Train with this pipeline"), icon=":material/model_training:")
+    if st.button(_("Train with this pipeline"), key="aug_train", icon=":material/model_training:"):
+        st.session_state[common.FROM_AUGMENT] = True  # the Train page then selects this page's pipeline
+        st.switch_page("app_pages/train.py")

@@ -29,6 +29,7 @@ from app_pages.lang import _, classes, cls, num, rendered, setting
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
 PIPELINE = "pipeline"  # augmentation spec (list of steps) built on the Augmentations page
 MODEL = "model"  # the Model page's choice, used by Train and the batch previews
+FROM_AUGMENT = "from_augment"  # set by "Train with this pipeline": Train selects the page's pipeline
 KEEP = "keep_"  # prefix of widget keys whose values survive page switches
 # Env var naming a dataset folder to open at start instead of the demo (tests, servers).
 DATA_ENV = "LESION_LAB_DATA"

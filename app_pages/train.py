@@ -119,12 +119,14 @@ def settings(dataset) -> dict:
                                    help=_("Where the dataset has the patients' age, sex or site, combine them with "
                                           "the image: a prior fitted on the training images, weighted on the "
                                           "validation images (nothing changes without metadata)"))
+    if st.session_state.pop(common.FROM_AUGMENT, False):  # "Train with this pipeline" on the Augmentations page
+        st.session_state["keep_tr_aug"] = "page"
     augment = st.radio(_("Augmentation"), ["page", *transforms.PRESETS], horizontal=True, key="keep_tr_aug",
                        format_func=lambda n, page=_("the Augmentations page's pipeline"), preset=_("preset {name}"):
                        page if n == "page" else preset.format(name=n))
     spec = common.pipeline() if augment == "page" else transforms.preset(augment, int(size))
-    with st.expander(_("Augmentation steps")):
-        st.code(", ".join(s["name"] for s in spec) or "(none)")
+    st.caption(_("Training augments with: {steps}", steps=" → ".join(s["name"] for s in transforms.image_steps(spec))
+                 or _("no step (each image only resized to the model's input)")))
     with common.user_errors():  # a bad page pipeline is reported by Launch too
         st.caption(_("Evaluation (validation, test, predictions) uses: {steps}, then the model's resize and "
                      "normalisation", steps=transforms.describe_steps(transforms.image_steps(transforms.eval_spec(spec)))),

@@ -258,8 +258,9 @@ _SMALL_BOX_MAX = 1 << 20  # pixels
 
 
 def _paint_skin(state: State, colour: tuple[int, int, int]) -> State:
-    """Every non-lesion pixel takes the colour; lesion pixels are kept (vectorised). With a
-    deferred warp the painting waits for the image, at its final size."""
+    """The skin (every non-lesion pixel) takes the colour as its median tone and keeps its
+    texture (_shift_skin); lesion pixels are kept. With a deferred warp the painting waits for
+    the image, at its final size."""
     warp = state.get("warp")
     if warp is not None and warp.paint is None:
         # The painted area is the image as it stands: where a later crop pads, it stays black.
@@ -269,12 +270,32 @@ def _paint_skin(state: State, colour: tuple[int, int, int]) -> State:
         new["warp"] = dataclasses.replace(warp, paint=tuple(colour), paint_area=area)
         return new
     state = _materialize(state)  # (a second tone before the first is painted: rare)
-    fill = torch.tensor(colour, dtype=torch.uint8).view(3, 1, 1)
-    # image * keep + fill * (1 - keep) in uint8 (one term is always 0): 3-10x faster than
-    # torch.where with a bool mask, whose uint8 -> bool comparison alone costs more.
-    keep = _binary(state["mask"])
-    image = state["image"] * keep + fill * (1 - keep)
-    return _with(state, image, state["mask"])
+    pixels = state["image"].permute(1, 2, 0).numpy().copy()  # (the input image is shared, never written)
+    _shift_skin(pixels, state["mask"][0].numpy() == 0, colour)
+    return _with(state, torch.from_numpy(pixels).permute(2, 0, 1), state["mask"])
+
+
+_DARK = 8.0  # L*: below it a pixel is the dermoscope's black vignette or padding, not skin (as skin.py)
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """float32 CIELAB (L* 0-100) of uint8 RGB (..., 3), through OpenCV (D65, sRGB)."""
+    return cv2.cvtColor(rgb.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+
+
+def _shift_skin(pixels: np.ndarray, skin: np.ndarray, colour) -> None:
+    """In place on uint8 (H, W, 3) RGB: the skin pixels (bool (H, W)) moved in CIELAB by the
+    difference between the colour and the skin's median, so the skin takes that tone and keeps
+    its texture (pores, hairs, shading), as a darker or lighter skin would look. Near-black
+    pixels (the dermoscope's vignette, padding) are no skin and stay as they are."""
+    lab = _lab(pixels)
+    skin = skin & (lab[..., 0] >= _DARK)
+    if not skin.any():
+        return
+    values = lab[skin]
+    lab[skin] = values + (_lab(np.array([[colour]], np.uint8))[0, 0] - np.median(values, axis=0))
+    rgb = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)[skin]
+    pixels[skin] = np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- deferred warps
@@ -407,12 +428,7 @@ def _materialize(state: State) -> State:
         x0, x1, y0, y1 = warp.paint_area
         if _beyond(x, x0, x1) or _beyond(y, y0, y1):
             skin &= ((y >= y0) & (y < y1))[:, None] & ((x >= x0) & (x < x1))[None, :]
-        # In place, on the HxWx3 array the warp wrote: every skin pixel down to 0 (saturating),
-        # then up to the colour. OpenCV's masked arithmetic: a tenth of the time of numpy's
-        # masked copy, which loops over 3-byte pixels one at a time.
-        pixels, skin = image.permute(1, 2, 0).numpy(), skin.view(np.uint8)
-        cv2.subtract(pixels, (255.0, 255.0, 255.0, 0.0), dst=pixels, mask=skin)
-        cv2.add(pixels, (*map(float, warp.paint), 0.0), dst=pixels, mask=skin)
+        _shift_skin(image.permute(1, 2, 0).numpy(), skin, warp.paint)  # in place, on what the warp wrote
     new["image"] = image
     return new
 
@@ -505,6 +521,11 @@ class Transform:
     def check(params: dict) -> None:
         """Raise ValueError when parameters are individually valid but inconsistent together."""
 
+    def area_scale(self, in_size: Size, out_size: Size, params: dict) -> float:
+        """How much larger one input pixel is in the output (its area): 1 for crops, flips and
+        rotations; the resizing steps say otherwise. What lesion_kept divides the lesion by."""
+        return 1.0
+
 
 class CropByMask(Transform):
     """Crop to the lesion's bounding box plus a border (by, bx), clamped to the image."""
@@ -583,6 +604,9 @@ class Rescale(Transform):
 
     def output_size(self, in_size):
         return tuple(self.size) if len(self.size) == 2 else None
+
+    def area_scale(self, in_size, out_size, params):
+        return out_size[0] * out_size[1] / (in_size[0] * in_size[1])
 
 
 class RandomCenterCrop(Transform):
@@ -677,6 +701,9 @@ class RandomRotation(Transform):
     def output_size(self, in_size):
         return None if self.expand or self.crop_to_lesion else in_size
 
+    def area_scale(self, in_size, out_size, params):
+        return params.get("prescale", 1.0) ** 2
+
 
 class _RandomFlip(Transform):
     horizontal = True  # left-right; False: top-bottom
@@ -747,6 +774,9 @@ class RandomResizedCrop(Transform):
         box = [p["top"], p["left"], p["height"], p["width"]]
         state = _resize(_crop(state, *box), list(self.size), leave=1)
         return state, {"box": box}
+
+    def area_scale(self, in_size, out_size, params):
+        return out_size[0] * out_size[1] / (params["box"][2] * params["box"][3])
 
     def output_size(self, in_size):
         return self.size
@@ -829,7 +859,7 @@ _GREY_GAIN = (0.25, 4.0)  # the strongest correction applied to one channel
 
 
 class ChangeSkin(Transform):
-    """Paint every pixel outside the lesion with one colour."""
+    """Give the skin (every pixel outside the lesion) one tone, keeping its texture."""
 
     needs_mask = True
     takes_warp = True
@@ -845,7 +875,7 @@ class ChangeSkin(Transform):
 
 
 class RandomChangeSkin(Transform):
-    """Paint the skin with one of the notebook's 62 skin tones, or keep it (1 draw in 63).
+    """Give the skin one of the notebook's 62 skin tones, keeping its texture, or keep it (1 draw in 63).
 
     The tones are SKIN_TONES; its first entry, (0, 0, 0), means "keep the original skin"."""
 
@@ -1100,8 +1130,16 @@ def _eval_step(step: dict) -> list[dict]:
 def eval_spec(train_spec) -> list[dict]:
     """The evaluation pipeline that matches a training pipeline: every deterministic step kept
     (a crop to the lesion included, so a model trained on lesion crops is scored on lesion
-    crops), every random step replaced by its deterministic counterpart or dropped."""
-    return validate_spec([out for step in validate_spec(train_spec) for out in _eval_step(step)])
+    crops), every random step replaced by its deterministic counterpart or dropped. Crops to
+    the lesion in a row become one: the tighter border is what the second leaves."""
+    steps = []
+    for out in (out for step in validate_spec(train_spec) for out in _eval_step(step)):
+        if out["name"] == "CropByMask" and steps and steps[-1]["name"] == "CropByMask":
+            border = [min(a, b) for a, b in zip(_pair(steps[-1]["params"]["border"]), _pair(out["params"]["border"]))]
+            out = _step("CropByMask", border=border[0] if border[0] == border[1] else border)
+            steps.pop()
+        steps.append(out)
+    return validate_spec(steps)
 
 
 EVAL_HELP = ("Derived from the training pipeline: the same crops (to the lesion too), each random step "
@@ -1356,9 +1394,12 @@ class Pipeline:
     def __call__(self, sample: dict) -> dict:
         return self.apply_with_params(sample)[0]
 
-    def apply_with_params(self, sample: dict) -> tuple[dict, list[dict]]:
-        """(transformed sample, one dict per step of what it drew: angle, flipped, box, size, tone...)."""
-        state, drawn = _to_state(sample), []
+    def apply_with_params(self, sample: dict, lesion_kept: bool = False) -> tuple[dict, list[dict]]:
+        """(transformed sample, one dict per step of what it drew: angle, flipped, box, size, tone...).
+
+        lesion_kept: the sample also holds "lesion_kept", the share of the input's lesion that
+        the output still shows (crops cut it; resizing does not count), None without a lesion."""
+        state, drawn, scale = _to_state(sample), [], 1.0
         for index, (step_spec, step) in enumerate(zip(self.spec, self.steps), start=1):
             if step.needs_mask and state["mask"] is None:
                 raise TransformError(N_("step {index} ({name}) needs a lesion mask; sample {id} has none").format(
@@ -1367,14 +1408,29 @@ class Pipeline:
                 state = _materialize(state)
             elif not step.takes_orient:
                 state = _apply_orient(state)
+            before = _size(state)
             state, params = step.run(state)
+            if lesion_kept:
+                scale *= step.area_scale(before, _size(state), params)
             if not self.defer:
                 state = _materialize(state)
             drawn.append(params)
-        return _from_state(_materialize(state)), drawn
+        out = _from_state(_materialize(state))
+        if lesion_kept:
+            out["lesion_kept"] = _lesion_kept(sample.get("mask"), out["mask"], scale)
+        return out, drawn
 
     def __repr__(self) -> str:
         return f"Pipeline({json.dumps(self.spec)})"
+
+
+def _lesion_kept(before: np.ndarray | None, after: np.ndarray | None, scale: float) -> float | None:
+    """The share of the lesion pixels before that the mask after still holds, at its scale
+    (capped at 1: nearest-neighbour resizing rounds a lesion's area by a few percent)."""
+    if before is None or after is None:
+        return None
+    area = float(np.count_nonzero(before)) * scale
+    return None if area == 0 else min(1.0, float(np.count_nonzero(after)) / area)
 
 
 def _later_shorter_side(steps: list[Transform]) -> int | None:
@@ -1448,14 +1504,15 @@ def dump_spec(spec, path) -> Path:
 
 
 def preview_draws(sample: dict, spec, n: int = 8, seed: int = 0) -> list[tuple[dict, list[dict]]]:
-    """n draws of the spec's image steps on one sample: [(numpy sample, per-step params)].
+    """n draws of the spec's image steps on one sample: [(numpy sample, per-step params)];
+    each sample holds "lesion_kept" (see Pipeline.apply_with_params).
 
     Seeded inside a forked RNG, so the same seed gives the same draws and the caller's
     global torch RNG is left untouched."""
     pipeline = build_pipeline(image_steps(spec))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return [pipeline.apply_with_params(sample) for _ in range(n)]
+        return [pipeline.apply_with_params(sample, lesion_kept=True) for _ in range(n)]
 
 
 def mask_outline(mask: np.ndarray) -> np.ndarray:
@@ -1467,9 +1524,9 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, mask: np.ndarray | None, mode: str = "outline",
-            colour=(0, 255, 0), alpha: float = 0.4) -> np.ndarray:
+            colour=(0, 255, 0), alpha: float = 0.3) -> np.ndarray:
     """uint8 HxWx3: the image with the mask drawn as an outline, or as a translucent fill
-    (alpha of the colour; the lesion stays visible beneath) edged by the outline."""
+    (alpha of the colour: the lesion keeps 1 - alpha of its contrast beneath) edged by the outline."""
     out = np.array(image, dtype=np.uint8)
     if mask is None:
         return out

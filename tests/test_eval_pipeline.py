@@ -19,9 +19,21 @@ def names(spec) -> list[str]:
 
 def test_eval_spec_keeps_the_lesion_crop_and_drops_random_steps():
     spec = transforms.eval_spec(transforms.preset("notebook_train", 96))
-    assert names(spec) == ["CropByMask", "CropByMask", "Rescale", "CenterCrop", "ToTensor", "Normalize"]
-    assert spec[1]["params"]["border"] == 0  # the rotation's crop to the lesion, at angle 0
-    assert spec[3]["params"]["size"] == 96
+    # CropByMask(10), then the rotation's crop to the lesion at angle 0: one crop, not two
+    assert names(spec) == ["CropByMask", "Rescale", "CenterCrop", "ToTensor", "Normalize"]
+    assert spec[0]["params"]["border"] == 0
+    assert spec[2]["params"]["size"] == 96
+
+
+def test_two_lesion_crops_in_a_row_become_the_one_that_gives_the_same_pixels(isic_dev_root):
+    both = [{"name": "CropByMask", "params": {"border": [10, 4]}}, {"name": "CropByMask", "params": {"border": [3, 8]}}]
+    merged = transforms.eval_spec(both)
+    assert merged == [{"name": "CropByMask", "params": {"border": [3, 4]}}]
+    for record in data.load_dataset(isic_dev_root).records[:20]:
+        image = data.read_image(record.image_path, None)
+        sample = {"image": image, "mask": data.read_mask(record.mask_path, image.shape[:2]), "label": 0, "id": record.id}
+        twice, once = transforms.build_pipeline(both)(sample), transforms.build_pipeline(merged)(sample)
+        np.testing.assert_array_equal(twice["image"], once["image"])
 
 
 def test_eval_spec_of_the_default_recipe_is_the_eval_preset():

@@ -12,7 +12,7 @@ def test_train_page_shows_the_evaluation_steps_of_a_lesion_cropping_pipeline(app
     goto(app, "train")
     app.radio(key="keep_tr_aug").set_value("notebook_train").run()
     caption = next(c.value for c in app.caption if c.value.startswith("Evaluation"))
-    assert "CropByMask(border=10) → CropByMask(border=0) → Rescale" in caption
+    assert "Evaluation (validation, test, predictions) uses: CropByMask(border=0) → Rescale" in caption  # one crop
     assert "Flip" not in caption and "Skin" not in caption
     app.radio(key="keep_tr_aug").set_value("default_train").run()
     caption = next(c.value for c in app.caption if c.value.startswith("Evaluation"))

@@ -3,7 +3,7 @@ says about the choices that carry from one page to the next."""
 
 from __future__ import annotations
 
-from tests.test_pages import app, goto, texts  # noqa: F401  (app is a fixture)
+from tests.test_pages import goto, texts
 
 
 def open_folder(app, root) -> None:

@@ -5,6 +5,7 @@ import torch
 
 from app_pages import common, lang
 from app_pages.lang import _
+from lesion_core.transforms.kernels import use_calling_thread
 
 # The server does per-image work only (previews, summaries, single predictions); training
 # runs in its own process. One intra-op thread: on busy cores (a training run beside the
@@ -12,6 +13,7 @@ from app_pages.lang import _
 # 0.17 s). Set here, by the entry point, once: set_num_threads is process-wide, so toggling
 # it per call would race between browser sessions.
 torch.set_num_threads(1)
+use_calling_thread()
 
 st.set_page_config(page_title=_("Lesion Lab"), page_icon=":material/biotech:", layout="wide")
 common.require_token()  # before anything shows data: a server reachable from other machines asks first

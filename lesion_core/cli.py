@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # After parsing, so --help and usage errors answer before torch loads.
+    from lesion_core.transforms.kernels import use_calling_thread
+
+    use_calling_thread()
     try:
         return int(args.func(args) or 0)
     except LesionLabError as exc:

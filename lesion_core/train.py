@@ -390,6 +390,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def _worker_init(worker_id: int) -> None:
     # torch seeds each worker from the loader's generator; derive the other RNGs from it.
     seed = torch.initial_seed() % 2**32
+    transforms.use_calling_thread()
     random.seed(seed)
     np.random.seed(seed)
 

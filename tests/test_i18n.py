@@ -13,7 +13,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from lesion_core import data, i18n, links, metrics, paths, plots, runs, train, transforms
-from lesion_core.errors import DataError
+from lesion_core.errors import DataError, TransformError
 from lesion_core.evaluation import compare
 from lesion_core.i18n import check
 from tests.e2e_helpers import REPO, seed_demo_cache
@@ -462,7 +462,7 @@ def test_a_broken_link_is_named_in_spanish(demo_root):
 def test_a_bad_pipeline_is_explained_in_spanish_on_the_augmentations_page(demo_root):
     # A spec whose crop size is out of range, as an edited or linked pipeline can be.
     bad = [{"name": "CenterCrop", "params": {"size": 0}}]
-    with pytest.raises(transforms.TransformError) as caught:
+    with pytest.raises(TransformError) as caught:
         transforms.validate_spec(bad)
     assert str(caught.value) == "step 1 (CenterCrop): parameter 'size' must be between 1 and 10000; got 0"  # the CLI's
 
@@ -494,7 +494,7 @@ def test_a_bad_pipeline_is_explained_in_spanish_on_the_augmentations_page(demo_r
     ([{"name": "Normalize"}], "el paso 1 (Normalize) necesita un ToTensor antes; añade un paso ToTensor"),
 ])
 def test_pipeline_errors_read_in_spanish(spec, spanish):
-    with pytest.raises(transforms.TransformError) as caught:
+    with pytest.raises(TransformError) as caught:
         transforms.validate_spec(spec)
     assert i18n.translate_rendered(str(caught.value), "es") == spanish
 

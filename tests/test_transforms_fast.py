@@ -14,6 +14,8 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from lesion_core import transforms as T
+from lesion_core.transforms import kernels, lazy, steps
+from lesion_core.transforms import pipeline as pipemod
 from lesion_core.errors import TransformError
 
 from test_transforms import GREEN, make_sample, misalignment, paint_lesion, step
@@ -110,9 +112,9 @@ def test_rotation_matches_torchvision_rotate_pixel_for_pixel():
     sample = make_sample(90, 120)
     for expand in (True, False):
         for angle in (17.0, -63.5, 90.0, 133.0, 180.0, -90.0):
-            image = T._to_state(sample)["image"]
-            warp = T._rotation_warp((90, 120), angle, expand)
-            ours = T._warp(image, warp, [0, 0, *warp.size], "bilinear")
+            image = pipemod._to_state(sample)["image"]
+            warp = lazy.rotation_warp((90, 120), angle, expand)
+            ours = lazy.warp_pixels(image, warp, [0, 0, *warp.size], "bilinear")
             theirs = F.rotate_image(image, angle, InterpolationMode.BILINEAR, expand=expand)
             assert ours.shape == theirs.shape, (expand, angle)
             # OpenCV samples at 1/32-pixel fixed-point positions: at most one level, on a handful of pixels
@@ -130,9 +132,9 @@ def test_rotated_lesion_window_holds_the_whole_rotated_lesion():
             y, x, r = int(rng.integers(0, h)), int(rng.integers(0, w)), int(rng.integers(1, 12))
             mask[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = 255
         tensor = torch.from_numpy(mask)[None]
-        warp = T._rotation_warp((h, w), float(rng.uniform(-180, 180)), bool(trial % 2))
-        rotated = T._warp(tensor, warp, [0, 0, *warp.size], "nearest")[0].clone()
-        top, left, height, width = T._rotated_lesion_window(tensor, warp)
+        warp = lazy.rotation_warp((h, w), float(rng.uniform(-180, 180)), bool(trial % 2))
+        rotated = lazy.warp_pixels(tensor, warp, [0, 0, *warp.size], "nearest")[0].clone()
+        top, left, height, width = lazy.rotated_lesion_window(tensor, warp)
         rotated[top:top + height, left:left + width] = 0
         assert not rotated.any(), trial
 
@@ -145,7 +147,7 @@ def test_random_resized_crop_of_a_large_image_matches_resizing_the_crop_fully():
     full antialiased resize of the same crop does: the mask exactly, the image within a pixel."""
     sample = make_sample(h=1600, w=2400)
     pipeline = T.build_pipeline([step("RandomResizedCrop", size=96)])
-    state = T._to_state(sample)
+    state = pipemod._to_state(sample)
     for seed in range(6):
         torch.manual_seed(seed)
         out, params = pipeline.apply_with_params(sample)
@@ -166,7 +168,7 @@ def test_resize_mask_picks_torchvisions_nearest_exact_pixels():
         mask = torch.randint(0, 2, (1, h, w), generator=generator, dtype=torch.uint8)
         for view in (mask, mask[:, 3:, 2:]):  # a crop of a larger mask too
             expected = F.resize_mask(view, [oh, ow], InterpolationMode.NEAREST_EXACT)
-            assert torch.equal(T._resize_mask(view, (oh, ow)), expected), (h, w, oh, ow)
+            assert torch.equal(kernels._resize_mask(view, (oh, ow)), expected), (h, w, oh, ow)
 
 
 @pytest.mark.parametrize("scale, ratio, size", [((0.35, 1.0), (0.75, 4 / 3), (256, 256)),
@@ -179,7 +181,7 @@ def test_resized_crop_draws_torchvisions_windows(scale, ratio, size):
         expected = crop.make_params([torch.zeros(3, *size)])
         after = torch.rand(1)
         torch.manual_seed(seed)
-        assert T._resized_crop_params(crop, *size) == expected
+        assert steps._resized_crop_params(crop, *size) == expected
         assert torch.equal(torch.rand(1), after)  # the same number of draws from the global RNG
 
 
@@ -209,11 +211,11 @@ def test_a_pending_quarter_turn_is_torch_rot90():
     for k in range(4):
         state = {"image": image, "mask": image[:1]}
         if k:
-            state = T._orient(state, k >= 2, k <= 2, k % 2 == 1)
-        out = T._apply_orient(state)
+            state = kernels.orient_state(state, k >= 2, k <= 2, k % 2 == 1)
+        out = kernels.apply_orient(state)
         assert torch.equal(out["image"], torch.rot90(image, k, dims=(-2, -1)))
         assert torch.equal(out["mask"], torch.rot90(image[:1], k, dims=(-2, -1)))
-        assert T._size(state) == tuple(out["image"].shape[-2:])
+        assert kernels.state_size(state) == tuple(out["image"].shape[-2:])
 
 
 # --------------------------------------------------------------------------- OpenCV's kernels
@@ -246,7 +248,7 @@ def test_every_kth_pixel_is_the_strided_slice_whatever_the_memory_layout(h, w, k
     image = torch.from_numpy(np.random.default_rng(k).integers(0, 256, (h, w, 3), dtype=np.uint8)).permute(2, 0, 1)
     for source in (image, image[:, 5:, 7:], image.contiguous()):  # pixels, a crop of them, planes
         expected = source[:, k // 2::k, k // 2::k]
-        assert torch.equal(T._every_kth(source, k), expected), (h, w, k)
+        assert torch.equal(kernels._every_kth(source, k), expected), (h, w, k)
 
 
 def test_a_random_crops_zoom_is_opencvs_bilinear_after_the_stride():
@@ -266,7 +268,7 @@ def test_a_random_crops_zoom_is_opencvs_bilinear_after_the_stride():
 
 
 def test_rotating_an_image_wider_than_opencv_can_address_is_a_clear_error():
-    sample = {"image": np.zeros((2, T.WARP_MAX_SIDE + 10, 3), np.uint8), "mask": None, "id": "strip.png"}
+    sample = {"image": np.zeros((2, kernels.WARP_MAX_SIDE + 10, 3), np.uint8), "mask": None, "id": "strip.png"}
     pipeline = T.build_pipeline([step("RandomRotation", degrees=10, expand=False, crop_to_lesion=False)])
     with pytest.raises(TransformError, match="too large|under 32767"):
         pipeline(sample)

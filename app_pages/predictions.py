@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lesion_core import data, plots, runs, train, transforms
+from lesion_core import data, inference, plots, runs, transforms
 from lesion_core.evaluation import calibration, confidence, external, patient, review
 from app_pages import common, lang, review_views
 from app_pages.lang import _, cls, fig, num, pct, rendered
@@ -128,7 +128,7 @@ if image_file is not None:
                                     format_func=lambda value: _(value) if value else _("unknown"))
             meta = data.patient_meta("" if age is None else age, sex)
         with st.spinner(_("Classifying with {run}...", run=run.id)):
-            probs = train.predict_image(run.path, sample["image"], sample["mask"], calibrated=calibrated, tta=tta,
+            probs = inference.predict_image(run.path, sample["image"], sample["mask"], calibrated=calibrated, tta=tta,
                                         meta=meta)
         told = confidence.describe(probs)
         image_col, bars_col = st.columns([3, 2])

@@ -134,13 +134,13 @@ def _tta_section(run, split: str, calibrated: bool) -> None:
     if not st.toggle(_("Average the 8 flips and 90-degree rotations"), key="res_tta",
                      help=_("Runs the model again on every image of the split, 8 times: takes a while on a CPU")):
         return
-    from lesion_core import train
+    from lesion_core import inference
 
     key = f"res_tta_{run.id}_{split}_{calibrated}"
     if key not in st.session_state:
         with common.user_errors(), st.spinner(_("Evaluating with and without test-time augmentation...")):
-            plain = train.evaluate_run(run.path, split, calibrated=calibrated, tta=False)
-            tta = train.evaluate_run(run.path, split, calibrated=calibrated, tta=True)
+            plain = inference.evaluate_run(run.path, split, calibrated=calibrated, tta=False)
+            tta = inference.evaluate_run(run.path, split, calibrated=calibrated, tta=True)
             st.session_state[key] = {"auc": plain["auc"], "auc_tta": tta["auc"], "mean_auc": plain["mean_auc"],
                                      "mean_auc_tta": tta["mean_auc"], "class_names": plain["class_names"]}
             review.update_metrics(run.path, split, {"tta": {k: v for k, v in st.session_state[key].items()

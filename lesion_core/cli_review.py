@@ -89,12 +89,12 @@ def _probs(result: dict):
 
 def evaluate_extras(args, result: dict) -> None:
     """--tta and --explain of `evaluate`: compute, print and merge into the run's files."""
-    from lesion_core import train
+    from lesion_core import inference
     from lesion_core.evaluation import explain, review
 
     print_review(result, args.run)
     if args.tta:
-        plain = train.evaluate_run(args.run, split=args.split, data_root=args.moved_data, calibrated=not args.uncalibrated,
+        plain = inference.evaluate_run(args.run, split=args.split, data_root=args.moved_data, calibrated=not args.uncalibrated,
                                    tta=False)
         tta = {"auc": plain["auc"], "mean_auc": plain["mean_auc"], "auc_tta": result["auc"],
                "mean_auc_tta": result["mean_auc"]}

@@ -233,7 +233,7 @@ def format_confusion(confusion, class_names, percent: bool = False) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from lesion_core import train
+    from lesion_core import inference
 
     from tqdm import tqdm
 
@@ -249,7 +249,7 @@ def cmd_evaluate(args) -> int:
         result = external.evaluate_external(args.run, args.data, name=args.name, wrap=bar)
         scope = f"external {result['name']} ({args.data})"
     else:
-        result = train.evaluate_run(args.run, split=args.split, data_root=args.moved_data, wrap=bar,
+        result = inference.evaluate_run(args.run, split=args.split, data_root=args.moved_data, wrap=bar,
                                     allow_missing=args.allow_missing, calibrated=not args.uncalibrated,
                                     tta=args.tta or None)  # None: as the run was scored
         scope = args.split
@@ -291,7 +291,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from lesion_core import data, paths, runs, train
+    from lesion_core import data, inference, paths, runs
     from lesion_core.errors import DataError
     from lesion_core.evaluation import calibration, external, operating
 
@@ -306,7 +306,7 @@ def cmd_predict(args) -> int:
         image = data.read_image(images[0])
         mask_path = args.mask or external.find_mask(images[0], args.masks)
         mask = data.read_mask(mask_path, image.shape[:2]) if mask_path else None
-        probs = train.predict_image(args.run, image, mask, calibrated=not args.uncalibrated, tta=args.tta or None,
+        probs = inference.predict_image(args.run, image, mask, calibrated=not args.uncalibrated, tta=args.tta or None,
                                     meta=meta)
         print(json.dumps(probs, indent=2))
         rule = operating.read_threshold(args.run)

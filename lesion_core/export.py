@@ -168,9 +168,9 @@ def read_threshold(run_dir, class_names) -> dict | None:
 
 def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
     """(the run's best model wrapped with its preprocessing, fp32 eval mode; the sidecar dict)."""
-    from lesion_core import train  # train imports much; keep `import lesion_core.export` light
+    from lesion_core import inference, train  # train imports much; keep `import lesion_core.export` light
 
-    model, config = train.load_run_model(run_dir)
+    model, config = inference.load_run_model(run_dir)
     entry = models.MODELS[config["model"]["name"]]
     size = train.image_size(config)
     steps, described = preprocessing_modules(config.get("eval_augment") or "eval", size, entry.mean, entry.std)

@@ -94,14 +94,14 @@ class Explainer:
     """Heatmaps of one run's best model with one CAM method (built once, reused per image)."""
 
     def __init__(self, run_dir, method: str = DEFAULT_METHOD, calibrated: bool = True):
-        from lesion_core import train
+        from lesion_core import inference, train
         from lesion_core.evaluation import calibration
 
         if method not in METHODS:
             raise ModelError(N_("unknown explanation method {method}; choose one of: {methods}").format(
                 method=repr(method), methods=", ".join(METHODS)))
         self.method = method
-        self.model, self.config = train.load_run_model(run_dir)
+        self.model, self.config = inference.load_run_model(run_dir)
         self.model.float()
         self.entry = models.MODELS[self.config["model"]["name"]]
         self.class_names = list(self.config["data"]["class_names"])

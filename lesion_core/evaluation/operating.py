@@ -15,10 +15,10 @@ from sklearn.metrics import average_precision_score, roc_curve
 from lesion_core import runs
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
+from lesion_core.inference.decision import THRESHOLD_FILE, decision, read_threshold  # noqa: F401  (moved)
 
 # The specificities at which the ISIC 2017 challenge reported sensitivity.
 TARGET_SPECIFICITIES = (0.82, 0.89, 0.95)
-THRESHOLD_FILE = "threshold.json"
 
 
 def sensitivity_at_specificity(is_class, scores, target: float) -> tuple[float, float]:
@@ -79,36 +79,3 @@ def save_threshold(run_dir, class_name: str, threshold: float, calibrated: bool 
     record = {"class": class_name, "threshold": float(threshold), "calibrated": bool(calibrated)}
     runs.atomic_write_json(Path(run_dir) / THRESHOLD_FILE, record)
     return record
-
-
-def read_threshold(run_dir) -> dict | None:
-    """The run's saved decision rule, or None when absent or not a valid one (untrusted file)."""
-    record = runs._read_json(Path(run_dir) / THRESHOLD_FILE, None)
-    if not record:
-        return None
-    class_names = runs.read_config(run_dir).get("data", {}).get("class_names", [])
-    threshold = record.get("threshold")
-    if (record.get("class") not in class_names or isinstance(threshold, bool)
-            or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0 + 1e-6):
-        return None
-    return {"class": record["class"], "threshold": float(threshold), "calibrated": record.get("calibrated") is not False}
-
-
-def decision(probabilities: dict, rule: dict, calibrated: bool | None = None, temperature: float = 1.0) -> dict:
-    """{"refer": bool, "text": ...} of one image's {class: p} under a saved rule.
-
-    calibrated: whether probabilities are temperature-scaled (with temperature); when that
-    differs from the rule's, they are converted first (softmax(log p * T) undoes the scaling),
-    so a rule saved on calibrated probabilities is never compared with raw ones.
-    """
-    if calibrated is not None and calibrated != rule["calibrated"]:
-        from lesion_core.evaluation.calibration import apply_temperature
-
-        factor = temperature if rule["calibrated"] else 1.0 / temperature
-        converted = apply_temperature(np.array([list(probabilities.values())]), factor)[0]
-        probabilities = dict(zip(probabilities, converted))
-    p = float(probabilities[rule["class"]])
-    refer = p >= rule["threshold"]
-    text = (f"refer: {rule['class']} suspected" if refer else "not flagged") + \
-        f" (p({rule['class']}) {p:.3f} {'>=' if refer else '<'} threshold {rule['threshold']:.3f})"
-    return {"refer": bool(refer), "class": rule["class"], "threshold": rule["threshold"], "text": text}

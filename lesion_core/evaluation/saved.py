@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lesion_core import metrics, runs, train
+from lesion_core import inference, metrics, runs, train
 from lesion_core.errors import TrainingError
 from lesion_core.evaluation import patient
 from lesion_core.i18n import N_
@@ -24,16 +24,16 @@ def evaluate_best(run_dir) -> dict:
     if info.state in runs.ACTIVE_STATES:
         raise TrainingError(N_("run {run} is still {state}: it evaluates itself when it finishes").format(
             run=info.id, state=info.state))
-    model, config = train.load_run_model(run_dir)
+    model, config = inference.load_run_model(run_dir)
     lesion = train.load_data(config)
-    settings = train._inference_settings(config)
+    settings = inference.inference_settings(config)
     summary = {}
     for split in ("val", "test"):
         records = lesion.split(split)
         if not records:
             continue
         loader = train.make_loader(records, config["eval_augment"], config, False)
-        ids, labels, probs = train.predict_loader(model, loader, *settings, tta=config["tta"])
+        ids, labels, probs = inference.predict_loader(model, loader, *settings, tta=config["tta"])
         probs = patient.apply_run(run_dir, probs, patient.metas_of(records, ids), len(lesion.class_names))
         train.write_predictions(run_dir / f"predictions_{split}.csv", ids, labels, probs, lesion.class_names)
         result = metrics.compute_metrics(labels, probs, lesion.class_names)

@@ -27,7 +27,7 @@ elif frame is not None:
     names = list(frame.attrs["class_names"])
     # One switch for the whole browser: captions, sorting, the large view and its loss all show
     # the same probabilities (a caption's raw 41% beside a calibrated 98.6% confused users).
-    calibrated = review_views.calibrated_toggle("keep_pred_calibrated")
+    calibrated = review_views.calibrated_toggle("keep_pred_calibrated", run)
     if calibrated:
         frame = review.scaled_frame(frame, calibration.read_temperature(run.path))
     true_col, pred_col, right_col, sort_col = st.columns(4)
@@ -113,7 +113,7 @@ if image_file is not None:
         sample = common.sample_from_upload(image_file, mask_file)
         calibrated_col, tta_col = st.columns(2)
         with calibrated_col:
-            calibrated = review_views.calibrated_toggle("keep_pred_new_calibrated")
+            calibrated = review_views.calibrated_toggle("keep_pred_new_calibrated", run)
         tta = tta_col.toggle(_("Test-time augmentation"), key=f"keep_pred_tta_{run.id}", value=bool(run.config.get("tta")),
                              help=_("Average the 8 flips and 90-degree rotations of the image"))
         meta = {}

@@ -26,8 +26,13 @@ def _signed(value) -> str:
     return text if text.startswith("-") else "+" + text
 
 
-def calibrated_toggle(key: str) -> bool:
-    """The page's 'calibrated probabilities' switch (on by default)."""
+def calibrated_toggle(key: str, run) -> bool:
+    """The page's 'calibrated probabilities' switch (on by default), under a warning when the
+    run's calibration.json was ignored (damaged, or a temperature out of range): the page then
+    shows raw probabilities whatever the switch says, and says so."""
+    problem = calibration.read_calibration(run.path).problem
+    if problem:
+        st.warning(lang.rendered(problem))
     common.default(key, True)
     return st.toggle(_("Calibrated probabilities"), key=key,
                      help=_("Temperature scaling fitted on the validation split (calibration.json). Off: the raw softmax."))
@@ -43,7 +48,7 @@ def results_review(run, split: str) -> None:
     labels, raw, names = review.frame_arrays(frame)
     temperature = calibration.read_temperature(run.path)
     st.subheader(_("Review"))
-    calibrated = calibrated_toggle("keep_res_calibrated")
+    calibrated = calibrated_toggle("keep_res_calibrated", run)
     probs = calibration.apply_temperature(raw, temperature if calibrated else 1.0)
     with st.expander(_("Calibration: does 80% mean 80%?"), expanded=True):
         _calibration_section(run, labels, raw, temperature)

@@ -74,17 +74,12 @@ def print_review(result: dict, run_dir) -> None:
     print(f"calibration: temperature {report['temperature']:.3f}; ECE {_fmt(report['ece'])} -> "
           f"{_fmt(report['ece_calibrated'])}; Brier {_fmt(report['brier'])} -> {_fmt(report['brier_calibrated'])}"
           + ("" if result["temperature"] != 1.0 else " (probabilities shown uncalibrated)"))
-    points = operating.operating_points(result["labels"], _probs(result), names)
-    print("operating points (class vs rest): sensitivity at specificity 0.82 / 0.89 / 0.95, average precision")
+    points = operating.operating_points(result["labels"], result["raw_probs"], names)
+    print("operating points (class vs rest, raw probabilities as the AUC): sensitivity at specificity "
+          "0.82 / 0.89 / 0.95, average precision")
     for name in names:
         sens = points[name]["sens_at_spec"]
         print(f"  {name}: {' / '.join(_fmt(v) for v in sens.values())}, AP {_fmt(points[name]['average_precision'])}")
-
-
-def _probs(result: dict):
-    from lesion_core.evaluation import calibration
-
-    return calibration.apply_temperature(result["raw_probs"], result["temperature"])
 
 
 def evaluate_extras(args, result: dict) -> None:

@@ -262,6 +262,15 @@ def cmd_evaluate(args) -> int:
     print(f"{scope}: {len(result['ids'])} images, accuracy {result['accuracy']:.4f}, "
           f"mean AUC {fmt(result['mean_auc'])} (over {', '.join(names[i] for i in result['scored_classes'])})")
     print(f"  macro AUC {fmt(result['macro_auc'])}, balanced accuracy {fmt(result['balanced_accuracy'])}")
+    if not args.data:  # a re-score reproduces the run's own metrics, or says what differs and why
+        from lesion_core import runs
+        from lesion_core.inference.score import stored_differences
+
+        differs = stored_differences(result, runs.read_metrics(args.run, args.split), runs.read_config(args.run).get("tta"))
+        name = f"metrics_{args.split}.json"
+        print(f"  (raw probabilities) differs from {name}: " + "; ".join(differs) if differs
+              else f"  (raw probabilities) reproduces {name}" if runs.read_metrics(args.run, args.split)
+              else f"  (raw probabilities) no {name} to compare with")
     if result["undefined_auc"]:
         print(f"mean AUC undefined: no images (or only images) of {', '.join(result['undefined_auc'])} "
               f"in the {args.split} split, so their AUC cannot be computed")
@@ -302,6 +311,9 @@ def cmd_predict(args) -> int:
     meta = data.patient_meta(args.age or "", args.sex or "", args.site or "")
     if args.age and "age" not in meta:
         raise DataError(f"--age {args.age!r} is not an age in years from 0 to 120")
+    problem = calibration.read_calibration(args.run).problem
+    if problem and not args.uncalibrated:  # never silently raw where calibrated was asked for
+        print(f"warning: {problem}", file=sys.stderr)
     if len(images) == 1 and not args.out:  # one image: its probabilities as JSON, as always
         image = data.read_image(images[0])
         mask_path = args.mask or external.find_mask(images[0], args.masks)

@@ -124,3 +124,14 @@ def test_predictions_page_offers_no_upload_for_a_run_without_weights(app, demo_r
     assert not app.exception, app.exception
     assert f"run {run_dir.name} has no best.pt yet" in texts(app)
     assert len(app.get("file_uploader")) == 0
+
+
+def test_a_damaged_calibration_file_is_named_on_results_and_predictions(app, tiny_run):
+    # {"temperature": -3} was ignored without a word: the pages showed raw probabilities under
+    # a switch that said "calibrated".
+    (tiny_run / "calibration.json").write_text('{"temperature": -3}')
+    for page in ("results", "predictions"):
+        goto(app, page)
+        assert not app.exception, app.exception
+        warnings = [w.value for w in app.warning]
+        assert any("calibration.json: temperature -3" in w and "ignored" in w for w in warnings), (page, warnings)

@@ -82,12 +82,14 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, ca
 def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | None = None,
                  allow_missing: bool = False, calibrated: bool = True, tta: bool | None = None,
                  metadata: bool = True) -> dict:
-    """compute_metrics() of the run's best model on one split of its recorded data split
-    (plus "ids", "labels", "raw_probs" (combined with the metadata as the run's own predictions
-    are, unless metadata is False: the image alone; before calibration), the "temperature"
-    applied unless calibrated is False,
-    and "missing": recorded ids that are missing or unreadable now); wrap and tta as in
-    predict_loader.
+    """compute_metrics() of the run's best model on one split of its recorded data split, on the
+    probabilities its metrics_<split>.json were computed on: the raw ones (after the metadata
+    prior, before calibration), so that re-scoring reproduces the stored metrics (result
+    "probabilities": "raw"). Also "ids", "labels", "raw_probs" (combined with the metadata as the
+    run's own predictions are, unless metadata is False: the image alone), "temperature" (the
+    run's, 1.0 when calibrated is False or it has none), "probs" (raw_probs scaled by it, what
+    predict would show), "tta" (the setting used) and "missing": recorded ids that are missing
+    or unreadable now; wrap and tta as in predict_loader.
 
     Refuses (TrainingError) when recorded images are missing or unreadable, unless
     allow_missing: a score over a silent subset would not be the run's score.
@@ -116,7 +118,35 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
     if metadata:
         probs = prior.apply_run(run_dir, probs, prior.metas_of(records, ids), len(lesion.class_names))
     temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
-    result = metrics.compute_metrics(labels, calibration.apply_temperature(probs, temperature), lesion.class_names)
-    result.update(ids=ids, labels=labels, raw_probs=probs, temperature=temperature)
+    result = metrics.compute_metrics(labels, probs, lesion.class_names)
+    result.update(ids=ids, labels=labels, raw_probs=probs, temperature=temperature, probabilities="raw", tta=tta,
+                  probs=calibration.apply_temperature(probs, temperature))
     result["missing"] = missing
     return result
+
+
+def stored_differences(result: dict, stored: dict | None, run_tta: bool) -> list[str]:
+    """What differs between an evaluate_run() result and the split's stored metrics_<split>.json
+    (beyond 1e-6), each with the reasons that explain it: [] when the re-score reproduces it."""
+    if not stored:
+        return []
+    found = []
+    for key in ("mean_auc", "macro_auc", "accuracy", "balanced_accuracy"):
+        now, then = result.get(key), stored.get(key)
+        if isinstance(now, float) and isinstance(then, (int, float)) and np.isfinite(now) and np.isfinite(then) \
+                and abs(now - then) > 1e-6:
+            found.append(f"{key} {now:.6f} now, {float(then):.6f} stored")
+    if len(result.get("ids", [])) != stored.get("n", len(result.get("ids", []))):
+        found.append(f"{len(result['ids'])} images now, {stored['n']} stored")
+    if not found:
+        return []
+    reasons = []
+    if bool(result.get("tta")) != bool(run_tta):
+        reasons.append("scored with test-time augmentation " + ("on" if result.get("tta") else "off")
+                       + f", the run scored with it {'on' if run_tta else 'off'}")
+    if result.get("missing"):
+        reasons.append(f"{len(result['missing'])} recorded images missing")
+    if not reasons:
+        reasons.append("the same weights, images and settings: the images, the weights or the library versions "
+                       "changed since the run scored them")
+    return found + reasons

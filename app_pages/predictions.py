@@ -136,6 +136,8 @@ if image_file is not None:
             heat = review_views.heatmap_view(run, sample["image"], sample["mask"], "pred_new_heatmap")
         image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline") if heat is None else heat,
                         width="stretch")
+        with bars_col:  # the decision, or why it is withheld, is what a clinician reads first
+            review_views.decision_line(run, probs, calibrated)
         # Neutral styling whatever the answer: a green "success" box reads as a good result.
         (bars_col.warning if told["uncertain"] else bars_col.info)(rendered(told["headline"]))
         bars_col.plotly_chart(fig(plots.probability_bars(list(probs.values()), list(probs))), key="pred_new_bars")
@@ -143,5 +145,3 @@ if image_file is not None:
                            hide_index=True, key="pred_new_table")
         bars_col.caption(rendered(confidence.validation_summary(run.path))
                          or _("This run has no validation results yet: it has not finished."))
-        with bars_col:
-            review_views.decision_line(run, probs, calibrated)

@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 from lesion_core.evaluation import calibration, explain, figures, operating, review
+from lesion_core.inference.decision import decide
 from app_pages import common, lang
 from app_pages.lang import _, cls, fig, num, pct
 
@@ -203,10 +204,11 @@ def heatmap_view(run, image: np.ndarray, mask, key: str, class_names=None) -> np
 
 def decision_line(run, probs: dict, calibrated: bool) -> None:
     """The saved threshold's decision for one image, when the run has one."""
-    rule = operating.read_threshold(run.path)
-    if rule:
-        outcome = operating.decision(probs, rule, calibrated, calibration.read_temperature(run.path))
-        (st.error if outcome["refer"] else st.info)(lang.rendered(outcome["text"]))
+    outcome = decide(run.path, probs, calibrated, calibration.read_temperature(run.path))
+    if outcome["decision_withheld"]:  # a weak model refers nobody, and says so first, in a box
+        st.warning(lang.rendered(outcome["decision_withheld"]))
+    elif outcome["decision"]:
+        (st.error if outcome["decision"]["refer"] else st.info)(lang.rendered(outcome["decision"]["text"]))
 
 
 def report_download(run, split: str) -> None:

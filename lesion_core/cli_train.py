@@ -302,7 +302,8 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from lesion_core import data, inference, paths, runs
     from lesion_core.errors import DataError
-    from lesion_core.evaluation import calibration, external, operating
+    from lesion_core.evaluation import calibration, external
+    from lesion_core.inference.decision import decide
 
     _absolute_paths(args, "run", "mask", "masks", "out")
     images = external.collect_images(args.images)
@@ -320,11 +321,12 @@ def cmd_predict(args) -> int:
         mask = data.read_mask(mask_path, image.shape[:2]) if mask_path else None
         probs = inference.predict_image(args.run, image, mask, calibrated=not args.uncalibrated, tta=args.tta or None,
                                     meta=meta)
-        print(json.dumps(probs, indent=2))
-        rule = operating.read_threshold(args.run)
-        if rule is not None:  # on stderr: stdout stays the probabilities' JSON for scripts
-            outcome = operating.decision(probs, rule, not args.uncalibrated, calibration.read_temperature(args.run))
-            print(f"decision: {outcome['text']}", file=sys.stderr)
+        outcome = decide(args.run, probs, not args.uncalibrated, calibration.read_temperature(args.run))
+        print(json.dumps({"probabilities": probs} | outcome, indent=2))
+        if outcome["decision"] is not None:  # the line people read, on stderr as always
+            print(f"decision: {outcome['decision']['text']}", file=sys.stderr)
+        elif outcome["decision_withheld"]:
+            print(outcome["decision_withheld"], file=sys.stderr)
         return 0
     rows, problems = external.predict_files(args.run, images, masks_dir=args.masks, mask=args.mask, meta=meta)
     for problem in problems:

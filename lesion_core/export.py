@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from lesion_core import data, models, runs, transforms
 from lesion_core.errors import LesionLabError, ModelError
 from lesion_core.i18n import N_
-from lesion_core.inference.decision import read_threshold
+from lesion_core.inference.decision import read_threshold, withheld_reason
 from lesion_core.inference.temperature import read_calibration
 
 FORMATS = ("onnx", "torchscript")
@@ -173,6 +173,8 @@ def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
     }
     if calibration.problem:
         sidecar["calibration_ignored"] = calibration.problem
+    if sidecar["threshold"] is not None:  # the fitness gate: a weak model's rule refers nobody
+        sidecar["decision_withheld"] = withheld_reason(run_dir, sidecar["threshold"]["class"])
     return wrapper, sidecar
 
 

@@ -61,7 +61,7 @@ def test_every_face_gives_the_same_numbers(run_dir, tmp_path, capsys):
     path, image = one_image(run_dir)
     predicted = inference.predict_image(run_dir, image)
     assert main(["predict", str(run_dir), str(path)]) == 0
-    cli = json.loads(capsys.readouterr().out)
+    cli = json.loads(capsys.readouterr().out)["probabilities"]
     assert cli == pytest.approx(predicted, abs=1e-6)
     assert main(["explain", str(run_dir), str(path), "--out", str(tmp_path / "explained")]) == 0
     explained = json.loads((tmp_path / "explained" / "explain.json").read_text())["probabilities"]
@@ -102,9 +102,28 @@ def test_a_damaged_calibration_file_is_ignored_and_said_so_everywhere(run_copy, 
     assert main(["predict", str(run_copy), str(path)]) == 0
     captured = capsys.readouterr()
     assert "calibration.json" in captured.err and "ignored" in captured.err
-    assert json.loads(captured.out) == pytest.approx(inference.predict_image(run_copy, image, calibrated=False),
+    assert json.loads(captured.out)["probabilities"] == pytest.approx(inference.predict_image(run_copy, image, calibrated=False),
                                                      abs=1e-6)
     # the export reads the same file the same way: nothing baked in, and the sidecar says why
     _, sidecar = export.build_exportable(run_copy)
     assert sidecar["temperature"] is None and sidecar["calibration_ignored"] == calibration.problem
     assert calibration.problem in report.build_report(run_copy, "test", with_heatmaps=False)
+
+
+def test_a_near_chance_run_withholds_its_decision_in_predict_the_report_and_the_export(run_copy, capsys):
+    operating.save_threshold(run_copy, "melanoma", 0.0)  # p >= 0: every image would be referred
+    val = runs.read_metrics(run_copy, "val")
+    val["intervals"] = dict(val["intervals"], mean_auc={"value": 0.58, "ci_low": 0.45, "ci_high": 0.70, "n": 90})
+    val["counts"] = [30] * len(val["class_names"])  # enough images: the AUC alone withholds it
+    runs.atomic_write_json(run_copy / "metrics_val.json", val)
+    path, _ = one_image(run_copy)
+    assert main(["predict", str(run_copy), str(path)]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert set(printed) == {"probabilities", "decision", "decision_withheld"} and printed["decision"] is None
+    assert "0.450" in printed["decision_withheld"] and "refer:" not in captured.err
+    assert captured.err.startswith("decision withheld")
+    html = report.build_report(run_copy, "test", with_heatmaps=False)
+    assert "decision withheld" in html and "refer when" not in html
+    _, sidecar = export.build_exportable(run_copy)
+    assert sidecar["decision_withheld"].startswith("decision withheld")

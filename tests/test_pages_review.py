@@ -56,7 +56,9 @@ def test_predictions_page_toggles_the_heatmap_and_reports_a_saved_decision(app, 
     assert tta.value is False  # as the run scored its own images (its config's tta)
     tta.set_value(True).run()
     assert not app.exception, app.exception
-    assert "refer: melanoma suspected" in texts(app)
+    # a near-chance tiny run with a threshold of 0: the fitness gate withholds the decision, first, in words
+    assert "decision withheld" in texts(app) and "refer" not in texts(app).replace("refer anyone", "")
+    assert any(w.value.startswith("decision withheld") for w in app.warning)
 
 
 def test_predictions_gallery_sorts_and_filters_by_lesion_focus(app, tiny_run):

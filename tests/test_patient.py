@@ -212,9 +212,9 @@ def test_the_patients_age_changes_a_prediction(meta_run):
 def test_predict_on_the_command_line_takes_the_patients_age(meta_run, capsys):
     image = next((Path(runs.read_config(meta_run)["data"]["root"]) / "images").glob("*.jpg"))
     assert main(["predict", str(meta_run), str(image), "--age", "85", "--sex", "female"]) == 0
-    old = json.loads(capsys.readouterr().out)
+    old = json.loads(capsys.readouterr().out)["probabilities"]
     assert main(["predict", str(meta_run), str(image), "--age", "25"]) == 0
-    young = json.loads(capsys.readouterr().out)
+    young = json.loads(capsys.readouterr().out)["probabilities"]
     assert old["seborrheic keratosis"] > young["seborrheic keratosis"]
     assert main(["predict", str(meta_run), str(image), "--age", "old"]) == 2
     assert "--age 'old' is not an age in years from 0 to 120" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import numpy as np
 
 from lesion_core import plots, runs
 from lesion_core.evaluation import bootstrap, calibration, figures, operating, review
+from lesion_core.inference.decision import withheld_reason
 from lesion_core.metrics import scored_classes
 
 N_WORST = 4
@@ -181,7 +182,8 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
                                 else "raw softmax (T = 1)" if (run_dir / calibration.CALIBRATION_FILE).is_file()
                                 else "raw softmax (no calibration.json)"],
               *([["calibration note", note]] if (note := calibration.read_note(run_dir)) else []),
-              ["decision rule", f"refer when p({rule['class']}) >= {rule['threshold']:.3f}" if rule else "none saved"]]
+              ["decision rule", (withheld_reason(run_dir, rule["class"]) or f"refer when p({rule['class']}) >= "
+                                 f"{rule['threshold']:.3f}") if rule else "none saved"]]
     sizes = [[name, len(ids) if isinstance(ids, list) else "?"] for name, ids in splits.items()]
     body = [f"<h1>Run report: {_e(run_dir.name)}</h1>",
             f"<p>{_e(status.get('state', 'unknown'))}: "

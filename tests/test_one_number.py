@@ -127,3 +127,16 @@ def test_a_near_chance_run_withholds_its_decision_in_predict_the_report_and_the_
     assert "decision withheld" in html and "refer when" not in html
     _, sidecar = export.build_exportable(run_copy)
     assert sidecar["decision_withheld"].startswith("decision withheld")
+
+
+def test_an_unreachable_specificity_names_the_best_reachable_one(run_copy, capsys):
+    assert main(["threshold", str(run_copy), "--class", "melanoma", "--specificity", "1.5"]) != 0
+    assert "between 0 and 1" in capsys.readouterr().err
+    frame = train.read_predictions(run_copy / "predictions_val.csv")
+    is_class = (frame["label"] == "melanoma").to_numpy()
+    best = operating.best_specificity_with_sensitivity(is_class, frame["prob_melanoma"].to_numpy(dtype=float))
+    if best < 1.0:  # a target above the best is refused with the best named, and the best works
+        assert main(["threshold", str(run_copy), "--class", "melanoma", "--specificity", "1.0"]) != 0
+        assert f"the highest reachable is {best:.3f}" in capsys.readouterr().err
+    assert main(["threshold", str(run_copy), "--class", "melanoma", "--specificity",
+                 f"{np.floor(best * 100) / 100:.2f}"]) == 0

@@ -33,6 +33,16 @@ def sensitivity_at_specificity(is_class, scores, target: float) -> tuple[float, 
     return float(tpr[best]), float(thresholds[best])
 
 
+def best_specificity_with_sensitivity(is_class, scores) -> float:
+    """The highest specificity any threshold reaches while flagging at least one image of the
+    class (NaN when the class or the rest is absent)."""
+    is_class = np.asarray(is_class, dtype=bool)
+    if is_class.all() or not is_class.any():
+        return math.nan
+    fpr, tpr, _ = roc_curve(is_class, np.asarray(scores, dtype=float))
+    return float((1.0 - fpr[tpr > 0]).max())
+
+
 def operating_points(labels, probs, class_names) -> dict:
     """metrics_<split>.json's "operating_points": per class (vs the rest) the sensitivity and
     threshold at each target specificity and the average precision (None when undefined)."""

@@ -48,6 +48,7 @@ from lesion_core.evaluation import bootstrap, calibration, patient
 from lesion_core.evaluation.review import split_review
 from lesion_core.inference.model import forward
 from lesion_core.inference.score import predict_loader
+from lesion_core.inference.temperature import apply_temperature
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "none")
@@ -545,16 +546,21 @@ def _save_torch(path: Path, obj: dict) -> None:
     runs.atomic_write_bytes(path, buffer.getvalue())
 
 
-def write_predictions(path: Path, ids, labels, probs: np.ndarray, class_names, meta: dict | None = None) -> None:
-    """CSV: id, label, prob_<class name> per class, pred (label and pred are class names), then
-    group, age, sex, site where meta (id -> {column: text}) has them for any row."""
+def write_predictions(path: Path, ids, labels, probs: np.ndarray, class_names, meta: dict | None = None,
+                      temperature: float | None = None) -> None:
+    """CSV: id, label, prob_<class name> per class (raw: the model's softmax, after the metadata
+    prior), cal_prob_<class name> per class when temperature is given (softmax(log p / T), what
+    predict shows), pred (label and pred are class names; the most probable class, the same for
+    both), then group, age, sex, site where meta (id -> {column: text}) has them for any row."""
     meta = meta or {}
     extra = [c for c in ("group",) + data.META_COLUMNS if any(c in m for m in meta.values())]
+    scaled = apply_temperature(probs, temperature) if temperature is not None else np.zeros((len(ids), 0))
+    cal_columns = [f"cal_prob_{name}" for name in class_names] if temperature is not None else []
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "label"] + [f"prob_{name}" for name in class_names] + ["pred"] + extra)
-    for sample_id, label, row in zip(ids, labels, probs):
-        writer.writerow([sample_id, class_names[int(label)]] + [f"{p:.6f}" for p in row]
+    writer.writerow(["id", "label"] + [f"prob_{name}" for name in class_names] + cal_columns + ["pred"] + extra)
+    for sample_id, label, row, cal in zip(ids, labels, probs, scaled):
+        writer.writerow([sample_id, class_names[int(label)]] + [f"{p:.6f}" for p in row] + [f"{p:.6f}" for p in cal]
                         + [class_names[int(row.argmax())]] + [meta.get(sample_id, {}).get(c, "") for c in extra])
     runs.atomic_write_text(path, out.getvalue())
 
@@ -1033,9 +1039,10 @@ class Trainer:
             if prior is not None:
                 probs = self._with_patient_prior(prior, split, records, ids, labels, probs)
             meta = {r.id: r.meta | ({"group": r.group} if r.group else {}) for r in records}
-            write_predictions(self.run_dir / f"predictions_{split}.csv", ids, labels, probs, self.class_names, meta)
             result = metrics.compute_metrics(labels, probs, self.class_names, self.config["headline_metric"])
             review = split_review(self.run_dir, split, labels, probs, self.class_names)  # fits calibration on val
+            write_predictions(self.run_dir / f"predictions_{split}.csv", ids, labels, probs, self.class_names, meta,
+                              review["calibration"]["temperature"])
             intervals = bootstrap.metric_intervals(labels, probs, self.class_names)  # 95% CIs, seeded
             runs.atomic_write_json(self.run_dir / f"metrics_{split}.json",
                                    _metrics_summary(result, ids) | review | {"intervals": intervals})

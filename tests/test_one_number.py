@@ -140,3 +140,29 @@ def test_an_unreachable_specificity_names_the_best_reachable_one(run_copy, capsy
         assert f"the highest reachable is {best:.3f}" in capsys.readouterr().err
     assert main(["threshold", str(run_copy), "--class", "melanoma", "--specificity",
                  f"{np.floor(best * 100) / 100:.2f}"]) == 0
+
+
+def test_predictions_csv_names_raw_and_calibrated_columns_and_old_files_still_load(run_dir, tmp_path):
+    import csv
+
+    from lesion_core.inference.temperature import apply_temperature
+
+    path = run_dir / "predictions_test.csv"
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    names = runs.read_config(run_dir)["data"]["class_names"]
+    raw = np.array([[float(r[f"prob_{n}"]) for n in names] for r in rows])
+    cal = np.array([[float(r[f"cal_prob_{n}"]) for n in names] for r in rows])
+    temperature = runs.read_metrics(run_dir, "test")["calibration"]["temperature"]  # the T they were written with
+    np.testing.assert_allclose(cal, apply_temperature(raw, temperature), atol=2e-6)
+    frame = train.read_predictions(path)
+    assert frame.attrs["class_names"] == names  # cal_prob_ columns are not classes
+    # a run folder from before: the same file without the calibrated columns reads the same
+    old = tmp_path / "predictions_test.csv"
+    with open(old, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, [c for c in rows[0] if not c.startswith("cal_prob_")], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    before = train.read_predictions(old)
+    assert before.attrs["class_names"] == names
+    np.testing.assert_allclose(before[[f"prob_{n}" for n in names]].to_numpy(float), raw)

@@ -98,7 +98,10 @@ def test_run_folder_holds_everything(demo_root, tmp_path):
     for split in ("val", "test"):
         with open(run_dir / f"predictions_{split}.csv") as handle:
             rows = list(csv.DictReader(handle))
-        assert list(rows[0]) == ["id", "label", "prob_nevus", "prob_melanoma", "prob_seborrheic keratosis", "pred"]
+        names = ["nevus", "melanoma", "seborrheic keratosis"]
+        # raw and calibrated probabilities, each in named columns (the temperature of calibration.json)
+        assert list(rows[0]) == ["id", "label", *(f"prob_{n}" for n in names), *(f"cal_prob_{n}" for n in names),
+                                 "pred"]
         assert [r["id"] for r in rows] == config["data"]["split"]["splits"][split]
         assert json.loads((run_dir / f"metrics_{split}.json").read_text())["n"] == len(rows)
     assert "epoch 2/2" in (run_dir / "train.log").read_text()

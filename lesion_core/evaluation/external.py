@@ -11,6 +11,7 @@ from typing import Callable
 from lesion_core import data, inference, metrics, runs, train, transforms
 from lesion_core.errors import DataError, LesionLabError, TransformError
 from lesion_core.i18n import N_
+from lesion_core.inference.temperature import read_temperature
 from lesion_core.evaluation import confidence, patient
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -45,7 +46,7 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
     name = name or external_name(data_dir)
     predictions = run_dir / f"predictions_external_{name}.csv"
     summary = run_dir / f"metrics_external_{name}.json"
-    train.write_predictions(predictions, ids, labels, probs, class_names)
+    train.write_predictions(predictions, ids, labels, probs, class_names, temperature=read_temperature(run_dir))
     runs.atomic_write_json(summary, train._metrics_summary(result, ids)
                            | {"data": str(Path(data_dir).resolve()), "no_mask": no_mask})
     return result | {"ids": ids, "name": name, "predictions_path": predictions, "metrics_path": summary,

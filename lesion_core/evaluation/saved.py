@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lesion_core import inference, metrics, runs, train
 from lesion_core.errors import TrainingError
-from lesion_core.evaluation import patient
+from lesion_core.evaluation import bootstrap, patient, review
 from lesion_core.i18n import N_
 
 
@@ -35,9 +35,13 @@ def evaluate_best(run_dir) -> dict:
         loader = train.make_loader(records, config["eval_augment"], config, False)
         ids, labels, probs = inference.predict_loader(model, loader, *settings, tta=config["tta"])
         probs = patient.apply_run(run_dir, probs, patient.metas_of(records, ids), len(lesion.class_names))
-        train.write_predictions(run_dir / f"predictions_{split}.csv", ids, labels, probs, lesion.class_names)
+        # as a finished run writes them: calibration fitted on val, probabilities named, intervals
         result = metrics.compute_metrics(labels, probs, lesion.class_names)
-        runs.atomic_write_json(run_dir / f"metrics_{split}.json", train._metrics_summary(result, ids))
+        reviewed = review.split_review(run_dir, split, labels, probs, lesion.class_names)
+        train.write_predictions(run_dir / f"predictions_{split}.csv", ids, labels, probs, lesion.class_names,
+                                temperature=reviewed["calibration"]["temperature"])
+        runs.atomic_write_json(run_dir / f"metrics_{split}.json", train._metrics_summary(result, ids) | reviewed
+                               | {"intervals": bootstrap.metric_intervals(labels, probs, lesion.class_names)})
         summary[split] = {"mean_auc": result["mean_auc"], "accuracy": result["accuracy"], "n": len(ids)}
     if not summary:
         raise TrainingError(N_("run {run} has neither val nor test images to evaluate on").format(run=info.id))

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lesion_core import data, plots, runs, train, transforms
+from lesion_core import data, inference, plots, runs, transforms
 from lesion_core.evaluation import calibration, confidence, external, patient, review
 from app_pages import common, lang, review_views
 from app_pages.lang import _, cls, fig, num, pct, rendered
@@ -27,7 +27,7 @@ elif frame is not None:
     names = list(frame.attrs["class_names"])
     # One switch for the whole browser: captions, sorting, the large view and its loss all show
     # the same probabilities (a caption's raw 41% beside a calibrated 98.6% confused users).
-    calibrated = review_views.calibrated_toggle("keep_pred_calibrated")
+    calibrated = review_views.calibrated_toggle("keep_pred_calibrated", run)
     if calibrated:
         frame = review.scaled_frame(frame, calibration.read_temperature(run.path))
     true_col, pred_col, right_col, sort_col = st.columns(4)
@@ -113,7 +113,7 @@ if image_file is not None:
         sample = common.sample_from_upload(image_file, mask_file)
         calibrated_col, tta_col = st.columns(2)
         with calibrated_col:
-            calibrated = review_views.calibrated_toggle("keep_pred_new_calibrated")
+            calibrated = review_views.calibrated_toggle("keep_pred_new_calibrated", run)
         tta = tta_col.toggle(_("Test-time augmentation"), key=f"keep_pred_tta_{run.id}", value=bool(run.config.get("tta")),
                              help=_("Average the 8 flips and 90-degree rotations of the image"))
         meta = {}
@@ -128,7 +128,7 @@ if image_file is not None:
                                     format_func=lambda value: _(value) if value else _("unknown"))
             meta = data.patient_meta("" if age is None else age, sex)
         with st.spinner(_("Classifying with {run}...", run=run.id)):
-            probs = train.predict_image(run.path, sample["image"], sample["mask"], calibrated=calibrated, tta=tta,
+            probs = inference.predict_image(run.path, sample["image"], sample["mask"], calibrated=calibrated, tta=tta,
                                         meta=meta)
         told = confidence.describe(probs)
         image_col, bars_col = st.columns([3, 2])
@@ -136,6 +136,8 @@ if image_file is not None:
             heat = review_views.heatmap_view(run, sample["image"], sample["mask"], "pred_new_heatmap")
         image_col.image(transforms.overlay(sample["image"], sample["mask"], "outline") if heat is None else heat,
                         width="stretch")
+        with bars_col:  # the decision, or why it is withheld, is what a clinician reads first
+            review_views.decision_line(run, probs, calibrated)
         # Neutral styling whatever the answer: a green "success" box reads as a good result.
         (bars_col.warning if told["uncertain"] else bars_col.info)(rendered(told["headline"]))
         bars_col.plotly_chart(fig(plots.probability_bars(list(probs.values()), list(probs))), key="pred_new_bars")
@@ -143,5 +145,3 @@ if image_file is not None:
                            hide_index=True, key="pred_new_table")
         bars_col.caption(rendered(confidence.validation_summary(run.path))
                          or _("This run has no validation results yet: it has not finished."))
-        with bars_col:
-            review_views.decision_line(run, probs, calibrated)

@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 from lesion_core.evaluation import calibration, explain, figures, operating, review
+from lesion_core.inference.decision import decide
 from app_pages import common, lang
 from app_pages.lang import _, cls, fig, num, pct
 
@@ -26,8 +27,13 @@ def _signed(value) -> str:
     return text if text.startswith("-") else "+" + text
 
 
-def calibrated_toggle(key: str) -> bool:
-    """The page's 'calibrated probabilities' switch (on by default)."""
+def calibrated_toggle(key: str, run) -> bool:
+    """The page's 'calibrated probabilities' switch (on by default), under a warning when the
+    run's calibration.json was ignored (damaged, or a temperature out of range): the page then
+    shows raw probabilities whatever the switch says, and says so."""
+    problem = calibration.read_calibration(run.path).problem
+    if problem:
+        st.warning(lang.rendered(problem))
     common.default(key, True)
     return st.toggle(_("Calibrated probabilities"), key=key,
                      help=_("Temperature scaling fitted on the validation split (calibration.json). Off: the raw softmax."))
@@ -43,7 +49,7 @@ def results_review(run, split: str) -> None:
     labels, raw, names = review.frame_arrays(frame)
     temperature = calibration.read_temperature(run.path)
     st.subheader(_("Review"))
-    calibrated = calibrated_toggle("keep_res_calibrated")
+    calibrated = calibrated_toggle("keep_res_calibrated", run)
     probs = calibration.apply_temperature(raw, temperature if calibrated else 1.0)
     with st.expander(_("Calibration: does 80% mean 80%?"), expanded=True):
         _calibration_section(run, labels, raw, temperature)
@@ -134,13 +140,13 @@ def _tta_section(run, split: str, calibrated: bool) -> None:
     if not st.toggle(_("Average the 8 flips and 90-degree rotations"), key="res_tta",
                      help=_("Runs the model again on every image of the split, 8 times: takes a while on a CPU")):
         return
-    from lesion_core import train
+    from lesion_core import inference
 
     key = f"res_tta_{run.id}_{split}_{calibrated}"
     if key not in st.session_state:
         with common.user_errors(), st.spinner(_("Evaluating with and without test-time augmentation...")):
-            plain = train.evaluate_run(run.path, split, calibrated=calibrated, tta=False)
-            tta = train.evaluate_run(run.path, split, calibrated=calibrated, tta=True)
+            plain = inference.evaluate_run(run.path, split, calibrated=calibrated, tta=False)
+            tta = inference.evaluate_run(run.path, split, calibrated=calibrated, tta=True)
             st.session_state[key] = {"auc": plain["auc"], "auc_tta": tta["auc"], "mean_auc": plain["mean_auc"],
                                      "mean_auc_tta": tta["mean_auc"], "class_names": plain["class_names"]}
             review.update_metrics(run.path, split, {"tta": {k: v for k, v in st.session_state[key].items()
@@ -198,10 +204,11 @@ def heatmap_view(run, image: np.ndarray, mask, key: str, class_names=None) -> np
 
 def decision_line(run, probs: dict, calibrated: bool) -> None:
     """The saved threshold's decision for one image, when the run has one."""
-    rule = operating.read_threshold(run.path)
-    if rule:
-        outcome = operating.decision(probs, rule, calibrated, calibration.read_temperature(run.path))
-        (st.error if outcome["refer"] else st.info)(lang.rendered(outcome["text"]))
+    outcome = decide(run.path, probs, calibrated, calibration.read_temperature(run.path))
+    if outcome["decision_withheld"]:  # a weak model refers nobody, and says so first, in a box
+        st.warning(lang.rendered(outcome["decision_withheld"]))
+    elif outcome["decision"]:
+        (st.error if outcome["decision"]["refer"] else st.info)(lang.rendered(outcome["decision"]["text"]))
 
 
 def report_download(run, split: str) -> None:

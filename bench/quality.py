@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lesion_core import data, recipes, runs, train
+from lesion_core import data, inference, recipes, runs, train
 from lesion_core.evaluation import bootstrap, patient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,14 +199,14 @@ def main() -> None:
         pooled["ids"].append(np.array(ids))
         pooled["probs"].append(probs)
         if not args.no_tta_check:  # the same best weights scored the other way (with / without the 8 views)
-            other = train.evaluate_run(run_dir, "test", calibrated=False, tta=not scored_with_tta)
+            other = inference.evaluate_run(run_dir, "test", calibrated=False, tta=not scored_with_tta)
             order = {sample_id: i for i, sample_id in enumerate(other["ids"])}
             other_probs = other["raw_probs"][[order[i] for i in ids]]
             row["test_without_tta" if scored_with_tta else "test_tta"] = scores(labels, other_probs, names)
             pooled["plain"].append(other_probs if scored_with_tta else probs)
             pooled["tta"].append(probs if scored_with_tta else other_probs)
         if (run_dir / patient.FILE).is_file():  # the same predictions from the image alone
-            alone = train.evaluate_run(run_dir, "test", calibrated=False, metadata=False)
+            alone = inference.evaluate_run(run_dir, "test", calibrated=False, metadata=False)
             order = {sample_id: i for i, sample_id in enumerate(alone["ids"])}
             pooled["image_alone"].append(alone["raw_probs"][[order[i] for i in ids]])
             row["test_image_alone"] = scores(labels, pooled["image_alone"][-1], names)

@@ -38,7 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--class", dest="class_name", metavar="C", required=True)
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--threshold", type=float, help="calibrated probability, 0..1")
-    group.add_argument("--specificity", type=float, help="smallest acceptable specificity on the validation split")
+    group.add_argument("--specificity", type=float,
+                       help="smallest acceptable specificity on the validation split (raw probabilities, as the ROC)")
     p.set_defaults(func=cmd_threshold)
 
     p = subparsers.add_parser("report", help="one self-contained HTML report of a run, for a clinician to read")
@@ -74,27 +75,22 @@ def print_review(result: dict, run_dir) -> None:
     print(f"calibration: temperature {report['temperature']:.3f}; ECE {_fmt(report['ece'])} -> "
           f"{_fmt(report['ece_calibrated'])}; Brier {_fmt(report['brier'])} -> {_fmt(report['brier_calibrated'])}"
           + ("" if result["temperature"] != 1.0 else " (probabilities shown uncalibrated)"))
-    points = operating.operating_points(result["labels"], _probs(result), names)
-    print("operating points (class vs rest): sensitivity at specificity 0.82 / 0.89 / 0.95, average precision")
+    points = operating.operating_points(result["labels"], result["raw_probs"], names)
+    print("operating points (class vs rest, raw probabilities as the AUC): sensitivity at specificity "
+          "0.82 / 0.89 / 0.95, average precision")
     for name in names:
         sens = points[name]["sens_at_spec"]
         print(f"  {name}: {' / '.join(_fmt(v) for v in sens.values())}, AP {_fmt(points[name]['average_precision'])}")
 
 
-def _probs(result: dict):
-    from lesion_core.evaluation import calibration
-
-    return calibration.apply_temperature(result["raw_probs"], result["temperature"])
-
-
 def evaluate_extras(args, result: dict) -> None:
     """--tta and --explain of `evaluate`: compute, print and merge into the run's files."""
-    from lesion_core import train
+    from lesion_core import inference
     from lesion_core.evaluation import explain, review
 
     print_review(result, args.run)
     if args.tta:
-        plain = train.evaluate_run(args.run, split=args.split, data_root=args.moved_data, calibrated=not args.uncalibrated,
+        plain = inference.evaluate_run(args.run, split=args.split, data_root=args.moved_data, calibrated=not args.uncalibrated,
                                    tta=False)
         tta = {"auc": plain["auc"], "mean_auc": plain["mean_auc"], "auc_tta": result["auc"],
                "mean_auc_tta": result["mean_auc"]}
@@ -155,9 +151,11 @@ def cmd_calibrate(args) -> int:
 def cmd_threshold(args) -> int:
     from lesion_core import train
     from lesion_core.errors import TrainingError
-    from lesion_core.evaluation import calibration, operating
+    from lesion_core.evaluation import operating
 
     threshold = args.threshold
+    if args.specificity is not None and not 0.0 <= args.specificity <= 1.0:
+        raise TrainingError(f"--specificity is a share between 0 and 1; got {args.specificity}")
     if args.specificity is not None:
         path = Path(args.run) / "predictions_val.csv"
         if not path.is_file():
@@ -166,15 +164,18 @@ def cmd_threshold(args) -> int:
         names = frame.attrs["class_names"]
         if args.class_name not in names:
             raise TrainingError(f"class {args.class_name!r} is not one of the run's classes ({', '.join(names)})")
-        probs = calibration.apply_temperature(frame[[f"prob_{n}" for n in names]].to_numpy(dtype=float),
-                                              calibration.read_temperature(args.run))
+        # raw probabilities, as the stored operating points and the ROC: the rule records it
+        probs = frame[[f"prob_{n}" for n in names]].to_numpy(dtype=float)
         is_class = (frame["label"] == args.class_name).to_numpy()
         sens, threshold = operating.sensitivity_at_specificity(is_class, probs[:, names.index(args.class_name)],
                                                                args.specificity)
-        if not math.isfinite(threshold) or threshold > 1:
-            raise TrainingError(f"no threshold reaches specificity {args.specificity} with any sensitivity on val")
+        if not math.isfinite(threshold) or threshold > 1 or sens <= 0:
+            best = operating.best_specificity_with_sensitivity(is_class, probs[:, names.index(args.class_name)])
+            raise TrainingError(f"no threshold reaches specificity {args.specificity} with any sensitivity on val"
+                                + (f"; the highest reachable is {best:.3f} (--specificity {math.floor(best * 100) / 100:.2f})"
+                                   if math.isfinite(best) else f": val has no {args.class_name} images, or only those"))
         print(f"specificity >= {args.specificity} on val: threshold {threshold:.4f}, sensitivity {sens:.3f}")
-    rule = operating.save_threshold(args.run, args.class_name, threshold)
+    rule = operating.save_threshold(args.run, args.class_name, threshold, calibrated=args.specificity is None)
     print(f"saved: refer when p({rule['class']}) >= {rule['threshold']:.4f}")
     return 0
 

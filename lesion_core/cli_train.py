@@ -234,7 +234,7 @@ def format_confusion(confusion, class_names, percent: bool = False) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from lesion_core import train
+    from lesion_core import inference
 
     from tqdm import tqdm
 
@@ -250,7 +250,7 @@ def cmd_evaluate(args) -> int:
         result = external.evaluate_external(args.run, args.data, name=args.name, wrap=bar)
         scope = f"external {result['name']} ({args.data})"
     else:
-        result = train.evaluate_run(args.run, split=args.split, data_root=args.moved_data, wrap=bar,
+        result = inference.evaluate_run(args.run, split=args.split, data_root=args.moved_data, wrap=bar,
                                     allow_missing=args.allow_missing, calibrated=not args.uncalibrated,
                                     tta=args.tta or None)  # None: as the run was scored
         scope = args.split
@@ -264,6 +264,15 @@ def cmd_evaluate(args) -> int:
     print(f"{scope}: {len(result['ids'])} images, accuracy {result['accuracy']:.4f}, "
           f"mean AUC {fmt(result['mean_auc'])} (over {', '.join(names[i] for i in result['scored_classes'])})")
     print(f"  macro AUC {fmt(result['macro_auc'])}, balanced accuracy {fmt(result['balanced_accuracy'])}")
+    if not args.data:  # a re-score reproduces the run's own metrics, or says what differs and why
+        from lesion_core import runs
+        from lesion_core.inference.score import stored_differences
+
+        differs = stored_differences(result, runs.read_metrics(args.run, args.split), runs.read_config(args.run).get("tta"))
+        name = f"metrics_{args.split}.json"
+        print(f"  (raw probabilities) differs from {name}: " + "; ".join(differs) if differs
+              else f"  (raw probabilities) reproduces {name}" if runs.read_metrics(args.run, args.split)
+              else f"  (raw probabilities) no {name} to compare with")
     if result["undefined_auc"]:
         print(f"mean AUC undefined: no images (or only images) of {', '.join(result['undefined_auc'])} "
               f"in the {args.split} split, so their AUC cannot be computed")
@@ -293,9 +302,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from lesion_core import data, paths, runs, train
+    from lesion_core import data, inference, paths, runs
     from lesion_core.errors import DataError
-    from lesion_core.evaluation import calibration, external, operating
+    from lesion_core.evaluation import calibration, external
+    from lesion_core.inference.decision import decide
 
     _absolute_paths(args, "run", "mask", "masks", "out")
     images = external.collect_images(args.images)
@@ -304,17 +314,21 @@ def cmd_predict(args) -> int:
     meta = data.patient_meta(args.age or "", args.sex or "", args.site or "")
     if args.age and "age" not in meta:
         raise DataError(f"--age {args.age!r} is not an age in years from 0 to 120")
+    problem = calibration.read_calibration(args.run).problem
+    if problem and not args.uncalibrated:  # never silently raw where calibrated was asked for
+        print(f"warning: {problem}", file=sys.stderr)
     if len(images) == 1 and not args.out:  # one image: its probabilities as JSON, as always
         image = data.read_image(images[0])
         mask_path = args.mask or external.find_mask(images[0], args.masks)
         mask = data.read_mask(mask_path, image.shape[:2]) if mask_path else None
-        probs = train.predict_image(args.run, image, mask, calibrated=not args.uncalibrated, tta=args.tta or None,
+        probs = inference.predict_image(args.run, image, mask, calibrated=not args.uncalibrated, tta=args.tta or None,
                                     meta=meta)
-        print(json.dumps(probs, indent=2))
-        rule = operating.read_threshold(args.run)
-        if rule is not None:  # on stderr: stdout stays the probabilities' JSON for scripts
-            outcome = operating.decision(probs, rule, not args.uncalibrated, calibration.read_temperature(args.run))
-            print(f"decision: {outcome['text']}", file=sys.stderr)
+        outcome = decide(args.run, probs, not args.uncalibrated, calibration.read_temperature(args.run))
+        print(json.dumps({"probabilities": probs} | outcome, indent=2))
+        if outcome["decision"] is not None:  # the line people read, on stderr as always
+            print(f"decision: {outcome['decision']['text']}", file=sys.stderr)
+        elif outcome["decision_withheld"]:
+            print(outcome["decision_withheld"], file=sys.stderr)
         return 0
     rows, problems = external.predict_files(args.run, images, masks_dir=args.masks, mask=args.mask, meta=meta)
     for problem in problems:

@@ -23,7 +23,6 @@ TOLERANCE on a batch of real images.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import warnings
@@ -38,6 +37,8 @@ from lesion_core import data, models, runs, transforms
 from lesion_core.errors import LesionLabError, ModelError
 from lesion_core.i18n import N_
 from lesion_core.paths import new_temp_file
+from lesion_core.inference.decision import read_threshold, withheld_reason
+from lesion_core.inference.temperature import read_calibration
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -45,8 +46,6 @@ TOLERANCE = 1e-4  # largest allowed |exported - PyTorch| of any probability
 VERIFY_IMAGES = 8  # real images the check runs on
 MIN_SIDE = 16  # smallest input side the exported graph accepts
 ONNX_OPSET = 18  # the first opset whose Resize has antialias, which the run's resizes use
-CALIBRATION_FILE = "calibration.json"  # {"temperature": T, ...} written by the calibration step
-THRESHOLD_FILE = "threshold.json"  # {"class": name, "threshold": p, "calibrated": bool}
 
 
 # ---------------------------------------------------------------- preprocessing as modules
@@ -146,36 +145,17 @@ def preprocessing_modules(spec, size: int, mean, std) -> tuple[nn.Sequential, li
 # ---------------------------------------------------------------- what the run knows
 
 
-def read_temperature(run_dir) -> float | None:
-    """The run's fitted calibration temperature, or None (file absent, unreadable, or not a
-    finite positive number: an untrusted file never changes the model's outputs)."""
-    record = runs._read_json(Path(run_dir) / CALIBRATION_FILE, None) or {}
-    value = record.get("temperature")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
-        return float(value)
-    return None
-
-
-def read_threshold(run_dir, class_names) -> dict | None:
-    """The run's saved decision threshold {"class", "threshold", "calibrated"}, or None when
-    absent or not usable (unknown class, a threshold outside [0, 1])."""
-    record = runs._read_json(Path(run_dir) / THRESHOLD_FILE, None) or {}
-    value, name = record.get("threshold"), record.get("class")
-    if (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
-            and name in class_names):
-        return {"class": name, "threshold": float(value), "calibrated": record.get("calibrated") is not False}
-    return None
-
-
 def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
     """(the run's best model wrapped with its preprocessing, fp32 eval mode; the sidecar dict)."""
-    from lesion_core import train  # train imports much; keep `import lesion_core.export` light
+    from lesion_core import inference, train  # train imports much; keep `import lesion_core.export` light
 
-    model, config = train.load_run_model(run_dir)
+    model, config = inference.load_run_model(run_dir)
     entry = models.MODELS[config["model"]["name"]]
     size = train.image_size(config)
-    steps, described = preprocessing_modules(config.get("eval_augment") or "eval", size, entry.mean, entry.std)
-    temperature = read_temperature(run_dir)
+    # the pipeline predict runs (inference.predict_image), an empty one included
+    steps, described = preprocessing_modules(config["eval_augment"], size, entry.mean, entry.std)
+    calibration = read_calibration(run_dir)  # the reader predict and the pages use: one meaning of a bad file
+    temperature = calibration.temperature if calibration.scaled else None
     class_names = list(config["data"]["class_names"])
     wrapper = ExportedClassifier(model.float(), steps, entry.mean, entry.std, temperature or 1.0).eval()
     sidecar = {
@@ -190,8 +170,12 @@ def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
         "preprocessing": described + [{"name": "Normalize",
                                        "params": {"mean": list(entry.mean), "std": list(entry.std)}}],
         "temperature": temperature,
-        "threshold": read_threshold(run_dir, class_names),
+        "threshold": read_threshold(run_dir),
     }
+    if calibration.problem:
+        sidecar["calibration_ignored"] = calibration.problem
+    if sidecar["threshold"] is not None:  # the fitness gate: a weak model's rule refers nobody
+        sidecar["decision_withheld"] = withheld_reason(run_dir, sidecar["threshold"]["class"])
     return wrapper, sidecar
 
 

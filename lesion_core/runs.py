@@ -248,7 +248,7 @@ def run_problems(run_dir) -> list[str]:
         name = f"metrics_{split}.json"
         value, problem = _load_json(run_dir / name)
         problems += [problem] if problem else metrics_problems(value, name) if value is not None else []
-    from lesion_core.evaluation import patient  # it stores its file with this module's helpers
+    from lesion_core.inference import prior as patient  # it stores its file with this module's helpers
 
     value, problem = _load_json(run_dir / patient.FILE)
     problems += [problem] if problem else patient.problems(value) if value is not None else []

@@ -41,13 +41,15 @@ from torch.utils.data import DataLoader
 
 import lesion_core
 from lesion_core import data, distributed, loading, metrics, models, paths, recipes, runs, transforms
-from lesion_core.errors import DataError, LesionLabError, TrainingError, TransformError, describe_os_error
+from lesion_core.errors import DataError, LesionLabError, TrainingError, describe_os_error
 from lesion_core.i18n import N_
 from lesion_core.install import require_installed
 from lesion_core.paths import absolute
-from lesion_core.evaluation import bootstrap, calibration, patient
+from lesion_core.evaluation import bootstrap, patient
 from lesion_core.evaluation.review import split_review
-from lesion_core.evaluation.tta import mean_softmax
+from lesion_core.inference.model import forward
+from lesion_core.inference.score import predict_loader
+from lesion_core.inference.temperature import apply_temperature
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "none")
@@ -107,7 +109,7 @@ def default_config() -> dict:
         "headline_metric": None,
         "sweep": None,  # {"id", "index", "point", "repeat"} for a run of a sweep (lesion_core.sweep); a tag only
         # The run's own predictions (val, test; evaluate and predict unless told otherwise) average
-        # the 8 flips/90-degree rotations of each image (evaluation.tta): 8x the inference time.
+        # the 8 flips/90-degree rotations of each image (inference.tta): 8x the inference time.
         "tta": False,
         # Validation, best.pt and the final predictions use an exponential moving average of the
         # weights with this decay per training step (WeightAverage; 0 = off, the weights as trained).
@@ -410,7 +412,7 @@ def _data_root(cfg: dict) -> Path:
     return demo_dir()
 
 
-def _recorded_split(cfg: dict) -> dict | None:
+def recorded_split(cfg: dict) -> dict | None:
     """cfg's recorded split (LesionData.to_spec()) if it still describes cfg's data settings.
 
     A config copied from an earlier run keeps that run's exact split, unless its root or
@@ -430,7 +432,7 @@ def load_data(config: dict, root_override=None) -> data.LesionData:
     root_override: the same dataset at another place (it moved since training).
     """
     cfg = config["data"]
-    spec = _recorded_split(cfg)
+    spec = recorded_split(cfg)
     if spec:
         return data.from_spec(dict(spec, root=str(root_override or spec["root"])))
     root = root_override or _data_root(cfg)
@@ -546,16 +548,21 @@ def _save_torch(path: Path, obj: dict) -> None:
     paths.atomic_write_bytes(path, buffer.getvalue())
 
 
-def write_predictions(path: Path, ids, labels, probs: np.ndarray, class_names, meta: dict | None = None) -> None:
-    """CSV: id, label, prob_<class name> per class, pred (label and pred are class names), then
-    group, age, sex, site where meta (id -> {column: text}) has them for any row."""
+def write_predictions(path: Path, ids, labels, probs: np.ndarray, class_names, meta: dict | None = None,
+                      temperature: float | None = None) -> None:
+    """CSV: id, label, prob_<class name> per class (raw: the model's softmax, after the metadata
+    prior), cal_prob_<class name> per class when temperature is given (softmax(log p / T), what
+    predict shows), pred (label and pred are class names; the most probable class, the same for
+    both), then group, age, sex, site where meta (id -> {column: text}) has them for any row."""
     meta = meta or {}
     extra = [c for c in ("group",) + data.META_COLUMNS if any(c in m for m in meta.values())]
+    scaled = apply_temperature(probs, temperature) if temperature is not None else np.zeros((len(ids), 0))
+    cal_columns = [f"cal_prob_{name}" for name in class_names] if temperature is not None else []
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "label"] + [f"prob_{name}" for name in class_names] + ["pred"] + extra)
-    for sample_id, label, row in zip(ids, labels, probs):
-        writer.writerow([sample_id, class_names[int(label)]] + [f"{p:.6f}" for p in row]
+    writer.writerow(["id", "label"] + [f"prob_{name}" for name in class_names] + cal_columns + ["pred"] + extra)
+    for sample_id, label, row, cal in zip(ids, labels, probs, scaled):
+        writer.writerow([sample_id, class_names[int(label)]] + [f"{p:.6f}" for p in row] + [f"{p:.6f}" for p in cal]
                         + [class_names[int(row.argmax())]] + [meta.get(sample_id, {}).get(c, "") for c in extra])
     runs.atomic_write_text(path, out.getvalue())
 
@@ -586,16 +593,6 @@ def read_predictions(path):
     frame["correct"] = frame["label"] == frame["pred"]
     frame.attrs["class_names"] = names
     return frame
-
-
-def forward(model: nn.Module, images: torch.Tensor, device: torch.device, amp_dtype=None,
-            channels_last: bool = False) -> torch.Tensor:
-    """Logits float32 (B, C) of images float32 (B, 3, S, S), under autocast when amp_dtype is set."""
-    images = images.to(device, non_blocking=True)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        return model(images).float()
 
 
 def backward_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor) -> None:
@@ -1046,9 +1043,10 @@ class Trainer:
             if prior is not None:
                 probs = self._with_patient_prior(prior, split, records, ids, labels, probs)
             meta = {r.id: r.meta | ({"group": r.group} if r.group else {}) for r in records}
-            write_predictions(self.run_dir / f"predictions_{split}.csv", ids, labels, probs, self.class_names, meta)
             result = metrics.compute_metrics(labels, probs, self.class_names, self.config["headline_metric"])
             review = split_review(self.run_dir, split, labels, probs, self.class_names)  # fits calibration on val
+            write_predictions(self.run_dir / f"predictions_{split}.csv", ids, labels, probs, self.class_names, meta,
+                              review["calibration"]["temperature"])
             intervals = bootstrap.metric_intervals(labels, probs, self.class_names)  # 95% CIs, seeded
             runs.atomic_write_json(self.run_dir / f"metrics_{split}.json",
                                    _metrics_summary(result, ids) | review | {"intervals": intervals})
@@ -1098,30 +1096,6 @@ def _metrics_summary(result: dict, ids) -> dict:
     """compute_metrics' output for metrics_<split>.json: per-sample arrays dropped, ROC kept."""
     per_sample = ("predicted", "confidence", "loss")
     return metrics.to_jsonable({k: v for k, v in result.items() if k not in per_sample} | {"n": len(ids)})
-
-
-def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype=None,
-                   channels_last: bool = False, wrap: Callable | None = None,
-                   tta: bool = False) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(ids, labels int64 (N,), softmax probabilities float32 (N, C)) of model over loader.
-
-    wrap: optional iterable -> iterable around the loader (e.g. a tqdm progress bar);
-    tta: the mean softmax over the 8 flips/90-degree rotations (evaluation.tta).
-    """
-    model.eval()
-    ids, labels, probs = [], [], []
-    with torch.no_grad():
-        for images, targets, batch_ids in (wrap(loader) if wrap else loader):
-            probs.append(_softmax(model, images, (device, amp_dtype, channels_last), tta).cpu())
-            labels.append(targets)
-            ids += batch_ids
-    return ids, torch.cat(labels).numpy(), torch.cat(probs).numpy()
-
-
-def _softmax(model: nn.Module, images: torch.Tensor, settings: tuple, tta: bool) -> torch.Tensor:
-    if tta:
-        return mean_softmax(lambda batch: forward(model, batch, *settings), images)
-    return torch.softmax(forward(model, images, *settings), dim=1)
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -1328,19 +1302,6 @@ def _start_detached(run_dir: Path, flag: str, processes: int = 1) -> None:
 # ---------------------------------------------------------------------------- using a run
 
 
-def load_run_model(run_dir, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """(model with best.pt weights in eval mode, config) of a run; refuses unsafe checkpoints."""
-    run_dir = Path(run_dir)
-    config = run_config(run_dir)
-    best = run_dir / "best.pt"
-    _require(best.is_file(), N_("run {run} has no best.pt yet (no epoch finished)").format(run=run_dir.name))
-    checkpoint = models.load_checkpoint(best)
-    class_names = config["data"]["class_names"]
-    model = models.build_model(config["model"]["name"], len(class_names), weights="random")
-    models.load_weights(model, models.extract_state_dict(checkpoint), best)
-    return model.to(device).eval(), config
-
-
 def run_config(run_dir) -> dict:
     """A trained run's config.json, checked before its model is used (it is untrusted input):
     TrainingError names the file and what is wrong."""
@@ -1364,83 +1325,3 @@ def run_config(run_dir) -> dict:
     _require(bool(names), N_("run {run} cannot be used: config.json has no class names (no epoch finished?)").format(
         run=run_dir.name))
     return config
-
-
-def _inference_settings(config: dict) -> tuple[torch.device, torch.dtype | None, bool]:
-    """(device, autocast dtype, channels_last) for using a run's model on the CPU with the
-    precision it was trained and evaluated with, so evaluate reproduces predictions_*.csv."""
-    device = torch.device("cpu")
-    return device, resolve_amp(config.get("amp", "off"), device), bool(config.get("channels_last"))
-
-
-_MODEL_CACHE: dict = {}  # (run folder, best.pt mtime) -> (model, pipeline, class names, settings)
-
-
-def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, calibrated: bool = True,
-                  tta: bool | None = None, meta: dict | None = None) -> dict:
-    """{class name: probability} for one uint8 (H, W, 3) image with the run's best model;
-    averaged over 8 flips/rotations when tta (None: as the run's config says); combined with
-    the patient's metadata (age, sex, site as data.patient_meta has them; None: unknown) when
-    the run has a patient model; scaled by the run's calibration.json unless calibrated is False."""
-    run_dir = Path(run_dir).resolve()
-    key = (str(run_dir), (run_dir / "best.pt").stat().st_mtime_ns if (run_dir / "best.pt").exists() else None)
-    if key not in _MODEL_CACHE:
-        model, config = load_run_model(run_dir)
-        entry = models.MODELS[config["model"]["name"]]
-        spec = transforms.finalize_spec(config["eval_augment"], image_size(config), entry.mean, entry.std)
-        if len(_MODEL_CACHE) >= 4:
-            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
-        _MODEL_CACHE[key] = (model, transforms.build_pipeline(spec), config["data"]["class_names"],
-                             _inference_settings(config), config["tta"])
-    model, pipeline, class_names, settings, run_tta = _MODEL_CACHE[key]
-    tta = run_tta if tta is None else tta
-    if mask is None and transforms.needs_mask(pipeline.spec):
-        raise TransformError(f"run {run_dir.name} was trained on lesion crops, so it classifies an image cropped "
-                             "to its lesion: give the lesion mask too (predict --mask MASK, or the mask upload)")
-    sample = pipeline({"image": np.ascontiguousarray(image, dtype=np.uint8), "mask": mask, "label": 0, "id": "image"})
-    with torch.no_grad():
-        probs = _softmax(model, sample["image"].unsqueeze(0), settings, tta).numpy()
-    probs = patient.apply_run(run_dir, probs, [meta or {}], len(class_names))
-    if calibrated:
-        probs = calibration.apply_temperature(probs, calibration.read_temperature(run_dir))
-    return {name: float(p) for name, p in zip(class_names, probs[0])}
-
-
-def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | None = None,
-                 allow_missing: bool = False, calibrated: bool = True, tta: bool | None = None,
-                 metadata: bool = True) -> dict:
-    """compute_metrics() of the run's best model on one split of its recorded data split
-    (plus "ids", "labels", "raw_probs" (combined with the metadata as the run's own predictions
-    are, unless metadata is False: the image alone; before calibration), the "temperature"
-    applied unless calibrated is False,
-    and "missing": recorded ids that are missing or unreadable now); wrap and tta as in
-    predict_loader.
-
-    Refuses (TrainingError) when recorded images are missing or unreadable, unless
-    allow_missing: a score over a silent subset would not be the run's score.
-    """
-    model, config = load_run_model(run_dir)
-    _require(split in ("train", "val", "test"), f"unknown split {split!r}; use val or test")
-    lesion = load_data(config, root_override=data_root)
-    records = lesion.split(split)
-    recorded_split = _recorded_split(config["data"])
-    recorded = (recorded_split or {}).get("splits", {}).get(split, [])
-    loaded = {r.id for r in records}
-    missing = [sample_id for sample_id in recorded if sample_id not in loaded]
-    if missing and not allow_missing:
-        raise TrainingError(N_(
-            "{n} of the {total} recorded {split} images are missing or unreadable (first: {first}); restore them "
-            "(or give --data where the dataset is now), or pass --allow-missing to score the other {left}").format(
-            n=len(missing), total=len(recorded), split=split, first=", ".join(map(str, missing[:3])),
-            left=len(records)))
-    _require(bool(records), N_("the {split} split of this run is empty").format(split=split))
-    loader = make_loader(records, config["eval_augment"], config, False)
-    tta = config["tta"] if tta is None else tta
-    ids, labels, probs = predict_loader(model, loader, *_inference_settings(config), wrap=wrap, tta=tta)
-    if metadata:
-        probs = patient.apply_run(run_dir, probs, patient.metas_of(records, ids), len(lesion.class_names))
-    temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
-    result = metrics.compute_metrics(labels, calibration.apply_temperature(probs, temperature), lesion.class_names)
-    result.update(ids=ids, labels=labels, raw_probs=probs, temperature=temperature)
-    result["missing"] = missing
-    return result

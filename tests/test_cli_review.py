@@ -56,15 +56,28 @@ def test_training_fits_calibration_on_val_and_writes_review_keys(run):
         assert cal["brier_calibrated"] == pytest.approx(calibration.brier(scaled, labels), abs=1e-5)
         for c, name in enumerate(names):
             ap = metrics["operating_points"][name]["average_precision"]
-            assert ap == pytest.approx(average_precision_score(labels == c, scaled[:, c]), abs=1e-4)
+            assert metrics["operating_points"][name]["probabilities"] == "raw"  # as the AUC beside it
+            assert ap == pytest.approx(average_precision_score(labels == c, probs[:, c]), abs=1e-4)
+
+
+def fit_for_use(run) -> None:
+    """Make the run's validation look like a good model's (a mean AUC of 0.9 [0.85, 0.95] on 30
+    images a class) in its real metrics_val.json, so the fitness gate lets a decision through."""
+    from lesion_core import runs
+
+    val = runs.read_metrics(run, "val")
+    val["intervals"] = dict(val.get("intervals") or {}, mean_auc={"value": 0.9, "ci_low": 0.85, "ci_high": 0.95,
+                                                                   "n": 90})
+    val["counts"] = [30] * len(val["class_names"])
+    runs.atomic_write_json(run / "metrics_val.json", val)
 
 
 def test_predict_is_calibrated_by_default_and_uncalibrated_on_request(run, demo_root, capsys):
     image, mask = first_image(demo_root)
     assert main(["predict", str(run), str(image), "--uncalibrated"]) == 0
-    raw = json.loads(capsys.readouterr().out)
+    raw = json.loads(capsys.readouterr().out)["probabilities"]
     assert main(["predict", str(run), str(image)]) == 0
-    scaled = json.loads(capsys.readouterr().out)
+    scaled = json.loads(capsys.readouterr().out)["probabilities"]
     expected = calibration.apply_temperature(np.array([list(raw.values())]), calibration.read_temperature(run))[0]
     np.testing.assert_allclose(list(scaled.values()), expected, atol=1e-5)
 
@@ -75,13 +88,21 @@ def test_a_saved_threshold_makes_predict_report_a_decision(run, demo_root, capsy
     capsys.readouterr()
     assert main(["predict", str(run), str(image)]) == 0
     captured = capsys.readouterr()
-    assert list(json.loads(captured.out)) == ["nevus", "melanoma", "seborrheic keratosis"]
+    # this tiny run is near chance: the fitness gate withholds the decision, and says why
+    assert json.loads(captured.out)["decision"] is None and "refer" not in captured.err
+    assert "decision withheld" in json.loads(captured.out)["decision_withheld"] and "decision withheld" in captured.err
+    fit_for_use(run)
+    assert main(["predict", str(run), str(image)]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert list(printed["probabilities"]) == ["nevus", "melanoma", "seborrheic keratosis"]
+    assert printed["decision"]["refer"] is True and printed["decision_withheld"] is None
     assert "decision: refer: melanoma suspected" in captured.err
     assert main(["threshold", str(run), "--class", "melanoma", "--specificity", "0.8"]) == 0
     rule = operating.read_threshold(run)
     labels, probs, names = saved(run, "val")
-    scaled = calibration.apply_temperature(probs, calibration.read_temperature(run))
-    table = operating.table_at(labels == 1, scaled[:, 1], rule["threshold"])
+    assert rule["calibrated"] is False  # picked on the raw probabilities, as the ROC, and recorded so
+    table = operating.table_at(labels == 1, probs[:, 1], rule["threshold"])
     assert table["specificity"] >= 0.8
 
 

@@ -100,8 +100,10 @@ def test_predict_prints_class_probabilities(trained_run, demo_root, capsys):
     image = sorted((demo_root / "images").glob("*.jpg"))[0]
     mask = demo_root / "masks" / f"{image.stem}.png"
     assert main(["predict", str(trained_run), str(image), "--mask", str(mask)]) == 0
-    probs = json.loads(capsys.readouterr().out)
+    printed = json.loads(capsys.readouterr().out)
+    probs = printed["probabilities"]
     assert list(probs) == ["nevus", "melanoma", "seborrheic keratosis"]
+    assert printed["decision"] is None and printed["decision_withheld"] is None  # no rule saved
     assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
 
 

@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from lesion_core import data, runs, train, transforms
+from lesion_core import data, inference, runs, train, transforms
 from lesion_core.errors import LesionLabError, TrainingError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -79,8 +79,8 @@ def test_a_cropbymask_trained_run_evaluates_on_lesion_crops(demo_root, tmp_path)
     cols = np.nonzero(mask.any(axis=0))[0]
     crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     assert image[crop].shape[:2] != image.shape[:2]  # the lesion does not fill the image
-    whole = train.predict_image(run_dir, image, mask)
-    cropped = train.predict_image(run_dir, np.ascontiguousarray(image[crop]), np.ascontiguousarray(mask[crop]))
+    whole = inference.predict_image(run_dir, image, mask)
+    cropped = inference.predict_image(run_dir, np.ascontiguousarray(image[crop]), np.ascontiguousarray(mask[crop]))
     assert whole == pytest.approx(cropped, abs=1e-6)
     with open(run_dir / "predictions_test.csv", newline="") as f:
         assert record.id in {row["id"] for row in csv.DictReader(f)}
@@ -93,4 +93,4 @@ def test_predicting_without_a_mask_under_lesion_crops_says_what_to_give(demo_roo
     run_dir = train.run_training(config, tmp_path / "runs")
     _record, image, _mask = _first_test_sample(run_dir)
     with pytest.raises(LesionLabError, match="trained on lesion crops.*give the lesion mask"):
-        train.predict_image(run_dir, image, None)
+        inference.predict_image(run_dir, image, None)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lesion_core import data, export, models, runs, train
+from lesion_core import data, export, inference, models, runs, train
 from lesion_core.cli import main
 from lesion_core.errors import ModelError
 
@@ -95,7 +95,7 @@ def test_cli_exports_and_the_file_agrees_with_the_lab_prediction(lenet_run, demo
     image = data.read_image(sorted((demo_root / "images").iterdir())[0])
     image = np.ascontiguousarray(image[5:, :77])
     got = onnx_probs(out, image[None])[0]
-    lab = train.predict_image(lenet_run, image)
+    lab = inference.predict_image(lenet_run, image)
     expected = np.array([lab[name] for name in sidecar["class_names"]])
     assert got.sum() == pytest.approx(1, abs=1e-5)
     # The lab resizes uint8 pixels (rounded) and may use bf16; the graph resizes floats.

@@ -98,6 +98,9 @@ def test_a_stopped_run_with_best_weights_is_evaluated_from_the_results_page(app,
     assert {m.label for m in app.metric} >= {"Accuracy", "Images"}
     assert runs.read_metrics(run_dir, "test")["n"] == len(train.load_data(config).split("test"))
     assert (run_dir / "predictions_val.csv").is_file()
+    # scored as a finished run is: calibration fitted on val, probabilities named, intervals
+    assert runs.read_metrics(run_dir, "test")["probabilities"] == "raw" and (run_dir / "calibration.json").is_file()
+    assert "intervals" in runs.read_metrics(run_dir, "test")
 
 
 def test_the_subset_size_reads_as_plain_words(app):

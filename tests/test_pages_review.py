@@ -57,7 +57,9 @@ def test_predictions_page_toggles_the_heatmap_and_reports_a_saved_decision(app, 
     assert tta.value is False  # as the run scored its own images (its config's tta)
     tta.set_value(True).run()
     assert not app.exception, app.exception
-    assert "refer: melanoma suspected" in texts(app)
+    # a near-chance tiny run with a threshold of 0: the fitness gate withholds the decision, first, in words
+    assert "decision withheld" in texts(app) and "refer" not in texts(app).replace("refer anyone", "")
+    assert any(w.value.startswith("decision withheld") for w in app.warning)
 
 
 def test_predictions_gallery_sorts_and_filters_by_lesion_focus(app, tiny_run):
@@ -125,3 +127,14 @@ def test_predictions_page_offers_no_upload_for_a_run_without_weights(app, demo_r
     assert not app.exception, app.exception
     assert f"run {run_dir.name} has no best.pt yet" in texts(app)
     assert len(app.get("file_uploader")) == 0
+
+
+def test_a_damaged_calibration_file_is_named_on_results_and_predictions(app, tiny_run):
+    # {"temperature": -3} was ignored without a word: the pages showed raw probabilities under
+    # a switch that said "calibrated".
+    (tiny_run / "calibration.json").write_text('{"temperature": -3}')
+    for page in ("results", "predictions"):
+        goto(app, page)
+        assert not app.exception, app.exception
+        warnings = [w.value for w in app.warning]
+        assert any("calibration.json: temperature -3" in w and "ignored" in w for w in warnings), (page, warnings)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from lesion_core import data, runs, train
+from lesion_core import data, inference, runs, train
 from lesion_core.cli import main
 from lesion_core.errors import DataError, TrainingError
 from lesion_core.evaluation import patient
@@ -183,17 +183,17 @@ def test_a_run_with_metadata_fits_the_prior_and_its_weight_and_says_so(meta_run)
 
 def test_evaluate_and_predict_reproduce_the_combined_predictions(meta_run):
     ids, saved = read_probs(meta_run / "predictions_test.csv")
-    result = train.evaluate_run(meta_run, "test", calibrated=False)
+    result = inference.evaluate_run(meta_run, "test", calibrated=False)
     order = [result["ids"].index(i) for i in ids]
     assert np.allclose(result["raw_probs"][order], saved, atol=2e-6)
     frame = train.read_predictions(meta_run / "predictions_test.csv")
     row = frame.iloc[0]
     image = data.read_image(Path(runs.read_config(meta_run)["data"]["root"]) / "images" / f"{row['id']}.jpg")
     meta = {k: str(row[k]) for k in ("age", "sex") if str(row[k]) not in ("", "nan")}
-    one = train.predict_image(meta_run, image, calibrated=False, meta=meta)
+    one = inference.predict_image(meta_run, image, calibrated=False, meta=meta)
     # the loader reads the decoded cache (resized), predict_image the file: close, not equal
     assert np.allclose(list(one.values()), saved[0], atol=2e-3)
-    unknown = train.predict_image(meta_run, image, calibrated=False)
+    unknown = inference.predict_image(meta_run, image, calibrated=False)
     model = patient.read(meta_run)
     shift = np.log(patient.patient_probs(model, [meta, {}]))
     added = np.log(list(one.values())) - np.log(list(unknown.values()))  # what the metadata added, per class
@@ -203,8 +203,8 @@ def test_evaluate_and_predict_reproduce_the_combined_predictions(meta_run):
 
 def test_the_patients_age_changes_a_prediction(meta_run):
     image = data.read_image(next((Path(runs.read_config(meta_run)["data"]["root"]) / "images").glob("*.jpg")))
-    young = train.predict_image(meta_run, image, meta={"age": "25"})
-    old = train.predict_image(meta_run, image, meta={"age": "85"})
+    young = inference.predict_image(meta_run, image, meta={"age": "25"})
+    old = inference.predict_image(meta_run, image, meta={"age": "85"})
     assert old["seborrheic keratosis"] > young["seborrheic keratosis"]
     assert young["nevus"] > old["nevus"]
 
@@ -212,9 +212,9 @@ def test_the_patients_age_changes_a_prediction(meta_run):
 def test_predict_on_the_command_line_takes_the_patients_age(meta_run, capsys):
     image = next((Path(runs.read_config(meta_run)["data"]["root"]) / "images").glob("*.jpg"))
     assert main(["predict", str(meta_run), str(image), "--age", "85", "--sex", "female"]) == 0
-    old = json.loads(capsys.readouterr().out)
+    old = json.loads(capsys.readouterr().out)["probabilities"]
     assert main(["predict", str(meta_run), str(image), "--age", "25"]) == 0
-    young = json.loads(capsys.readouterr().out)
+    young = json.loads(capsys.readouterr().out)["probabilities"]
     assert old["seborrheic keratosis"] > young["seborrheic keratosis"]
     assert main(["predict", str(meta_run), str(image), "--age", "old"]) == 2
     assert "--age 'old' is not an age in years from 0 to 120" in capsys.readouterr().err
@@ -239,6 +239,6 @@ def test_a_damaged_patient_model_is_named_and_refused(meta_run, tmp_path, conten
     assert any(p.startswith(expected) for p in runs.run_info(run_dir).damage)
     image = data.read_image(next((Path(runs.read_config(run_dir)["data"]["root"]) / "images").glob("*.jpg")))
     with pytest.raises(TrainingError, match=expected.replace("(", r"\(")):
-        train.predict_image(run_dir, image)
+        inference.predict_image(run_dir, image)
     with pytest.raises(TrainingError, match="patient_model.json"):
-        train.evaluate_run(run_dir, "test")
+        inference.evaluate_run(run_dir, "test")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lesion_core import recipes, runs, train
+from lesion_core import inference, recipes, runs, train
 from lesion_core.cli import main
 from lesion_core.evaluation import bootstrap
 
@@ -104,8 +104,8 @@ def test_a_tta_run_scores_its_images_averaged_over_the_eight_views(demo_root, tm
                   tta=True, optim={"label_smoothing": 0.1})
     run_dir = train.run_training(config, tmp_path)
     ids, labels, saved, names = bootstrap.load_predictions(run_dir, "test")
-    views = train.evaluate_run(run_dir, "test", calibrated=False)  # None: as the run was scored
-    plain = train.evaluate_run(run_dir, "test", calibrated=False, tta=False)
+    views = inference.evaluate_run(run_dir, "test", calibrated=False)  # None: as the run was scored
+    plain = inference.evaluate_run(run_dir, "test", calibrated=False, tta=False)
     order = {sample_id: i for i, sample_id in enumerate(views["ids"])}
     assert np.allclose(views["raw_probs"][[order[i] for i in ids]], saved, atol=2e-6)
     assert not np.allclose(plain["raw_probs"], views["raw_probs"], atol=1e-4)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from lesion_core import data, models, runs, train
+from lesion_core import data, inference, models, runs, train
 from lesion_core.errors import LesionLabError, ModelError, TrainingError
 from tests.e2e_helpers import wait_for
 
@@ -98,7 +98,10 @@ def test_run_folder_holds_everything(demo_root, tmp_path):
     for split in ("val", "test"):
         with open(run_dir / f"predictions_{split}.csv") as handle:
             rows = list(csv.DictReader(handle))
-        assert list(rows[0]) == ["id", "label", "prob_nevus", "prob_melanoma", "prob_seborrheic keratosis", "pred"]
+        names = ["nevus", "melanoma", "seborrheic keratosis"]
+        # raw and calibrated probabilities, each in named columns (the temperature of calibration.json)
+        assert list(rows[0]) == ["id", "label", *(f"prob_{n}" for n in names), *(f"cal_prob_{n}" for n in names),
+                                 "pred"]
         assert [r["id"] for r in rows] == config["data"]["split"]["splits"][split]
         assert json.loads((run_dir / f"metrics_{split}.json").read_text())["n"] == len(rows)
     assert "epoch 2/2" in (run_dir / "train.log").read_text()
@@ -120,7 +123,7 @@ def test_metrics_equal_sklearn_on_saved_predictions(demo_root, tmp_path):
     assert [r["pred"] for r in rows] == [names[i] for i in probs.argmax(1)]
     # evaluate_run reproduces the same predictions from best.pt and the recorded split (the
     # CSV keeps the raw softmax; evaluate applies calibration.json unless told not to)
-    result = train.evaluate_run(run_dir, "test", calibrated=False)
+    result = inference.evaluate_run(run_dir, "test", calibrated=False)
     assert result["ids"] == [r["id"] for r in rows]
     np.testing.assert_allclose(result["confidence"], probs.max(1), atol=2e-6)  # CSV keeps 6 decimals
     np.testing.assert_allclose(result["auc"], expected, atol=1e-5)
@@ -223,7 +226,7 @@ def test_diverging_loss_fails_with_learning_rate_advice_and_keeps_best(demo_root
     best = models.load_checkpoint(run_dir / "best.pt")
     assert best["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in best["model"].values() if t.is_floating_point())
-    model, _ = train.load_run_model(run_dir)
+    model, _ = inference.load_run_model(run_dir)
     assert isinstance(model, torch.nn.Module)
 
 
@@ -326,9 +329,9 @@ def test_evaluate_and_predict_refuse_a_checkpoint_that_runs_code(demo_root, tmp_
     marker = tmp_path / "pwned"
     _hostile_checkpoint(run_dir / "best.pt", marker)
     with pytest.raises(ModelError, match="untrusted checkpoint"):
-        train.evaluate_run(run_dir)
+        inference.evaluate_run(run_dir)
     with pytest.raises(ModelError, match="untrusted checkpoint"):
-        train.predict_image(run_dir, np.zeros((40, 40, 3), np.uint8))
+        inference.predict_image(run_dir, np.zeros((40, 40, 3), np.uint8))
     assert not marker.exists()
 
 
@@ -352,10 +355,10 @@ def test_resume_refuses_a_finished_run(demo_root, tmp_path):
 def test_predict_image_gives_probabilities_per_class(demo_root, tmp_path):
     run_dir = train.run_training(tiny_config(demo_root, epochs=1), tmp_path)
     image = data.read_image(next((demo_root / "images").glob("*.jpg")))
-    probs = train.predict_image(run_dir, image)
+    probs = inference.predict_image(run_dir, image)
     assert list(probs) == list(data.CLASS_NAMES)
     assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
-    assert train.predict_image(run_dir, image) == probs  # cached model, same answer
+    assert inference.predict_image(run_dir, image) == probs  # cached model, same answer
 
 
 def _status_shows_training(run_dir):

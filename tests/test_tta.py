@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lesion_core.evaluation import tta
+from lesion_core.inference import tta
 
 
 def test_the_views_are_the_eight_distinct_flips_and_rotations():

@@ -17,36 +17,20 @@ import torch
 
 from lesion_core import runs
 from lesion_core.i18n import N_
+from lesion_core.inference.temperature import (  # noqa: F401  (applying a temperature moved to inference)
+    CALIBRATION_FILE, LOG_FLOOR, T_RANGE, log_probs, apply_temperature, read_calibration, read_note, read_temperature)
 
-CALIBRATION_FILE = "calibration.json"
 N_BINS = 15
-# predictions_*.csv keep 6 decimals: a probability below this was rounded to 0, so its log is
-# taken at the rounding step instead of -inf.
-LOG_FLOOR = 5e-7
-# A temperature read from a run folder outside this range is treated as absent (untrusted file).
-T_RANGE = (0.05, 20.0)
 # What fit_temperature may choose: sharpening a model's probabilities more than 4x, or
 # flattening them more than 10x, is a fit to the noise of a small validation split (a model
 # trained with label smoothing 0.1 fits T ~ 0.7-0.9; an over-confident one 1.5-3).
 FIT_RANGE = (0.25, 10.0)
 
 
-def _log_probs(probs) -> torch.Tensor:
-    return torch.log(torch.as_tensor(np.asarray(probs, dtype=np.float64)).clamp_min(LOG_FLOOR))
-
-
-def apply_temperature(probs, temperature: float) -> np.ndarray:
-    """softmax(log p / T) of probabilities (N, C); float64 (N, C), rows sum to 1."""
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.size == 0 or temperature == 1.0:
-        return probs.copy()
-    return torch.softmax(_log_probs(probs) / float(temperature), dim=1).numpy()
-
-
 def nll(probs, labels) -> float:
     """Mean negative log-likelihood -log p[true class] (floored like LOG_FLOOR)."""
     labels = torch.as_tensor(np.array(labels, dtype=np.int64))
-    return float(torch.nn.functional.nll_loss(_log_probs(probs), labels))
+    return float(torch.nn.functional.nll_loss(log_probs(probs), labels))
 
 
 def fit_temperature(probs, labels) -> tuple[float, str | None]:
@@ -62,7 +46,7 @@ def fit_temperature(probs, labels) -> tuple[float, str | None]:
     labels = torch.as_tensor(np.array(labels, dtype=np.int64))
     if len(labels) == 0:
         return 1.0, None
-    log_p = _log_probs(probs)
+    log_p = log_probs(probs)
     if bool((log_p.argmax(dim=1) == labels).all()):
         return 1.0, N_("not fitted: all {n} validation images are already classified correctly, so any "
                        "temperature below 1 would look better and push every probability towards 100%; "
@@ -179,27 +163,6 @@ def fit_and_save(run_dir, raw_probs, labels) -> dict:
         record["note"] = note
     runs.atomic_write_json(Path(run_dir) / CALIBRATION_FILE, record)
     return record
-
-
-def _record(run_dir) -> dict:
-    return runs._read_json(Path(run_dir) / CALIBRATION_FILE, {})
-
-
-def read_note(run_dir) -> str | None:
-    """Why the run's temperature is not the fit's own minimum (fit_temperature's guards), or
-    None: calibration.json's "note" when it is text (the file is untrusted: anything else is
-    no note)."""
-    note = _record(run_dir).get("note")
-    return note[:500] if isinstance(note, str) and note.strip() else None
-
-
-def read_temperature(run_dir) -> float:
-    """The run's fitted temperature; 1.0 (no scaling) when calibration.json is absent or holds
-    anything but a finite number in T_RANGE."""
-    value = _record(run_dir).get("temperature")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return 1.0
-    return float(value) if T_RANGE[0] <= value <= T_RANGE[1] else 1.0
 
 
 def calibrate_run(run_dir) -> dict:

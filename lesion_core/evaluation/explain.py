@@ -94,14 +94,14 @@ class Explainer:
     """Heatmaps of one run's best model with one CAM method (built once, reused per image)."""
 
     def __init__(self, run_dir, method: str = DEFAULT_METHOD, calibrated: bool = True):
-        from lesion_core import train
+        from lesion_core import inference, train
         from lesion_core.evaluation import calibration
 
         if method not in METHODS:
             raise ModelError(N_("unknown explanation method {method}; choose one of: {methods}").format(
                 method=repr(method), methods=", ".join(METHODS)))
         self.method = method
-        self.model, self.config = train.load_run_model(run_dir)
+        self.model, self.config = inference.load_run_model(run_dir)
         self.model.float()
         self.entry = models.MODELS[self.config["model"]["name"]]
         self.class_names = list(self.config["data"]["class_names"])
@@ -109,6 +109,7 @@ class Explainer:
                                         self.entry.mean, self.entry.std)
         self.pipeline = transforms.build_pipeline(spec)
         self.temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
+        self.run_dir, self.calibrated = Path(run_dir), calibrated
         self.cam = self._build_cam()
         # The pages share one Explainer between sessions; CAM hooks hold per-call state.
         self._lock = threading.Lock()
@@ -147,21 +148,29 @@ class Explainer:
         heat = np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0)  # a flat CAM normalises to NaN
         return heat, probs
 
-    def explain(self, image: np.ndarray, mask: np.ndarray | None = None, class_name: str | None = None) -> Explanation:
-        """Heatmap and focus of one uint8 (H, W, 3) image (mask uint8/bool (H, W) or None)."""
+    def explain(self, image: np.ndarray, mask: np.ndarray | None = None, class_name: str | None = None,
+                meta: dict | None = None) -> Explanation:
+        """Heatmap and focus of one uint8 (H, W, 3) image (mask uint8/bool (H, W) or None).
+
+        Its probabilities are predict's (inference.predict_image: the run's TTA setting, its
+        metadata prior with meta, its temperature unless uncalibrated), so explain and predict
+        never give two numbers for one image; the heatmap explains the top class of those (or
+        class_name)."""
+        from lesion_core import inference
+
+        probabilities = inference.predict_image(self.run_dir, image, mask, calibrated=self.calibrated, meta=meta)
         sample = self.pipeline({"image": np.ascontiguousarray(image, dtype=np.uint8),
                                 "mask": None if mask is None else (np.asarray(mask) != 0).astype(np.uint8),
                                 "label": 0, "id": "image"})
         target = self.class_index(class_name)
+        chosen = self.class_names.index(max(probabilities, key=probabilities.get)) if target is None else target
         with self._lock:
-            heat, probs = self.heatmaps(sample["image"].unsqueeze(0), [target])
+            heat, _ = self.heatmaps(sample["image"].unsqueeze(0), [chosen])
         view_mask = _squeeze_mask(sample["mask"])
         focus, peak = focus_score(heat[0], view_mask)
-        chosen = int(probs[0].argmax()) if target is None else target
         return Explanation(heatmap=heat[0], image=transforms.denormalize(sample["image"], self.entry.mean, self.entry.std),
                            mask=view_mask, method=self.method, target_class=self.class_names[chosen],
-                           probabilities={n: float(p) for n, p in zip(self.class_names, probs[0])},
-                           focus=focus, peak_in_lesion=peak)
+                           probabilities=probabilities, focus=focus, peak_in_lesion=peak)
 
 
 # ---------------------------------------------------------------- pictures and files

@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 from collections.abc import Callable
 
-from lesion_core import data, metrics, runs, train, transforms
+from lesion_core import data, inference, metrics, runs, train, transforms
 from lesion_core.errors import DataError, LesionLabError, TransformError
 from lesion_core.i18n import N_
+from lesion_core.inference.temperature import read_temperature
 from lesion_core.evaluation import confidence, patient
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -27,7 +28,7 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
     the run folder; adds ids, name, paths, n_excluded (rows the load refused) and no_mask
     (ids left out because the run's evaluation crops to the lesion and they have no mask)."""
     run_dir = Path(run_dir)
-    model, config = train.load_run_model(run_dir)
+    model, config = inference.load_run_model(run_dir)
     class_names = list(config["data"]["class_names"])
     lesion = data.load_dataset(data_dir, class_names=class_names, val_fraction=0.0, test_fraction=0.0)
     records, no_mask = lesion.records, []
@@ -38,14 +39,14 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
         raise DataError(N_("no image of {folder} can be scored: this run crops to the lesion and "
                            "none of its {n} images has a mask").format(folder=data_dir, n=len(no_mask)))
     loader = train.make_loader(records, config["eval_augment"], config, False)
-    ids, labels, probs = train.predict_loader(model, loader, *train._inference_settings(config), wrap=wrap,
+    ids, labels, probs = inference.predict_loader(model, loader, *inference.inference_settings(config), wrap=wrap,
                                               tta=config["tta"])  # scored as the run scores its own images
     probs = patient.apply_run(run_dir, probs, patient.metas_of(records, ids), len(class_names))
     result = metrics.compute_metrics(labels, probs, class_names)
     name = name or external_name(data_dir)
     predictions = run_dir / f"predictions_external_{name}.csv"
     summary = run_dir / f"metrics_external_{name}.json"
-    train.write_predictions(predictions, ids, labels, probs, class_names)
+    train.write_predictions(predictions, ids, labels, probs, class_names, temperature=read_temperature(run_dir))
     runs.atomic_write_json(summary, train._metrics_summary(result, ids)
                            | {"data": str(Path(data_dir).resolve()), "no_mask": no_mask})
     return result | {"ids": ids, "name": name, "predictions_path": predictions, "metrics_path": summary,
@@ -103,7 +104,7 @@ def predict_files(run_dir, paths, masks_dir=None, mask=None, meta: dict | None =
             image = data.read_image(path)
             mask_path = mask or find_mask(path, masks_dir)
             lesion = data.read_mask(mask_path, image.shape[:2]) if mask_path else None
-            probs = train.predict_image(run_dir, image, lesion, meta=meta)
+            probs = inference.predict_image(run_dir, image, lesion, meta=meta)
         except (DataError, TransformError) as exc:
             problems.append(f"{path}: {exc}")
             continue

@@ -15,10 +15,10 @@ from sklearn.metrics import average_precision_score, roc_curve
 from lesion_core import runs
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
+from lesion_core.inference.decision import THRESHOLD_FILE, decision, read_threshold  # noqa: F401  (moved)
 
 # The specificities at which the ISIC 2017 challenge reported sensitivity.
 TARGET_SPECIFICITIES = (0.82, 0.89, 0.95)
-THRESHOLD_FILE = "threshold.json"
 
 
 def sensitivity_at_specificity(is_class, scores, target: float) -> tuple[float, float]:
@@ -31,6 +31,16 @@ def sensitivity_at_specificity(is_class, scores, target: float) -> tuple[float, 
     ok = (1.0 - fpr) >= target - 1e-12  # the first ROC point (threshold inf, fpr 0) always qualifies
     best = np.flatnonzero(ok)[np.argmax(tpr[ok])]
     return float(tpr[best]), float(thresholds[best])
+
+
+def best_specificity_with_sensitivity(is_class, scores) -> float:
+    """The highest specificity any threshold reaches while flagging at least one image of the
+    class (NaN when the class or the rest is absent)."""
+    is_class = np.asarray(is_class, dtype=bool)
+    if is_class.all() or not is_class.any():
+        return math.nan
+    fpr, tpr, _ = roc_curve(is_class, np.asarray(scores, dtype=float))
+    return float((1.0 - fpr[tpr > 0]).max())
 
 
 def operating_points(labels, probs, class_names) -> dict:
@@ -80,36 +90,3 @@ def save_threshold(run_dir, class_name: str, threshold: float, calibrated: bool 
     record = {"class": class_name, "threshold": float(threshold), "calibrated": bool(calibrated)}
     runs.atomic_write_json(Path(run_dir) / THRESHOLD_FILE, record)
     return record
-
-
-def read_threshold(run_dir) -> dict | None:
-    """The run's saved decision rule, or None when absent or not a valid one (untrusted file)."""
-    record = runs._read_json(Path(run_dir) / THRESHOLD_FILE, None)
-    if not record:
-        return None
-    class_names = runs.read_config(run_dir).get("data", {}).get("class_names", [])
-    threshold = record.get("threshold")
-    if (record.get("class") not in class_names or isinstance(threshold, bool)
-            or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0 + 1e-6):
-        return None
-    return {"class": record["class"], "threshold": float(threshold), "calibrated": record.get("calibrated") is not False}
-
-
-def decision(probabilities: dict, rule: dict, calibrated: bool | None = None, temperature: float = 1.0) -> dict:
-    """{"refer": bool, "text": ...} of one image's {class: p} under a saved rule.
-
-    calibrated: whether probabilities are temperature-scaled (with temperature); when that
-    differs from the rule's, they are converted first (softmax(log p * T) undoes the scaling),
-    so a rule saved on calibrated probabilities is never compared with raw ones.
-    """
-    if calibrated is not None and calibrated != rule["calibrated"]:
-        from lesion_core.evaluation.calibration import apply_temperature
-
-        factor = temperature if rule["calibrated"] else 1.0 / temperature
-        converted = apply_temperature(np.array([list(probabilities.values())]), factor)[0]
-        probabilities = dict(zip(probabilities, converted))
-    p = float(probabilities[rule["class"]])
-    refer = p >= rule["threshold"]
-    text = (f"refer: {rule['class']} suspected" if refer else "not flagged") + \
-        f" (p({rule['class']}) {p:.3f} {'>=' if refer else '<'} threshold {rule['threshold']:.3f})"
-    return {"refer": bool(refer), "class": rule["class"], "threshold": rule["threshold"], "text": text}

@@ -15,6 +15,7 @@ import numpy as np
 
 from lesion_core import plots, runs
 from lesion_core.evaluation import bootstrap, calibration, figures, operating, review
+from lesion_core.inference.decision import withheld_reason
 from lesion_core.metrics import scored_classes
 
 N_WORST = 4
@@ -85,7 +86,7 @@ def _split_section(run_dir: Path, split: str, fig: _Figures, temperature: float)
     rows += [[name, int((labels == c).sum()), bootstrap.format_interval(per_class.get(name))]
              for c, name in enumerate(names)]
     accuracy = float((probs.argmax(1) == labels).mean()) if len(labels) else math.nan
-    points = operating.operating_points(labels, probs, names)
+    points = operating.operating_points(labels, raw, names)  # on the AUCs' probabilities, as metrics_<split>.json
     op_rows = [[n, *(_num(v) for v in p["sens_at_spec"].values()), _num(p["average_precision"])]
                for n, p in points.items()]
     cal = calibration.report(raw, labels, temperature)
@@ -94,13 +95,13 @@ def _split_section(run_dir: Path, split: str, fig: _Figures, temperature: float)
     parts = [f"<h2>Held-out {_e(split)} split: {len(labels)} images, accuracy {_num(accuracy)}</h2>",
              "<h3>Discrimination: one class against the rest</h3>",
              _table(["class", "images", "AUC [95% bootstrap CI]"], rows),
-             "<h3>Operating points (sensitivity at fixed specificity)</h3>",
+             "<h3>Operating points (sensitivity at fixed specificity; raw probabilities, as the AUCs)</h3>",
              _table(["class", "sens @ spec 0.82", "sens @ spec 0.89", "sens @ spec 0.95", "average precision"], op_rows),
              f"<h3>Calibration</h3><p>Temperature {temperature:.2f}. ECE {_num(cal['ece'])} uncalibrated, "
              f"{_num(cal['ece_calibrated'])} calibrated; Brier {_num(cal['brier'])} and {_num(cal['brier_calibrated'])}."
              " Points below the diagonal mean over-confidence.</p>",
              fig(figures.reliability_diagram(cal["reliability"], cal["reliability_calibrated"])),
-             "<h3>Confusion matrices</h3>",
+             "<h3>Confusion matrices (predicted class: the most probable one)</h3>",
              fig(plots.confusion_heatmap(confusion, names)),
              fig(plots.confusion_heatmap(100.0 * confusion / np.maximum(confusion.sum(1, keepdims=True), 1), names,
                                          percent=True))]
@@ -124,7 +125,8 @@ def _worst_errors(run_dir: Path, split: str) -> str:
     path = run_dir / f"predictions_{split}.csv"
     if not path.is_file():
         return ""
-    frame = read_predictions(path)
+    # The probabilities the Predictions page shows by default, and the report's header names.
+    frame = review.scaled_frame(read_predictions(path), calibration.read_temperature(run_dir))
     wrong = frame[~frame["correct"]].sort_values("loss", ascending=False).head(N_WORST)
     if wrong.empty:
         return "<h2>Worst errors</h2><p>No wrong prediction in this split.</p>"
@@ -177,10 +179,12 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
               ["training augmentation", steps or "none"],
               ["probabilities", f"temperature-scaled (T = {temperature:.2f}, fitted on the validation split)"
                                 if temperature != 1.0
+                                else f"raw softmax ({problem})" if (problem := calibration.read_calibration(run_dir).problem)
                                 else "raw softmax (T = 1)" if (run_dir / calibration.CALIBRATION_FILE).is_file()
                                 else "raw softmax (no calibration.json)"],
               *([["calibration note", note]] if (note := calibration.read_note(run_dir)) else []),
-              ["decision rule", f"refer when p({rule['class']}) >= {rule['threshold']:.3f}" if rule else "none saved"]]
+              ["decision rule", (withheld_reason(run_dir, rule["class"]) or f"refer when p({rule['class']}) >= "
+                                 f"{rule['threshold']:.3f}") if rule else "none saved"]]
     sizes = [[name, len(ids) if isinstance(ids, list) else "?"] for name, ids in splits.items()]
     body = [f"<h1>Run report: {_e(run_dir.name)}</h1>",
             f"<p>{_e(status.get('state', 'unknown'))}: "

@@ -13,19 +13,22 @@ from lesion_core.metrics import per_image, to_jsonable
 
 
 def split_review(run_dir, split: str, labels, raw_probs, class_names) -> dict:
-    """{"calibration", "operating_points"} of one split's raw softmax probabilities.
+    """{"calibration", "operating_points", "probabilities"} of one split's raw softmax probabilities.
 
     On "val" it first fits the temperature and writes calibration.json, so call it for val
-    before test. Operating points are taken on the calibrated probabilities: those are what
-    predict and the pages report, and what a saved threshold is compared with.
+    before test. Operating points are taken on the raw probabilities, as the AUC and the ROC
+    curve beside them are (a temperature reorders a class's scores across images, so an
+    operating point of the calibrated ones would not lie on the drawn curve); every block says
+    so ("probabilities": "raw"), and a saved rule records which probabilities it compares.
     """
     labels = np.asarray(labels, dtype=np.int64)
     if split == "val":
         calibration.fit_and_save(run_dir, raw_probs, labels)
     temperature = calibration.read_temperature(run_dir)
-    scaled = calibration.apply_temperature(raw_probs, temperature)
+    points = operating.operating_points(labels, raw_probs, class_names)
     return to_jsonable({"calibration": calibration.report(raw_probs, labels, temperature),
-                        "operating_points": operating.operating_points(labels, scaled, class_names)})
+                        "operating_points": {name: dict(point, probabilities="raw") for name, point in points.items()},
+                        "probabilities": "raw"})
 
 
 def update_metrics(run_dir, split: str, extra: dict) -> dict:

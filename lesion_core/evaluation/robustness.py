@@ -17,7 +17,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from lesion_core import data, models, runs, train, transforms
+from lesion_core import data, inference, models, runs, train, transforms
 from lesion_core.data import skin
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
@@ -65,14 +65,14 @@ class _Scorer:
     """The run's best model and eval pipeline; probs(samples, condition) -> (N, C) softmax."""
 
     def __init__(self, run_dir: Path):
-        self.model, self.config = train.load_run_model(run_dir)
+        self.model, self.config = inference.load_run_model(run_dir)
         entry = models.MODELS[self.config["model"]["name"]]
         size = train.image_size(self.config)
         spec = transforms.finalize_spec(self.config["eval_augment"], size, entry.mean, entry.std)
         self.pipeline = transforms.build_pipeline(spec)
         self.max_side = self.config.get("max_side") or round(size * 8 / 7)
         self.batch_size = int(self.config.get("batch_size") or 32)
-        self.settings = train._inference_settings(self.config)
+        self.settings = inference.inference_settings(self.config)
 
     def probs(self, samples: list[dict], condition: dict | None) -> np.ndarray:
         out = []
@@ -83,7 +83,7 @@ class _Scorer:
                     image, mask = (sample["image"], sample["mask"]) if condition is None else \
                         shift(sample["image"], sample["mask"], condition)
                     batch.append(self.pipeline(dict(sample, image=image, mask=mask))["image"])
-                logits = train.forward(self.model, torch.stack(batch), *self.settings)
+                logits = inference.forward(self.model, torch.stack(batch), *self.settings)
                 out.append(torch.softmax(logits, dim=1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.config["data"]["class_names"])))
 

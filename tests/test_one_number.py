@@ -1,0 +1,168 @@
+"""One number, one answer: every face of one trained run gives the same numbers, and a damaged
+calibration.json means the same thing (ignored, and said to be) to predict, the pages' reader,
+the report and the export."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lesion_core import data, export, inference, runs, train
+from lesion_core.cli import main
+from lesion_core.evaluation import operating, report
+from lesion_core.inference.temperature import read_calibration
+
+TINY = {"model": {"name": "lenet", "weights": "random"}, "image_size": 32, "batch_size": 8, "epochs": 2,
+        "augment": [], "eval_augment": [], "bn_recalibration_images": 0}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, demo_root) -> Path:
+    """One small run trained for real, with a temperature that changes its probabilities."""
+    run = train.run_training(dict(TINY, data={"root": str(demo_root)}), tmp_path_factory.mktemp("one") / "runs")
+    runs.atomic_write_json(run / "calibration.json", {"temperature": 1.7, "fitted_on": "val"})
+    return run
+
+
+@pytest.fixture
+def run_copy(run_dir, tmp_path) -> Path:
+    return Path(shutil.copytree(run_dir, tmp_path / "runs" / run_dir.name))
+
+
+def one_image(run: Path) -> tuple[Path, np.ndarray]:
+    record = train.load_data(runs.read_config(run)).split("test")[0]
+    return record.image_path, data.read_image(record.image_path)
+
+
+def test_every_face_gives_the_same_numbers(run_dir, tmp_path, capsys):
+    stored = runs.read_metrics(run_dir, "test")
+    # evaluate re-scores the run on the probabilities its metrics name, and says it reproduces them
+    assert stored["probabilities"] == "raw"
+    rescored = inference.evaluate_run(run_dir, "test")
+    for key in ("mean_auc", "accuracy", "macro_auc"):
+        assert rescored[key] == pytest.approx(stored[key], abs=1e-6), key
+    assert main(["evaluate", str(run_dir), "--split", "test"]) == 0
+    assert "(raw probabilities) reproduces metrics_test.json" in capsys.readouterr().out
+    # the report's headline AUC table is the stored interval, and its operating points are the stored ones
+    html = report.build_report(run_dir, "test", with_heatmaps=False)
+    intervals = stored["intervals"]["mean_auc"]
+    assert f"{intervals['value']:.3f}" in html or f"{stored['mean_auc']:.3f}" in html
+    melanoma = stored["operating_points"]["melanoma"]
+    assert melanoma["probabilities"] == "raw"
+    row = re.search(r"<tr><td>melanoma</td>((?:<td>[^<]*</td>){4})</tr>", html).group(1)
+    shown = re.findall(r"<td>([^<]*)</td>", row)[:3]
+    assert shown == [f"{v:.3f}" for v in melanoma["sens_at_spec"].values()]
+    # predict (function and CLI) and explain on one image: the same probabilities
+    path, image = one_image(run_dir)
+    predicted = inference.predict_image(run_dir, image)
+    assert main(["predict", str(run_dir), str(path)]) == 0
+    cli = json.loads(capsys.readouterr().out)["probabilities"]
+    assert cli == pytest.approx(predicted, abs=1e-6)
+    assert main(["explain", str(run_dir), str(path), "--out", str(tmp_path / "explained")]) == 0
+    explained = json.loads((tmp_path / "explained" / "explain.json").read_text())["probabilities"]
+    assert explained == pytest.approx(predicted, abs=1e-6)
+    # the exported model (TTA off, no metadata prior: the same pipeline) gives predict's numbers
+    out = tmp_path / "model.onnx"
+    sidecar = export.export_run(run_dir, "onnx", out)
+    assert sidecar["temperature"] == 1.7
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": image[None]})[0][0]
+    expected = np.array([predicted[name] for name in sidecar["class_names"]])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_each_stored_operating_point_lies_on_the_raw_roc_of_the_predictions_csv(run_dir):
+    frame = train.read_predictions(run_dir / "predictions_test.csv")
+    names = frame.attrs["class_names"]
+    stored = runs.read_metrics(run_dir, "test")["operating_points"]
+    for name in names:
+        assert stored[name]["probabilities"] == "raw"
+        scores = frame[f"prob_{name}"].to_numpy(dtype=float)
+        is_class = (frame["label"] == name).to_numpy()
+        for target, sens in stored[name]["sens_at_spec"].items():
+            again, _ = operating.sensitivity_at_specificity(is_class, scores, float(target))
+            assert again == pytest.approx(sens, abs=1e-6) or (np.isnan(again) and sens is None)
+
+
+@pytest.mark.parametrize("content", ['{"temperature": -3}', '{"temperature": 1e-300}', '{"temperature": 40}',
+                                     "{not json", "[1.7]"])
+def test_a_damaged_calibration_file_is_ignored_and_said_so_everywhere(run_copy, content, capsys):
+    (run_copy / "calibration.json").write_text(content)
+    calibration = read_calibration(run_copy)
+    assert calibration.temperature == 1.0 and "calibration.json" in calibration.problem
+    assert "ignored" in calibration.problem
+    path, image = one_image(run_copy)
+    assert main(["predict", str(run_copy), str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "calibration.json" in captured.err and "ignored" in captured.err
+    assert json.loads(captured.out)["probabilities"] == pytest.approx(inference.predict_image(run_copy, image, calibrated=False),
+                                                     abs=1e-6)
+    # the export reads the same file the same way: nothing baked in, and the sidecar says why
+    _, sidecar = export.build_exportable(run_copy)
+    assert sidecar["temperature"] is None and sidecar["calibration_ignored"] == calibration.problem
+    assert calibration.problem in report.build_report(run_copy, "test", with_heatmaps=False)
+
+
+def test_a_near_chance_run_withholds_its_decision_in_predict_the_report_and_the_export(run_copy, capsys):
+    operating.save_threshold(run_copy, "melanoma", 0.0)  # p >= 0: every image would be referred
+    val = runs.read_metrics(run_copy, "val")
+    val["intervals"] = dict(val["intervals"], mean_auc={"value": 0.58, "ci_low": 0.45, "ci_high": 0.70, "n": 90})
+    val["counts"] = [30] * len(val["class_names"])  # enough images: the AUC alone withholds it
+    runs.atomic_write_json(run_copy / "metrics_val.json", val)
+    path, _ = one_image(run_copy)
+    assert main(["predict", str(run_copy), str(path)]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert set(printed) == {"probabilities", "decision", "decision_withheld"} and printed["decision"] is None
+    assert "0.450" in printed["decision_withheld"] and "refer:" not in captured.err
+    assert captured.err.startswith("decision withheld")
+    html = report.build_report(run_copy, "test", with_heatmaps=False)
+    assert "decision withheld" in html and "refer when" not in html
+    _, sidecar = export.build_exportable(run_copy)
+    assert sidecar["decision_withheld"].startswith("decision withheld")
+
+
+def test_an_unreachable_specificity_names_the_best_reachable_one(run_copy, capsys):
+    assert main(["threshold", str(run_copy), "--class", "melanoma", "--specificity", "1.5"]) != 0
+    assert "between 0 and 1" in capsys.readouterr().err
+    frame = train.read_predictions(run_copy / "predictions_val.csv")
+    is_class = (frame["label"] == "melanoma").to_numpy()
+    best = operating.best_specificity_with_sensitivity(is_class, frame["prob_melanoma"].to_numpy(dtype=float))
+    if best < 1.0:  # a target above the best is refused with the best named, and the best works
+        assert main(["threshold", str(run_copy), "--class", "melanoma", "--specificity", "1.0"]) != 0
+        assert f"the highest reachable is {best:.3f}" in capsys.readouterr().err
+    assert main(["threshold", str(run_copy), "--class", "melanoma", "--specificity",
+                 f"{np.floor(best * 100) / 100:.2f}"]) == 0
+
+
+def test_predictions_csv_names_raw_and_calibrated_columns_and_old_files_still_load(run_dir, tmp_path):
+    import csv
+
+    from lesion_core.inference.temperature import apply_temperature
+
+    path = run_dir / "predictions_test.csv"
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    names = runs.read_config(run_dir)["data"]["class_names"]
+    raw = np.array([[float(r[f"prob_{n}"]) for n in names] for r in rows])
+    cal = np.array([[float(r[f"cal_prob_{n}"]) for n in names] for r in rows])
+    temperature = runs.read_metrics(run_dir, "test")["calibration"]["temperature"]  # the T they were written with
+    np.testing.assert_allclose(cal, apply_temperature(raw, temperature), atol=2e-6)
+    frame = train.read_predictions(path)
+    assert frame.attrs["class_names"] == names  # cal_prob_ columns are not classes
+    # a run folder from before: the same file without the calibrated columns reads the same
+    old = tmp_path / "predictions_test.csv"
+    with open(old, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, [c for c in rows[0] if not c.startswith("cal_prob_")], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    before = train.read_predictions(old)
+    assert before.attrs["class_names"] == names
+    np.testing.assert_allclose(before[[f"prob_{n}" for n in names]].to_numpy(float), raw)

@@ -23,6 +23,7 @@ import torch
 
 from lesion_core import access, data, demo, metrics, paths, runs, train
 from lesion_core.errors import LesionLabError, describe_os_error
+from lesion_core.i18n import N_
 from app_pages.lang import _, classes, cls, md, num, rendered, setting
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
@@ -51,6 +52,7 @@ def _announce_token() -> None:
 
 TOKEN_OK = "access_token_ok"
 TOKEN_TRIED = "access_token_tried"  # the last wrong token counted
+EXPOSED = "exposed"  # this session's requests must give the token: server files are shared only under the roots
 
 
 def _request() -> tuple[str | None, dict]:
@@ -80,7 +82,8 @@ def require_token() -> None:
     (access.token_required) and this browser session has not given it (?token=... or the
     prompt). Wrong tokens are throttled per client (access.THROTTLE)."""
     peer, headers = _request()
-    if st.session_state.get(TOKEN_OK) or not access.token_required(st.get_option("server.address"), peer, headers):
+    st.session_state[EXPOSED] = access.token_required(st.get_option("server.address"), peer, headers)
+    if st.session_state.get(TOKEN_OK) or not st.session_state[EXPOSED]:
         return
     if access.token_generated():
         _announce_token()
@@ -185,6 +188,13 @@ def restore_from_url() -> None:
         return
     st.session_state[URL_RESTORED] = True
     choices, problems = links.decode({key: st.query_params.get(key) for key in links.KEYS})
+    weights_path = (choices.get("model") or {}).get("weights_path")
+    if weights_path and st.session_state.get(EXPOSED):
+        try:  # a link must not tell a visitor which server files exist
+            access.check_weights_file(weights_path)
+        except LesionLabError as exc:
+            del choices["model"]
+            problems.append(N_("the link's {key} setting was ignored: {error}").format(key="model", error=exc))
     for key, state_key in (("data", DATASET), ("model", MODEL), ("pipeline", PIPELINE), ("run", RUN)):
         if key in choices:
             st.session_state[state_key] = choices[key]

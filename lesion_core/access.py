@@ -67,6 +67,21 @@ def check_data_folder(folder) -> Path:
     return resolved
 
 
+def check_weights_file(path) -> Path:
+    """The resolved path when it is a file under an allowed root (uploaded checkpoints live in
+    the cache, always one); DataError otherwise, the same whether the file exists or not."""
+    typed = str(path)
+    try:
+        resolved = Path(path).expanduser().resolve()
+        allowed = any(resolved.is_relative_to(root) for root in allowed_roots()) and resolved.is_file()
+    except (OSError, RuntimeError, ValueError):
+        allowed = False
+    if not allowed:
+        raise DataError(N_("weights file not available: {path} is not a file under the folders this server shares; "
+                           "upload the checkpoint instead").format(path=repr(typed)))
+    return resolved
+
+
 def is_loopback(address: str | None) -> bool:
     """True when a server bound to address is reachable from this machine only. Unset or
     empty means every interface (Streamlit's default)."""

@@ -229,3 +229,18 @@ def test_every_csv_the_product_writes_neutralises_formulas_and_reads_back_the_sa
     frame = train.read_predictions(path)
     assert list(frame["id"]) == HOSTILE_IDS and set(frame["site"]) == {"=cmd|' /C calc'!A0"}
     assert list(frame["label"][:2]) == ["melanoma", "-nevus"] and list(frame["focus"].astype(str)).count("0.5") + list(frame["focus"].astype(str)).count("0.5000") == 1
+
+
+def test_an_exposed_server_does_not_tell_which_weight_files_exist(exposed, app):
+    import json
+
+    seen = []
+    for path in ("/etc/hostname", "/etc/no-such-file-here"):
+        app.query_params["token"] = "open-sesame"
+        app.query_params["model"] = json.dumps({"name": "lenet", "weights": "file", "weights_path": path})
+        app.session_state["url_restored"] = False
+        goto(app, "model")
+        shown = texts(app)
+        assert "checkpoint not found" not in shown and "not a checkpoint" not in shown
+        seen.append(shown.replace(path, "<path>"))
+    assert "weights file not available" in seen[0] and seen[0] == seen[1]

@@ -24,7 +24,8 @@ import torch
 from lesion_core import access, data, metrics, paths, runs, train
 from lesion_core.data import demo
 from lesion_core.errors import DataError, LesionLabError, describe_os_error
-from app_pages.lang import _, classes, cls, num, rendered, setting
+from lesion_core.i18n import N_
+from app_pages.lang import _, classes, cls, md, num, rendered, setting
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
 PIPELINE = "pipeline"  # augmentation spec (list of steps) built on the Augmentations page
@@ -46,25 +47,62 @@ def _announce_token() -> None:
 
 
 TOKEN_OK = "access_token_ok"
+TOKEN_TRIED = "access_token_tried"  # the last wrong token counted
+EXPOSED = "exposed"  # this session's requests must give the token: server files are shared only under the roots
+
+
+def _request() -> tuple[str | None, dict]:
+    """(the address the browser's connection comes from, the headers of its request) for this
+    session; (None, {}) when no server runs the page (a page script run alone, in tests). Where
+    a server runs but does not tell, the peer is "unknown": not loopback, so the token is asked."""
+    from unittest import mock
+
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if not runtime.exists() or isinstance(runtime.get_instance(), mock.NonCallableMock):
+        return None, {}  # AppTest stands a mock in for the server's runtime
+    try:
+        context = runtime.get_instance().get_client(get_script_run_ctx().session_id).client_context
+        headers = {}
+        for name, value in context.headers:  # a header given twice keeps both values
+            name = name.lower()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        return context.remote_ip or "unknown", headers
+    except Exception:  # a Streamlit without this internal API: ask for the token
+        return "unknown", {}
 
 
 def require_token() -> None:
-    """Stop this run, showing only a token prompt, when the server listens beyond loopback and
-    this browser session has not given the access token (?token=... or the prompt)."""
-    if not access.token_required(st.get_option("server.address")) or st.session_state.get(TOKEN_OK):
+    """Stop this run, showing only a token prompt, when this request must give the access token
+    (access.token_required) and this browser session has not given it (?token=... or the
+    prompt). Wrong tokens are throttled per client (access.THROTTLE)."""
+    peer, headers = _request()
+    st.session_state[EXPOSED] = access.token_required(st.get_option("server.address"), peer, headers)
+    if st.session_state.get(TOKEN_OK) or not st.session_state[EXPOSED]:
         return
     if access.token_generated():
         _announce_token()
+    client = access.client_key(peer, headers)
     given = st.query_params.get("token") or st.session_state.get("access_token_input")
-    if access.token_ok(given):
-        st.session_state[TOKEN_OK] = True
-        st.query_params.pop("token", None)  # out of the address bar and the browser history
-        return
+    wait = access.THROTTLE.wait_s(client) if given else 0
+    if given and not wait:
+        if access.token_ok(given):
+            access.THROTTLE.succeeded(client)
+            st.session_state[TOKEN_OK] = True
+            st.query_params.pop("token", None)  # out of the address bar and the browser history
+            return
+        if st.session_state.get(TOKEN_TRIED) != given:  # a rerun with the same wrong token is no new guess
+            st.session_state[TOKEN_TRIED] = given
+            wait = access.THROTTLE.failed(client)
     st.title(_("Lesion Lab"))
     st.text_input(_("Access token"), type="password", key="access_token_input",
                   help=_("This server is reachable from other machines: give the token printed on its "
                          "console when it started (or the {env} it was started with)", env=access.TOKEN_ENV))
-    if given:
+    if wait:
+        st.error(_("Too many wrong tokens from your address: try again in {seconds} s.", seconds=math.ceil(wait)),
+                 icon=":material/lock:")
+    elif given:
         st.error(_("That is not the access token."), icon=":material/lock:")
     st.stop()
 
@@ -92,9 +130,9 @@ def user_errors():
     try:
         yield
     except LesionLabError as exc:
-        st.error(rendered(str(exc)), icon=":material/error:")
+        st.error(md(rendered(str(exc))), icon=":material/error:")
     except OSError as exc:
-        st.error(rendered(describe_os_error(exc)), icon=":material/error:")
+        st.error(md(rendered(describe_os_error(exc))), icon=":material/error:")
 
 
 # ---------------------------------------------------------------- small widget helpers
@@ -146,6 +184,13 @@ def restore_from_url() -> None:
         return
     st.session_state[URL_RESTORED] = True
     choices, problems = links.decode({key: st.query_params.get(key) for key in links.KEYS})
+    weights_path = (choices.get("model") or {}).get("weights_path")
+    if weights_path and st.session_state.get(EXPOSED):
+        try:  # a link must not tell a visitor which server files exist
+            access.check_weights_file(weights_path)
+        except LesionLabError as exc:
+            del choices["model"]
+            problems.append(N_("the link's {key} setting was ignored: {error}").format(key="model", error=exc))
     for key, state_key in (("data", DATASET), ("model", MODEL), ("pipeline", PIPELINE), ("run", RUN)):
         if key in choices:
             st.session_state[state_key] = choices[key]
@@ -154,7 +199,7 @@ def restore_from_url() -> None:
         st.session_state["keep_model_weights"] = choices["model"]["weights"]
         st.session_state["keep_model_freeze"] = choices["model"]["freeze_backbone"]
     for problem in problems:
-        st.warning(rendered(problem), icon=":material/link_off:")
+        st.warning(md(rendered(problem)), icon=":material/link_off:")
 
 
 def save_to_url() -> None:
@@ -253,7 +298,7 @@ def current_data() -> data.LesionData | None:
         root = demo_root() if choice["source"] == "demo" else choice["root"]
         return load_data(root)
     except LesionLabError as exc:
-        st.error(_("The chosen dataset cannot be used: {error}", error=rendered(str(exc))), icon=":material/error:")
+        st.error(_("The chosen dataset cannot be used: {error}", error=md(rendered(str(exc)))), icon=":material/error:")
         return None
 
 
@@ -331,7 +376,7 @@ def run_label(run: runs.RunInfo) -> str:
 
 def run_caption(run: runs.RunInfo) -> str:
     """One line naming a run, its dataset and its state, for the top of a run's view."""
-    return _("Run **{run}** on **{data}** data ({state})", run=run.id, data=run.dataset, state=_(run.state))
+    return _("Run **{run}** on **{data}** data ({state})", run=md(run.id), data=md(run.dataset), state=_(run.state))
 
 
 def runs_frame(listed: list[runs.RunInfo]):
@@ -395,7 +440,7 @@ def sidebar() -> None:
     """The current dataset and the run picker, on every page."""
     choice = dataset_choice()
     st.caption(_("Dataset"))
-    st.markdown(f"**{dataset_name()}** ({_(choice['source'])})")
+    st.markdown(f"**{md(dataset_name())}** ({_(choice['source'])})")
     listed = all_runs()
     ids = [r.id for r in listed]
     if st.session_state.get(PENDING_RUN) in ids:

@@ -8,6 +8,7 @@ Streamlit exposes it (st.context.locale), else English. Catalogues: lesion_core/
 from __future__ import annotations
 
 import functools
+import re
 
 import streamlit as st
 
@@ -90,6 +91,21 @@ def rendered(text):
     a shape in words), matched against the catalogue's messages (lesion_core marks them N_) and
     given back in the current language; else unchanged."""
     return i18n.translate_rendered(text, language())
+
+
+# What makes markdown load, link, colour or format: images and links ![x](...), [x](...),
+# directives :red[...], autolinks and HTML <...>, code `...`, emphasis *...*, LaTeX $...$,
+# headings, tables. Underscores, colons and parentheses stay as they are (paths and messages
+# are full of them, and without brackets they load and link nothing).
+_MARKDOWN = re.compile(r"([\\`*\[\]<>$#|~])")
+
+
+def md(text) -> str:
+    """Text read from a run folder or a dataset (a status message, a damage report, an error
+    naming a file) for a place that renders markdown (st.markdown, captions, alerts, progress
+    text), with every character that would make it markdown escaped: `![b](http://host/x.png)`
+    shows as typed and loads nothing, `**x**` is not bold, `:red[x]` is not coloured."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def numbers_table(table, digits: dict):

@@ -7,7 +7,7 @@ import streamlit as st
 from lesion_core import metrics, plots, runs
 from lesion_core.evaluation import saved
 from app_pages import common, experiments, lang, review_views
-from app_pages.lang import _, fig, num
+from app_pages.lang import _, fig, md, num
 
 st.title(_("Results"))
 # metrics.HEADLINE_METRICS's names, here so that the catalogue has them.
@@ -38,14 +38,14 @@ if compare:
 
 run = common.selected_run()
 st.subheader(_("Run {run}", run=run.id))
-message = lang.rendered(run.status.get("message", "").removeprefix(run.state + ": "))
+message = md(lang.rendered(run.status.get("message", "").removeprefix(run.state + ": ")))
 st.caption(_("{run}: {message} · pick another run in the sidebar", run=common.run_caption(run), message=message))
 split = st.radio(_("Evaluated on"), ["test", "val"], horizontal=True, format_func=lang.options(), key="keep_res_split",
                  help=_("The best weights' predictions on the held-out split, written when the run finished"))
 result = runs.read_metrics(run.path, split)
 damaged = [p for p in run.damage if p.startswith(f"metrics_{split}.json")]
 if damaged:
-    st.error(_("Damaged: {files}", files="; ".join(damaged)), icon=":material/error:")
+    st.error(_("Damaged: {files}", files=md("; ".join(lang.rendered(p) for p in damaged))), icon=":material/error:")
 if result is None and saved.can_evaluate(run):
     best_epoch = (run.best or {}).get("epoch", "?")
     st.info(_("Run {run} is {state} before its end, but its best weights (epoch {epoch}) "

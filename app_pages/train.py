@@ -7,7 +7,7 @@ import streamlit as st
 from lesion_core import data, models, plots, recipes, runs, train, transforms
 from lesion_core.errors import LesionLabError, TrainingError
 from app_pages import common, experiments, lang
-from app_pages.lang import _, classes, fig, num
+from app_pages.lang import _, classes, fig, md, num
 
 st.title(_("Train"))
 
@@ -233,8 +233,8 @@ def show_run(run_id: str) -> None:
     if run.state == "queued":
         waited = time.time() - (run.status.get("updated") or time.time())
         message += f" ({waited:.0f} s)"
-    state_text = f"**{_(run.state)}**: {lang.rendered(message.removeprefix(run.state + ': '))}"
-    damage = "; ".join(lang.rendered(problem) for problem in run.damage)
+    state_text = f"**{_(run.state)}**: {md(lang.rendered(message.removeprefix(run.state + ': ')))}"
+    damage = md("; ".join(lang.rendered(problem) for problem in run.damage))
     if run.state == runs.DAMAGED:
         state_text = f"**{_(run.state)}**: {damage}"
     elif run.damage:
@@ -261,7 +261,7 @@ def show_run(run_id: str) -> None:
                       help=_("Fill the form above (and the model, pipeline and dataset) from this run's config"))
     if active:
         fraction, text = runs.progress(run.status)
-        st.progress(fraction, text=lang.rendered(text))
+        st.progress(fraction, text=md(lang.rendered(text)))
         stop = st.empty()
         if not runs.stop_requested(run.path) and stop.button(_("Stop"), key="tr_stop", icon=":material/stop:"):
             runs.request_stop(run.path)

@@ -14,7 +14,6 @@ slightly), without storing RNG states in the checkpoint.
 from __future__ import annotations
 
 import copy
-import csv
 import fcntl
 import io
 import json
@@ -40,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import lesion_core
-from lesion_core import data, distributed, loading, metrics, models, paths, recipes, runs, transforms
+from lesion_core import csvsafe, data, distributed, loading, metrics, models, paths, recipes, runs, transforms
 from lesion_core.errors import DataError, LesionLabError, TrainingError, describe_os_error
 from lesion_core.i18n import N_
 from lesion_core.install import require_installed
@@ -558,13 +557,11 @@ def write_predictions(path: Path, ids, labels, probs: np.ndarray, class_names, m
     extra = [c for c in ("group",) + data.META_COLUMNS if any(c in m for m in meta.values())]
     scaled = apply_temperature(probs, temperature) if temperature is not None else np.zeros((len(ids), 0))
     cal_columns = [f"cal_prob_{name}" for name in class_names] if temperature is not None else []
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "label"] + [f"prob_{name}" for name in class_names] + cal_columns + ["pred"] + extra)
+    rows = [["id", "label"] + [f"prob_{name}" for name in class_names] + cal_columns + ["pred"] + extra]
     for sample_id, label, row, cal in zip(ids, labels, probs, scaled):
-        writer.writerow([sample_id, class_names[int(label)]] + [f"{p:.6f}" for p in row] + [f"{p:.6f}" for p in cal]
-                        + [class_names[int(row.argmax())]] + [meta.get(sample_id, {}).get(c, "") for c in extra])
-    runs.atomic_write_text(path, out.getvalue())
+        rows.append([sample_id, class_names[int(label)]] + [f"{p:.6f}" for p in row] + [f"{p:.6f}" for p in cal]
+                    + [class_names[int(row.argmax())]] + [meta.get(sample_id, {}).get(c, "") for c in extra])
+    runs.atomic_write_text(path, csvsafe.write_rows(rows))  # ids and metadata never run as formulas
 
 
 def read_predictions(path):
@@ -577,6 +574,7 @@ def read_predictions(path):
         # Ids, class names and metadata are text: ids such as 0001 must not become the number 1.
         text = {"id": str, "label": str, "pred": str, "group": str, "sex": str, "site": str}
         frame = pd.read_csv(path, dtype=text, keep_default_na=False)
+        csvsafe.restore_frame(frame, text)
         if "age" in frame:  # empty when unknown
             frame["age"] = pd.to_numeric(frame["age"], errors="coerce")
         prob_columns = [c for c in frame.columns if c.startswith("prob_")]

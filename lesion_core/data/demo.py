@@ -13,7 +13,6 @@ Everything is vectorised numpy seeded per image: the same seed gives the same fi
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lesion_core import csvsafe
 from lesion_core.errors import DataError
 from lesion_core.paths import cache_dir
 
@@ -177,10 +177,7 @@ def generate_demo(out_dir, n_per_class: int = 100, size: int = 320, seed: int = 
         Image.fromarray(image).save(out / "images" / f"{sample_id}.jpg", quality=92)
         Image.fromarray(mask * 255).save(out / "masks" / f"{sample_id}.png")
         rows.append((sample_id, label))
-    with open(out / "labels.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "label"])
-        writer.writerows(rows)
+    (out / "labels.csv").write_text(csvsafe.write_rows([("id", "label")] + rows), encoding="utf-8")
     return out
 
 

@@ -259,20 +259,16 @@ def summarize(focus_by_id: dict, labels_by_id: dict | None = None, correct_by_id
 def add_focus_columns(path, focus_by_id: dict) -> None:
     """Add (or replace) the focus and peak_in_lesion columns of a predictions CSV by id;
     empty cells where an image has no score."""
-    import csv
-
-    from lesion_core import runs
+    from lesion_core import csvsafe, runs
 
     with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+        rows = csvsafe.read_rows(handle.read())
     header, body = rows[0], rows[1:]
     keep = [i for i, name in enumerate(header) if name not in ("focus", "peak_in_lesion")]
     id_column = header.index("id")
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([header[i] for i in keep] + ["focus", "peak_in_lesion"])
+    out = [[header[i] for i in keep] + ["focus", "peak_in_lesion"]]
     for row in body:
         focus, peak = focus_by_id.get(row[id_column], (None, None))
-        writer.writerow([row[i] for i in keep] + ["" if focus is None else f"{focus:.4f}",
-                                                  "" if peak is None else str(bool(peak))])
-    runs.atomic_write_text(path, out.getvalue())
+        out.append([row[i] for i in keep] + ["" if focus is None else f"{focus:.4f}",
+                                             "" if peak is None else str(bool(peak))])
+    runs.atomic_write_text(path, csvsafe.write_rows(out))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from pathlib import Path
 from collections.abc import Callable
 
-from lesion_core import data, inference, metrics, runs, train, transforms
+from lesion_core import csvsafe, data, inference, metrics, runs, train, transforms
 from lesion_core.errors import DataError, LesionLabError, TransformError
 from lesion_core.i18n import N_
 from lesion_core.inference.temperature import read_temperature
@@ -116,10 +114,8 @@ def predict_files(run_dir, paths, masks_dir=None, mask=None, meta: dict | None =
 
 def predictions_csv(rows: list[dict], class_names) -> str:
     """CSV text: file, prob_<class> per class, pred, uncertain (as predict --out writes it)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["file"] + [f"prob_{name}" for name in class_names] + ["pred", "uncertain"])
+    table = [["file"] + [f"prob_{name}" for name in class_names] + ["pred", "uncertain"]]
     for row in rows:
-        writer.writerow([row["file"]] + [f"{row[name]:.6f}" for name in class_names]
-                        + [row["pred"], "yes" if row["uncertain"] else "no"])
-    return out.getvalue()
+        table.append([row["file"]] + [f"{row[name]:.6f}" for name in class_names]
+                     + [row["pred"], "yes" if row["uncertain"] else "no"])
+    return csvsafe.write_rows(table)

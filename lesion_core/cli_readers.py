@@ -45,7 +45,7 @@ def cmd_readers(args) -> int:
     if args.reads:
         study, problems = readers.read_reads_table(args.reads, names), []
     else:
-        study, problems = readers.load_study(args.run, names)
+        study, problems = readers.load_study(args.run, names, ids)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     if not study:

@@ -163,8 +163,9 @@ def test_answers_append_resume_and_the_first_pass_closes_when_the_model_is_shown
     assert readers.resume_position(order, order) is None
 
     readers.append_read(tmp_path, "ana", Read(order[0], 2, "nevus"), NAMES, ids)
-    with pytest.raises(DataError, match="first pass of ana is closed"):
-        readers.append_read(tmp_path, "ana", Read(order[3], 1, "nevus"), NAMES, ids)
+    with pytest.raises(DataError, match=f"first answer of ana on {order[0]} is closed"):
+        readers.append_read(tmp_path, "ana", Read(order[0], 1, "nevus"), NAMES, ids)
+    readers.append_read(tmp_path, "ana", Read(order[3], 1, "nevus"), NAMES, ids)  # not shown with the model yet
     assert readers.list_readers(tmp_path) == ["ana"]
 
 
@@ -176,13 +177,14 @@ def test_a_damaged_reads_file_is_read_as_far_as_it_can_be_and_named(tmp_path):
         handle.write(b"b,1,melan")
     readers.append_read(tmp_path, "ana", Read("b", 1, "melanoma"), NAMES, ids)  # starts on its own line
     with open(path, "ab") as handle:
-        handle.write(b"\xff\x00garbage\nc,1,wart,,,,1\na,2,nevus,,,,2\nc,1,nevus,,,,3\n")
+        handle.write(b"\xff\x00garbage\nc,1,wart,,,,1\na,2,nevus,,,,2\na,1,nevus,,,,3\nc,1,nevus,,,,4\n")
     reads, problems = readers.read_reads(path, NAMES)
-    assert [(r.image_id, r.pass_no) for r in reads] == [("a", 1), ("b", 1), ("a", 2)]
+    assert [(r.image_id, r.pass_no) for r in reads] == [("a", 1), ("b", 1), ("a", 2), ("c", 1)]
     assert problems == ["readers/ana.csv: 3 unreadable rows skipped",
-                        "readers/ana.csv: 1 first-pass answers written after the second pass began, ignored"]
+                        "readers/ana.csv: 1 first-pass answers changed after the model was shown, ignored"]
     study, found = readers.load_study(tmp_path, NAMES)
     assert list(study) == ["ana"] and found == problems
+    assert [r.image_id for r in readers.load_study(tmp_path, NAMES, ids=["b"])[0]["ana"]] == ["b"]
     path.write_bytes(b"x" * (readers.MAX_FILE_BYTES + 1))
     assert readers.read_reads(path, NAMES)[0] == []
 

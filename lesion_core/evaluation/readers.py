@@ -132,8 +132,8 @@ def parse_read(row: dict, class_names) -> Read:
 
 def read_reads(path, class_names) -> tuple[list[Read], list[str]]:
     """(the answers in a reads file in file order, problems). Rows that cannot be read, and
-    first-pass rows written after the reader's second pass began (the first answer is frozen
-    once the model was shown), are skipped and counted in problems."""
+    first-pass rows of an image written after its second-pass answer (the first answer is
+    frozen once the model's output on that image was shown), are skipped and counted in problems."""
     path = Path(path)
     name = f"{FOLDER}/{path.name}"
     try:
@@ -144,7 +144,7 @@ def read_reads(path, class_names) -> tuple[list[Read], list[str]]:
         return [], []
     except OSError as exc:
         return [], [N_("{file}: cannot be read ({error})").format(file=name, error=exc.strerror or exc)]
-    reads, bad, frozen, second_pass = [], 0, 0, False
+    reads, bad, frozen, shown = [], 0, 0, set()
     for row in csv.DictReader(io.StringIO(text.replace("\0", "")), fieldnames=COLUMNS, restkey="extra"):
         if row.get("image_id") == COLUMNS[0] and row.get("pass") == COLUMNS[1]:
             continue  # the header (again, when two writers both started the file)
@@ -155,17 +155,18 @@ def read_reads(path, class_names) -> tuple[list[Read], list[str]]:
         except (ValueError, TypeError):
             bad += 1
             continue
-        if read.pass_no == 1 and second_pass:
+        if read.pass_no == 1 and read.image_id in shown:
             frozen += 1
             continue
-        second_pass = second_pass or read.pass_no == 2
+        if read.pass_no == 2:
+            shown.add(read.image_id)
         reads.append(read)
     problems = []
     if bad:
         problems.append((N_("{file}: {n} unreadable rows skipped") if bad > 1
                          else N_("{file}: {n} unreadable row skipped")).format(file=name, n=bad))
     if frozen:
-        problems.append(N_("{file}: {n} first-pass answers written after the second pass began, ignored").format(
+        problems.append(N_("{file}: {n} first-pass answers changed after the model was shown, ignored").format(
             file=name, n=frozen))
     return reads, problems
 
@@ -178,8 +179,8 @@ def answers(reads: list[Read], pass_no: int) -> dict[str, Read]:
 def append_read(run_dir, reader: str, read: Read, class_names, ids=None) -> Read:
     """Append one answer to the reader's file (created with its header), and return it as
     stored (with its timestamp). Refused (DataError): an image not among ids, a class not of
-    the run, a first-pass answer once the second pass began, a second-pass answer before the
-    image's first one."""
+    the run, a second-pass answer before the image's first one, a first-pass answer for an image whose second pass is done (the model's
+    output on it was shown)."""
     path = reads_path(run_dir, reader)
     if ids is not None and read.image_id not in set(ids):
         raise DataError(N_("image {id} is not in the split being read").format(id=read.image_id))
@@ -189,8 +190,9 @@ def append_read(run_dir, reader: str, read: Read, class_names, ids=None) -> Read
            "timestamp": f"{time.time() if read.timestamp is None else read.timestamp:.3f}"}
     stored = parse_read({k: str(v) for k, v in row.items()}, class_names)  # the same checks as reading back
     done, _problems = read_reads(path, class_names)
-    if stored.pass_no == 1 and any(r.pass_no == 2 for r in done):
-        raise DataError(N_("the first pass of {reader} is closed: the model's output was shown").format(reader=reader))
+    if stored.pass_no == 1 and stored.image_id in answers(done, 2):
+        raise DataError(N_("the first answer of {reader} on {id} is closed: the model's output on it was shown").format(
+            reader=reader, id=stored.image_id))
     if stored.pass_no == 2 and stored.image_id not in answers(done, 1):
         raise DataError(N_("image {id} has no first-pass answer yet").format(id=stored.image_id))
     line = io.StringIO()
@@ -216,12 +218,15 @@ def append_read(run_dir, reader: str, read: Read, class_names, ids=None) -> Read
     return stored
 
 
-def load_study(run_dir, class_names) -> tuple[dict[str, list[Read]], list[str]]:
-    """({reader id: its answers}, problems) of every reads file in the run folder."""
+def load_study(run_dir, class_names, ids=None) -> tuple[dict[str, list[Read]], list[str]]:
+    """({reader id: its answers}, problems) of every reads file in the run folder; with ids,
+    only the answers on those images (one file holds a reader's answers on every split)."""
     study, problems = {}, []
+    keep = None if ids is None else set(map(str, ids))
     for reader in list_readers(run_dir):
         reads, found = read_reads(reads_path(run_dir, reader), class_names)
         problems += found
+        reads = [r for r in reads if keep is None or r.image_id in keep]
         if reads:
             study[reader] = reads
     return study, problems

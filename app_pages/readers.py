@@ -6,7 +6,7 @@ import time
 import streamlit as st
 
 from lesion_core import plots, transforms
-from lesion_core.evaluation import explain, figures, operating, readers
+from lesion_core.evaluation import explain, figures, readers
 from app_pages import common, lang
 from app_pages.lang import _, cls, fig, num, rendered
 
@@ -173,8 +173,7 @@ if result is None:
     st.caption(_("No answers on the {split} split yet.", split=_(split)))
     st.stop()
 c = names.index(class_name)
-marks = {float(s): v for s, v in operating.operating_points(labels, probs, names)[class_name]["sens_at_spec"].items()
-         if v == v}
+marks = readers.operating_marks(labels, probs, names, class_name)
 st.plotly_chart(fig(figures.reader_roc(labels == c, probs[:, c], result, marks)), key="read_roc",
                 config={"toImageButtonOptions": {"format": "png", "filename": f"{run.id}-readers-{split}", "scale": 2}})
 st.caption(_("Circles: first pass; diamonds: second pass, with the model; bars: 95% intervals; squares: the model "

@@ -241,3 +241,18 @@ def test_the_readers_command_scores_the_reads_the_page_stored(scored_run, capsys
     assert cli.main(["readers", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "ana pass 1 (60 images): sensitivity 1.000" in out
+
+
+def test_the_html_report_has_the_reader_study_when_reads_exist(scored_run):
+    from lesion_core.evaluation import bootstrap, report
+
+    run_dir, ids, labels, _probs = scored_run
+    assert "Reader study" not in report.build_report(run_dir, with_heatmaps=False)
+    for i, d in zip(ids, noisy_diagnoses(labels)):
+        readers.append_read(run_dir, "ana", Read(i, 1, d), NAMES, ids)
+    text = report.build_report(run_dir, with_heatmaps=False)
+    assert "<h2>Reader study: melanoma against the rest, 1 reader(s)</h2>" in text
+    model = readers.model_predictions(run_dir, "test")
+    row = readers.score_study(readers.load_study(run_dir, NAMES)[0], *model)["readers"][0]
+    assert f"<td>ana</td><td>1</td><td>60</td><td>{bootstrap.format_interval(row['sensitivity'])}</td>" in text
+    assert "Readers on the model" in text  # the figure

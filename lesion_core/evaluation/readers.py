@@ -280,6 +280,15 @@ def model_predictions(run_dir, split: str):
     return [str(i) for i in ids], labels, calibration.apply_temperature(raw, calibration.read_temperature(run_dir)), names
 
 
+def operating_marks(labels, probs, class_names, class_name: str) -> dict[float, float]:
+    """{specificity: the model's sensitivity there} at operating.TARGET_SPECIFICITIES, for the
+    study's figure (undefined ones left out)."""
+    from lesion_core.evaluation import operating
+
+    points = operating.operating_points(labels, probs, class_names)[class_name]["sens_at_spec"]
+    return {float(s): v for s, v in points.items() if v == v}
+
+
 def study_classes(class_names) -> list[str]:
     """The classes a study is scored for, melanoma first when the class set has it."""
     names = list(class_names)

@@ -44,13 +44,12 @@ elif "reader" in st.query_params:
 
 def answer_widgets(position: int, pass_no: int) -> tuple:
     """The optional confidence and management choice for the image at position."""
-    left, right = st.columns(2)
-    confidence = left.segmented_control(_("Confidence (optional)"), list(readers.CONFIDENCE),
+    confidence = st.segmented_control(_("Confidence (optional)"), list(readers.CONFIDENCE),
                                         key=f"read_conf_{pass_no}_{position}",
                                         help=_("1: a guess · 5: certain"))
     management = None
     if readers.asks_management(names):
-        management = right.segmented_control(_("Management (optional)"), list(readers.MANAGEMENT),
+        management = st.segmented_control(_("Management (optional)"), list(readers.MANAGEMENT),
                                              format_func=lang.options(), key=f"read_mgmt_{pass_no}_{position}")
     return confidence, management
 

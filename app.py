@@ -29,6 +29,7 @@ PAGES = [
     st.Page("app_pages/results.py", title=_("Results"), icon=":material/monitoring:"),
     st.Page("app_pages/compare.py", title=_("Compare"), icon=":material/compare_arrows:"),
     st.Page("app_pages/predictions.py", title=_("Predictions"), icon=":material/grid_view:"),
+    st.Page("app_pages/readers.py", title=_("Reader study"), icon=":material/visibility:"),
 ]
 page = st.navigation(PAGES)
 

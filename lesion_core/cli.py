@@ -13,7 +13,8 @@ from lesion_core.errors import LesionLabError, describe_os_error
 
 # Each cli_<group> module registers its own sub-commands, in this order in --help; a new
 # command group is a new module added here, not code in this file.
-COMMAND_MODULES = ("cli_data", "cli_augment", "cli_train", "cli_review", "cli_experiments", "cli_export")
+COMMAND_MODULES = ("cli_data", "cli_augment", "cli_train", "cli_review", "cli_experiments", "cli_export",
+                   "cli_readers")
 
 
 def build_parser() -> argparse.ArgumentParser:

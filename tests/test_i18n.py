@@ -19,7 +19,7 @@ from lesion_core.i18n import check
 from tests.e2e_helpers import REPO, seed_demo_cache
 from tests.test_export import make_run
 
-PAGES = ["home", "dataset", "augment", "model", "train", "results", "compare", "predictions"]
+PAGES = ["home", "dataset", "augment", "model", "train", "results", "compare", "predictions", "readers"]
 
 
 # ---------------------------------------------------------------- catalogues

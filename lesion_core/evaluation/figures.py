@@ -80,3 +80,63 @@ def focus_by_class(focus: Sequence, labels: Sequence[str], correct: Sequence[boo
     fig.update_yaxes(range=[0, 1.02], title="share of heatmap inside the lesion")
     fig.update_layout(title="Lesion focus by true class", boxmode="group", **_LAYOUT)
     return fig
+
+
+def reader_roc(is_class, scores, study: Mapping, marks: Mapping | None = None) -> go.Figure:
+    """The model's ROC for the study's class with each reader's point (1 - specificity,
+    sensitivity) and its 95% intervals, first pass to second joined by an arrow, and the
+    model's operating points (marks: {specificity: sensitivity}).
+
+    study: readers.score_study() of the same images' predictions (is_class, scores (N,))."""
+    name = study["class"]
+    fpr, tpr, _ = roc_curve(np.asarray(is_class, bool), np.asarray(scores, float))
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(color="#999", dash="dash"))
+    fig.add_scatter(x=fpr, y=tpr, mode="lines", name="model", line=dict(color="#4c78a8"))
+    if marks:
+        fig.add_scatter(x=[1 - float(s) for s in marks], y=list(marks.values()), mode="markers",
+                        name="model operating points", marker=dict(size=9, color="#4c78a8", symbol="square"))
+    colours = ("#c4453a", "#e0a030", "#54a24b", "#b279a2", "#9d755d", "#72b7b2", "#ff9da6")
+    points = {}
+    for row in study["readers"]:
+        sens, spec = row["sensitivity"], row["specificity"]
+        if sens["value"] is None or spec["value"] is None:
+            continue
+        x, y = 1 - spec["value"], sens["value"]
+        reader_index = sorted({r["reader"] for r in study["readers"]}).index(row["reader"])
+        fig.add_scatter(
+            x=[x], y=[y], mode="markers", name=f"{row['reader']}, pass {row['pass']}",
+            marker=dict(size=12, color=colours[reader_index % len(colours)],
+                        symbol="circle" if row["pass"] == 1 else "diamond"),
+            error_x=dict(type="data", symmetric=False, array=[1 - spec["ci_low"] - x], arrayminus=[x - (1 - spec["ci_high"])],
+                         thickness=1),
+            error_y=dict(type="data", symmetric=False, array=[sens["ci_high"] - y], arrayminus=[y - sens["ci_low"]],
+                         thickness=1))
+        points[(row["reader"], row["pass"])] = (x, y)
+    for (reader, pass_no), (x, y) in points.items():
+        if pass_no == 2 and (reader, 1) in points:
+            x0, y0 = points[(reader, 1)]
+            fig.add_annotation(x=x, y=y, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
+                               showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=1.5, arrowcolor="#555")
+    fig.update_xaxes(range=[-0.02, 1], title="1 - specificity")
+    fig.update_yaxes(range=[0, 1.02], title="sensitivity")
+    fig.update_layout(title=f"Readers on the model's ROC: {name} vs rest", **(_LAYOUT | dict(height=480)))
+    return fig
+
+
+def zoomable_image(image: np.ndarray, height: int = 620) -> go.Figure:
+    """A uint8 (H, W, 3) image as a figure one can zoom into (drag a box, scroll; double-click
+    resets), sent as a JPEG inside the figure rather than as a list of pixel values."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="JPEG", quality=92)
+    source = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    fig = go.Figure(go.Image(source=source, hoverinfo="skip"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), height=height, dragmode="zoom", template="plotly_white")
+    return fig

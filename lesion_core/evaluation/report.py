@@ -116,6 +116,47 @@ def _split_section(run_dir: Path, split: str, fig: _Figures, temperature: float)
     return "\n".join(parts)
 
 
+def _signed(interval: dict) -> str:
+    if interval.get("value") is None:
+        return "n/a"
+    text = f"{interval['value']:+.3f}"
+    if interval.get("ci_low") is not None:
+        text += f" [{interval['ci_low']:+.3f}, {interval['ci_high']:+.3f}]"
+    return text
+
+
+def _readers_section(run_dir: Path, split: str, fig: _Figures) -> str:
+    """The reader study of this split (readers/*.csv), as the Reader study page shows it for
+    its first class (melanoma when the run has it); "" when nobody has read this split."""
+    from lesion_core.evaluation import readers
+
+    model = readers.model_predictions(run_dir, split)
+    if model is None:
+        return ""
+    ids, labels, probs, names = model
+    study, problems = readers.load_study(run_dir, names, ids)
+    if not study:
+        return ""
+    class_name = readers.study_classes(names)[0]
+    result = readers.score_study(study, ids, labels, probs, names, class_name, split)
+    c = names.index(class_name)
+    rows = [[r["reader"], r["pass"], r["n"], bootstrap.format_interval(r["sensitivity"]),
+             bootstrap.format_interval(r["specificity"]),
+             bootstrap.format_interval(r["model_sensitivity_at_reader_specificity"]), _signed(r["delta"]),
+             r["verdict"] or "n/a", _signed(r["change"]["sensitivity"]) if "change" in r else ""]
+            for r in result["readers"]]
+    return "\n".join([
+        f"<h2>Reader study: {_e(class_name)} against the rest, {len(study)} reader(s)</h2>",
+        "<p>Each reader's sensitivity and specificity (Wilson 95% intervals) on the images they read, the model's "
+        "sensitivity at the reader's specificity on the same images, and their difference (model - reader, "
+        "stratified bootstrap 95% interval; the verdict names who is better when the interval excludes 0). "
+        "Pass 1: the reader alone; pass 2: with the model's probabilities and heatmap.</p>",
+        *(f'<div class="warn">{_e(p)}</div>' for p in problems),
+        fig(figures.reader_roc(labels == c, probs[:, c], result, readers.operating_marks(labels, probs, names, class_name))),
+        _table(["reader", "pass", "images", "sensitivity [95% CI]", "specificity [95% CI]",
+                "model sensitivity at that specificity", "model - reader", "better", "change from pass 1"], rows)])
+
+
 def _worst_errors(run_dir: Path, split: str) -> str:
     """The N_WORST most confident wrong predictions with their Grad-CAM heatmaps."""
     from lesion_core import data
@@ -196,7 +237,7 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
             "<h2>Data and recipe</h2>",
             f"<p>Dataset: {_e(cfg_data.get('root'))}; classes: {_e(', '.join(cfg_data.get('class_names') or []))}</p>",
             _table(["split", "images"], sizes), _table(["setting", "value"], recipe),
-            _split_section(run_dir, split, fig, temperature)]
+            _split_section(run_dir, split, fig, temperature), _readers_section(run_dir, split, fig)]
     if with_heatmaps:
         body.append(_worst_errors(run_dir, split))
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"

@@ -1,0 +1,208 @@
+"""Reader study: a named reader reads a split's images without the label or the model, then again
+with the model's output; every reader's point on the model's ROC."""
+
+import time
+
+import streamlit as st
+
+from lesion_core import plots, transforms
+from lesion_core.evaluation import explain, figures, readers
+from app_pages import common, lang
+from app_pages.lang import _, cls, fig, num, rendered
+
+st.title(_("Reader study"))
+st.caption(_("Read the images as you would in clinic: no label, no model. Then, if you like, read them again "
+             "with the model's output. Your answers are kept in the run folder; you can stop at any time and "
+             "resume where you stopped."))
+
+run = common.selected_run()
+if run is None:
+    st.info(_("No runs yet: launch one on the **Train** page."))
+    st.stop()
+st.caption(_("{run} · pick another run in the sidebar", run=common.run_caption(run)))
+split = st.radio(_("Split"), ["test", "val"], horizontal=True, format_func=lang.options(), key="keep_read_split")
+model = readers.model_predictions(run.path, split)
+if model is None:
+    st.info(_("No {split} predictions yet: they are written when the run finishes.", split=_(split)))
+    st.stop()
+ids, labels, probs, names = model
+
+# The name survives a reload through the address (?reader=<id>), like the other choices.
+if "keep_reader_name" not in st.session_state and st.query_params.get("reader"):
+    st.session_state["keep_reader_name"] = st.query_params["reader"]
+name = st.text_input(_("Reader"), key="keep_reader_name", max_chars=60,
+                     help=_("Your name or initials: each reader has their own answers and image order"))
+reader = None
+if name.strip():
+    with common.user_errors():
+        reader = readers.reader_id(name)
+if reader:
+    st.query_params["reader"] = reader
+elif "reader" in st.query_params:
+    del st.query_params["reader"]
+
+
+def answer_widgets(position: int, pass_no: int) -> tuple:
+    """The optional confidence and management choice for the image at position."""
+    confidence = st.segmented_control(_("Confidence (optional)"), list(readers.CONFIDENCE),
+                                        key=f"read_conf_{pass_no}_{position}",
+                                        help=_("1: a guess · 5: certain"))
+    management = None
+    if readers.asks_management(names):
+        management = st.segmented_control(_("Management (optional)"), list(readers.MANAGEMENT),
+                                             format_func=lang.options(), key=f"read_mgmt_{pass_no}_{position}")
+    return confidence, management
+
+
+def reading(reader: str, pass_no: int, reads: list) -> None:
+    """One image of the reader's pass, the class buttons, back and skip."""
+    order = readers.reading_order(ids, reader, pass_no)
+    done = readers.answers(reads, pass_no)
+    key = f"read_pos/{run.id}/{split}/{reader}/{pass_no}"
+    if key not in st.session_state:  # a new session (a reload): resume where the file says
+        st.session_state[key] = readers.resume_position(order, done) or 0
+    position = st.session_state[key]
+    image_id = order[position]
+    st.progress(len(done) / len(order), text=_("{done} of {n} answered · image {position} of {n}",
+                                               done=len(done), n=len(order), position=position + 1))
+    shown_key = f"read_shown/{key}/{position}"
+    st.session_state.setdefault(shown_key, time.monotonic())
+    image_col, side_col = st.columns([3, 2])
+    record = sample = None
+    with image_col, common.user_errors():
+        record = common.run_records(run.path).get(image_id)
+        if record is None:
+            st.error(_("Image {id} is not in the run's recorded data.", id=image_id))
+        else:
+            sample = common.read_sample(record)
+            outline = st.toggle(_("Lesion outline"), value=True, key="keep_read_outline")
+            shown = transforms.overlay(sample["image"], sample["mask"], "outline") if outline else sample["image"]
+            st.plotly_chart(figures.zoomable_image(shown), config={"scrollZoom": True, "displaylogo": False},
+                            key=f"read_image_{pass_no}_{position}")
+            st.caption(_("Drag a box to zoom, scroll to zoom, double-click to see the whole image."))
+    with side_col:
+        if pass_no == 2:
+            model_output(image_id, sample, reads)
+        controls(reader, pass_no, order, done, position, image_id, key, shown_key)
+
+
+def model_output(image_id: str, sample, reads: list) -> None:
+    """Second pass: the reader's first answer, the model's probabilities and its heatmap."""
+    first = readers.answers(reads, 1).get(image_id)
+    st.markdown(_("Your first answer: **{diagnosis}**", diagnosis=cls(first.diagnosis)) if first
+                else _("No first answer"))
+    st.plotly_chart(fig(plots.probability_bars(probs[ids.index(image_id)], names)), key="read_probs")
+    with common.user_errors():
+        if sample and (run.path / "best.pt").is_file():
+            result = common.explainer(run.path).explain(sample["image"], sample["mask"])
+            st.image(explain.heatmap_overlay(result.image, result.heatmap, result.mask), width="stretch",
+                     caption=_("Grad-CAM of **{name}** on the model's view", name=cls(result.target_class)))
+
+
+def controls(reader: str, pass_no: int, order: list, done: dict, position: int, image_id: str, key: str,
+             shown_key: str) -> None:
+    """The answer: confidence, management, one button per class; back and skip."""
+    confidence, management = answer_widgets(position, pass_no)
+    st.caption(_("Your answer (keys 1 to {n}):", n=min(len(names), 9)))
+    for index, class_name in enumerate(names):
+        chosen = done.get(image_id)
+        if st.button(cls(class_name), key=f"read_class_{index}", width="stretch",
+                     type="primary" if chosen and chosen.diagnosis == class_name else "secondary",
+                     shortcut=str(index + 1) if index < 9 else None):
+            with common.user_errors():
+                elapsed = time.monotonic() - st.session_state[shown_key]
+                readers.append_read(run.path, reader, readers.Read(image_id, pass_no, class_name, confidence,
+                                                                   management, elapsed), names, ids)
+                following = readers.next_unanswered(order, set(done) | {image_id}, position)
+                st.session_state[key] = position if following is None else following
+                st.rerun()
+    back, skip = st.columns(2)
+    if back.button(_("Back"), key="read_back", icon=":material/arrow_back:", disabled=position == 0, width="stretch"):
+        st.session_state[key] = position - 1
+        st.rerun()
+    if skip.button(_("Skip"), key="read_skip", icon=":material/arrow_forward:", width="stretch"):
+        st.session_state[key] = (position + 1) % len(order)
+        st.rerun()
+
+
+if reader:
+    path = readers.reads_path(run.path, reader)
+    reads, problems = readers.read_reads(path, names)
+    for problem in problems:
+        st.warning(rendered(problem), icon=":material/error:")
+    reads = [r for r in reads if r.image_id in set(ids)]
+    first, second = readers.answers(reads, 1), readers.answers(reads, 2)
+    started_key = f"read_second/{run.id}/{split}/{reader}"
+    if len(first) < len(ids):
+        st.subheader(_("First pass: {reader}", reader=reader))
+        reading(reader, 1, reads)
+    elif second or st.session_state.get(started_key):
+        if len(second) < len(ids):
+            st.subheader(_("Second pass, with the model: {reader}", reader=reader))
+            st.caption(_("The model's calibrated probabilities and its heatmap are shown; your first answers stay "
+                         "as they were."))
+            reading(reader, 2, reads)
+        else:
+            st.success(_("Both passes done: {n} images read twice.", n=len(ids)), icon=":material/task_alt:")
+    else:
+        st.success(_("First pass done: {n} images read.", n=len(ids)), icon=":material/task_alt:")
+        if st.button(_("Start the second pass, with the model"), key="read_start_second", icon=":material/smart_toy:"):
+            st.session_state[started_key] = True
+            st.rerun()
+else:
+    st.info(_("Give your name to start reading."))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _score(run_dir: str, split: str, class_name: str, stamp: tuple) -> tuple:
+    model = readers.model_predictions(run_dir, split)
+    ids, labels, probs, names = model
+    study, problems = readers.load_study(run_dir, names, ids)
+    return (readers.score_study(study, ids, labels, probs, names, class_name, split) if study else None), problems
+
+
+st.subheader(_("Readers on the model's ROC"))
+class_name = st.selectbox(_("Class against the rest"), readers.study_classes(names), format_func=lang.class_options(),
+                          key="keep_read_class")
+files = [readers.reads_path(run.path, r) for r in readers.list_readers(run.path)]
+stamp = tuple((str(p), p.stat().st_mtime_ns) for p in files + [run.path / f"predictions_{split}.csv",
+                                                                  run.path / "calibration.json"] if p.exists())
+result, _problems = _score(str(run.path), split, class_name, stamp)
+if result is None:
+    st.caption(_("No answers on the {split} split yet.", split=_(split)))
+    st.stop()
+c = names.index(class_name)
+marks = readers.operating_marks(labels, probs, names, class_name)
+st.plotly_chart(fig(figures.reader_roc(labels == c, probs[:, c], result, marks)), key="read_roc",
+                config={"toImageButtonOptions": {"format": "png", "filename": f"{run.id}-readers-{split}", "scale": 2}})
+st.caption(_("Circles: first pass; diamonds: second pass, with the model; bars: 95% intervals; squares: the model "
+             "at specificity 0.82, 0.89 and 0.95. Model AUC {auc}. PNG: the camera icon above the chart.",
+             auc=num(result["model"]["auc"])))
+
+
+def interval(value: dict, signed: bool = False) -> str:
+    if value.get("value") is None:
+        return _("n/a")
+    text = ("+" if signed and value["value"] >= 0 else "") + num(value["value"])
+    if value.get("ci_low") is not None:
+        text += f" [{num(value['ci_low'])}; {num(value['ci_high'])}]" if lang.language() == "es" else \
+            f" [{num(value['ci_low'])}, {num(value['ci_high'])}]"
+    return text
+
+
+verdicts = {"model": _("the model"), "reader": _("the reader"), "none": _("no clear difference"), None: _("n/a")}
+rows = [{_("reader"): r["reader"], _("pass"): r["pass"], _("images"): r["n"],
+         _("sensitivity [95% CI]"): interval(r["sensitivity"]), _("specificity [95% CI]"): interval(r["specificity"]),
+         _("model sensitivity at that specificity"): interval(r["model_sensitivity_at_reader_specificity"]),
+         _("model − reader"): interval(r["delta"], signed=True), _("better"): verdicts[r["verdict"]],
+         _("change from the first pass"): interval(r["change"]["sensitivity"], signed=True) if "change" in r else ""}
+        for r in result["readers"]]
+st.dataframe(rows, hide_index=True, width="stretch")
+for pass_no, spread in result["summary"].items():
+    sens, spec = spread["sensitivity"], spread["specificity"]
+    if sens["n_readers"] > 1:
+        st.caption(_("Pass {n}, {readers} readers: mean sensitivity {sens} (SD {sens_sd}), mean specificity {spec} "
+                     "(SD {spec_sd})", n=pass_no, readers=sens["n_readers"], sens=num(sens["mean"]),
+                     sens_sd=num(sens["sd"]), spec=num(spec["mean"]), spec_sd=num(spec["sd"])))
+st.download_button(_("Download the table (CSV)"), readers.table_csv(result), file_name=f"{run.id}-readers-{split}.csv",
+                   mime="text/csv", key="read_download_csv", on_click="ignore")

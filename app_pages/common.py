@@ -21,10 +21,12 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from lesion_core import access, data, metrics, paths, runs, train
+from lesion_core import access, data, metrics, paths, runs
 from lesion_core.data import demo
 from lesion_core.errors import DataError, LesionLabError, describe_os_error
 from lesion_core.i18n import N_
+from lesion_core import inference
+from lesion_core import settings
 from app_pages.lang import _, classes, cls, md, num, rendered, setting
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
@@ -313,7 +315,7 @@ def dataset_name() -> str:
 
 def device_label() -> str:
     """The accelerator training would use: the GPU's name (and how many), or CPU with its core count."""
-    gpus = train.gpu_count()
+    gpus = settings.gpu_count()
     if gpus > 1:
         return _("{n} GPUs: {name}", n=gpus, name=torch.cuda.get_device_name(0))
     if gpus:
@@ -525,17 +527,16 @@ def sample_from_upload(image_file, mask_file=None) -> dict:
 
 
 def _first_batch(records: list, spec: list, config: dict, shuffle: bool, generator=None) -> tuple:
-    """The first (images, labels, ids) batch train.make_loader gives for records; DataError
+    """The first (images, labels, ids) batch settings.make_loader gives for records; DataError
     when there are none (a dataset of val or test images only has an empty train split)."""
-    from lesion_core import train
 
     if not records:
         raise DataError("the training split is empty: this dataset has no training images to show")
-    return next(iter(train.make_loader(records, spec, config, shuffle=shuffle, generator=generator)))
+    return next(iter(settings.make_loader(records, spec, config, shuffle=shuffle, generator=generator)))
 
 
 def loader_batch(records: list, spec: list, config: dict, seed: int = 0) -> tuple:
-    """One shuffled batch exactly as training would see it: train.make_loader (the spec
+    """One shuffled batch exactly as training would see it: settings.make_loader (the spec
     finalised for the config's model: fixed size, ToTensor, its Normalize), seeded.
 
     Returns (images uint8 (N, H, W, 3) with the normalisation undone, labels list[int], ids).
@@ -553,9 +554,8 @@ def loader_batch(records: list, spec: list, config: dict, seed: int = 0) -> tupl
 
 def batch_config(model_name: str, image_size: int, batch_size: int = 16) -> dict:
     """A training config for showing batches: the default recipe with this model and size."""
-    from lesion_core import train
 
-    return train.merge_config(train.default_config(), {
+    return settings.merge_config(settings.default_config(), {
         "model": {"name": model_name}, "image_size": image_size, "batch_size": batch_size})
 
 
@@ -648,9 +648,8 @@ def set_value(key: str, value) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _prediction_frame(path: str, mtime: int):
-    from lesion_core import train
 
-    return train.read_predictions(path)
+    return inference.read_predictions(path)
 
 
 def prediction_frame(run_dir: Path, split: str):
@@ -676,10 +675,9 @@ def _run_records(run_dir: str) -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _subgroup_table(path: str, mtime: int) -> list:
-    from lesion_core import train
     from lesion_core.evaluation import subgroups
 
-    frame = train.read_predictions(path)
+    frame = inference.read_predictions(path)
     return subgroups.subgroup_table(frame) if subgroups.has_subgroups(frame) else []
 
 

@@ -4,14 +4,17 @@ import time
 
 import streamlit as st
 
-from lesion_core import data, models, plots, recipes, runs, train, transforms
+from lesion_core import data, models, plots, runs, transforms
 from lesion_core.errors import LesionLabError, TrainingError
+from lesion_core import settings as run_settings  # (this page's settings() draws the form)
+from lesion_core import training
+from lesion_core.training import duration
 from app_pages import common, experiments, lang
 from app_pages.lang import _, classes, fig, md, num
 
 st.title(_("Train"))
 
-# The form's first values come from the recipe for the dataset (recipes.recipe_for: "quick" on
+# The form's first values come from the recipe for the dataset (run_settings.recipe_for: "quick" on
 # the demo, so that Launch shows curves within a minute on a 2-core CPU; "standard" on real data).
 DEFAULTS = {"keep_tr_max_size": 0, "keep_tr_seed": 0, "keep_tr_weights": "auto", "keep_tr_device": "auto"}
 for key, value in DEFAULTS.items():
@@ -22,18 +25,18 @@ WAS_ACTIVE = "tr_was_active"  # the run the live part last saw active, to notice
 
 def _optimizer_default_decay() -> None:
     """A new optimiser starts from its own weight decay: AdamW 0.01, SGD and Adam 0 (the notebook)."""
-    st.session_state["keep_tr_decay"] = train.weight_decay({"optimizer": st.session_state["keep_tr_optimizer"]})
+    st.session_state["keep_tr_decay"] = training.weight_decay({"optimizer": st.session_state["keep_tr_optimizer"]})
 
 
 def fill_from_recipe() -> None:
     """Callback (and first visit): the form takes the chosen recipe's settings."""
-    cfg = recipes.recipe_config(st.session_state[RECIPE])
+    cfg = run_settings.recipe_config(st.session_state[RECIPE])
     optim, sched = cfg["optim"], cfg["scheduler"]
     st.session_state.update({
         "keep_tr_size": cfg["image_size"] or models.MODELS[common.model_choice()["name"]].input_size,
         "keep_tr_batch": cfg["batch_size"], "keep_tr_epochs": cfg["epochs"],
         "keep_tr_optimizer": optim["optimizer"], "keep_tr_lr": float(optim["lr"]),
-        "keep_tr_momentum": float(optim["momentum"]), "keep_tr_decay": train.weight_decay(optim),
+        "keep_tr_momentum": float(optim["momentum"]), "keep_tr_decay": training.weight_decay(optim),
         "keep_tr_smoothing": float(optim["label_smoothing"]), "keep_tr_scheduler": sched["name"],
         "keep_tr_step": sched["step_size"], "keep_tr_gamma": float(sched["gamma"]),
         "keep_tr_warmup": float(sched["warmup_epochs"]), "keep_tr_tta": cfg["tta"], "keep_tr_metadata": cfg["metadata"],
@@ -45,9 +48,9 @@ def fill_from_recipe() -> None:
 def recipe_choice(root: str) -> str:
     """The recipe selector (first value: the one for the dataset); returns its name."""
     if RECIPE not in st.session_state:
-        st.session_state[RECIPE] = recipes.recipe_for(root)
+        st.session_state[RECIPE] = run_settings.recipe_for(root)
         fill_from_recipe()
-    return st.selectbox(_("Recipe"), list(recipes.RECIPES), key=RECIPE, on_change=fill_from_recipe,
+    return st.selectbox(_("Recipe"), list(run_settings.RECIPES), key=RECIPE, on_change=fill_from_recipe,
                         format_func=lang.options(),
                         help=_("The settings to start from: quick (the demo: about a minute) or standard (the "
                                "default for real data, measured in the README). Choosing one fills the form; "
@@ -55,7 +58,7 @@ def recipe_choice(root: str) -> str:
 
 
 def settings(dataset) -> dict:
-    """Draw the hyperparameter widgets; return the run's config (validated by train.launch)."""
+    """Draw the hyperparameter widgets; return the run's config (validated by training.launch)."""
     choice_root = common.dataset_choice()
     root = "demo" if choice_root["source"] == "demo" else str(dataset.root)
     recipe = recipe_choice(root)
@@ -77,7 +80,7 @@ def settings(dataset) -> dict:
                                         "train, val and test (the notebook's maxSize)"))
         seed = st.number_input(_("Seed"), min_value=0, step=1, key="keep_tr_seed")
     with optim_col:
-        optimizer = st.selectbox(_("Optimiser"), train.OPTIMIZERS, key="keep_tr_optimizer",
+        optimizer = st.selectbox(_("Optimiser"), run_settings.OPTIMIZERS, key="keep_tr_optimizer",
                                  on_change=_optimizer_default_decay)
         lr = st.number_input(_("Learning rate"), min_value=1e-7, max_value=10.0, format="%.5f", step=1e-4,
                              key="keep_tr_lr")
@@ -88,15 +91,15 @@ def settings(dataset) -> dict:
                                     key="keep_tr_smoothing",
                                     help=_("Targets of 1 - s for the true class and s spread over the others"))
         # labels translated now: the format function is also called outside this script run
-        devices = {choice: lang.rendered(label) for choice, label in train.device_choices().items()}
+        devices = {choice: lang.rendered(label) for choice, label in run_settings.device_choices().items()}
         if st.session_state["keep_tr_device"] not in devices:  # e.g. a run's GPU that this machine lacks
             st.session_state["keep_tr_device"] = "auto"
-        device, processes = train.split_device_choice(st.selectbox(
+        device, processes = run_settings.split_device_choice(st.selectbox(
             _("Device"), list(devices), key="keep_tr_device", format_func=devices.__getitem__,
             help=_("Every GPU of this machine is listed; several GPUs train one run through torchrun, one "
                    "process each, with the batch size split between them")))
     with sched_col:
-        scheduler = st.selectbox(_("Scheduler"), train.SCHEDULERS, format_func=lang.options(), key="keep_tr_scheduler")
+        scheduler = st.selectbox(_("Scheduler"), run_settings.SCHEDULERS, format_func=lang.options(), key="keep_tr_scheduler")
         step = st.number_input(_("Step size (epochs)"), min_value=1, key="keep_tr_step",
                                disabled=scheduler != "step")
         gamma = st.number_input(_("Gamma"), min_value=0.001, max_value=1.0, step=0.05, key="keep_tr_gamma",
@@ -147,7 +150,7 @@ def settings(dataset) -> dict:
 def time_estimate(config: dict, dataset) -> None:
     """How long Launch will take, roughly, and on what the guess rests."""
     try:
-        guess = recipes.estimate(train.validate_config(config), dataset.report.n_usable, common.all_runs())
+        guess = duration.estimate(run_settings.validate_config(config), dataset.report.n_usable, common.all_runs())
     except LesionLabError:  # Launch names what is wrong with the settings
         return
     minutes = guess["seconds"] / 60
@@ -171,8 +174,8 @@ def use_settings(run_id: str) -> None:
     try:
         if run is None:
             raise TrainingError(f"run {run_id} no longer exists")
-        # where it trained may not exist here: the form falls back to auto (train.device_choice)
-        cfg = train.validate_config({k: v for k, v in run.config.items() if k != "split"}
+        # where it trained may not exist here: the form falls back to auto (run_settings.device_choice)
+        cfg = run_settings.validate_config({k: v for k, v in run.config.items() if k != "split"}
                                     | {"device": "auto", "processes": 1})
     except LesionLabError as exc:
         st.session_state["tr_settings_error"] = _("The settings of run {run} cannot be used: {error}", run=run_id, error=exc)
@@ -180,14 +183,14 @@ def use_settings(run_id: str) -> None:
     optim, sched, weights = cfg["optim"], cfg["scheduler"], cfg["class_weights"]
     state = st.session_state
     state.update({
-        "keep_tr_size": int(train.image_size(cfg)), "keep_tr_batch": cfg["batch_size"],
+        "keep_tr_size": int(run_settings.image_size(cfg)), "keep_tr_batch": cfg["batch_size"],
         "keep_tr_epochs": cfg["epochs"], "keep_tr_max_size": cfg["data"]["max_size"], "keep_tr_seed": cfg["seed"],
         "keep_tr_optimizer": optim["optimizer"], "keep_tr_lr": float(optim["lr"]),
         "keep_tr_momentum": float(optim["momentum"]),
-        "keep_tr_decay": train.weight_decay(optim),
+        "keep_tr_decay": training.weight_decay(optim),
         "keep_tr_scheduler": sched["name"], "keep_tr_step": sched["step_size"], "keep_tr_gamma": float(sched["gamma"]),
         "keep_tr_smoothing": float(optim["label_smoothing"]), "keep_tr_warmup": float(sched["warmup_epochs"]),
-        "keep_tr_tta": cfg["tta"], "keep_tr_metadata": cfg["metadata"], "keep_tr_device": train.device_choice(run.config),
+        "keep_tr_tta": cfg["tta"], "keep_tr_metadata": cfg["metadata"], "keep_tr_device": run_settings.device_choice(run.config),
         "keep_tr_aug": "page",
         "keep_tr_weights": weights if weights in ("auto", "none") else "custom",
     })
@@ -254,7 +257,7 @@ def show_run(run_id: str) -> None:
     if run.state in RESUMABLE and buttons[0].button(_("Resume"), key="tr_resume", icon=":material/resume:",
                                                     help=_("Continue from the last completed epoch, as if never stopped")):
         with common.user_errors():
-            train.launch_resume(run.path)
+            training.launch_resume(run.path)
             common.select_run_and_rerun(run.id)
     buttons[1].button(_("Use this run's settings"), key="tr_use_settings", icon=":material/content_copy:",
                       on_click=use_settings, args=(run.id,),
@@ -299,7 +302,7 @@ config = settings(dataset)
 time_estimate(config, dataset)
 if st.button(_("Launch"), type="primary", key="tr_launch", icon=":material/play_arrow:"):
     with common.user_errors(), st.spinner(_("Starting the trainer...")):
-        run_dir = train.launch(config, common.runs_root())
+        run_dir = training.launch(config, common.runs_root())
         common.select_run_and_rerun(run_dir.name)
 
 experiments.sweep_launcher(config)

@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lesion_core import models, runs, train
+from lesion_core import models, runs, settings
+from lesion_core.core import CLASS_NAMES
 from lesion_core.evaluation import explain
 
 
 def fake_run(folder: Path, model_name: str, size: int) -> Path:
     """A run folder with config.json and best.pt (offline weights when the model has them)."""
-    config = train.validate_config({"data": {"root": "demo", "class_names": list(train.data.CLASS_NAMES)},
+    config = settings.validate_config({"data": {"root": "demo", "class_names": list(CLASS_NAMES)},
                                     "model": {"name": model_name, "weights": "random"}, "image_size": size,
                                     "eval_augment": "eval"})
     weights = "offline" if "offline" in models.MODELS[model_name].weight_sources else "random"

@@ -5,7 +5,7 @@
                             [--out bench-runs/quality] [--name NAME] [--no-tta-check]
 
 The recipe is what `python -m lesion_core train --data DIR` starts from (standard for a dataset
-folder; "none": train.default_config() alone, the recipe before recipes existed), with the --set
+folder; "none": settings.default_config() alone, the recipe before recipes existed), with the --set
 settings on top. Splits the dataset into --folds stratified folds (seeded); fold k is the test set of one run,
 15% of the rest (stratified) its validation set (which picks the best epoch and fits the
 calibration), the remaining images its training set. Each fold trains the recipe exactly as
@@ -38,8 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lesion_core import data, inference, recipes, runs, train
+from lesion_core import data, inference, runs
 from lesion_core.evaluation import bootstrap, patient
+from lesion_core import settings
+from lesion_core import training
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "isic2017_train"
@@ -100,11 +102,11 @@ def train_fold(folder: Path, spec: dict, base: dict) -> Path:
     unfinished = [d for d in sorted(folder.glob("*")) if d.is_dir() and (d / "last.pt").is_file()]
     started = time.perf_counter()
     if unfinished:
-        run_dir = train.run_training(resume=unfinished[-1], on_log=log)
+        run_dir = training.run_training(resume=unfinished[-1], on_log=log)
     else:
         data_cfg = {"root": spec["root"], "split": spec, "val_fraction": spec["val_fraction"],
                     "test_fraction": spec["test_fraction"], "split_seed": spec["split_seed"]}
-        run_dir = train.run_training(train.merge_config(base, {"data": data_cfg}), folder, on_log=log)
+        run_dir = training.run_training(settings.merge_config(base, {"data": data_cfg}), folder, on_log=log)
     print(f"  trained in {time.perf_counter() - started:.0f} s", flush=True)
     status = runs.read_status(run_dir)
     if status.get("state") != "finished":  # stopped (Ctrl-C, SIGTERM) or failed: so is the bench
@@ -171,8 +173,8 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     overrides = parse_sets(args.sets)
-    base = train.default_config() if args.recipe == "none" else recipes.recipe_config(args.recipe)
-    base = train.merge_config(base, overrides)
+    base = settings.default_config() if args.recipe == "none" else settings.recipe_config(args.recipe)
+    base = settings.merge_config(base, overrides)
     name = args.name or "-".join([args.recipe] + [s.replace("/", "_") for s in args.sets])
     out = args.out / name
     specs = fold_specs(args.data, args.folds, args.seed)

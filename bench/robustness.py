@@ -19,14 +19,15 @@ from pathlib import Path
 
 import torch
 
-from lesion_core import data, train
+from lesion_core import data
 from lesion_core.evaluation import robustness
+from lesion_core import training
 
 
 def throwaway_run(root: str, size: int, out: Path) -> Path:
     config = {"data": {"root": root, "max_size": 48}, "model": {"name": "efficientnet_lite0", "weights": "default"},
               "image_size": size, "epochs": 1, "batch_size": 16, "bn_recalibration_images": 0}
-    return train.run_training(config, out)
+    return training.run_training(config, out)
 
 
 def main() -> None:

@@ -4,8 +4,8 @@
                           [--batches 6] [--amp auto|off]
                           [--device auto|cpu|cuda|cuda:N] [--num-workers auto|N] [--compile]
 
-Measures, in one run and with the trainer's own pieces (train.make_loader with its worker,
-pinning and prefetch settings, train.forward, train.backward_step; autocast + channels_last
+Measures, in one run and with the trainer's own pieces (settings.make_loader with its worker,
+pinning and prefetch settings, inference.forward, training.backward_step; autocast + channels_last
 as "auto" does: bf16 on a CPU that supports it, bf16/fp16 on CUDA):
   1. a large square matmul (fp32, and bf16 when training uses bf16): the machine's peak;
   2. model only: training images/s on one batch already on the device;
@@ -31,7 +31,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from lesion_core import loading, models, train
+from lesion_core import models
+from lesion_core.settings import loading
+from lesion_core import inference
+from lesion_core import settings
+from lesion_core import training
 
 # bf16 autocast on CPU needs a few steps before oneDNN settles (steps 1-4: ~5 img/s, then ~35).
 N_WARMUP = 4
@@ -57,7 +61,7 @@ def forward_flops(model: nn.Module, images: torch.Tensor, amp_dtype, channels_la
                   device=torch.device("cpu")) -> int:
     """FLOPs of one forward pass over images (B, 3, S, S)."""
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        train.forward(model, images, device, amp_dtype, channels_last)
+        inference.forward(model, images, device, amp_dtype, channels_last)
     return counter.get_total_flops()
 
 
@@ -76,17 +80,17 @@ def main() -> None:
     args = parser.parse_args()
 
     workers = args.num_workers if args.num_workers == "auto" else int(args.num_workers)
-    config = train.validate_config({"data": {"root": args.data}, "model": {"name": args.model},
+    config = settings.validate_config({"data": {"root": args.data}, "model": {"name": args.model},
                                     "image_size": args.size, "device": args.device,
                                     "batch_size": args.batch_size, "amp": args.amp, "num_workers": workers})
-    device = train.resolve_device(config["device"])
-    amp_dtype = train.resolve_amp(config["amp"], device)
+    device = settings.resolve_device(config["device"])
+    amp_dtype = settings.resolve_amp(config["amp"], device)
     name = config["model"]["name"]
     n_workers = loading.resolve_num_workers(workers, device)
     print(f"{name} at {args.size} px, batch {args.batch_size}, on {device}"
           f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
           f"{torch.get_num_threads()} threads, {n_workers} loader workers ({loading.cpu_count()} cores), "
-          f"autocast {train.dtype_name(amp_dtype)}, channels_last, compile {args.compile}, torch {torch.__version__}")
+          f"autocast {training.dtype_name(amp_dtype)}, channels_last, compile {args.compile}, torch {torch.__version__}")
 
     def sync():
         if device.type == "cuda":
@@ -94,24 +98,24 @@ def main() -> None:
 
     peak = {"fp32": matmul_gflops(torch.float32, device=device, sync=sync)}
     if amp_dtype is not None:
-        peak[train.dtype_name(amp_dtype)] = matmul_gflops(amp_dtype, device=device, sync=sync)
+        peak[training.dtype_name(amp_dtype)] = matmul_gflops(amp_dtype, device=device, sync=sync)
     print("matmul 2048^3: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
 
     model = models.build_model(name, 3, weights="default").to(device).to(memory_format=torch.channels_last).train()
-    optimizer = train.make_optimizer(config, model.parameters())
+    optimizer = training.make_optimizer(config, model.parameters())
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     criterion = nn.CrossEntropyLoss()
     net = torch.compile(model) if args.compile else model
 
     def step(images, labels):
-        loss = criterion(train.forward(net, images, device, amp_dtype, True), labels.to(device, non_blocking=True))
-        train.backward_step(optimizer, scaler, loss)
+        loss = criterion(inference.forward(net, images, device, amp_dtype, True), labels.to(device, non_blocking=True))
+        training.backward_step(optimizer, scaler, loss)
 
     per_round = args.batch_size * args.batches
-    lesion = train.load_data(config)
+    lesion = settings.load_data(config)
     n_records = per_round * (args.rounds + 1)
     records = (lesion.split("train") * (n_records // max(len(lesion.split("train")), 1) + 1))[:n_records]
-    loader = train.make_loader(records, config["augment"], config, shuffle=True, generator=torch.Generator().manual_seed(0))
+    loader = settings.make_loader(records, config["augment"], config, shuffle=True, generator=torch.Generator().manual_seed(0))
 
     start = time.perf_counter()
     # The first pass fills the decoded-image cache, as the first epoch does; its last batch is

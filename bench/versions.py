@@ -29,11 +29,10 @@ CHILD = """
 import json, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from lesion_core import train
 config = {"data": {"root": sys.argv[2]}, "epochs": int(sys.argv[3]), "image_size": 224, "batch_size": 32,
           "augment": "default_train", "seed": 0}
 start = time.perf_counter()
-run_dir = train.run_training(config, Path(tempfile.mkdtemp(dir=sys.argv[4])))
+run_dir = training.run_training(config, Path(tempfile.mkdtemp(dir=sys.argv[4])))
 wall = time.perf_counter() - start
 rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
 print(json.dumps({"wall_s": wall,

@@ -149,7 +149,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_threshold(args) -> int:
-    from lesion_core import train
+    from lesion_core import inference
     from lesion_core.errors import TrainingError
     from lesion_core.evaluation import operating
 
@@ -160,7 +160,7 @@ def cmd_threshold(args) -> int:
         path = Path(args.run) / "predictions_val.csv"
         if not path.is_file():
             raise TrainingError(f"{path} is missing: --specificity needs the validation predictions")
-        frame = train.read_predictions(path)
+        frame = inference.read_predictions(path)
         names = frame.attrs["class_names"]
         if args.class_name not in names:
             raise TrainingError(f"class {args.class_name!r} is not one of the run's classes ({', '.join(names)})")

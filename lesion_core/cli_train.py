@@ -1,4 +1,4 @@
-"""Command line: train, evaluate, predict, models (thin wrappers over lesion_core.train)."""
+"""Command line: train, evaluate, predict, models (thin wrappers over lesion_core.training, .inference)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from pathlib import Path
 from lesion_core import cli_review
 from lesion_core.errors import TrainingError
 from lesion_core.paths import absolute
+from lesion_core import ranks
+from lesion_core import settings
+from lesion_core import training
+from lesion_core.training import ddp
 
 
 def register(subparsers) -> None:
@@ -51,7 +55,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--headline-metric", help="metric that picks the best epoch: isic2017_mean_auc, macro_auc, "
                    "balanced_accuracy, mean_auc or accuracy (default: ISIC 2017 mean AUC for its classes, else macro AUC)")
-    p.add_argument("--config", metavar="FILE", help="JSON config (train.default_config() layout); flags override it")
+    p.add_argument("--config", metavar="FILE", help="JSON config (settings.default_config() layout); flags override it")
     p.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run folder")
     p.add_argument("--max-size", type=int, help="use at most N images (seeded subset), 0 = all")
     p.add_argument("--labels", help="which labels where a layout offers several: ISIC 2020 'diagnosis'")
@@ -60,7 +64,7 @@ def register(subparsers) -> None:
                    help="DataLoader worker processes (default auto: 0 on a 2-core CPU, else cores - 1, at most 8)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:<index> or mps")
     p.add_argument("--out", metavar="RUNS_DIR", help="folder that receives the run folder")
-    p.add_argument("--run-dir", help=argparse.SUPPRESS)  # a folder made by train.launch()
+    p.add_argument("--run-dir", help=argparse.SUPPRESS)  # a folder made by training.launch()
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser("evaluate", help="metrics and confusion matrix of a run's best model",
@@ -106,7 +110,7 @@ def _workers(value: str):
 
 def config_from_args(args) -> dict:
     """The run's config: the recipe's, then --config FILE's settings, then the flags given (flags win)."""
-    from lesion_core import recipes, transforms
+    from lesion_core import transforms
 
     config = {}
     if args.config:
@@ -146,8 +150,8 @@ def config_from_args(args) -> dict:
         put(None, "augment", transforms.load_spec(args.augment))
     # The recipe under it all (validate_config starts from it): --recipe, else the file's, else
     # the one for the data.
-    config["recipe"] = args.recipe or config.get("recipe") or recipes.recipe_for((config.get("data") or {}).get("root"))
-    return config  # train.validate_config makes its paths absolute
+    config["recipe"] = args.recipe or config.get("recipe") or settings.recipe_for((config.get("data") or {}).get("root"))
+    return config  # settings.validate_config makes its paths absolute
 
 
 class _Bars:
@@ -188,7 +192,7 @@ def _absolute_paths(args, *names) -> None:
 
 
 def cmd_train(args) -> int:
-    from lesion_core import distributed, runs, train
+    from lesion_core import runs
 
     _absolute_paths(args, "out", "resume", "run_dir")  # --data: config_from_args; weights: validate_config
     bars = _Bars()
@@ -199,21 +203,21 @@ def cmd_train(args) -> int:
             if options:
                 flags = ", ".join("--" + o.replace("_", "-") for o in options)
                 raise TrainingError(f"--resume/--run-dir take the run's own config; drop {flags}")
-            if distributed.launched():  # torchrun: one run, every process a share of each batch
-                run_dir = distributed.train(resume=args.resume, run_dir=args.run_dir, on_batch=bars.batch,
+            if ranks.launched():  # torchrun: one run, every process a share of each batch
+                run_dir = ddp.train(resume=args.resume, run_dir=args.run_dir, on_batch=bars.batch,
                                             on_log=bars.log)
             else:
-                run_dir = train.run_training(resume=args.resume, run_dir=args.run_dir,
+                run_dir = training.run_training(resume=args.resume, run_dir=args.run_dir,
                                              on_batch=bars.batch, on_log=bars.log)
         else:
             if not args.out:
                 raise TrainingError("give --out RUNS_DIR (the folder that receives the run folder)")
             if not args.data and not args.config:
                 raise TrainingError("give --data DIR (a dataset folder) or --data demo")
-            if distributed.launched():
-                run_dir = distributed.train(config_from_args(args), args.out, on_batch=bars.batch, on_log=bars.log)
+            if ranks.launched():
+                run_dir = ddp.train(config_from_args(args), args.out, on_batch=bars.batch, on_log=bars.log)
             else:
-                run_dir = train.run_training(config_from_args(args), args.out, on_batch=bars.batch, on_log=bars.log)
+                run_dir = training.run_training(config_from_args(args), args.out, on_batch=bars.batch, on_log=bars.log)
     finally:
         bars.close()
     if int(os.environ.get("RANK", "0")) > 0:

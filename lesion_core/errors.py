@@ -27,6 +27,12 @@ class TrainingError(LesionLabError):
     """A run that cannot start or had to stop (NaN loss, bad option)."""
 
 
+def require(ok: bool, message: str) -> None:
+    """TrainingError(message) unless ok: a config check in one line."""
+    if not ok:
+        raise TrainingError(message)
+
+
 def describe_os_error(exc: OSError) -> str:
     """One line naming the path and the problem of an OSError (read-only folder, full disk,
     a file where a folder is needed), for the CLI and the pages instead of a traceback."""

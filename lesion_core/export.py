@@ -39,6 +39,7 @@ from lesion_core.i18n import N_
 from lesion_core.paths import new_temp_file
 from lesion_core.inference.decision import read_threshold, withheld_reason
 from lesion_core.inference.temperature import read_calibration
+from lesion_core import settings
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -147,11 +148,11 @@ def preprocessing_modules(spec, size: int, mean, std) -> tuple[nn.Sequential, li
 
 def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
     """(the run's best model wrapped with its preprocessing, fp32 eval mode; the sidecar dict)."""
-    from lesion_core import inference, train  # train imports much; keep `import lesion_core.export` light
+    from lesion_core import inference, settings  # they import much; keep `import lesion_core.export` light
 
     model, config = inference.load_run_model(run_dir)
     entry = models.MODELS[config["model"]["name"]]
-    size = train.image_size(config)
+    size = settings.image_size(config)
     # the pipeline predict runs (inference.predict_image), an empty one included
     steps, described = preprocessing_modules(config["eval_augment"], size, entry.mean, entry.std)
     calibration = read_calibration(run_dir)  # the reader predict and the pages use: one meaning of a bad file
@@ -223,11 +224,10 @@ def _runner(fmt: str, path: Path):
 
 def verification_images(run_dir, limit: int = VERIFY_IMAGES) -> list[np.ndarray]:
     """Up to `limit` real images of the run's own dataset (validation split first)."""
-    from lesion_core import train
 
     config = runs.read_config(run_dir)
     try:
-        lesion = train.load_data(config)
+        lesion = settings.load_data(config)
     except LesionLabError as err:
         raise ModelError(N_("export checks the model on the run's images, which cannot be read ({error}); "
                             "pass images to check with (--images)").format(error=err)) from None

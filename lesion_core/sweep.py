@@ -4,7 +4,7 @@ A spec is JSON: {"base": {...config...}, "grid": {"optim.lr": [1e-3, 3e-4], "aug
 ["default_train", "notebook_train"]}, "repeats": 1}. Every combination of the grid's values
 (x repeats, the seed counting up from the base's) is a normal run folder whose config carries
 {"sweep": {"id", "index", "point", "repeat"}}. Each run is a detached trainer started by
-train.launch (one training at a time), so stopping it on the Train page stops the sweep, and
+training.launch (one training at a time), so stopping it on the Train page stops the sweep, and
 a sweep started again with the same spec finds its runs by that tag: finished ones are kept,
 an interrupted one is resumed, and the rest follow.
 """
@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 from collections.abc import Callable
 
-from lesion_core import runs, train
+from lesion_core import runs
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
 from lesion_core.install import require_installed
+from lesion_core import settings
+from lesion_core import training
 
 POLL_S = 2.0  # how often the sweep looks at its current run's status.json
 
@@ -80,11 +82,11 @@ def expand(spec: dict) -> list[dict]:
             config = copy.deepcopy(spec["base"])
             for key, value in point.items():
                 _set(config, key, value)
-            config["seed"] = int(config.get("seed", train.default_config()["seed"])) + repeat
+            config["seed"] = int(config.get("seed", settings.default_config()["seed"])) + repeat
             index = len(planned)
             config["sweep"] = {"id": sid, "index": index, "point": point, "repeat": repeat}
             try:
-                train.validate_config(config)
+                settings.validate_config(config)
             except TrainingError as exc:
                 raise TrainingError(N_("sweep run {index} ({point}): {error}").format(
                     index=index, point=json.dumps(point), error=exc)) from None
@@ -131,9 +133,9 @@ def run_sweep(spec: dict, runs_dir, on_log: Callable[[str], None] = print) -> li
             continue
         elif existing is not None and existing.state in ("interrupted", "stopped", "failed"):
             on_log(f"{label}: resuming {existing.id} ({existing.state})")
-            run_dir = train.launch_resume(existing.path)
+            run_dir = training.launch_resume(existing.path)
         else:
-            run_dir = train.launch(item["config"], runs_dir)
+            run_dir = training.launch(item["config"], runs_dir)
             on_log(f"{label}: started {run_dir.name}")
         state = _wait(run_dir)
         if state == "stopped":

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 
-from lesion_core import runs, train
+from lesion_core import runs
 from lesion_core.data import CLASS_NAMES
 from lesion_core.evaluation import bootstrap
+from lesion_core import training
 
 
 def fake_scores(n_per_class=(40, 12, 25), seed=1, skill=1.0):
@@ -101,7 +102,7 @@ def test_format_interval():
 def test_a_finished_run_stores_intervals_matching_its_predictions(demo_root, tmp_path, one_torch_thread):
     from tests.test_train import tiny_config
 
-    run_dir = train.run_training(tiny_config(demo_root, epochs=1), tmp_path)
+    run_dir = training.run_training(tiny_config(demo_root, epochs=1), tmp_path)
     stored = runs.read_metrics(run_dir, "test")
     assert set(stored["intervals"]["mean_auc"]) >= {"value", "ci_low", "ci_high", "n"}
     assert stored["intervals"]["mean_auc"]["value"] == pytest.approx(stored["mean_auc"])

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from lesion_core import paths, plots, runs, train
+from lesion_core import paths, plots, runs
 from lesion_core.evaluation import subgroups
+from lesion_core import inference
+from lesion_core import settings
+from lesion_core import training
 
 import layout_fixtures as fx
 from test_pages import goto, texts
@@ -25,7 +28,7 @@ def tiny_run(root, runs_dir, **overrides):
               "model": {"name": "lenet", "weights": "random"}, "image_size": 32, "epochs": 2,
               "batch_size": 8, "augment": [], "eval_augment": [], "bn_recalibration_images": 0}
     config.update(overrides)
-    return train.run_training(config, runs_dir)
+    return training.run_training(config, runs_dir)
 
 
 def _predictions(run_dir, split="test"):
@@ -54,7 +57,7 @@ def test_seven_class_run_ranks_epochs_by_macro_auc_and_keeps_metadata(tmp_path):
     assert saved["headline"] == "macro_auc" and "isic2017_mean_auc" not in saved
     assert saved["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels, probs.argmax(1)))
     # No lesion of the test split was seen in training.
-    train_groups = {r.group for r in train.load_data(config).split("train")}
+    train_groups = {r.group for r in settings.load_data(config).split("train")}
     assert not train_groups & {r["group"] for r in rows}
 
 
@@ -63,7 +66,7 @@ def test_binary_run_has_one_roc_and_subgroup_metrics(tmp_path):
     run_dir = tiny_run(root, tmp_path / "runs")
     saved = json.loads((run_dir / "metrics_val.json").read_text())
     assert saved["class_names"] == ["benign", "melanoma"] and saved["headline"] == "macro_auc"
-    frame = train.read_predictions(run_dir / "predictions_val.csv")
+    frame = inference.read_predictions(run_dir / "predictions_val.csv")
     labels = (frame["label"] == "melanoma").to_numpy()
     assert saved["macro_auc"] == pytest.approx(roc_auc_score(labels, frame["prob_melanoma"]), abs=1e-5)
     figure = plots.roc_curves(saved["roc"], saved["auc"], saved["class_names"])
@@ -143,4 +146,4 @@ def test_isic2020_diagnosis_labels_travel_through_the_run_config(tmp_path):
     config = runs.read_config(run_dir)
     assert config["data"]["class_names"] == ["melanoma", "nevus"]
     assert config["data"]["split"]["labels"] == "diagnosis"
-    assert train.load_data(config).class_names == ("melanoma", "nevus")  # the recorded split replays
+    assert settings.load_data(config).class_names == ("melanoma", "nevus")  # the recorded split replays

@@ -15,10 +15,9 @@ import termios
 from pathlib import Path
 
 import pytest
-
-from lesion_core import train
 from lesion_core.cli import main
 from lesion_core.data.demo import generate_demo
+from lesion_core import training
 
 TINY = ["--model", "lenet", "--pretrained", "random", "--image-size", "32", "--batch-size", "8"]
 REPO = Path(__file__).resolve().parent.parent
@@ -62,7 +61,7 @@ def test_evaluate_leaves_out_images_without_a_mask_when_the_run_crops_to_the_les
     config = {"data": {"root": str(demo_root), "max_size": 24}, "model": {"name": "lenet", "weights": "random"},
               "image_size": 32, "epochs": 1, "batch_size": 8,
               "augment": [{"name": "CropByMask", "params": {"border": 0}}]}
-    run_dir = train.run_training(config, tmp_path / "runs")
+    run_dir = training.run_training(config, tmp_path / "runs")
     partial = tmp_path / "partial"  # the external set with its first mask missing
     shutil.copytree(external_root, partial)
     sorted((partial / "masks").iterdir())[0].unlink()

@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 from sklearn.metrics import average_precision_score
 
-from lesion_core import runs, train
+from lesion_core import runs
 from lesion_core.cli import main
 from lesion_core.evaluation import calibration, operating
+from lesion_core import inference
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,7 +35,7 @@ def first_image(demo_root) -> tuple[Path, Path]:
 
 def saved(run_dir, split):
     """(labels, raw probabilities, class names) of a run's predictions CSV."""
-    frame = train.read_predictions(run_dir / f"predictions_{split}.csv")
+    frame = inference.read_predictions(run_dir / f"predictions_{split}.csv")
     names = frame.attrs["class_names"]
     labels = frame["label"].map({n: i for i, n in enumerate(names)}).to_numpy()
     return labels, frame[[f"prob_{n}" for n in names]].to_numpy(dtype=float), names
@@ -133,7 +134,7 @@ def test_evaluate_explain_and_tta_add_columns_and_keys(run, capsys):
     assert main(["evaluate", str(run), "--split", "val", "--explain", "--tta"]) == 0
     out = capsys.readouterr().out
     assert "calibration: temperature" in out and "operating points" in out and "lesion focus" in out
-    frame = train.read_predictions(run / "predictions_val.csv")
+    frame = inference.read_predictions(run / "predictions_val.csv")
     assert {"focus", "peak_in_lesion"} <= set(frame.columns)
     metrics = runs.read_metrics(run, "val")
     assert {"auc", "calibration", "operating_points", "explain", "tta"} <= set(metrics)
@@ -155,7 +156,7 @@ def test_review_on_real_isic_images_with_masks(isic_dev_root, tmp_path, capsys):
                  "--out", str(tmp_path / "runs")]) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert main(["evaluate", str(run_dir), "--split", "test", "--explain"]) == 0
-    frame = train.read_predictions(run_dir / "predictions_test.csv")
+    frame = inference.read_predictions(run_dir / "predictions_test.csv")
     focus = frame["focus"].replace("", np.nan).astype(float)
     assert focus.notna().sum() >= len(frame) // 2  # every ISIC image has a mask
     assert ((focus.dropna() >= 0) & (focus.dropna() <= 1)).all()

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lesion_core import runs, train
+from lesion_core import runs
 from lesion_core.cli import main
+from lesion_core import settings
 
 TINY = ["--model", "lenet", "--pretrained", "random", "--image-size", "32", "--batch-size", "8", "--epochs", "1"]
 
@@ -109,7 +110,7 @@ def test_predict_prints_class_probabilities(trained_run, demo_root, capsys):
 
 def test_resume_continues_a_stopped_run(demo_root, tmp_path, capsys):
     # a run stopped in its first batch (STOP requested before it started), then resumed
-    config = train.validate_config({"data": {"root": str(demo_root)}, "model": {"name": "lenet", "weights": "random"},
+    config = settings.validate_config({"data": {"root": str(demo_root)}, "model": {"name": "lenet", "weights": "random"},
                                     "image_size": 32, "epochs": 2, "batch_size": 8, "augment": [], "eval_augment": []})
     run_dir = runs.create_run(tmp_path / "runs", config)
     runs.request_stop(run_dir)

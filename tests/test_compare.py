@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
-
-from lesion_core import train
 from lesion_core.cli import main
 from lesion_core.errors import TrainingError
 from lesion_core.evaluation import bootstrap, compare
+from lesion_core import inference
+from lesion_core import training
 from tests.test_train import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture
 def two_runs(demo_root, tmp_path):
-    a = train.run_training(tiny_config(demo_root, epochs=1, seed=1), tmp_path / "runs")
-    b = train.run_training(tiny_config(demo_root, epochs=2, seed=2, optim={"lr": 0.003}), tmp_path / "runs")
+    a = training.run_training(tiny_config(demo_root, epochs=1, seed=1), tmp_path / "runs")
+    b = training.run_training(tiny_config(demo_root, epochs=2, seed=2, optim={"lr": 0.003}), tmp_path / "runs")
     return a, b
 
 
@@ -66,9 +66,9 @@ def test_a_perfect_run_beats_a_weak_one(two_runs, capsys):
     a, b = two_runs
     # B's predictions replaced by a perfect classifier, A's by a constant one (AUC 0.5).
     ids, labels, probs, names = bootstrap.load_predictions(b, "test")
-    train.write_predictions(b / "predictions_test.csv", ids, labels, np.eye(len(names))[labels] * 0.9 + 0.1 / 3, names)
+    inference.write_predictions(b / "predictions_test.csv", ids, labels, np.eye(len(names))[labels] * 0.9 + 0.1 / 3, names)
     ids_a, labels_a, _, _ = bootstrap.load_predictions(a, "test")
-    train.write_predictions(a / "predictions_test.csv", ids_a, labels_a, np.full((len(ids_a), 3), 1 / 3), names)
+    inference.write_predictions(a / "predictions_test.csv", ids_a, labels_a, np.full((len(ids_a), 3), 1 / 3), names)
     assert main(["compare", str(a), str(b), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["metrics"]["mean_auc"]["b"] == 1.0 and out["metrics"]["mean_auc"]["a"] == 0.5
@@ -80,8 +80,8 @@ def test_a_perfect_run_beats_a_weak_one(two_runs, capsys):
 
 
 def test_runs_on_different_images_get_no_verdict(demo_root, tmp_path, capsys):
-    a = train.run_training(tiny_config(demo_root, epochs=1), tmp_path / "runs")
-    b = train.run_training(tiny_config(demo_root, epochs=1, data={"split_seed": 7}), tmp_path / "runs")
+    a = training.run_training(tiny_config(demo_root, epochs=1), tmp_path / "runs")
+    b = training.run_training(tiny_config(demo_root, epochs=1, data={"split_seed": 7}), tmp_path / "runs")
     result = compare.compare_runs(a, b)
     assert result["same_images"] is False and result["verdict"] == "none" and result["n"] is None
     assert "different test images" in result["reason"]

@@ -17,8 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lesion_core import runs, train
+from lesion_core import runs
 from lesion_core.cli import main
+from lesion_core import inference
+from lesion_core import settings
+from lesion_core import training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,7 +33,7 @@ TINY = {"model": {"name": "lenet", "weights": "random"}, "image_size": 32, "batc
 def finished_run(tmp_path_factory, demo_root) -> Path:
     """One finished tiny run, made once; tests copy it before damaging it."""
     runs_dir = tmp_path_factory.mktemp("finished") / "runs"
-    return train.run_training(dict(TINY, data={"root": str(demo_root)}, epochs=1), runs_dir)
+    return training.run_training(dict(TINY, data={"root": str(demo_root)}, epochs=1), runs_dir)
 
 
 @pytest.fixture
@@ -40,7 +43,7 @@ def run_copy(finished_run, tmp_path) -> Path:
 
 def stopped_run(demo_root, runs_dir: Path, epochs: int = 2) -> Path:
     """A run stopped before its first batch (STOP requested before it started): resumable."""
-    config = train.validate_config(dict(TINY, data={"root": str(demo_root)}, epochs=epochs))
+    config = settings.validate_config(dict(TINY, data={"root": str(demo_root)}, epochs=epochs))
     run_dir = runs.create_run(runs_dir, config)
     runs.request_stop(run_dir)
     assert main(["train", "--run-dir", str(run_dir)]) == 0
@@ -126,7 +129,7 @@ def test_a_binary_predictions_csv_is_a_data_error_naming_it(run_copy):
 
     (run_copy / "predictions_test.csv").write_bytes(bytes(range(256)) * 4)
     with pytest.raises(DataError, match="predictions_test.csv is damaged"):
-        train.read_predictions(run_copy / "predictions_test.csv")
+        inference.read_predictions(run_copy / "predictions_test.csv")
 
 
 def test_a_binary_train_log_is_shown_with_replacement_characters(run_copy):
@@ -158,8 +161,8 @@ def test_resume_from_the_cli_takes_the_one_run_at_a_time_lock(demo_root, tmp_pat
 def test_evaluate_refuses_when_recorded_images_are_missing_and_allow_missing_scores_the_rest(
         demo_root, tmp_path, capsys):
     data_copy = Path(shutil.copytree(demo_root, tmp_path / "data"))
-    run_dir = train.run_training(dict(TINY, data={"root": str(data_copy)}, epochs=1), tmp_path / "runs")
-    test_ids = train.run_config(run_dir)["data"]["split"]["splits"]["test"]
+    run_dir = training.run_training(dict(TINY, data={"root": str(data_copy)}, epochs=1), tmp_path / "runs")
+    test_ids = settings.run_config(run_dir)["data"]["split"]["splits"]["test"]
     (data_copy / "images" / f"{test_ids[0]}.jpg").unlink()
     (data_copy / "images" / f"{test_ids[1]}.jpg").write_bytes(b"not a jpeg")
     capsys.readouterr()

@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lesion_core import loading, runs, train
+from lesion_core import runs
+from lesion_core.settings import loading
+from lesion_core import errors
+from lesion_core import settings
+from lesion_core import training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -59,14 +63,14 @@ def test_auto_workers_follow_the_cores_and_the_device():
 
 
 def test_batches_are_the_same_with_or_without_worker_processes(demo_root):
-    config = train.validate_config({
+    config = settings.validate_config({
         "data": {"root": str(demo_root)}, "model": {"name": "lenet", "weights": "random"}, "image_size": 32,
         "batch_size": 6, "augment": "default_train"})
-    records = train.load_data(config).split("train")[:12]
+    records = settings.load_data(config).split("train")[:12]
     batches = {}
     for workers in (0, 2):
         gen = torch.Generator()
-        loader = train.make_loader(records, config["augment"], dict(config, num_workers=workers), True, gen)
+        loader = settings.make_loader(records, config["augment"], dict(config, num_workers=workers), True, gen)
         batches[workers] = []
         for epoch in (1, 2):
             gen.manual_seed(epoch)
@@ -78,8 +82,8 @@ def test_batches_are_the_same_with_or_without_worker_processes(demo_root):
 
 
 def test_num_workers_must_be_auto_or_a_count():
-    with pytest.raises(train.TrainingError, match='num_workers must be "auto" or an integer >= 0'):
-        train.validate_config({"num_workers": "many"})
+    with pytest.raises(errors.TrainingError, match='num_workers must be "auto" or an integer >= 0'):
+        settings.validate_config({"num_workers": "many"})
 
 
 # --------------------------------------------------------------------------- torchrun (gloo, CPU)
@@ -133,14 +137,14 @@ def predictions(run_dir: Path, split: str) -> dict[str, list[float]]:
 def test_two_gloo_processes_train_one_run_like_one_process(demo_root, tmp_path, extra):
     (tmp_path / "config.json").write_text(json.dumps(ddp_config(demo_root, **extra)))
     finished(torchrun(tmp_path, "--config", "config.json", "--out", "ddp"))
-    single = train.run_training(ddp_config(demo_root, **extra), tmp_path / "single")
+    single = training.run_training(ddp_config(demo_root, **extra), tmp_path / "single")
 
     (run_dir,) = [p for p in (tmp_path / "ddp").iterdir() if p.is_dir()]  # one folder, rank 0's
     assert runs.read_status(run_dir)["state"] == "finished"
     resolved = runs.read_config(run_dir)["resolved"]
     assert (resolved["world_size"], resolved["global_batch"], resolved["local_batch"]) == (2, 8, 4)
     assert runs.read_config(run_dir)["processes"] == 2  # what Resume on the Train page starts again
-    split = train.load_data(train.validate_config(ddp_config(demo_root)))
+    split = settings.load_data(settings.validate_config(ddp_config(demo_root)))
     for name in ("val", "test"):
         ddp, alone = predictions(run_dir, name), predictions(single, name)
         assert sorted(ddp) == sorted(r.id for r in split.split(name))  # every image, once
@@ -189,34 +193,34 @@ def test_a_stop_request_stops_every_rank_and_the_run_resumes_under_torchrun(demo
 
 
 def test_the_device_choice_lists_every_gpu_then_the_first_k_and_maps_back_to_a_config():
-    four = train.device_choices([("NVIDIA H200", 143 * 2**30)] * 4)
+    four = settings.device_choices([("NVIDIA H200", 143 * 2**30)] * 4)
     assert [c for c in four if c not in ("auto", "cpu", "mps")] == [
         "cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda*2", "cuda*3", "cuda*4"]
     assert four["cuda:2"] == "GPU 2: NVIDIA H200, 143 GiB"
     assert four["cuda*3"] == "3 GPUs (0 to 2), one torchrun process each"
-    assert train.split_device_choice("cuda*4") == ("cuda", 4)
-    assert train.split_device_choice("cuda:1") == ("cuda:1", 1)
+    assert settings.split_device_choice("cuda*4") == ("cuda", 4)
+    assert settings.split_device_choice("cuda:1") == ("cuda:1", 1)
     for choice in four:  # every choice, put in a config, is found again
-        device, processes = train.split_device_choice(choice)
-        assert train.device_choice({"device": device, "processes": processes}, four) == choice
-    assert train.device_choice({"device": "auto", "processes": 2}, four) == "cuda*2"  # a torchrun job's auto
-    one = train.device_choices([("NVIDIA T4", 15 * 2**30)])
-    assert "cuda*2" not in one and train.device_choice({"device": "cuda", "processes": 2}, one) == "auto"
-    assert train.device_choice({"device": "cuda:3", "processes": 1}, one) == "auto"  # a GPU it lacks
-    assert train.device_choice({"device": "cpu", "processes": 2}, one) == "cpu"  # the page has no CPU processes
-    assert train.device_choice({"device": "cpu"}, one) == "cpu"  # a config from before processes existed
+        device, processes = settings.split_device_choice(choice)
+        assert settings.device_choice({"device": device, "processes": processes}, four) == choice
+    assert settings.device_choice({"device": "auto", "processes": 2}, four) == "cuda*2"  # a torchrun job's auto
+    one = settings.device_choices([("NVIDIA T4", 15 * 2**30)])
+    assert "cuda*2" not in one and settings.device_choice({"device": "cuda", "processes": 2}, one) == "auto"
+    assert settings.device_choice({"device": "cuda:3", "processes": 1}, one) == "auto"  # a GPU it lacks
+    assert settings.device_choice({"device": "cpu", "processes": 2}, one) == "cpu"  # the page has no CPU processes
+    assert settings.device_choice({"device": "cpu"}, one) == "cpu"  # a config from before processes existed
 
 
 def test_this_machine_lists_the_gpus_it_has():
-    choices = train.device_choices()
+    choices = settings.device_choices()
     gpus = [c for c in choices if c.startswith("cuda:")]
-    assert list(choices)[:2] == ["auto", "cpu"] and len(gpus) == train.gpu_count()  # none here or in CI
+    assert list(choices)[:2] == ["auto", "cpu"] and len(gpus) == settings.gpu_count()  # none here or in CI
 
 
 def test_several_processes_train_through_torchrun_one_alone_does_not(tmp_path):
-    alone = train.trainer_command(tmp_path, "--run-dir")
+    alone = training.trainer_command(tmp_path, "--run-dir")
     assert alone == [sys.executable, "-m", "lesion_core", "train", "--run-dir", str(tmp_path)]
-    assert train.trainer_command(tmp_path, "--resume", 4) == [
+    assert training.trainer_command(tmp_path, "--resume", 4) == [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4",
         "-m", "lesion_core", "train", "--resume", str(tmp_path)]
 
@@ -236,7 +240,7 @@ def wait_for(run_dir: Path, done, what: str, timeout: float = 600):
 def test_launch_and_resume_start_two_processes_through_torchrun_and_stop_reaches_both(demo_root, tmp_path):
     """What the Train page does with "2 GPUs": launch() and launch_resume() start torchrun;
     here with gloo on the CPU (processes 2, device cpu), since no GPU is at hand."""
-    run_dir = train.launch(ddp_config(demo_root, epochs=40, batch_size=2, device="cpu", processes=2),
+    run_dir = training.launch(ddp_config(demo_root, epochs=40, batch_size=2, device="cpu", processes=2),
                            tmp_path / "runs")
     launcher = runs.read_status(run_dir)["pid"]
     wait_for(run_dir, lambda info: any(r["phase"] == "val" for r in runs.read_history(run_dir)), "a validated epoch")
@@ -252,13 +256,13 @@ def test_launch_and_resume_start_two_processes_through_torchrun_and_stop_reaches
     config = json.loads((run_dir / "config.json").read_text())
     config["epochs"] = done + 1  # resume only one more epoch, to keep the test short
     (run_dir / "config.json").write_text(json.dumps(config))
-    train.launch_resume(run_dir)  # rank 0 finds the run queued for its parent, torchrun
+    training.launch_resume(run_dir)  # rank 0 finds the run queued for its parent, torchrun
     info = wait_for(run_dir, lambda info: info.state not in runs.ACTIVE_STATES, "the end of the resumed run")
     assert info.state == "finished", info.status
     assert [r["epoch"] for r in runs.read_history(run_dir) if r["phase"] == "val"] == list(range(1, done + 2))
 
 
 def test_a_config_for_several_processes_is_refused_outside_torchrun(demo_root, tmp_path):
-    with pytest.raises(train.TrainingError, match="start it with torchrun --nproc_per_node=2"):
-        train.run_training(ddp_config(demo_root, device="cpu", processes=2), tmp_path / "runs")
+    with pytest.raises(errors.TrainingError, match="start it with torchrun --nproc_per_node=2"):
+        training.run_training(ddp_config(demo_root, device="cpu", processes=2), tmp_path / "runs")
     assert not (tmp_path / "runs").exists()

@@ -7,6 +7,7 @@ test_train_live_reload_and_finish trained.
 """
 
 from __future__ import annotations
+from lesion_core import training
 
 import os
 import re
@@ -230,12 +231,11 @@ def test_predictions(page, server):
 
 def test_a_run_with_metadata_asks_for_the_patients_age_and_sex(page, server, demo_root, tmp_path):
     """A run trained on data with ages weighs the age typed beside an uploaded image."""
-    from lesion_core import train
     from tests.test_patient import with_metadata
     from tests.test_train import tiny_config
 
     root = with_metadata(demo_root, tmp_path / "aged")
-    run_dir = train.run_training(tiny_config(root, epochs=1, metadata=True), tmp_path / "runs")
+    run_dir = training.run_training(tiny_config(root, epochs=1, metadata=True), tmp_path / "runs")
     server.runs.mkdir(parents=True, exist_ok=True)  # (when this test runs alone, nothing trained there yet)
     os.rename(run_dir, server.runs / "99980000-metadata")  # the newest run: a new session shows it
     context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})

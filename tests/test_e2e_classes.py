@@ -3,6 +3,7 @@ Dataset, Results and Predictions pages of a real server (the run trained beforeh
 32 px, a few seconds)."""
 
 from __future__ import annotations
+from lesion_core import training
 
 import pytest
 
@@ -18,12 +19,10 @@ def served(request, tmp_path, demo_root, one_torch_thread):
     """(server, page, layout): the layout as the app's dataset, one finished run on it."""
     from playwright.sync_api import sync_playwright
 
-    from lesion_core import train
-
     require_chromium()
     layout = request.param
     root = {"ham10000": fx.make_ham10000, "isic2020": fx.make_isic2020}[layout](tmp_path / layout)
-    train.run_training({"data": {"root": str(root), "val_fraction": 0.25, "test_fraction": 0.25},
+    training.run_training({"data": {"root": str(root), "val_fraction": 0.25, "test_fraction": 0.25},
                         "model": {"name": "lenet", "weights": "random"}, "image_size": 32, "epochs": 2,
                         "batch_size": 8, "augment": [], "eval_augment": [], "bn_recalibration_images": 0},
                        tmp_path / "runs")

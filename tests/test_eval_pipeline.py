@@ -7,8 +7,10 @@ import csv
 import numpy as np
 import pytest
 
-from lesion_core import data, inference, runs, train, transforms
+from lesion_core import data, inference, runs, transforms
 from lesion_core.errors import LesionLabError, TrainingError
+from lesion_core import settings
+from lesion_core import training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,18 +50,18 @@ def test_eval_spec_has_no_random_step(name):
 
 
 def test_config_derives_a_lesion_cropping_eval_pipeline():
-    config = train.validate_config({"augment": "notebook_train", "image_size": 64})
+    config = settings.validate_config({"augment": "notebook_train", "image_size": 64})
     assert transforms.crops_to_lesion(config["eval_augment"])
     assert "RandomChangeSkin" not in names(config["eval_augment"])
 
 
 def test_a_whole_image_eval_pipeline_under_lesion_crops_is_refused():
     with pytest.raises(TrainingError, match="crops to the lesion but the evaluation pipeline does not"):
-        train.validate_config({"augment": "notebook_train", "eval_augment": "eval"})
+        settings.validate_config({"augment": "notebook_train", "eval_augment": "eval"})
 
 
 def _first_test_sample(run_dir):
-    lesion = train.load_data(runs.read_config(run_dir))
+    lesion = settings.load_data(runs.read_config(run_dir))
     record = lesion.split("test")[0]
     image = data.read_image(record.image_path)
     return record, image, data.read_mask(record.mask_path, image.shape[:2])
@@ -72,7 +74,7 @@ def test_a_cropbymask_trained_run_evaluates_on_lesion_crops(demo_root, tmp_path)
               "model": {"name": "lenet", "weights": "random"}, "image_size": 32, "epochs": 1, "batch_size": 8,
               "augment": [{"name": "CropByMask", "params": {"border": 0}},
                           {"name": "RandomHorizontalFlip", "params": {"p": 0.5}}]}
-    run_dir = train.run_training(config, tmp_path / "runs")
+    run_dir = training.run_training(config, tmp_path / "runs")
     assert names(runs.read_config(run_dir)["eval_augment"]) == ["CropByMask"]
     record, image, mask = _first_test_sample(run_dir)
     rows = np.nonzero(mask.any(axis=1))[0]
@@ -90,7 +92,7 @@ def test_predicting_without_a_mask_under_lesion_crops_says_what_to_give(demo_roo
     config = {"data": {"root": str(demo_root), "max_size": 24, "val_fraction": 0.3, "test_fraction": 0.3},
               "model": {"name": "lenet", "weights": "random"}, "image_size": 32, "epochs": 1, "batch_size": 8,
               "augment": [{"name": "CropByMask", "params": {"border": 2}}]}
-    run_dir = train.run_training(config, tmp_path / "runs")
+    run_dir = training.run_training(config, tmp_path / "runs")
     _record, image, _mask = _first_test_sample(run_dir)
     with pytest.raises(LesionLabError, match="trained on lesion crops.*give the lesion mask"):
         inference.predict_image(run_dir, image, None)

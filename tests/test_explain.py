@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lesion_core import data, models, train
+from lesion_core import data, models
 from lesion_core.data.demo import generate_demo
 from lesion_core.evaluation import explain
+from lesion_core import training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -108,7 +109,7 @@ def test_a_model_that_learned_a_corner_shortcut_looks_outside_the_lesion(tmp_pat
         config = {"data": {"root": str(root)}, "model": {"name": "lenet", "weights": "random"},
                   "optim": {"lr": 0.003}, "image_size": 64, "epochs": 12, "batch_size": 16, "seed": 0,
                   "augment": [{"name": "RandomHorizontalFlip", "params": {"p": 0.5}}], "eval_augment": []}
-        run_dir = train.run_training(config, tmp_path / "runs")
+        run_dir = training.run_training(config, tmp_path / "runs")
         focus[name], n_defined = _mean_melanoma_focus(run_dir, root)
         assert n_defined >= 10  # of 30 melanomas: heatmaps with mass for at least a third
     # measured: clean 0.62, shortcut 0.11 (seed 1: 0.50 and 0.02)

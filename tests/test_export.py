@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from lesion_core import data, export, inference, models, runs, train
+from lesion_core import data, export, inference, models, runs
 from lesion_core.cli import main
 from lesion_core.errors import ModelError
+from lesion_core import settings
 
 # The ONNX exporter (torch.export, then onnxscript) takes 10-60 s per zoo net on 2 cores: the
 # quick run covers the notebook's LeNet in both formats and the default model in TorchScript.
@@ -21,7 +22,7 @@ def make_run(root, runs_dir, model_name: str, size: int, seed: int = 0):
     rescaled so its logits spread by about 2 (random heads give near-uniform probabilities,
     scaled too far they saturate at 0 and 1: either way a wrong export would not show)."""
     class_names = list(data.load_dataset(root).class_names)
-    config = train.validate_config({
+    config = settings.validate_config({
         "data": {"root": str(root), "class_names": class_names},
         "model": {"name": model_name, "weights": "random"},
         "image_size": size, "device": "cpu",

@@ -9,6 +9,8 @@ import threading
 import pytest
 
 from lesion_core import access
+from lesion_core import inference
+from lesion_core import training
 from tests.test_pages import goto, texts
 
 
@@ -166,12 +168,12 @@ def test_fifteen_wrong_tokens_are_not_answered_at_page_speed(exposed, app):
 
 def sound_run(demo_root):
     """A finished tiny run in the app's runs folder."""
-    from lesion_core import paths, train
+    from lesion_core import paths
     from tests.test_pages import LENET
 
     config = {"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
               "batch_size": 8, "augment": [], "eval_augment": []}
-    return train.run_training(config, paths.runs_dir())
+    return training.run_training(config, paths.runs_dir())
 
 
 def markdown_bodies(app) -> str:
@@ -209,15 +211,13 @@ def test_every_csv_the_product_writes_neutralises_formulas_and_reads_back_the_sa
     import io
 
     import numpy as np
-
-    from lesion_core import train
     from lesion_core.evaluation import explain, external
 
     names = ("melanoma", "-nevus", "keratosis")
     probs = np.full((len(HOSTILE_IDS), 3), 1 / 3)
     path = tmp_path / "predictions_test.csv"
     meta = {i: {"site": "=cmd|' /C calc'!A0"} for i in HOSTILE_IDS}
-    train.write_predictions(path, HOSTILE_IDS, [0, 1, 2, 0, 1, 2, 0, 1], probs, names, meta)
+    inference.write_predictions(path, HOSTILE_IDS, [0, 1, 2, 0, 1, 2, 0, 1], probs, names, meta)
     explain.add_focus_columns(path, {HOSTILE_IDS[0]: (0.5, True)})  # rewrites the file: no double escape
     texts = [path.read_text(encoding="utf-8"),
              external.predictions_csv([{"file": i, "melanoma": 0.2, "-nevus": 0.3, "keratosis": 0.5, "pred": "-nevus",
@@ -226,7 +226,7 @@ def test_every_csv_the_product_writes_neutralises_formulas_and_reads_back_the_sa
         for row in csv.reader(io.StringIO(text)):
             for value in row:
                 assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), value
-    frame = train.read_predictions(path)
+    frame = inference.read_predictions(path)
     assert list(frame["id"]) == HOSTILE_IDS and set(frame["site"]) == {"=cmd|' /C calc'!A0"}
     focus = list(frame["focus"].astype(str))
     assert list(frame["label"][:2]) == ["melanoma", "-nevus"] and focus.count("0.5") + focus.count("0.5000") == 1

@@ -12,10 +12,13 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lesion_core import data, i18n, links, metrics, paths, plots, runs, train, transforms
-from lesion_core.errors import DataError, TransformError
+from lesion_core import data, i18n, links, metrics, paths, plots, runs, transforms
+from lesion_core.errors import DataError, TrainingError, TransformError
 from lesion_core.evaluation import compare
 from lesion_core.i18n import check
+from lesion_core import inference
+from lesion_core import settings
+from lesion_core import training
 from tests.e2e_helpers import REPO, seed_demo_cache
 from tests.test_export import make_run
 
@@ -198,8 +201,8 @@ def finished_run(demo_root):
     ids = [r.id for r in lesion.split("test")][:12]
     for split in ("test", "val"):
         result = metrics.compute_metrics(labels, probs, names)
-        runs.atomic_write_json(run_dir / f"metrics_{split}.json", train._metrics_summary(result, ids))
-        train.write_predictions(run_dir / f"predictions_{split}.csv", ids, labels, probs, names)
+        runs.atomic_write_json(run_dir / f"metrics_{split}.json", training.metrics_summary(result, ids))
+        inference.write_predictions(run_dir / f"predictions_{split}.csv", ids, labels, probs, names)
     for epoch in (1, 2):
         for phase in ("train", "val"):
             runs.append_line(run_dir / "history.jsonl", json.dumps(
@@ -298,12 +301,12 @@ def test_a_failed_run_says_why_in_spanish(demo_root, tmp_path):
     # A real failure: the run's data folder vanished between launch and the trainer's start.
     moved = tmp_path / "data"
     moved.symlink_to(demo_root, target_is_directory=True)
-    config = train.validate_config({"data": {"root": str(moved)}, "model": {"name": "lenet", "weights": "random"},
+    config = settings.validate_config({"data": {"root": str(moved)}, "model": {"name": "lenet", "weights": "random"},
                                     "image_size": 32, "device": "cpu"})
     run_dir = runs.create_run(paths.runs_dir(), config)
     moved.unlink()
-    with pytest.raises(train.TrainingError):
-        train.run_training(run_dir=run_dir)
+    with pytest.raises(TrainingError):
+        training.run_training(run_dir=run_dir)
     assert runs.read_status(run_dir)["message"].startswith("dataset folder not found: ")  # the CLI's English
 
     app = _page_in_spanish(demo_root, "train", run_dir.name)
@@ -342,7 +345,7 @@ def test_compare_without_a_verdict_says_why_in_spanish(demo_root, finished_run):
     names = list(data.CLASS_NAMES)
     ids = [r.id for r in data.load_dataset(demo_root).split("val")][:10]
     probs = np.random.default_rng(1).dirichlet([1, 1, 1], size=len(ids))
-    train.write_predictions(other / "predictions_test.csv", ids, np.arange(len(ids)) % 3, probs, names)
+    inference.write_predictions(other / "predictions_test.csv", ids, np.arange(len(ids)) % 3, probs, names)
     runs.write_status(other, state="finished", message="finished: test mean AUC 0.600")
 
     app = spanish_app(demo_root)

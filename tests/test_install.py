@@ -30,7 +30,7 @@ def test_a_launch_from_a_copy_that_is_not_installed_says_so_and_creates_nothing(
     config = {"data": {"root": str(demo_root)}, "model": {"name": "lenet", "weights": "random"},
               "image_size": 32, "epochs": 1, "augment": [], "eval_augment": []}
     script = ("import json, sys\n"
-              "from lesion_core import train\n"
+              "from lesion_core import training as train\n"
               "from lesion_core.errors import TrainingError\n"
               "assert train.__file__.startswith(sys.argv[1]), train.__file__\n"
               "try:\n"

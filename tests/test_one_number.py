@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lesion_core import data, export, inference, runs, train
+from lesion_core import data, export, inference, runs
 from lesion_core.cli import main
 from lesion_core.evaluation import operating, report
 from lesion_core.inference.temperature import read_calibration
+from lesion_core import settings
+from lesion_core import training
 
 TINY = {"model": {"name": "lenet", "weights": "random"}, "image_size": 32, "batch_size": 8, "epochs": 2,
         "augment": [], "eval_augment": [], "bn_recalibration_images": 0}
@@ -24,7 +26,7 @@ TINY = {"model": {"name": "lenet", "weights": "random"}, "image_size": 32, "batc
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, demo_root) -> Path:
     """One small run trained for real, with a temperature that changes its probabilities."""
-    run = train.run_training(dict(TINY, data={"root": str(demo_root)}), tmp_path_factory.mktemp("one") / "runs")
+    run = training.run_training(dict(TINY, data={"root": str(demo_root)}), tmp_path_factory.mktemp("one") / "runs")
     runs.atomic_write_json(run / "calibration.json", {"temperature": 1.7, "fitted_on": "val"})
     return run
 
@@ -35,7 +37,7 @@ def run_copy(run_dir, tmp_path) -> Path:
 
 
 def one_image(run: Path) -> tuple[Path, np.ndarray]:
-    record = train.load_data(runs.read_config(run)).split("test")[0]
+    record = settings.load_data(runs.read_config(run)).split("test")[0]
     return record.image_path, data.read_image(record.image_path)
 
 
@@ -79,7 +81,7 @@ def test_every_face_gives_the_same_numbers(run_dir, tmp_path, capsys):
 
 
 def test_each_stored_operating_point_lies_on_the_raw_roc_of_the_predictions_csv(run_dir):
-    frame = train.read_predictions(run_dir / "predictions_test.csv")
+    frame = inference.read_predictions(run_dir / "predictions_test.csv")
     names = frame.attrs["class_names"]
     stored = runs.read_metrics(run_dir, "test")["operating_points"]
     for name in names:
@@ -132,7 +134,7 @@ def test_a_near_chance_run_withholds_its_decision_in_predict_the_report_and_the_
 def test_an_unreachable_specificity_names_the_best_reachable_one(run_copy, capsys):
     assert main(["threshold", str(run_copy), "--class", "melanoma", "--specificity", "1.5"]) != 0
     assert "between 0 and 1" in capsys.readouterr().err
-    frame = train.read_predictions(run_copy / "predictions_val.csv")
+    frame = inference.read_predictions(run_copy / "predictions_val.csv")
     is_class = (frame["label"] == "melanoma").to_numpy()
     best = operating.best_specificity_with_sensitivity(is_class, frame["prob_melanoma"].to_numpy(dtype=float))
     if best < 1.0:  # a target above the best is refused with the best named, and the best works
@@ -155,7 +157,7 @@ def test_predictions_csv_names_raw_and_calibrated_columns_and_old_files_still_lo
     cal = np.array([[float(r[f"cal_prob_{n}"]) for n in names] for r in rows])
     temperature = runs.read_metrics(run_dir, "test")["calibration"]["temperature"]  # the T they were written with
     np.testing.assert_allclose(cal, apply_temperature(raw, temperature), atol=2e-6)
-    frame = train.read_predictions(path)
+    frame = inference.read_predictions(path)
     assert frame.attrs["class_names"] == names  # cal_prob_ columns are not classes
     # a run folder from before: the same file without the calibrated columns reads the same
     old = tmp_path / "predictions_test.csv"
@@ -163,6 +165,6 @@ def test_predictions_csv_names_raw_and_calibrated_columns_and_old_files_still_lo
         writer = csv.DictWriter(handle, [c for c in rows[0] if not c.startswith("cal_prob_")], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    before = train.read_predictions(old)
+    before = inference.read_predictions(old)
     assert before.attrs["class_names"] == names
     np.testing.assert_allclose(before[[f"prob_{n}" for n in names]].to_numpy(float), raw)

@@ -15,6 +15,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from lesion_core import paths, runs
+from lesion_core import settings
+from lesion_core import training
 from tests.e2e_helpers import REPO, seed_demo_cache
 
 
@@ -413,12 +415,11 @@ def test_augment_page_draws_8_of_an_uploaded_1024x768_image_and_says_how_long(ap
 def test_predictions_page_of_a_run_whose_data_folder_is_gone(app, demo_root, tmp_path):
     """A run outlives its data (a deleted upload, a moved folder): the page says so and still
     lists the predictions and classifies new images, with no traceback."""
-    from lesion_core import train
 
     data_copy = shutil.copytree(demo_root, tmp_path / "gone")
     config = {"data": {"root": str(data_copy)}, "model": LENET, "image_size": 32, "epochs": 1,
               "augment": [], "eval_augment": []}
-    train.run_training(config, paths.runs_dir())
+    training.run_training(config, paths.runs_dir())
     shutil.rmtree(data_copy)
     goto(app, "predictions")
     assert "dataset folder not found" in app.error[0].value
@@ -456,11 +457,10 @@ def test_a_dataset_without_training_images_gets_a_message_not_a_traceback(app, d
 
 
 def test_train_page_says_when_the_followed_run_folder_was_deleted(app, demo_root):
-    from lesion_core import train
 
     config = {"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
               "augment": [], "eval_augment": []}
-    run_dir = train.run_training(config, paths.runs_dir())
+    run_dir = training.run_training(config, paths.runs_dir())
     app.session_state["keep_run"] = run_dir.name
     goto(app, "train")
     assert "**finished**" in texts(app)
@@ -494,7 +494,6 @@ def test_model_page_uploaded_checkpoint_replaces_a_copy_cut_short(app, tmp_path)
 
 def test_predictions_page_keeps_numeric_looking_ids_as_text(app, demo_root, tmp_path):
     """Ids such as 0001 must stay "0001" (not the number 1), or no image is found for them."""
-    from lesion_core import train
 
     root = tmp_path / "numeric"
     (root / "images").mkdir(parents=True)
@@ -509,7 +508,7 @@ def test_predictions_page_keeps_numeric_looking_ids_as_text(app, demo_root, tmp_
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     config = {"data": {"root": str(root)}, "model": LENET, "image_size": 32, "epochs": 1,
               "augment": [], "eval_augment": []}
-    train.run_training(config, paths.runs_dir())
+    training.run_training(config, paths.runs_dir())
     goto(app, "predictions")
     assert not app.error, [e.value for e in app.error]
     assert len(app.image) == 9  # the demo's 9 test images
@@ -557,11 +556,10 @@ def test_augment_page_preset_box_names_the_preset_the_starting_pipeline_is(app):
 
 
 def _finished_run(demo_root, **overrides):
-    from lesion_core import train
 
     config = {"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
               "augment": [], "eval_augment": [], **overrides}
-    return train.run_training(config, paths.runs_dir())
+    return training.run_training(config, paths.runs_dir())
 
 
 def test_a_fresh_session_takes_its_choices_from_the_url_and_writes_them_back(demo_root):
@@ -638,9 +636,8 @@ def test_use_this_runs_settings_fills_the_form(app, demo_root):
 
 
 def test_a_failed_run_shows_its_reason_the_log_and_what_to_do(app, demo_root):
-    from lesion_core import train
 
-    config = train.validate_config({"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32})
+    config = settings.validate_config({"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32})
     run_dir = runs.create_run(paths.runs_dir(), config)
     runs.write_status(run_dir, state="failed", message="cannot read image x.jpg: not an image")
     runs.append_line(run_dir / "train.log", "2026-11-28 10:00:00 failed: cannot read image x.jpg: not an image")
@@ -665,11 +662,10 @@ def test_every_run_names_its_dataset(app, demo_root):
 
 
 def test_train_page_starts_real_data_from_the_standard_recipe_and_says_how_long(app, demo_root):
-    from lesion_core import recipes, train
 
     app.session_state["dataset"] = {"source": "folder", "root": str(demo_root)}
     goto(app, "train")
-    standard = recipes.recipe_config("standard")
+    standard = settings.recipe_config("standard")
     assert app.selectbox(key="keep_tr_recipe").value == "standard"
     assert app.number_input(key="keep_tr_epochs").value == standard["epochs"]
     assert app.number_input(key="keep_tr_warmup").value == standard["scheduler"]["warmup_epochs"]
@@ -682,16 +678,15 @@ def test_train_page_starts_real_data_from_the_standard_recipe_and_says_how_long(
     # a finished run of the same model, size and device: the guess uses its measured speed
     app.session_state["model"] = LENET
     app.number_input(key="keep_tr_size").set_value(32).run()
-    run_dir = train.run_training({"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32,
+    run_dir = training.run_training({"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32,
                                   "epochs": 2, "augment": [], "eval_augment": []}, paths.runs_dir())
     app.run()
     assert f"at the speed run {run_dir.name} measured on this machine" in texts(app)
 
 
 def test_train_page_says_where_the_curves_will_be_before_the_first_epoch(app, demo_root):
-    from lesion_core import train
 
-    config = train.validate_config({"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
+    config = settings.validate_config({"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
                                     "augment": [], "eval_augment": []})
     run_dir = runs.create_run(paths.runs_dir(), config)  # queued: no epoch in its history yet
     app.session_state["keep_run"] = run_dir.name
@@ -702,11 +697,10 @@ def test_train_page_says_where_the_curves_will_be_before_the_first_epoch(app, de
 
 
 def test_train_page_summary_speaks_spanish_whole(app, demo_root):
-    from lesion_core import train
 
     config = {"data": {"root": "demo"}, "model": LENET, "image_size": 32, "epochs": 1, "augment": [],
               "eval_augment": [], "optim": {"lr": 0.0003}}
-    run_dir = train.run_training(config, paths.runs_dir())
+    run_dir = training.run_training(config, paths.runs_dir())
     app.session_state["keep_run"] = run_dir.name
     app.session_state["keep_lang"] = "es"
     goto(app, "train")

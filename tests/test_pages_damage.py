@@ -10,7 +10,8 @@ import json
 import os
 import shutil
 
-from lesion_core import paths, runs, train
+from lesion_core import paths, runs
+from lesion_core import training
 from tests.test_pages import LENET, goto, texts
 
 # file name -> content, per damaged run folder (several damages that do not hide each other)
@@ -32,7 +33,7 @@ def damaged_runs(demo_root, runs_dir=None) -> dict:
     damaged; {entry: run id}, the sound run under "sound"."""
     config = {"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
               "batch_size": 8, "augment": [], "eval_augment": []}
-    sound = train.run_training(config, runs_dir or paths.runs_dir())
+    sound = training.run_training(config, runs_dir or paths.runs_dir())
     ids = {"sound": sound.name}
     for n, (kind, files) in enumerate(DAMAGE.items()):
         run_dir = shutil.copytree(sound, sound.parent / f"{sound.name[:-4]}{n:04d}")

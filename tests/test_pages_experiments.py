@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lesion_core import paths, runs, train
+from lesion_core import paths, runs
 from lesion_core.evaluation import bootstrap
+from lesion_core import training
 from tests.test_pages import goto, texts
 from tests.test_train import tiny_config
 
@@ -14,8 +15,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture
 def two_runs(demo_root):
-    first = train.run_training(tiny_config(demo_root, epochs=1, seed=1), paths.runs_dir())
-    second = train.run_training(tiny_config(demo_root, epochs=2, seed=2), paths.runs_dir())
+    first = training.run_training(tiny_config(demo_root, epochs=1, seed=1), paths.runs_dir())
+    second = training.run_training(tiny_config(demo_root, epochs=2, seed=2), paths.runs_dir())
     return first, second
 
 
@@ -79,7 +80,7 @@ def test_dataset_page_shows_the_skin_tone_distribution(app, demo_root):
 
 
 def test_results_page_computes_and_shows_the_robustness_report(app, demo_root):
-    run_dir = train.run_training(tiny_config(demo_root, epochs=1), paths.runs_dir())
+    run_dir = training.run_training(tiny_config(demo_root, epochs=1), paths.runs_dir())
     goto(app, "results")
     assert not any("condition" in d.value.columns for d in app.dataframe)
     app.button(key="res_robust_button").click().run()
@@ -98,8 +99,8 @@ def test_results_groups_a_sweep_marks_the_best_and_shows_the_seed_spread(app, de
 
     spec = {"base": tiny_config(demo_root, epochs=1), "grid": {"optim.lr": [0.01, 0.003]}, "repeats": 2}
     for item in sweep.expand(spec):
-        train.run_training(item["config"], paths.runs_dir())
-    train.run_training(tiny_config(demo_root, epochs=1), paths.runs_dir())  # not part of the sweep
+        training.run_training(item["config"], paths.runs_dir())
+    training.run_training(tiny_config(demo_root, epochs=1), paths.runs_dir())  # not part of the sweep
     goto(app, "results")
     table = next(d.value for d in app.dataframe if "vs best (val)" in d.value.columns)
     assert len(table) == 4 and (table["vs best (val)"] == "best").sum() == 1

@@ -1,6 +1,8 @@
 """Pages a student can read and predictions that do not overstate themselves (AppTest)."""
 
 from __future__ import annotations
+from lesion_core import settings
+from lesion_core import training
 
 from tests.test_pages import goto, texts
 
@@ -21,11 +23,11 @@ def test_train_page_shows_the_evaluation_steps_of_a_lesion_cropping_pipeline(app
 
 def _untrained_run(demo_root):
     """A LeNet run of one epoch on a few images: its predictions are close to a guess."""
-    from lesion_core import paths, train
+    from lesion_core import paths
 
     config = {"data": {"root": str(demo_root), "max_size": 24}, "model": LENET, "image_size": 32, "epochs": 1,
               "batch_size": 8, "augment": []}
-    return train.run_training(config, paths.runs_dir())
+    return training.run_training(config, paths.runs_dir())
 
 
 def test_an_uncertain_prediction_is_labelled_so_with_every_class_and_the_run_s_validation(app, demo_root):
@@ -78,9 +80,9 @@ def test_dataset_batch_has_a_caption_under_each_image_and_names_its_pipeline(app
 
 def test_a_stopped_run_with_best_weights_is_evaluated_from_the_results_page(app, demo_root):
     """Stopped after its first epoch (best.pt saved, no metrics): one button scores it."""
-    from lesion_core import paths, runs, train
+    from lesion_core import paths, runs
 
-    config = train.validate_config({"data": {"root": str(demo_root), "max_size": 24}, "model": LENET,
+    config = settings.validate_config({"data": {"root": str(demo_root), "max_size": 24}, "model": LENET,
                                     "image_size": 32, "epochs": 3, "batch_size": 8, "augment": []})
     run_dir = runs.create_run(paths.runs_dir(), config)
 
@@ -88,7 +90,7 @@ def test_a_stopped_run_with_best_weights_is_evaluated_from_the_results_page(app,
         if progress["epoch"] == 2:
             runs.request_stop(run_dir)
 
-    train.run_training(run_dir=run_dir, on_batch=stop_after_first_epoch)
+    training.run_training(run_dir=run_dir, on_batch=stop_after_first_epoch)
     assert runs.read_status(run_dir)["state"] == "stopped" and (run_dir / "best.pt").is_file()
     assert not (run_dir / "metrics_test.json").exists()
     goto(app, "results")
@@ -96,7 +98,7 @@ def test_a_stopped_run_with_best_weights_is_evaluated_from_the_results_page(app,
     app.button(key="res_evaluate").click().run()
     assert not app.exception and not app.error
     assert {m.label for m in app.metric} >= {"Accuracy", "Images"}
-    assert runs.read_metrics(run_dir, "test")["n"] == len(train.load_data(config).split("test"))
+    assert runs.read_metrics(run_dir, "test")["n"] == len(settings.load_data(config).split("test"))
     assert (run_dir / "predictions_val.csv").is_file()
     # scored as a finished run is: calibration fitted on val, probabilities named, intervals
     assert runs.read_metrics(run_dir, "test")["probabilities"] == "raw" and (run_dir / "calibration.json").is_file()
@@ -110,11 +112,11 @@ def test_the_subset_size_reads_as_plain_words(app):
 
 
 def test_a_lesion_crop_run_asks_for_the_mask_and_says_so_when_it_is_missing(app, demo_root):
-    from lesion_core import paths, train
+    from lesion_core import paths
 
     config = {"data": {"root": str(demo_root), "max_size": 24}, "model": LENET, "image_size": 32, "epochs": 1,
               "batch_size": 8, "augment": [{"name": "CropByMask", "params": {"border": 4}}]}
-    train.run_training(config, paths.runs_dir())
+    training.run_training(config, paths.runs_dir())
     goto(app, "predictions")
     assert app.get("file_uploader")[1].proto.label.startswith("Lesion mask (needed")
     app.get("file_uploader")[0].set_value(("lesion.jpg", (demo_root / "images" / "demo_0001.jpg").read_bytes(),

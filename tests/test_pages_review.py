@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from lesion_core import paths, runs, train
+from lesion_core import paths, runs
 from lesion_core.evaluation import operating
+from lesion_core import inference
+from lesion_core import settings
+from lesion_core import training
 from tests.test_pages import LENET, goto, texts
 
 
@@ -13,7 +16,7 @@ from tests.test_pages import LENET, goto, texts
 def tiny_run(demo_root):
     config = {"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
               "augment": [], "eval_augment": []}
-    return train.run_training(config, paths.runs_dir())
+    return training.run_training(config, paths.runs_dir())
 
 
 def test_results_page_shows_calibration_operating_point_and_computes_focus(app, tiny_run):
@@ -66,7 +69,7 @@ def test_predictions_gallery_sorts_and_filters_by_lesion_focus(app, tiny_run):
     from lesion_core.cli import main
 
     assert main(["evaluate", str(tiny_run), "--split", "test", "--explain"]) == 0
-    frame = train.read_predictions(tiny_run / "predictions_test.csv")
+    frame = inference.read_predictions(tiny_run / "predictions_test.csv")
     focus = frame.set_index("id")["focus"].replace("", "nan").astype(float)
     goto(app, "predictions")
     app.selectbox(key="keep_pred_sort").set_value("lesion focus (lowest first)").run()
@@ -87,7 +90,7 @@ def test_predictions_gallery_and_large_view_show_the_same_probabilities(app, tin
     from lesion_core.i18n import number
 
     runs.atomic_write_json(tiny_run / "calibration.json", {"temperature": 0.3})
-    raw = train.read_predictions(tiny_run / "predictions_test.csv")
+    raw = inference.read_predictions(tiny_run / "predictions_test.csv")
     scaled = review.scaled_frame(raw, 0.3).set_index("id")
     raw = raw.set_index("id")
     goto(app, "predictions")
@@ -113,13 +116,13 @@ def test_predictions_gallery_and_large_view_show_the_same_probabilities(app, tin
 def test_predictions_page_warns_that_a_demo_run_knows_nothing_of_real_lesions(app, demo_root):
     config = {"data": {"root": "demo"}, "model": LENET, "image_size": 32, "epochs": 1, "augment": [],
               "eval_augment": []}
-    train.run_training(config, paths.runs_dir())
+    training.run_training(config, paths.runs_dir())
     goto(app, "predictions")
     assert "learned from the synthetic demo images" in texts(app)
 
 
 def test_predictions_page_offers_no_upload_for_a_run_without_weights(app, demo_root):
-    config = train.validate_config({"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
+    config = settings.validate_config({"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
                                     "augment": [], "eval_augment": []})
     run_dir = runs.create_run(paths.runs_dir(), config)  # stopped before its first epoch ended: no best.pt
     app.session_state["keep_run"] = run_dir.name

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from lesion_core import data, inference, runs, train
+from lesion_core import data, inference, runs
 from lesion_core.cli import main
 from lesion_core.errors import DataError, TrainingError
 from lesion_core.evaluation import patient
+from lesion_core import training
 from tests.test_train import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -162,11 +163,11 @@ def test_two_classes_have_a_row_per_class():
 def meta_run(tmp_path_factory, demo_root) -> Path:
     root = with_metadata(demo_root, tmp_path_factory.mktemp("meta") / "data")
     config = tiny_config(root, epochs=1, metadata=True, data={"val_fraction": 0.3, "test_fraction": 0.3})
-    return train.run_training(config, tmp_path_factory.mktemp("meta_runs"))
+    return training.run_training(config, tmp_path_factory.mktemp("meta_runs"))
 
 
 def read_probs(path: Path) -> tuple[list[str], np.ndarray]:
-    frame = train.read_predictions(path)
+    frame = inference.read_predictions(path)
     names = frame.attrs["class_names"]
     return frame["id"].tolist(), frame[[f"prob_{n}" for n in names]].to_numpy(float)
 
@@ -177,7 +178,7 @@ def test_a_run_with_metadata_fits_the_prior_and_its_weight_and_says_so(meta_run)
     log = runs.log_tail(meta_run)
     assert f"weight {model['weight']:g} fitted on val" in log and "combined)" in log
     assert runs.run_info(meta_run).damage == []
-    frame = train.read_predictions(meta_run / "predictions_test.csv")
+    frame = inference.read_predictions(meta_run / "predictions_test.csv")
     assert {"age", "sex"} <= set(frame.columns)  # the metadata travels with the predictions
 
 
@@ -186,7 +187,7 @@ def test_evaluate_and_predict_reproduce_the_combined_predictions(meta_run):
     result = inference.evaluate_run(meta_run, "test", calibrated=False)
     order = [result["ids"].index(i) for i in ids]
     assert np.allclose(result["raw_probs"][order], saved, atol=2e-6)
-    frame = train.read_predictions(meta_run / "predictions_test.csv")
+    frame = inference.read_predictions(meta_run / "predictions_test.csv")
     row = frame.iloc[0]
     image = data.read_image(Path(runs.read_config(meta_run)["data"]["root"]) / "images" / f"{row['id']}.jpg")
     meta = {k: str(row[k]) for k in ("age", "sex") if str(row[k]) not in ("", "nan")}
@@ -221,7 +222,7 @@ def test_predict_on_the_command_line_takes_the_patients_age(meta_run, capsys):
 
 
 def test_without_metadata_in_the_data_the_run_uses_the_image_alone(demo_root, tmp_path):
-    run_dir = train.run_training(tiny_config(demo_root, epochs=1, metadata=True), tmp_path)
+    run_dir = training.run_training(tiny_config(demo_root, epochs=1, metadata=True), tmp_path)
     assert not (run_dir / patient.FILE).exists()
     assert "0% of the training images have an age or a sex (at least 50% needed): the image alone" in runs.log_tail(run_dir)
 

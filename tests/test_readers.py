@@ -10,10 +10,11 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-from lesion_core import cli, data, runs, train
+from lesion_core import cli, data, runs
 from lesion_core.errors import DataError
 from lesion_core.evaluation import readers
 from lesion_core.evaluation.readers import Read
+from lesion_core import inference
 
 NAMES = list(data.CLASS_NAMES)  # nevus, melanoma, seborrheic keratosis
 MEL = NAMES.index("melanoma")
@@ -199,7 +200,7 @@ def scored_run(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     runs.atomic_write_json(run_dir / "config.json", {"data": {"class_names": NAMES}})
-    train.write_predictions(run_dir / "predictions_test.csv", ids, labels, probs, NAMES)
+    inference.write_predictions(run_dir / "predictions_test.csv", ids, labels, probs, NAMES)
     return run_dir, ids, labels, probs
 
 
@@ -214,7 +215,7 @@ def test_the_readers_command_scores_a_csv_as_the_engine_does(scored_run, tmp_pat
     printed = json.loads(capsys.readouterr().out)
     assert {"split", "class", "n", "readers"} <= set(printed) and printed["class"] == "melanoma"
     assert [(r["reader"], r["pass"], r["n"]) for r in printed["readers"]] == [("ben", 1, 30), ("dr-ana", 1, 60)]
-    stored = train.read_predictions(run_dir / "predictions_test.csv")  # 6 decimals, as the page reads them
+    stored = inference.read_predictions(run_dir / "predictions_test.csv")  # 6 decimals, as the page reads them
     expected = readers.score_study({"dr-ana": study_of(ids, diagnoses)}, ids, labels,
                                    stored[[f"prob_{n}" for n in NAMES]].to_numpy(), NAMES)["readers"][0]
     for key in ("sensitivity", "specificity", "model_sensitivity_at_reader_specificity", "delta"):

@@ -9,8 +9,9 @@ import csv
 import numpy as np
 import pytest
 
-from lesion_core import data, runs, train
+from lesion_core import data, runs
 from lesion_core.evaluation import readers
+from lesion_core import inference
 from tests.e2e_helpers import CHROMIUM, CHROMIUM_ARGS, Server, artifacts_dir, require_chromium, seed_demo_cache
 from tests.test_export import make_run
 
@@ -32,7 +33,8 @@ def reader_run(demo_root, runs_dir):
     labels = np.array([r.label for r in chosen])
     probs = np.full((len(chosen), len(names)), 0.2)
     probs[np.arange(len(chosen)), labels] = 0.6
-    train.write_predictions(run_dir / "predictions_test.csv", [r.id for r in chosen], labels, probs / probs.sum(1, keepdims=True),
+    inference.write_predictions(run_dir / "predictions_test.csv", [r.id for r in chosen], labels,
+                                probs / probs.sum(1, keepdims=True),
                             names)
     runs.write_status(run_dir, state="finished", message="finished: test mean AUC 1.000")
     return run_dir, names

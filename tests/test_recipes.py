@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from lesion_core import inference, recipes, runs, train
+from lesion_core import inference, runs
 from lesion_core.cli import main
 from lesion_core.evaluation import bootstrap
+from lesion_core import errors
+from lesion_core import settings
+from lesion_core import training
+from lesion_core.training import duration
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -18,34 +22,34 @@ TINY = {"model": {"name": "lenet", "weights": "random"}, "image_size": 32, "batc
 
 
 def config_with(**overrides) -> dict:
-    return train.merge_config(train.default_config(), overrides)
+    return settings.merge_config(settings.default_config(), overrides)
 
 
 def test_warm_up_rises_linearly_then_cosine_anneals_to_zero():
     config = config_with(epochs=5, scheduler={"name": "cosine", "warmup_epochs": 1})
-    factors = [train.lr_factor(config, step, 10) for step in range(50)]
+    factors = [training.lr_factor(config, step, 10) for step in range(50)]
     assert factors[0] == pytest.approx(0.1) and factors[4] == pytest.approx(0.5) and factors[9] == pytest.approx(1.0)
     assert factors[10] == pytest.approx(1.0)  # the cosine starts where the warm-up ends
     assert factors[30] == pytest.approx(0.5)  # half-way through the 4 annealing epochs
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
-    assert train.lr_factor(config, 50, 10) == pytest.approx(0.0)
+    assert training.lr_factor(config, 50, 10) == pytest.approx(0.0)
 
 
 def test_step_schedule_still_steps_once_per_step_size_epochs():
     config = config_with(epochs=6, scheduler={"name": "step", "step_size": 2, "gamma": 0.5})
-    assert [train.lr_factor(config, epoch * 4, 4) for epoch in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
-    assert train.lr_factor(config, 7, 4) == 1 and train.lr_factor(config, 11, 4) == 0.5  # held within epochs
+    assert [training.lr_factor(config, epoch * 4, 4) for epoch in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+    assert training.lr_factor(config, 7, 4) == 1 and training.lr_factor(config, 11, 4) == 0.5  # held within epochs
 
 
 def test_the_learning_rate_is_stepped_every_batch_and_recorded_per_epoch(demo_root, tmp_path):
     config = dict(TINY, data={"root": str(demo_root), "val_fraction": 0.3}, epochs=3,
                   scheduler={"name": "cosine", "warmup_epochs": 1})
-    run_dir = train.run_training(config, tmp_path)
-    recorded = train.validate_config(runs.read_config(run_dir))
-    steps = len(train.make_loader(train.load_data(recorded).split("train"), recorded["augment"], recorded, True))
+    run_dir = training.run_training(config, tmp_path)
+    recorded = settings.validate_config(runs.read_config(run_dir))
+    steps = len(settings.make_loader(settings.load_data(recorded).split("train"), recorded["augment"], recorded, True))
     rows = [r for r in runs.read_history(run_dir) if r["phase"] == "train"]
-    lr = train.validate_config(config)["optim"]["lr"]
-    expected = [lr * train.lr_factor(train.validate_config(config), (epoch - 1) * steps, steps) for epoch in (1, 2, 3)]
+    lr = settings.validate_config(config)["optim"]["lr"]
+    expected = [lr * training.lr_factor(settings.validate_config(config), (epoch - 1) * steps, steps) for epoch in (1, 2, 3)]
     assert [r["lr"] for r in rows] == pytest.approx(expected)
     assert rows[0]["lr"] < rows[1]["lr"] > rows[2]["lr"]  # warming up, then annealing
 
@@ -54,12 +58,12 @@ def test_an_old_checkpoints_per_epoch_schedule_resumes_at_the_right_rate():
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     config = config_with(epochs=4)
-    scheduler = train.make_scheduler(config, optimizer, 10)
-    train.resume_schedule(scheduler, optimizer, 20)  # after epoch 2 of 4
+    scheduler = training.make_scheduler(config, optimizer, 10)
+    training.resume_schedule(scheduler, optimizer, 20)  # after epoch 2 of 4
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)
     optimizer.step()
     scheduler.step()
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * train.lr_factor(config, 21, 10))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * training.lr_factor(config, 21, 10))
 
 
 @pytest.mark.parametrize("override, message", [
@@ -70,17 +74,17 @@ def test_an_old_checkpoints_per_epoch_schedule_resumes_at_the_right_rate():
     ({"recipe": ""}, "unknown recipe ''"),
 ])
 def test_bad_recipe_settings_are_refused(override, message):
-    with pytest.raises(train.TrainingError, match=message):
-        train.validate_config(override)
+    with pytest.raises(errors.TrainingError, match=message):
+        settings.validate_config(override)
 
 
 def test_recipes_start_from_the_defaults_and_the_data_picks_one():
-    assert recipes.recipe_for("demo") == "quick" and recipes.recipe_for("/data/isic") == "standard"
-    quick, standard = recipes.recipe_config("quick"), recipes.recipe_config("standard")
+    assert settings.recipe_for("demo") == "quick" and settings.recipe_for("/data/isic") == "standard"
+    quick, standard = settings.recipe_config("quick"), settings.recipe_config("standard")
     assert (quick["image_size"], quick["epochs"], quick["tta"], quick["recipe"]) == (96, 3, False, "quick")
     assert standard["tta"] is True and standard["recipe"] == "standard"
     assert standard["scheduler"]["warmup_epochs"] > 0 and standard["optim"]["label_smoothing"] > 0
-    assert train.validate_config(standard)["model"]["name"] == "efficientnet_lite0"
+    assert settings.validate_config(standard)["model"]["name"] == "efficientnet_lite0"
 
 
 def test_cli_train_on_a_folder_starts_from_standard_and_flags_override_it(demo_root, tmp_path):
@@ -89,7 +93,7 @@ def test_cli_train_on_a_folder_starts_from_standard_and_flags_override_it(demo_r
                  "--out", str(tmp_path / "runs")]) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
     config = runs.read_config(run_dir)
-    standard = recipes.recipe_config("standard")
+    standard = settings.recipe_config("standard")
     assert config["recipe"] == "standard" and config["tta"] is True
     assert config["scheduler"]["warmup_epochs"] == standard["scheduler"]["warmup_epochs"]
     assert config["optim"]["label_smoothing"] == 0.2 and config["epochs"] == 1
@@ -102,7 +106,7 @@ def test_cli_train_on_a_folder_starts_from_standard_and_flags_override_it(demo_r
 def test_a_tta_run_scores_its_images_averaged_over_the_eight_views(demo_root, tmp_path):
     config = dict(TINY, data={"root": str(demo_root), "val_fraction": 0.3, "test_fraction": 0.2}, epochs=1,
                   tta=True, optim={"label_smoothing": 0.1})
-    run_dir = train.run_training(config, tmp_path)
+    run_dir = training.run_training(config, tmp_path)
     ids, labels, saved, names = bootstrap.load_predictions(run_dir, "test")
     views = inference.evaluate_run(run_dir, "test", calibrated=False)  # None: as the run was scored
     plain = inference.evaluate_run(run_dir, "test", calibrated=False, tta=False)
@@ -112,23 +116,23 @@ def test_a_tta_run_scores_its_images_averaged_over_the_eight_views(demo_root, tm
 
 
 def test_the_estimate_uses_a_finished_runs_measured_speed_else_the_reference(demo_root, tmp_path):
-    config = train.validate_config(dict(TINY, data={"root": str(demo_root)}, epochs=2))
-    guess = recipes.estimate(config, 1000, [])
+    config = settings.validate_config(dict(TINY, data={"root": str(demo_root)}, epochs=2))
+    guess = duration.estimate(config, 1000, [])
     assert guess["basis"] == "reference" and guess["seconds"] > 0
-    longer = recipes.estimate(dict(config, epochs=4), 1000, [])["seconds"]
+    longer = duration.estimate(dict(config, epochs=4), 1000, [])["seconds"]
     per_epoch = longer - guess["seconds"]  # two more epochs; start-up and the final scoring are once
-    assert 0 < per_epoch < guess["seconds"] and guess["seconds"] - per_epoch > recipes.STARTUP_S
-    run_dir = train.run_training(config, tmp_path)
+    assert 0 < per_epoch < guess["seconds"] and guess["seconds"] - per_epoch > duration.STARTUP_S
+    run_dir = training.run_training(config, tmp_path)
     listed = runs.list_runs(tmp_path)
-    measured = recipes.estimate(config, 1000, listed)
+    measured = duration.estimate(config, 1000, listed)
     assert measured["basis"] == "run" and measured["run"] == run_dir.name
     history = runs.read_history(run_dir)
     train_rate = next(r["images_per_s"] for r in history if r["phase"] == "train" and r["epoch"] == 2)
     assert measured["seconds"] > 2 * 700 / train_rate  # at least the training passes at that speed
-    other_size = recipes.estimate(dict(config, image_size=48), 1000, listed)
+    other_size = duration.estimate(dict(config, image_size=48), 1000, listed)
     assert other_size["basis"] == "reference"
-    lite2 = recipes.estimate(dict(config, image_size=48, model=dict(config["model"], name="efficientnet_lite2")),
+    lite2 = duration.estimate(dict(config, image_size=48, model=dict(config["model"], name="efficientnet_lite2")),
                              1000, listed)
     assert lite2["basis"] == "reference" and lite2["seconds"] > other_size["seconds"]  # a larger net, same side
     # a one-process run says nothing of a torchrun job's speed
-    assert recipes.estimate(dict(config, processes=2), 1000, listed)["basis"] == "reference"
+    assert duration.estimate(dict(config, processes=2), 1000, listed)["basis"] == "reference"

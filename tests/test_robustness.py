@@ -8,9 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from lesion_core import runs, train
+from lesion_core import runs
 from lesion_core.cli import main
 from lesion_core.evaluation import robustness
+from lesion_core import training
 from tests.test_train import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -55,7 +56,7 @@ def test_brightness_contrast_and_blur():
 
 def test_report_of_a_tiny_run_with_images_without_masks(demo_root, tmp_path, capsys):
     data_copy = shutil.copytree(demo_root, tmp_path / "data")
-    run_dir = train.run_training(tiny_config(data_copy, epochs=1), tmp_path / "runs")
+    run_dir = training.run_training(tiny_config(data_copy, epochs=1), tmp_path / "runs")
     test_ids = runs.read_config(run_dir)["data"]["split"]["splits"]["test"]
     for sample_id in test_ids[:2]:
         (data_copy / "masks" / f"{sample_id}.png").unlink()

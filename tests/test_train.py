@@ -16,8 +16,10 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from lesion_core import data, inference, models, runs, train
+from lesion_core import data, inference, models, runs
 from lesion_core.errors import LesionLabError, ModelError, TrainingError
+from lesion_core import settings
+from lesion_core import training
 from tests.e2e_helpers import wait_for
 
 AUGMENT = [
@@ -48,7 +50,7 @@ def tiny_config(root, **overrides) -> dict:
 
 def learning_rows(history: list[dict]) -> list[dict]:
     """History without wall-clock measurements, which differ between identical runs."""
-    return [{k: v for k, v in row.items() if k not in train.TIMING_KEYS} for row in history]
+    return [{k: v for k, v in row.items() if k not in training.TIMING_KEYS} for row in history]
 
 
 def stop_in_epoch_2(runs_dir: Path):
@@ -62,7 +64,7 @@ def stop_in_epoch_2(runs_dir: Path):
 
 def test_short_training_on_demo_data_learns(demo_root, tmp_path):
     # seed 0 (the default) clears these bars with room to spare with and without bf16 autocast
-    run_dir = train.run_training(tiny_config(demo_root, epochs=15), tmp_path)
+    run_dir = training.run_training(tiny_config(demo_root, epochs=15), tmp_path)
     history = runs.read_history(run_dir)
     val = [row for row in history if row["phase"] == "val"]
     train_rows = [row for row in history if row["phase"] == "train"]
@@ -74,7 +76,7 @@ def test_short_training_on_demo_data_learns(demo_root, tmp_path):
 
 
 def test_run_folder_holds_everything(demo_root, tmp_path):
-    run_dir = train.run_training(tiny_config(demo_root), tmp_path)
+    run_dir = training.run_training(tiny_config(demo_root), tmp_path)
     status = runs.read_status(run_dir)
     assert status["state"] == "finished"
     assert status["best"]["metric"] == "val_isic2017_mean_auc"  # the 2017 classes' headline
@@ -109,7 +111,7 @@ def test_run_folder_holds_everything(demo_root, tmp_path):
 
 
 def test_metrics_equal_sklearn_on_saved_predictions(demo_root, tmp_path):
-    run_dir = train.run_training(tiny_config(demo_root), tmp_path)
+    run_dir = training.run_training(tiny_config(demo_root), tmp_path)
     with open(run_dir / "predictions_test.csv") as handle:
         rows = list(csv.DictReader(handle))
     names = list(data.CLASS_NAMES)
@@ -130,20 +132,20 @@ def test_metrics_equal_sklearn_on_saved_predictions(demo_root, tmp_path):
 
 
 def test_same_config_and_seed_give_the_same_history(demo_root, tmp_path):
-    first = train.run_training(tiny_config(demo_root, seed=3), tmp_path / "a")
-    second = train.run_training(tiny_config(demo_root, seed=3), tmp_path / "b")
-    other = train.run_training(tiny_config(demo_root, seed=4), tmp_path / "c")
+    first = training.run_training(tiny_config(demo_root, seed=3), tmp_path / "a")
+    second = training.run_training(tiny_config(demo_root, seed=3), tmp_path / "b")
+    other = training.run_training(tiny_config(demo_root, seed=4), tmp_path / "c")
     assert learning_rows(runs.read_history(first)) == learning_rows(runs.read_history(second))
     assert learning_rows(runs.read_history(first)) != learning_rows(runs.read_history(other))
 
 
 def test_stop_then_resume_ends_where_an_uninterrupted_run_ends(demo_root, tmp_path):
     config = tiny_config(demo_root, epochs=3)
-    straight = train.run_training(config, tmp_path / "straight")
+    straight = training.run_training(config, tmp_path / "straight")
 
     runs_dir = tmp_path / "stopped"
 
-    run_dir = train.run_training(config, runs_dir, on_batch=stop_in_epoch_2(runs_dir))
+    run_dir = training.run_training(config, runs_dir, on_batch=stop_in_epoch_2(runs_dir))
     status = runs.read_status(run_dir)
     assert status["state"] == "stopped"
     assert "--resume" in status["message"]
@@ -151,7 +153,7 @@ def test_stop_then_resume_ends_where_an_uninterrupted_run_ends(demo_root, tmp_pa
     assert models.load_checkpoint(run_dir / "best.pt")["epoch"] == 1
     assert not runs.stop_requested(run_dir)
 
-    train.run_training(resume=run_dir)
+    training.run_training(resume=run_dir)
     assert runs.read_status(run_dir)["state"] == "finished"
     assert learning_rows(runs.read_history(run_dir)) == learning_rows(runs.read_history(straight))
     for name in ("best.pt", "last.pt"):
@@ -163,7 +165,7 @@ def test_stop_then_resume_ends_where_an_uninterrupted_run_ends(demo_root, tmp_pa
 def test_the_weight_average_ramps_its_decay_up_and_copies_buffers():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
-    average = train.WeightAverage(model, decay=0.5)
+    average = training.WeightAverage(model, decay=0.5)
     expected = [p.detach().clone() for p in model.parameters()]
     for step in (1, 2, 3):
         with torch.no_grad():
@@ -181,7 +183,7 @@ def test_the_weight_average_ramps_its_decay_up_and_copies_buffers():
 
 def test_with_ema_the_averaged_weights_are_validated_kept_and_resumed(demo_root, tmp_path):
     config = tiny_config(demo_root, epochs=3, ema=0.9)
-    straight = train.run_training(config, tmp_path / "straight")
+    straight = training.run_training(config, tmp_path / "straight")
     last = models.load_checkpoint(straight / "last.pt")
     n_train = len(runs.read_config(straight)["data"]["split"]["splits"]["train"])
     assert last["ema"]["steps"] == 3 * (n_train // 8 + (n_train % 8 > 1))  # one update per optimiser step
@@ -189,18 +191,18 @@ def test_with_ema_the_averaged_weights_are_validated_kept_and_resumed(demo_root,
     assert any(not torch.equal(averaged[k], last["model"][k]) for k in averaged)  # an average, not the weights
 
     runs_dir = tmp_path / "stopped"
-    run_dir = train.run_training(config, runs_dir, on_batch=stop_in_epoch_2(runs_dir))
+    run_dir = training.run_training(config, runs_dir, on_batch=stop_in_epoch_2(runs_dir))
     last, best = (models.load_checkpoint(run_dir / name) for name in ("last.pt", "best.pt"))
     assert last["epoch"] == best["epoch"] == 1  # best.pt holds the average the epoch was validated with
     assert all(torch.equal(last["ema"]["model"][k], best["model"][k]) for k in best["model"])
-    train.run_training(resume=run_dir)
+    training.run_training(resume=run_dir)
     assert learning_rows(runs.read_history(run_dir)) == learning_rows(runs.read_history(straight))
     resumed = models.load_checkpoint(run_dir / "last.pt")["ema"]["model"]
     assert all(torch.equal(averaged[k], resumed[k]) for k in averaged)
 
 
 def test_a_run_with_ema_refuses_to_resume_from_a_checkpoint_without_an_average(demo_root, tmp_path):
-    run_dir = train.run_training(tiny_config(demo_root, epochs=2), tmp_path)
+    run_dir = training.run_training(tiny_config(demo_root, epochs=2), tmp_path)
     checkpoint = models.load_checkpoint(run_dir / "last.pt")
     config = runs.read_config(run_dir)
     config["ema"] = 0.9
@@ -210,7 +212,7 @@ def test_a_run_with_ema_refuses_to_resume_from_a_checkpoint_without_an_average(d
     status = runs.read_status(run_dir)
     runs.atomic_write_json(run_dir / "status.json", dict(status, state="stopped"))
     with pytest.raises(TrainingError, match="has no weight average"):
-        train.run_training(resume=run_dir)
+        training.run_training(resume=run_dir)
 
 
 def test_diverging_loss_fails_with_learning_rate_advice_and_keeps_best(demo_root, tmp_path):
@@ -218,7 +220,7 @@ def test_diverging_loss_fails_with_learning_rate_advice_and_keeps_best(demo_root
     config = tiny_config(demo_root, epochs=3, optim={"optimizer": "sgd", "lr": 0.01},
                          scheduler={"name": "step", "step_size": 1, "gamma": 1e8})
     with pytest.raises(TrainingError, match="learning rate"):
-        train.run_training(config, tmp_path)
+        training.run_training(config, tmp_path)
     (run_dir,) = tmp_path.iterdir()
     status = runs.read_status(run_dir)
     assert status["state"] == "failed"
@@ -260,56 +262,56 @@ def test_diverging_loss_fails_with_learning_rate_advice_and_keeps_best(demo_root
 ])
 def test_bad_config_is_refused_before_a_run_folder_exists(demo_root, tmp_path, override, message):
     with pytest.raises(TrainingError, match=message.replace("(", r"\(")):
-        train.run_training(tiny_config(demo_root, **override), tmp_path / "runs")
+        training.run_training(tiny_config(demo_root, **override), tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
 
 
 def test_a_copied_config_keeps_its_split_unless_the_data_settings_change(demo_root, tmp_path):
-    first = train.run_training(tiny_config(demo_root, epochs=1), tmp_path / "a")
+    first = training.run_training(tiny_config(demo_root, epochs=1), tmp_path / "a")
     copied = runs.read_config(first)
-    same = train.load_data(copied)
+    same = settings.load_data(copied)
     assert [r.id for r in same.split("val")] == copied["data"]["split"]["splits"]["val"]
     changed = dict(copied, data=dict(copied["data"], max_size=30))
-    assert len(train.load_data(changed).records) == 30
+    assert len(settings.load_data(changed).records) == 30
 
 
 def test_relative_paths_are_made_absolute(demo_root, monkeypatch):
     monkeypatch.chdir(demo_root.parent.parent)
-    config = train.validate_config(tiny_config(Path(demo_root.parent.name) / demo_root.name))
+    config = settings.validate_config(tiny_config(Path(demo_root.parent.name) / demo_root.name))
     assert config["data"]["root"] == str(demo_root.resolve())
 
 
 def test_default_config_is_the_documented_recipe_and_json():
-    config = train.default_config()
+    config = settings.default_config()
     json.dumps(config)
     assert config["model"]["name"] == "efficientnet_lite0" and config["model"]["weights"] == "default"
     assert config["optim"]["optimizer"] == "adamw" and config["optim"]["lr"] == 1e-3
     assert config["scheduler"]["name"] == "cosine" and config["class_weights"] == "auto"
-    assert train.validate_config({})["batch_size"] == 32
+    assert settings.validate_config({})["batch_size"] == 32
 
 
 def test_batchnorm_recalibration_gives_exact_averages_and_restores_momentum():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4, momentum=0.01)).eval()
     batches = [(torch.randn(8, 3, 10, 10) * 2 + 1, torch.zeros(8, dtype=torch.int64), ["x"] * 8) for _ in range(4)]
-    assert train.recalibrate_batchnorm(model, batches, torch.device("cpu")) == 1
+    assert training.recalibrate_batchnorm(model, batches, torch.device("cpu")) == 1
     with torch.no_grad():
         features = torch.cat([model[0](images) for images, _, _ in batches])
     norm = model[1]
     torch.testing.assert_close(norm.running_mean, features.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-5)
     assert norm.momentum == 0.01 and not model.training
-    assert train.recalibrate_batchnorm(torch.nn.Linear(2, 2), batches, torch.device("cpu")) == 0
+    assert training.recalibrate_batchnorm(torch.nn.Linear(2, 2), batches, torch.device("cpu")) == 0
 
 
 @pytest.mark.parametrize("optimizer, expected", [("sgd", 0.0), ("adam", 0.0), ("adamw", 0.01)])
 def test_weight_decay_defaults_to_the_optimizers_own(optimizer, expected):
-    config = train.validate_config({"optim": {"optimizer": optimizer}})
-    made = train.make_optimizer(config, [torch.nn.Parameter(torch.zeros(2))])
+    config = settings.validate_config({"optim": {"optimizer": optimizer}})
+    made = training.make_optimizer(config, [torch.nn.Parameter(torch.zeros(2))])
     assert made.param_groups[0]["weight_decay"] == expected
 
 
 def test_auto_class_weights_are_inverse_frequency():
-    weights = train.class_weights({"class_weights": "auto"}, [0] * 1372 + [1] * 374 + [2] * 254, 3)
+    weights = settings.class_weights({"class_weights": "auto"}, [0] * 1372 + [1] * 374 + [2] * 254, 3)
     counts = np.array([1372, 374, 254])
     np.testing.assert_allclose(weights.numpy(), counts.sum() / (3 * counts), rtol=1e-6)
 
@@ -325,7 +327,7 @@ def _hostile_checkpoint(path: Path, marker: Path) -> None:
 
 
 def test_evaluate_and_predict_refuse_a_checkpoint_that_runs_code(demo_root, tmp_path):
-    run_dir = train.run_training(tiny_config(demo_root, epochs=1), tmp_path)
+    run_dir = training.run_training(tiny_config(demo_root, epochs=1), tmp_path)
     marker = tmp_path / "pwned"
     _hostile_checkpoint(run_dir / "best.pt", marker)
     with pytest.raises(ModelError, match="untrusted checkpoint"):
@@ -336,24 +338,24 @@ def test_evaluate_and_predict_refuse_a_checkpoint_that_runs_code(demo_root, tmp_
 
 
 def test_resume_refuses_a_last_checkpoint_that_runs_code(demo_root, tmp_path):
-    run_dir = train.run_training(tiny_config(demo_root, epochs=1), tmp_path)
+    run_dir = training.run_training(tiny_config(demo_root, epochs=1), tmp_path)
     runs.write_status(run_dir, state="stopped")
     marker = tmp_path / "pwned"
     _hostile_checkpoint(run_dir / "last.pt", marker)
     with pytest.raises(ModelError, match="untrusted checkpoint"):
-        train.run_training(resume=run_dir)
+        training.run_training(resume=run_dir)
     assert not marker.exists()
     assert runs.read_status(run_dir)["state"] == "failed"
 
 
 def test_resume_refuses_a_finished_run(demo_root, tmp_path):
-    run_dir = train.run_training(tiny_config(demo_root, epochs=1), tmp_path)
+    run_dir = training.run_training(tiny_config(demo_root, epochs=1), tmp_path)
     with pytest.raises(TrainingError, match="already finished"):
-        train.run_training(resume=run_dir)
+        training.run_training(resume=run_dir)
 
 
 def test_predict_image_gives_probabilities_per_class(demo_root, tmp_path):
-    run_dir = train.run_training(tiny_config(demo_root, epochs=1), tmp_path)
+    run_dir = training.run_training(tiny_config(demo_root, epochs=1), tmp_path)
     image = data.read_image(next((demo_root / "images").glob("*.jpg")))
     probs = inference.predict_image(run_dir, image)
     assert list(probs) == list(data.CLASS_NAMES)
@@ -367,7 +369,7 @@ def _status_shows_training(run_dir):
 
 
 def test_sigterm_leaves_a_consistent_resumable_run(demo_root, tmp_path):
-    run_dir = train.launch(tiny_config(demo_root, epochs=40), tmp_path)
+    run_dir = training.launch(tiny_config(demo_root, epochs=40), tmp_path)
     wait_for(lambda: _status_shows_training(run_dir), "the trainer to report a batch")
     status = runs.read_status(run_dir)
     assert status["phase"] in ("train", "val") and status["n_iters"] >= status["iteration"]
@@ -381,21 +383,21 @@ def test_sigterm_leaves_a_consistent_resumable_run(demo_root, tmp_path):
     done = models.load_checkpoint(run_dir / "last.pt")["epoch"] if (run_dir / "last.pt").exists() else 0
     assert all(row["epoch"] <= done + 1 for row in history)
 
-    train.run_training(resume=run_dir)
+    training.run_training(resume=run_dir)
     history = runs.read_history(run_dir)
     assert [(r["epoch"], r["phase"]) for r in history] == [(e, p) for e in range(1, 41) for p in ("train", "val")]
     assert runs.read_status(run_dir)["state"] == "finished"
 
 
 def test_launch_refuses_a_second_run_while_one_is_active(demo_root, tmp_path):
-    first = train.launch(tiny_config(demo_root, epochs=200), tmp_path)
+    first = training.launch(tiny_config(demo_root, epochs=200), tmp_path)
     try:
         wait_for(lambda: _status_shows_training(first), "the first run to train")
         assert runs.active_run(tmp_path).path == first
         with pytest.raises(TrainingError, match=first.name):
-            train.launch(tiny_config(demo_root), tmp_path)
+            training.launch(tiny_config(demo_root), tmp_path)
         with pytest.raises(TrainingError, match="still running"):
-            train.run_training(resume=first)
+            training.run_training(resume=first)
     finally:
         runs.request_stop(first)
         wait_for(lambda: runs.read_status(first).get("state") in ("stopped", "finished", "failed"), "stop")
@@ -404,23 +406,23 @@ def test_launch_refuses_a_second_run_while_one_is_active(demo_root, tmp_path):
 
 
 def test_launch_resume_continues_a_stopped_run_in_the_background(demo_root, tmp_path):
-    run_dir = runs.create_run(tmp_path, train.validate_config(tiny_config(demo_root, epochs=3)))
+    run_dir = runs.create_run(tmp_path, settings.validate_config(tiny_config(demo_root, epochs=3)))
     runs.request_stop(run_dir)
-    train.run_training(run_dir=run_dir)
+    training.run_training(run_dir=run_dir)
     assert runs.read_status(run_dir)["state"] == "stopped"
-    train.launch_resume(run_dir)
+    training.launch_resume(run_dir)
     assert runs.is_active(run_dir) or runs.read_status(run_dir)["state"] == "finished"
     wait_for(lambda: runs.read_status(run_dir).get("state") == "finished", "the resumed run to finish")
     assert len(runs.read_history(run_dir)) == 6
     with pytest.raises(TrainingError, match="already finished"):
-        train.launch_resume(run_dir)
+        training.launch_resume(run_dir)
 
 
 def test_a_stop_pressed_while_a_resume_is_queued_stops_the_resumed_trainer(demo_root, tmp_path):
-    run_dir = runs.create_run(tmp_path, train.validate_config(tiny_config(demo_root, epochs=3)))
+    run_dir = runs.create_run(tmp_path, settings.validate_config(tiny_config(demo_root, epochs=3)))
     runs.request_stop(run_dir)
-    train.run_training(run_dir=run_dir)
-    train.launch_resume(run_dir)
+    training.run_training(run_dir=run_dir)
+    training.launch_resume(run_dir)
     runs.request_stop(run_dir)  # at once: the child is still starting Python (queued)
     wait_for(lambda: runs.read_status(run_dir).get("state") == "stopped"
              and not runs.is_active(run_dir), "the resumed run to stop")
@@ -428,14 +430,14 @@ def test_a_stop_pressed_while_a_resume_is_queued_stops_the_resumed_trainer(demo_
 
 
 def test_killed_trainer_shows_as_interrupted_and_resumes(demo_root, tmp_path):
-    run_dir = train.launch(tiny_config(demo_root, epochs=20), tmp_path)
+    run_dir = training.launch(tiny_config(demo_root, epochs=20), tmp_path)
     wait_for(lambda: _status_shows_training(run_dir), "the trainer to report a batch")
     pid = runs.read_status(run_dir)["pid"]
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not runs.pid_alive(pid), "the trainer to die")
     assert runs.run_info(run_dir).state == "interrupted"
     assert runs.active_run(tmp_path) is None
-    train.run_training(resume=run_dir)
+    training.run_training(resume=run_dir)
     assert runs.read_status(run_dir)["state"] == "finished"
     assert len(runs.read_history(run_dir)) == 40
 
@@ -447,7 +449,7 @@ def test_real_isic_short_fine_tune_of_the_offline_model(isic_dev_root, tmp_path)
         "model": {"name": "efficientnet_lite0", "weights": "offline"},
         "epochs": 1, "batch_size": 16, "image_size": 64,
     }
-    run_dir = train.run_training(config, tmp_path)
+    run_dir = training.run_training(config, tmp_path)
     status = runs.read_status(run_dir)
     assert status["state"] == "finished", status
     assert runs.read_config(run_dir)["resolved"]["weights"]["source"] == "offline"
@@ -464,30 +466,30 @@ def test_every_zoo_model_trains_an_epoch(name, demo_root, tmp_path):
     config = tiny_config(demo_root, model={"name": name, "weights": "random"}, image_size=size, epochs=1,
                          optim={"optimizer": "sgd", "momentum": 0.0},
                          batch_size=4, augment=[], data={"max_size": 15, "val_fraction": 0.2, "test_fraction": 0.2})
-    run_dir = train.run_training(config, tmp_path)
+    run_dir = training.run_training(config, tmp_path)
     assert runs.read_status(run_dir)["state"] == "finished"
     assert len(runs.read_history(run_dir)) == 2
 
 
 def test_a_launched_run_whose_data_vanished_says_failed(demo_root, tmp_path):
-    config = train.validate_config(tiny_config(demo_root))
+    config = settings.validate_config(tiny_config(demo_root))
     config["data"]["root"] = str(tmp_path / "gone")
     run_dir = runs.create_run(tmp_path / "runs", config)
     with pytest.raises(TrainingError, match="dataset folder not found"):
-        train.run_training(run_dir=run_dir)
+        training.run_training(run_dir=run_dir)
     status = runs.read_status(run_dir)
     assert status["state"] == "failed" and "dataset folder not found" in status["message"]
 
 
 def test_preset_names_become_that_preset_at_the_run_image_size():
     """A 96 px run must not crop 224 px and resize again (work wasted, detail lost)."""
-    config = train.validate_config({"image_size": 96})
+    config = settings.validate_config({"image_size": 96})
     assert config["augment"][0] == {"name": "RandomResizedCrop", "params": {
         "size": 96, "scale_min": 0.35, "scale_max": 1.0, "ratio_min": 0.75, "ratio_max": 4 / 3}}
     assert [s["name"] for s in config["eval_augment"]] == ["Rescale", "CenterCrop", "ToTensor", "Normalize"]
     assert config["eval_augment"][1]["params"]["size"] == 96
     with pytest.raises(LesionLabError, match="unknown preset"):
-        train.validate_config({"augment": "fancy"})
+        settings.validate_config({"augment": "fancy"})
 
 
 @pytest.mark.parametrize("frozen", [{"freeze_backbone": True}, {"freeze_epochs": 1}])
@@ -500,7 +502,7 @@ def test_a_frozen_backbone_keeps_its_batchnorm_statistics(demo_root, tmp_path, f
     model = {"name": "mobilenet_v3_small", "weights": "file", "weights_path": str(tmp_path / "start.pt")}
     config = tiny_config(demo_root, model=model | {"freeze_backbone": frozen.get("freeze_backbone", False)},
                          epochs=2, freeze_epochs=frozen.get("freeze_epochs", 0))
-    run_dir = train.run_training(config, tmp_path / "runs", on_batch=stop_in_epoch_2(tmp_path / "runs"))
+    run_dir = training.run_training(config, tmp_path / "runs", on_batch=stop_in_epoch_2(tmp_path / "runs"))
     if "freeze_backbone" in frozen:
         assert "backbone frozen (head only)" in (run_dir / "train.log").read_text()
     trained = torch.load(run_dir / "last.pt", weights_only=True)
@@ -510,7 +512,7 @@ def test_a_frozen_backbone_keeps_its_batchnorm_statistics(demo_root, tmp_path, f
     for key in backbone:
         torch.testing.assert_close(trained["model"][key], start[key], msg=key)
     assert not torch.equal(trained["model"]["classifier.3.weight"], start["classifier.3.weight"])
-    train.run_training(resume=run_dir)  # epoch 2: the whole net trains, unless freeze_backbone
+    training.run_training(resume=run_dir)  # epoch 2: the whole net trains, unless freeze_backbone
     final = torch.load(run_dir / "last.pt", weights_only=True)["model"]
     changed = [k for k in backbone if not torch.equal(final[k], start[k])]
     assert bool(changed) == ("freeze_epochs" in frozen), changed[:3]
@@ -519,16 +521,16 @@ def test_a_frozen_backbone_keeps_its_batchnorm_statistics(demo_root, tmp_path, f
 def test_set_train_mode_leaves_only_frozen_batchnorm_in_eval_mode():
     model = torch.nn.Sequential(torch.nn.BatchNorm2d(2), torch.nn.BatchNorm2d(2))
     model[0].requires_grad_(False)
-    train.set_train_mode(model, True)
+    training.set_train_mode(model, True)
     assert model.training and not model[0].training and model[1].training
-    train.set_train_mode(model, False)
+    training.set_train_mode(model, False)
     assert not model[1].training
 
 
 def test_eta_counts_recalibration_and_the_final_evaluation(tmp_path):
     """Time left = batches left at the measured speeds + each epoch's BatchNorm recalibration +
     the best model's final pass over val and test; at the last val batch only the latter is left."""
-    trainer = train.Trainer(tmp_path, {"epochs": 3})
+    trainer = training.Trainer(tmp_path, {"epochs": 3})
     trainer.loaders = {"train": [None] * 10, "val": [None] * 4, "calibration": [None] * 2}
     trainer.n_test_batches = 3
     trainer.iter_time = {"train": 1.0, "val": 0.5}
@@ -550,7 +552,7 @@ def test_a_dataset_without_training_images_fails_with_a_clear_message(demo_root,
     (root / "DBval.csv").write_text("\n".join(rows[:31]) + "\n")
     (root / "DBtest.csv").write_text("\n".join(rows[:1] + rows[31:]) + "\n")
     with pytest.raises(TrainingError, match="the training split is empty"):
-        train.run_training(tiny_config(root), tmp_path / "runs")
+        training.run_training(tiny_config(root), tmp_path / "runs")
 
 
 def test_a_launch_waits_while_another_launch_holds_the_runs_folder(demo_root, tmp_path):
@@ -572,7 +574,7 @@ def test_a_launch_waits_while_another_launch_holds_the_runs_folder(demo_root, tm
 
         def second_launch():
             try:
-                outcome.append(train.launch(tiny_config(demo_root, epochs=200), runs_dir))
+                outcome.append(training.launch(tiny_config(demo_root, epochs=200), runs_dir))
             except TrainingError as exc:
                 outcome.append(exc)
 
@@ -581,7 +583,7 @@ def test_a_launch_waits_while_another_launch_holds_the_runs_folder(demo_root, tm
         thread.join(1.0)
         assert thread.is_alive() and outcome == []  # it waits for the lock
         # Meanwhile the holder starts its run (a live pid: this test process).
-        first = runs.create_run(runs_dir, train.validate_config(tiny_config(demo_root)))
+        first = runs.create_run(runs_dir, settings.validate_config(tiny_config(demo_root)))
         runs.write_status(first, state="running", pid=os.getpid())
         holder.communicate("\n", timeout=30)
         thread.join(60)
@@ -600,8 +602,8 @@ def test_read_predictions_keeps_text_ids_and_adds_confidence_loss_correct(tmp_pa
     names = ["nevus", "melanoma", "seborrheic keratosis"]
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
     path = tmp_path / "predictions_test.csv"
-    train.write_predictions(path, ["0001", "0002"], [0, 1], probs, names)
-    frame = train.read_predictions(path)
+    inference.write_predictions(path, ["0001", "0002"], [0, 1], probs, names)
+    frame = inference.read_predictions(path)
     assert frame["id"].tolist() == ["0001", "0002"]
     assert frame.attrs["class_names"] == names
     np.testing.assert_allclose(frame["confidence"], [0.7, 0.6], atol=1e-6)
@@ -613,7 +615,7 @@ def test_launch_into_a_relative_runs_folder_trains(demo_root, tmp_path, monkeypa
     """The bug a fresh clone met: launch(config, "runs") started the trainer in the run folder
     with the relative path runs/<id>, so it wrote to runs/<id>/runs/<id> and never trained."""
     monkeypatch.chdir(tmp_path)
-    run_dir = train.launch(tiny_config(demo_root, epochs=1), Path("runs"))
+    run_dir = training.launch(tiny_config(demo_root, epochs=1), Path("runs"))
     assert run_dir.is_absolute() and run_dir.parent == tmp_path / "runs"
     wait_for(lambda: runs.run_info(run_dir).state not in runs.ACTIVE_STATES, "the launched run to end", 120)
     info = runs.run_info(run_dir)
@@ -624,19 +626,19 @@ def test_launch_into_a_relative_runs_folder_trains(demo_root, tmp_path, monkeypa
 
 def test_run_training_resolves_relative_folders_once(demo_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run_dir = train.run_training(tiny_config(Path(os.path.relpath(demo_root, tmp_path)), epochs=1), "runs")
+    run_dir = training.run_training(tiny_config(Path(os.path.relpath(demo_root, tmp_path)), epochs=1), "runs")
     assert run_dir.is_absolute() and run_dir.parent == tmp_path / "runs"
     assert Path(runs.read_config(run_dir)["data"]["root"]).is_absolute()
     monkeypatch.chdir(tmp_path / "runs")  # resume a relative run folder from elsewhere
     runs.write_status(run_dir, state="stopped")
     (run_dir / "last.pt").unlink()
-    assert train.run_training(resume=run_dir.name) == run_dir
+    assert training.run_training(resume=run_dir.name) == run_dir
 
 
 def test_a_trainer_that_dies_before_its_first_status_says_failed_with_its_reason(demo_root, tmp_path):
     """A trainer process that crashes at start (here: a real process that exits with an
     error before writing anything) leaves 'queued'; readers must say failed, and why."""
-    run_dir = runs.create_run(tmp_path, train.validate_config(tiny_config(demo_root)))
+    run_dir = runs.create_run(tmp_path, settings.validate_config(tiny_config(demo_root)))
     with open(run_dir / runs.CONSOLE_LOG, "wb") as console:
         # It dies when told (its stdin closes): alive until then, so the first check is not a race.
         process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read(); "
@@ -658,7 +660,7 @@ def test_a_launched_trainer_whose_data_becomes_unreadable_says_failed(demo_root,
     """The launched process (not this one) fails: status says failed with the reason, and
     the run no longer counts as active."""
     data_copy = Path(shutil.copytree(demo_root, tmp_path / "data"))
-    run_dir = train.launch(tiny_config(data_copy), tmp_path / "runs")
+    run_dir = training.launch(tiny_config(data_copy), tmp_path / "runs")
     shutil.rmtree(data_copy)  # the child is still importing torch: it meets the loss at its start
     wait_for(lambda: runs.run_info(run_dir).state not in runs.ACTIVE_STATES, "the trainer to give up", 120)
     info = runs.run_info(run_dir)

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from lesion_core.metrics import scored_classes
+from lesion_core import inference
 
 N_RESAMPLES = 1000
 SEED = 0
@@ -190,14 +191,13 @@ def run_intervals(run_dir, split: str, compute: bool = True) -> dict | None:
 def load_predictions(run_dir, split: str):
     """(ids list, labels (N,) int, probs (N, C), class names) of predictions_<split>.csv, or None
     when the file is missing or cannot be read as one."""
-    from lesion_core import train
     from lesion_core.errors import DataError
 
     path = Path(run_dir) / f"predictions_{split}.csv"
     if not path.is_file():
         return None
     try:
-        frame = train.read_predictions(path)
+        frame = inference.read_predictions(path)
     except (DataError, OSError):  # a damaged or foreign CSV: no intervals, no crash
         return None
     names = frame.attrs["class_names"]

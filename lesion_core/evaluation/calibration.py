@@ -168,7 +168,7 @@ def fit_and_save(run_dir, raw_probs, labels) -> dict:
 def calibrate_run(run_dir) -> dict:
     """Fit (or refit) a finished run's temperature from its predictions_val.csv."""
     from lesion_core.errors import TrainingError
-    from lesion_core.train import read_predictions
+    from lesion_core.inference import read_predictions
 
     path = Path(run_dir) / "predictions_val.csv"
     if not path.is_file():

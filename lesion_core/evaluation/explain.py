@@ -25,6 +25,7 @@ import torch
 from lesion_core import models, paths, transforms
 from lesion_core.errors import ModelError
 from lesion_core.i18n import N_
+from lesion_core import settings
 
 # Name -> pytorch-grad-cam class name. Score-CAM is gradient-free (one forward pass per
 # channel of the target layer: slow on a CPU); EigenCAM is gradient-free and class-agnostic.
@@ -94,7 +95,7 @@ class Explainer:
     """Heatmaps of one run's best model with one CAM method (built once, reused per image)."""
 
     def __init__(self, run_dir, method: str = DEFAULT_METHOD, calibrated: bool = True):
-        from lesion_core import inference, train
+        from lesion_core import inference
         from lesion_core.evaluation import calibration
 
         if method not in METHODS:
@@ -105,7 +106,7 @@ class Explainer:
         self.model.float()
         self.entry = models.MODELS[self.config["model"]["name"]]
         self.class_names = list(self.config["data"]["class_names"])
-        spec = transforms.finalize_spec(self.config["eval_augment"], train.image_size(self.config),
+        spec = transforms.finalize_spec(self.config["eval_augment"], settings.image_size(self.config),
                                         self.entry.mean, self.entry.std)
         self.pipeline = transforms.build_pipeline(spec)
         self.temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
@@ -219,11 +220,11 @@ def explain_split(run_dir, split: str, method: str = DEFAULT_METHOD, data_root=N
                   calibrated: bool = True, wrap=None) -> dict:
     """{id: (focus, peak_in_lesion)} for every image of a run's split, heatmaps of the
     predicted class; images without a mask get (None, None)."""
-    from lesion_core import data, train
+    from lesion_core import data
 
     explainer = Explainer(run_dir, method, calibrated)
-    records = train.load_data(explainer.config, root_override=data_root).split(split)
-    max_side = explainer.config["max_side"] or round(train.image_size(explainer.config) * 8 / 7)
+    records = settings.load_data(explainer.config, root_override=data_root).split(split)
+    max_side = explainer.config["max_side"] or round(settings.image_size(explainer.config) * 8 / 7)
     dataset = data.LesionDataset(records, transform=explainer.pipeline, max_side=max_side)
     out = {}
     starts = range(0, len(dataset), batch_size)

@@ -6,11 +6,13 @@ import re
 from pathlib import Path
 from collections.abc import Callable
 
-from lesion_core import csvsafe, data, inference, metrics, runs, train, transforms
+from lesion_core import csvsafe, data, inference, metrics, runs, transforms
 from lesion_core.errors import DataError, LesionLabError, TransformError
 from lesion_core.i18n import N_
 from lesion_core.inference.temperature import read_temperature
 from lesion_core.evaluation import confidence, patient
+from lesion_core import settings
+from lesion_core import training
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -36,7 +38,7 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
     if not records:
         raise DataError(N_("no image of {folder} can be scored: this run crops to the lesion and "
                            "none of its {n} images has a mask").format(folder=data_dir, n=len(no_mask)))
-    loader = train.make_loader(records, config["eval_augment"], config, False)
+    loader = settings.make_loader(records, config["eval_augment"], config, False)
     ids, labels, probs = inference.predict_loader(model, loader, *inference.inference_settings(config), wrap=wrap,
                                               tta=config["tta"])  # scored as the run scores its own images
     probs = patient.apply_run(run_dir, probs, patient.metas_of(records, ids), len(class_names))
@@ -44,8 +46,8 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
     name = name or external_name(data_dir)
     predictions = run_dir / f"predictions_external_{name}.csv"
     summary = run_dir / f"metrics_external_{name}.json"
-    train.write_predictions(predictions, ids, labels, probs, class_names, temperature=read_temperature(run_dir))
-    runs.atomic_write_json(summary, train._metrics_summary(result, ids)
+    inference.write_predictions(predictions, ids, labels, probs, class_names, temperature=read_temperature(run_dir))
+    runs.atomic_write_json(summary, training.metrics_summary(result, ids)
                            | {"data": str(Path(data_dir).resolve()), "no_mask": no_mask})
     return result | {"ids": ids, "name": name, "predictions_path": predictions, "metrics_path": summary,
                      "n_excluded": len(lesion.report.problems), "no_mask": no_mask}

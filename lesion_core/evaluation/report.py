@@ -68,7 +68,7 @@ def _png_uri(image: np.ndarray) -> str:
 
 
 def _split_section(run_dir: Path, split: str, fig: _Figures, temperature: float) -> str:
-    from lesion_core.train import read_predictions
+    from lesion_core.inference import read_predictions
 
     path = run_dir / f"predictions_{split}.csv"
     if not path.is_file():
@@ -161,7 +161,7 @@ def _worst_errors(run_dir: Path, split: str) -> str:
     """The N_WORST most confident wrong predictions with their Grad-CAM heatmaps."""
     from lesion_core import data
     from lesion_core.evaluation import explain
-    from lesion_core.train import read_predictions
+    from lesion_core.inference import read_predictions
 
     path = run_dir / f"predictions_{split}.csv"
     if not path.is_file():
@@ -172,7 +172,7 @@ def _worst_errors(run_dir: Path, split: str) -> str:
     if wrong.empty:
         return "<h2>Worst errors</h2><p>No wrong prediction in this split.</p>"
     try:
-        from lesion_core.train import load_data
+        from lesion_core.settings import load_data
 
         records = {r.id: r for r in load_data(runs.read_config(run_dir)).split(split)}
         explainer = explain.Explainer(run_dir)

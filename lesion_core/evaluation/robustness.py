@@ -17,11 +17,12 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from lesion_core import data, inference, models, runs, train, transforms
+from lesion_core import data, inference, models, runs, transforms
 from lesion_core.data import skin
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
 from lesion_core.evaluation import bootstrap
+from lesion_core import settings
 
 # Groups smaller than this get a warning: their AUC interval spans most of [0, 1].
 SMALL_GROUP = 30
@@ -67,7 +68,7 @@ class _Scorer:
     def __init__(self, run_dir: Path):
         self.model, self.config = inference.load_run_model(run_dir)
         entry = models.MODELS[self.config["model"]["name"]]
-        size = train.image_size(self.config)
+        size = settings.image_size(self.config)
         spec = transforms.finalize_spec(self.config["eval_augment"], size, entry.mean, entry.std)
         self.pipeline = transforms.build_pipeline(spec)
         self.max_side = self.config.get("max_side") or round(size * 8 / 7)
@@ -102,7 +103,7 @@ def robustness_report(run_dir, split: str = "test", data_root=None, conditions: 
     if records is None:
         if split not in ("val", "test"):
             raise TrainingError(N_("unknown split {split}; use val or test").format(split=repr(split)))
-        records = train.load_data(scorer.config, root_override=data_root).split(split)
+        records = settings.load_data(scorer.config, root_override=data_root).split(split)
     if not records:
         raise TrainingError(N_("the {split} split of run {run} is empty: nothing to score").format(
             split=split, run=run_dir.name))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lesion_core import inference, metrics, runs, train
+from lesion_core import inference, metrics, runs
 from lesion_core.errors import TrainingError
 from lesion_core.evaluation import bootstrap, patient, review
 from lesion_core.i18n import N_
+from lesion_core import settings
+from lesion_core import training
 
 
 def can_evaluate(run) -> bool:
@@ -25,22 +27,22 @@ def evaluate_best(run_dir) -> dict:
         raise TrainingError(N_("run {run} is still {state}: it evaluates itself when it finishes").format(
             run=info.id, state=info.state))
     model, config = inference.load_run_model(run_dir)
-    lesion = train.load_data(config)
-    settings = inference.inference_settings(config)
+    lesion = settings.load_data(config)
+    scoring = inference.inference_settings(config)
     summary = {}
     for split in ("val", "test"):
         records = lesion.split(split)
         if not records:
             continue
-        loader = train.make_loader(records, config["eval_augment"], config, False)
-        ids, labels, probs = inference.predict_loader(model, loader, *settings, tta=config["tta"])
+        loader = settings.make_loader(records, config["eval_augment"], config, False)
+        ids, labels, probs = inference.predict_loader(model, loader, *scoring, tta=config["tta"])
         probs = patient.apply_run(run_dir, probs, patient.metas_of(records, ids), len(lesion.class_names))
         # as a finished run writes them: calibration fitted on val, probabilities named, intervals
         result = metrics.compute_metrics(labels, probs, lesion.class_names)
         reviewed = review.split_review(run_dir, split, labels, probs, lesion.class_names)
-        train.write_predictions(run_dir / f"predictions_{split}.csv", ids, labels, probs, lesion.class_names,
+        inference.write_predictions(run_dir / f"predictions_{split}.csv", ids, labels, probs, lesion.class_names,
                                 temperature=reviewed["calibration"]["temperature"])
-        runs.atomic_write_json(run_dir / f"metrics_{split}.json", train._metrics_summary(result, ids) | reviewed
+        runs.atomic_write_json(run_dir / f"metrics_{split}.json", training.metrics_summary(result, ids) | reviewed
                                | {"intervals": bootstrap.metric_intervals(labels, probs, lesion.class_names)})
         summary[split] = {"mean_auc": result["mean_auc"], "accuracy": result["accuracy"], "n": len(ids)}
     if not summary:

@@ -7,6 +7,8 @@ never imports.
 """
 
 from lesion_core.inference.model import forward, inference_settings, load_run_model
+from lesion_core.inference.predictions import read_predictions, write_predictions
 from lesion_core.inference.score import evaluate_run, predict_image, predict_loader
 
-__all__ = ["evaluate_run", "forward", "inference_settings", "load_run_model", "predict_image", "predict_loader"]
+__all__ = ["evaluate_run", "forward", "inference_settings", "load_run_model", "predict_image", "predict_loader",
+           "read_predictions", "write_predictions"]

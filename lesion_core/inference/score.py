@@ -56,7 +56,7 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, ca
     run_dir = Path(run_dir).resolve()
     key = (str(run_dir), (run_dir / "best.pt").stat().st_mtime_ns if (run_dir / "best.pt").exists() else None)
     if key not in _MODEL_CACHE:
-        from lesion_core.train import image_size  # the config's rules live with training for now
+        from lesion_core.settings import image_size  # the config's rules live with training for now
 
         model, config = load_run_model(run_dir)
         entry = models.MODELS[config["model"]["name"]]
@@ -94,7 +94,7 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
     Refuses (TrainingError) when recorded images are missing or unreadable, unless
     allow_missing: a score over a silent subset would not be the run's score.
     """
-    from lesion_core.train import load_data, make_loader, recorded_split  # loaders live with training for now
+    from lesion_core.settings import load_data, make_loader, recorded_split  # loaders live with training for now
 
     model, config = load_run_model(run_dir)
     if split not in ("train", "val", "test"):

@@ -1,33 +1,14 @@
-"""Recipes: named starting points for a run's settings, and how long a run will take.
-
-A recipe is a set of overrides of train.default_config(): a config naming one ("recipe":
-"standard") starts from it, and its own settings go on top (train.validate_config). The
-command line (`train` without --recipe) and the Train page name the one recipe_for() picks for
-the data; config.json keeps the name and every value, so a run resumes as it began.
-
-  quick     the demo and the app's first Launch: EfficientNet-Lite0 at 96 px, 3 epochs; under
-            a minute for the 300 demo images on a 2-core CPU.
-  standard  the default for real data, measured by 5-fold cross-validation on the 2,000 ISIC
-            2017 training images (bench/quality.py; figures and the levers tried in the
-            README): the best recipe found that trains 2,000 images at 256 px within 30
-            minutes on a 2-core CPU with bf16 autocast; where the data has the patients' age,
-            sex or site, those are weighed in too (evaluation.patient).
-"""
+"""How long a run will take here: from a finished run's measured speed on this machine, else
+the project's reference speed for the device, scaled by image side and model cost."""
 
 from __future__ import annotations
 
 import statistics
 
-RECIPES: dict[str, dict] = {
-    "quick": {"image_size": 96, "epochs": 3},
-    "standard": {
-        "epochs": 8,
-        "scheduler": {"name": "cosine", "warmup_epochs": 1},
-        "optim": {"label_smoothing": 0.1},
-        "tta": True,
-        "metadata": True,
-    },
-}
+from lesion_core import runs
+from lesion_core.errors import TrainingError
+from lesion_core.settings.device import resolve_device
+from lesion_core.settings.schema import image_size
 
 # Training and inference images/s of EfficientNet-Lite0 at 224 px with the trainer's own
 # settings (bf16 autocast + channels_last on a CPU with bf16; 2 threads), measured on the
@@ -37,7 +18,11 @@ RECIPES: dict[str, dict] = {
 # at ~50 img/s, not 5x the 224-px rate). STARTUP_S: starting Python, the model, the first
 # decoding. The estimate prefers what a finished run on this machine measured.
 REFERENCE_SIZE = 224
+
+
 REFERENCE_IMAGES_PER_S = {"cpu": (17.0, 100.0), "cuda": (250.0, 900.0), "mps": (40.0, 150.0)}
+
+
 # Time per image relative to Lite0 at the same side (divided by the side ratio the estimate
 # applies anyway), from the trainer itself on the quiet 2-core machine: Lite2 at 260 px trained
 # bench/quality.py's folds at 7.8 img/s and validated at 50.5 (2026-11-29; Lite0 at 224 px:
@@ -45,33 +30,19 @@ REFERENCE_IMAGES_PER_S = {"cpu": (17.0, 100.0), "cuda": (250.0, 900.0), "mps": (
 # only: Lite0 at 224 px 12.7 and 11.2 img/s, Lite1 at 240 px 9.3; its fold 1 trained at 9.8
 # img/s under a light load). Other models: Lite0's speed.
 MODEL_COST = {"efficientnet_lite1": 1.3, "efficientnet_lite2": 1.8}
+
+
 STARTUP_S = 15.0
+
+
 TTA_VIEWS = 8
-
-
-def recipe_for(root) -> str:
-    """The recipe a run on this data starts from: quick for the built-in demo, else standard."""
-    return "quick" if root in (None, "demo") else "standard"
-
-
-def recipe_config(name: str) -> dict:
-    """default_config() with the recipe's settings, tagged with its name."""
-    from lesion_core import train
-
-    if not isinstance(name, str) or name not in RECIPES:
-        from lesion_core.errors import TrainingError
-
-        raise TrainingError(f"unknown recipe {name!r}; use one of: {', '.join(RECIPES)}")
-    return train.merge_config(train.default_config(), RECIPES[name] | {"recipe": name})
 
 
 def _measured_speed(config: dict, listed_runs) -> tuple[float, float, str] | None:
     """(train, eval images/s, run id) of the newest finished run (runs.RunInfo) with the same
     model, image size, device kind and number of processes, from its history (epochs after the
     first, which also decodes every image; under torchrun the rates are the whole job's)."""
-    from lesion_core import runs, train
-
-    model, size, kind = config["model"]["name"], train.image_size(config), _device_kind(config)
+    model, size, kind = config["model"]["name"], image_size(config), _device_kind(config)
     for run in sorted(listed_runs, key=lambda r: r.id, reverse=True):
         resolved = run.config.get("resolved") or {}
         if (run.state != "finished" or run.model != model or resolved.get("image_size") != size
@@ -88,11 +59,8 @@ def _measured_speed(config: dict, listed_runs) -> tuple[float, float, str] | Non
 
 
 def _device_kind(config: dict) -> str:
-    from lesion_core import train
-    from lesion_core.errors import TrainingError
-
     try:
-        return train.resolve_device(config["device"]).type
+        return resolve_device(config["device"]).type
     except TrainingError:  # an unavailable device is reported by Launch, not here
         return "cpu"
 
@@ -105,8 +73,6 @@ def estimate(config: dict, n_images: int, listed_runs=()) -> dict:
     and the model's cost)}.
     Counts every epoch's training and validation pass, the BatchNorm recalibration and the
     final scoring of val and test (8 views each with test-time augmentation)."""
-    from lesion_core import train
-
     data = config["data"]
     n = min(n_images, data["max_size"]) if data.get("max_size") else n_images
     n_val, n_test = round(n * data["val_fraction"]), round(n * data["test_fraction"])
@@ -118,7 +84,7 @@ def estimate(config: dict, n_images: int, listed_runs=()) -> dict:
     else:
         kind = _device_kind(config)
         train_rate, eval_rate = REFERENCE_IMAGES_PER_S.get(kind, REFERENCE_IMAGES_PER_S["cpu"])
-        scale = REFERENCE_SIZE / train.image_size(config) / MODEL_COST.get(config["model"]["name"], 1.0)
+        scale = REFERENCE_SIZE / image_size(config) / MODEL_COST.get(config["model"]["name"], 1.0)
         if kind == "cuda":  # one GPU per process (on the CPU, processes share the same cores)
             scale *= config.get("processes", 1)
         train_rate, eval_rate = train_rate * scale, eval_rate * scale

@@ -312,7 +312,7 @@ def export_run(run_dir, fmt: str, out, images: list[np.ndarray] | None = None) -
             raise
         except Exception as err:  # exporters raise many types; the user needs the first line
             raise ModelError(N_("{model} could not be exported to {format}: {error}").format(
-                model=sidecar["model"], format=fmt, error=models._first_line(err))) from None
+                model=sidecar["model"], format=fmt, error=models.first_line(err))) from None
         sidecar["format"] = fmt
         sidecar["verification"] = verify(wrapper, fmt, tmp, images)
         sidecar["torch"] = torch.__version__

@@ -365,7 +365,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except Exception as err:  # RuntimeError, EOFError, ValueError, IndexError...: whatever the bytes make of it
         raise ModelError(N_("cannot read checkpoint {path}: not a checkpoint (not a file torch.save wrote, or a "
                             "damaged one: {error}); train again or choose another file").format(
-            path=path, error=_first_line(err)[:120])) from None
+            path=path, error=first_line(err)[:120])) from None
     if not isinstance(checkpoint, dict):
         raise ModelError(N_("checkpoint {path} holds a {type}, expected a dict of tensors").format(
             path=path, type=type(checkpoint).__name__))
@@ -414,7 +414,7 @@ def _few(items: list, limit: int = 6) -> str:
     return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
@@ -449,7 +449,7 @@ def _fetch_torchvision_weights(name: str) -> Path:
     try:
         _download(url, target)
     except OSError as err:
-        raise ModelError(N_("{help} Download failed: {error}").format(help=offline_help, error=_first_line(err))) from None
+        raise ModelError(N_("{help} Download failed: {error}").format(help=offline_help, error=first_line(err))) from None
     return target
 
 

@@ -9,6 +9,7 @@ process) never sees half a file and a killed trainer never leaves a corrupt one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import time
@@ -93,7 +94,7 @@ STATUS_FIELDS = {
 _SECTIONS = ("data", "model", "optim", "scheduler")
 
 
-def _load_json(path: Path) -> tuple[object, str | None]:
+def load_json(path: Path) -> tuple[object, str | None]:
     """(the JSON value in path, None), (None, None) when absent, (None, what is wrong) when unreadable."""
     try:
         return json.loads(path.read_bytes().decode("utf-8")), None
@@ -174,9 +175,9 @@ def metrics_problems(metrics, name: str = "metrics.json") -> list[str]:
             if not check(metrics.get(key))]
 
 
-def _read_json(path: Path, default: dict | None, problems=None) -> dict | None:
+def read_json(path: Path, default: dict | None, problems=None) -> dict | None:
     """The JSON object in path, or default when it is missing, unreadable or not an object."""
-    value, problem = _load_json(path)
+    value, problem = load_json(path)
     if problem or not isinstance(value, dict) or (problems and problems(value)):
         return default
     return value
@@ -184,20 +185,20 @@ def _read_json(path: Path, default: dict | None, problems=None) -> dict | None:
 
 def read_config(run_dir) -> dict:
     """The run's config.json as a dict ({} when missing, unreadable or of the wrong shape)."""
-    return _read_json(Path(run_dir) / "config.json", {}, config_problems)
+    return read_json(Path(run_dir) / "config.json", {}, config_problems)
 
 
 def read_metrics(run_dir, split: str) -> dict | None:
     """The run's metrics_<split>.json (written when it finished), or None when absent, unreadable
     or of the wrong shape (run_info().damage says which)."""
-    return _read_json(Path(run_dir) / f"metrics_{split}.json", None,
+    return read_json(Path(run_dir) / f"metrics_{split}.json", None,
                       lambda m: metrics_problems(m, f"metrics_{split}.json"))
 
 
 def read_status(run_dir) -> dict:
     """The run's status.json as a dict ({} when missing or unreadable); fields of the wrong
     type are left out (status_problems names them)."""
-    status = _read_json(Path(run_dir) / "status.json", {})
+    status = read_json(Path(run_dir) / "status.json", {})
     return {k: v for k, v in status.items() if k not in STATUS_FIELDS or STATUS_FIELDS[k](v)}
 
 
@@ -239,19 +240,17 @@ def run_problems(run_dir) -> list[str]:
     run_dir = Path(run_dir)
     problems = []
     for name, check in (("config.json", config_problems), ("status.json", status_problems)):
-        value, problem = _load_json(run_dir / name)
+        value, problem = load_json(run_dir / name)
         if problem:
             problems.append(problem)
         elif value is not None or name == "config.json":
             problems += check(value) if value is not None else [N_("{file}: missing").format(file=name)]
     for split in ("val", "test"):
         name = f"metrics_{split}.json"
-        value, problem = _load_json(run_dir / name)
+        value, problem = load_json(run_dir / name)
         problems += [problem] if problem else metrics_problems(value, name) if value is not None else []
-    from lesion_core.inference import prior as patient  # it stores its file with this module's helpers
-
-    value, problem = _load_json(run_dir / patient.FILE)
-    problems += [problem] if problem else patient.problems(value) if value is not None else []
+    value, problem = load_json(run_dir / PATIENT_FILE)
+    problems += [problem] if problem else patient_model_problems(value) if value is not None else []
     skipped = read_history_checked(run_dir)[1]
     if skipped:
         problems.append((N_("{file}: {n} unreadable lines skipped") if skipped > 1
@@ -510,3 +509,39 @@ def list_runs(runs_dir) -> list[RunInfo]:
 def active_run(runs_dir) -> RunInfo | None:
     """The run whose trainer is alive in runs_dir, if any (one training job at a time)."""
     return next((run for run in list_runs(runs_dir) if run.state in ACTIVE_STATES), None)
+
+
+# The metadata prior (inference.prior applies it, evaluation.patient fits it): its file and
+# the check every reader of it makes.
+PATIENT_FILE = "patient_model.json"
+# The largest weight of the metadata against the image (evaluation.patient tries 0 to this).
+PATIENT_MAX_WEIGHT = 1.5
+
+
+def patient_model_problems(value, n_classes: int | None = None) -> list[str]:
+    """What is wrong with a patient_model.json's content ([] when it can be used)."""
+    def numbers(x) -> bool:
+        return isinstance(x, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                           and math.isfinite(v) for v in x)
+
+    if not isinstance(value, dict):
+        return [N_("{file}: not a JSON object").format(file=PATIENT_FILE)]
+    names, coef, intercept, prior, weight = (value.get(k) for k in ("features", "coef", "intercept", "prior", "weight"))
+    wrong = []
+    if not (isinstance(names, list) and {"age", "age^2", "age_known"} <= set(names)
+            and all(isinstance(n, str) for n in names)):
+        wrong.append("features")
+    if not (numbers(prior) and len(prior) >= 2 and all(p > 0 for p in prior) and abs(sum(prior) - 1) < 1e-6):
+        wrong.append("prior")
+    n = len(prior) if numbers(prior) else n_classes
+    if n_classes is not None and n != n_classes:
+        wrong.append("prior")
+    if not (numbers(intercept) and len(intercept) == n):
+        wrong.append("intercept")
+    if not (isinstance(coef, list) and len(coef) == n and all(numbers(row) and isinstance(names, list)
+                                                             and len(row) == len(names) for row in coef)):
+        wrong.append("coef")
+    if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight <= PATIENT_MAX_WEIGHT):
+        wrong.append("weight")
+    fields = ", ".join(sorted(set(wrong)))
+    return [N_("{file}: {fields} missing or invalid").format(file=PATIENT_FILE, fields=fields)] if wrong else []

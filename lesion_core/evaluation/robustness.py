@@ -175,7 +175,7 @@ def save_report(run_dir, report: dict) -> Path:
 
 def read_report(run_dir, split: str) -> dict | None:
     """A stored report, or None when absent or not shaped like one (run folders are untrusted)."""
-    found = runs._read_json(report_path(run_dir, split), None)
+    found = runs.read_json(report_path(run_dir, split), None)
     if not found or not isinstance(found.get("conditions"), list) or not isinstance(found.get("baseline"), dict):
         return None
     if not all(isinstance(row, dict) and isinstance(row.get("name"), str) for row in found["conditions"]):

@@ -17,7 +17,7 @@ THRESHOLD_FILE = "threshold.json"
 
 def read_threshold(run_dir) -> dict | None:
     """The run's saved decision rule, or None when absent or not a valid one (untrusted file)."""
-    record = runs._read_json(Path(run_dir) / THRESHOLD_FILE, None)
+    record = runs.read_json(Path(run_dir) / THRESHOLD_FILE, None)
     if not record:
         return None
     class_names = runs.read_config(run_dir).get("data", {}).get("class_names", [])

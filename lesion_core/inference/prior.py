@@ -4,7 +4,6 @@ base rate, as patient_model.json in the run folder says (see evaluation.patient)
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +12,10 @@ from lesion_core import data, runs
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
 from lesion_core.inference.temperature import LOG_FLOOR
+from lesion_core.runs import PATIENT_FILE as FILE
+from lesion_core.runs import patient_model_problems as problems
 
-FILE = "patient_model.json"
 AGE_CENTRE, AGE_SCALE = 50.0, 15.0
-# The largest weight of the metadata against the image (evaluation.patient tries 0 to this).
-MAX_WEIGHT = 1.5
 
 
 def _age(meta: dict) -> float | None:
@@ -76,41 +74,13 @@ def combine(probs, model: dict, metas: list[dict], weight: float | None = None) 
     return out / out.sum(axis=1, keepdims=True)
 
 
-def problems(value, n_classes: int | None = None) -> list[str]:
-    """What is wrong with a patient_model.json's content ([] when it can be used)."""
-    def numbers(x) -> bool:
-        return isinstance(x, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                           and math.isfinite(v) for v in x)
-
-    if not isinstance(value, dict):
-        return [N_("{file}: not a JSON object").format(file=FILE)]
-    names, coef, intercept, prior, weight = (value.get(k) for k in ("features", "coef", "intercept", "prior", "weight"))
-    wrong = []
-    if not (isinstance(names, list) and {"age", "age^2", "age_known"} <= set(names)
-            and all(isinstance(n, str) for n in names)):
-        wrong.append("features")
-    if not (numbers(prior) and len(prior) >= 2 and all(p > 0 for p in prior) and abs(sum(prior) - 1) < 1e-6):
-        wrong.append("prior")
-    n = len(prior) if numbers(prior) else n_classes
-    if n_classes is not None and n != n_classes:
-        wrong.append("prior")
-    if not (numbers(intercept) and len(intercept) == n):
-        wrong.append("intercept")
-    if not (isinstance(coef, list) and len(coef) == n and all(numbers(row) and isinstance(names, list)
-                                                             and len(row) == len(names) for row in coef)):
-        wrong.append("coef")
-    if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight <= MAX_WEIGHT):
-        wrong.append("weight")
-    return [N_("{file}: {fields} missing or invalid").format(file=FILE, fields=", ".join(sorted(set(wrong))))] if wrong else []
-
-
 def read(run_dir, n_classes: int | None = None) -> dict | None:
     """The run's fitted model, None when it has none (trained without metadata); TrainingError
     naming the file when it is damaged: its predictions cannot be reproduced without it."""
     path = Path(run_dir) / FILE
     if not path.exists():
         return None
-    value, problem = runs._load_json(path)
+    value, problem = runs.load_json(path)
     found = [problem] if problem else problems(value, n_classes)
     if found:
         raise TrainingError(N_("run {run} cannot be used: {damage}").format(run=Path(run_dir).name,

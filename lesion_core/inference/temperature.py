@@ -53,7 +53,7 @@ class Calibration:
 
 def read_calibration(run_dir) -> Calibration:
     """The one reader of a run's calibration.json (see Calibration)."""
-    value, problem = runs._load_json(Path(run_dir) / CALIBRATION_FILE)
+    value, problem = runs.load_json(Path(run_dir) / CALIBRATION_FILE)
     if problem:
         return Calibration(problem=N_("{problem}: ignored, probabilities are not calibrated").format(problem=problem))
     if value is None:

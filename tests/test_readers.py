@@ -256,3 +256,24 @@ def test_the_html_report_has_the_reader_study_when_reads_exist(scored_run):
     row = readers.score_study(readers.load_study(run_dir, NAMES)[0], *model)["readers"][0]
     assert f"<td>ana</td><td>1</td><td>60</td><td>{bootstrap.format_interval(row['sensitivity'])}</td>" in text
     assert "Readers on the model" in text  # the figure
+
+
+def test_the_page_reads_in_spanish_with_no_english_left(demo_root):
+    """Mid second pass, with a study on the ROC: every string on the page is Spanish."""
+    from tests.test_i18n import english_leftovers, shown_strings, spanish_app
+    from tests.test_readers_e2e import reader_run
+    from lesion_core import paths
+
+    run_dir, names = reader_run(demo_root, paths.runs_dir())
+    ids = readers.model_predictions(run_dir, "test")[0]
+    for i, image_id in enumerate(readers.reading_order(ids, "ana", 1)):
+        readers.append_read(run_dir, "ana", Read(image_id, 1, names[i % 3], 4, "excise"), names, ids)
+    readers.append_read(run_dir, "ana", Read(readers.reading_order(ids, "ana", 2)[0], 2, "nevus"), names, ids)
+    app = spanish_app(demo_root)
+    app.query_params["reader"] = "ana"
+    app.switch_page("app_pages/readers.py").run()
+    assert not app.exception, app.exception
+    strings = shown_strings(app)
+    assert "Segunda lectura, con el modelo: ana" in strings and "1 de 3 respondidas · imagen 2 de 3" in strings
+    assert "ana, lectura 1" in strings and "Su primera respuesta: **" in " ".join(strings)
+    assert english_leftovers(strings) == []

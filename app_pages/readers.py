@@ -21,9 +21,12 @@ if run is None:
     st.stop()
 st.caption(_("{run} · pick another run in the sidebar", run=common.run_caption(run)))
 split = st.radio(_("Split"), ["test", "val"], horizontal=True, format_func=lang.options(), key="keep_read_split")
-model = readers.model_predictions(run.path, split)
+model, damaged = None, True
+with common.user_errors():  # a damaged predictions file is named, not taken for a missing one
+    model, damaged = readers.model_predictions(run.path, split), False
 if model is None:
-    st.info(_("No {split} predictions yet: they are written when the run finishes.", split=_(split)))
+    if not damaged:
+        st.info(_("No {split} predictions yet: they are written when the run finishes.", split=_(split)))
     st.stop()
 ids, labels, probs, names = model
 

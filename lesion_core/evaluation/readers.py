@@ -268,16 +268,19 @@ def next_unanswered(order: list[str], answered, position: int) -> int | None:
 
 def model_predictions(run_dir, split: str):
     """(ids list, labels (N,) int, calibrated probabilities (N, C), class names) of the run's
-    predictions_<split>.csv, or None when it has none. The one place the study takes the
-    model's probabilities from (the run's stored predictions, temperature-scaled as the
-    pages and `predict` show them)."""
-    from lesion_core.evaluation import bootstrap, calibration
+    predictions_<split>.csv; None when it has none, DataError naming a damaged one. The one
+    place the study takes the model's probabilities from (the run's stored predictions,
+    temperature-scaled as the pages and `predict` show them)."""
+    from lesion_core import train
+    from lesion_core.evaluation import calibration, review
 
-    loaded = bootstrap.load_predictions(run_dir, split)
-    if loaded is None:
+    path = Path(run_dir) / f"predictions_{split}.csv"
+    if not path.is_file():
         return None
-    ids, labels, raw, names = loaded
-    return [str(i) for i in ids], labels, calibration.apply_temperature(raw, calibration.read_temperature(run_dir)), names
+    frame = train.read_predictions(path)
+    labels, raw, names = review.frame_arrays(frame)
+    ids = [str(i) for i in frame["id"]]
+    return ids, labels, calibration.apply_temperature(raw, calibration.read_temperature(run_dir)), names
 
 
 def operating_marks(labels, probs, class_names, class_name: str) -> dict[float, float]:

@@ -48,12 +48,11 @@ elif "reader" in st.query_params:
 def answer_widgets(position: int, pass_no: int) -> tuple:
     """The optional confidence and management choice for the image at position."""
     confidence = st.segmented_control(_("Confidence (optional)"), list(readers.CONFIDENCE),
-                                        key=f"read_conf_{pass_no}_{position}",
-                                        help=_("1: a guess · 5: certain"))
+                                      key=f"read_conf_{pass_no}_{position}", help=_("1: a guess · 5: certain"))
     management = None
     if readers.asks_management(names):
         management = st.segmented_control(_("Management (optional)"), list(readers.MANAGEMENT),
-                                             format_func=lang.options(), key=f"read_mgmt_{pass_no}_{position}")
+                                          format_func=lang.options(), key=f"read_mgmt_{pass_no}_{position}")
     return confidence, management
 
 
@@ -68,8 +67,10 @@ def reading(reader: str, pass_no: int, reads: list) -> None:
     image_id = order[position]
     st.progress(len(done) / len(order), text=_("{done} of {n} answered · image {position} of {n}",
                                                done=len(done), n=len(order), position=position + 1))
-    shown_key = f"read_shown/{key}/{position}"
-    st.session_state.setdefault(shown_key, time.monotonic())
+    # When this image was put in front of the reader (again after Back or a skip): time to answer.
+    shown_key = f"read_shown/{key}"
+    if st.session_state.get(shown_key, (None,))[0] != image_id:
+        st.session_state[shown_key] = (image_id, time.monotonic())
     image_col, side_col = st.columns([3, 2])
     record = sample = None
     with image_col, common.user_errors():
@@ -97,9 +98,14 @@ def model_output(image_id: str, sample, reads: list) -> None:
     st.plotly_chart(fig(plots.probability_bars(probs[ids.index(image_id)], names)), key="read_probs")
     with common.user_errors():
         if sample and (run.path / "best.pt").is_file():
-            result = common.explainer(run.path).explain(sample["image"], sample["mask"])
-            st.image(explain.heatmap_overlay(result.image, result.heatmap, result.mask), width="stretch",
-                     caption=_("Grad-CAM of **{name}** on the model's view", name=cls(result.target_class)))
+            # Kept for the image shown: a confidence click reruns the page, not the model.
+            held = st.session_state.get("read_heatmap")
+            if not held or held[0] != (str(run.path), image_id):
+                result = common.explainer(run.path).explain(sample["image"], sample["mask"])
+                held = ((str(run.path), image_id), explain.heatmap_overlay(result.image, result.heatmap, result.mask),
+                        result.target_class)
+                st.session_state["read_heatmap"] = held
+            st.image(held[1], width="stretch", caption=_("Grad-CAM of **{name}** on the model's view", name=cls(held[2])))
 
 
 def controls(reader: str, pass_no: int, order: list, done: dict, position: int, image_id: str, key: str,
@@ -113,7 +119,7 @@ def controls(reader: str, pass_no: int, order: list, done: dict, position: int, 
                      type="primary" if chosen and chosen.diagnosis == class_name else "secondary",
                      shortcut=str(index + 1) if index < 9 else None):
             with common.user_errors():
-                elapsed = time.monotonic() - st.session_state[shown_key]
+                elapsed = time.monotonic() - st.session_state[shown_key][1]
                 readers.append_read(run.path, reader, readers.Read(image_id, pass_no, class_name, confidence,
                                                                    management, elapsed), names, ids)
                 following = readers.next_unanswered(order, set(done) | {image_id}, position)
@@ -133,7 +139,8 @@ if reader:
     reads, problems = readers.read_reads(path, names)
     for problem in problems:
         st.warning(rendered(problem), icon=":material/error:")
-    reads = [r for r in reads if r.image_id in set(ids)]
+    in_split = set(ids)  # one file holds the reader's answers on every split
+    reads = [r for r in reads if r.image_id in in_split]
     first, second = readers.answers(reads, 1), readers.answers(reads, 2)
     started_key = f"read_second/{run.id}/{split}/{reader}"
     if len(first) < len(ids):
@@ -156,21 +163,13 @@ else:
     st.info(_("Give your name to start reading."))
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _score(run_dir: str, split: str, class_name: str, stamp: tuple) -> tuple:
-    model = readers.model_predictions(run_dir, split)
-    ids, labels, probs, names = model
-    study, problems = readers.load_study(run_dir, names, ids)
-    return (readers.score_study(study, ids, labels, probs, names, class_name, split) if study else None), problems
-
-
 st.subheader(_("Readers on the model's ROC"))
 class_name = st.selectbox(_("Class against the rest"), readers.study_classes(names), format_func=lang.class_options(),
                           key="keep_read_class")
-files = [readers.reads_path(run.path, r) for r in readers.list_readers(run.path)]
-stamp = tuple((str(p), p.stat().st_mtime_ns) for p in files + [run.path / f"predictions_{split}.csv",
-                                                                  run.path / "calibration.json"] if p.exists())
-result, _problems = _score(str(run.path), split, class_name, stamp)
+result, problems = common.reader_study(run.path, split, class_name)
+for problem in problems:
+    if not reader or not problem.startswith(f"{readers.FOLDER}/{reader}.csv:"):  # the reader's own: said above
+        st.warning(rendered(problem), icon=":material/error:")
 if result is None:
     st.caption(_("No answers on the {split} split yet.", split=_(split)))
     st.stop()

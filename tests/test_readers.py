@@ -277,3 +277,31 @@ def test_the_page_reads_in_spanish_with_no_english_left(demo_root):
     assert "Segunda lectura, con el modelo: ana" in strings and "1 de 3 respondidas · imagen 2 de 3" in strings
     assert "ana, lectura 1" in strings and "Su primera respuesta: **" in " ".join(strings)
     assert english_leftovers(strings) == []
+
+
+def test_the_page_names_another_readers_damaged_file_and_tables_every_reader(demo_root):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from lesion_core import paths
+    from tests.e2e_helpers import REPO
+    from tests.test_readers_e2e import reader_run
+
+    run_dir, names = reader_run(demo_root, paths.runs_dir())
+    ids = readers.model_predictions(run_dir, "test")[0]
+    for reader in ("ana", "ben"):
+        for image_id in ids:
+            readers.append_read(run_dir, reader, Read(image_id, 1, "melanoma"), names, ids)
+    with open(readers.reads_path(run_dir, "ben"), "ab") as handle:
+        handle.write(b"\x00\xff not a row\n")
+    st.cache_data.clear()
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.query_params["reader"] = "ana"
+    app.run()
+    app.switch_page("app_pages/readers.py").run()
+    assert not app.exception, app.exception
+    assert [w.value for w in app.warning] == ["readers/ben.csv: 1 unreadable row skipped"]
+    assert app.success[0].value == "First pass done: 3 images read."
+    table = app.dataframe[0].value
+    assert list(table["reader"]) == ["ana", "ben"] and list(table["images"]) == [3, 3]
+    assert list(table["sensitivity [95% CI]"].str.split(" ").str[0]) == ["1.000", "1.000"]

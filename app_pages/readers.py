@@ -6,6 +6,7 @@ import time
 import streamlit as st
 
 from lesion_core import plots, transforms
+from lesion_core.errors import LesionLabError, describe_os_error
 from lesion_core.evaluation import explain, figures, readers
 from app_pages import common, lang
 from app_pages.lang import _, cls, fig, num, rendered
@@ -45,15 +46,39 @@ elif "reader" in st.query_params:
     del st.query_params["reader"]
 
 
-def answer_widgets(position: int, pass_no: int) -> tuple:
-    """The optional confidence and management choice for the image at position."""
-    confidence = st.segmented_control(_("Confidence (optional)"), list(readers.CONFIDENCE),
-                                      key=f"read_conf_{pass_no}_{position}", help=_("1: a guess · 5: certain"))
-    management = None
+def answer_widgets(position: int, pass_no: int) -> tuple[str, str | None]:
+    """The optional confidence and management choice for the image at position (their keys)."""
+    confidence, management = f"read_conf_{pass_no}_{position}", None
+    st.segmented_control(_("Confidence (optional)"), list(readers.CONFIDENCE), key=confidence,
+                         help=_("1: a guess · 5: certain"))
     if readers.asks_management(names):
-        management = st.segmented_control(_("Management (optional)"), list(readers.MANAGEMENT),
-                                          format_func=lang.options(), key=f"read_mgmt_{pass_no}_{position}")
+        management = f"read_mgmt_{pass_no}_{position}"
+        st.segmented_control(_("Management (optional)"), list(readers.MANAGEMENT), format_func=lang.options(),
+                             key=management)
     return confidence, management
+
+
+ERROR = "read_error"  # what a callback could not do, shown on the run it triggers
+
+
+def answer(reader: str, pass_no: int, order: list, done: set, position: int, key: str, shown_key: str,
+           class_name: str, confidence_key: str, management_key: str | None) -> None:
+    """Callback of a class button: store the answer, then move to the next unanswered image.
+    A callback runs before the page, so the page that follows already shows the next image
+    (no second run in which a quick next click could be lost)."""
+    image_id, since = st.session_state[shown_key]
+    read = readers.Read(image_id, pass_no, class_name, st.session_state.get(confidence_key),
+                        st.session_state.get(management_key) if management_key else None, time.monotonic() - since)
+    try:
+        readers.append_read(run.path, reader, read, names, ids)
+    except LesionLabError as exc:
+        st.session_state[ERROR] = str(exc)
+        return
+    except OSError as exc:
+        st.session_state[ERROR] = describe_os_error(exc)
+        return
+    following = readers.next_unanswered(order, done | {image_id}, position)
+    st.session_state[key] = position if following is None else following
 
 
 def reading(reader: str, pass_no: int, reads: list) -> None:
@@ -111,27 +136,22 @@ def model_output(image_id: str, sample, reads: list) -> None:
 def controls(reader: str, pass_no: int, order: list, done: dict, position: int, image_id: str, key: str,
              shown_key: str) -> None:
     """The answer: confidence, management, one button per class; back and skip."""
-    confidence, management = answer_widgets(position, pass_no)
+    confidence_key, management_key = answer_widgets(position, pass_no)
+    if ERROR in st.session_state:
+        st.error(rendered(st.session_state.pop(ERROR)), icon=":material/error:")
     st.caption(_("Your answer (keys 1 to {n}):", n=min(len(names), 9)))
+    chosen = done.get(image_id)
     for index, class_name in enumerate(names):
-        chosen = done.get(image_id)
-        if st.button(cls(class_name), key=f"read_class_{index}", width="stretch",
-                     type="primary" if chosen and chosen.diagnosis == class_name else "secondary",
-                     shortcut=str(index + 1) if index < 9 else None):
-            with common.user_errors():
-                elapsed = time.monotonic() - st.session_state[shown_key][1]
-                readers.append_read(run.path, reader, readers.Read(image_id, pass_no, class_name, confidence,
-                                                                   management, elapsed), names, ids)
-                following = readers.next_unanswered(order, set(done) | {image_id}, position)
-                st.session_state[key] = position if following is None else following
-                st.rerun()
+        st.button(cls(class_name), key=f"read_class_{index}", width="stretch",
+                  type="primary" if chosen and chosen.diagnosis == class_name else "secondary",
+                  shortcut=str(index + 1) if index < 9 else None, on_click=answer,
+                  args=(reader, pass_no, order, set(done), position, key, shown_key, class_name, confidence_key,
+                        management_key))
     back, skip = st.columns(2)
-    if back.button(_("Back"), key="read_back", icon=":material/arrow_back:", disabled=position == 0, width="stretch"):
-        st.session_state[key] = position - 1
-        st.rerun()
-    if skip.button(_("Skip"), key="read_skip", icon=":material/arrow_forward:", width="stretch"):
-        st.session_state[key] = (position + 1) % len(order)
-        st.rerun()
+    back.button(_("Back"), key="read_back", icon=":material/arrow_back:", disabled=position == 0, width="stretch",
+                on_click=common.set_value, args=(key, position - 1))
+    skip.button(_("Skip"), key="read_skip", icon=":material/arrow_forward:", width="stretch",
+                on_click=common.set_value, args=(key, (position + 1) % len(order)))
 
 
 if reader:
@@ -156,9 +176,8 @@ if reader:
             st.success(_("Both passes done: {n} images read twice.", n=len(ids)), icon=":material/task_alt:")
     else:
         st.success(_("First pass done: {n} images read.", n=len(ids)), icon=":material/task_alt:")
-        if st.button(_("Start the second pass, with the model"), key="read_start_second", icon=":material/smart_toy:"):
-            st.session_state[started_key] = True
-            st.rerun()
+        st.button(_("Start the second pass, with the model"), key="read_start_second", icon=":material/smart_toy:",
+                  on_click=common.set_value, args=(started_key, True))
 else:
     st.info(_("Give your name to start reading."))
 

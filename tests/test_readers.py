@@ -305,3 +305,25 @@ def test_the_page_names_another_readers_damaged_file_and_tables_every_reader(dem
     table = app.dataframe[0].value
     assert list(table["reader"]) == ["ana", "ben"] and list(table["images"]) == [3, 3]
     assert list(table["sensitivity [95% CI]"].str.split(" ").str[0]) == ["1.000", "1.000"]
+
+
+def test_the_figure_puts_each_reader_pass_on_the_roc_with_intervals_and_an_arrow():
+    from lesion_core.evaluation import figures
+
+    ids, labels, probs = split_predictions(60)
+    study = {"ana": study_of(ids, noisy_diagnoses(labels)) + study_of(ids, [NAMES[l] for l in labels], 2)}
+    result = readers.score_study(study, ids, labels, probs, NAMES, n_resamples=100)
+    marks = readers.operating_marks(labels, probs, NAMES, "melanoma")
+    fig = figures.reader_roc(labels == MEL, probs[:, MEL], result, marks)
+    points = {t.name: t for t in fig.data}
+    assert {"chance", "model", "model operating points", "ana, pass 1", "ana, pass 2"} == set(points)
+    first = result["readers"][0]
+    assert points["ana, pass 1"].x[0] == pytest.approx(1 - first["specificity"]["value"])
+    assert points["ana, pass 1"].y[0] == pytest.approx(first["sensitivity"]["value"])
+    assert points["ana, pass 1"].error_y.arrayminus[0] == pytest.approx(
+        first["sensitivity"]["value"] - first["sensitivity"]["ci_low"])
+    (arrow,) = fig.layout.annotations  # pass 1 -> pass 2
+    assert (arrow.ax, arrow.ay, arrow.x, arrow.y) == pytest.approx((points["ana, pass 1"].x[0], points["ana, pass 1"].y[0],
+                                                                    0.0, 1.0))
+    assert list(points["model operating points"].x) == pytest.approx([0.18, 0.11, 0.05])
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0

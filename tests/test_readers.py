@@ -150,7 +150,7 @@ def test_answers_append_resume_and_the_first_pass_closes_when_the_model_is_shown
     readers.append_read(tmp_path, "ana", Read(order[0], 1, "Melanoma", 5, "excise"), NAMES, ids)  # back, changed
     with pytest.raises(DataError, match="not in the split"):
         readers.append_read(tmp_path, "ana", Read("ISIC_77", 1, "nevus"), NAMES, ids)
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="not an answer Lesion Lab can store: diagnosis 'wart'"):
         readers.append_read(tmp_path, "ana", Read(order[2], 1, "wart"), NAMES, ids)
     with pytest.raises(DataError, match="no first-pass answer"):
         readers.append_read(tmp_path, "ana", Read(order[2], 2, "nevus"), NAMES, ids)

@@ -32,6 +32,7 @@ import numpy as np
 
 from lesion_core.errors import DataError
 from lesion_core.i18n import N_
+from lesion_core.paths import FILE_MODE
 
 FOLDER = "readers"
 COLUMNS = ("image_id", "pass", "diagnosis", "confidence", "management", "time_s", "timestamp")
@@ -179,8 +180,8 @@ def answers(reads: list[Read], pass_no: int) -> dict[str, Read]:
 def append_read(run_dir, reader: str, read: Read, class_names, ids=None) -> Read:
     """Append one answer to the reader's file (created with its header), and return it as
     stored (with its timestamp). Refused (DataError): an image not among ids, a class not of
-    the run, a second-pass answer before the image's first one, a first-pass answer for an image whose second pass is done (the model's
-    output on it was shown)."""
+    the run, a second-pass answer before the image's first one, a first-pass answer for an
+    image whose second pass is done (the model's output on it was shown)."""
     path = reads_path(run_dir, reader)
     if ids is not None and read.image_id not in set(ids):
         raise DataError(N_("image {id} is not in the split being read").format(id=read.image_id))
@@ -188,7 +189,10 @@ def append_read(run_dir, reader: str, read: Read, class_names, ids=None) -> Read
            "confidence": "" if read.confidence is None else read.confidence, "management": read.management or "",
            "time_s": "" if read.time_s is None else f"{read.time_s:.1f}",
            "timestamp": f"{time.time() if read.timestamp is None else read.timestamp:.3f}"}
-    stored = parse_read({k: str(v) for k, v in row.items()}, class_names)  # the same checks as reading back
+    try:  # the same checks as reading back
+        stored = parse_read({k: str(v) for k, v in row.items()}, class_names)
+    except ValueError as exc:
+        raise DataError(N_("not an answer Lesion Lab can store: {error}").format(error=exc)) from None
     done, _problems = read_reads(path, class_names)
     if stored.pass_no == 1 and stored.image_id in answers(done, 2):
         raise DataError(N_("the first answer of {reader} on {id} is closed: the model's output on it was shown").format(
@@ -198,14 +202,11 @@ def append_read(run_dir, reader: str, read: Read, class_names, ids=None) -> Read
     line = io.StringIO()
     csv.writer(line, lineterminator="\n").writerow([row[c] for c in COLUMNS])
     path.parent.mkdir(parents=True, exist_ok=True)
-    from lesion_core.paths import FILE_MODE
-
     # O_APPEND and one write() per answer: two tabs of the same reader cannot interleave
     # their rows, and a crash loses at most the answer being written.
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
         size = os.fstat(fd).st_size
-        prefix = ""
         if size == 0:
             prefix = ",".join(COLUMNS) + "\n"
         else:

@@ -719,3 +719,23 @@ def export_bytes(run_dir: Path, fmt: str) -> tuple[bytes, dict]:
     stamp = tuple((run_dir / name).stat().st_mtime_ns if (run_dir / name).exists() else None
                   for name in ("best.pt", "calibration.json", "threshold.json", "config.json"))
     return _export_bytes(str(run_dir), fmt, stamp)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _reader_study(run_dir: str, split: str, class_name: str, stamp: tuple) -> tuple:
+    from lesion_core.evaluation import readers
+
+    ids, labels, probs, names = readers.model_predictions(run_dir, split)
+    study, problems = readers.load_study(run_dir, names, ids)
+    return (readers.score_study(study, ids, labels, probs, names, class_name, split) if study else None), problems
+
+
+def reader_study(run_dir: Path, split: str, class_name: str) -> tuple:
+    """(readers.score_study() of the run's reads on split, or None without reads; problems of
+    the reads files); redone when a reads file, the predictions or calibration.json change."""
+    from lesion_core.evaluation import readers
+
+    files = [readers.reads_path(run_dir, r) for r in readers.list_readers(run_dir)]
+    files += [Path(run_dir) / f"predictions_{split}.csv", Path(run_dir) / "calibration.json"]
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.exists())
+    return _reader_study(str(run_dir), split, class_name, stamp)

@@ -6,6 +6,7 @@ import time
 import streamlit as st
 
 from lesion_core import plots, transforms
+from lesion_core.errors import LesionLabError, describe_os_error
 from lesion_core.evaluation import explain, figures, readers
 from app_pages import common, lang
 from app_pages.lang import _, cls, fig, num, rendered
@@ -21,9 +22,12 @@ if run is None:
     st.stop()
 st.caption(_("{run} · pick another run in the sidebar", run=common.run_caption(run)))
 split = st.radio(_("Split"), ["test", "val"], horizontal=True, format_func=lang.options(), key="keep_read_split")
-model = readers.model_predictions(run.path, split)
+model, damaged = None, True
+with common.user_errors():  # a damaged predictions file is named, not taken for a missing one
+    model, damaged = readers.model_predictions(run.path, split), False
 if model is None:
-    st.info(_("No {split} predictions yet: they are written when the run finishes.", split=_(split)))
+    if not damaged:
+        st.info(_("No {split} predictions yet: they are written when the run finishes.", split=_(split)))
     st.stop()
 ids, labels, probs, names = model
 
@@ -42,16 +46,39 @@ elif "reader" in st.query_params:
     del st.query_params["reader"]
 
 
-def answer_widgets(position: int, pass_no: int) -> tuple:
-    """The optional confidence and management choice for the image at position."""
-    confidence = st.segmented_control(_("Confidence (optional)"), list(readers.CONFIDENCE),
-                                        key=f"read_conf_{pass_no}_{position}",
-                                        help=_("1: a guess · 5: certain"))
-    management = None
+def answer_widgets(position: int, pass_no: int) -> tuple[str, str | None]:
+    """The optional confidence and management choice for the image at position (their keys)."""
+    confidence, management = f"read_conf_{pass_no}_{position}", None
+    st.segmented_control(_("Confidence (optional)"), list(readers.CONFIDENCE), key=confidence,
+                         help=_("1: a guess · 5: certain"))
     if readers.asks_management(names):
-        management = st.segmented_control(_("Management (optional)"), list(readers.MANAGEMENT),
-                                             format_func=lang.options(), key=f"read_mgmt_{pass_no}_{position}")
+        management = f"read_mgmt_{pass_no}_{position}"
+        st.segmented_control(_("Management (optional)"), list(readers.MANAGEMENT), format_func=lang.options(),
+                             key=management)
     return confidence, management
+
+
+ERROR = "read_error"  # what a callback could not do, shown on the run it triggers
+
+
+def answer(reader: str, pass_no: int, order: list, done: set, position: int, key: str, shown_key: str,
+           class_name: str, confidence_key: str, management_key: str | None) -> None:
+    """Callback of a class button: store the answer, then move to the next unanswered image.
+    A callback runs before the page, so the page that follows already shows the next image
+    (no second run in which a quick next click could be lost)."""
+    image_id, since = st.session_state[shown_key]
+    read = readers.Read(image_id, pass_no, class_name, st.session_state.get(confidence_key),
+                        st.session_state.get(management_key) if management_key else None, time.monotonic() - since)
+    try:
+        readers.append_read(run.path, reader, read, names, ids)
+    except LesionLabError as exc:
+        st.session_state[ERROR] = str(exc)
+        return
+    except OSError as exc:
+        st.session_state[ERROR] = describe_os_error(exc)
+        return
+    following = readers.next_unanswered(order, done | {image_id}, position)
+    st.session_state[key] = position if following is None else following
 
 
 def reading(reader: str, pass_no: int, reads: list) -> None:
@@ -65,8 +92,10 @@ def reading(reader: str, pass_no: int, reads: list) -> None:
     image_id = order[position]
     st.progress(len(done) / len(order), text=_("{done} of {n} answered · image {position} of {n}",
                                                done=len(done), n=len(order), position=position + 1))
-    shown_key = f"read_shown/{key}/{position}"
-    st.session_state.setdefault(shown_key, time.monotonic())
+    # When this image was put in front of the reader (again after Back or a skip): time to answer.
+    shown_key = f"read_shown/{key}"
+    if st.session_state.get(shown_key, (None,))[0] != image_id:
+        st.session_state[shown_key] = (image_id, time.monotonic())
     image_col, side_col = st.columns([3, 2])
     record = sample = None
     with image_col, common.user_errors():
@@ -94,35 +123,35 @@ def model_output(image_id: str, sample, reads: list) -> None:
     st.plotly_chart(fig(plots.probability_bars(probs[ids.index(image_id)], names)), key="read_probs")
     with common.user_errors():
         if sample and (run.path / "best.pt").is_file():
-            result = common.explainer(run.path).explain(sample["image"], sample["mask"])
-            st.image(explain.heatmap_overlay(result.image, result.heatmap, result.mask), width="stretch",
-                     caption=_("Grad-CAM of **{name}** on the model's view", name=cls(result.target_class)))
+            # Kept for the image shown: a confidence click reruns the page, not the model.
+            held = st.session_state.get("read_heatmap")
+            if not held or held[0] != (str(run.path), image_id):
+                result = common.explainer(run.path).explain(sample["image"], sample["mask"])
+                held = ((str(run.path), image_id), explain.heatmap_overlay(result.image, result.heatmap, result.mask),
+                        result.target_class)
+                st.session_state["read_heatmap"] = held
+            st.image(held[1], width="stretch", caption=_("Grad-CAM of **{name}** on the model's view", name=cls(held[2])))
 
 
 def controls(reader: str, pass_no: int, order: list, done: dict, position: int, image_id: str, key: str,
              shown_key: str) -> None:
     """The answer: confidence, management, one button per class; back and skip."""
-    confidence, management = answer_widgets(position, pass_no)
+    confidence_key, management_key = answer_widgets(position, pass_no)
+    if ERROR in st.session_state:
+        st.error(rendered(st.session_state.pop(ERROR)), icon=":material/error:")
     st.caption(_("Your answer (keys 1 to {n}):", n=min(len(names), 9)))
+    chosen = done.get(image_id)
     for index, class_name in enumerate(names):
-        chosen = done.get(image_id)
-        if st.button(cls(class_name), key=f"read_class_{index}", width="stretch",
-                     type="primary" if chosen and chosen.diagnosis == class_name else "secondary",
-                     shortcut=str(index + 1) if index < 9 else None):
-            with common.user_errors():
-                elapsed = time.monotonic() - st.session_state[shown_key]
-                readers.append_read(run.path, reader, readers.Read(image_id, pass_no, class_name, confidence,
-                                                                   management, elapsed), names, ids)
-                following = readers.next_unanswered(order, set(done) | {image_id}, position)
-                st.session_state[key] = position if following is None else following
-                st.rerun()
+        st.button(cls(class_name), key=f"read_class_{index}", width="stretch",
+                  type="primary" if chosen and chosen.diagnosis == class_name else "secondary",
+                  shortcut=str(index + 1) if index < 9 else None, on_click=answer,
+                  args=(reader, pass_no, order, set(done), position, key, shown_key, class_name, confidence_key,
+                        management_key))
     back, skip = st.columns(2)
-    if back.button(_("Back"), key="read_back", icon=":material/arrow_back:", disabled=position == 0, width="stretch"):
-        st.session_state[key] = position - 1
-        st.rerun()
-    if skip.button(_("Skip"), key="read_skip", icon=":material/arrow_forward:", width="stretch"):
-        st.session_state[key] = (position + 1) % len(order)
-        st.rerun()
+    back.button(_("Back"), key="read_back", icon=":material/arrow_back:", disabled=position == 0, width="stretch",
+                on_click=common.set_value, args=(key, position - 1))
+    skip.button(_("Skip"), key="read_skip", icon=":material/arrow_forward:", width="stretch",
+                on_click=common.set_value, args=(key, (position + 1) % len(order)))
 
 
 if reader:
@@ -130,7 +159,8 @@ if reader:
     reads, problems = readers.read_reads(path, names)
     for problem in problems:
         st.warning(rendered(problem), icon=":material/error:")
-    reads = [r for r in reads if r.image_id in set(ids)]
+    in_split = set(ids)  # one file holds the reader's answers on every split
+    reads = [r for r in reads if r.image_id in in_split]
     first, second = readers.answers(reads, 1), readers.answers(reads, 2)
     started_key = f"read_second/{run.id}/{split}/{reader}"
     if len(first) < len(ids):
@@ -146,28 +176,19 @@ if reader:
             st.success(_("Both passes done: {n} images read twice.", n=len(ids)), icon=":material/task_alt:")
     else:
         st.success(_("First pass done: {n} images read.", n=len(ids)), icon=":material/task_alt:")
-        if st.button(_("Start the second pass, with the model"), key="read_start_second", icon=":material/smart_toy:"):
-            st.session_state[started_key] = True
-            st.rerun()
+        st.button(_("Start the second pass, with the model"), key="read_start_second", icon=":material/smart_toy:",
+                  on_click=common.set_value, args=(started_key, True))
 else:
     st.info(_("Give your name to start reading."))
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _score(run_dir: str, split: str, class_name: str, stamp: tuple) -> tuple:
-    model = readers.model_predictions(run_dir, split)
-    ids, labels, probs, names = model
-    study, problems = readers.load_study(run_dir, names, ids)
-    return (readers.score_study(study, ids, labels, probs, names, class_name, split) if study else None), problems
 
 
 st.subheader(_("Readers on the model's ROC"))
 class_name = st.selectbox(_("Class against the rest"), readers.study_classes(names), format_func=lang.class_options(),
                           key="keep_read_class")
-files = [readers.reads_path(run.path, r) for r in readers.list_readers(run.path)]
-stamp = tuple((str(p), p.stat().st_mtime_ns) for p in files + [run.path / f"predictions_{split}.csv",
-                                                                  run.path / "calibration.json"] if p.exists())
-result, _problems = _score(str(run.path), split, class_name, stamp)
+result, problems = common.reader_study(run.path, split, class_name)
+for problem in problems:
+    if not reader or not problem.startswith(f"{readers.FOLDER}/{reader}.csv:"):  # the reader's own: said above
+        st.warning(rendered(problem), icon=":material/error:")
 if result is None:
     st.caption(_("No answers on the {split} split yet.", split=_(split)))
     st.stop()

@@ -60,7 +60,7 @@ def test_every_page_renders_beside_every_kind_of_damaged_run(app, demo_root):
     for kind, run_id in ids.items():
         app.session_state["keep_run"] = run_id
         app.session_state["tr_run"] = run_id
-        for page in ("train", "results", "predictions"):
+        for page in ("train", "results", "predictions", "readers"):
             goto(app, page)
             if kind != "sound" and page == "train":
                 assert "damaged" in texts(app).lower() or "Damaged" in texts(app), (kind, texts(app))
@@ -72,6 +72,8 @@ def test_every_page_renders_beside_every_kind_of_damaged_run(app, demo_root):
     app.radio(key="keep_pred_split").set_value("val").run()
     assert not app.exception
     assert any("predictions_val.csv is damaged" in e.value for e in app.error)
+    goto(app, "readers")
+    assert any("predictions_test.csv is damaged" in e.value for e in app.error)
 
 
 def test_a_failed_zip_import_leaves_nothing_in_the_uploads_folder(app):

@@ -151,7 +151,7 @@ def test_answers_append_resume_and_the_first_pass_closes_when_the_model_is_shown
     readers.append_read(tmp_path, "ana", Read(order[0], 1, "Melanoma", 5, "excise"), NAMES, ids)  # back, changed
     with pytest.raises(DataError, match="not in the split"):
         readers.append_read(tmp_path, "ana", Read("ISIC_77", 1, "nevus"), NAMES, ids)
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="not an answer Lesion Lab can store: diagnosis 'wart'"):
         readers.append_read(tmp_path, "ana", Read(order[2], 1, "wart"), NAMES, ids)
     with pytest.raises(DataError, match="no first-pass answer"):
         readers.append_read(tmp_path, "ana", Read(order[2], 2, "nevus"), NAMES, ids)
@@ -257,3 +257,74 @@ def test_the_html_report_has_the_reader_study_when_reads_exist(scored_run):
     row = readers.score_study(readers.load_study(run_dir, NAMES)[0], *model)["readers"][0]
     assert f"<td>ana</td><td>1</td><td>60</td><td>{bootstrap.format_interval(row['sensitivity'])}</td>" in text
     assert "Readers on the model" in text  # the figure
+
+
+def test_the_page_reads_in_spanish_with_no_english_left(demo_root):
+    """Mid second pass, with a study on the ROC: every string on the page is Spanish."""
+    from tests.test_i18n import english_leftovers, shown_strings, spanish_app
+    from tests.test_readers_e2e import reader_run
+    from lesion_core import paths
+
+    run_dir, names = reader_run(demo_root, paths.runs_dir())
+    ids = readers.model_predictions(run_dir, "test")[0]
+    for i, image_id in enumerate(readers.reading_order(ids, "ana", 1)):
+        readers.append_read(run_dir, "ana", Read(image_id, 1, names[i % 3], 4, "excise"), names, ids)
+    readers.append_read(run_dir, "ana", Read(readers.reading_order(ids, "ana", 2)[0], 2, "nevus"), names, ids)
+    app = spanish_app(demo_root)
+    app.query_params["reader"] = "ana"
+    app.switch_page("app_pages/readers.py").run()
+    assert not app.exception, app.exception
+    strings = shown_strings(app)
+    assert "Segunda lectura, con el modelo: ana" in strings and "1 de 3 respondidas · imagen 2 de 3" in strings
+    assert "ana, lectura 1" in strings and "Su primera respuesta: **" in " ".join(strings)
+    assert english_leftovers(strings) == []
+
+
+def test_the_page_names_another_readers_damaged_file_and_tables_every_reader(demo_root):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from lesion_core import paths
+    from tests.e2e_helpers import REPO
+    from tests.test_readers_e2e import reader_run
+
+    run_dir, names = reader_run(demo_root, paths.runs_dir())
+    ids = readers.model_predictions(run_dir, "test")[0]
+    for reader in ("ana", "ben"):
+        for image_id in ids:
+            readers.append_read(run_dir, reader, Read(image_id, 1, "melanoma"), names, ids)
+    with open(readers.reads_path(run_dir, "ben"), "ab") as handle:
+        handle.write(b"\x00\xff not a row\n")
+    st.cache_data.clear()
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.query_params["reader"] = "ana"
+    app.run()
+    app.switch_page("app_pages/readers.py").run()
+    assert not app.exception, app.exception
+    assert [w.value for w in app.warning] == ["readers/ben.csv: 1 unreadable row skipped"]
+    assert app.success[0].value == "First pass done: 3 images read."
+    table = app.dataframe[0].value
+    assert list(table["reader"]) == ["ana", "ben"] and list(table["images"]) == [3, 3]
+    assert list(table["sensitivity [95% CI]"].str.split(" ").str[0]) == ["1.000", "1.000"]
+
+
+def test_the_figure_puts_each_reader_pass_on_the_roc_with_intervals_and_an_arrow():
+    from lesion_core.evaluation import figures
+
+    ids, labels, probs = split_predictions(60)
+    study = {"ana": study_of(ids, noisy_diagnoses(labels)) + study_of(ids, [NAMES[l] for l in labels], 2)}
+    result = readers.score_study(study, ids, labels, probs, NAMES, n_resamples=100)
+    marks = readers.operating_marks(labels, probs, NAMES, "melanoma")
+    fig = figures.reader_roc(labels == MEL, probs[:, MEL], result, marks)
+    points = {t.name: t for t in fig.data}
+    assert {"chance", "model", "model operating points", "ana, pass 1", "ana, pass 2"} == set(points)
+    first = result["readers"][0]
+    assert points["ana, pass 1"].x[0] == pytest.approx(1 - first["specificity"]["value"])
+    assert points["ana, pass 1"].y[0] == pytest.approx(first["sensitivity"]["value"])
+    assert points["ana, pass 1"].error_y.arrayminus[0] == pytest.approx(
+        first["sensitivity"]["value"] - first["sensitivity"]["ci_low"])
+    (arrow,) = fig.layout.annotations  # pass 1 -> pass 2
+    assert (arrow.ax, arrow.ay, arrow.x, arrow.y) == pytest.approx((points["ana, pass 1"].x[0], points["ana, pass 1"].y[0],
+                                                                    0.0, 1.0))
+    assert list(points["model operating points"].x) == pytest.approx([0.18, 0.11, 0.05])
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0

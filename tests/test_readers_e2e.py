@@ -113,8 +113,10 @@ def test_a_reader_reads_twice_and_sees_both_points_on_the_roc(page, server):
     page.get_by_text("Second pass, with the model: dr-ana").wait_for()
     page.get_by_text("Your first answer:").first.wait_for()
     page.get_by_text("Class probabilities").first.wait_for()  # the model's output is shown now
-    for class_name in ("melanoma", "nevus", "seborrheic keratosis"):
+    for done, class_name in enumerate(("melanoma", "nevus"), start=1):
         answer(page, class_name)
+        progress(page, f"{done} of 3 answered · image {done + 1} of 3")
+    answer(page, "seborrheic keratosis")
     page.get_by_text("Both passes done: 3 images read twice.").wait_for()
 
     legend = page.locator("[data-testid='stPlotlyChart'] .legendtext")
@@ -124,6 +126,13 @@ def test_a_reader_reads_twice_and_sees_both_points_on_the_roc(page, server):
     assert page.locator("[data-testid='stPlotlyChart'] .annotation-arrow-g path, "
                         "[data-testid='stPlotlyChart'] g.annotation").count() >= 1  # the arrow, pass 1 -> 2
     page.screenshot(path=str(artifacts_dir() / "reader-study.png"), full_page=True)
+    roc = page.locator("[data-testid='stPlotlyChart']").filter(has_text="dr-ana, pass 2")
+    roc.hover()
+    with page.expect_download() as download:  # the figure as PNG, from the chart's own camera button
+        roc.get_by_role("button", name="Download plot as a PNG").click()
+    png = download.value
+    assert png.suggested_filename.endswith("-readers-test.png")
+    assert open(png.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
     with open(readers.reads_path(server.run_dir, "dr-ana"), newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -118,9 +118,13 @@ def reader_roc(is_class, scores, study: Mapping, marks: Mapping | None = None) -
             x0, y0 = points[(reader, 1)]
             fig.add_annotation(x=x, y=y, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
                                showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=1.5, arrowcolor="#555")
-    fig.update_xaxes(range=[-0.02, 1], title="1 - specificity")
-    fig.update_yaxes(range=[0, 1.02], title="sensitivity")
-    fig.update_layout(title=f"Readers on the model's ROC: {name} vs rest", **(_LAYOUT | dict(height=480)))
+    fig.update_xaxes(range=[-0.02, 1], title="1 - specificity", automargin=True)
+    fig.update_yaxes(range=[0, 1.02], title="sensitivity", automargin=True)
+    # The legend in rows under the plot, as lesion_core.plots does: one entry per reader and
+    # pass beside the plot would squeeze it at half of a 900 px page.
+    fig.update_layout(title=f"Readers on the model's ROC: {name} vs rest",
+                      **(_LAYOUT | dict(height=560, legend=dict(orientation="h", x=0, xanchor="left", y=-0.15,
+                                                               yanchor="top"))))
     return fig
 
 

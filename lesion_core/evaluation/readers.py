@@ -32,6 +32,7 @@ import numpy as np
 
 from lesion_core.errors import DataError
 from lesion_core.i18n import N_
+from lesion_core.paths import FILE_MODE
 
 FOLDER = "readers"
 COLUMNS = ("image_id", "pass", "diagnosis", "confidence", "management", "time_s", "timestamp")
@@ -188,7 +189,10 @@ def append_read(run_dir, reader: str, read: Read, class_names, ids=None) -> Read
            "confidence": "" if read.confidence is None else read.confidence, "management": read.management or "",
            "time_s": "" if read.time_s is None else f"{read.time_s:.1f}",
            "timestamp": f"{time.time() if read.timestamp is None else read.timestamp:.3f}"}
-    stored = parse_read({k: str(v) for k, v in row.items()}, class_names)  # the same checks as reading back
+    try:  # the same checks as reading back
+        stored = parse_read({k: str(v) for k, v in row.items()}, class_names)
+    except ValueError as exc:
+        raise DataError(N_("not an answer Lesion Lab can store: {error}").format(error=exc)) from None
     done, _problems = read_reads(path, class_names)
     if stored.pass_no == 1 and stored.image_id in answers(done, 2):
         raise DataError(N_("the first answer of {reader} on {id} is closed: the model's output on it was shown").format(
@@ -198,14 +202,11 @@ def append_read(run_dir, reader: str, read: Read, class_names, ids=None) -> Read
     line = io.StringIO()
     csv.writer(line, lineterminator="\n").writerow([row[c] for c in COLUMNS])
     path.parent.mkdir(parents=True, exist_ok=True)
-    from lesion_core.paths import FILE_MODE
-
     # O_APPEND and one write() per answer: two tabs of the same reader cannot interleave
     # their rows, and a crash loses at most the answer being written.
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
         size = os.fstat(fd).st_size
-        prefix = ""
         if size == 0:
             prefix = ",".join(COLUMNS) + "\n"
         else:
@@ -268,16 +269,19 @@ def next_unanswered(order: list[str], answered, position: int) -> int | None:
 
 def model_predictions(run_dir, split: str):
     """(ids list, labels (N,) int, calibrated probabilities (N, C), class names) of the run's
-    predictions_<split>.csv, or None when it has none. The one place the study takes the
-    model's probabilities from (the run's stored predictions, temperature-scaled as the
-    pages and `predict` show them)."""
-    from lesion_core.evaluation import bootstrap, calibration
+    predictions_<split>.csv; None when it has none, DataError naming a damaged one. The one
+    place the study takes the model's probabilities from (the run's stored predictions,
+    temperature-scaled as the pages and `predict` show them)."""
+    from lesion_core import train
+    from lesion_core.evaluation import calibration, review
 
-    loaded = bootstrap.load_predictions(run_dir, split)
-    if loaded is None:
+    path = Path(run_dir) / f"predictions_{split}.csv"
+    if not path.is_file():
         return None
-    ids, labels, raw, names = loaded
-    return [str(i) for i in ids], labels, calibration.apply_temperature(raw, calibration.read_temperature(run_dir)), names
+    frame = train.read_predictions(path)
+    labels, raw, names = review.frame_arrays(frame)
+    ids = [str(i) for i in frame["id"]]
+    return ids, labels, calibration.apply_temperature(raw, calibration.read_temperature(run_dir)), names
 
 
 def operating_marks(labels, probs, class_names, class_name: str) -> dict[float, float]:

@@ -123,7 +123,7 @@ def status_problems(status) -> list[str]:
 def config_problems(config) -> list[str]:
     """What is wrong with the shape of a config.json value, as far as a reader relies on it.
 
-    train.validate_config checks every value before a config is used to train or evaluate;
+    settings.validate_config checks every value before a config is used to train or evaluate;
     this is what listing and showing a run needs: sections that are objects, names that are text.
     """
     if not isinstance(config, dict):

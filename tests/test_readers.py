@@ -312,7 +312,7 @@ def test_the_figure_puts_each_reader_pass_on_the_roc_with_intervals_and_an_arrow
     from lesion_core.evaluation import figures
 
     ids, labels, probs = split_predictions(60)
-    study = {"ana": study_of(ids, noisy_diagnoses(labels)) + study_of(ids, [NAMES[l] for l in labels], 2)}
+    study = {"ana": study_of(ids, noisy_diagnoses(labels)) + study_of(ids, [NAMES[y] for y in labels], 2)}
     result = readers.score_study(study, ids, labels, probs, NAMES, n_resamples=100)
     marks = readers.operating_marks(labels, probs, NAMES, "melanoma")
     fig = figures.reader_roc(labels == MEL, probs[:, MEL], result, marks)

@@ -21,7 +21,6 @@ import csv
 import hashlib
 import io
 import math
-import os
 import re
 import time
 import unicodedata
@@ -30,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lesion_core import csvsafe, runs
 from lesion_core.errors import DataError
 from lesion_core.i18n import N_
-from lesion_core.paths import FILE_MODE
 
 FOLDER = "readers"
 COLUMNS = ("image_id", "pass", "diagnosis", "confidence", "management", "time_s", "timestamp")
@@ -147,6 +146,7 @@ def read_reads(path, class_names) -> tuple[list[Read], list[str]]:
         return [], [N_("{file}: cannot be read ({error})").format(file=name, error=exc.strerror or exc)]
     reads, bad, frozen, shown = [], 0, 0, set()
     for row in csv.DictReader(io.StringIO(text.replace("\0", "")), fieldnames=COLUMNS, restkey="extra"):
+        row = {k: csvsafe.restore(v) if isinstance(v, str) else v for k, v in row.items()}
         if row.get("image_id") == COLUMNS[0] and row.get("pass") == COLUMNS[1]:
             continue  # the header (again, when two writers both started the file)
         try:
@@ -199,23 +199,13 @@ def append_read(run_dir, reader: str, read: Read, class_names, ids=None) -> Read
             reader=reader, id=stored.image_id))
     if stored.pass_no == 2 and stored.image_id not in answers(done, 1):
         raise DataError(N_("image {id} has no first-pass answer yet").format(id=stored.image_id))
-    line = io.StringIO()
-    csv.writer(line, lineterminator="\n").writerow([row[c] for c in COLUMNS])
     path.parent.mkdir(parents=True, exist_ok=True)
-    # O_APPEND and one write() per answer: two tabs of the same reader cannot interleave
-    # their rows, and a crash loses at most the answer being written.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
-    try:
-        size = os.fstat(fd).st_size
-        if size == 0:
-            prefix = ",".join(COLUMNS) + "\n"
-        else:
-            with open(path, "rb") as handle:  # a torn last line must not swallow this one
-                handle.seek(size - 1)
-                prefix = "" if handle.read(1) == b"\n" else "\n"
-        os.write(fd, (prefix + line.getvalue()).encode("utf-8"))
-    finally:
-        os.close(fd)
+    # One O_APPEND write per answer (runs.append_line): two tabs of the same reader cannot
+    # interleave their rows, and a crash loses at most the answer being written. Cells go
+    # through the one CSV writer, so an image id never runs as a spreadsheet formula.
+    if not path.is_file() or path.stat().st_size == 0:
+        runs.append_line(path, ",".join(COLUMNS))
+    runs.append_line(path, csvsafe.write_rows([[row[c] for c in COLUMNS]]))
     return stored
 
 
@@ -272,13 +262,13 @@ def model_predictions(run_dir, split: str):
     predictions_<split>.csv; None when it has none, DataError naming a damaged one. The one
     place the study takes the model's probabilities from (the run's stored predictions,
     temperature-scaled as the pages and `predict` show them)."""
-    from lesion_core import train
+    from lesion_core import inference
     from lesion_core.evaluation import calibration, review
 
     path = Path(run_dir) / f"predictions_{split}.csv"
     if not path.is_file():
         return None
-    frame = train.read_predictions(path)
+    frame = inference.read_predictions(path)
     labels, raw, names = review.frame_arrays(frame)
     ids = [str(i) for i in frame["id"]]
     return ids, labels, calibration.apply_temperature(raw, calibration.read_temperature(run_dir)), names

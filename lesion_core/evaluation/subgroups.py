@@ -31,7 +31,7 @@ def age_band(age) -> str:
 
 
 def has_subgroups(frame) -> bool:
-    """Whether a predictions frame (train.read_predictions) carries any metadata column."""
+    """Whether a predictions frame (inference.read_predictions) carries any metadata column."""
     return any(c in frame.columns for c in ATTRIBUTES)
 
 
@@ -39,7 +39,7 @@ def subgroup_table(frame, n_boot: int = 200, seed: int = 0) -> list[dict]:
     """One row per (attribute, group): images, images per true class, accuracy, macro AUC
     (one-vs-rest; the positive class's AUC for two classes) and its 95% bootstrap interval.
 
-    frame: train.read_predictions' DataFrame (attrs["class_names"], prob_<class> columns).
+    frame: inference.read_predictions' DataFrame (attrs["class_names"], prob_<class> columns).
     Groups with an unknown value are left out; AUC is None where a group lacks a class.
     """
     names = list(frame.attrs["class_names"])

@@ -113,7 +113,7 @@ class DistributedTrainer(Trainer):
 
 def train(config: dict | None = None, runs_dir=None, resume=None, run_dir=None, on_batch=None,
           on_log=None) -> Path:
-    """train.run_training on every rank of a torchrun job; returns the run folder (rank 0's).
+    """training.run_training on every rank of a torchrun job; returns the run folder (rank 0's).
     config (+ runs_dir) for a new run, resume for a run to continue, run_dir for launch()'s folder."""
     init(_device_name(config, resume or run_dir))
     rank, world = rank_and_world()

@@ -3,7 +3,7 @@
 import streamlit as st
 import torch
 
-from app_pages import common, lang
+from app_pages import auth, common, lang
 from app_pages.lang import _
 from lesion_core.transforms.kernels import use_calling_thread
 
@@ -16,7 +16,7 @@ torch.set_num_threads(1)
 use_calling_thread()
 
 st.set_page_config(page_title=_("Lesion Lab"), page_icon=":material/biotech:", layout="wide")
-common.require_token()  # before anything shows data: a server reachable from other machines asks first
+auth.require_token()  # before anything shows data: a server reachable from other machines asks first
 common.keep_widget_state()
 common.restore_from_url()
 

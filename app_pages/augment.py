@@ -5,9 +5,10 @@ import time
 
 import streamlit as st
 
-from lesion_core import transforms
 from app_pages import common, lang
 from app_pages.lang import _, cls, num, pct, rendered
+from lesion_core import transforms
+from lesion_core.settings import preview
 
 st.title(_("Augmentations"))
 st.caption(_("Every step draws its random parameters once and applies them to the image and its "
@@ -179,7 +180,7 @@ if spec is not None and dataset is not None:
     common.default("keep_aug_batch_seed", 0)
     batch_seed = seed_col.number_input(_("Batch seed"), min_value=0, step=1, key="keep_aug_batch_seed")
     with common.user_errors():
-        common.show_batch(dataset.split("train"), spec, common.batch_config(model_name, int(size)),
+        common.show_batch(dataset.split("train"), spec, preview.batch_config(model_name, int(size)),
                           dataset.class_names, int(batch_seed), pipeline=_("this page's pipeline"))
 
 if spec is not None:

@@ -21,13 +21,12 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from lesion_core import access, data, metrics, paths, runs
-from lesion_core.data import demo
-from lesion_core.errors import DataError, LesionLabError, describe_os_error
-from lesion_core.i18n import N_
-from lesion_core import inference
-from lesion_core import settings
+from app_pages import auth, cache
 from app_pages.lang import _, classes, cls, md, num, rendered, setting
+from lesion_core import access, data, metrics, paths, runs, settings
+from lesion_core.errors import LesionLabError, describe_os_error
+from lesion_core.i18n import N_
+from lesion_core.settings import preview
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
 PIPELINE = "pipeline"  # augmentation spec (list of steps) built on the Augmentations page
@@ -36,77 +35,6 @@ FROM_AUGMENT = "from_augment"  # set by "Train with this pipeline": Train select
 KEEP = "keep_"  # prefix of widget keys whose values survive page switches
 # Env var naming a dataset folder to open at start instead of the demo (tests, servers).
 DATA_ENV = "LESION_LAB_DATA"
-
-
-
-@st.cache_resource(show_spinner=False)
-def _announce_token() -> None:
-    """Print a token made at start on the server's console, once per server process."""
-    import sys
-
-    print(f"Lesion Lab is reachable from other machines: open it with ?token={access.expected_token()} "
-          f"at the end of its address (or set {access.TOKEN_ENV} to choose the token)", file=sys.stderr, flush=True)
-
-
-TOKEN_OK = "access_token_ok"
-TOKEN_TRIED = "access_token_tried"  # the last wrong token counted
-EXPOSED = "exposed"  # this session's requests must give the token: server files are shared only under the roots
-
-
-def _request() -> tuple[str | None, dict]:
-    """(the address the browser's connection comes from, the headers of its request) for this
-    session; (None, {}) when no server runs the page (a page script run alone, in tests). Where
-    a server runs but does not tell, the peer is "unknown": not loopback, so the token is asked."""
-    from unittest import mock
-
-    from streamlit import runtime
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    if not runtime.exists() or isinstance(runtime.get_instance(), mock.NonCallableMock):
-        return None, {}  # AppTest stands a mock in for the server's runtime
-    try:
-        context = runtime.get_instance().get_client(get_script_run_ctx().session_id).client_context
-        headers = {}
-        for name, value in context.headers:  # a header given twice keeps both values
-            name = name.lower()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        return context.remote_ip or "unknown", headers
-    except Exception:  # a Streamlit without this internal API: ask for the token
-        return "unknown", {}
-
-
-def require_token() -> None:
-    """Stop this run, showing only a token prompt, when this request must give the access token
-    (access.token_required) and this browser session has not given it (?token=... or the
-    prompt). Wrong tokens are throttled per client (access.THROTTLE)."""
-    peer, headers = _request()
-    st.session_state[EXPOSED] = access.token_required(st.get_option("server.address"), peer, headers)
-    if st.session_state.get(TOKEN_OK) or not st.session_state[EXPOSED]:
-        return
-    if access.token_generated():
-        _announce_token()
-    client = access.client_key(peer, headers)
-    given = st.query_params.get("token") or st.session_state.get("access_token_input")
-    wait = access.THROTTLE.wait_s(client) if given else 0
-    if given and not wait:
-        if access.token_ok(given):
-            access.THROTTLE.succeeded(client)
-            st.session_state[TOKEN_OK] = True
-            st.query_params.pop("token", None)  # out of the address bar and the browser history
-            return
-        if st.session_state.get(TOKEN_TRIED) != given:  # a rerun with the same wrong token is no new guess
-            st.session_state[TOKEN_TRIED] = given
-            wait = access.THROTTLE.failed(client)
-    st.title(_("Lesion Lab"))
-    st.text_input(_("Access token"), type="password", key="access_token_input",
-                  help=_("This server is reachable from other machines: give the token printed on its "
-                         "console when it started (or the {env} it was started with)", env=access.TOKEN_ENV))
-    if wait:
-        st.error(_("Too many wrong tokens from your address: try again in {seconds} s.", seconds=math.ceil(wait)),
-                 icon=":material/lock:")
-    elif given:
-        st.error(_("That is not the access token."), icon=":material/lock:")
-    st.stop()
 
 
 def keep_widget_state() -> None:
@@ -187,7 +115,7 @@ def restore_from_url() -> None:
     st.session_state[URL_RESTORED] = True
     choices, problems = links.decode({key: st.query_params.get(key) for key in links.KEYS})
     weights_path = (choices.get("model") or {}).get("weights_path")
-    if weights_path and st.session_state.get(EXPOSED):
+    if weights_path and st.session_state.get(auth.EXPOSED):
         try:  # a link must not tell a visitor which server files exist
             access.check_weights_file(weights_path)
         except LesionLabError as exc:
@@ -207,8 +135,8 @@ def restore_from_url() -> None:
 def save_to_url() -> None:
     """Write the current choices, the language included, into the URL (run at the end of
     every script run, since a page switch clears the query parameters)."""
-    from lesion_core import links
     from app_pages import lang
+    from lesion_core import links
 
     if st.query_params.get("lang") != lang.language():
         st.query_params["lang"] = lang.language()
@@ -261,44 +189,15 @@ def choose_dataset(source: str, root: str | Path = "") -> None:
 def import_upload(upload) -> Path:
     """Unpack an uploaded dataset ZIP under cache_dir()/uploads (data.import_upload) and return
     the dataset root, checked as a dataset."""
-    return data.import_upload(upload.name, upload.getvalue(), paths.cache_dir() / "uploads", check=load_data)
-
-
-@st.cache_resource(show_spinner=False)
-def _demo_root() -> str:
-    return str(demo.demo_dir())
-
-
-def demo_root() -> Path:
-    """The built-in demo dataset, generated on first use (a few seconds, with a spinner)."""
-    with st.spinner(_("Preparing the demo dataset (first start only, a few seconds)...")):
-        return Path(_demo_root())
-
-
-def _folder_stamp(root: Path) -> tuple:
-    """Changes when the folder's label tables change, so a stale cached load is not reused."""
-    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in root.glob("*.csv")))
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _load(root: str, stamp: tuple) -> data.LesionData:
-    return data.load_dataset(root)
-
-
-def load_data(root: str | Path) -> data.LesionData:
-    """load_dataset(root), cached per folder while its CSV files are unchanged; only folders
-    under the allowed data roots (lesion_core.access) are opened."""
-    root = access.check_data_folder(root)
-    with st.spinner(_("Checking the dataset in {root} ...", root=root)):
-        return _load(str(root.resolve()), _folder_stamp(root))
+    return data.import_upload(upload.name, upload.getvalue(), paths.cache_dir() / "uploads", check=cache.load_data)
 
 
 def current_data() -> data.LesionData | None:
     """The chosen dataset, loaded; None (with the error shown) when it cannot be used."""
     choice = dataset_choice()
     try:
-        root = demo_root() if choice["source"] == "demo" else choice["root"]
-        return load_data(root)
+        root = cache.demo_root() if choice["source"] == "demo" else choice["root"]
+        return cache.load_data(root)
     except LesionLabError as exc:
         st.error(_("The chosen dataset cannot be used: {error}", error=md(rendered(str(exc)))), icon=":material/error:")
         return None
@@ -468,18 +367,6 @@ def sidebar() -> None:
 # ---------------------------------------------------------------- samples and batches
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _image_sizes(image_paths: tuple[str, ...]) -> list[tuple[int, int]]:
-    """(width, height) of each image, read from the file headers only."""
-    from PIL import Image
-
-    sizes = []
-    for path in image_paths:
-        with Image.open(path) as image:
-            sizes.append(image.size)
-    return sizes
-
-
 def shown_frame(frame):
     """A table for display: column names, classes, splits and yes/no translated (filter on the original)."""
     view = frame.copy()
@@ -487,29 +374,6 @@ def shown_frame(frame):
         if column in view and name is not None and view[column].dtype == object:
             view[column] = view[column].map(name)
     return view.rename(columns=_)
-
-
-def sample_frame(dataset: data.LesionData):
-    """One row per usable sample: id, label, class, split, width, height, mask (yes/no), and
-    group, age, sex, site where the dataset has them."""
-    import pandas as pd
-
-    records = dataset.records
-    sizes = _image_sizes(tuple(str(r.image_path) for r in records))
-    frame = pd.DataFrame({
-        "id": [r.id for r in records],
-        "label": [r.label for r in records],
-        "class": [dataset.class_names[r.label] for r in records],
-        "split": [r.split for r in records],
-        "width": [w for w, _ in sizes],
-        "height": [h for _, h in sizes],
-        "mask": [r.mask_path is not None for r in records],
-    })
-    for column in ("group",) + data.META_COLUMNS:
-        values = [r.group if column == "group" else r.meta.get(column, "") for r in records]
-        if any(values):
-            frame[column] = pd.to_numeric(values, errors="coerce") if column == "age" else values
-    return frame
 
 
 def read_sample(record: data.Record, max_side: int | None = 1024) -> dict:
@@ -526,46 +390,13 @@ def sample_from_upload(image_file, mask_file=None) -> dict:
     return {"image": image, "mask": mask, "label": 0, "id": image_file.name}
 
 
-def _first_batch(records: list, spec: list, config: dict, shuffle: bool, generator=None) -> tuple:
-    """The first (images, labels, ids) batch settings.make_loader gives for records; DataError
-    when there are none (a dataset of val or test images only has an empty train split)."""
-
-    if not records:
-        raise DataError("the training split is empty: this dataset has no training images to show")
-    return next(iter(settings.make_loader(records, spec, config, shuffle=shuffle, generator=generator)))
-
-
-def loader_batch(records: list, spec: list, config: dict, seed: int = 0) -> tuple:
-    """One shuffled batch exactly as training would see it: settings.make_loader (the spec
-    finalised for the config's model: fixed size, ToTensor, its Normalize), seeded.
-
-    Returns (images uint8 (N, H, W, 3) with the normalisation undone, labels list[int], ids).
-    """
-    import torch
-
-    from lesion_core import models, transforms
-
-    entry = models.MODELS[config["model"]["name"]]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        images, labels, ids = _first_batch(records, spec, config, True, torch.Generator().manual_seed(seed))
-    return transforms.denormalize(images, entry.mean, entry.std), labels.tolist(), list(ids)
-
-
-def batch_config(model_name: str, image_size: int, batch_size: int = 16) -> dict:
-    """A training config for showing batches: the default recipe with this model and size."""
-
-    return settings.merge_config(settings.default_config(), {
-        "model": {"name": model_name}, "image_size": image_size, "batch_size": batch_size})
-
-
 def show_batch(records: list, spec: list, config: dict, class_names, seed: int, pipeline: str) -> None:
     """Draw loader_batch's images, 8 a row, each with its class and id beneath; pipeline
     says in words which pipeline made them."""
     from lesion_core import transforms
 
     with st.spinner(_("Drawing a batch through the DataLoader...")):
-        images, labels, ids = loader_batch(records, spec, config, seed=seed)
+        images, labels, ids = preview.loader_batch(records, spec, config, seed=seed)
     st.caption(_("Pipeline: {pipeline}: {steps}, then the model's resize to {size} px and normalisation "
                  "(undone here for display).", pipeline=pipeline,
                  steps=transforms.describe_steps(transforms.image_steps(spec)), size=config["image_size"]))
@@ -593,149 +424,8 @@ def save_upload(upload, folder: str) -> Path:
     return target
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _build_model(name: str, weights: str, weights_path: str | None, freeze_backbone: bool, num_classes: int):
-    from lesion_core import models
-
-    return models.build_model(name, num_classes, weights=weights, weights_path=weights_path,
-                              freeze_backbone=freeze_backbone)
-
-
-def build_model(name: str, weights: str = "default", weights_path: str | None = None,
-                freeze_backbone: bool = False, num_classes: int = 3):
-    """models.build_model, cached per choice (big nets take seconds to build)."""
-    with st.spinner(_("Building {name} ({weights} weights)...", name=name, weights=_(weights))):
-        return _build_model(name, weights, weights_path, freeze_backbone, num_classes)
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _summarize(_model, choice_key: str, size: int):
-    from lesion_core import models
-
-    return models.summarize(_model, size)
-
-
-def summarize(model, choice: dict, size: int):
-    """models.summarize(model, size), cached per model choice and input size."""
-    import json
-
-    with st.spinner(_("Summarising the layers...")):
-        return _summarize(model, json.dumps(choice, sort_keys=True), size)
-
-
-def real_batch_shapes(model, records: list, model_name: str, size: int) -> tuple:
-    """(input shape, output shape) of one real 4-image batch of records through the model."""
-    import torch
-
-    from lesion_core import transforms
-
-    config = batch_config(model_name, size, batch_size=4)
-    images, _labels, _ids = _first_batch(records, transforms.preset("eval", size), config, False)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            output = model(images)
-    finally:
-        model.train(was_training)
-    return tuple(images.shape), tuple(output.shape)
-
-
 def set_value(key: str, value) -> None:
     """Callback: store a value in session state (e.g. which prediction is opened)."""
     st.session_state[key] = value
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _prediction_frame(path: str, mtime: int):
-
-    return inference.read_predictions(path)
-
-
-def prediction_frame(run_dir: Path, split: str):
-    """predictions_<split>.csv of a run with confidence, loss (-log p(true)) and correct
-    columns; frame.attrs["class_names"]; None when the file is not written yet."""
-    path = Path(run_dir) / f"predictions_{split}.csv"
-    if not path.is_file():
-        return None
-    return _prediction_frame(str(path), path.stat().st_mtime_ns)
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _run_records(run_dir: str) -> dict:
-    split = runs.read_config(run_dir).get("data", {}).get("split")
-    if not split:
-        raise DataError(_("run {run} has no recorded data split yet", run=Path(run_dir).name))
-    try:
-        return {r.id: r for r in data.from_spec(split, check_images=False).records}
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # config.json is untrusted input
-        raise DataError(_("run {run}: config.json: the recorded data split is damaged ({kind}: {error})",
-                               run=Path(run_dir).name, kind=type(exc).__name__, error=exc)) from None
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _subgroup_table(path: str, mtime: int) -> list:
-    from lesion_core.evaluation import subgroups
-
-    frame = inference.read_predictions(path)
-    return subgroups.subgroup_table(frame) if subgroups.has_subgroups(frame) else []
-
-
-def subgroup_table(run_dir: Path, split: str) -> list:
-    """Metrics per sex, age band and site of a run's predictions ([] without metadata)."""
-    path = Path(run_dir) / f"predictions_{split}.csv"
-    return _subgroup_table(str(path), path.stat().st_mtime_ns) if path.is_file() else []
-
-
-def run_records(run_dir: Path) -> dict:
-    """id -> Record of the images a run was trained and evaluated on (its recorded split)."""
-    return _run_records(str(run_dir))
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _explainer(run_dir: str, stamp: tuple, method: str, calibrated: bool):
-    from lesion_core.evaluation import explain
-
-    return explain.Explainer(run_dir, method, calibrated)
-
-
-def explainer(run_dir: Path, method: str = "gradcam", calibrated: bool = True):
-    """A run's cached heatmap maker; rebuilt when best.pt or calibration.json change."""
-    stamp = tuple((Path(run_dir) / name).stat().st_mtime_ns if (Path(run_dir) / name).exists() else None
-                  for name in ("best.pt", "calibration.json"))
-    return _explainer(str(run_dir), stamp, method, calibrated)
-
-
-@st.cache_data(show_spinner=False, max_entries=2)
-def _export_bytes(run_dir: str, fmt: str, stamp: tuple) -> tuple[bytes, dict]:
-    from lesion_core import export
-
-    return export.export_bytes(run_dir, fmt)
-
-
-def export_bytes(run_dir: Path, fmt: str) -> tuple[bytes, dict]:
-    """The run's best model exported to fmt (checked) and its sidecar; redone when best.pt,
-    calibration.json or threshold.json change."""
-    stamp = tuple((run_dir / name).stat().st_mtime_ns if (run_dir / name).exists() else None
-                  for name in ("best.pt", "calibration.json", "threshold.json", "config.json"))
-    return _export_bytes(str(run_dir), fmt, stamp)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _reader_study(run_dir: str, split: str, class_name: str, stamp: tuple) -> tuple:
-    from lesion_core.evaluation import readers
-
-    ids, labels, probs, names = readers.model_predictions(run_dir, split)
-    study, problems = readers.load_study(run_dir, names, ids)
-    return (readers.score_study(study, ids, labels, probs, names, class_name, split) if study else None), problems
-
-
-def reader_study(run_dir: Path, split: str, class_name: str) -> tuple:
-    """(readers.score_study() of the run's reads on split, or None without reads; problems of
-    the reads files); redone when a reads file, the predictions or calibration.json change."""
-    from lesion_core.evaluation import readers
-
-    files = [readers.reads_path(run_dir, r) for r in readers.list_readers(run_dir)]
-    files += [Path(run_dir) / f"predictions_{split}.csv", Path(run_dir) / "calibration.json"]
-    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.exists())
-    return _reader_study(str(run_dir), split, class_name, stamp)

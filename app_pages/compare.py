@@ -2,10 +2,10 @@
 
 import streamlit as st
 
+from app_pages import cache, common, lang
+from app_pages.lang import _, cls, fig, rendered
 from lesion_core import plots, runs
 from lesion_core.evaluation import bootstrap, compare
-from app_pages import common, lang
-from app_pages.lang import _, cls, fig, rendered
 
 st.title(_("Compare runs"))
 st.caption(_("Did the change help? Runs scored on the same images are compared image by image "
@@ -58,7 +58,7 @@ def gallery(run_a, result: dict, key: str) -> None:
         table = [{_(k): cls(v) if k in ("label", "pred_a", "pred_b") else v for k, v in row.items()} for row in rows]
         st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_table")
         try:
-            records = common.run_records(run_a.path)
+            records = cache.run_records(run_a.path)
         except Exception as exc:  # a moved dataset: the table still says which images
             st.caption(_("Images not shown: {error}", error=exc))
             return

@@ -2,10 +2,12 @@
 
 import streamlit as st
 
-from lesion_core import data, models, plots, transforms
-from lesion_core.evaluation import subgroups
-from app_pages import common, experiments, lang
+from app_pages import cache, common, experiments, lang
 from app_pages.lang import _, cls, fig, num
+from lesion_core import data, models, plots, transforms
+from lesion_core.data import tables
+from lesion_core.evaluation import subgroups
+from lesion_core.settings import preview
 
 st.title(_("Dataset"))
 
@@ -22,7 +24,7 @@ with common.user_errors():
         folder = st.text_input(_("Dataset folder on the server"), key="keep_ds_folder",
                                help=_("labels.csv + images/ + masks/, or the ISIC 2017 files"))
         if st.button(_("Open folder"), key="ds_open_folder", disabled=not folder):
-            common.load_data(folder)  # raises with a clear message before it becomes current
+            cache.load_data(folder)  # raises with a clear message before it becomes current
             common.choose_dataset("folder", folder)
     else:
         upload = st.file_uploader(_("ZIP of a dataset folder"), type=["zip"], key="ds_zip")
@@ -55,7 +57,7 @@ for title, items, expanded in ((_("Problems (rows excluded)"), report.problems, 
 if report.split_line:
     st.info(lang.rendered(report.split_line))
 
-frame = common.sample_frame(dataset)
+frame = tables.sample_frame(dataset, cache.image_sizes(tuple(str(r.image_path) for r in dataset.records)))
 META = {"sex": _("Sex"), "age": _("Age band"), "site": _("Anatomic site")}
 present = [c for c in META if c in frame]
 if present:
@@ -123,7 +125,7 @@ common.default("keep_ds_batch_seed", 0)
 seed = st.number_input(_("Shuffle seed"), min_value=0, step=1, key="keep_ds_batch_seed")
 with common.user_errors():
     common.show_batch(dataset.split("train"), transforms.preset("eval", 128),
-                      common.batch_config(models.DEFAULT_MODEL, 128), dataset.class_names, int(seed),
+                      preview.batch_config(models.DEFAULT_MODEL, 128), dataset.class_names, int(seed),
                       pipeline=_("the evaluation preset at 128 px, no augmentation (the Augmentations page "
                                  "shows a batch through its pipeline)"))
 

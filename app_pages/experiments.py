@@ -9,9 +9,9 @@ import json
 
 import streamlit as st
 
-from lesion_core.evaluation import bootstrap
 from app_pages import lang
 from app_pages.lang import _, cls, rendered
+from lesion_core.evaluation import bootstrap
 
 
 def interval(found) -> str:
@@ -87,9 +87,8 @@ def robustness(run, split: str) -> None:
     """Results page: the run's robustness report (computed on request, kept in the run folder)."""
     import pandas as pd
 
-    from lesion_core.evaluation import robustness as engine
-
     from app_pages import common
+    from lesion_core.evaluation import robustness as engine
 
     st.subheader(_("Robustness"))
     st.caption(_("The split re-scored with the skin outside the lesion repainted in one tone per skin-tone "
@@ -127,10 +126,9 @@ def robustness(run, split: str) -> None:
 
 def sweep_launcher(config: dict) -> None:
     """Train page: start a sweep over a grid of settings, with the page's settings as its base."""
+    from app_pages import common
     from lesion_core import sweep
     from lesion_core.errors import TrainingError
-
-    from app_pages import common
 
     with st.expander(_("Sweep: train every combination of a few settings")):
         st.caption(_('A JSON object from setting to the values to try, e.g. {"optim.lr": [0.001, 0.0003], '

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from lesion_core import models
-from app_pages import common, lang
+from app_pages import cache, common, lang
 from app_pages.lang import _, classes, num, rendered
+from lesion_core import models
+from lesion_core.settings import preview
 
 st.title(_("Model"))
 
@@ -40,11 +41,11 @@ st.caption(_("Native input {size} px (minimum {minimum}); normalisation mean {me
 size = st.number_input(_("Input size for the summary (px)"), min_value=entry.min_input_size, max_value=1024,
                        value=entry.input_size, step=16, key=f"model_size_{name}")
 with common.user_errors():
-    model = common.build_model(**choice)
+    model = cache.build_model(**choice)
     info = getattr(model, "weights_info", {}) or {}
     if info.get("note"):
         st.warning(rendered(info["note"]))
-    summary = common.summarize(model, choice, int(size))
+    summary = cache.summarize(model, choice, int(size))
     total, trainable, output = st.columns(3)
     total.metric(_("Parameters"), num(summary.total, 0))
     trainable.metric(_("Trainable"), num(summary.trainable, 0))
@@ -56,7 +57,7 @@ with common.user_errors():
     dataset = common.current_data()
     if dataset is not None:
         with common.user_errors(), st.spinner(_("Running a real batch through the model...")):  # the tables still show
-            shape_in, shape_out = common.real_batch_shapes(model, dataset.split("train"), name, int(size))
+            shape_in, shape_out = preview.real_batch_shapes(model, dataset.split("train"), name, int(size))
             st.success(_("A real batch from the dataset: input {shape_in} -> output {shape_out} (one score per "
                          "class: {classes})", shape_in=shape_in, shape_out=shape_out,
                          classes=", ".join(classes(dataset.class_names))))

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
+from app_pages import cache, common, lang, review_views
+from app_pages.lang import _, cls, fig, num, pct, rendered
 from lesion_core import data, inference, plots, runs, transforms
 from lesion_core.evaluation import calibration, confidence, external, patient, review
-from app_pages import common, lang, review_views
-from app_pages.lang import _, cls, fig, num, pct, rendered
 
 st.title(_("Predictions"))
 st.caption(":material/info: " + _("Research tool, not a diagnosis: never use it to decide on a patient's care."))
@@ -20,7 +20,7 @@ PER_PAGE = 12
 split = st.radio(_("Split"), ["test", "val"], horizontal=True, format_func=lang.options(), key="keep_pred_split")
 frame, damaged = None, True
 with common.user_errors():
-    frame, damaged = common.prediction_frame(run.path, split), False
+    frame, damaged = cache.prediction_frame(run.path, split), False
 if frame is None and not damaged:
     st.info(_("No {split} predictions yet: they are written when the run finishes.", split=_(split)))
 elif frame is not None:
@@ -58,7 +58,7 @@ elif frame is not None:
 
     records = {}  # id -> Record; stays empty when the run's data is gone: the table still shows
     with common.user_errors():
-        records = common.run_records(run.path)
+        records = cache.run_records(run.path)
     opened = st.session_state.get("pred_open")
     if opened in set(frame["id"]):
         row = frame.set_index("id").loc[opened]

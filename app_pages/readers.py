@@ -5,11 +5,11 @@ import time
 
 import streamlit as st
 
+from app_pages import cache, common, lang
+from app_pages.lang import _, cls, fig, num, rendered
 from lesion_core import plots, transforms
 from lesion_core.errors import LesionLabError, describe_os_error
 from lesion_core.evaluation import explain, figures, readers
-from app_pages import common, lang
-from app_pages.lang import _, cls, fig, num, rendered
 
 st.title(_("Reader study"))
 st.caption(_("Read the images as you would in clinic: no label, no model. Then, if you like, read them again "
@@ -99,7 +99,7 @@ def reading(reader: str, pass_no: int, reads: list) -> None:
     image_col, side_col = st.columns([3, 2])
     record = sample = None
     with image_col, common.user_errors():
-        record = common.run_records(run.path).get(image_id)
+        record = cache.run_records(run.path).get(image_id)
         if record is None:
             st.error(_("Image {id} is not in the run's recorded data.", id=image_id))
         else:
@@ -126,7 +126,7 @@ def model_output(image_id: str, sample, reads: list) -> None:
             # Kept for the image shown: a confidence click reruns the page, not the model.
             held = st.session_state.get("read_heatmap")
             if not held or held[0] != (str(run.path), image_id):
-                result = common.explainer(run.path).explain(sample["image"], sample["mask"])
+                result = cache.explainer(run.path).explain(sample["image"], sample["mask"])
                 held = ((str(run.path), image_id), explain.heatmap_overlay(result.image, result.heatmap, result.mask),
                         result.target_class)
                 st.session_state["read_heatmap"] = held
@@ -185,7 +185,7 @@ else:
 st.subheader(_("Readers on the model's ROC"))
 class_name = st.selectbox(_("Class against the rest"), readers.study_classes(names), format_func=lang.class_options(),
                           key="keep_read_class")
-result, problems = common.reader_study(run.path, split, class_name)
+result, problems = cache.reader_study(run.path, split, class_name)
 for problem in problems:
     if not reader or not problem.startswith(f"{readers.FOLDER}/{reader}.csv:"):  # the reader's own: said above
         st.warning(rendered(problem), icon=":material/error:")

@@ -4,10 +4,10 @@ import json
 
 import streamlit as st
 
+from app_pages import cache, common, experiments, lang, review_views
+from app_pages.lang import _, fig, md, num
 from lesion_core import metrics, plots, runs
 from lesion_core.evaluation import saved
-from app_pages import common, experiments, lang, review_views
-from app_pages.lang import _, fig, md, num
 
 st.title(_("Results"))
 # metrics.HEADLINE_METRICS's names, here so that the catalogue has them.
@@ -77,7 +77,7 @@ else:
     bars, roc = st.columns(2)
     bars.plotly_chart(fig(plots.precision_recall_bars(result["precision"], result["recall"], names)), key="res_pr")
     roc.plotly_chart(fig(plots.roc_curves(result["roc"], result["auc"], names)), key="res_roc")
-    subgroup_rows = common.subgroup_table(run.path, split)
+    subgroup_rows = cache.subgroup_table(run.path, split)
     if subgroup_rows:
         st.subheader(_("Subgroups"))
         st.caption(_("Macro AUC (for two classes: the positive class's AUC) per sex, age band and anatomic "
@@ -111,7 +111,7 @@ if not (run.path / "best.pt").is_file():
     st.caption(_("best.pt: not written yet"))
 elif st.button(_("Export and check"), key="res_export", icon=":material/deployed_code:"):
     with common.user_errors(), st.spinner(_("Exporting and checking on real images...")):
-        st.session_state["res_exported"] = (run.id, export_format, *common.export_bytes(run.path, export_format))
+        st.session_state["res_exported"] = (run.id, export_format, *cache.export_bytes(run.path, export_format))
 exported = st.session_state.get("res_exported")
 if exported and exported[:2] == (run.id, export_format):
     model_bytes, sidecar = exported[2:]

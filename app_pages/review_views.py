@@ -11,10 +11,10 @@ import math
 import numpy as np
 import streamlit as st
 
+from app_pages import cache, common, lang
+from app_pages.lang import _, cls, fig, num, pct
 from lesion_core.evaluation import calibration, explain, figures, operating, review
 from lesion_core.inference.decision import decide
-from app_pages import common, lang
-from app_pages.lang import _, cls, fig, num, pct
 
 
 def _pct(value) -> str:
@@ -43,7 +43,7 @@ def results_review(run, split: str) -> None:
     """Results page: calibration, operating point and lesion focus of one run's split."""
     frame = None
     with common.user_errors():  # a damaged predictions file is named, and the section left out
-        frame = common.prediction_frame(run.path, split)
+        frame = cache.prediction_frame(run.path, split)
     if frame is None:
         return
     labels, raw, names = review.frame_arrays(frame)
@@ -191,7 +191,7 @@ def heatmap_view(run, image: np.ndarray, mask, key: str, class_names=None) -> np
     if not st.toggle(_("Show where the model looks (Grad-CAM)"), key=key):
         return None
     with common.user_errors(), st.spinner(_("Computing the heatmap...")):
-        result = common.explainer(run.path).explain(image, mask)
+        result = cache.explainer(run.path).explain(image, mask)
         caption = _("Grad-CAM of **{name}** on the model's view", name=cls(result.target_class))
         if result.focus is not None:
             caption += (_(" · lesion focus {focus}, peak inside the lesion", focus=num(result.focus, 2))

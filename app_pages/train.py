@@ -4,13 +4,12 @@ import time
 
 import streamlit as st
 
-from lesion_core import data, models, plots, runs, transforms
-from lesion_core.errors import LesionLabError, TrainingError
-from lesion_core import settings as run_settings  # (this page's settings() draws the form)
-from lesion_core import training
-from lesion_core.training import duration
 from app_pages import common, experiments, lang
 from app_pages.lang import _, classes, fig, md, num
+from lesion_core import data, models, plots, runs, training, transforms
+from lesion_core import settings as run_settings  # (this page's settings() draws the form)
+from lesion_core.errors import LesionLabError, TrainingError
+from lesion_core.training import duration
 
 st.title(_("Train"))
 

@@ -174,3 +174,9 @@ def to_jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def metrics_summary(result: dict, ids) -> dict:
+    """compute_metrics' output for metrics_<split>.json: per-sample arrays dropped, ROC kept."""
+    per_sample = ("predicted", "confidence", "loss")
+    return to_jsonable({k: v for k, v in result.items() if k not in per_sample} | {"n": len(ids)})

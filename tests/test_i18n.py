@@ -201,7 +201,7 @@ def finished_run(demo_root):
     ids = [r.id for r in lesion.split("test")][:12]
     for split in ("test", "val"):
         result = metrics.compute_metrics(labels, probs, names)
-        runs.atomic_write_json(run_dir / f"metrics_{split}.json", training.metrics_summary(result, ids))
+        runs.atomic_write_json(run_dir / f"metrics_{split}.json", metrics.metrics_summary(result, ids))
         inference.write_predictions(run_dir / f"predictions_{split}.csv", ids, labels, probs, names)
     for epoch in (1, 2):
         for phase in ("train", "val"):

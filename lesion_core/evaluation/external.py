@@ -12,7 +12,6 @@ from lesion_core.i18n import N_
 from lesion_core.inference.temperature import read_temperature
 from lesion_core.evaluation import confidence, patient
 from lesion_core import settings
-from lesion_core import training
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -47,7 +46,7 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
     predictions = run_dir / f"predictions_external_{name}.csv"
     summary = run_dir / f"metrics_external_{name}.json"
     inference.write_predictions(predictions, ids, labels, probs, class_names, temperature=read_temperature(run_dir))
-    runs.atomic_write_json(summary, training.metrics_summary(result, ids)
+    runs.atomic_write_json(summary, metrics.metrics_summary(result, ids)
                            | {"data": str(Path(data_dir).resolve()), "no_mask": no_mask})
     return result | {"ids": ids, "name": name, "predictions_path": predictions, "metrics_path": summary,
                      "n_excluded": len(lesion.report.problems), "no_mask": no_mask}

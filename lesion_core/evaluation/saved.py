@@ -9,7 +9,6 @@ from lesion_core.errors import TrainingError
 from lesion_core.evaluation import bootstrap, patient, review
 from lesion_core.i18n import N_
 from lesion_core import settings
-from lesion_core import training
 
 
 def can_evaluate(run) -> bool:
@@ -42,7 +41,7 @@ def evaluate_best(run_dir) -> dict:
         reviewed = review.split_review(run_dir, split, labels, probs, lesion.class_names)
         inference.write_predictions(run_dir / f"predictions_{split}.csv", ids, labels, probs, lesion.class_names,
                                 temperature=reviewed["calibration"]["temperature"])
-        runs.atomic_write_json(run_dir / f"metrics_{split}.json", training.metrics_summary(result, ids) | reviewed
+        runs.atomic_write_json(run_dir / f"metrics_{split}.json", metrics.metrics_summary(result, ids) | reviewed
                                | {"intervals": bootstrap.metric_intervals(labels, probs, lesion.class_names)})
         summary[split] = {"mean_auc": result["mean_auc"], "accuracy": result["accuracy"], "n": len(ids)}
     if not summary:

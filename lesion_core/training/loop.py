@@ -443,7 +443,7 @@ class Trainer:
                               review["calibration"]["temperature"])
             intervals = bootstrap.metric_intervals(labels, probs, self.class_names)  # 95% CIs, seeded
             runs.atomic_write_json(self.run_dir / f"metrics_{split}.json",
-                                   metrics_summary(result, ids) | review | {"intervals": intervals})
+                                   metrics.metrics_summary(result, ids) | review | {"intervals": intervals})
             headline = result["headline"]
             summary[split] = {"mean_auc": result["mean_auc"], "accuracy": result["accuracy"], headline: result[headline]}
             self.log(f"best model (epoch {self.best['epoch']}) on {split}: mean AUC {_fmt(result['mean_auc'])}, "
@@ -472,12 +472,6 @@ def _fmt(value, digits: int = 4) -> str:
 
 def _json_line(row: dict) -> str:
     return json.dumps(metrics.to_jsonable(row), allow_nan=False) + "\n"
-
-
-def metrics_summary(result: dict, ids) -> dict:
-    """compute_metrics' output for metrics_<split>.json: per-sample arrays dropped, ROC kept."""
-    per_sample = ("predicted", "confidence", "loss")
-    return metrics.to_jsonable({k: v for k, v in result.items() if k not in per_sample} | {"n": len(ids)})
 
 
 def install_signal_handlers(trainer: Trainer) -> dict:

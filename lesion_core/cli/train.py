@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from lesion_core import cli_review
+from lesion_core.cli import review as cli_review
 from lesion_core.errors import TrainingError
 from lesion_core.paths import absolute
 from lesion_core import ranks

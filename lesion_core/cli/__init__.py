@@ -11,10 +11,9 @@ import sys
 from lesion_core.errors import LesionLabError, describe_os_error
 
 
-# Each cli_<group> module registers its own sub-commands, in this order in --help; a new
+# Each module of this package (cli/<group>.py) registers its own sub-commands, in this order in --help; a new
 # command group is a new module added here, not code in this file.
-COMMAND_MODULES = ("cli_data", "cli_augment", "cli_train", "cli_review", "cli_experiments", "cli_export",
-                   "cli_readers")
+COMMAND_MODULES = ("data", "augment", "train", "review", "experiments", "export", "readers")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Lesion Lab engine")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        importlib.import_module(f"lesion_core.{name}").register(sub)
+        importlib.import_module(f"lesion_core.cli.{name}").register(sub)
     return parser
 
 

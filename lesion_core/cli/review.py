@@ -51,7 +51,7 @@ def register(subparsers) -> None:
 
 
 def add_evaluate_options(parser) -> None:
-    """The review flags of `evaluate` (registered by cli_train's evaluate parser)."""
+    """The review flags of `evaluate` (registered by cli.train's evaluate parser)."""
     from lesion_core.evaluation.explain import DEFAULT_METHOD, METHODS
 
     parser.add_argument("--uncalibrated", action="store_true", help="raw softmax probabilities (no temperature scaling)")

@@ -1,6 +1,7 @@
 """Results: compare runs, then one run's confusion matrices, precision/recall, ROC and downloads."""
 
 import json
+import math
 
 import streamlit as st
 
@@ -117,8 +118,12 @@ if exported and exported[:2] == (run.id, export_format):
     model_bytes, sidecar = exported[2:]
     suffix = {"onnx": ".onnx", "torchscript": ".pt"}[export_format]
     check = sidecar["verification"]
-    st.success(_("Checked on {n} real images: probabilities within {diff} of PyTorch ({runtime}).", n=check["images"],
-                 diff=f"{check['max_abs_diff']:.1e}", runtime=check["runtime"]), icon=":material/check_circle:")
+    st.success(_("Checked on {n} real images: probabilities within {diff} of PyTorch ({runtime}) and within "
+                 "{predict} of predict.", n=check["images"], diff=f"{check['max_abs_diff']:.1e}",
+                 runtime=check["runtime"], predict=f"{check.get('max_abs_diff_vs_predict', math.nan):.1e}"),
+               icon=":material/check_circle:")
+    if sidecar.get("metadata_prior"):
+        st.info(_("Metadata prior {what}", what=lang.rendered(sidecar["metadata_prior"])))
     model_col, sidecar_col = st.columns(2)
     model_col.download_button(_("Download {name}", name=f"model{suffix}"), model_bytes, file_name=f"{run.id}{suffix}",
                               mime="application/octet-stream", key="res_dl_export", on_click="ignore")

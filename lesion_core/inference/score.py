@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from lesion_core import metrics, models, transforms
 from lesion_core.errors import TrainingError, TransformError
 from lesion_core.i18n import N_
-from lesion_core.inference import prior, temperature as calibration
+from lesion_core.inference import prior as patient_prior, temperature as calibration
 from lesion_core.inference.model import forward, inference_settings, load_run_model
 from lesion_core.inference.tta import mean_softmax
 
@@ -48,11 +48,12 @@ _MODEL_CACHE: dict = {}  # (run folder, best.pt mtime) -> (model, pipeline, clas
 
 
 def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, calibrated: bool = True,
-                  tta: bool | None = None, meta: dict | None = None) -> dict:
+                  tta: bool | None = None, meta: dict | None = None, prior: bool = True) -> dict:
     """{class name: probability} for one uint8 (H, W, 3) image with the run's best model;
     averaged over 8 flips/rotations when tta (None: as the run's config says); combined with
     the patient's metadata (age, sex, site as data.patient_meta has them; None: unknown) when
-    the run has a patient model; scaled by the run's calibration.json unless calibrated is False."""
+    the run has a patient model (unless prior is False: the image alone, as an export gives it);
+    scaled by the run's calibration.json unless calibrated is False."""
     run_dir = Path(run_dir).resolve()
     key = (str(run_dir), (run_dir / "best.pt").stat().st_mtime_ns if (run_dir / "best.pt").exists() else None)
     if key not in _MODEL_CACHE:
@@ -73,7 +74,8 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, ca
     sample = pipeline({"image": np.ascontiguousarray(image, dtype=np.uint8), "mask": mask, "label": 0, "id": "image"})
     with torch.no_grad():
         probs = _softmax(model, sample["image"].unsqueeze(0), settings, tta).numpy()
-    probs = prior.apply_run(run_dir, probs, [meta or {}], len(class_names))
+    if prior:
+        probs = patient_prior.apply_run(run_dir, probs, [meta or {}], len(class_names))
     if calibrated:
         probs = calibration.apply_temperature(probs, calibration.read_temperature(run_dir))
     return {name: float(p) for name, p in zip(class_names, probs[0])}
@@ -116,7 +118,7 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
     tta = config["tta"] if tta is None else tta
     ids, labels, probs = predict_loader(model, loader, *inference_settings(config), wrap=wrap, tta=tta)
     if metadata:
-        probs = prior.apply_run(run_dir, probs, prior.metas_of(records, ids), len(lesion.class_names))
+        probs = patient_prior.apply_run(run_dir, probs, patient_prior.metas_of(records, ids), len(lesion.class_names))
     temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
     result = metrics.compute_metrics(labels, probs, lesion.class_names)
     result.update(ids=ids, labels=labels, raw_probs=probs, temperature=temperature, probabilities="raw", tta=tta,

@@ -73,6 +73,8 @@ else:
                      "so their AUC cannot be computed.", split=_(split),
                      classes=", ".join(lang.classes(map(str, result["undefined_auc"])))))
     raw, pct = st.columns(2)
+    st.caption(_("Confusion matrices: each image counted under its most probable class (argmax), which a "
+                 "temperature does not change; the operating point below flags p(class) >= a threshold instead."))
     raw.plotly_chart(fig(plots.confusion_heatmap(result["confusion"], names)), key="res_cm")
     pct.plotly_chart(fig(plots.confusion_heatmap(result["confusion_pct"], names, percent=True)), key="res_cm_pct")
     bars, roc = st.columns(2)

@@ -175,7 +175,9 @@ def cmd_threshold(args) -> int:
                                    if math.isfinite(best) else f": val has no {args.class_name} images, or only those"))
         print(f"specificity >= {args.specificity} on val: threshold {threshold:.4f}, sensitivity {sens:.3f}")
     rule = operating.save_threshold(args.run, args.class_name, threshold, calibrated=args.specificity is None)
-    print(f"saved: refer when p({rule['class']}) >= {rule['threshold']:.4f}")
+    measured = (f" (on val: sensitivity {rule['sensitivity']:.3f}, specificity {rule['specificity']:.3f}, "
+                f"{'calibrated' if rule['calibrated'] else 'raw'} probabilities)" if "sensitivity" in rule else "")
+    print(f"saved: refer when p({rule['class']}) >= {rule['threshold']:.4f}{measured}")
     return 0
 
 

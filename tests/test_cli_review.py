@@ -104,6 +104,9 @@ def test_a_saved_threshold_makes_predict_report_a_decision(run, demo_root, capsy
     assert rule["calibrated"] is False  # picked on the raw probabilities, as the ROC, and recorded so
     table = operating.table_at(labels == 1, probs[:, 1], rule["threshold"])
     assert table["specificity"] >= 0.8
+    # threshold.json says where the rule was chosen and what it did there
+    assert rule["split"] == "val" and (rule["sensitivity"], rule["specificity"]) == pytest.approx(
+        (table["sensitivity"], table["specificity"]))
 
 
 def test_calibrate_fits_an_older_run_without_calibration(run, capsys):

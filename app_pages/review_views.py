@@ -31,10 +31,12 @@ def calibrated_toggle(key: str, run) -> bool:
     """The page's 'calibrated probabilities' switch (on by default), under a warning when the
     run's calibration.json was ignored (damaged, or a temperature out of range): the page then
     shows raw probabilities whatever the switch says, and says so."""
-    problem = calibration.read_calibration(run.path).problem
-    if problem:
-        st.warning(lang.rendered(problem))
-    common.default(key, True)
+    fitted = calibration.read_calibration(run.path)
+    if fitted.problem:
+        st.warning(lang.rendered(fitted.problem))
+    elif fitted.scaled and not fitted.by_default:
+        st.caption(_("Raw probabilities by default: calibration {why}", why=lang.rendered(fitted.note or "")))
+    common.default(key, fitted.by_default)
     return st.toggle(_("Calibrated probabilities"), key=key,
                      help=_("Temperature scaling fitted on the validation split (calibration.json). Off: the raw softmax."))
 

@@ -122,7 +122,11 @@ def cmd_explain(args) -> int:
         raise DataError(f"image not found: {args.image}")
     image = data.read_image(args.image)
     mask = data.read_mask(args.mask, image.shape[:2]) if args.mask else None
-    explainer = explain.Explainer(args.run, args.method, calibrated=not args.uncalibrated)
+    from lesion_core.inference.temperature import read_calibration
+
+    # predict's default: the temperature only where cross-fitting showed it helps
+    explainer = explain.Explainer(args.run, args.method,
+                                  calibrated=not args.uncalibrated and read_calibration(args.run).by_default)
     result = explainer.explain(image, mask, args.class_name)
     explain.write_explanation(result, args.out)
     if mask is None:

@@ -171,7 +171,8 @@ def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
     # the pipeline predict runs (inference.predict_image), an empty one included
     steps, described = preprocessing_modules(config["eval_augment"], size, entry.mean, entry.std)
     calibration = read_calibration(run_dir)  # the reader predict and the pages use: one meaning of a bad file
-    temperature = calibration.temperature if calibration.scaled else None
+    # predict's default: the temperature only where cross-fitting on validation showed it helps
+    temperature = calibration.default_temperature if calibration.default_temperature != 1.0 else None
     class_names = list(config["data"]["class_names"])
     tta = bool(config.get("tta"))
     wrapper = ExportedClassifier(model.float(), steps, entry.mean, entry.std, temperature or 1.0, tta).eval()
@@ -196,6 +197,8 @@ def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
     }
     if calibration.problem:
         sidecar["calibration_ignored"] = calibration.problem
+    elif calibration.scaled and not calibration.by_default:
+        sidecar["calibration_not_applied"] = calibration.note
     if sidecar["threshold"] is not None:  # the fitness gate: a weak model's rule refers nobody
         sidecar["decision_withheld"] = withheld_reason(run_dir, sidecar["threshold"]["class"])
     return wrapper, sidecar

@@ -143,9 +143,10 @@ def test_a_damaged_calibration_file_is_named_on_results_and_predictions(app, tin
 
 
 def test_a_saved_rule_is_shown_after_a_reload_and_replacing_it_asks_first(app, tiny_run):
-    operating.save_threshold(tiny_run, "melanoma", 0.38)
+    operating.save_threshold(tiny_run, "melanoma", 0.38, calibrated=False)
     goto(app, "results")
     app.radio(key="keep_res_split").set_value("val").run()
+    app.toggle(key="keep_res_calibrated").set_value(False).run()  # the probabilities the rule was saved on
     assert app.slider(key="keep_res_op_threshold").value == pytest.approx(0.38)  # not back at 0.50
     assert "Saved decision rule: refer when p(melanoma) >= 0.380" in texts(app)
     assert "res_op_save" not in [b.key for b in app.button]  # the saved rule is what the slider shows

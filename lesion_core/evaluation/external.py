@@ -93,7 +93,8 @@ def find_mask(image_path: Path, masks_dir=None) -> Path | None:
     return None
 
 
-def predict_files(run_dir, paths, masks_dir=None, mask=None, meta: dict | None = None) -> tuple[list[dict], list[str]]:
+def predict_files(run_dir, paths, masks_dir=None, mask=None, meta: dict | None = None,
+                  calibrated: bool = True) -> tuple[list[dict], list[str]]:
     """(rows, problems): one row per image that could be classified ({"file", class: probability
     ..., "pred", "top_p", "uncertain"}), one message per image that could not (unreadable, or no
     mask where the run needs one). mask: one mask file for a single image; meta: the patient's
@@ -104,7 +105,7 @@ def predict_files(run_dir, paths, masks_dir=None, mask=None, meta: dict | None =
             image = data.read_image(path)
             mask_path = mask or find_mask(path, masks_dir)
             lesion = data.read_mask(mask_path, image.shape[:2]) if mask_path else None
-            probs = inference.predict_image(run_dir, image, lesion, meta=meta)
+            probs = inference.predict_image(run_dir, image, lesion, meta=meta, calibrated=calibrated)
         except (DataError, TransformError) as exc:
             problems.append(f"{path}: {exc}")
             continue

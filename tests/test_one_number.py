@@ -48,6 +48,11 @@ def test_every_face_gives_the_same_numbers(run_dir, tmp_path, capsys):
         assert rescored[key] == pytest.approx(stored[key], abs=1e-6), key
     assert main(["evaluate", str(run_dir), "--split", "test"]) == 0
     assert "(raw probabilities) reproduces metrics_test.json" in capsys.readouterr().out
+    # robustness scores its unshifted baseline as the run did
+    from lesion_core.evaluation import robustness
+
+    baseline = robustness.robustness_report(run_dir, "test", conditions=[], n_resamples=20)["baseline"]
+    assert baseline["mean_auc"]["value"] == pytest.approx(stored["mean_auc"], abs=1e-6)
     # the report's headline AUC table is the stored interval, and its operating points are the stored ones
     html = report.build_report(run_dir, "test", with_heatmaps=False)
     intervals = stored["intervals"]["mean_auc"]
@@ -95,6 +100,14 @@ def test_a_tta_run_exports_its_tta_and_matches_predict(run_copy, tmp_path):
     np.testing.assert_allclose(got, [predicted[n] for n in sidecar["class_names"]], atol=1e-4)
     plain = inference.predict_image(run_copy, image, tta=False)
     assert np.abs(np.array(list(plain.values())) - np.array(list(predicted.values()))).max() > 1e-4  # TTA matters
+    # robustness scores with the run's TTA too: its baseline is evaluate's number
+    from lesion_core.evaluation import robustness
+
+    baseline = robustness.robustness_report(run_copy, "test", conditions=[], n_resamples=20)["baseline"]
+    evaluated = inference.evaluate_run(run_copy, "test")
+    assert baseline["mean_auc"]["value"] == pytest.approx(evaluated["mean_auc"], abs=1e-6)
+    assert evaluated["mean_auc"] != pytest.approx(inference.evaluate_run(run_copy, "test", tta=False)["mean_auc"],
+                                                  abs=1e-6)
 
 
 def test_each_stored_operating_point_lies_on_the_raw_roc_of_the_predictions_csv(run_dir):

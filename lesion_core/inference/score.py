@@ -32,13 +32,15 @@ def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device, a
     ids, labels, probs = [], [], []
     with torch.no_grad():
         for images, targets, batch_ids in (wrap(loader) if wrap else loader):
-            probs.append(_softmax(model, images, (device, amp_dtype, channels_last), tta).cpu())
+            probs.append(softmax_batch(model, images, (device, amp_dtype, channels_last), tta).cpu())
             labels.append(targets)
             ids += batch_ids
     return ids, torch.cat(labels).numpy(), torch.cat(probs).numpy()
 
 
-def _softmax(model: nn.Module, images: torch.Tensor, settings: tuple, tta: bool) -> torch.Tensor:
+def softmax_batch(model: nn.Module, images: torch.Tensor, settings: tuple, tta: bool) -> torch.Tensor:
+    """Softmax probabilities (B, C) of a batch of model inputs (B, 3, S, S) with settings
+    (inference_settings), the mean over the 8 flips/rotations when tta."""
     if tta:
         return mean_softmax(lambda batch: forward(model, batch, *settings), images)
     return torch.softmax(forward(model, images, *settings), dim=1)
@@ -73,7 +75,7 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, ca
                              "to its lesion: give the lesion mask too (predict --mask MASK, or the mask upload)")
     sample = pipeline({"image": np.ascontiguousarray(image, dtype=np.uint8), "mask": mask, "label": 0, "id": "image"})
     with torch.no_grad():
-        probs = _softmax(model, sample["image"].unsqueeze(0), settings, tta).numpy()
+        probs = softmax_batch(model, sample["image"].unsqueeze(0), settings, tta).numpy()
     if prior:
         probs = patient_prior.apply_run(run_dir, probs, [meta or {}], len(class_names))
     if calibrated:

@@ -213,8 +213,17 @@ def _focus_section(run, split: str, frame, names) -> None:
         st.caption(_("No image of this split has a lesion mask: no focus score."))
         return
     peaks = frame["peak_in_lesion"].astype(str).str.lower()
-    mean, low, hit = st.columns(3)
+    mean, lift, low, hit = st.columns(4)
     mean.metric(_("Mean lesion focus"), num(defined.mean(), 2), help=_("Share of the heatmap inside the lesion mask"))
+    shares = review.numeric_column(frame, "lesion_share")
+    if shares is not None and (~np.isnan(shares)).any():
+        share = float(np.nanmean(shares))
+        lift.metric(_("Focus lift"), num(defined.mean() / share, 2),
+                    help=_("Focus divided by the share of the model's view the lesion covers: 1.0 = no preference "
+                           "for the lesion"))
+        st.caption(_("The lesion covers {share} of what this model sees, so a heatmap spread evenly would have a "
+                     "focus of {share_number}: compare runs by the focus lift, not the focus.",
+                     share=_pct(share), share_number=num(share, 2)))
     low.metric(_("Images with focus < 0.5"), _pct(float((defined < 0.5).mean())))
     hit.metric(_("Pointing game"), _pct(float((peaks[~np.isnan(focus)] == "true").mean())),
                help=_("Share of images whose heatmap peak lies inside the lesion"))
@@ -228,6 +237,9 @@ def heatmap_view(run, image: np.ndarray, mask, key: str, class_names=None) -> np
     with common.user_errors(), st.spinner(_("Computing the heatmap...")):
         result = common.explainer(run.path).explain(image, mask)
         caption = _("Grad-CAM of **{name}** on the model's view", name=cls(result.target_class))
+        if result.focus_lift is not None:
+            caption += _(" · the lesion covers {share} of the model's view, focus lift {lift} (1.0: no preference)",
+                         share=_pct(result.lesion_share), lift=num(result.focus_lift, 2))
         if result.focus is not None:
             caption += (_(" · lesion focus {focus}, peak inside the lesion", focus=num(result.focus, 2))
                         if result.peak_in_lesion else

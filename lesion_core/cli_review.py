@@ -110,7 +110,9 @@ def evaluate_extras(args, result: dict) -> None:
         explain.add_focus_columns(Path(args.run) / f"predictions_{args.split}.csv", focus)
         print(f"lesion focus ({args.method}, {summary['n_scored']} of {summary['n_images']} images scored): mean "
               f"{_fmt(summary['mean_focus'])}, focus < 0.5 in {_fmt(summary['share_focus_below_0_5'])}, "
-              f"pointing game {_fmt(summary['pointing_game'])}")
+              f"pointing game {_fmt(summary['pointing_game'])}"
+              + (f"; the lesion covers {_fmt(summary['mean_lesion_share'])} of the model's view, focus lift "
+                 f"{_fmt(summary['focus_lift'], 2)} (1.00: no preference for the lesion)" if "focus_lift" in summary else ""))
 
 
 def cmd_explain(args) -> int:
@@ -134,7 +136,9 @@ def cmd_explain(args) -> int:
     elif result.focus is None:
         focus = "no lesion focus (empty mask, or no positive evidence for this class)"
     else:
-        focus = f"lesion focus {result.focus:.3f}, peak {'inside' if result.peak_in_lesion else 'outside'} the lesion"
+        focus = (f"lesion focus {result.focus:.3f}, peak {'inside' if result.peak_in_lesion else 'outside'} the lesion; "
+                 f"the lesion covers {result.lesion_share:.0%} of the model's view, so focus lift "
+                 f"{result.focus_lift:.2f} (1.00: no preference for the lesion)")
     print(f"{result.method} heatmap of {result.target_class} (p {result.probabilities[result.target_class]:.3f}); "
           f"{focus}\nwritten to {args.out}")
     return 0

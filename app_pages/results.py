@@ -5,7 +5,7 @@ import math
 
 import streamlit as st
 
-from lesion_core import metrics, plots, runs
+from lesion_core import export, metrics, plots, runs
 from lesion_core.evaluation import saved
 from app_pages import common, experiments, lang, review_views
 from app_pages.lang import _, fig, num
@@ -112,6 +112,8 @@ export_format = st.radio(_("Format"), ["onnx", "torchscript"], horizontal=True, 
                          format_func={"onnx": "ONNX", "torchscript": "TorchScript"}.get)
 if not (run.path / "best.pt").is_file():
     st.caption(_("best.pt: not written yet"))
+elif (unexportable := export.export_problem(run.config)) is not None:  # not offered where it would fail
+    st.info(_("This run cannot be exported: {why}", why=lang.rendered(unexportable)))
 elif st.button(_("Export and check"), key="res_export", icon=":material/deployed_code:"):
     with common.user_errors(), st.spinner(_("Exporting and checking on real images...")):
         st.session_state["res_exported"] = (run.id, export_format, *common.export_bytes(run.path, export_format))

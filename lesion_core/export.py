@@ -161,6 +161,21 @@ def preprocessing_modules(spec, size: int, mean, std) -> tuple[nn.Sequential, li
 # ---------------------------------------------------------------- what the run knows
 
 
+def export_problem(config: dict) -> str | None:
+    """Why a run (its config.json) cannot be exported, or None: a step of its evaluation
+    pipeline that cannot run inside a graph (such as a lesion crop, which needs the mask).
+    Pages ask before offering Export, so the button is not offered where it would fail."""
+    try:
+        entry = models.MODELS[config["model"]["name"]]
+        size = int(config.get("image_size") or entry.input_size)
+        preprocessing_modules(config["eval_augment"], size, entry.mean, entry.std)
+    except ModelError as err:
+        return str(err)
+    except (LesionLabError, KeyError, TypeError, ValueError):
+        return None  # a damaged config: export itself names the problem
+    return None
+
+
 def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
     """(the run's best model wrapped with its preprocessing, fp32 eval mode; the sidecar dict)."""
     from lesion_core import inference, train  # train imports much; keep `import lesion_core.export` light

@@ -11,6 +11,7 @@ from typing import Callable
 from lesion_core import data, inference, metrics, runs, train, transforms
 from lesion_core.errors import DataError, LesionLabError, TransformError
 from lesion_core.i18n import N_
+from lesion_core.inference.score import score_records
 from lesion_core.inference.temperature import read_temperature
 from lesion_core.evaluation import confidence, patient
 
@@ -38,10 +39,7 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
     if not records:
         raise DataError(N_("no image of {folder} can be scored: this run crops to the lesion and "
                            "none of its {n} images has a mask").format(folder=data_dir, n=len(no_mask)))
-    loader = train.make_loader(records, config["eval_augment"], config, False)
-    ids, labels, probs = inference.predict_loader(model, loader, *inference.inference_settings(config), wrap=wrap,
-                                              tta=config["tta"])  # scored as the run scores its own images
-    probs = patient.apply_run(run_dir, probs, patient.metas_of(records, ids), len(class_names))
+    ids, labels, probs = score_records(run_dir, records, model, config, wrap=wrap)  # as the run scores its own
     result = metrics.compute_metrics(labels, probs, class_names)
     name = name or external_name(data_dir)
     predictions = run_dir / f"predictions_external_{name}.csv"

@@ -98,7 +98,7 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
     Refuses (TrainingError) when recorded images are missing or unreadable, unless
     allow_missing: a score over a silent subset would not be the run's score.
     """
-    from lesion_core.train import load_data, make_loader, recorded_split  # loaders live with training for now
+    from lesion_core.train import load_data, recorded_split  # loaders live with training for now
 
     model, config = load_run_model(run_dir)
     if split not in ("train", "val", "test"):
@@ -116,17 +116,31 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
             left=len(records)))
     if not records:
         raise TrainingError(N_("the {split} split of this run is empty").format(split=split))
-    loader = make_loader(records, config["eval_augment"], config, False)
     tta = config["tta"] if tta is None else tta
-    ids, labels, probs = predict_loader(model, loader, *inference_settings(config), wrap=wrap, tta=tta)
-    if metadata:
-        probs = patient_prior.apply_run(run_dir, probs, patient_prior.metas_of(records, ids), len(lesion.class_names))
+    ids, labels, probs = score_records(run_dir, records, model, config, wrap=wrap, tta=tta, metadata=metadata)
     temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
     result = metrics.compute_metrics(labels, probs, lesion.class_names)
     result.update(ids=ids, labels=labels, raw_probs=probs, temperature=temperature, probabilities="raw", tta=tta,
                   probs=calibration.apply_temperature(probs, temperature))
     result["missing"] = missing
     return result
+
+
+def score_records(run_dir, records, model: nn.Module, config: dict, wrap: Callable | None = None,
+                  tta: bool | None = None, metadata: bool = True) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(ids, labels, raw probabilities (N, C)) of a run's model on records (data.Record) as the
+    run scores its own images: its evaluation pipeline and loader, its TTA setting (None: the
+    config's), then its metadata prior unless metadata is False. The one loop behind
+    evaluate_run, a stopped run's evaluation and an external test set."""
+    from lesion_core.train import make_loader  # loaders live with training for now
+
+    loader = make_loader(records, config["eval_augment"], config, False)
+    tta = config["tta"] if tta is None else tta
+    ids, labels, probs = predict_loader(model, loader, *inference_settings(config), wrap=wrap, tta=tta)
+    if metadata:
+        probs = patient_prior.apply_run(run_dir, probs, patient_prior.metas_of(records, ids),
+                                        len(config["data"]["class_names"]))
+    return ids, labels, probs
 
 
 def stored_differences(result: dict, stored: dict | None, run_tta: bool) -> list[str]:

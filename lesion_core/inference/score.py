@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader
 from lesion_core import metrics, models, transforms
 from lesion_core.errors import TrainingError, TransformError
 from lesion_core.i18n import N_
-from lesion_core.inference import prior as patient_prior, temperature as calibration
+from lesion_core.inference import prior as patient_prior
 from lesion_core.inference.model import forward, inference_settings, load_run_model
+from lesion_core.inference.temperature import apply_temperature, read_temperature
 from lesion_core.inference.tta import mean_softmax
 
 
@@ -79,7 +80,7 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, ca
     if prior:
         probs = patient_prior.apply_run(run_dir, probs, [meta or {}], len(class_names))
     if calibrated:
-        probs = calibration.apply_temperature(probs, calibration.read_temperature(run_dir))
+        probs = apply_temperature(probs, read_temperature(run_dir))
     return {name: float(p) for name, p in zip(class_names, probs[0])}
 
 
@@ -118,10 +119,10 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
         raise TrainingError(N_("the {split} split of this run is empty").format(split=split))
     tta = config["tta"] if tta is None else tta
     ids, labels, probs = score_records(run_dir, records, model, config, wrap=wrap, tta=tta, metadata=metadata)
-    temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
+    temperature = read_temperature(run_dir) if calibrated else 1.0
     result = metrics.compute_metrics(labels, probs, lesion.class_names)
     result.update(ids=ids, labels=labels, raw_probs=probs, temperature=temperature, probabilities="raw", tta=tta,
-                  probs=calibration.apply_temperature(probs, temperature))
+                  probs=apply_temperature(probs, temperature))
     result["missing"] = missing
     return result
 

@@ -1,12 +1,13 @@
 """Results: compare runs, then one run's confusion matrices, precision/recall, ROC and downloads."""
 
 import json
+import math
 
 import streamlit as st
 
 from app_pages import cache, common, experiments, lang, review_views
 from app_pages.lang import _, fig, md, num
-from lesion_core import metrics, plots, runs
+from lesion_core import export, metrics, plots, runs
 from lesion_core.evaluation import saved
 
 st.title(_("Results"))
@@ -72,6 +73,8 @@ else:
                      "so their AUC cannot be computed.", split=_(split),
                      classes=", ".join(lang.classes(map(str, result["undefined_auc"])))))
     raw, pct = st.columns(2)
+    st.caption(_("Confusion matrices: each image counted under its most probable class (argmax), which a "
+                 "temperature does not change; the operating point below flags p(class) >= a threshold instead."))
     raw.plotly_chart(fig(plots.confusion_heatmap(result["confusion"], names)), key="res_cm")
     pct.plotly_chart(fig(plots.confusion_heatmap(result["confusion_pct"], names, percent=True)), key="res_cm_pct")
     bars, roc = st.columns(2)
@@ -109,6 +112,8 @@ export_format = st.radio(_("Format"), ["onnx", "torchscript"], horizontal=True, 
                          format_func={"onnx": "ONNX", "torchscript": "TorchScript"}.get)
 if not (run.path / "best.pt").is_file():
     st.caption(_("best.pt: not written yet"))
+elif (unexportable := export.export_problem(run.config)) is not None:  # not offered where it would fail
+    st.info(_("This run cannot be exported: {why}", why=lang.rendered(unexportable)))
 elif st.button(_("Export and check"), key="res_export", icon=":material/deployed_code:"):
     with common.user_errors(), st.spinner(_("Exporting and checking on real images...")):
         st.session_state["res_exported"] = (run.id, export_format, *cache.export_bytes(run.path, export_format))
@@ -117,8 +122,12 @@ if exported and exported[:2] == (run.id, export_format):
     model_bytes, sidecar = exported[2:]
     suffix = {"onnx": ".onnx", "torchscript": ".pt"}[export_format]
     check = sidecar["verification"]
-    st.success(_("Checked on {n} real images: probabilities within {diff} of PyTorch ({runtime}).", n=check["images"],
-                 diff=f"{check['max_abs_diff']:.1e}", runtime=check["runtime"]), icon=":material/check_circle:")
+    st.success(_("Checked on {n} real images: probabilities within {diff} of PyTorch ({runtime}) and within "
+                 "{predict} of predict.", n=check["images"], diff=f"{check['max_abs_diff']:.1e}",
+                 runtime=check["runtime"], predict=f"{check.get('max_abs_diff_vs_predict', math.nan):.1e}"),
+               icon=":material/check_circle:")
+    if sidecar.get("metadata_prior"):
+        st.info(_("Metadata prior {what}", what=lang.rendered(sidecar["metadata_prior"])))
     model_col, sidecar_col = st.columns(2)
     model_col.download_button(_("Download {name}", name=f"model{suffix}"), model_bytes, file_name=f"{run.id}{suffix}",
                               mime="application/octet-stream", key="res_dl_export", on_click="ignore")

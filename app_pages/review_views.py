@@ -31,10 +31,12 @@ def calibrated_toggle(key: str, run) -> bool:
     """The page's 'calibrated probabilities' switch (on by default), under a warning when the
     run's calibration.json was ignored (damaged, or a temperature out of range): the page then
     shows raw probabilities whatever the switch says, and says so."""
-    problem = calibration.read_calibration(run.path).problem
-    if problem:
-        st.warning(lang.rendered(problem))
-    common.default(key, True)
+    fitted = calibration.read_calibration(run.path)
+    if fitted.problem:
+        st.warning(lang.rendered(fitted.problem))
+    elif fitted.scaled and not fitted.by_default:
+        st.caption(_("Raw probabilities by default: calibration {why}", why=lang.rendered(fitted.note or "")))
+    common.default(key, fitted.by_default)
     return st.toggle(_("Calibrated probabilities"), key=key,
                      help=_("Temperature scaling fitted on the validation split (calibration.json). Off: the raw softmax."))
 
@@ -54,7 +56,7 @@ def results_review(run, split: str) -> None:
     with st.expander(_("Calibration: does 80% mean 80%?"), expanded=True):
         _calibration_section(run, labels, raw, temperature)
     with st.expander(_("Operating point: sensitivity and specificity at a threshold"), expanded=True):
-        _operating_section(run, labels, probs, names, calibrated)
+        _operating_section(run, labels, probs, names, calibrated, split)
     with st.expander(_("Lesion focus: does the model look at the lesion?"), expanded=True):
         _focus_section(run, split, frame, names)
     with st.expander(_("Test-time augmentation")):
@@ -83,7 +85,9 @@ def _calibration_section(run, labels, raw, temperature) -> None:
                     key="res_reliability")
 
 
-def _operating_section(run, labels, probs, names, calibrated: bool) -> None:
+def _operating_section(run, labels, probs, names, calibrated: bool, split: str) -> None:
+    st.caption(_("On the {kind} probabilities of the {split} split; an image is flagged when p(class) >= the "
+                 "threshold.", kind=_("calibrated") if calibrated else _("raw"), split=_(split)))
     points = operating.operating_points(labels, probs, names)
     st.dataframe([{_("class"): cls(n),
                    **{_("sens @ spec {spec}", spec=num(float(k), 2)): v for k, v in p["sens_at_spec"].items()},
@@ -98,8 +102,10 @@ def _operating_section(run, labels, probs, names, calibrated: bool) -> None:
                      key="keep_res_op_mode")
     c = names.index(name)
     is_class, scores = labels == c, probs[:, c]
+    saved = operating.read_threshold(run.path)
     if how == "threshold":
-        common.default("keep_res_op_threshold", 0.5)
+        # after a reload the slider starts at the saved rule, not at 0.50 beside it
+        common.default("keep_res_op_threshold", saved["threshold"] if saved and saved["class"] == name else 0.5)
         threshold = st.slider(_("Threshold on p(class)"), 0.0, 1.0, step=0.005, key="keep_res_op_threshold")
     else:
         common.default("keep_res_op_spec", 0.89)
@@ -124,16 +130,45 @@ def _operating_section(run, labels, probs, names, calibrated: bool) -> None:
     roc, pr = st.columns(2)
     roc.plotly_chart(fig(figures.roc_with_point(is_class, scores, table, name, c)), key="res_op_roc")
     pr.plotly_chart(fig(figures.pr_with_point(is_class, scores, table, name, c)), key="res_op_pr")
-    saved = operating.read_threshold(run.path)
+    _save_rule(run, name, float(threshold), calibrated, split, saved)
+
+
+def _save_rule(run, name: str, threshold: float, calibrated: bool, split: str, saved: dict | None) -> None:
+    """The saved rule, and Save: on the validation split only (test is previewed, never chosen
+    on), asking before it replaces a different saved rule."""
     if saved:
-        st.caption(_("Saved decision rule: refer when p({name}) >= {threshold}", name=cls(saved["class"]),
-                     threshold=num(saved["threshold"])))
+        measured = (_(" (on validation: sensitivity {sens}, specificity {spec})", sens=_pct(saved["sensitivity"]),
+                      spec=_pct(saved["specificity"])) if "sensitivity" in saved else "")
+        st.info(_("Saved decision rule: refer when p({name}) >= {threshold}", name=cls(saved["class"]),
+                  threshold=num(saved["threshold"])) + measured)
+    if split != "val":
+        st.caption(_("Decision rules are chosen on the validation split: switch to val to save one. The {split} split "
+                     "is for previewing what a rule does.", split=_(split)))
+        return
+    same = saved and saved["class"] == name and abs(saved["threshold"] - threshold) < 1e-9 \
+        and saved["calibrated"] == calibrated
+    if same:
+        return
+    confirm_key = "res_op_confirm"
     if st.button(_("Save: refer when p({name}) >= {threshold}", name=cls(name), threshold=num(threshold)),
                  key="res_op_save",
                  help=_("`predict` and the Predictions page then report the decision for new images")):
-        with common.user_errors():
-            operating.save_threshold(run.path, name, float(threshold), calibrated)
-            st.success(_("Saved with the run (threshold.json)."))
+        if saved:
+            st.session_state[confirm_key] = (name, threshold, calibrated)
+        else:
+            _write_rule(run, name, threshold, calibrated)
+    if saved and st.session_state.get(confirm_key) == (name, threshold, calibrated):
+        st.warning(_("This replaces the saved rule (refer when p({old}) >= {old_threshold}).", old=cls(saved["class"]),
+                     old_threshold=num(saved["threshold"])))
+        if st.button(_("Replace the saved rule"), key="res_op_replace"):
+            st.session_state.pop(confirm_key, None)
+            _write_rule(run, name, threshold, calibrated)
+
+
+def _write_rule(run, name: str, threshold: float, calibrated: bool) -> None:
+    with common.user_errors():
+        operating.save_threshold(run.path, name, threshold, calibrated)
+        st.success(_("Saved with the run (threshold.json)."))
 
 
 def _tta_section(run, split: str, calibrated: bool) -> None:
@@ -178,8 +213,17 @@ def _focus_section(run, split: str, frame, names) -> None:
         st.caption(_("No image of this split has a lesion mask: no focus score."))
         return
     peaks = frame["peak_in_lesion"].astype(str).str.lower()
-    mean, low, hit = st.columns(3)
+    mean, lift, low, hit = st.columns(4)
     mean.metric(_("Mean lesion focus"), num(defined.mean(), 2), help=_("Share of the heatmap inside the lesion mask"))
+    shares = review.numeric_column(frame, "lesion_share")
+    if shares is not None and (~np.isnan(shares)).any():
+        share = float(np.nanmean(shares))
+        lift.metric(_("Focus lift"), num(defined.mean() / share, 2),
+                    help=_("Focus divided by the share of the model's view the lesion covers: 1.0 = no preference "
+                           "for the lesion"))
+        st.caption(_("The lesion covers {share} of what this model sees, so a heatmap spread evenly would have a "
+                     "focus of {share_number}: compare runs by the focus lift, not the focus.",
+                     share=_pct(share), share_number=num(share, 2)))
     low.metric(_("Images with focus < 0.5"), _pct(float((defined < 0.5).mean())))
     hit.metric(_("Pointing game"), _pct(float((peaks[~np.isnan(focus)] == "true").mean())),
                help=_("Share of images whose heatmap peak lies inside the lesion"))
@@ -193,6 +237,9 @@ def heatmap_view(run, image: np.ndarray, mask, key: str, class_names=None) -> np
     with common.user_errors(), st.spinner(_("Computing the heatmap...")):
         result = cache.explainer(run.path).explain(image, mask)
         caption = _("Grad-CAM of **{name}** on the model's view", name=cls(result.target_class))
+        if result.focus_lift is not None:
+            caption += _(" · the lesion covers {share} of the model's view, focus lift {lift} (1.0: no preference)",
+                         share=_pct(result.lesion_share), lift=num(result.focus_lift, 2))
         if result.focus is not None:
             caption += (_(" · lesion focus {focus}, peak inside the lesion", focus=num(result.focus, 2))
                         if result.peak_in_lesion else

@@ -38,12 +38,16 @@ from lesion_core.errors import LesionLabError, ModelError
 from lesion_core.i18n import N_
 from lesion_core.paths import new_temp_file
 from lesion_core.inference.decision import read_threshold, withheld_reason
-from lesion_core.inference.temperature import read_calibration
 from lesion_core import settings
+from lesion_core.inference.prior import FILE as prior_file
+from lesion_core.inference.temperature import LOG_FLOOR, read_calibration
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 TOLERANCE = 1e-4  # largest allowed |exported - PyTorch| of any probability
+# Largest allowed |exported - predict|: predict resizes the image's uint8 pixels (rounded), the
+# graph resizes floats; a missing TTA or temperature differs by far more (0.32 seen).
+PREDICT_TOLERANCE = 1e-2
 VERIFY_IMAGES = 8  # real images the check runs on
 MIN_SIDE = 16  # smallest input side the exported graph accepts
 ONNX_OPSET = 18  # the first opset whose Resize has antialias, which the run's resizes use
@@ -103,21 +107,34 @@ class CentreCrop(nn.Module):
 
 
 class ExportedClassifier(nn.Module):
-    """uint8 (N, H, W, 3) RGB -> float32 (N, classes) probabilities: preprocessing, net, softmax."""
+    """uint8 (N, H, W, 3) RGB -> float32 (N, classes) probabilities, as predict computes them:
+    preprocessing, the net, softmax, the mean over the 8 flips/rotations when tta (the run's
+    setting), then the temperature the way inference applies it (softmax(log p / T))."""
 
-    def __init__(self, net: nn.Module, steps: nn.Sequential, mean, std, temperature: float = 1.0):
+    def __init__(self, net: nn.Module, steps: nn.Sequential, mean, std, temperature: float = 1.0, tta: bool = False):
         super().__init__()
         self.net = net
         self.steps = steps
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.temperature = float(temperature)
+        self.tta = bool(tta)
+        self.log_floor = float(LOG_FLOOR)  # an attribute: TorchScript reads no module globals
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float() / 255.0
         x = self.steps(x)
         x = (x - self.mean) / self.std
-        return torch.softmax(self.net(x) / self.temperature, dim=1)
+        if self.tta:  # inference.tta's 8 views, one batch through the net
+            mirrored = x.flip(-1)
+            views = torch.cat([x, x.rot90(1, [2, 3]), x.rot90(2, [2, 3]), x.rot90(3, [2, 3]), mirrored,
+                               mirrored.rot90(1, [2, 3]), mirrored.rot90(2, [2, 3]), mirrored.rot90(3, [2, 3])])
+            probs = torch.softmax(self.net(views), dim=1).reshape(8, x.shape[0], -1).mean(dim=0)
+        else:
+            probs = torch.softmax(self.net(x), dim=1)
+        if self.temperature != 1.0:
+            probs = torch.softmax(torch.log(probs.clamp_min(self.log_floor)) / self.temperature, dim=1)
+        return probs
 
 
 def preprocessing_modules(spec, size: int, mean, std) -> tuple[nn.Sequential, list[dict]]:
@@ -146,6 +163,21 @@ def preprocessing_modules(spec, size: int, mean, std) -> tuple[nn.Sequential, li
 # ---------------------------------------------------------------- what the run knows
 
 
+def export_problem(config: dict) -> str | None:
+    """Why a run (its config.json) cannot be exported, or None: a step of its evaluation
+    pipeline that cannot run inside a graph (such as a lesion crop, which needs the mask).
+    Pages ask before offering Export, so the button is not offered where it would fail."""
+    try:
+        entry = models.MODELS[config["model"]["name"]]
+        size = int(config.get("image_size") or entry.input_size)
+        preprocessing_modules(config["eval_augment"], size, entry.mean, entry.std)
+    except ModelError as err:
+        return str(err)
+    except (LesionLabError, KeyError, TypeError, ValueError):
+        return None  # a damaged config: export itself names the problem
+    return None
+
+
 def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
     """(the run's best model wrapped with its preprocessing, fp32 eval mode; the sidecar dict)."""
     from lesion_core import inference, settings  # they import much; keep `import lesion_core.export` light
@@ -156,9 +188,11 @@ def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
     # the pipeline predict runs (inference.predict_image), an empty one included
     steps, described = preprocessing_modules(config["eval_augment"], size, entry.mean, entry.std)
     calibration = read_calibration(run_dir)  # the reader predict and the pages use: one meaning of a bad file
-    temperature = calibration.temperature if calibration.scaled else None
+    # predict's default: the temperature only where cross-fitting on validation showed it helps
+    temperature = calibration.default_temperature if calibration.default_temperature != 1.0 else None
     class_names = list(config["data"]["class_names"])
-    wrapper = ExportedClassifier(model.float(), steps, entry.mean, entry.std, temperature or 1.0).eval()
+    tta = bool(config.get("tta"))
+    wrapper = ExportedClassifier(model.float(), steps, entry.mean, entry.std, temperature or 1.0, tta).eval()
     sidecar = {
         "run": Path(run_dir).name,
         "model": entry.name,
@@ -167,7 +201,13 @@ def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
         "input": {"name": "images", "dtype": "uint8", "shape": ["N", "H", "W", 3], "channels": "RGB",
                   "note": f"channels last; any N >= 1, H and W >= {MIN_SIDE}, one H x W per batch"},
         "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", len(class_names)],
-                   "note": "softmax(logits / temperature), columns in class_names order"},
+                   "note": "softmax of the logits (averaged over the 8 flips and 90-degree rotations when "
+                           "tta), then scaled by the temperature: softmax(log p / temperature); columns in "
+                           "class_names order"},
+        "tta": tta,
+        "metadata_prior": (N_("not included: predict combines this run's image probabilities with the patient's "
+                              "age, sex and site (patient_model.json); the exported model gives the image alone")
+                           if (Path(run_dir) / prior_file).exists() else None),
         "preprocessing": described + [{"name": "Normalize",
                                        "params": {"mean": list(entry.mean), "std": list(entry.std)}}],
         "temperature": temperature,
@@ -175,6 +215,8 @@ def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
     }
     if calibration.problem:
         sidecar["calibration_ignored"] = calibration.problem
+    elif calibration.scaled and not calibration.by_default:
+        sidecar["calibration_not_applied"] = calibration.note
     if sidecar["threshold"] is not None:  # the fitness gate: a weak model's rule refers nobody
         sidecar["decision_withheld"] = withheld_reason(run_dir, sidecar["threshold"]["class"])
     return wrapper, sidecar
@@ -200,7 +242,8 @@ def _write_torchscript(wrapper: ExportedClassifier, path: Path) -> None:
         warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)
         traced = torch.jit.trace(wrapper.net, torch.zeros(1, 3, size, size))
         scripted = torch.jit.script(ExportedClassifier(traced, wrapper.steps, wrapper.mean.flatten().tolist(),
-                                                       wrapper.std.flatten().tolist(), wrapper.temperature))
+                                                       wrapper.std.flatten().tolist(), wrapper.temperature,
+                                                       wrapper.tta))
         torch.jit.save(scripted, str(path))
 
 
@@ -243,12 +286,15 @@ def _batches(images: list[np.ndarray]) -> list[np.ndarray]:
     return [np.stack(group) for group in groups.values()]
 
 
-def verify(wrapper: nn.Module, fmt: str, path: Path, images: list[np.ndarray]) -> dict:
-    """Largest |exported - PyTorch| probability over the images; ModelError above TOLERANCE."""
+def verify(wrapper: nn.Module, fmt: str, path: Path, images: list[np.ndarray], run_dir=None) -> dict:
+    """Largest |exported - PyTorch| probability over the images; ModelError above TOLERANCE.
+    With run_dir, also the largest |exported - predict| (inference.predict_image with the
+    run's TTA and temperature, the image alone): ModelError above PREDICT_TOLERANCE, so the
+    file is the model predict runs, not only the bare network."""
     if not images:
         raise ModelError(N_("export needs at least one real image to check the exported model on"))
     run = _runner(fmt, path)
-    worst, n = 0.0, 0
+    worst, worst_predict, n = 0.0, 0.0, 0
     for batch in _batches(images):
         with torch.no_grad():
             expected = wrapper(torch.from_numpy(batch)).numpy()
@@ -257,14 +303,28 @@ def verify(wrapper: nn.Module, fmt: str, path: Path, images: list[np.ndarray]) -
             raise ModelError(N_("the exported {format} model returned shape {shape}, PyTorch {expected}").format(
                 format=fmt, shape=got.shape, expected=expected.shape))
         worst = max(worst, float(np.abs(got - expected).max()))
+        if run_dir is not None:
+            from lesion_core.inference import predict_image
+
+            for image, row in zip(batch, got):
+                lab = predict_image(run_dir, image, tta=wrapper.tta, prior=False)
+                worst_predict = max(worst_predict, float(np.abs(row - np.array(list(lab.values()))).max()))
         n += len(batch)
     if not worst <= TOLERANCE:  # also catches NaN
         raise ModelError(N_(
             "the exported {format} model disagrees with PyTorch: probabilities differ by up to {worst} "
             "(allowed {tolerance}) on {n} real images; the file was not written"
         ).format(format=fmt, worst=f"{worst:.3g}", tolerance=f"{TOLERANCE:g}", n=n))
-    return {"images": n, "batches": len(_batches(images)), "max_abs_diff": worst, "tolerance": TOLERANCE,
-            "runtime": _runtime_name(fmt)}
+    if not worst_predict <= PREDICT_TOLERANCE:
+        raise ModelError(N_(
+            "the exported {format} model disagrees with predict: probabilities differ by up to {worst} "
+            "(allowed {tolerance}) on {n} real images; the file was not written"
+        ).format(format=fmt, worst=f"{worst_predict:.3g}", tolerance=f"{PREDICT_TOLERANCE:g}", n=n))
+    out = {"images": n, "batches": len(_batches(images)), "max_abs_diff": worst, "tolerance": TOLERANCE,
+           "runtime": _runtime_name(fmt)}
+    if run_dir is not None:
+        out |= {"max_abs_diff_vs_predict": worst_predict, "tolerance_vs_predict": PREDICT_TOLERANCE}
+    return out
 
 
 def _runtime_name(fmt: str) -> str:
@@ -314,7 +374,7 @@ def export_run(run_dir, fmt: str, out, images: list[np.ndarray] | None = None) -
             raise ModelError(N_("{model} could not be exported to {format}: {error}").format(
                 model=sidecar["model"], format=fmt, error=models.first_line(err))) from None
         sidecar["format"] = fmt
-        sidecar["verification"] = verify(wrapper, fmt, tmp, images)
+        sidecar["verification"] = verify(wrapper, fmt, tmp, images, run_dir)
         sidecar["torch"] = torch.__version__
         os.replace(tmp, out)
     finally:

@@ -129,3 +129,32 @@ def test_fit_and_save_writes_a_readable_calibration_file(tmp_path):
     assert calibration.read_temperature(tmp_path) == pytest.approx(record["temperature"])
     assert saved["nll_calibrated"] <= saved["nll"]
     assert calibration.read_temperature(tmp_path / "missing") == 1.0
+
+
+def test_calibration_is_applied_by_default_only_when_it_helps_held_out_images(tmp_path):
+    from lesion_core.inference.temperature import read_calibration
+
+    # over-confident by construction: fitted on 4 folds, T lowers the 5th fold's NLL
+    probs, labels, _ = overconfident(n=200, seed=5)
+    record = calibration.fit_and_save(tmp_path, probs, labels)
+    assert record["cross_fit"]["nll_calibrated"] < record["cross_fit"]["nll"] and record["apply_by_default"]
+    assert read_calibration(tmp_path).default_temperature == pytest.approx(record["temperature"])
+    # calibrated by construction: the in-sample fit still "helps" a little, held out it does not
+    rng = np.random.default_rng(6)
+    logits = rng.normal(0, 1.2, size=(60, 3))
+    true_p = torch.softmax(torch.tensor(logits), 1).numpy()
+    labels = np.array([rng.choice(3, p=p) for p in true_p])
+    record = calibration.fit_and_save(tmp_path, true_p, labels)
+    assert record["nll_calibrated"] <= record["nll"]  # judged on its own images, it always helps
+    assert record["temperature"] != 1.0 and record["cross_fit"]["nll_calibrated"] >= record["cross_fit"]["nll"]
+    assert not record["apply_by_default"] and "did not lower" in record["note"]
+    assert read_calibration(tmp_path).default_temperature == 1.0
+    # too few validation images to judge: raw by default, and the note says why
+    probs, labels, _ = overconfident(n=20, seed=7)
+    record = calibration.fit_and_save(tmp_path, probs, labels)
+    assert not record["apply_by_default"] and "too few" in record["note"]
+    fitted = read_calibration(tmp_path)
+    assert fitted.scaled and not fitted.by_default and fitted.default_temperature == 1.0
+    # a file written before cross-fitting existed keeps being applied
+    (tmp_path / "calibration.json").write_text('{"temperature": 2.0}')
+    assert read_calibration(tmp_path).default_temperature == 2.0

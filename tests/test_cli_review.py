@@ -75,12 +75,30 @@ def fit_for_use(run) -> None:
 
 def test_predict_is_calibrated_by_default_and_uncalibrated_on_request(run, demo_root, capsys):
     image, mask = first_image(demo_root)
+    record = json.loads((run / "calibration.json").read_text())
+    runs.atomic_write_json(run / "calibration.json", dict(record, temperature=1.8, apply_by_default=True))
     assert main(["predict", str(run), str(image), "--uncalibrated"]) == 0
     raw = json.loads(capsys.readouterr().out)["probabilities"]
     assert main(["predict", str(run), str(image)]) == 0
     scaled = json.loads(capsys.readouterr().out)["probabilities"]
-    expected = calibration.apply_temperature(np.array([list(raw.values())]), calibration.read_temperature(run))[0]
+    expected = calibration.apply_temperature(np.array([list(raw.values())]), 1.8)[0]
     np.testing.assert_allclose(list(scaled.values()), expected, atol=1e-5)
+
+
+def test_predict_is_raw_by_default_where_calibration_did_not_help_and_says_so(run, demo_root, capsys):
+    image, _ = first_image(demo_root)
+    note = "not applied by default: 9 validation images are too few (at least 30) to show that calibration helps"
+    runs.atomic_write_json(run / "calibration.json", {"temperature": 1.8, "apply_by_default": False, "note": note})
+    assert main(["predict", str(run), str(image), "--uncalibrated"]) == 0
+    raw = json.loads(capsys.readouterr().out)["probabilities"]
+    assert main(["predict", str(run), str(image)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["probabilities"] == pytest.approx(raw, abs=1e-6)
+    assert "raw probabilities: calibration not applied by default" in captured.err
+    assert main(["predict", str(run), str(image), "--calibrated"]) == 0
+    forced = json.loads(capsys.readouterr().out)["probabilities"]
+    expected = calibration.apply_temperature(np.array([list(raw.values())]), 1.8)[0]
+    np.testing.assert_allclose(list(forced.values()), expected, atol=1e-5)
 
 
 def test_a_saved_threshold_makes_predict_report_a_decision(run, demo_root, capsys):
@@ -105,6 +123,9 @@ def test_a_saved_threshold_makes_predict_report_a_decision(run, demo_root, capsy
     assert rule["calibrated"] is False  # picked on the raw probabilities, as the ROC, and recorded so
     table = operating.table_at(labels == 1, probs[:, 1], rule["threshold"])
     assert table["specificity"] >= 0.8
+    # threshold.json says where the rule was chosen and what it did there
+    assert rule["split"] == "val" and (rule["sensitivity"], rule["specificity"]) == pytest.approx(
+        (table["sensitivity"], table["specificity"]))
 
 
 def test_calibrate_fits_an_older_run_without_calibration(run, capsys):

@@ -68,7 +68,7 @@ def test_overlay_and_focus_columns(tmp_path):
     explain.add_focus_columns(path, {"0001": (0.25, False)})
     explain.add_focus_columns(path, {"0001": (0.75, True)})  # replaces, never duplicates
     rows = list(csv.DictReader(path.open()))
-    assert list(rows[0]) == ["id", "label", "prob_a", "prob_b", "pred", "focus", "peak_in_lesion"]
+    assert list(rows[0]) == ["id", "label", "prob_a", "prob_b", "pred", "focus", "peak_in_lesion", "lesion_share"]
     assert (rows[0]["id"], rows[0]["focus"], rows[0]["peak_in_lesion"]) == ("0001", "0.7500", "True")
     assert rows[1]["focus"] == "" and rows[1]["peak_in_lesion"] == ""
 
@@ -115,3 +115,17 @@ def test_a_model_that_learned_a_corner_shortcut_looks_outside_the_lesion(tmp_pat
     # measured: clean 0.62, shortcut 0.11 (seed 1: 0.50 and 0.02)
     assert focus["clean"] > 0.35
     assert focus["shortcut"] < 0.5 * focus["clean"]
+
+
+def test_focus_lift_is_focus_over_the_lesions_share_of_the_view():
+    # a heatmap spread evenly over the view has the lesion's share as its focus: lift 1.0
+    mask = np.zeros((10, 10), np.uint8)
+    mask[:8, :] = 1  # a lesion-crop view: the lesion fills 80% of it
+    flat = np.ones((10, 10), np.float32)
+    focus, _ = explain.focus_score(flat, mask)
+    share = explain.lesion_share(mask)
+    assert focus == pytest.approx(0.8) and share == pytest.approx(0.8)
+    assert explain.focus_lift(focus, share) == pytest.approx(1.0)  # high focus, no preference for the lesion
+    summary = explain.summarize({"a": (0.9, True, 0.8), "b": (0.3, False, 0.1)})
+    assert summary["mean_lesion_share"] == pytest.approx(0.45) and summary["focus_lift"] == pytest.approx(0.6 / 0.45)
+    assert explain.lesion_share(None) is None and explain.focus_lift(0.5, None) is None

@@ -50,6 +50,11 @@ def test_every_face_gives_the_same_numbers(run_dir, tmp_path, capsys):
         assert rescored[key] == pytest.approx(stored[key], abs=1e-6), key
     assert main(["evaluate", str(run_dir), "--split", "test"]) == 0
     assert "(raw probabilities) reproduces metrics_test.json" in capsys.readouterr().out
+    # robustness scores its unshifted baseline as the run did
+    from lesion_core.evaluation import robustness
+
+    baseline = robustness.robustness_report(run_dir, "test", conditions=[], n_resamples=20)["baseline"]
+    assert baseline["mean_auc"]["value"] == pytest.approx(stored["mean_auc"], abs=1e-6)
     # the report's headline AUC table is the stored interval, and its operating points are the stored ones
     html = report.build_report(run_dir, "test", with_heatmaps=False)
     intervals = stored["intervals"]["mean_auc"]
@@ -78,6 +83,33 @@ def test_every_face_gives_the_same_numbers(run_dir, tmp_path, capsys):
     got = session.run(None, {"images": image[None]})[0][0]
     expected = np.array([predicted[name] for name in sidecar["class_names"]])
     np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert sidecar["verification"]["max_abs_diff_vs_predict"] <= 1e-4  # the export's own check is against predict
+
+
+def test_a_tta_run_exports_its_tta_and_matches_predict(run_copy, tmp_path):
+    # issue 26: predict averaged 8 views, the exported graph did not (0.32 apart on real images)
+    config = runs.read_config(run_copy)
+    runs.atomic_write_json(run_copy / "config.json", dict(config, tta=True))
+    out = tmp_path / "tta.onnx"
+    sidecar = export.export_run(run_copy, "onnx", out)
+    assert sidecar["tta"] is True and sidecar["metadata_prior"] is None
+    assert sidecar["verification"]["max_abs_diff_vs_predict"] <= 1e-4
+    import onnxruntime
+
+    _, image = one_image(run_copy)
+    got = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"images": image[None]})[0][0]
+    predicted = inference.predict_image(run_copy, image)
+    np.testing.assert_allclose(got, [predicted[n] for n in sidecar["class_names"]], atol=1e-4)
+    plain = inference.predict_image(run_copy, image, tta=False)
+    assert np.abs(np.array(list(plain.values())) - np.array(list(predicted.values()))).max() > 1e-4  # TTA matters
+    # robustness scores with the run's TTA too: its baseline is evaluate's number
+    from lesion_core.evaluation import robustness
+
+    baseline = robustness.robustness_report(run_copy, "test", conditions=[], n_resamples=20)["baseline"]
+    evaluated = inference.evaluate_run(run_copy, "test")
+    assert baseline["mean_auc"]["value"] == pytest.approx(evaluated["mean_auc"], abs=1e-6)
+    assert evaluated["mean_auc"] != pytest.approx(inference.evaluate_run(run_copy, "test", tta=False)["mean_auc"],
+                                                  abs=1e-6)
 
 
 def test_each_stored_operating_point_lies_on_the_raw_roc_of_the_predictions_csv(run_dir):

@@ -74,7 +74,11 @@ def run_dir(tmp_path):
 def test_saved_threshold_drives_the_decision(run_dir):
     operating.save_threshold(run_dir, "melanoma", 0.3)
     rule = operating.read_threshold(run_dir)
-    assert rule == {"class": "melanoma", "threshold": 0.3, "calibrated": True}
+    assert {k: rule[k] for k in ("class", "threshold", "calibrated")} == {"class": "melanoma", "threshold": 0.3,
+                                                                           "calibrated": True}
+    saved = json.loads((run_dir / "threshold.json").read_text())
+    assert saved["split"] == "val" and saved["probabilities"] == "calibrated"
+    assert saved["sensitivity"] is None  # no validation predictions in this folder to measure it on
     refer = operating.decision({"nevus": 0.6, "melanoma": 0.35, "seborrheic keratosis": 0.05}, rule)
     assert refer["refer"] and refer["text"].startswith("refer: melanoma suspected")
     calm = operating.decision({"nevus": 0.8, "melanoma": 0.15, "seborrheic keratosis": 0.05}, rule)

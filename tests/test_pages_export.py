@@ -24,3 +24,15 @@ def test_results_page_exports_the_run_and_offers_model_and_sidecar(app, demo_roo
     # Switching the format hides the other format's file until it is exported too.
     app.radio(key="keep_res_export_format").set_value("onnx").run()
     assert "Download model.pt" not in [b.proto.label for b in app.get("download_button")]
+
+
+def test_a_lesion_crop_run_is_not_offered_an_export_that_would_fail(app, demo_root):
+    from lesion_core import runs
+
+    run_dir = make_run(demo_root, paths.runs_dir(), "lenet", 64)
+    config = runs.read_config(run_dir)
+    runs.atomic_write_json(run_dir / "config.json", dict(config, eval_augment=[{"name": "CropByMask", "params": {"border": 10}}]))
+    goto(app, "results")
+    assert not app.exception, app.exception
+    assert "res_export" not in [b.key for b in app.button]  # issue 26: offered, then failed
+    assert "This run cannot be exported" in texts(app) and "CropByMask" in texts(app)

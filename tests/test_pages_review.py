@@ -24,6 +24,9 @@ def test_results_page_shows_calibration_operating_point_and_computes_focus(app, 
     assert not app.error, [e.value for e in app.error]
     labels = [m.label for m in app.metric]
     assert {"Temperature", "ECE (15 bins)", "Sensitivity", "Specificity", "PPV", "NPV"} <= set(labels)
+    assert "res_op_save" not in [b.key for b in app.button]  # test is previewed, never saved from
+    assert "Decision rules are chosen on the validation split" in texts(app)
+    app.radio(key="keep_res_split").set_value("val").run()
     app.radio(key="keep_res_op_mode").set_value("specificity at least").run()
     app.slider(key="keep_res_op_spec").set_value(0.9).run()
     specificity = next(m.value for m in app.metric if m.label == "Specificity")
@@ -31,14 +34,14 @@ def test_results_page_shows_calibration_operating_point_and_computes_focus(app, 
     assert float(specificity.rstrip("%")) >= 90.0
     app.button(key="res_op_save").click().run()
     rule = operating.read_threshold(tiny_run)
-    assert rule is not None and rule["class"] == "melanoma"
+    assert rule is not None and rule["class"] == "melanoma" and rule["split"] == "val"
     app.button(key="res_explain_split").click().run()
     assert not app.exception, app.exception
     assert "Mean lesion focus" in [m.label for m in app.metric]
-    assert "explain" in runs.read_metrics(tiny_run, "test")
+    assert "explain" in runs.read_metrics(tiny_run, "val")  # the split being viewed
     app.toggle(key="res_tta").set_value(True).run()
     assert not app.exception, app.exception
-    assert "tta" in runs.read_metrics(tiny_run, "test")
+    assert "tta" in runs.read_metrics(tiny_run, "val")
     app.button(key="res_report_build").click().run()
     assert not app.exception, app.exception
     assert len(app.get("download_button")) == 3 + 1  # the run's files and report.html
@@ -61,7 +64,7 @@ def test_predictions_page_toggles_the_heatmap_and_reports_a_saved_decision(app, 
     tta.set_value(True).run()
     assert not app.exception, app.exception
     # a near-chance tiny run with a threshold of 0: the fitness gate withholds the decision, first, in words
-    assert "decision withheld" in texts(app) and "refer" not in texts(app).replace("refer anyone", "")
+    assert "decision withheld" in texts(app) and "refer:" not in texts(app) and "suspected" not in texts(app)
     assert any(w.value.startswith("decision withheld") for w in app.warning)
 
 
@@ -141,3 +144,20 @@ def test_a_damaged_calibration_file_is_named_on_results_and_predictions(app, tin
         assert not app.exception, app.exception
         warnings = [w.value for w in app.warning]
         assert any("calibration.json: temperature -3" in w and "ignored" in w for w in warnings), (page, warnings)
+
+
+def test_a_saved_rule_is_shown_after_a_reload_and_replacing_it_asks_first(app, tiny_run):
+    operating.save_threshold(tiny_run, "melanoma", 0.38, calibrated=False)
+    goto(app, "results")
+    app.radio(key="keep_res_split").set_value("val").run()
+    app.toggle(key="keep_res_calibrated").set_value(False).run()  # the probabilities the rule was saved on
+    assert app.slider(key="keep_res_op_threshold").value == pytest.approx(0.38)  # not back at 0.50
+    assert "Saved decision rule: refer when p(melanoma) >= 0.380" in texts(app)
+    assert "res_op_save" not in [b.key for b in app.button]  # the saved rule is what the slider shows
+    app.slider(key="keep_res_op_threshold").set_value(0.6).run()
+    app.button(key="res_op_save").click().run()
+    assert operating.read_threshold(tiny_run)["threshold"] == pytest.approx(0.38)  # one click overwrites nothing
+    assert "This replaces the saved rule" in texts(app)
+    app.button(key="res_op_replace").click().run()
+    assert not app.exception, app.exception
+    assert operating.read_threshold(tiny_run)["threshold"] == pytest.approx(0.6)

@@ -31,6 +31,9 @@ def cmd_export(args) -> int:
     check = sidecar["verification"]
     print(f"wrote {args.out} and {export.sidecar_path(args.out)}")
     print(f"checked with {check['runtime']} on {check['images']} real images: "
-          f"max |exported - PyTorch| probability {check['max_abs_diff']:.2e} (allowed {check['tolerance']:g})")
-    print(json.dumps({k: sidecar[k] for k in ("class_names", "input_size", "temperature", "threshold")}))
+          f"max |exported - PyTorch| probability {check['max_abs_diff']:.2e} (allowed {check['tolerance']:g}), "
+          f"max |exported - predict| {check['max_abs_diff_vs_predict']:.2e} (allowed {check['tolerance_vs_predict']:g})")
+    if sidecar.get("metadata_prior"):
+        print(f"metadata prior {sidecar['metadata_prior']}")
+    print(json.dumps({k: sidecar[k] for k in ("class_names", "input_size", "temperature", "tta", "threshold")}))
     return 0

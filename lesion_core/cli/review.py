@@ -111,7 +111,9 @@ def evaluate_extras(args, result: dict) -> None:
         explain.add_focus_columns(Path(args.run) / f"predictions_{args.split}.csv", focus)
         print(f"lesion focus ({args.method}, {summary['n_scored']} of {summary['n_images']} images scored): mean "
               f"{_fmt(summary['mean_focus'])}, focus < 0.5 in {_fmt(summary['share_focus_below_0_5'])}, "
-              f"pointing game {_fmt(summary['pointing_game'])}")
+              f"pointing game {_fmt(summary['pointing_game'])}"
+              + (f"; the lesion covers {_fmt(summary['mean_lesion_share'])} of the model's view, focus lift "
+                 f"{_fmt(summary['focus_lift'], 2)} (1.00: no preference for the lesion)" if "focus_lift" in summary else ""))
 
 
 def cmd_explain(args) -> int:
@@ -123,7 +125,11 @@ def cmd_explain(args) -> int:
         raise DataError(f"image not found: {args.image}")
     image = data.read_image(args.image)
     mask = data.read_mask(args.mask, image.shape[:2]) if args.mask else None
-    explainer = explain.Explainer(args.run, args.method, calibrated=not args.uncalibrated)
+    from lesion_core.inference.temperature import read_calibration
+
+    # predict's default: the temperature only where cross-fitting showed it helps
+    explainer = explain.Explainer(args.run, args.method,
+                                  calibrated=not args.uncalibrated and read_calibration(args.run).by_default)
     result = explainer.explain(image, mask, args.class_name)
     explain.write_explanation(result, args.out)
     if mask is None:
@@ -131,7 +137,9 @@ def cmd_explain(args) -> int:
     elif result.focus is None:
         focus = "no lesion focus (empty mask, or no positive evidence for this class)"
     else:
-        focus = f"lesion focus {result.focus:.3f}, peak {'inside' if result.peak_in_lesion else 'outside'} the lesion"
+        focus = (f"lesion focus {result.focus:.3f}, peak {'inside' if result.peak_in_lesion else 'outside'} the lesion; "
+                 f"the lesion covers {result.lesion_share:.0%} of the model's view, so focus lift "
+                 f"{result.focus_lift:.2f} (1.00: no preference for the lesion)")
     print(f"{result.method} heatmap of {result.target_class} (p {result.probabilities[result.target_class]:.3f}); "
           f"{focus}\nwritten to {args.out}")
     return 0
@@ -176,7 +184,9 @@ def cmd_threshold(args) -> int:
                                    if math.isfinite(best) else f": val has no {args.class_name} images, or only those"))
         print(f"specificity >= {args.specificity} on val: threshold {threshold:.4f}, sensitivity {sens:.3f}")
     rule = operating.save_threshold(args.run, args.class_name, threshold, calibrated=args.specificity is None)
-    print(f"saved: refer when p({rule['class']}) >= {rule['threshold']:.4f}")
+    measured = (f" (on val: sensitivity {rule['sensitivity']:.3f}, specificity {rule['specificity']:.3f}, "
+                f"{'calibrated' if rule['calibrated'] else 'raw'} probabilities)" if "sensitivity" in rule else "")
+    print(f"saved: refer when p({rule['class']}) >= {rule['threshold']:.4f}{measured}")
     return 0
 
 

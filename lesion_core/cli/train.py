@@ -92,7 +92,10 @@ def register(subparsers) -> None:
     p.add_argument("--masks", metavar="DIR", help="folder of masks (<image stem>.png or <stem>_segmentation.png); "
                                                   "default: masks/ beside a dataset's images/")
     p.add_argument("--out", metavar="CSV", help="write file, prob_<class>..., pred, uncertain to this CSV")
-    p.add_argument("--uncalibrated", action="store_true", help="raw softmax probabilities (no temperature scaling)")
+    calibrated = p.add_mutually_exclusive_group()
+    calibrated.add_argument("--uncalibrated", action="store_true", help="raw softmax probabilities (no temperature scaling)")
+    calibrated.add_argument("--calibrated", action="store_true",
+                            help="apply the run's temperature even where cross-fitting on validation showed no gain")
     p.add_argument("--tta", action="store_true", help="average the 8 flips/90-degree rotations of the image")
     p.add_argument("--age", help="the patient's age in years, for a run trained with metadata (default: unknown)")
     p.add_argument("--sex", help="the patient's sex (male or female), for a run trained with metadata")
@@ -318,23 +321,27 @@ def cmd_predict(args) -> int:
     meta = data.patient_meta(args.age or "", args.sex or "", args.site or "")
     if args.age and "age" not in meta:
         raise DataError(f"--age {args.age!r} is not an age in years from 0 to 120")
-    problem = calibration.read_calibration(args.run).problem
-    if problem and not args.uncalibrated:  # never silently raw where calibrated was asked for
-        print(f"warning: {problem}", file=sys.stderr)
+    fitted = calibration.read_calibration(args.run)
+    calibrated = args.calibrated or (not args.uncalibrated and fitted.by_default)
+    if fitted.problem and not args.uncalibrated:  # never silently raw where calibrated was asked for
+        print(f"warning: {fitted.problem}", file=sys.stderr)
+    elif fitted.scaled and not calibrated and not args.uncalibrated:  # raw by default, and said so
+        print(f"raw probabilities: calibration {fitted.note or 'not applied by default'} (--calibrated applies it)",
+              file=sys.stderr)
     if len(images) == 1 and not args.out:  # one image: its probabilities as JSON, as always
         image = data.read_image(images[0])
         mask_path = args.mask or external.find_mask(images[0], args.masks)
         mask = data.read_mask(mask_path, image.shape[:2]) if mask_path else None
-        probs = inference.predict_image(args.run, image, mask, calibrated=not args.uncalibrated, tta=args.tta or None,
-                                    meta=meta)
-        outcome = decide(args.run, probs, not args.uncalibrated, calibration.read_temperature(args.run))
+        probs = inference.predict_image(args.run, image, mask, calibrated=calibrated, tta=args.tta or None, meta=meta)
+        outcome = decide(args.run, probs, calibrated, fitted.temperature)
         print(json.dumps({"probabilities": probs} | outcome, indent=2))
         if outcome["decision"] is not None:  # the line people read, on stderr as always
             print(f"decision: {outcome['decision']['text']}", file=sys.stderr)
         elif outcome["decision_withheld"]:
             print(outcome["decision_withheld"], file=sys.stderr)
         return 0
-    rows, problems = external.predict_files(args.run, images, masks_dir=args.masks, mask=args.mask, meta=meta)
+    rows, problems = external.predict_files(args.run, images, masks_dir=args.masks, mask=args.mask, meta=meta,
+                                            calibrated=calibrated)
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
     if not rows:

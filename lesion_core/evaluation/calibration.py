@@ -25,6 +25,10 @@ N_BINS = 15
 # flattening them more than 10x, is a fit to the noise of a small validation split (a model
 # trained with label smoothing 0.1 fits T ~ 0.7-0.9; an over-confident one 1.5-3).
 FIT_RANGE = (0.25, 10.0)
+# Calibration is applied by default only when, fitted on CROSS_FOLDS - 1 folds of the
+# validation split and judged on the held-out one, it lowers the NLL, on at least MIN_CROSS_FIT images.
+CROSS_FOLDS = 5
+MIN_CROSS_FIT = 30
 
 
 def nll(probs, labels) -> float:
@@ -151,14 +155,49 @@ def report(raw_probs, labels, temperature: float) -> dict:
 # ---------------------------------------------------------------- the run folder
 
 
+def cross_fit(raw_probs, labels, folds: int = CROSS_FOLDS, seed: int = 0) -> dict:
+    """Whether temperature scaling helps images it was not fitted on: the validation images
+    split into `folds` folds (seeded), T fitted on the others and applied to each; returns
+    {"folds", "n", "nll", "nll_calibrated"} with the held-out NLL before and after, or
+    {"folds", "n"} alone when there are fewer than MIN_CROSS_FIT images to judge with."""
+    labels = np.asarray(labels, dtype=np.int64)
+    raw = np.asarray(raw_probs, dtype=np.float64)
+    out = {"folds": folds, "n": int(len(labels))}
+    if len(labels) < MIN_CROSS_FIT:
+        return out
+    fold = np.random.default_rng(seed).permutation(len(labels)) % folds
+    held_out = np.empty_like(raw)
+    for k in range(folds):
+        fit, judge = fold != k, fold == k
+        temperature, _note = fit_temperature(raw[fit], labels[fit])
+        held_out[judge] = apply_temperature(raw[judge], temperature)
+    return out | {"nll": nll(raw, labels), "nll_calibrated": nll(held_out, labels)}
+
+
 def fit_and_save(run_dir, raw_probs, labels) -> dict:
-    """Fit T on validation predictions and write calibration.json; returns what it wrote."""
+    """Fit T on validation predictions and write calibration.json; returns what it wrote.
+
+    A T fitted and judged on the same images always "helps", so whether it is applied by
+    default ("apply_by_default") is decided by cross_fit: only when it lowers the held-out NLL
+    of at least MIN_CROSS_FIT validation images; otherwise the raw probabilities are the
+    default and "note" says why."""
     temperature, note = fit_temperature(raw_probs, labels)
     scaled = apply_temperature(raw_probs, temperature)
+    judged = cross_fit(raw_probs, labels)
+    helps = "nll" in judged and judged["nll_calibrated"] < judged["nll"] and temperature != 1.0
     record = {"temperature": temperature, "fitted_on": "val", "n": int(len(labels)), "n_bins": N_BINS,
               "nll": nll(raw_probs, labels) if len(labels) else None,
               "nll_calibrated": nll(scaled, labels) if len(labels) else None,
-              "ece": ece(raw_probs, labels), "ece_calibrated": ece(scaled, labels)}
+              "ece": ece(raw_probs, labels), "ece_calibrated": ece(scaled, labels),
+              "cross_fit": judged, "apply_by_default": bool(helps)}
+    if temperature != 1.0 and not helps:
+        note = (N_("not applied by default: {n} validation images are too few (at least {minimum}) to show that "
+                   "calibration helps images it was not fitted on").format(n=len(labels), minimum=MIN_CROSS_FIT)
+                if "nll" not in judged else
+                N_("not applied by default: fitted on {folds} folds of the validation split and judged on the "
+                   "held-out one, it did not lower the negative log-likelihood ({raw} raw, {calibrated} "
+                   "calibrated)").format(folds=judged["folds"] - 1, raw=f"{judged['nll']:.3f}",
+                                         calibrated=f"{judged['nll_calibrated']:.3f}"))
     if note:
         record["note"] = note
     runs.atomic_write_json(Path(run_dir) / CALIBRATION_FILE, record)

@@ -50,6 +50,21 @@ def focus_score(heatmap: np.ndarray, mask: np.ndarray | None) -> tuple[float | N
     return float(heat[mask].sum() / total), bool(mask[peak])
 
 
+def lesion_share(mask: np.ndarray | None) -> float | None:
+    """The share of the model's view the lesion covers (None without a mask or with an empty
+    one). A heatmap spread evenly over the view has this focus; focus / share is the focus
+    lift: 1.0 = no preference for the lesion, whatever crop the run uses (a lesion-crop run's
+    lesion fills most of its view, so its focus is high by construction)."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask) != 0
+    return float(mask.mean()) if mask.any() else None
+
+
+def focus_lift(focus: float | None, share: float | None) -> float | None:
+    return None if focus is None or not share else float(focus / share)
+
+
 def _squeeze_mask(mask) -> np.ndarray | None:
     if mask is None:
         return None
@@ -84,11 +99,18 @@ class Explanation:
     probabilities: dict
     focus: float | None
     peak_in_lesion: bool | None
+    lesion_share: float | None = None
+
+    @property
+    def focus_lift(self) -> float | None:
+        return focus_lift(self.focus, self.lesion_share)
 
     def to_json(self) -> dict:
-        """explain.json: {"method", "class", "probabilities", "focus", "peak_in_lesion"}."""
+        """explain.json: {"method", "class", "probabilities", "focus", "peak_in_lesion",
+        "lesion_share", "focus_lift"}."""
         return {"method": self.method, "class": self.target_class, "probabilities": self.probabilities,
-                "focus": self.focus, "peak_in_lesion": self.peak_in_lesion}
+                "focus": self.focus, "peak_in_lesion": self.peak_in_lesion, "lesion_share": self.lesion_share,
+                "focus_lift": self.focus_lift}
 
 
 class Explainer:
@@ -171,7 +193,8 @@ class Explainer:
         focus, peak = focus_score(heat[0], view_mask)
         return Explanation(heatmap=heat[0], image=transforms.denormalize(sample["image"], self.entry.mean, self.entry.std),
                            mask=view_mask, method=self.method, target_class=self.class_names[chosen],
-                           probabilities=probabilities, focus=focus, peak_in_lesion=peak)
+                           probabilities=probabilities, focus=focus, peak_in_lesion=peak,
+                           lesion_share=lesion_share(view_mask) if focus is not None else None)
 
 
 # ---------------------------------------------------------------- pictures and files
@@ -232,7 +255,9 @@ def explain_split(run_dir, split: str, method: str = DEFAULT_METHOD, data_root=N
         samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         heat, _ = explainer.heatmaps(torch.stack([s["image"] for s in samples]))
         for sample, h in zip(samples, heat):
-            out[sample["id"]] = focus_score(h, _squeeze_mask(sample["mask"]))
+            view_mask = _squeeze_mask(sample["mask"])
+            focus, peak = focus_score(h, view_mask)
+            out[sample["id"]] = (focus, peak, lesion_share(view_mask) if focus is not None else None)
     return out
 
 
@@ -248,9 +273,14 @@ def summarize(focus_by_id: dict, labels_by_id: dict | None = None, correct_by_id
            "mean_focus": float(focus.mean()) if focus.size else math.nan,
            "share_focus_below_0_5": float((focus < 0.5).mean()) if focus.size else math.nan,
            "pointing_game": float(hits.mean()) if hits.size else math.nan}
+    shares = np.array([v[2] if len(v) > 2 and v[2] is not None else math.nan for v in scored.values()], dtype=float)
+    if shares.size and not np.isnan(shares).all():
+        out["mean_lesion_share"] = float(np.nanmean(shares))
+        out["focus_lift"] = float(np.nanmean(focus) / np.nanmean(shares))  # 1.0: no preference for the lesion
     if labels_by_id:
         by_class = {}
-        for i, (f, _) in scored.items():
+        for i, v in scored.items():
+            f = v[0]
             outcome = "right" if (correct_by_id or {}).get(i, True) else "wrong"
             by_class.setdefault(labels_by_id[i], {}).setdefault(outcome, []).append(f)
         out["mean_focus_by_class"] = {c: {k: float(np.mean(v)) for k, v in d.items()} for c, d in by_class.items()}
@@ -265,11 +295,12 @@ def add_focus_columns(path, focus_by_id: dict) -> None:
     with open(path, newline="", encoding="utf-8") as handle:
         rows = csvsafe.read_rows(handle.read())
     header, body = rows[0], rows[1:]
-    keep = [i for i, name in enumerate(header) if name not in ("focus", "peak_in_lesion")]
+    keep = [i for i, name in enumerate(header) if name not in ("focus", "peak_in_lesion", "lesion_share")]
     id_column = header.index("id")
-    out = [[header[i] for i in keep] + ["focus", "peak_in_lesion"]]
+    out = [[header[i] for i in keep] + ["focus", "peak_in_lesion", "lesion_share"]]
     for row in body:
-        focus, peak = focus_by_id.get(row[id_column], (None, None))
+        focus, peak, share = (tuple(focus_by_id.get(row[id_column], ())) + (None, None, None))[:3]
         out.append([row[i] for i in keep] + ["" if focus is None else f"{focus:.4f}",
-                                             "" if peak is None else str(bool(peak))])
+                                             "" if peak is None else str(bool(peak)),
+                                             "" if share is None else f"{share:.4f}"])
     runs.atomic_write_text(path, csvsafe.write_rows(out))

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from lesion_core import csvsafe, data, inference, metrics, runs, transforms
 from lesion_core.errors import DataError, LesionLabError, TransformError
 from lesion_core.i18n import N_
+from lesion_core.inference.score import score_records
 from lesion_core.inference.temperature import read_temperature
-from lesion_core.evaluation import confidence, patient
-from lesion_core import settings
+from lesion_core.evaluation import confidence
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -37,10 +37,7 @@ def evaluate_external(run_dir, data_dir, name: str | None = None, wrap: Callable
     if not records:
         raise DataError(N_("no image of {folder} can be scored: this run crops to the lesion and "
                            "none of its {n} images has a mask").format(folder=data_dir, n=len(no_mask)))
-    loader = settings.make_loader(records, config["eval_augment"], config, False)
-    ids, labels, probs = inference.predict_loader(model, loader, *inference.inference_settings(config), wrap=wrap,
-                                              tta=config["tta"])  # scored as the run scores its own images
-    probs = patient.apply_run(run_dir, probs, patient.metas_of(records, ids), len(class_names))
+    ids, labels, probs = score_records(run_dir, records, model, config, wrap=wrap)  # as the run scores its own
     result = metrics.compute_metrics(labels, probs, class_names)
     name = name or external_name(data_dir)
     predictions = run_dir / f"predictions_external_{name}.csv"
@@ -92,7 +89,8 @@ def find_mask(image_path: Path, masks_dir=None) -> Path | None:
     return None
 
 
-def predict_files(run_dir, paths, masks_dir=None, mask=None, meta: dict | None = None) -> tuple[list[dict], list[str]]:
+def predict_files(run_dir, paths, masks_dir=None, mask=None, meta: dict | None = None,
+                  calibrated: bool = True) -> tuple[list[dict], list[str]]:
     """(rows, problems): one row per image that could be classified ({"file", class: probability
     ..., "pred", "top_p", "uncertain"}), one message per image that could not (unreadable, or no
     mask where the run needs one). mask: one mask file for a single image; meta: the patient's
@@ -103,7 +101,7 @@ def predict_files(run_dir, paths, masks_dir=None, mask=None, meta: dict | None =
             image = data.read_image(path)
             mask_path = mask or find_mask(path, masks_dir)
             lesion = data.read_mask(mask_path, image.shape[:2]) if mask_path else None
-            probs = inference.predict_image(run_dir, image, lesion, meta=meta)
+            probs = inference.predict_image(run_dir, image, lesion, meta=meta, calibrated=calibrated)
         except (DataError, TransformError) as exc:
             problems.append(f"{path}: {exc}")
             continue

@@ -88,5 +88,26 @@ def save_threshold(run_dir, class_name: str, threshold: float, calibrated: bool 
         raise TrainingError(N_("a threshold is a probability between 0 and 1; got {value}").format(
             value=repr(threshold)))
     record = {"class": class_name, "threshold": float(threshold), "calibrated": bool(calibrated)}
-    runs.atomic_write_json(Path(run_dir) / THRESHOLD_FILE, record)
-    return record
+    runs.atomic_write_json(Path(run_dir) / THRESHOLD_FILE, record | rule_on_validation(run_dir, record))
+    return read_threshold(run_dir)
+
+
+def rule_on_validation(run_dir, rule: dict) -> dict:
+    """What a rule does on the run's validation split, the only split rules are chosen on:
+    {"split": "val", "probabilities": "calibrated" | "raw", "sensitivity", "specificity",
+    "n_positive", "n_negative"} (None where predictions_val.csv cannot be read)."""
+    from lesion_core.evaluation.bootstrap import load_predictions
+    from lesion_core.inference.temperature import apply_temperature, read_temperature
+
+    out = {"split": "val", "probabilities": "calibrated" if rule["calibrated"] else "raw", "sensitivity": None,
+           "specificity": None, "n_positive": None, "n_negative": None}
+    loaded = load_predictions(run_dir, "val")
+    if loaded is None or rule["class"] not in loaded[3]:
+        return out
+    _ids, labels, probs, names = loaded
+    if rule["calibrated"]:
+        probs = apply_temperature(probs, read_temperature(run_dir))
+    c = names.index(rule["class"])
+    table = table_at(labels == c, probs[:, c], rule["threshold"])
+    return out | {"sensitivity": table["sensitivity"], "specificity": table["specificity"],
+                  "n_positive": table["tp"] + table["fn"], "n_negative": table["tn"] + table["fp"]}

@@ -167,7 +167,7 @@ def _worst_errors(run_dir: Path, split: str) -> str:
     if not path.is_file():
         return ""
     # The probabilities the Predictions page shows by default, and the report's header names.
-    frame = review.scaled_frame(read_predictions(path), calibration.read_temperature(run_dir))
+    frame = review.scaled_frame(read_predictions(path), calibration.read_calibration(run_dir).default_temperature)
     wrong = frame[~frame["correct"]].sort_values("loss", ascending=False).head(N_WORST)
     if wrong.empty:
         return "<h2>Worst errors</h2><p>No wrong prediction in this split.</p>"
@@ -210,7 +210,8 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
     optim = config.get("optim", {})
     augment = config.get("augment")
     steps = ", ".join(str(s.get("name")) for s in augment if isinstance(s, dict)) if isinstance(augment, list) else augment
-    temperature = calibration.read_temperature(run_dir)
+    # the probabilities the pages and predict show by default (raw where calibration did not help)
+    temperature = calibration.read_calibration(run_dir).default_temperature
     rule = operating.read_threshold(run_dir)
     fig = _Figures()
     recipe = [["model", f"{model.get('name')} (initial weights: {model.get('weights')})"],
@@ -221,6 +222,7 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
               ["probabilities", f"temperature-scaled (T = {temperature:.2f}, fitted on the validation split)"
                                 if temperature != 1.0
                                 else f"raw softmax ({problem})" if (problem := calibration.read_calibration(run_dir).problem)
+                                else "raw softmax (see the calibration note)" if calibration.read_note(run_dir)
                                 else "raw softmax (T = 1)" if (run_dir / calibration.CALIBRATION_FILE).is_file()
                                 else "raw softmax (no calibration.json)"],
               *([["calibration note", note]] if (note := calibration.read_note(run_dir)) else []),
@@ -237,7 +239,8 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
             "<h2>Data and recipe</h2>",
             f"<p>Dataset: {_e(cfg_data.get('root'))}; classes: {_e(', '.join(cfg_data.get('class_names') or []))}</p>",
             _table(["split", "images"], sizes), _table(["setting", "value"], recipe),
-            _split_section(run_dir, split, fig, temperature), _readers_section(run_dir, split, fig)]
+            _split_section(run_dir, split, fig, calibration.read_temperature(run_dir)),  # the fitted T, judged
+            _readers_section(run_dir, split, fig)]
     if with_heatmaps:
         body.append(_worst_errors(run_dir, split))
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"

@@ -65,8 +65,13 @@ def scaled_frame(frame, temperature: float):
 
 def focus_values(frame) -> np.ndarray | None:
     """The frame's focus column as floats (NaN where empty), None when evaluate --explain has not run."""
-    if "focus" not in frame.columns:
+    return numeric_column(frame, "focus")
+
+
+def numeric_column(frame, column: str) -> np.ndarray | None:
+    """A column of a predictions frame as floats (NaN where empty or not a number), None when absent."""
+    if column not in frame.columns:
         return None
     import pandas as pd
 
-    return pd.to_numeric(frame["focus"], errors="coerce").to_numpy(dtype=float)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)

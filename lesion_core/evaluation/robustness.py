@@ -21,6 +21,8 @@ from lesion_core import data, inference, models, runs, transforms
 from lesion_core.data import skin
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
+from lesion_core.inference import prior
+from lesion_core.inference.score import softmax_batch
 from lesion_core.evaluation import bootstrap
 from lesion_core import settings
 
@@ -74,6 +76,8 @@ class _Scorer:
         self.max_side = self.config.get("max_side") or round(size * 8 / 7)
         self.batch_size = int(self.config.get("batch_size") or 32)
         self.settings = inference.inference_settings(self.config)
+        self.run_dir = run_dir
+        self.metas: dict = {}  # id -> patient metadata, for a run that weighs it (set by the caller)
 
     def probs(self, samples: list[dict], condition: dict | None) -> np.ndarray:
         out = []
@@ -84,9 +88,11 @@ class _Scorer:
                     image, mask = (sample["image"], sample["mask"]) if condition is None else \
                         shift(sample["image"], sample["mask"], condition)
                     batch.append(self.pipeline(dict(sample, image=image, mask=mask))["image"])
-                logits = inference.forward(self.model, torch.stack(batch), *self.settings)
-                out.append(torch.softmax(logits, dim=1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.config["data"]["class_names"])))
+                # scored as the run scores its images: its TTA setting, then its metadata prior
+                out.append(softmax_batch(self.model, torch.stack(batch), self.settings, self.config["tta"]).cpu().numpy())
+        n_classes = len(self.config["data"]["class_names"])
+        probs = np.concatenate(out) if out else np.zeros((0, n_classes))
+        return prior.apply_run(self.run_dir, probs, [self.metas.get(s["id"], {}) for s in samples], n_classes)
 
 
 def robustness_report(run_dir, split: str = "test", data_root=None, conditions: list[dict] | None = None,
@@ -107,6 +113,7 @@ def robustness_report(run_dir, split: str = "test", data_root=None, conditions: 
     if not records:
         raise TrainingError(N_("the {split} split of run {run} is empty: nothing to score").format(
             split=split, run=run_dir.name))
+    scorer.metas = {r.id: r.meta for r in records}
     progress = on_progress or (lambda text: None)
     progress(f"decoding {len(records)} images")
     decoded = data.LesionDataset(records, max_side=scorer.max_side)

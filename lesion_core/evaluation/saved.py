@@ -6,7 +6,8 @@ from pathlib import Path
 
 from lesion_core import inference, metrics, runs
 from lesion_core.errors import TrainingError
-from lesion_core.evaluation import bootstrap, patient, review
+from lesion_core.evaluation import bootstrap, review
+from lesion_core.inference.score import score_records
 from lesion_core.i18n import N_
 from lesion_core import settings
 
@@ -27,15 +28,12 @@ def evaluate_best(run_dir) -> dict:
             run=info.id, state=info.state))
     model, config = inference.load_run_model(run_dir)
     lesion = settings.load_data(config)
-    scoring = inference.inference_settings(config)
     summary = {}
     for split in ("val", "test"):
         records = lesion.split(split)
         if not records:
             continue
-        loader = settings.make_loader(records, config["eval_augment"], config, False)
-        ids, labels, probs = inference.predict_loader(model, loader, *scoring, tta=config["tta"])
-        probs = patient.apply_run(run_dir, probs, patient.metas_of(records, ids), len(lesion.class_names))
+        ids, labels, probs = score_records(run_dir, records, model, config)
         # as a finished run writes them: calibration fitted on val, probabilities named, intervals
         result = metrics.compute_metrics(labels, probs, lesion.class_names)
         reviewed = review.split_review(run_dir, split, labels, probs, lesion.class_names)

@@ -25,7 +25,15 @@ def read_threshold(run_dir) -> dict | None:
     if (record.get("class") not in class_names or isinstance(threshold, bool)
             or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0 + 1e-6):
         return None
-    return {"class": record["class"], "threshold": float(threshold), "calibrated": record.get("calibrated") is not False}
+    rule = {"class": record["class"], "threshold": float(threshold), "calibrated": record.get("calibrated") is not False}
+    # what the rule did where it was chosen (rules saved before these were recorded have none)
+    for key in ("sensitivity", "specificity"):
+        value = record.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+            rule[key] = float(value)
+    if record.get("split") in ("val", "test"):
+        rule["split"] = record["split"]
+    return rule
 
 
 def decision(probabilities: dict, rule: dict, calibrated: bool | None = None, temperature: float = 1.0) -> dict:

@@ -11,6 +11,7 @@ from torch import nn
 from lesion_core import models
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
+from lesion_core.settings import resolve_amp, run_config
 
 
 def forward(model: nn.Module, images: torch.Tensor, device: torch.device, amp_dtype=None,
@@ -25,8 +26,6 @@ def forward(model: nn.Module, images: torch.Tensor, device: torch.device, amp_dt
 
 def load_run_model(run_dir, device: str = "cpu") -> tuple[nn.Module, dict]:
     """(model with best.pt weights in eval mode, config) of a run; refuses unsafe checkpoints."""
-    from lesion_core.settings import run_config  # the config schema lives with training for now
-
     run_dir = Path(run_dir)
     config = run_config(run_dir)
     best = run_dir / "best.pt"
@@ -42,7 +41,5 @@ def load_run_model(run_dir, device: str = "cpu") -> tuple[nn.Module, dict]:
 def inference_settings(config: dict) -> tuple[torch.device, torch.dtype | None, bool]:
     """(device, autocast dtype, channels_last) for using a run's model on the CPU with the
     precision it was trained and evaluated with, so evaluate reproduces predictions_*.csv."""
-    from lesion_core.settings import resolve_amp  # training's device rules (a cycle the config split removes)
-
     device = torch.device("cpu")
     return device, resolve_amp(config.get("amp", "off"), device), bool(config.get("channels_last"))

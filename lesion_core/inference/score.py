@@ -15,9 +15,11 @@ from torch.utils.data import DataLoader
 from lesion_core import metrics, models, transforms
 from lesion_core.errors import TrainingError, TransformError
 from lesion_core.i18n import N_
-from lesion_core.inference import prior, temperature as calibration
+from lesion_core.inference import prior as patient_prior
 from lesion_core.inference.model import forward, inference_settings, load_run_model
+from lesion_core.inference.temperature import apply_temperature, read_temperature
 from lesion_core.inference.tta import mean_softmax
+from lesion_core.settings import image_size, load_data, make_loader, recorded_split
 
 
 def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype=None,
@@ -32,13 +34,15 @@ def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device, a
     ids, labels, probs = [], [], []
     with torch.no_grad():
         for images, targets, batch_ids in (wrap(loader) if wrap else loader):
-            probs.append(_softmax(model, images, (device, amp_dtype, channels_last), tta).cpu())
+            probs.append(softmax_batch(model, images, (device, amp_dtype, channels_last), tta).cpu())
             labels.append(targets)
             ids += batch_ids
     return ids, torch.cat(labels).numpy(), torch.cat(probs).numpy()
 
 
-def _softmax(model: nn.Module, images: torch.Tensor, settings: tuple, tta: bool) -> torch.Tensor:
+def softmax_batch(model: nn.Module, images: torch.Tensor, settings: tuple, tta: bool) -> torch.Tensor:
+    """Softmax probabilities (B, C) of a batch of model inputs (B, 3, S, S) with settings
+    (inference_settings), the mean over the 8 flips/rotations when tta."""
     if tta:
         return mean_softmax(lambda batch: forward(model, batch, *settings), images)
     return torch.softmax(forward(model, images, *settings), dim=1)
@@ -48,16 +52,15 @@ _MODEL_CACHE: dict = {}  # (run folder, best.pt mtime) -> (model, pipeline, clas
 
 
 def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, calibrated: bool = True,
-                  tta: bool | None = None, meta: dict | None = None) -> dict:
+                  tta: bool | None = None, meta: dict | None = None, prior: bool = True) -> dict:
     """{class name: probability} for one uint8 (H, W, 3) image with the run's best model;
     averaged over 8 flips/rotations when tta (None: as the run's config says); combined with
     the patient's metadata (age, sex, site as data.patient_meta has them; None: unknown) when
-    the run has a patient model; scaled by the run's calibration.json unless calibrated is False."""
+    the run has a patient model (unless prior is False: the image alone, as an export gives it);
+    scaled by the run's calibration.json unless calibrated is False."""
     run_dir = Path(run_dir).resolve()
     key = (str(run_dir), (run_dir / "best.pt").stat().st_mtime_ns if (run_dir / "best.pt").exists() else None)
     if key not in _MODEL_CACHE:
-        from lesion_core.settings import image_size  # the config's rules live with training for now
-
         model, config = load_run_model(run_dir)
         entry = models.MODELS[config["model"]["name"]]
         spec = transforms.finalize_spec(config["eval_augment"], image_size(config), entry.mean, entry.std)
@@ -72,10 +75,11 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, ca
                              "to its lesion: give the lesion mask too (predict --mask MASK, or the mask upload)")
     sample = pipeline({"image": np.ascontiguousarray(image, dtype=np.uint8), "mask": mask, "label": 0, "id": "image"})
     with torch.no_grad():
-        probs = _softmax(model, sample["image"].unsqueeze(0), settings, tta).numpy()
-    probs = prior.apply_run(run_dir, probs, [meta or {}], len(class_names))
+        probs = softmax_batch(model, sample["image"].unsqueeze(0), settings, tta).numpy()
+    if prior:
+        probs = patient_prior.apply_run(run_dir, probs, [meta or {}], len(class_names))
     if calibrated:
-        probs = calibration.apply_temperature(probs, calibration.read_temperature(run_dir))
+        probs = apply_temperature(probs, read_temperature(run_dir))
     return {name: float(p) for name, p in zip(class_names, probs[0])}
 
 
@@ -94,8 +98,6 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
     Refuses (TrainingError) when recorded images are missing or unreadable, unless
     allow_missing: a score over a silent subset would not be the run's score.
     """
-    from lesion_core.settings import load_data, make_loader, recorded_split  # loaders live with training for now
-
     model, config = load_run_model(run_dir)
     if split not in ("train", "val", "test"):
         raise TrainingError(f"unknown split {split!r}; use val or test")
@@ -112,17 +114,29 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
             left=len(records)))
     if not records:
         raise TrainingError(N_("the {split} split of this run is empty").format(split=split))
+    tta = config["tta"] if tta is None else tta
+    ids, labels, probs = score_records(run_dir, records, model, config, wrap=wrap, tta=tta, metadata=metadata)
+    temperature = read_temperature(run_dir) if calibrated else 1.0
+    result = metrics.compute_metrics(labels, probs, lesion.class_names)
+    result.update(ids=ids, labels=labels, raw_probs=probs, temperature=temperature, probabilities="raw", tta=tta,
+                  probs=apply_temperature(probs, temperature))
+    result["missing"] = missing
+    return result
+
+
+def score_records(run_dir, records, model: nn.Module, config: dict, wrap: Callable | None = None,
+                  tta: bool | None = None, metadata: bool = True) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(ids, labels, raw probabilities (N, C)) of a run's model on records (data.Record) as the
+    run scores its own images: its evaluation pipeline and loader, its TTA setting (None: the
+    config's), then its metadata prior unless metadata is False. The one loop behind
+    evaluate_run, a stopped run's evaluation and an external test set."""
     loader = make_loader(records, config["eval_augment"], config, False)
     tta = config["tta"] if tta is None else tta
     ids, labels, probs = predict_loader(model, loader, *inference_settings(config), wrap=wrap, tta=tta)
     if metadata:
-        probs = prior.apply_run(run_dir, probs, prior.metas_of(records, ids), len(lesion.class_names))
-    temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
-    result = metrics.compute_metrics(labels, probs, lesion.class_names)
-    result.update(ids=ids, labels=labels, raw_probs=probs, temperature=temperature, probabilities="raw", tta=tta,
-                  probs=calibration.apply_temperature(probs, temperature))
-    result["missing"] = missing
-    return result
+        probs = patient_prior.apply_run(run_dir, probs, patient_prior.metas_of(records, ids),
+                                        len(config["data"]["class_names"]))
+    return ids, labels, probs
 
 
 def stored_differences(result: dict, stored: dict | None, run_tta: bool) -> list[str]:

@@ -44,11 +44,17 @@ class Calibration:
     temperature: float = 1.0
     note: str | None = None
     problem: str | None = None
+    by_default: bool = True  # applied unless asked not to; False where cross-fitting showed no gain
 
     @property
     def scaled(self) -> bool:
         """Whether probabilities change under this temperature."""
         return self.temperature != 1.0
+
+    @property
+    def default_temperature(self) -> float:
+        """The temperature predict, the pages, the report and the export apply when not told."""
+        return self.temperature if self.by_default else 1.0
 
 
 def read_calibration(run_dir) -> Calibration:
@@ -69,7 +75,8 @@ def read_calibration(run_dir) -> Calibration:
         return Calibration(note=note, problem=N_(
             "{file}: temperature {value} is not a number from {low} to {high}: ignored, probabilities are not "
             "calibrated").format(file=CALIBRATION_FILE, value=shown, low=T_RANGE[0], high=T_RANGE[1]))
-    return Calibration(temperature=float(t), note=note)
+    # Files written before cross-fitting have no "apply_by_default": they were applied, and still are.
+    return Calibration(temperature=float(t), note=note, by_default=value.get("apply_by_default") is not False)
 
 
 def read_note(run_dir) -> str | None:

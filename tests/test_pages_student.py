@@ -35,3 +35,24 @@ def test_train_with_this_pipeline_trains_with_it_and_says_so(app, isic_dev_root)
     assert app.radio(key="keep_tr_aug").value == "page"
     assert "Training augments with: CropByMask → RandomRotation → RandomHorizontalFlip" in texts(app)
     assert app.session_state["pipeline"][0]["name"] == "CropByMask"
+
+
+def test_compare_takes_the_older_run_as_a_swaps_and_diffs_resolved_settings(app, demo_root):
+    from lesion_core import paths, runs, train
+    from tests.test_train import tiny_config
+
+    older = train.run_training(tiny_config(demo_root, epochs=1, seed=1, scheduler={"warmup_epochs": 0}),
+                               paths.runs_dir())
+    newer = train.run_training(tiny_config(demo_root, epochs=2, seed=1, optim={"weight_decay": 0.01},
+                                           scheduler={"warmup_epochs": 0.0}), paths.runs_dir())
+    assert runs.read_config(older)["optim"]["weight_decay"] is None  # AdamW's own default: 0.01
+    goto(app, "compare")
+    assert app.multiselect(key="keep_cmp_runs").value == [older.name, newer.name]
+    assert f"B = {newer.name} vs A = {older.name}" in [s.value for s in app.subheader]
+    # the settings as they trained: the same weight decay and warm-up are not a difference
+    diff = app.dataframe[0].value
+    assert list(diff["setting"]) == ["epochs"], diff
+    assert diff[older.name].tolist() == ["1"] and diff[newer.name].tolist() == ["2"]
+    app.button(key="cmp_swap").click().run()
+    assert app.multiselect(key="keep_cmp_runs").value == [newer.name, older.name]
+    assert f"B = {older.name} vs A = {newer.name}" in [s.value for s in app.subheader]

@@ -203,3 +203,15 @@ def test_launch_stop_resume_from_a_fresh_clone_in_the_browser(checkout, tmp_path
     finally:
         server.stop()
         _stop_trainers(checkout / "runs")
+
+
+def test_the_venv_line_makes_and_enters_a_virtual_environment(tmp_path):
+    """The set-up's first lines, on a fresh Debian: the venv line run as written (the apt line
+    before it needs root and is left to the reader)."""
+    text = README.read_text(encoding="utf-8").split("## Set-up", 1)[1].split("```bash", 1)[0]
+    lines = re.findall(r"```sh\n(.*?)\n```", text, flags=re.S)[0].splitlines()
+    assert lines[0].startswith("sudo apt-get install -y python3-venv")
+    venv = lines[1]
+    assert venv == "python3 -m venv .venv && . .venv/bin/activate"
+    done = _run(f'{venv} && python -c "import sys; print(sys.prefix)"', tmp_path, clean_env(tmp_path / "home"))
+    assert done.stdout.strip() == str(tmp_path / ".venv")

@@ -219,7 +219,7 @@ def choose_dataset(source: str, root: str | Path = "") -> None:
 def import_upload(upload) -> Path:
     """Unpack an uploaded dataset ZIP under cache_dir()/uploads (data.import_upload) and return
     the dataset root, checked as a dataset."""
-    return data.import_upload(upload.name, upload.getvalue(), paths.cache_dir() / "uploads", check=load_data)
+    return data.import_upload(upload.name, upload.getvalue(), paths.uploads_dir(), check=load_data)
 
 
 @st.cache_resource(show_spinner=False)
@@ -263,9 +263,9 @@ def current_data() -> data.LesionData | None:
 
 
 def dataset_name() -> str:
-    """Short name of the chosen dataset: "demo" or its folder's name."""
+    """Short name of the chosen dataset: "demo", its folder's name or the uploaded ZIP's name."""
     choice = dataset_choice()
-    return _("demo") if choice["source"] == "demo" else Path(choice["root"]).name
+    return _("demo") if choice["source"] == "demo" else paths.dataset_name(choice["root"])
 
 
 # ---------------------------------------------------------------- device

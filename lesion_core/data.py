@@ -901,7 +901,7 @@ def import_upload(name: str, content: bytes, folder, check=None) -> Path:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    base = Path(str(name)).name
+    base = Path(str(name)).name  # (paths.dataset_name gives the stem back from the folder's name)
     base = base if base not in ("", ".", "..") else "upload.zip"
     stem = f"{Path(base).stem[:40]}-{hashlib.sha256(content).hexdigest()[:10]}"
     parked, dest = folder / f".{stem}-upload", folder / stem  # the archive, beside dest, not in it

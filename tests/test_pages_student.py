@@ -56,3 +56,25 @@ def test_compare_takes_the_older_run_as_a_swaps_and_diffs_resolved_settings(app,
     app.button(key="cmp_swap").click().run()
     assert app.multiselect(key="keep_cmp_runs").value == [newer.name, older.name]
     assert f"B = {older.name} vs A = {newer.name}" in [s.value for s in app.subheader]
+
+
+def test_an_uploaded_dataset_goes_by_the_name_the_user_gave_it(app, demo_root):
+    from lesion_core import paths, runs
+    from tests.test_pages import upload_zip, zip_bytes
+
+    files = {p.relative_to(demo_root).as_posix(): p.read_bytes() for p in demo_root.rglob("*") if p.is_file()}
+    upload_zip(app, "lesions 2026.zip", zip_bytes(files))  # the dataset at the ZIP's top: no folder to name it
+    assert not app.error, app.error
+    success = app.success[0].value
+    assert success.startswith("Current dataset: **lesions 2026** (uploaded ZIP, "), success
+    root = app.session_state["dataset"]["root"]
+    assert str(paths.cache_dir()) not in success
+    # the address bar names the upload, not the server's cache folder, and a reload finds it again
+    link = app.query_params["data"]
+    link = link[0] if isinstance(link, list) else link
+    assert link.startswith("upload:lesions 2026-") and str(paths.cache_dir()) not in link
+    from lesion_core import links
+    assert links.decode({"data": link})[0]["data"] == {"source": "upload", "root": root}
+    assert runs.dataset_label({"data": {"root": root}}) == "lesions 2026"  # runs tables and pickers too
+    goto(app, "home")
+    assert {m.label: m.value for m in app.metric}["Dataset"] == "lesions 2026"

@@ -78,3 +78,29 @@ def test_an_uploaded_dataset_goes_by_the_name_the_user_gave_it(app, demo_root):
     assert runs.dataset_label({"data": {"root": root}}) == "lesions 2026"  # runs tables and pickers too
     goto(app, "home")
     assert {m.label: m.value for m in app.metric}["Dataset"] == "lesions 2026"
+
+
+def _finished(demo_root):
+    from lesion_core import paths, train
+    from tests.test_train import tiny_config
+
+    return train.run_training(tiny_config(demo_root, epochs=1), paths.runs_dir())
+
+
+FIRST_COLUMNS = ["run", "data", "model", "headline", "test", "test 95% CI", "state"]
+
+
+def test_runs_tables_put_what_people_compare_first_in_both_languages(app, demo_root):
+    import re
+
+    run_dir = _finished(demo_root)
+    app.run()
+    home = app.dataframe[-1].value
+    assert list(home.columns)[:7] == FIRST_COLUMNS
+    goto(app, "results")
+    assert list(app.dataframe[0].value.columns)[:7] == FIRST_COLUMNS
+    assert app.dataframe[0].value["run"].tolist() == [run_dir.name]
+    app.selectbox(key="keep_lang").set_value("es").run()
+    goto(app, "home")
+    test_es = app.dataframe[-1].value["prueba"].tolist()[0]
+    assert re.fullmatch(r"\d,\d{3}", test_es), test_es  # a decimal comma on Home as on Results

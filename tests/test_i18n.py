@@ -123,7 +123,7 @@ def _strings(value, out: list) -> list:
     elif isinstance(value, str):
         if value.startswith("{") and '"layout"' in value:
             _json_strings(json.loads(value), out)
-        else:
+        elif not (value.startswith("{") and value.endswith("}")):  # (a dataframe's column config: not text)
             out.append(value)
     return out
 
@@ -175,14 +175,42 @@ def english_leftovers(strings, lang: str = "es") -> list[str]:
         if len(msgid) >= 30 and not i18n.placeholders(msgid):
             sentences.append(msgid)
     spanish = set(table.values())
+    english = english_only_words(lang)
     leftovers = []
     for text in {s.strip() for s in strings if s and s.strip()}:
         if text in spanish:
             continue
         if ((text in table and table[text] != text) or any(p.match(text) for p in patterns)
-                or any(sentence in text for sentence in sentences)):
+                or any(sentence in text for sentence in sentences) or _words(text) & english):
             leftovers.append(text)
     return sorted(leftovers)
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _words(text: str) -> set[str]:
+    """The plain words of a text, lower-cased: not placeholders, nor identifiers (a step's
+    CamelCase name, a model's snake_case name, an image id), which no language translates."""
+    # ... nor a placeholder, a parameter's name ("box=[0, 1, 2, 3]") or a path
+    text = re.sub(r"\{\w*\}|\b\w+=|\S*/\S*", " ", text)
+    return {w.lower() for w in _WORD.findall(text) if re.fullmatch(r"[A-Za-z][a-z]+", w)}
+
+
+@functools.lru_cache
+def english_only_words(lang: str = "es") -> frozenset:
+    """Words of the catalogue's English side (msgids translated differently) that its other side
+    never uses: any of them on a page in that language is English left over."""
+    table = i18n.catalogue(lang)
+    english = set().union(*(_words(msgid) for msgid, msgstr in table.items() if msgstr != msgid))
+    return frozenset(english - set().union(*(_words(msgstr) for msgstr in table.values())))
+
+
+def test_the_word_check_finds_one_english_word_in_a_spanish_sentence():
+    assert english_leftovers(["Imágenes por clase y partición"]) == []
+    assert english_leftovers(["queratosis seborreica", "seborrheic keratosis"]) == ["seborrheic keratosis"]
+    assert english_leftovers(["Condición: skin muy clara"]) == ["Condición: skin muy clara"]
+    assert english_leftovers(["RandomResizedCrop: box=[0, 1, 2, 3]", "efficientnet_lite0 (aleatorios)"]) == []
 
 
 @pytest.fixture
@@ -218,12 +246,21 @@ def spanish_app(demo_root) -> AppTest:
 
 
 def test_every_page_renders_in_spanish_with_no_english_left(demo_root, finished_run):
+    from lesion_core.evaluation import robustness
+
+    # every section drawn, those computed on request too: the run's robustness report, skin tones
+    robustness.save_report(finished_run, robustness.robustness_report(finished_run, "test", n_resamples=50))
     app = spanish_app(demo_root)
     assert app.selectbox(key="keep_lang").value == "es"
     for page in PAGES:
         app.switch_page(f"app_pages/{page}.py").run()
         assert not app.exception, (page, app.exception)
+        if page == "dataset":
+            app.button(key="ds_skin_button").click().run()
+            assert "ds_skin_chart" in [c.key for c in app.get("plotly_chart")] or app.get("plotly_chart"), page
         strings = shown_strings(app)
+        if page == "results":
+            assert any(text.startswith("piel muy clara") for text in strings), "the robustness section is drawn"
         assert english_leftovers(strings) == [], page
         assert app.query_params["lang"] == ["es"] or app.query_params["lang"] == "es", page
     # The Results page shows its numbers with a decimal comma.

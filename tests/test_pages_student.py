@@ -104,3 +104,39 @@ def test_runs_tables_put_what_people_compare_first_in_both_languages(app, demo_r
     goto(app, "home")
     test_es = app.dataframe[-1].value["prueba"].tolist()[0]
     assert re.fullmatch(r"\d,\d{3}", test_es), test_es  # a decimal comma on Home as on Results
+
+
+def _figure(app, key: str) -> dict:
+    import json
+
+    chart = next(c for c in app.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+    return json.loads(chart.proto.spec)
+
+
+def test_the_skin_tone_chart_runs_from_very_light_to_dark(app, isic_dev_root):
+    open_folder(app, isic_dev_root)
+    goto(app, "dataset")
+    app.button(key="ds_skin_button").click().run()
+    assert not app.exception
+    spec = _figure(app, "ds_skin_chart")
+    order = ["very light", "light", "intermediate", "tan", "brown", "dark", "no mask"]
+    assert spec["layout"]["xaxis"]["categoryarray"] == order
+    assert all(trace["x"] == order for trace in spec["data"])
+    assert [t["name"] for t in spec["data"]] == ["nevus", "melanoma", "seborrheic keratosis"]
+
+
+def test_robustness_conditions_are_rows_that_never_overlap_and_speak_spanish():
+    from lesion_core import i18n
+    from lesion_core.evaluation import robustness
+
+    conditions = [{"name": c["name"], "mean_auc": 0.7, "ci_low": 0.6, "ci_high": 0.8}
+                  for c in robustness.default_conditions()]
+    report = {"split": "test", "conditions": conditions, "baseline": {"mean_auc": {"value": 0.75, "ci_low": 0.7,
+                                                                                   "ci_high": 0.8}}}
+    figure = robustness.figure(report)
+    assert list(figure.data[0].y) == [c["name"] for c in conditions]  # one a row, read top to bottom
+    assert figure.layout.yaxis.autorange == "reversed" and figure.layout.height >= 28 * len(conditions)
+    spanish = i18n.figure(robustness.figure(report), "es")
+    assert list(spanish.data[0].y)[:2] == ["piel muy clara", "piel clara"]
+    assert spanish.layout.annotations[0].text == "sin alterar 0,750"
+    assert spanish.layout.title.text == "AUC media bajo alteraciones (prueba, intervalos del 95%)"

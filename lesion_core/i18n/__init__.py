@@ -197,6 +197,9 @@ def figure(fig, lang: str):
     for axis in (getattr(layout, name) for name in dir(layout) if re.fullmatch(r"[xy]axis\d*", name)):
         if axis is not None and axis.title and axis.title.text:
             axis.title.text = tr(axis.title.text)
+    for note in layout.annotations or ():  # a baseline's label ("unshifted 0.812")
+        if note.text:
+            note.text = tr(note.text)
     for trace in fig.data:
         if getattr(trace, "name", None):
             trace.name = tr(trace.name)

@@ -99,6 +99,26 @@ def test_figures_are_translated_with_their_class_names_and_decimals():
     assert heat.data[0].text[2][0] == "12,5%"
 
 
+def test_a_figure_keeps_its_class_order_and_categories_in_spanish():
+    from lesion_core.evaluation import figures
+
+    names = list(data.CLASS_NAMES)
+    # "Lesion focus by true class" showed an empty English "seborrheic keratosis" beside its
+    # Spanish twin, and the classes out of order: the category order stayed in English.
+    fig = i18n.figure(figures.focus_by_class([0.2, 0.8, 0.5], ["seborrheic keratosis", "nevus", "melanoma"],
+                                             [True, False, True], names), "es")
+    spanish = ["nevo", "melanoma", "queratosis seborreica"]
+    assert list(fig.layout.xaxis.categoryarray) == spanish
+    assert {x for trace in fig.data for x in trace.x} <= set(spanish)
+    assert english_leftovers(_json_strings_of(fig)) == []
+
+
+def _json_strings_of(fig) -> list:
+    out: list = []
+    _json_strings(json.loads(fig.to_json()), out)
+    return out
+
+
 # ---------------------------------------------------------------- every page in Spanish
 
 
@@ -128,7 +148,7 @@ def _strings(value, out: list) -> list:
     return out
 
 
-PLOTLY_TEXT = {"text", "name", "ticktext", "x", "y"}  # keys whose strings a reader sees (not modes, fonts)
+PLOTLY_TEXT = {"text", "name", "ticktext", "x", "y", "categoryarray"}  # keys whose strings a reader sees (not modes, fonts)
 
 
 def _json_strings(value, out: list, key: str = "") -> None:
@@ -536,3 +556,13 @@ def test_a_linked_pipeline_that_was_ignored_says_why_in_spanish():
     assert problems == ["the link's pipeline setting was ignored: the pipeline has ToTensor more than once; keep one"]
     assert i18n.translate_rendered(problems[0], "es") == (
         "se ignoró el ajuste secuencia del enlace: la secuencia tiene ToTensor más de una vez; deja solo uno")
+
+
+def test_the_learning_rate_schedule_has_one_spanish_name():
+    # "Programa de la tasa" in the form and "planificación coseno" in the run's summary named
+    # the same setting two ways.
+    table = i18n.catalogue("es")
+    named = {msgid: msgstr for msgid, msgstr in table.items() if re.search(r"\b[Ss]chedul(er|e)\b", msgid)}
+    assert named, "the catalogue names the scheduler"
+    for msgid, msgstr in named.items():
+        assert "rograma de la tasa" in msgstr and "planificaci" not in msgstr, (msgid, msgstr)

@@ -282,10 +282,23 @@ def test_every_page_renders_in_spanish_with_no_english_left(demo_root, finished_
         if page == "results":
             assert any(text.startswith("piel muy clara") for text in strings), "the robustness section is drawn"
         assert english_leftovers(strings) == [], page
+        assert decimal_points(app) == [], page
         assert app.query_params["lang"] == ["es"] or app.query_params["lang"] == "es", page
     # The Results page shows its numbers with a decimal comma.
     values = [m.value for m in app.switch_page("app_pages/results.py").run().metric]
     assert any(re.fullmatch(r"0,\d{3}", v) for v in values), values
+
+
+def decimal_points(app: AppTest) -> list[str]:
+    """Table columns that show fractional numbers as numbers: Streamlit writes them with a
+    decimal point whatever the page's language (lang.numbers_table makes them text)."""
+    found = []
+    for frame in app.dataframe:
+        for column in frame.value.columns:
+            values = frame.value[column]
+            if values.dtype.kind == "f" and any(v == v and v != int(v) for v in values):
+                found.append(f"{column}: {values.tolist()[:3]}")
+    return found
 
 
 def test_the_leftover_check_sees_english_on_a_page(demo_root):

@@ -140,3 +140,19 @@ def test_robustness_conditions_are_rows_that_never_overlap_and_speak_spanish():
     assert list(spanish.data[0].y)[:2] == ["piel muy clara", "piel clara"]
     assert spanish.layout.annotations[0].text == "sin alterar 0,750"
     assert spanish.layout.title.text == "AUC media bajo alteraciones (prueba, intervalos del 95%)"
+
+
+def test_the_time_estimate_counts_the_images_used_and_gives_a_range(app, demo_root):
+    import re
+
+    from lesion_core import recipes, train
+
+    app.session_state["dataset"] = {"source": "folder", "root": str(demo_root)}
+    goto(app, "train")
+    app.number_input(key="keep_tr_max_size").set_value(30).run()
+    caption = next(t for t in texts(app).split("\n") if t.startswith("Recipe **standard**"))
+    assert re.search(r"epochs on 30 images: \d+ (seconds|minutes|hours) to \d+ (seconds|minutes|hours), ", caption), caption
+    config = train.validate_config({"data": {"root": str(demo_root), "max_size": 30}, "recipe": "standard"})
+    guess = recipes.estimate(config, 60, [])
+    assert guess["images"] == 30 and guess["low"] < guess["seconds"] < guess["high"]
+    assert guess["seconds"] < recipes.estimate(dict(config, data=dict(config["data"], max_size=0)), 60, [])["seconds"]

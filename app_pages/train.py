@@ -45,8 +45,16 @@ def fill_from_recipe() -> None:
 def recipe_choice(root: str) -> str:
     """The recipe selector (first value: the one for the dataset); returns its name."""
     if RECIPE not in st.session_state:
-        st.session_state[RECIPE] = recipes.recipe_for(root)
-        fill_from_recipe()
+        active = runs.active_run(common.runs_root())
+        filled = False
+        if active is not None:  # a reload while a run trains: the form shows what that run trains with
+            use_settings(active.id)
+            st.session_state.pop("tr_settings_note", None)
+            filled = st.session_state.pop("tr_settings_error", None) is None
+        if RECIPE not in st.session_state:  # (no run, or one without a recipe)
+            st.session_state[RECIPE] = recipes.recipe_for(root)
+        if not filled:
+            fill_from_recipe()
     return st.selectbox(_("Recipe"), list(recipes.RECIPES), key=RECIPE, on_change=fill_from_recipe,
                         format_func=lang.options(),
                         help=_("The settings to start from: quick (the demo: about a minute) or standard (the "

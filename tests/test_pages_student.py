@@ -156,3 +156,25 @@ def test_the_time_estimate_counts_the_images_used_and_gives_a_range(app, demo_ro
     guess = recipes.estimate(config, 60, [])
     assert guess["images"] == 30 and guess["low"] < guess["seconds"] < guess["high"]
     assert guess["seconds"] < recipes.estimate(dict(config, data=dict(config["data"], max_size=0)), 60, [])["seconds"]
+
+
+def test_a_reload_while_a_run_trains_shows_that_runs_settings(app, demo_root):
+    import os
+
+    from lesion_core import paths, runs, train
+
+    config = train.validate_config({"data": {"root": str(demo_root)}, "recipe": "standard", "image_size": 96,
+                                    "epochs": 3, "optim": {"lr": 0.0005}})
+    run_dir = runs.create_run(paths.runs_dir(), config)
+    # status.json as a trainer writes it; this test's own process stands in for the trainer
+    runs.write_status(run_dir, state="running", pid=os.getpid(), pid_start=runs.process_start(os.getpid()),
+                      message="epoch 1 train", epochs=3, epoch=1, phase="train", iteration=1, n_iters=5)
+    try:
+        app.session_state["dataset"] = {"source": "folder", "root": str(demo_root)}  # a new session: a reload
+        goto(app, "train")
+        assert app.number_input(key="keep_tr_size").value == 96  # not the standard recipe's 224
+        assert app.number_input(key="keep_tr_epochs").value == 3
+        assert app.number_input(key="keep_tr_lr").value == 0.0005
+        assert app.selectbox(key="keep_tr_recipe").value == "standard"
+    finally:
+        runs.write_status(run_dir, state="stopped", message="stopped")

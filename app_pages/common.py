@@ -189,7 +189,7 @@ def choose_dataset(source: str, root: str | Path = "") -> None:
 def import_upload(upload) -> Path:
     """Unpack an uploaded dataset ZIP under cache_dir()/uploads (data.import_upload) and return
     the dataset root, checked as a dataset."""
-    return data.import_upload(upload.name, upload.getvalue(), paths.cache_dir() / "uploads", check=cache.load_data)
+    return data.import_upload(upload.name, upload.getvalue(), paths.uploads_dir(), check=cache.load_data)
 
 
 def current_data() -> data.LesionData | None:
@@ -204,9 +204,9 @@ def current_data() -> data.LesionData | None:
 
 
 def dataset_name() -> str:
-    """Short name of the chosen dataset: "demo" or its folder's name."""
+    """Short name of the chosen dataset: "demo", its folder's name or the uploaded ZIP's name."""
     choice = dataset_choice()
-    return _("demo") if choice["source"] == "demo" else Path(choice["root"]).name
+    return _("demo") if choice["source"] == "demo" else paths.dataset_name(choice["root"])
 
 
 # ---------------------------------------------------------------- device
@@ -291,22 +291,24 @@ def runs_frame(listed: list[runs.RunInfo]):
         test = (run.status.get("final") or {}).get("test") or {}
         # Runs from before headline metrics picked their best epoch by mean AUC.
         headline = config.get("headline_metric") or "mean_auc"
+        # What people compare first, so that it is on screen at 1,400 px: which run, on what data,
+        # with which model, how good (the headline with its interval) and whether it is done.
         rows.append({
             _("run"): run.id,
             _("data"): setting(run.dataset),
+            _("model"): f"{model.get('name', '?')} ({_(str(model.get('weights', '?')))})",
+            _("headline"): _(metrics.HEADLINE_METRICS.get(headline, str(headline))),
+            _("test"): test.get(headline),
+            _("test 95% CI"): _ci_text(run, headline, test.get(headline)),
             _("state"): (_("damaged: {damage}", damage="; ".join(rendered(p) for p in run.damage)) if run.damage
                          else _(run.state)),
-            _("model"): f"{model.get('name', '?')} ({_(str(model.get('weights', '?')))})",
+            _("best val"): best.get("value") if best.get("metric") == f"val_{headline}" else None,
+            _("best epoch"): best.get("epoch"),
             _("size"): config.get("image_size"),
             _("epochs"): config.get("epochs"),
             _("batch"): config.get("batch_size"),
             _("optimiser"): f"{optim.get('optimizer', '?')} {setting(optim.get('lr', ''))}",
             _("augmentation"): ", ".join(s["name"] for s in config.get("augment", [])),
-            _("headline"): _(metrics.HEADLINE_METRICS.get(headline, str(headline))),
-            _("best val"): best.get("value") if best.get("metric") == f"val_{headline}" else None,
-            _("best epoch"): best.get("epoch"),
-            _("test"): test.get(headline),
-            _("test 95% CI"): _ci_text(run, headline, test.get(headline)),
             _("minutes"): round(run.duration / 60, 1) if run.duration else None,
         })
     return pd.DataFrame(rows)
@@ -334,7 +336,15 @@ def runs_overview(limit: int | None = None) -> None:
     if not listed:
         st.info(_("No runs yet. Open **Train** and press Launch to train on the demo data."))
         return
-    st.dataframe(runs_frame(listed[:limit]), hide_index=True, width="stretch")
+    table, numbers = runs_table_numbers(runs_frame(listed[:limit]))
+    st.dataframe(table, hide_index=True, width="stretch", column_config=numbers)
+
+
+def runs_table_numbers(frame):
+    """runs_frame's scores as the page's language writes numbers (Home and Results alike)."""
+    from app_pages import lang
+
+    return lang.numbers_table(frame, {_("best val"): 3, _("test"): 3})
 
 
 def sidebar() -> None:

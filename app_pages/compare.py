@@ -9,7 +9,8 @@ from lesion_core.evaluation import bootstrap, compare
 
 st.title(_("Compare runs"))
 st.caption(_("Did the change help? Runs scored on the same images are compared image by image "
-           "(a paired bootstrap of B - A); the first run chosen is A."))
+           "(a paired bootstrap of B - A); the first run chosen is A, the baseline: at first the older of "
+           "the two newest runs, B the newer."))
 
 listed = [r for r in common.all_runs() if (r.path / "predictions_test.csv").is_file()
           or (r.path / "predictions_val.csv").is_file()]
@@ -18,10 +19,23 @@ if len(listed) < 2:
     st.page_link("app_pages/train.py", label=_("Train"), icon=":material/model_training:")
     st.stop()
 
-ids = [r.id for r in listed]
-common.default("keep_cmp_runs", ids[:2])
+ids = [r.id for r in listed]  # newest first
+# A the baseline (the older of the two newest runs), B the change (the newer); ids made in the
+# same second do not sort by time, so their start times decide
+common.default("keep_cmp_runs", [r.id for r in sorted(listed[:2], key=lambda r: (r.started or 0, r.id))])
 st.session_state["keep_cmp_runs"] = [i for i in st.session_state["keep_cmp_runs"] if i in ids]
-chosen = st.multiselect(_("Runs (the first is A)"), ids, key="keep_cmp_runs", max_selections=6)
+
+
+def swap() -> None:
+    """Callback: B becomes A and A becomes B."""
+    runs_ = st.session_state["keep_cmp_runs"]
+    st.session_state["keep_cmp_runs"] = [runs_[1], runs_[0], *runs_[2:]]
+
+
+runs_col, swap_col = st.columns([6, 1], vertical_alignment="bottom")
+chosen = runs_col.multiselect(_("Runs (the first is A)"), ids, key="keep_cmp_runs", max_selections=6)
+swap_col.button(_("Swap A and B"), key="cmp_swap", icon=":material/swap_horiz:", on_click=swap,
+                disabled=len(chosen) < 2)
 split = st.radio(_("Scored on"), ["test", "val"], horizontal=True, format_func=lang.options(), key="keep_cmp_split")
 if len(chosen) < 2:
     st.info(_("Choose at least two runs."))

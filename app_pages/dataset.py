@@ -36,8 +36,9 @@ with common.user_errors():
 dataset = common.current_data()
 if dataset is None:
     st.stop()
+where = _("uploaded ZIP") if common.dataset_choice()["source"] == "upload" else dataset.root  # not the server's cache
 st.success(_("Current dataset: **{name}** ({root}, {layout} layout)", name=common.dataset_name(),
-             root=dataset.root, layout=dataset.layout))
+             root=where, layout=dataset.layout))
 st.caption(_("{n} classes: {names}", n=len(dataset.class_names), names=", ".join(lang.classes(dataset.class_names))))
 
 # ---------------------------------------------------------------- validation report

@@ -10,7 +10,8 @@ import json
 import streamlit as st
 
 from app_pages import lang
-from app_pages.lang import _, cls, rendered
+from app_pages.lang import _, cls, fig, rendered
+from lesion_core import plots
 from lesion_core.evaluation import bootstrap
 
 
@@ -76,11 +77,13 @@ def skin_tones(dataset) -> None:
             rows = skin.dataset_tones(dataset.records)
         stored = {"root": str(dataset.root), "table": skin.distribution(rows, dataset.class_names)}
         st.session_state["ds_skin_tones"] = stored
-    table = pd.DataFrame([{"split": split, "class": name} | counts
+    groups = [*skin.GROUP_NAMES, skin.NO_MASK]  # very light to dark, as the chart's axis runs
+    table = pd.DataFrame([{_("split"): _(split), _("class"): cls(name)} | {rendered(g): counts.get(g, 0) for g in groups}
                           for split, per_class in stored["table"].items() for name, counts in per_class.items()])
-    st.dataframe(table.rename(columns=_), hide_index=True, width="stretch", key="ds_skin_table")
-    totals = table.drop(columns=["split"]).groupby("class").sum()
-    st.bar_chart(totals.T, stack=True, x_label=_("ITA group"), y_label=_("images"))
+    st.dataframe(table, hide_index=True, width="stretch", key="ds_skin_table")
+    totals = {name: {g: sum(per_class.get(name, {}).get(g, 0) for per_class in stored["table"].values()) for g in groups}
+              for name in dataset.class_names}
+    st.plotly_chart(fig(plots.skin_tone_bars(totals, groups, list(dataset.class_names))), key="ds_skin_chart")
 
 
 def robustness(run, split: str) -> None:
@@ -104,8 +107,8 @@ def robustness(run, split: str) -> None:
     if report is None:
         return
     fmt = interval
-    st.plotly_chart(engine.figure(report), key="res_robust_chart")
-    rows = [{"condition": r.get("name"), "images": r.get("n"),
+    st.plotly_chart(fig(engine.figure(report)), key="res_robust_chart")
+    rows = [{"condition": rendered(r.get("name")), "images": r.get("n"),
              "mean AUC [95% CI]": fmt({"value": r.get("mean_auc"), "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high")}),
              "change [95% CI]": rendered(bootstrap.format_delta({"delta": r.get("delta"), "ci_low": r.get("delta_ci_low"),
                                                                "ci_high": r.get("delta_ci_high")}))}
@@ -115,10 +118,10 @@ def robustness(run, split: str) -> None:
     st.caption(_("Unshifted: mean AUC {auc} on {n} images", auc=fmt(report["baseline"].get("mean_auc")),
                  n=report.get("n"))
                + (_("; {n} images without a mask are left out of the skin conditions", n=skipped) if skipped else ""))
-    groups = [{"skin tone of the image": g.get("ita_group"), "images": g.get("n"),
+    groups = [{"skin tone of the image": rendered(g.get("ita_group")), "images": g.get("n"),
                "mean AUC [95% CI]": fmt({"value": g.get("mean_auc"), "ci_low": g.get("ci_low"),
                                          "ci_high": g.get("ci_high")}),
-               "note": g.get("warning") or ""} for g in report.get("groups") or [] if isinstance(g, dict)]
+               "note": rendered(g.get("warning") or "")} for g in report.get("groups") or [] if isinstance(g, dict)]
     if groups:
         st.markdown(_("**The unshifted images, by their own skin tone**"))
         st.dataframe(pd.DataFrame(groups).rename(columns=_), hide_index=True, width="stretch", key="res_robust_groups")

@@ -22,7 +22,7 @@ if not listed:
     st.stop()
 
 st.subheader(_("Runs"))
-table, numbers = lang.numbers_table(common.runs_frame(listed), {_("best val"): 3, _("test"): 3})
+table, numbers = common.runs_table_numbers(common.runs_frame(listed))
 st.dataframe(table, hide_index=True, width="stretch", column_config=numbers)
 
 experiments.sweeps(listed)
@@ -62,7 +62,8 @@ else:
     # The headline (it picked the best epoch) first; runs before headlines were ranked by mean AUC.
     headline = result.get("headline") or "mean_auc"
     keys = [headline] + [k for k in ("macro_auc", "balanced_accuracy", "accuracy") if k != headline and k in result]
-    columns = st.columns(len(keys) + 1)
+    # the headline's name is long ("ISIC 2017 mean AUC (melanoma, keratosis) (headline)"): room to show it whole
+    columns = st.columns([3] + [1] * len(keys))
     for column, key in zip(columns, keys):
         label = METRIC_NAMES.get(key, metrics.HEADLINE_METRICS.get(key, key))
         label = _("{metric} (headline)", metric=label) if key == headline else label

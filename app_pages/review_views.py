@@ -89,10 +89,10 @@ def _operating_section(run, labels, probs, names, calibrated: bool, split: str) 
     st.caption(_("On the {kind} probabilities of the {split} split; an image is flagged when p(class) >= the "
                  "threshold.", kind=_("calibrated") if calibrated else _("raw"), split=_(split)))
     points = operating.operating_points(labels, probs, names)
-    st.dataframe([{_("class"): cls(n),
-                   **{_("sens @ spec {spec}", spec=num(float(k), 2)): v for k, v in p["sens_at_spec"].items()},
-                   _("average precision"): p["average_precision"]} for n, p in points.items()],
-                 hide_index=True, width="stretch")
+    rows = [{_("class"): cls(n), **{_("sens @ spec {spec}", spec=num(float(k), 2)): v for k, v in p["sens_at_spec"].items()},
+             _("average precision"): p["average_precision"]} for n, p in points.items()]
+    rows, numbers = lang.numbers_table(rows, {column: 3 for column in rows[0] if column != _("class")} if rows else {})
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=numbers)
     default_class = "melanoma" if "melanoma" in names else names[-1]
     common.default("keep_res_op_class", default_class)
     pick, mode = st.columns(2)

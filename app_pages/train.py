@@ -47,8 +47,16 @@ def fill_from_recipe() -> None:
 def recipe_choice(root: str) -> str:
     """The recipe selector (first value: the one for the dataset); returns its name."""
     if RECIPE not in st.session_state:
-        st.session_state[RECIPE] = run_settings.recipe_for(root)
-        fill_from_recipe()
+        active = runs.active_run(common.runs_root())
+        filled = False
+        if active is not None:  # a reload while a run trains: the form shows what that run trains with
+            use_settings(active.id)
+            st.session_state.pop("tr_settings_note", None)
+            filled = st.session_state.pop("tr_settings_error", None) is None
+        if RECIPE not in st.session_state:  # (no run, or one without a recipe)
+            st.session_state[RECIPE] = run_settings.recipe_for(root)
+        if not filled:
+            fill_from_recipe()
     return st.selectbox(_("Recipe"), list(run_settings.RECIPES), key=RECIPE, on_change=fill_from_recipe,
                         format_func=lang.options(),
                         help=_("The settings to start from: quick (the demo: about a minute) or standard (the "
@@ -152,15 +160,23 @@ def time_estimate(config: dict, dataset) -> None:
         guess = duration.estimate(run_settings.validate_config(config), dataset.report.n_usable, common.all_runs())
     except LesionLabError:  # Launch names what is wrong with the settings
         return
-    minutes = guess["seconds"] / 60
-    when = (_("about {n} minutes", n=num(minutes, 0)) if minutes >= 2
-            else _("about {n} seconds", n=num(guess["seconds"], 0)))
+    when = _("{low} to {high}", low=_duration(guess["low"]), high=_duration(guess["high"]))
     basis = (_("at the speed run {run} measured on this machine", run=guess["run"]) if guess["basis"] == "run"
              else _("at the reference speed of this kind of device (a 2-core CPU, or a lab GPU), scaled to the "
-                    "image size; a finished run here makes the next guess exact"))
-    st.caption(_("Recipe **{recipe}**, {epochs} epochs on {n} images: {when}, {basis}.",
-                 recipe=lang.options()(config["recipe"]), epochs=config["epochs"], n=dataset.report.n_usable,
+                    "image size; a finished run here measures this machine for the next guess"))
+    st.caption(_("Recipe **{recipe}**, {epochs} epochs on {n} images: {when}, {basis}. The progress bar's "
+                 "time left follows the run itself from its first batches.",
+                 recipe=lang.options()(config["recipe"]), epochs=config["epochs"], n=guess["images"],
                  when=when, basis=basis))
+
+
+def _duration(seconds: float) -> str:
+    """"40 seconds", "7 minutes", "1.5 hours", in the page's language."""
+    if seconds < 120:
+        return _("{n} seconds", n=num(seconds, 0))
+    if seconds < 2 * 3600:
+        return _("{n} minutes", n=num(seconds / 60, 0))
+    return _("{n} hours", n=num(seconds / 3600, 1))
 
 
 RESUMABLE = ("stopped", "failed", "interrupted")

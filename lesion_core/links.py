@@ -5,7 +5,7 @@ Streamlit's session state, which a reload throws away. The pages write them into
 (encode) and a new session reads them back (decode). A URL is typed or pasted by anyone:
 decode treats every value as untrusted, keeps what is valid and names what it dropped.
 
-    ?data=demo | folder:/abs/path | upload:/abs/path
+    ?data=demo | folder:/abs/path | upload:<name-hash>/<inner folder> (under paths.uploads_dir())
     &model={"name": ..., "weights": ..., "weights_path": ..., "freeze_backbone": ...}
     &pipeline=[{"name": ..., "params": {...}}, ...]
     &run=<run id>
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from lesion_core import models, transforms
+from lesion_core import models, paths, transforms
 from lesion_core.errors import LesionLabError
 from lesion_core.i18n import N_
 
@@ -33,7 +33,10 @@ def encode(dataset: dict | None = None, model: dict | None = None, pipeline: lis
     """Query parameters for the given choices (those given as None are left out)."""
     params = {}
     if dataset is not None:
-        params["data"] = "demo" if dataset["source"] == "demo" else f"{dataset['source']}:{dataset['root']}"
+        root = dataset["root"]
+        if dataset["source"] == "upload":  # the server's cache path stays out of the address bar
+            root = paths.upload_relative(root) or root
+        params["data"] = "demo" if dataset["source"] == "demo" else f"{dataset['source']}:{root}"
     if model is not None:
         params["model"] = _compact(model)
     if pipeline is not None:
@@ -47,8 +50,13 @@ def _dataset(text: str) -> dict:
     if text == "demo":
         return {"source": "demo", "root": ""}
     source, _, root = text.partition(":")
+    if source == "upload" and root and not root.startswith("/"):
+        parts = root.split("/")
+        if any(part in ("", ".", "..") for part in parts) or "\\" in root or "\0" in root:
+            raise ValueError(N_("expected demo, folder:/path or upload:name"))
+        root = str(paths.uploads_dir().joinpath(*parts))
     if source not in DATA_SOURCES or not root.startswith("/"):
-        raise ValueError(N_("expected demo, folder:/path or upload:/path"))
+        raise ValueError(N_("expected demo, folder:/path or upload:name"))
     return {"source": source, "root": root}
 
 

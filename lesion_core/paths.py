@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -22,6 +23,29 @@ def cache_dir() -> Path:
     path = absolute(os.environ.get("LESION_LAB_CACHE") or Path.home() / ".cache" / "lesion_lab")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def uploads_dir() -> Path:
+    """Where uploaded dataset ZIPs are unpacked: one <name>-<content hash> folder each."""
+    return cache_dir() / "uploads"
+
+
+def upload_relative(root) -> str | None:
+    """An uploaded dataset's root relative to uploads_dir() ("mydata-1a2b3c4d5e/data"), or None
+    when root is not an upload: what a link says instead of the server's cache path."""
+    try:
+        return Path(root).relative_to(uploads_dir()).as_posix()
+    except ValueError:
+        return None
+
+
+def dataset_name(root) -> str:
+    """How the user named a dataset: its folder's name, or an uploaded ZIP's own name ("mydata"
+    for mydata.zip, not the folder under uploads_dir() that holds its contents)."""
+    relative = upload_relative(root) if root else None
+    if relative:
+        return re.sub(r"-[0-9a-f]{10}$", "", relative.split("/")[0])
+    return Path(root).name or str(root)
 
 
 def runs_dir() -> Path:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from lesion_core.i18n import N_
 from lesion_core.metrics import scored_classes
 
 # One colour per class everywhere (nevus, melanoma, seborrheic keratosis, then extras).
@@ -54,6 +55,20 @@ def class_distribution(counts: Mapping[str, Mapping], class_names: Sequence[str]
         values = [int(by_name.get(name, 0)) for name in class_names]
         fig.add_bar(name=split, x=list(class_names), y=values, text=values, textposition="auto")
     return _layout(fig, "Images per class and split", barmode="group", yaxis_title="images")
+
+
+def skin_tone_bars(counts: Mapping[str, Mapping[str, int]], groups: Sequence[str],
+                   class_names: Sequence[str]) -> go.Figure:
+    """Stacked bars: images per skin-tone group (x, in the given order: very light to dark) and
+    class (one trace each). counts: class name -> group -> n."""
+    fig = go.Figure()
+    for index, name in enumerate(class_names):
+        fig.add_bar(name=name, x=list(groups), y=[int(counts.get(name, {}).get(g, 0)) for g in groups],
+                    marker_color=_class_colour(index))
+    fig = _layout(fig, N_("Images per skin tone (ITA group) and class"), barmode="stack", yaxis_title="images",
+                  xaxis_title="ITA group")
+    fig.update_xaxes(categoryorder="array", categoryarray=list(groups))
+    return fig
 
 
 # ---------------------------------------------------------------- training curves

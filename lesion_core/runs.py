@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lesion_core import paths
 from lesion_core.i18n import N_
 from lesion_core.metrics import to_jsonable
 from lesion_core.paths import absolute, atomic_write_text
@@ -448,7 +449,7 @@ def dataset_label(config: dict) -> str:
     root = (config.get("data") or {}).get("root") if isinstance(config.get("data"), dict) else None
     if not isinstance(root, str) or not root:
         return "?"
-    return "demo" if root == "demo" else Path(root).name or root
+    return "demo" if root == "demo" else paths.dataset_name(root)
 
 
 def trained_on_demo(config: dict) -> bool:

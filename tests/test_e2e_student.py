@@ -2,6 +2,7 @@
 what the browser shows (the pixels of a preview, a link from one page to the next)."""
 
 from __future__ import annotations
+from lesion_core import training
 
 import io
 import urllib.parse
@@ -23,6 +24,7 @@ def server(tmp_path_factory, demo_root, isic_dev_root):
     app = Server({"LESION_LAB_CACHE": str(home / "cache"), "LESION_LAB_RUNS": str(home / "runs"),
                   "OMP_NUM_THREADS": "1", "LESION_LAB_DATA_ROOTS": str(isic_dev_root)}, log=home / "server.log")
     app.data = "folder:" + str(isic_dev_root)
+    app.runs = home / "runs"
     try:
         app.wait_healthy()
         yield app
@@ -80,3 +82,19 @@ def test_the_overlay_leaves_the_lesion_visible(page, server, isic_dev_root):
     assert kept > 0.65, kept
     # Its green channel is tinted, not saturated.
     assert np.median(inside[:, 1]) < 230
+
+
+def test_the_headline_metric_is_named_whole_on_results(page, server, demo_root):
+    from tests.test_train import tiny_config
+
+    training.run_training(tiny_config(demo_root, epochs=1), server.runs)
+    page.goto(f"{server.url}/results")
+    page.get_by_role("heading", name="Results").first.wait_for()
+    wait_idle(page)
+    label = page.locator("[data-testid='stMetricLabel']").filter(has_text="(headline)").first
+    label.wait_for()
+    # Streamlit cuts a label too long for its column with an ellipsis: no element of it may
+    # hold more text than it shows.
+    cut = label.evaluate("""(el) => [el, ...el.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1)""")
+    assert not cut, label.inner_text()
+    assert label.inner_text().strip() == "ISIC 2017 mean AUC (melanoma, keratosis) (headline)"

@@ -89,6 +89,10 @@ def test_cli_exports_and_the_file_agrees_with_the_lab_prediction(lenet_run, demo
     out = tmp_path / "lenet.onnx"
     assert main(["export", str(lenet_run), "--format", "onnx", "--out", str(out)]) == 0
     assert "max |exported - PyTorch| probability" in capsys.readouterr().out
+    # without --out the file goes into the run's folder, not wherever the command was typed
+    assert main(["export", str(lenet_run), "--format", "torchscript"]) == 0
+    assert f"wrote {lenet_run / 'model.pt'} and " in capsys.readouterr().out
+    assert (lenet_run / "model.pt").is_file() and export.sidecar_path(lenet_run / "model.pt").is_file()
     sidecar = json.loads(export.sidecar_path(out).read_text())
     assert sidecar["class_names"] == ["nevus", "melanoma", "seborrheic keratosis"]
     assert sidecar["input_size"] == 64 and sidecar["input"]["dtype"] == "uint8"
@@ -190,3 +194,15 @@ def test_export_matches_pytorch_on_real_isic_images(isic_dev_root, tmp_path, fmt
     sidecar = export.export_run(run_dir, fmt, tmp_path / f"lite0{export.SUFFIXES[fmt]}")
     assert sidecar["verification"]["images"] == export.VERIFY_IMAGES
     assert sidecar["verification"]["max_abs_diff"] <= export.TOLERANCE
+
+
+def test_exported_files_are_never_committed():
+    import shutil
+    import subprocess
+
+    from tests.e2e_helpers import REPO
+
+    if not shutil.which("git") or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    for name in ("model.onnx", "model.onnx.json", "runs/x/model.pt"):
+        assert subprocess.run(["git", "check-ignore", "-q", name], cwd=REPO).returncode == 0, name

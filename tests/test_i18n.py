@@ -103,6 +103,26 @@ def test_figures_are_translated_with_their_class_names_and_decimals():
     assert heat.data[0].text[2][0] == "12,5%"
 
 
+def test_a_figure_keeps_its_class_order_and_categories_in_spanish():
+    from lesion_core.evaluation import figures
+
+    names = list(data.CLASS_NAMES)
+    # "Lesion focus by true class" showed an empty English "seborrheic keratosis" beside its
+    # Spanish twin, and the classes out of order: the category order stayed in English.
+    fig = i18n.figure(figures.focus_by_class([0.2, 0.8, 0.5], ["seborrheic keratosis", "nevus", "melanoma"],
+                                             [True, False, True], names), "es")
+    spanish = ["nevo", "melanoma", "queratosis seborreica"]
+    assert list(fig.layout.xaxis.categoryarray) == spanish
+    assert {x for trace in fig.data for x in trace.x} <= set(spanish)
+    assert english_leftovers(_json_strings_of(fig)) == []
+
+
+def _json_strings_of(fig) -> list:
+    out: list = []
+    _json_strings(json.loads(fig.to_json()), out)
+    return out
+
+
 # ---------------------------------------------------------------- every page in Spanish
 
 
@@ -127,12 +147,12 @@ def _strings(value, out: list) -> list:
     elif isinstance(value, str):
         if value.startswith("{") and '"layout"' in value:
             _json_strings(json.loads(value), out)
-        else:
+        elif not (value.startswith("{") and value.endswith("}")):  # (a dataframe's column config: not text)
             out.append(value)
     return out
 
 
-PLOTLY_TEXT = {"text", "name", "ticktext", "x", "y"}  # keys whose strings a reader sees (not modes, fonts)
+PLOTLY_TEXT = {"text", "name", "ticktext", "x", "y", "categoryarray"}  # keys whose strings a reader sees (not modes, fonts)
 
 
 def _json_strings(value, out: list, key: str = "") -> None:
@@ -179,14 +199,42 @@ def english_leftovers(strings, lang: str = "es") -> list[str]:
         if len(msgid) >= 30 and not i18n.placeholders(msgid):
             sentences.append(msgid)
     spanish = set(table.values())
+    english = english_only_words(lang)
     leftovers = []
     for text in {s.strip() for s in strings if s and s.strip()}:
         if text in spanish:
             continue
         if ((text in table and table[text] != text) or any(p.match(text) for p in patterns)
-                or any(sentence in text for sentence in sentences)):
+                or any(sentence in text for sentence in sentences) or _words(text) & english):
             leftovers.append(text)
     return sorted(leftovers)
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _words(text: str) -> set[str]:
+    """The plain words of a text, lower-cased: not placeholders, nor identifiers (a step's
+    CamelCase name, a model's snake_case name, an image id), which no language translates."""
+    # ... nor a placeholder, a parameter's name ("box=[0, 1, 2, 3]") or a path
+    text = re.sub(r"\{\w*\}|\b\w+=|\S*/\S*", " ", text)
+    return {w.lower() for w in _WORD.findall(text) if re.fullmatch(r"[A-Za-z][a-z]+", w)}
+
+
+@functools.lru_cache
+def english_only_words(lang: str = "es") -> frozenset:
+    """Words of the catalogue's English side (msgids translated differently) that its other side
+    never uses: any of them on a page in that language is English left over."""
+    table = i18n.catalogue(lang)
+    english = set().union(*(_words(msgid) for msgid, msgstr in table.items() if msgstr != msgid))
+    return frozenset(english - set().union(*(_words(msgstr) for msgstr in table.values())))
+
+
+def test_the_word_check_finds_one_english_word_in_a_spanish_sentence():
+    assert english_leftovers(["Imágenes por clase y partición"]) == []
+    assert english_leftovers(["queratosis seborreica", "seborrheic keratosis"]) == ["seborrheic keratosis"]
+    assert english_leftovers(["Condición: skin muy clara"]) == ["Condición: skin muy clara"]
+    assert english_leftovers(["RandomResizedCrop: box=[0, 1, 2, 3]", "efficientnet_lite0 (aleatorios)"]) == []
 
 
 @pytest.fixture
@@ -222,17 +270,39 @@ def spanish_app(demo_root) -> AppTest:
 
 
 def test_every_page_renders_in_spanish_with_no_english_left(demo_root, finished_run):
+    from lesion_core.evaluation import robustness
+
+    # every section drawn, those computed on request too: the run's robustness report, skin tones
+    robustness.save_report(finished_run, robustness.robustness_report(finished_run, "test", n_resamples=50))
     app = spanish_app(demo_root)
     assert app.selectbox(key="keep_lang").value == "es"
     for page in PAGES:
         app.switch_page(f"app_pages/{page}.py").run()
         assert not app.exception, (page, app.exception)
+        if page == "dataset":
+            app.button(key="ds_skin_button").click().run()
+            assert "ds_skin_chart" in [c.key for c in app.get("plotly_chart")] or app.get("plotly_chart"), page
         strings = shown_strings(app)
+        if page == "results":
+            assert any(text.startswith("piel muy clara") for text in strings), "the robustness section is drawn"
         assert english_leftovers(strings) == [], page
+        assert decimal_points(app) == [], page
         assert app.query_params["lang"] == ["es"] or app.query_params["lang"] == "es", page
     # The Results page shows its numbers with a decimal comma.
     values = [m.value for m in app.switch_page("app_pages/results.py").run().metric]
     assert any(re.fullmatch(r"0,\d{3}", v) for v in values), values
+
+
+def decimal_points(app: AppTest) -> list[str]:
+    """Table columns that show fractional numbers as numbers: Streamlit writes them with a
+    decimal point whatever the page's language (lang.numbers_table makes them text)."""
+    found = []
+    for frame in app.dataframe:
+        for column in frame.value.columns:
+            values = frame.value[column]
+            if values.dtype.kind == "f" and any(v == v and v != int(v) for v in values):
+                found.append(f"{column}: {values.tolist()[:3]}")
+    return found
 
 
 def test_the_leftover_check_sees_english_on_a_page(demo_root):
@@ -507,3 +577,13 @@ def test_a_linked_pipeline_that_was_ignored_says_why_in_spanish():
     assert problems == ["the link's pipeline setting was ignored: the pipeline has ToTensor more than once; keep one"]
     assert i18n.translate_rendered(problems[0], "es") == (
         "se ignoró el ajuste secuencia del enlace: la secuencia tiene ToTensor más de una vez; deja solo uno")
+
+
+def test_the_learning_rate_schedule_has_one_spanish_name():
+    # "Programa de la tasa" in the form and "planificación coseno" in the run's summary named
+    # the same setting two ways.
+    table = i18n.catalogue("es")
+    named = {msgid: msgstr for msgid, msgstr in table.items() if re.search(r"\b[Ss]chedul(er|e)\b", msgid)}
+    assert named, "the catalogue names the scheduler"
+    for msgid, msgstr in named.items():
+        assert "rograma de la tasa" in msgstr and "planificaci" not in msgstr, (msgid, msgstr)

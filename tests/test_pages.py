@@ -707,5 +707,5 @@ def test_train_page_summary_speaks_spanish_whole(app, demo_root):
     assert not app.exception, app.exception
     summary = next(c.value for c in app.caption if "semilla" in c.value)
     # a user saw "datos demo", "planificación cosine" and a decimal point; 0.0003 must not become 0.000
-    assert "datos **demostración**" in summary and "0,0003" in summary and "planificación coseno" in summary
+    assert "datos **demostración**" in summary and "0,0003" in summary and "programa de la tasa coseno" in summary
     assert "mejor AUC media ISIC 2017 (melanoma, queratosis) en validación: 0," in texts(app)

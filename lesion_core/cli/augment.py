@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PIL import Image
-
-from lesion_core.data import read_image, read_mask
+from lesion_core.cli.names import PRESET_NAMES
 from lesion_core.errors import DataError, TransformError
-from lesion_core.transforms import PRESETS, build_pipeline, image_steps, load_spec, preview_draws
 
 
 def register(subparsers) -> None:
@@ -25,7 +22,7 @@ def register(subparsers) -> None:
     parser.add_argument("--mask", type=Path, help="lesion mask (PNG, 0/255 or 0/1); needed by "
                         "CropByMask, ChangeSkin, RandomChangeSkin and crop_to_lesion")
     parser.add_argument("--pipeline", required=True,
-                        help=f"JSON file with a list of steps, or a preset: {', '.join(PRESETS)}")
+                        help=f"JSON file with a list of steps, or a preset: {', '.join(PRESET_NAMES)}")
     parser.add_argument("--n", type=int, default=8, help="number of draws (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed of the draws (default 0)")
     # Full-size ISIC originals (up to 6688x4439) would be rotated at full resolution: seconds a
@@ -39,6 +36,8 @@ def register(subparsers) -> None:
 
 def _read_pipeline(arg: str) -> list[dict]:
     """A pipeline file, or a preset name when no such file exists."""
+    from lesion_core.transforms import PRESETS, load_spec
+
     if arg in PRESETS and not Path(arg).exists():
         return PRESETS[arg]
     return load_spec(arg)
@@ -48,6 +47,8 @@ def _check_mask_given(spec: list[dict], has_mask: bool) -> None:
     """Say up front, naming the step, when the pipeline needs a mask that was not given."""
     if has_mask:
         return
+    from lesion_core.transforms import build_pipeline
+
     pipeline = build_pipeline(spec)
     for index, (step, transform) in enumerate(zip(pipeline.spec, pipeline.steps), start=1):
         if transform.needs_mask:
@@ -57,6 +58,9 @@ def _check_mask_given(spec: list[dict], has_mask: bool) -> None:
 def augment(args) -> int:
     if args.n < 1:
         raise TransformError(f"--n must be at least 1, got {args.n}")
+    from lesion_core.data import read_image, read_mask
+    from lesion_core.transforms import image_steps, preview_draws
+
     spec = image_steps(_read_pipeline(args.pipeline))
     _check_mask_given(spec, args.mask is not None)
     image = read_image(args.image, args.max_side or None)
@@ -79,6 +83,8 @@ def augment(args) -> int:
 
 def _write_draw(out_dir: Path, k: int, sample: dict, params: list[dict], spec: list[dict]) -> dict:
     """Save draw k's image and mask PNGs; return its params.json record."""
+    from PIL import Image
+
     Image.fromarray(sample["image"]).save(out_dir / f"{k}_image.png")
     record = {"draw": k, "image": f"{k}_image.png", "mask": None, "size": list(sample["image"].shape[:2])}
     if sample["mask"] is not None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
-from lesion_core.data import clear_decoded_cache, decoded_cache_dir, import_zip, load_dataset
-from lesion_core.data.demo import generate_demo
+# The engine loads inside each command, so that --help answers at once.
+
+
+def _step(text: str) -> None:
+    """A phase of a long command, on stderr at once (stdout stays the report or its JSON)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def register(subparsers) -> None:
@@ -40,6 +45,8 @@ def register(subparsers) -> None:
 
 
 def demo_data(args) -> int:
+    from lesion_core.data.demo import generate_demo
+
     start = time.perf_counter()
     root = generate_demo(args.out, n_per_class=args.n_per_class, size=args.size, seed=args.seed)
     print(f"wrote {3 * args.n_per_class} demo images ({args.size}px) to {root} "
@@ -49,6 +56,9 @@ def demo_data(args) -> int:
 
 def _print_check(root, **options) -> int:
     """Load and validate root, print the report; 0 when usable, 1 when not."""
+    from lesion_core.data import load_dataset
+
+    _step(f"checking {root} (every image and mask is read once)...")
     data = load_dataset(root, **options)
     print(f"dataset: {data.root} (layout {data.layout})")
     print(f"classes ({len(data.class_names)}): {', '.join(data.class_names)}")
@@ -71,9 +81,11 @@ def _print_check_json(root, **options) -> int:
     """check-data --json: the report and the skin tones (lesion_core.data.skin) as one JSON object."""
     import json
 
-    from lesion_core.data import skin
+    from lesion_core.data import load_dataset, skin
 
+    _step(f"checking {root} (every image and mask is read once)...")
     data = load_dataset(root, **options)
+    _step(f"estimating the skin tone of {len(data.records)} images...")
     report = data.report
     tones = skin.dataset_tones(data.records)
     print(json.dumps({
@@ -88,12 +100,19 @@ def _print_check_json(root, **options) -> int:
 
 
 def import_zip_command(args) -> int:
+    from lesion_core.data import import_zip
+
+    _step(f"extracting {args.file} into {args.dest} (every entry checked first)...")
+    start = time.perf_counter()
     root = import_zip(args.file, args.dest)
+    _step(f"extracted in {time.perf_counter() - start:.1f} s")
     print(f"imported {args.file} into {args.dest}; dataset root: {root}")
     return _print_check(root)
 
 
 def clear_cache(args) -> int:
+    from lesion_core.data import clear_decoded_cache, decoded_cache_dir
+
     files, size = clear_decoded_cache()
     print(f"removed {files} decoded samples ({size / 1e6:.1f} MB) from {decoded_cache_dir()}")
     return 0

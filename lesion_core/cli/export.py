@@ -8,7 +8,7 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     """Add the export sub-command."""
-    from lesion_core.export import FORMATS, TOLERANCE
+    from lesion_core.cli.names import EXPORT_FORMATS as FORMATS, EXPORT_TOLERANCE as TOLERANCE
 
     p = subparsers.add_parser(
         "export", help="the run's best model with its preprocessing as ONNX or TorchScript, checked on real images",
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
                     f"probabilities match PyTorch's within {TOLERANCE:g} on real images.")
     p.add_argument("run", help="run folder (runs/RUN-ID)")
     p.add_argument("--format", choices=FORMATS, default="onnx")
-    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx or model.pt")
+    p.add_argument("--out", help="file to write (default: the run folder's model.onnx or model.pt)")
     p.add_argument("--images", nargs="+", default=None,
                    help="image files to check the export on (default: up to 8 of the run's own images)")
     p.set_defaults(func=cmd_export)
@@ -27,9 +27,10 @@ def cmd_export(args) -> int:
     from lesion_core import data, export
 
     images = [data.read_image(Path(p)) for p in args.images] if args.images else None
-    sidecar = export.export_run(args.run, args.format, args.out, images=images)
+    out = args.out or Path(args.run) / f"model{export.SUFFIXES[args.format]}"  # beside its run, not in the checkout
+    sidecar = export.export_run(args.run, args.format, out, images=images)
     check = sidecar["verification"]
-    print(f"wrote {args.out} and {export.sidecar_path(args.out)}")
+    print(f"wrote {out} and {export.sidecar_path(out)}")
     print(f"checked with {check['runtime']} on {check['images']} real images: "
           f"max |exported - PyTorch| probability {check['max_abs_diff']:.2e} (allowed {check['tolerance']:g}), "
           f"max |exported - predict| {check['max_abs_diff_vs_predict']:.2e} (allowed {check['tolerance_vs_predict']:g})")

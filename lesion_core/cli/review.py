@@ -10,7 +10,7 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     """Add the explain, calibrate, threshold and report sub-commands."""
-    from lesion_core.evaluation.explain import DEFAULT_METHOD, METHODS
+    from lesion_core.cli.names import DEFAULT_EXPLAIN_METHOD as DEFAULT_METHOD, EXPLAIN_METHODS as METHODS
 
     p = subparsers.add_parser("explain", help="heatmap of where the model looks in one image, and its lesion focus",
                               description="Class-activation heatmap (pytorch-grad-cam) of a run's best model on one "
@@ -52,7 +52,7 @@ def register(subparsers) -> None:
 
 def add_evaluate_options(parser) -> None:
     """The review flags of `evaluate` (registered by cli.train's evaluate parser)."""
-    from lesion_core.evaluation.explain import DEFAULT_METHOD, METHODS
+    from lesion_core.cli.names import DEFAULT_EXPLAIN_METHOD as DEFAULT_METHOD, EXPLAIN_METHODS as METHODS
 
     parser.add_argument("--uncalibrated", action="store_true", help="raw softmax probabilities (no temperature scaling)")
     parser.add_argument("--tta", action="store_true",

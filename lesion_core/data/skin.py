@@ -13,12 +13,13 @@ import numpy as np
 from skimage.color import lab2rgb, rgb2lab
 
 from lesion_core.data.images import read_image, read_mask
+from lesion_core.i18n import N_
 
 # (name, lowest ITA in degrees), lightest first; a value belongs to the first group it reaches.
-ITA_GROUPS = (("very light", 55.0), ("light", 41.0), ("intermediate", 28.0), ("tan", 10.0),
-              ("brown", -30.0), ("dark", -math.inf))
+ITA_GROUPS = ((N_("very light"), 55.0), (N_("light"), 41.0), (N_("intermediate"), 28.0), (N_("tan"), 10.0),
+              (N_("brown"), -30.0), (N_("dark"), -math.inf))
 GROUP_NAMES = tuple(name for name, _ in ITA_GROUPS)
-NO_MASK = "no mask"
+NO_MASK = N_("no mask")
 # Dermoscopes leave black corners (the lens's vignette): near-black pixels are not skin.
 _MIN_LIGHTNESS = 8.0
 # Too few skin pixels (a lesion filling the frame) give no estimate.

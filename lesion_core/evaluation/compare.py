@@ -12,6 +12,7 @@ from lesion_core import runs
 from lesion_core.errors import TrainingError
 from lesion_core.evaluation import bootstrap
 from lesion_core.i18n import N_
+from lesion_core import training
 
 # The verdict is about this metric (the ISIC 2017 challenge's score).
 VERDICT_METRIC = "mean_auc"
@@ -31,20 +32,38 @@ def flatten(config: dict, prefix: str = "") -> dict:
     return out
 
 
+def _number_text(value):
+    """A resolved number as its config wrote it: 8 for 8.0, 0.0003 (not 3e-04)."""
+    return f"{value:g}" if isinstance(value, float) else value
+
+
 def _short(value, limit: int = 80) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def resolved(config: dict) -> dict:
+    """A run's settings as they trained, flattened: weight_decay null as the optimiser's own
+    default (AdamW 0.01), numbers as floats (warm-up 0 and 0.0 are one setting)."""
+    flat = flatten(config)
+    optim = config.get("optim")
+    if isinstance(optim, dict) and optim.get("weight_decay") is None and "optim.weight_decay" in flat:
+
+        flat["optim.weight_decay"] = training.weight_decay(optim)
+    return {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in flat.items()}
+
+
 def config_diff(configs: dict[str, dict]) -> list[dict]:
-    """The settings that differ between runs: one row {"setting", <run id>: value text, ...} each."""
-    flat = {run_id: flatten(config) for run_id, config in configs.items()}
+    """The settings that differ between runs as they trained (resolved): one row
+    {"setting", <run id>: value text, ...} each."""
+    flat = {run_id: resolved(config) for run_id, config in configs.items()}
     keys = sorted({k for f in flat.values() for k in f if not k.startswith(_IGNORED)})
     rows = []
     for key in keys:
         values = [json.dumps(f.get(key), sort_keys=True) for f in flat.values()]
         if len(set(values)) > 1:
-            rows.append({"setting": key} | {run_id: _short(f.get(key, "(not set)")) for run_id, f in flat.items()})
+            rows.append({"setting": key} | {run_id: _short(_number_text(f.get(key, "(not set)")))
+                                            for run_id, f in flat.items()})
     return rows
 
 

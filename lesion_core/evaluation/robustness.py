@@ -32,11 +32,13 @@ SMALL_GROUP = 30
 
 def default_conditions() -> list[dict]:
     """[{"name", "kind", "ita_group", "value"}]: one skin tone per ITA group, then the other shifts."""
-    tones = [{"name": f"skin {group}", "kind": "skin", "ita_group": group, "value": list(skin.PALETTE_RGB[group])}
+    # Names in English, as stored in the report; the pages translate them (N_ marks them for the catalogue).
+    tones = [{"name": N_("skin {group}").format(group=group), "kind": "skin", "ita_group": group,
+              "value": list(skin.PALETTE_RGB[group])}
              for group in skin.GROUP_NAMES]
-    shifts = [("rotation 30°", "rotation", 30.0), ("brightness x0.7", "brightness", 0.7),
-              ("brightness x1.3", "brightness", 1.3), ("contrast x0.6", "contrast", 0.6),
-              ("blur sigma 2 px", "blur", 2.0)]
+    shifts = [(N_("rotation 30°"), "rotation", 30.0), (N_("brightness x0.7"), "brightness", 0.7),
+              (N_("brightness x1.3"), "brightness", 1.3), (N_("contrast x0.6"), "contrast", 0.6),
+              (N_("blur sigma 2 px"), "blur", 2.0)]
     return tones + [{"name": name, "kind": kind, "ita_group": None, "value": value} for name, kind, value in shifts]
 
 
@@ -164,7 +166,7 @@ def _group_rows(samples, labels, base, class_names, n_resamples, seed) -> list[d
         rows.append({"ita_group": group, "n": n, "mean_auc": found["mean_auc"]["value"],
                      "ci_low": found["mean_auc"]["ci_low"], "ci_high": found["mean_auc"]["ci_high"],
                      "accuracy": found["accuracy"]["value"],
-                     "warning": (f"only {n} images: this group's numbers are mostly noise"
+                     "warning": (N_("only {n} images: this group's numbers are mostly noise").format(n=n)
                                  if n < SMALL_GROUP else None)})
     return rows
 
@@ -191,21 +193,24 @@ def read_report(run_dir, split: str) -> dict | None:
 
 
 def figure(report: dict):
-    """Mean AUC per condition with its 95% interval; the unshifted baseline as a line and band."""
+    """Mean AUC per condition with its 95% interval; the unshifted baseline as a line and band.
+    One condition a row, top to bottom, so that their names never overlap."""
     import plotly.graph_objects as go
 
     rows = [r for r in report["conditions"] if isinstance(r.get("mean_auc"), (int, float))]
     fig = go.Figure()
-    fig.add_scatter(x=[r["name"] for r in rows], y=[r["mean_auc"] for r in rows], mode="markers",
-                    marker={"size": 10}, name="shifted",
-                    error_y={"type": "data", "symmetric": False,
+    fig.add_scatter(y=[r["name"] for r in rows], x=[r["mean_auc"] for r in rows], mode="markers",
+                    marker={"size": 10}, name=N_("shifted"), orientation="h",
+                    error_x={"type": "data", "symmetric": False,
                              "array": [(r["ci_high"] or r["mean_auc"]) - r["mean_auc"] for r in rows],
                              "arrayminus": [r["mean_auc"] - (r["ci_low"] or r["mean_auc"]) for r in rows]})
     base = report["baseline"].get("mean_auc") or {}
     if isinstance(base.get("value"), (int, float)):
-        fig.add_hline(y=base["value"], line_dash="dash", annotation_text=f"unshifted {base['value']:.3f}")
+        fig.add_vline(x=base["value"], line_dash="dash",
+                      annotation_text=N_("unshifted {auc}").format(auc=f"{base['value']:.3f}"))
         if isinstance(base.get("ci_low"), (int, float)) and isinstance(base.get("ci_high"), (int, float)):
-            fig.add_hrect(y0=base["ci_low"], y1=base["ci_high"], opacity=0.12, line_width=0, fillcolor="grey")
-    fig.update_layout(title=f"Mean AUC under shifts ({report.get('split')}, 95% intervals)",
-                      yaxis_title="mean AUC", yaxis_range=[0, 1.02], height=380, margin={"t": 50})
+            fig.add_vrect(x0=base["ci_low"], x1=base["ci_high"], opacity=0.12, line_width=0, fillcolor="grey")
+    fig.update_layout(title=N_("Mean AUC under shifts ({split}, 95% intervals)").format(split=report.get("split")),
+                      xaxis_title=N_("mean AUC"), xaxis_range=[0, 1.02], height=120 + 28 * len(rows),
+                      margin={"t": 50}, yaxis={"autorange": "reversed"})
     return fig

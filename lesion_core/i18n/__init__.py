@@ -197,6 +197,11 @@ def figure(fig, lang: str):
     for axis in (getattr(layout, name) for name in dir(layout) if re.fullmatch(r"[xy]axis\d*", name)):
         if axis is not None and axis.title and axis.title.text:
             axis.title.text = tr(axis.title.text)
+        if axis is not None and axis.categoryarray is not None:  # the order of categories translated below
+            axis.categoryarray = [tr(v) if isinstance(v, str) else v for v in axis.categoryarray]
+    for note in layout.annotations or ():  # a baseline's label ("unshifted 0.812")
+        if note.text:
+            note.text = tr(note.text)
     for trace in fig.data:
         if getattr(trace, "name", None):
             trace.name = tr(trace.name)

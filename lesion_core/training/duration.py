@@ -68,9 +68,10 @@ def _device_kind(config: dict) -> str:
 def estimate(config: dict, n_images: int, listed_runs=()) -> dict:
     """Roughly how long a run of config on n_images usable images takes here.
 
-    {"seconds", "basis": "run" (a finished run's measured speed; "run" names it) or
-    "reference" (the project's reference speed for this device kind, scaled by the image side
-    and the model's cost)}.
+    {"seconds", "low", "high" (the range the time may take: a machine busier than when the
+    speed was measured takes longer), "images" (those the run uses: max_size counts), "basis":
+    "run" (a finished run's measured speed; "run" names it) or "reference" (the project's
+    reference speed for this device kind, scaled by the image side and the model's cost)}.
     Counts every epoch's training and validation pass, the BatchNorm recalibration and the
     final scoring of val and test (8 views each with test-time augmentation)."""
     data = config["data"]
@@ -92,4 +93,12 @@ def estimate(config: dict, n_images: int, listed_runs=()) -> dict:
     calibration = min(config["bn_recalibration_images"], n_train)
     per_epoch = n_train / train_rate + (n_val + calibration) / eval_rate
     final = (n_val + n_test) * (TTA_VIEWS if config.get("tta") else 1) / eval_rate
-    return {"seconds": STARTUP_S + config["epochs"] * per_epoch + final} | basis
+    seconds = STARTUP_S + config["epochs"] * per_epoch + final
+    low, high = ESTIMATE_RANGE[basis["basis"]]
+    return {"seconds": seconds, "low": seconds * low, "high": seconds * high, "images": n} | basis
+
+
+# How far a run may stray from the estimate: a speed measured here by a finished run still
+# meets another load (a run took 7 minutes where 35 s were estimated from the reference speed,
+# beside four busy sessions); the reference speeds are another machine's.
+ESTIMATE_RANGE = {"run": (0.8, 2.0), "reference": (0.5, 4.0)}

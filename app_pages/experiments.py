@@ -127,8 +127,9 @@ def robustness(run, split: str) -> None:
 
 def sweep_launcher(config: dict) -> None:
     """Train page: start a sweep over a grid of settings, with the page's settings as its base."""
-    from lesion_core import sweep
+    from lesion_core import safejson, sweep
     from lesion_core.errors import TrainingError
+    from lesion_core.i18n import N_
 
     from app_pages import common
 
@@ -142,12 +143,16 @@ def sweep_launcher(config: dict) -> None:
         repeats = st.number_input(_("Repeats (seeds)"), min_value=1, max_value=20, key="keep_tr_sweep_repeats",
                                   help=_("Each setting trained this many times with seeds counting up: "
                                        "shows how much the seed alone moves the result"))
+        try:
+            grid = safejson.loads(text)
+        except safejson.Damaged as exc:
+            grid, problem = None, exc
+        if isinstance(grid, dict) and all(isinstance(v, list) for v in grid.values()):
+            st.caption(_("{n} runs", n=f"{sweep.count_runs(grid, int(repeats)):,}"))  # counted before anything starts
         if st.button(_("Launch sweep"), key="tr_sweep_launch", icon=":material/grid_on:"):
             with common.user_errors():
-                try:
-                    grid = json.loads(text)
-                except ValueError as exc:
-                    raise TrainingError(f"the grid is not valid JSON: {exc}") from None
+                if grid is None:
+                    raise TrainingError(N_("the grid is not valid JSON: {error}").format(error=problem))
                 spec = {"base": config, "grid": grid, "repeats": int(repeats)}
                 sid = sweep.launch_sweep(spec, common.runs_root())
                 st.success(_("Sweep {sweep} started: {n} runs, one after another. "

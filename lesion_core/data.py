@@ -744,7 +744,8 @@ class LesionDataset(Dataset):
     With max_side, images are decoded at reduced size (longer side <= max_side, aspect kept;
     masks resized nearest) and, with cache=True, the resized uint8 arrays are kept under
     cache_dir()/decoded so later epochs skip decoding. The cache key includes each file's
-    absolute path, size and modification time, so editing a file invalidates its entry.
+    absolute path, size, modification and inode change times, so replacing a file invalidates
+    its entry even when its modification time is restored.
     Without max_side nothing is cached: full-size originals would fill the disk.
     """
 
@@ -823,12 +824,15 @@ def clear_decoded_cache() -> tuple[int, int]:
 
 
 def _cache_key(record: Record, max_side: int | None) -> str:
-    """Hex digest of each file's absolute path, size and mtime_ns, max_side and the decoder."""
+    """Hex digest of each file's absolute path, size, mtime_ns, inode and ctime_ns, max_side and
+    the decoder. The inode change time is set by the system on every write and rename and no
+    user can set it back (`cp -p` and `rsync -t` restore the modification time only)."""
     parts = [str(_DECODE_VERSION), str(max_side)]
     for path in (record.image_path, record.mask_path):
         if path is not None:
             stat = Path(path).stat()
-            parts += [str(Path(path).resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
+            parts += [str(Path(path).resolve()), str(stat.st_size), str(stat.st_mtime_ns), str(stat.st_ino),
+                      str(stat.st_ctime_ns)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 

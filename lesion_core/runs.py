@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lesion_core import safejson
 from lesion_core.i18n import N_
 from lesion_core.metrics import to_jsonable
 from lesion_core.paths import FILE_MODE, absolute, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
@@ -73,7 +74,7 @@ STATES = ("queued", "running", "stopped", "finished", "failed")
 DAMAGED = "damaged"
 # What a reader may rely on in status.json; a field of another type is dropped and reported.
 STATUS_FIELDS = {
-    "state": lambda v: v in STATES, "message": lambda v: isinstance(v, str),
+    "state": lambda v: v in STATES, "message": lambda v: isinstance(v, str) and len(v) <= 4000,
     "pid": _is_int, "pid_start": _optional(lambda v: isinstance(v, str)),
     "started": _optional(_is_number), "created": _optional(_is_number), "updated": _optional(_is_number),
     "epochs": _optional(_is_int), "epoch": _optional(_is_int), "iteration": _optional(_is_int),
@@ -87,13 +88,13 @@ _SECTIONS = ("data", "model", "optim", "scheduler")
 def _load_json(path: Path) -> tuple[object, str | None]:
     """(the JSON value in path, None), (None, None) when absent, (None, what is wrong) when unreadable."""
     try:
-        return json.loads(path.read_bytes().decode("utf-8")), None
+        return safejson.read(path), None
     except FileNotFoundError:
         return None, None
     except OSError as exc:
         return None, N_("{file}: cannot be read ({error})").format(file=path.name, error=exc.strerror or exc)
-    except ValueError as exc:  # bad JSON and bad UTF-8
-        return None, N_("{file}: not valid JSON ({error})").format(file=path.name, error=str(exc).splitlines()[0][:80])
+    except safejson.Damaged as exc:  # bad JSON, bad UTF-8, nested too deeply, too large
+        return None, N_("{file}: not valid JSON ({error})").format(file=path.name, error=exc)
 
 
 def _short(value) -> str:
@@ -199,8 +200,8 @@ _HISTORY_NUMBERS = ("loss", "accuracy", "mean_auc", "lr", "n_images", "time_s", 
 def _history_row(line: str) -> dict | None:
     """One history.jsonl line as a dict, or None when it is not a line the trainer wrote."""
     try:
-        row = json.loads(line)
-    except ValueError:
+        row = safejson.loads(line)
+    except safejson.Damaged:
         return None
     ok = (isinstance(row, dict) and _is_int(row.get("epoch")) and isinstance(row.get("phase"), str)
           and all(_optional(_is_number)(row.get(k)) for k in _HISTORY_NUMBERS)
@@ -213,7 +214,7 @@ def read_history_checked(run_dir) -> tuple[list[dict], int]:
     path = Path(run_dir) / "history.jsonl"
     try:
         # errors="replace": a garbled byte spoils its own line only, not the whole history
-        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+        lines = _read_capped(path).decode("utf-8", errors="replace").splitlines()
     except OSError:
         return [], 0
     rows = [_history_row(line) for line in lines if line.strip()]
@@ -331,11 +332,20 @@ def effective_state(status: dict) -> str:
 CONSOLE_LOG = "console.log"  # the trainer process's own stdout and stderr (launch())
 
 
+def _read_capped(path, tail: int = safejson.MAX_BYTES) -> bytes:
+    """The last `tail` bytes of a file (all of a small one): a log or a history of gigabytes
+    is never read whole."""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - tail))
+        return handle.read(tail)
+
+
 def log_tail(run_dir, lines: int = 20) -> str:
     """The last lines of the run's train.log, else of its console.log ("" when neither exists)."""
     for name in ("train.log", CONSOLE_LOG):
         try:
-            text = (Path(run_dir) / name).read_bytes().decode("utf-8", errors="replace")
+            text = _read_capped(Path(run_dir) / name, 2**16).decode("utf-8", errors="replace")
         except OSError:
             continue
         if text.strip():
@@ -347,7 +357,7 @@ def start_failure(run_dir) -> str:
     """Why a trainer process ended before it wrote its first status: the last line of its
     console output (an exception's one-line summary), or a note that it printed nothing."""
     try:
-        text = (Path(run_dir) / CONSOLE_LOG).read_bytes().decode("utf-8", errors="replace")
+        text = _read_capped(Path(run_dir) / CONSOLE_LOG, 2**16).decode("utf-8", errors="replace")
     except OSError:
         text = ""
     last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")

@@ -1178,10 +1178,13 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
     except BaseException as exc:
         message = (str(exc) if isinstance(exc, LesionLabError) else describe_os_error(exc)
                    if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}")
-        trainer.set_status(state="failed", phase=None, message=message, eta_s=None)
-        trainer.log(f"failed: {message}")
-        if isinstance(exc, LesionLabError) or not isinstance(exc, Exception):
-            raise  # already a message for the user; or SystemExit and the like
+        try:
+            trainer.set_status(state="failed", phase=None, message=message, eta_s=None)
+            trainer.log(f"failed: {message}")
+        except OSError:  # the disk that failed the run is full: the one line still reaches the console
+            pass
+        if isinstance(exc, (LesionLabError, OSError)) or not isinstance(exc, Exception):
+            raise  # already a message for the user (an OSError names its file: cli.main); or SystemExit and the like
         trainer.log(traceback.format_exc())
         # The CLI and the pages show the same one line as status.json; the traceback is in train.log.
         raise TrainingError(N_("training failed: {error} (details in {path})").format(

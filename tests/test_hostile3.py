@@ -3,6 +3,7 @@ weight paths, wrong tokens, damaged files that parse badly, concurrent imports a
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
@@ -244,3 +245,151 @@ def test_an_exposed_server_does_not_tell_which_weight_files_exist(exposed, app):
         assert "checkpoint not found" not in shown and "not a checkpoint" not in shown
         seen.append(shown.replace(path, "<path>"))
     assert "weights file not available" in seen[0] and seen[0] == seen[1]
+
+
+RUN_FILES = ("status.json", "config.json", "metrics_val.json", "metrics_test.json", "history.jsonl",
+             "patient_model.json", "calibration.json", "threshold.json", "robustness_test.json",
+             "predictions_test.csv", "predictions_val.csv", "train.log", "console.log")
+
+
+def spoil(path, kind: str) -> None:
+    """Deeply nested, huge (a sparse file past safejson.MAX_BYTES) or non-UTF-8 content."""
+    if kind == "deep":
+        deep = b"[" * 100_000 + b"]" * 100_000
+        if path.name == "history.jsonl":  # one line of it among the trainer's
+            path.write_bytes(path.read_bytes() + deep + b"\n")
+        else:
+            path.write_bytes(deep)
+    elif kind == "huge":
+        path.write_bytes(b'{"state": "finished", "message": "')
+        os.truncate(path, 32 * 2**20)  # twice safejson.MAX_BYTES; no disk used
+    else:
+        path.write_bytes(b'{"state": "\xff\xfe\xc0\x80"}\n' + bytes(range(128, 256)))
+
+
+def test_every_run_file_reader_contains_deep_huge_and_non_utf8_content(app, demo_root):
+    import json
+    import shutil
+
+    from lesion_core import runs
+
+    sound = sound_run(demo_root)
+    spoilt = {}
+    for n, (name, kind) in enumerate((n, k) for n in RUN_FILES for k in ("deep", "huge", "bytes")):
+        run_dir = shutil.copytree(sound, sound.parent / f"{sound.name[:-4]}{n:04d}")
+        spoil(run_dir / name, kind)
+        spoilt[run_dir.name] = (name, kind)
+    listed = {r.id: r for r in runs.list_runs(sound.parent)}
+    assert listed[sound.name].damage == [] and len(listed) == len(spoilt) + 1
+    for run_id, (name, kind) in spoilt.items():
+        if name.endswith((".json", ".jsonl")) and name not in ("calibration.json", "threshold.json",
+                                                                "robustness_test.json"):
+            assert any(p.startswith(name) for p in listed[run_id].damage), (name, kind)
+        runs.read_history(listed[run_id].path), runs.log_tail(listed[run_id].path)
+    goto(app, "home")
+    assert sound.name in " ".join(map(str, app.dataframe[-1].value.iloc[:, 0]))
+    # Pages: each file spoilt one way, the ways taking turns (every page with every run: 4 minutes)
+    for run_id, (name, kind) in spoilt.items():
+        if kind != ("deep", "huge", "bytes")[RUN_FILES.index(name) % 3]:
+            continue
+        app.session_state["keep_run"] = run_id
+        for page in ("results", "train", "predictions"):
+            goto(app, page)  # no exception
+    app.session_state["keep_run"] = sound.name
+    goto(app, "results")
+    assert json.loads((sound / "status.json").read_text())["state"] == "finished"
+
+
+# ---------------------------------------------------------------- one line, not a traceback (item 7), sweep size (15)
+
+
+def cli(*args, cwd=None, timeout=300):
+    import subprocess
+    import sys
+
+    from tests.e2e_helpers import REPO
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "lesion_core", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd or REPO)
+
+
+def one_line_error(done, *words) -> str:
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith(("usage:", " "))]
+    assert len(lines) == 1, done.stderr[-2000:]  # argparse prints its usage first
+    assert all(word in lines[-1] for word in words), lines[-1]
+    return lines[-1]
+
+
+def test_a_bad_sweep_spec_or_threshold_is_one_line(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    one_line_error(cli("sweep", deep, "--out", tmp_path / "runs"), "deep.json", "nested too deeply")
+    typed = tmp_path / "typed.json"
+    typed.write_text('{"base": {"optim": 5}, "grid": {"optim.lr": [0.1, 0.01]}}')
+    one_line_error(cli("sweep", typed, "--out", tmp_path / "runs"), "optim", "not an object")
+    one_line_error(cli("threshold", tmp_path, "--class", "melanoma", "--specificity", "1.5"), "from 0 to 1", "1.5")
+
+
+def test_a_sweep_of_a_million_runs_is_refused_at_once_with_its_count(tmp_path):
+    import json
+    import time
+
+    spec = tmp_path / "huge.json"
+    spec.write_text(json.dumps({"grid": {"optim.lr": [0.001 * (i + 1) for i in range(100)], "seed": list(range(100)),
+                                         "epochs": list(range(1, 101))}}))
+    started = time.monotonic()
+    one_line_error(cli("sweep", spec, "--out", tmp_path / "runs"), "1,000,000 runs", "at most 1,000")
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.5 MB tmpfs: a real full disk (needs root and mount; skipped otherwise)."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()[:100]}): "
+                    "the full-disk case needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_training_into_a_full_disk_names_the_file_in_one_line(small_disk, demo_root):
+    done = cli("train", "--data", demo_root, "--model", "resnet18", "--pretrained", "random", "--epochs", "1",
+               "--image-size", "32", "--batch-size", "8", "--max-size", "16", "--out", small_disk / "runs")
+    line = one_line_error(done, "no space left", str(small_disk))
+    assert "cannot write or read a file" not in line and "Traceback" not in done.stdout
+
+
+def test_an_image_replaced_with_its_times_restored_is_decoded_again(tmp_path, demo_root):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from lesion_core import data
+
+    root = shutil.copytree(demo_root, tmp_path / "demo")
+    dataset = data.load_dataset(root)
+    record = dataset.records[0]
+    image_path = record.image_path
+
+    def put(color):  # the same size in bytes whatever the colour: an uncompressed PNG
+        Image.new("RGB", (64, 48), color).save(image_path, format="PNG", compress_level=0)
+
+    put((255, 0, 0))
+    stamp = os.stat(image_path)
+    red = data.LesionDataset([record], max_side=64)[0]["image"]
+    put((0, 0, 255))  # as cp -p or rsync -t would: same size, the old times put back
+    os.utime(image_path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert os.stat(image_path).st_size == stamp.st_size
+    blue = data.LesionDataset([record], max_side=64)[0]["image"]
+    assert red[..., 0].mean() > 200 and blue[..., 2].mean() > 200 and blue[..., 0].mean() < 50

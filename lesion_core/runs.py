@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lesion_core import safejson
+from lesion_core import locks, safejson
 from lesion_core.i18n import N_
 from lesion_core.metrics import to_jsonable
 from lesion_core.paths import FILE_MODE, absolute, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
@@ -320,12 +320,16 @@ def pid_alive(pid, started: str | None = None) -> bool:
     return fields[0] != "Z" and (started is None or process_start(pid) == started)
 
 
-def effective_state(status: dict) -> str:
+def effective_state(status: dict, run_dir=None) -> str:
     """The state to show: status['state']; for an active run whose process is gone, 'failed'
-    when it never started (it wrote nothing: a crash at start) and 'interrupted' otherwise."""
+    when it never started (it wrote nothing: a crash at start) and 'interrupted' otherwise.
+    With run_dir, a run said to be running is running only while a trainer holds its lock
+    (locks.run): a pid alone (pid 1, a reused pid, a hand-edited file) claims nothing."""
     state = status.get("state", "queued")
     if state in ACTIVE_STATES and not pid_alive(status.get("pid"), status.get("pid_start")):
         return "failed" if state == "queued" else INTERRUPTED
+    if state in ("running", "stopping") and run_dir is not None and not locks.run_busy(run_dir):
+        return INTERRUPTED
     return state
 
 
@@ -367,8 +371,8 @@ def start_failure(run_dir) -> str:
 
 def is_active(run) -> bool:
     """True while the run's trainer process is alive and working (run: RunInfo or folder)."""
-    status = run.status if isinstance(run, RunInfo) else read_status(run)
-    return effective_state(status) in ACTIVE_STATES
+    status, run_dir = (run.status, run.path) if isinstance(run, RunInfo) else (read_status(run), run)
+    return effective_state(status, run_dir) in ACTIVE_STATES
 
 
 def request_stop(run_dir) -> None:
@@ -484,7 +488,7 @@ def run_info(run_dir) -> RunInfo:
     """
     run_dir = Path(run_dir)
     status = read_status(run_dir)
-    state = effective_state(status)
+    state = effective_state(status, run_dir)
     damage = run_problems(run_dir)
     if any(p.startswith(("config.json", "status.json")) for p in damage):
         state = DAMAGED

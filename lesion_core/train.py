@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import lesion_core
-from lesion_core import csvsafe, data, distributed, loading, metrics, models, recipes, runs, transforms
+from lesion_core import csvsafe, data, distributed, loading, locks, metrics, models, recipes, runs, transforms
 from lesion_core.errors import LesionLabError, TrainingError, TransformError, describe_os_error
 from lesion_core.i18n import N_
 from lesion_core.paths import absolute
@@ -187,8 +187,9 @@ def _validate_config(config: dict) -> dict:
              f"seed must be an integer from 0 to 2**63 - 1, got {config['seed']!r}")
     entry = models.MODELS[config["model"]["name"]]
     size = config["image_size"]
-    _require(size is None or (_is_int(size) and size >= entry.min_input_size),
-             f"image_size must be an integer >= {entry.min_input_size} for {entry.name}, got {size!r}")
+    _require(size is None or (_is_int(size) and entry.min_input_size <= size <= MAX_IMAGE_SIZE),
+             f"image_size must be an integer from {entry.min_input_size} to {MAX_IMAGE_SIZE} for {entry.name}, "
+             f"got {size!r}")
     side = config["max_side"]
     _require(side is None or (_is_int(side) and side >= (size or entry.input_size)),
              f"max_side must be empty or an integer >= the image size, got {side!r}")
@@ -280,6 +281,9 @@ _DEVICE_NAME = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
 def gpu_count() -> int:
     """CUDA GPUs this process can use (CUDA_VISIBLE_DEVICES applies)."""
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+MAX_IMAGE_SIZE = 4096  # larger sides fail later, in the pipeline (at most 10000) or out of memory
 
 
 def resolve_device(name: str) -> torch.device:
@@ -1136,24 +1140,43 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
     Raises TrainingError (or another LesionLabError) for bad configs, a diverging loss and
     unusable data; the run's status then says "failed" with the same message.
     """
-    if resume is not None:
-        run_dir = absolute(resume)
-        config, resuming = _resumable_config(run_dir, claim=True), True
-    elif run_dir is not None:
-        run_dir, resuming = absolute(run_dir), False
-        try:
-            config = validate_config(runs.read_config(run_dir))
+    # The device's lock (one training per device, whatever the runs folder) is taken before
+    # anything is written, the run's right after the run is claimed; both are held until the
+    # end. Under torchrun, rank 0 holds them for the run.
+    held, lead = ExitStack(), os.environ.get("RANK", "0") == "0"
+
+    def hold_device(config, run_dir):
+        if lead:
+            held.enter_context(locks.device(locks.device_name(resolve_device(config["device"])), run_dir))
+
+    try:
+        if resume is not None:
+            run_dir = absolute(resume)
+            hold_device(_resumable_config(run_dir), run_dir)  # a refused resume writes nothing
+            config, resuming = _resumable_config(run_dir, claim=True), True
+        elif run_dir is not None:
+            run_dir, resuming = absolute(run_dir), False
+            try:
+                config = validate_config(runs.read_config(run_dir))
+                _check_world(config)
+                hold_device(config, run_dir)
+            except LesionLabError as exc:  # e.g. the data folder vanished since launch()
+                runs.write_status(run_dir, state="failed", message=str(exc), pid=os.getpid())
+                raise
+        else:
+            config, resuming = validate_config(config or {}), False
             _check_world(config)
-        except LesionLabError as exc:  # e.g. the data folder vanished since launch()
-            runs.write_status(run_dir, state="failed", message=str(exc), pid=os.getpid())
-            raise
-    else:
-        config, resuming = validate_config(config or {}), False
-        _check_world(config)
-        with _claim(absolute(runs_dir or "runs")) as runs_dir:
-            run_dir = runs.create_run(runs_dir, config)
-            runs.write_status(run_dir, pid=os.getpid())  # active from now on: a launch beside us is refused
-    trainer = (trainer_cls or Trainer)(run_dir, config, on_batch, on_log)  # under torchrun: DistributedTrainer
+            runs_dir = absolute(runs_dir or "runs")
+            hold_device(config, runs_dir)
+            with _claim(runs_dir) as runs_dir:
+                run_dir = runs.create_run(runs_dir, config)
+                runs.write_status(run_dir, pid=os.getpid())  # active from now on: a launch beside us is refused
+        if lead:
+            held.enter_context(locks.run(run_dir))
+        trainer = (trainer_cls or Trainer)(run_dir, config, on_batch, on_log)  # under torchrun: DistributedTrainer
+    except BaseException:
+        held.close()
+        raise
     trainer.status = runs.read_status(run_dir)
     previous = _install_signal_handlers(trainer)
     try:
@@ -1192,6 +1215,7 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        held.close()
     return run_dir
 
 
@@ -1272,6 +1296,7 @@ def launch(config: dict, runs_dir) -> Path:
     run folder.
     """
     config = validate_config(config)
+    locks.check_device_free(locks.device_name(resolve_device(config["device"])))  # the trainer holds it
     with _claim(absolute(runs_dir)) as runs_dir:
         run_dir = runs.create_run(runs_dir, config)
         _start_detached(run_dir, "--run-dir", config["processes"])
@@ -1282,6 +1307,7 @@ def launch_resume(run_dir) -> Path:
     """Continue a stopped, failed or interrupted run in a detached `train --resume` process."""
     run_dir = absolute(run_dir)
     config = _resumable_config(run_dir)  # refuses running and finished runs now, not in the child
+    locks.check_device_free(locks.device_name(resolve_device(config["device"])))
     with _claim(run_dir.parent):
         _start_detached(run_dir, "--resume", config["processes"])
     return run_dir

@@ -20,6 +20,7 @@ their id, never silently dropped. Masks are optional per sample (mask_path None)
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import os
@@ -38,7 +39,7 @@ from torch.utils.data import Dataset
 from lesion_core.errors import DataError, UnsafeArchiveError
 from lesion_core.i18n import N_
 from lesion_core.net import reachable
-from lesion_core.paths import atomic_write_bytes, cache_dir
+from lesion_core.paths import atomic_write_bytes, atomic_write_text, cache_dir
 
 CLASS_NAMES = ("nevus", "melanoma", "seborrheic keratosis")
 SPLITS = ("train", "val", "test")
@@ -93,8 +94,9 @@ class Report:
         """True when there is something to train on (at least one usable training sample)."""
         return sum(self.counts.get("train", {}).values()) > 0
 
-    def format(self) -> str:
-        """Human-readable text: the count table, then every problem and note with its id."""
+    def format(self, examples: int = 3) -> str:
+        """Human-readable text: the count table, then the problems and notes by kind, a few
+        examples of each with their ids (all of them: check-data --json)."""
         names = list(self.class_names)
         width = max(len(n) for n in names + ["split"]) + 2
         lines = [
@@ -111,7 +113,16 @@ class Report:
         for title, items in ((N_("problems (excluded):"), self.problems), (N_("notes:"), self.notes)):
             if items:
                 lines.append(title)
-                lines += [f"  {p.id or '-'}: [{p.kind}] {p.message}" for p in items]
+                by_kind = {}
+                for p in items:
+                    by_kind.setdefault(p.kind, []).append(p)
+                for kind, found in by_kind.items():
+                    if len(found) > examples:  # 100,000 missing images: one line, not 100,000
+                        lines.append("  " + N_("[{kind}] {n} rows, for example:").format(kind=kind, n=len(found)))
+                    lines += [f"  {p.id or '-'}: [{p.kind}] {p.message}" for p in found[:examples]]
+                    if len(found) > examples:
+                        lines.append("  " + N_("... and {n} more [{kind}] (all of them: check-data --json)").format(
+                            n=len(found) - examples, kind=kind))
         return "\n".join(lines)
 
 
@@ -899,30 +910,49 @@ def import_zip(zip_path, dest, *, max_total_bytes: int = 20 * 10**9, max_files: 
 
 def import_upload(name: str, content: bytes, folder, check=None) -> Path:
     """Unpack an uploaded dataset ZIP (its file name and bytes) under folder and return the
-    dataset root: import_zip into folder/<name>-<content hash>, so the same file uploaded
-    again replaces its earlier copy. Errors name the user's file, not a temporary one; check
-    (root -> None, raising) is run on the result, and whatever fails leaves nothing behind.
+    dataset root: import_zip into folder/<name>-<content hash>. Errors name the user's file,
+    not a temporary one; check (root -> None, raising) is run on the result, and whatever fails
+    leaves nothing behind.
+
+    The same content uploaded again, by this session or several at once, shares one import:
+    imports into a folder take turns (an flock on the folder), extract into a temporary folder
+    renamed into place, and mark themselves finished (IMPORT_DONE in dest, naming the root). A
+    finished import is reused, never removed or extracted again: a run may be training on it.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     base = Path(str(name)).name
     base = base if base not in ("", ".", "..") else "upload.zip"
     stem = f"{Path(base).stem[:40]}-{hashlib.sha256(content).hexdigest()[:10]}"
-    parked, dest = folder / f".{stem}-upload", folder / stem  # the archive, beside dest, not in it
-    shutil.rmtree(dest, ignore_errors=True)
-    parked.mkdir(exist_ok=True)
+    dest = folder / stem
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        archive = parked / base
-        archive.write_bytes(content)
-        root = import_zip(archive, dest)
-        if check is not None:
-            check(root)  # a ZIP that holds no usable dataset fails here, with its report
-    except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+        if (dest / IMPORT_DONE).is_file():  # imported before: the same bytes, so the same dataset
+            root = dest / (dest / IMPORT_DONE).read_text(encoding="utf-8").strip()
+            if check is not None:
+                check(root)
+            return root
+        shutil.rmtree(dest, ignore_errors=True)  # an import cut short (killed): never finished, never used
+        parked = Path(tempfile.mkdtemp(prefix=f".{stem}-upload-", dir=folder))  # the archive, beside dest
+        try:
+            archive = parked / base
+            archive.write_bytes(content)
+            root = import_zip(archive, dest)
+            if check is not None:
+                check(root)  # a ZIP that holds no usable dataset fails here, with its report
+            atomic_write_text(dest / IMPORT_DONE, f"{root.relative_to(dest).as_posix()}\n")
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(parked, ignore_errors=True)
+        return root
     finally:
-        shutil.rmtree(parked, ignore_errors=True)
-    return root
+        os.close(fd)
+
+
+IMPORT_DONE = ".lesion-lab-import"  # in an upload's folder: the import finished; its dataset root
 
 
 def _checked_members(archive, max_total_bytes, max_files, max_ratio) -> list:

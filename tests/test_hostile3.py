@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -393,3 +394,130 @@ def test_an_image_replaced_with_its_times_restored_is_decoded_again(tmp_path, de
     assert os.stat(image_path).st_size == stamp.st_size
     blue = data.LesionDataset([record], max_side=64)[0]["image"]
     assert red[..., 0].mean() > 200 and blue[..., 2].mean() > 200 and blue[..., 0].mean() < 50
+
+
+def test_a_resume_refused_for_an_invalid_config_changes_nothing(demo_root, tmp_path):
+    import json
+
+    from lesion_core import paths, train
+    from lesion_core.errors import LesionLabError
+
+    run = sound_run(demo_root)
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps(dict(status, state="stopped")))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(dict(config, image_size=1_000_000)))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(LesionLabError, match="image_size"):
+        train.run_training(resume=run)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+# ---------------------------------------------------------------- trainings: one per device, stale claims
+
+
+def tiny_config(demo_root, **extra):
+    from tests.test_pages import LENET
+
+    return {"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1, "batch_size": 8,
+            "augment": [], "eval_augment": [], "device": "cpu", **extra}
+
+
+def test_two_runs_folders_still_train_one_at_a_time_per_device(demo_root, tmp_path):
+    from lesion_core import train
+    from lesion_core.errors import TrainingError
+
+    started, release, done = threading.Event(), threading.Event(), []
+
+    def hold(*_):
+        started.set()
+        release.wait(60)
+
+    first = threading.Thread(target=lambda: done.append(train.run_training(
+        tiny_config(demo_root), tmp_path / "A", on_batch=hold)))
+    first.start()
+    try:
+        assert started.wait(120)
+        with pytest.raises(TrainingError, match="another training is using cpu"):
+            train.run_training(tiny_config(demo_root), tmp_path / "B")
+        with pytest.raises(TrainingError, match="another training is using cpu"):
+            train.launch(tiny_config(demo_root), tmp_path / "C")
+        assert not (tmp_path / "B").exists() or not any((tmp_path / "B").iterdir())
+        assert not (tmp_path / "C").exists() or not any((tmp_path / "C").iterdir())
+    finally:
+        release.set()
+        first.join(120)
+    assert done and (done[0] / "best.pt").is_file()
+    assert (train.run_training(tiny_config(demo_root), tmp_path / "B") / "best.pt").is_file()  # free again
+
+
+def test_a_running_claim_by_a_process_that_is_not_its_trainer_is_stale(demo_root):
+    import json
+
+    from lesion_core import paths, runs
+
+    run = sound_run(demo_root)
+    status = json.loads((run / "status.json").read_text())
+    status.update(state="running", pid=1)
+    status.pop("pid_start", None)
+    (run / "status.json").write_text(json.dumps(status))
+    assert runs.run_info(run).state == runs.INTERRUPTED
+    assert runs.active_run(paths.runs_dir()) is None and not runs.is_active(run)
+
+
+# ---------------------------------------------------------------- uploads: shared, never clobbered
+
+
+def demo_zip(demo_root, tmp_path) -> bytes:
+    import shutil
+
+    return Path(shutil.make_archive(str(tmp_path / "lesions"), "zip", demo_root.parent, demo_root.name)).read_bytes()
+
+
+def test_the_same_zip_uploaded_by_four_sessions_at_once_is_imported_once(demo_root, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lesion_core import data
+
+    content, folder = demo_zip(demo_root, tmp_path), tmp_path / "uploads"
+    barrier = threading.Barrier(4)
+
+    def upload(_):
+        barrier.wait()
+        return data.import_upload("lesions.zip", content, folder, check=data.load_dataset)
+
+    with ThreadPoolExecutor(4) as pool:
+        roots = list(pool.map(upload, range(4)))  # raises here if any upload failed
+    assert len(set(roots)) == 1 and len(data.load_dataset(roots[0]).records) == 60
+    assert [p.name for p in folder.iterdir()] == [roots[0].relative_to(folder).parts[0]]
+
+
+def test_uploading_the_same_zip_again_leaves_the_dataset_a_run_uses_in_place(demo_root, tmp_path):
+    from lesion_core import data
+
+    content, folder = demo_zip(demo_root, tmp_path), tmp_path / "uploads"
+    root = data.import_upload("lesions.zip", content, folder, check=data.load_dataset)
+    image = data.load_dataset(root).records[0].image_path
+    inode = os.stat(image).st_ino
+    (root / "in-use-by-a-run").write_text("x")  # what a training sees must not vanish under it
+    again = data.import_upload("lesions.zip", content, folder, check=data.load_dataset)
+    assert again == root and os.stat(image).st_ino == inode and (root / "in-use-by-a-run").exists()
+
+
+def test_check_data_on_100000_missing_images_summarises_by_kind(tmp_path):
+    import json
+    import time
+
+    root = tmp_path / "big"
+    (root / "images").mkdir(parents=True)
+    rows = "".join(f"missing_{i:06d},{i % 3}\n" for i in range(30_000))
+    (root / "labels.csv").write_text("id,label\n" + rows)
+    started = time.monotonic()
+    done = cli("check-data", root)
+    took = time.monotonic() - started
+    assert len(done.stdout) + len(done.stderr) < 5_000, (len(done.stdout), done.stdout[-500:])
+    shown = done.stdout + done.stderr
+    assert "[missing_image] 30000 rows, for example:" in shown and "29997 more [missing_image]" in shown, shown
+    full = cli("check-data", root, "--json")
+    assert len(json.loads(full.stdout)["problems"]) >= 30_000
+    print(f"check-data on 100,000 missing images: {took:.1f} s")

@@ -8,6 +8,7 @@ process) never sees half a file and a killed trainer never leaves a corrupt one.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
@@ -480,27 +481,59 @@ def best_from_history(history: list[dict]) -> dict | None:
     return None
 
 
+_READ_CACHE: dict = {}  # run folder -> (its files' stamp, status, config, damage, best from history)
+_READ_CACHE_MAX = 4096
+
+
+def _folder_stamp(run_dir: Path) -> tuple | None:
+    """Name, size, modification time and inode of every file in a run folder (one scandir):
+    any write (atomic writes rename a new inode into place) changes it; None when unreadable."""
+    try:
+        with os.scandir(run_dir) as entries:
+            return tuple(sorted((e.name, st.st_size, st.st_mtime_ns, st.st_ino)
+                                for e in entries if e.is_file() for st in (e.stat(),)))
+    except OSError:
+        return None
+
+
+def _read_run(run_dir: Path) -> tuple:
+    """(status, config, damage, best from history) of a run folder, parsed once per change of
+    its files: 20 sessions opening Results read every run folder on each page run."""
+    stamp = _folder_stamp(run_dir)
+    cached = _READ_CACHE.get(run_dir)
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        found = cached[1]
+    else:
+        found = (read_status(run_dir), read_config(run_dir), run_problems(run_dir),
+                 best_from_history(read_history(run_dir)))
+        if stamp is not None:
+            if len(_READ_CACHE) >= _READ_CACHE_MAX:
+                _READ_CACHE.clear()
+            _READ_CACHE[run_dir] = (stamp, found)
+    return copy.deepcopy(found)  # callers may change what they get
+
+
 def run_info(run_dir) -> RunInfo:
     """Read one run folder into a RunInfo (never raises on missing, partial or damaged files).
 
     A run whose config.json or status.json is damaged has the state "damaged": it is listed
-    with what is wrong, but not resumed or taken for the active run.
+    with what is wrong, but not resumed or taken for the active run. The files are parsed
+    again only when one changed (_read_run); the state (is the trainer alive?) every time.
     """
     run_dir = Path(run_dir)
-    status = read_status(run_dir)
+    status, config, damage, history_best = _read_run(run_dir)
     state = effective_state(status, run_dir)
-    damage = run_problems(run_dir)
     if any(p.startswith(("config.json", "status.json")) for p in damage):
         state = DAMAGED
     elif state == "running" and stop_requested(run_dir):
         state = "stopping"  # shown at once; the trainer itself stops after its current batch
     if state == "failed" and status.get("state") == "queued":
         status = dict(status, message=start_failure(run_dir))
-    best = status.get("best") or best_from_history(read_history(run_dir))
+    best = status.get("best") or history_best
     started = status.get("started") or status.get("created")
     end = time.time() if state in ACTIVE_STATES else status.get("updated")
     duration = end - started if started and end else None
-    return RunInfo(run_dir.name, run_dir, read_config(run_dir), status, state, best, started, duration, damage)
+    return RunInfo(run_dir.name, run_dir, config, status, state, best, started, duration, damage)
 
 
 def list_runs(runs_dir) -> list[RunInfo]:

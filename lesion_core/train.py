@@ -575,6 +575,9 @@ def read_predictions(path):
         prob_columns = [c for c in frame.columns if c.startswith("prob_")]
         names = [c.removeprefix("prob_") for c in prob_columns]
         _require(len(names) >= 1 and {"id", "label", "pred"} <= set(frame.columns), "not the columns the trainer writes")
+        known = frame["label"].isin(names)
+        _require(known.all(), N_("label {label} is not one of the classes ({names})").format(
+            label=repr(frame["label"][~known].iloc[0] if not known.all() else ""), names=", ".join(names)))
         labels = frame["label"].map({name: index for index, name in enumerate(names)}).to_numpy(dtype=int)
         result = metrics.compute_metrics(labels, frame[prob_columns].to_numpy(dtype=float), names)
     except (ValueError, TypeError, KeyError, TrainingError, pd.errors.ParserError) as exc:

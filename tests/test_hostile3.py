@@ -521,3 +521,47 @@ def test_check_data_on_100000_missing_images_summarises_by_kind(tmp_path):
     full = cli("check-data", root, "--json")
     assert len(json.loads(full.stdout)["problems"]) >= 30_000
     print(f"check-data on 100,000 missing images: {took:.1f} s")
+
+
+# ---------------------------------------------------------------- many sessions: run folders parsed once per change
+
+
+def test_run_folders_are_parsed_again_only_when_a_file_changes(demo_root, monkeypatch):
+    import json
+
+    from lesion_core import paths, runs
+
+    run = sound_run(demo_root)
+    first = runs.run_info(run)
+
+    def no_reading(*_):
+        raise AssertionError("a run folder whose files did not change was parsed again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(runs, "read_config", no_reading)
+        patched.setattr(runs, "run_problems", no_reading)
+        again = runs.list_runs(paths.runs_dir())[0]
+    assert again.config == first.config and again.best == first.best and again.state == first.state
+    again.config["model"]["name"] = "changed by a caller"  # callers get their own copy
+    assert runs.run_info(run).config == first.config
+    status = json.loads((run / "status.json").read_text())
+    runs.atomic_write_json(run / "status.json", dict(status, message="edited"))
+    assert runs.run_info(run).status["message"] == "edited"
+
+
+def test_damaged_predictions_are_named_for_what_is_wrong(demo_root, tmp_path):
+    from lesion_core import train
+    from lesion_core.errors import LesionLabError
+    from lesion_core.evaluation import compare
+
+    path = tmp_path / "predictions_test.csv"
+    path.write_text("id,label,prob_a,prob_b,pred\nx1,a,0.5,0.5,a\nx2,zebra,0.5,0.5,b\n")
+    with pytest.raises(LesionLabError, match="label 'zebra' is not one of the classes") as caught:
+        train.read_predictions(path)
+    assert "922337" not in str(caught.value)
+    run_a, run_b = sound_run(demo_root), sound_run(demo_root)
+    (run_b / "predictions_test.csv").write_bytes(b"\xff\xfe not a csv \x00")
+    with pytest.raises(LesionLabError) as caught:
+        compare.compare_runs(run_a, run_b, "test")
+    assert "predictions_test.csv is damaged" in str(caught.value)
+    assert "written when the run finishes" not in str(caught.value)

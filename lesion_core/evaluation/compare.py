@@ -51,6 +51,10 @@ def config_diff(configs: dict[str, dict]) -> list[dict]:
 def _predictions(run_dir: Path, split: str):
     loaded = bootstrap.load_predictions(run_dir, split)
     if loaded is None:
+        if (run_dir / f"predictions_{split}.csv").is_file():  # there but damaged: say what is wrong with it
+            from lesion_core import train
+
+            train.read_predictions(run_dir / f"predictions_{split}.csv")
         raise TrainingError(N_("run {run} has no readable predictions_{split}.csv (it is written when the run "
                                "finishes; try the other split)").format(run=run_dir.name, split=split))
     return loaded

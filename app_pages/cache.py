@@ -10,7 +10,7 @@ import streamlit as st
 from app_pages.lang import _
 from lesion_core import access, data, inference, runs
 from lesion_core.data import demo, tables
-from lesion_core.errors import DataError
+from lesion_core.errors import DataError, LesionLabError
 
 
 @st.cache_resource(show_spinner=False)
@@ -116,7 +116,10 @@ def _subgroup_table(path: str, mtime: int) -> list:
 def subgroup_table(run_dir: Path, split: str) -> list:
     """Metrics per sex, age band and site of a run's predictions ([] without metadata)."""
     path = Path(run_dir) / f"predictions_{split}.csv"
-    return _subgroup_table(str(path), path.stat().st_mtime_ns) if path.is_file() else []
+    try:
+        return _subgroup_table(str(path), path.stat().st_mtime_ns) if path.is_file() else []
+    except LesionLabError:  # a damaged file: the Review section below, reading the same file, names it
+        return []
 
 
 def run_records(run_dir: Path) -> dict:

@@ -130,8 +130,9 @@ def robustness(run, split: str) -> None:
 def sweep_launcher(config: dict) -> None:
     """Train page: start a sweep over a grid of settings, with the page's settings as its base."""
     from app_pages import common
-    from lesion_core import sweep
+    from lesion_core import safejson, sweep
     from lesion_core.errors import TrainingError
+    from lesion_core.i18n import N_
 
     with st.expander(_("Sweep: train every combination of a few settings")):
         st.caption(_('A JSON object from setting to the values to try, e.g. {"optim.lr": [0.001, 0.0003], '
@@ -143,12 +144,16 @@ def sweep_launcher(config: dict) -> None:
         repeats = st.number_input(_("Repeats (seeds)"), min_value=1, max_value=20, key="keep_tr_sweep_repeats",
                                   help=_("Each setting trained this many times with seeds counting up: "
                                        "shows how much the seed alone moves the result"))
+        try:
+            grid = safejson.loads(text)
+        except safejson.Damaged as exc:
+            grid, problem = None, exc
+        if isinstance(grid, dict) and all(isinstance(v, list) for v in grid.values()):
+            st.caption(_("{n} runs", n=f"{sweep.count_runs(grid, int(repeats)):,}"))  # counted before anything starts
         if st.button(_("Launch sweep"), key="tr_sweep_launch", icon=":material/grid_on:"):
             with common.user_errors():
-                try:
-                    grid = json.loads(text)
-                except ValueError as exc:
-                    raise TrainingError(f"the grid is not valid JSON: {exc}") from None
+                if grid is None:
+                    raise TrainingError(N_("the grid is not valid JSON: {error}").format(error=problem))
                 spec = {"base": config, "grid": grid, "repeats": int(repeats)}
                 sid = sweep.launch_sweep(spec, common.runs_root())
                 st.success(_("Sweep {sweep} started: {n} runs, one after another. "

@@ -8,6 +8,7 @@ process) never sees half a file and a killed trainer never leaves a corrupt one.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lesion_core import paths
+from lesion_core import locks, paths, safejson
 from lesion_core.i18n import N_
 from lesion_core.metrics import to_jsonable
 from lesion_core.paths import absolute, atomic_write_text
@@ -84,7 +85,7 @@ STATES = ("queued", "running", "stopped", "finished", "failed")
 DAMAGED = "damaged"
 # What a reader may rely on in status.json; a field of another type is dropped and reported.
 STATUS_FIELDS = {
-    "state": lambda v: v in STATES, "message": lambda v: isinstance(v, str),
+    "state": lambda v: v in STATES, "message": lambda v: isinstance(v, str) and len(v) <= 4000,
     "pid": _is_int, "pid_start": _optional(lambda v: isinstance(v, str)),
     "started": _optional(_is_number), "created": _optional(_is_number), "updated": _optional(_is_number),
     "epochs": _optional(_is_int), "epoch": _optional(_is_int), "iteration": _optional(_is_int),
@@ -98,13 +99,13 @@ _SECTIONS = ("data", "model", "optim", "scheduler")
 def load_json(path: Path) -> tuple[object, str | None]:
     """(the JSON value in path, None), (None, None) when absent, (None, what is wrong) when unreadable."""
     try:
-        return json.loads(path.read_bytes().decode("utf-8")), None
+        return safejson.read(path), None
     except FileNotFoundError:
         return None, None
     except OSError as exc:
         return None, N_("{file}: cannot be read ({error})").format(file=path.name, error=exc.strerror or exc)
-    except ValueError as exc:  # bad JSON and bad UTF-8
-        return None, N_("{file}: not valid JSON ({error})").format(file=path.name, error=str(exc).splitlines()[0][:80])
+    except safejson.Damaged as exc:  # bad JSON, bad UTF-8, nested too deeply, too large
+        return None, N_("{file}: not valid JSON ({error})").format(file=path.name, error=exc)
 
 
 def _short(value) -> str:
@@ -210,8 +211,8 @@ _HISTORY_NUMBERS = ("loss", "accuracy", "mean_auc", "lr", "n_images", "time_s", 
 def _history_row(line: str) -> dict | None:
     """One history.jsonl line as a dict, or None when it is not a line the trainer wrote."""
     try:
-        row = json.loads(line)
-    except ValueError:
+        row = safejson.loads(line)
+    except safejson.Damaged:
         return None
     ok = (isinstance(row, dict) and _is_int(row.get("epoch")) and isinstance(row.get("phase"), str)
           and all(_optional(_is_number)(row.get(k)) for k in _HISTORY_NUMBERS)
@@ -224,7 +225,7 @@ def read_history_checked(run_dir) -> tuple[list[dict], int]:
     path = Path(run_dir) / "history.jsonl"
     try:
         # errors="replace": a garbled byte spoils its own line only, not the whole history
-        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+        lines = _read_capped(path).decode("utf-8", errors="replace").splitlines()
     except OSError:
         return [], 0
     rows = [_history_row(line) for line in lines if line.strip()]
@@ -328,23 +329,36 @@ def pid_alive(pid, started: str | None = None) -> bool:
     return fields[0] != "Z" and (started is None or process_start(pid) == started)
 
 
-def effective_state(status: dict) -> str:
+def effective_state(status: dict, run_dir=None) -> str:
     """The state to show: status['state']; for an active run whose process is gone, 'failed'
-    when it never started (it wrote nothing: a crash at start) and 'interrupted' otherwise."""
+    when it never started (it wrote nothing: a crash at start) and 'interrupted' otherwise.
+    With run_dir, a run said to be running is running only while a trainer holds its lock
+    (locks.run): a pid alone (pid 1, a reused pid, a hand-edited file) claims nothing."""
     state = status.get("state", "queued")
     if state in ACTIVE_STATES and not pid_alive(status.get("pid"), status.get("pid_start")):
         return "failed" if state == "queued" else INTERRUPTED
+    if state in ("running", "stopping") and run_dir is not None and not locks.run_busy(run_dir):
+        return INTERRUPTED
     return state
 
 
 CONSOLE_LOG = "console.log"  # the trainer process's own stdout and stderr (launch())
 
 
+def _read_capped(path, tail: int = safejson.MAX_BYTES) -> bytes:
+    """The last `tail` bytes of a file (all of a small one): a log or a history of gigabytes
+    is never read whole."""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - tail))
+        return handle.read(tail)
+
+
 def log_tail(run_dir, lines: int = 20) -> str:
     """The last lines of the run's train.log, else of its console.log ("" when neither exists)."""
     for name in ("train.log", CONSOLE_LOG):
         try:
-            text = (Path(run_dir) / name).read_bytes().decode("utf-8", errors="replace")
+            text = _read_capped(Path(run_dir) / name, 2**16).decode("utf-8", errors="replace")
         except OSError:
             continue
         if text.strip():
@@ -356,7 +370,7 @@ def start_failure(run_dir) -> str:
     """Why a trainer process ended before it wrote its first status: the last line of its
     console output (an exception's one-line summary), or a note that it printed nothing."""
     try:
-        text = (Path(run_dir) / CONSOLE_LOG).read_bytes().decode("utf-8", errors="replace")
+        text = _read_capped(Path(run_dir) / CONSOLE_LOG, 2**16).decode("utf-8", errors="replace")
     except OSError:
         text = ""
     last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
@@ -366,8 +380,8 @@ def start_failure(run_dir) -> str:
 
 def is_active(run) -> bool:
     """True while the run's trainer process is alive and working (run: RunInfo or folder)."""
-    status = run.status if isinstance(run, RunInfo) else read_status(run)
-    return effective_state(status) in ACTIVE_STATES
+    status, run_dir = (run.status, run.path) if isinstance(run, RunInfo) else (read_status(run), run)
+    return effective_state(status, run_dir) in ACTIVE_STATES
 
 
 def request_stop(run_dir) -> None:
@@ -475,27 +489,59 @@ def best_from_history(history: list[dict]) -> dict | None:
     return None
 
 
+_READ_CACHE: dict = {}  # run folder -> (its files' stamp, status, config, damage, best from history)
+_READ_CACHE_MAX = 4096
+
+
+def _folder_stamp(run_dir: Path) -> tuple | None:
+    """Name, size, modification time and inode of every file in a run folder (one scandir):
+    any write (atomic writes rename a new inode into place) changes it; None when unreadable."""
+    try:
+        with os.scandir(run_dir) as entries:
+            return tuple(sorted((e.name, st.st_size, st.st_mtime_ns, st.st_ino)
+                                for e in entries if e.is_file() for st in (e.stat(),)))
+    except OSError:
+        return None
+
+
+def _read_run(run_dir: Path) -> tuple:
+    """(status, config, damage, best from history) of a run folder, parsed once per change of
+    its files: 20 sessions opening Results read every run folder on each page run."""
+    stamp = _folder_stamp(run_dir)
+    cached = _READ_CACHE.get(run_dir)
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        found = cached[1]
+    else:
+        found = (read_status(run_dir), read_config(run_dir), run_problems(run_dir),
+                 best_from_history(read_history(run_dir)))
+        if stamp is not None:
+            if len(_READ_CACHE) >= _READ_CACHE_MAX:
+                _READ_CACHE.clear()
+            _READ_CACHE[run_dir] = (stamp, found)
+    return copy.deepcopy(found)  # callers may change what they get
+
+
 def run_info(run_dir) -> RunInfo:
     """Read one run folder into a RunInfo (never raises on missing, partial or damaged files).
 
     A run whose config.json or status.json is damaged has the state "damaged": it is listed
-    with what is wrong, but not resumed or taken for the active run.
+    with what is wrong, but not resumed or taken for the active run. The files are parsed
+    again only when one changed (_read_run); the state (is the trainer alive?) every time.
     """
     run_dir = Path(run_dir)
-    status = read_status(run_dir)
-    state = effective_state(status)
-    damage = run_problems(run_dir)
+    status, config, damage, history_best = _read_run(run_dir)
+    state = effective_state(status, run_dir)
     if any(p.startswith(("config.json", "status.json")) for p in damage):
         state = DAMAGED
     elif state == "running" and stop_requested(run_dir):
         state = "stopping"  # shown at once; the trainer itself stops after its current batch
     if state == "failed" and status.get("state") == "queued":
         status = dict(status, message=start_failure(run_dir))
-    best = status.get("best") or best_from_history(read_history(run_dir))
+    best = status.get("best") or history_best
     started = status.get("started") or status.get("created")
     end = time.time() if state in ACTIVE_STATES else status.get("updated")
     duration = end - started if started and end else None
-    return RunInfo(run_dir.name, run_dir, read_config(run_dir), status, state, best, started, duration, damage)
+    return RunInfo(run_dir.name, run_dir, config, status, state, best, started, duration, damage)
 
 
 def list_runs(runs_dir) -> list[RunInfo]:

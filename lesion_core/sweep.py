@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from collections.abc import Callable
 
-from lesion_core import runs
+from lesion_core import runs, safejson
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
 from lesion_core.install import require_installed
@@ -29,13 +29,14 @@ from lesion_core import settings
 from lesion_core import training
 
 POLL_S = 2.0  # how often the sweep looks at its current run's status.json
+MAX_RUNS = 1000  # a sweep past this is refused with its count (a typo in a grid can mean 10^6 runs)
 
 
 def load_spec(path) -> dict:
     """A sweep spec file, checked; TrainingError says what is wrong."""
     try:
-        spec = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        spec = safejson.read(path)
+    except (OSError, ValueError) as exc:  # safejson.Damaged is a ValueError: bad JSON, too deep, too large
         raise TrainingError(N_("cannot read sweep spec {file}: {error}").format(file=path, error=exc)) from None
     return check_spec(spec)
 
@@ -54,7 +55,20 @@ def check_spec(spec) -> dict:
     base = spec.get("base", {})
     if not isinstance(base, dict):
         raise TrainingError(N_("the sweep's base must be a config object"))
+    n = count_runs(spec["grid"], repeats)
+    if n > MAX_RUNS:
+        raise TrainingError(N_("this sweep has {n} runs; at most {limit} are started at once: make the grid "
+                               "smaller or split it into several sweeps").format(n=f"{n:,}", limit=f"{MAX_RUNS:,}"))
     return {"base": base, "grid": spec["grid"], "repeats": repeats}
+
+
+def count_runs(grid: dict, repeats: int = 1) -> int:
+    """How many runs a grid makes (the product of its lists' lengths, times repeats), counted
+    before anything is expanded: a grid of 10^6 points is refused at once, not after minutes."""
+    n = repeats
+    for values in grid.values():
+        n *= len(values)
+    return n
 
 
 def sweep_id(spec: dict) -> str:
@@ -65,8 +79,11 @@ def sweep_id(spec: dict) -> str:
 
 def _set(config: dict, dotted: str, value) -> None:
     *parents, last = dotted.split(".")
-    for key in parents:
+    for depth, key in enumerate(parents):
         config = config.setdefault(key, {})
+        if not isinstance(config, dict):  # base {"optim": 5} with a grid over optim.lr
+            raise TrainingError(N_("grid entry {key}: the base's {section} is {value}, not an object of settings").format(
+                key=repr(dotted), section=".".join(parents[:depth + 1]), value=repr(config)[:40]))
     config[last] = copy.deepcopy(value)
 
 

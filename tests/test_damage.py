@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lesion_core import runs
+from lesion_core import locks, runs
 from lesion_core.cli import main
 from lesion_core import inference
 from lesion_core import settings
@@ -146,7 +146,8 @@ def test_resume_from_the_cli_takes_the_one_run_at_a_time_lock(demo_root, tmp_pat
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         runs.write_status(busy, state="running", pid=sleeper.pid)
-        assert main(["train", "--resume", str(run_dir)]) == 2
+        with locks.run(busy):  # held for the sleeper, as a trainer holds its run's lock
+            assert main(["train", "--resume", str(run_dir)]) == 2
         assert f"run {busy.name} is still running: one training at a time" in capsys.readouterr().err
         assert runs.read_status(run_dir)["state"] == "stopped"
     finally:

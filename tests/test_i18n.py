@@ -12,7 +12,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lesion_core import data, i18n, links, metrics, paths, plots, runs, transforms
+from lesion_core import data, i18n, links, locks, metrics, paths, plots, runs, transforms
 from lesion_core.errors import DataError, TrainingError, TransformError
 from lesion_core.evaluation import compare
 from lesion_core.i18n import check
@@ -393,7 +393,8 @@ def test_a_running_run_shows_its_progress_in_spanish(demo_root, finished_run):
     english = runs.progress(runs.read_status(finished_run))[1]
     assert english == "epoch 1/4 · train batch 3/10 · 12.5 images/s · ETA 0:42"  # what the CLI and bars say
 
-    app = _page_in_spanish(demo_root, "train", finished_run.name)
+    with locks.run(finished_run):  # held as the trainer holds it
+        app = _page_in_spanish(demo_root, "train", finished_run.name)
     texts = shown_strings(app)
     assert "época 1/4 · entrenamiento: lote 3/10 · 12,5 imágenes/s · tiempo restante 0:42" in texts
     assert "**en curso**: época 1, entrenamiento" in [i.value for i in app.info]

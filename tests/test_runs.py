@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lesion_core import metrics, runs
+from lesion_core import locks, metrics, runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,19 +153,23 @@ def test_a_reused_pid_is_not_taken_for_the_trainer(tmp_path):
     runs.write_status(run_dir, state="running", pid=os.getpid())
     status = runs.read_status(run_dir)
     assert status["pid_start"] == runs.process_start(os.getpid()) is not None
-    assert runs.run_info(run_dir).state == "running"
-    runs.atomic_write_json(run_dir / "status.json", dict(status, pid_start="1"))  # an older process's
-    assert runs.run_info(run_dir).state == "interrupted"
-    assert runs.active_run(tmp_path) is None
+    with locks.run(run_dir):  # this test stands in for the trainer, which holds the run's lock
+        assert runs.run_info(run_dir).state == "running"
+        runs.atomic_write_json(run_dir / "status.json", dict(status, pid_start="1"))  # an older process's
+        assert runs.run_info(run_dir).state == "interrupted"
+        assert runs.active_run(tmp_path) is None
 
 
 def test_live_pid_is_the_active_run(tmp_path):
     run_dir = runs.create_run(tmp_path, _config())
     runs.write_status(run_dir, state="running", pid=os.getpid())
-    assert runs.is_active(run_dir)
-    assert runs.active_run(tmp_path).path == run_dir
-    runs.write_status(run_dir, state="finished")
-    assert runs.active_run(tmp_path) is None
+    with locks.run(run_dir):  # this test stands in for the trainer, which holds the run's lock
+        assert runs.is_active(run_dir)
+        assert runs.active_run(tmp_path).path == run_dir
+        runs.write_status(run_dir, state="finished")
+        assert runs.active_run(tmp_path) is None
+    runs.write_status(run_dir, state="running")
+    assert not runs.is_active(run_dir)  # a live pid alone, with nobody holding the lock, is no trainer
 
 
 def test_list_runs_newest_first_with_best_from_history(tmp_path):
@@ -195,8 +199,9 @@ def test_a_running_run_with_a_stop_request_shows_as_stopping(tmp_path):
     run_dir = runs.create_run(tmp_path, _config())
     runs.write_status(run_dir, state="running", pid=os.getpid())
     runs.request_stop(run_dir)
-    assert runs.run_info(run_dir).state == "stopping"
-    assert runs.is_active(run_dir)
+    with locks.run(run_dir):  # this test stands in for the trainer, which holds the run's lock
+        assert runs.run_info(run_dir).state == "stopping"
+        assert runs.is_active(run_dir)
 
 
 def test_request_stop_and_clear(tmp_path):

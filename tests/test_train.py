@@ -16,7 +16,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from lesion_core import data, inference, models, runs
+from lesion_core import data, inference, locks, models, runs
 from lesion_core.errors import LesionLabError, ModelError, TrainingError
 from lesion_core import settings
 from lesion_core import training
@@ -241,7 +241,7 @@ def test_diverging_loss_fails_with_learning_rate_advice_and_keeps_best(demo_root
     ({"epochs": 0}, "epochs must be an integer >= 1"),
     ({"batch_size": 0}, "batch_size must be an integer >= 1"),
     ({"data": {"root": "/no/such/folder"}}, "dataset folder not found"),
-    ({"image_size": 8}, "image_size must be an integer >= 16"),
+    ({"image_size": 8}, "image_size must be an integer from 16"),
     ({"class_weights": [1, -1, 1]}, "class_weights must be"),
     ({"class_weights": [1, 2], "data": {"class_names": ["a", "b", "c"]}}, "class_weights has 2 values for 3 classes"),
     ({"device": "tpu"}, "unknown device 'tpu'"),
@@ -561,9 +561,11 @@ def test_a_launch_waits_while_another_launch_holds_the_runs_folder(demo_root, tm
     import subprocess
     import sys
     import threading
+    from contextlib import ExitStack
 
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
+    trainer_lock = ExitStack()
     holder = subprocess.Popen(  # another launcher, between its check and its start
         [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
          "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.readline()", str(runs_dir)],
@@ -585,6 +587,7 @@ def test_a_launch_waits_while_another_launch_holds_the_runs_folder(demo_root, tm
         # Meanwhile the holder starts its run (a live pid: this test process).
         first = runs.create_run(runs_dir, settings.validate_config(tiny_config(demo_root)))
         runs.write_status(first, state="running", pid=os.getpid())
+        trainer_lock.enter_context(locks.run(first))  # held as the trainer holds it
         holder.communicate("\n", timeout=30)
         thread.join(60)
         assert len(outcome) == 1 and isinstance(outcome[0], TrainingError), outcome
@@ -595,6 +598,7 @@ def test_a_launch_waits_while_another_launch_holds_the_runs_folder(demo_root, tm
         for run in runs.list_runs(runs_dir):  # a second trainer that should not exist
             if run.status.get("pid") != os.getpid() and runs.is_active(run):
                 runs.request_stop(run.path)
+        trainer_lock.close()
     assert runs.list_runs(runs_dir)[0].path == first and len(runs.list_runs(runs_dir)) == 1
 
 

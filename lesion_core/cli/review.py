@@ -8,6 +8,19 @@ import sys
 from pathlib import Path
 
 
+def _fraction(text: str) -> float:
+    """A number from 0 to 1 (a specificity): argparse says what is wrong in one line otherwise."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
+    return value
+
+
 def register(subparsers) -> None:
     """Add the explain, calibrate, threshold and report sub-commands."""
     from lesion_core.cli.names import DEFAULT_EXPLAIN_METHOD as DEFAULT_METHOD, EXPLAIN_METHODS as METHODS
@@ -38,7 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("--class", dest="class_name", metavar="C", required=True)
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--threshold", type=float, help="calibrated probability, 0..1")
-    group.add_argument("--specificity", type=float,
+    group.add_argument("--specificity", type=_fraction,
                        help="smallest acceptable specificity on the validation split (raw probabilities, as the ROC)")
     p.set_defaults(func=cmd_threshold)
 

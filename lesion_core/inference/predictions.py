@@ -8,6 +8,7 @@ import numpy as np
 
 from lesion_core import csvsafe, data, metrics, runs
 from lesion_core.errors import DataError, TrainingError, require
+from lesion_core.i18n import N_
 from lesion_core.inference.temperature import apply_temperature
 
 
@@ -44,6 +45,9 @@ def read_predictions(path):
         prob_columns = [c for c in frame.columns if c.startswith("prob_")]
         names = [c.removeprefix("prob_") for c in prob_columns]
         require(len(names) >= 1 and {"id", "label", "pred"} <= set(frame.columns), "not the columns the trainer writes")
+        known = frame["label"].isin(names)
+        require(known.all(), N_("label {label} is not one of the classes ({names})").format(
+            label=repr(frame["label"][~known].iloc[0] if not known.all() else ""), names=", ".join(names)))
         labels = frame["label"].map({name: index for index, name in enumerate(names)}).to_numpy(dtype=int)
         result = metrics.compute_metrics(labels, frame[prob_columns].to_numpy(dtype=float), names)
     except (ValueError, TypeError, KeyError, TrainingError, pd.errors.ParserError) as exc:

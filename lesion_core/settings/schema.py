@@ -19,6 +19,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 SCHEDULERS = ("step", "cosine", "none")
+MAX_IMAGE_SIZE = 4096  # larger sides fail later, in the pipeline (at most 10000) or out of memory
 
 
 def default_config() -> dict:
@@ -143,8 +144,9 @@ def _validate_config(config: dict) -> dict:
              f"seed must be an integer from 0 to 2**63 - 1, got {config['seed']!r}")
     entry = models.MODELS[config["model"]["name"]]
     size = config["image_size"]
-    require(size is None or (is_int(size) and size >= entry.min_input_size),
-             f"image_size must be an integer >= {entry.min_input_size} for {entry.name}, got {size!r}")
+    require(size is None or (is_int(size) and entry.min_input_size <= size <= MAX_IMAGE_SIZE),
+            f"image_size must be an integer from {entry.min_input_size} to {MAX_IMAGE_SIZE} for {entry.name}, "
+            f"got {size!r}")
     side = config["max_side"]
     require(side is None or (is_int(side) and side >= (size or entry.input_size)),
              f"max_side must be empty or an integer >= the image size, got {side!r}")

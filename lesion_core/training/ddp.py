@@ -31,7 +31,8 @@ from torch.nn.parallel import DistributedDataParallel
 from lesion_core import runs
 from lesion_core.ranks import broadcast, gather_all, init, local_batch, rank_and_world
 from lesion_core.settings.schema import validate_config
-from lesion_core.training.loop import StopRequested, Trainer, install_signal_handlers, run_training
+from lesion_core.training.loop import StopRequested, Trainer
+from lesion_core.training.runner import install_signal_handlers, run_training
 
 # Batches between two checks for a stop request: one tiny all-reduce, so the check costs
 # nothing, and a stop takes effect within a few batches.

@@ -7,13 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lesion_core import runs
+from lesion_core import locks, runs
 from lesion_core.i18n import N_
 from lesion_core.install import require_installed
 from lesion_core.paths import absolute
+from lesion_core.settings.device import resolve_device
 from lesion_core.settings.schema import validate_config
 from lesion_core.training.lock import hold_runs_folder
-from lesion_core.training.loop import resumable_config
+from lesion_core.training.runner import resumable_config
 
 
 def launch(config: dict, runs_dir) -> Path:
@@ -25,6 +26,7 @@ def launch(config: dict, runs_dir) -> Path:
     run folder.
     """
     config = validate_config(config)
+    locks.check_device_free(locks.device_name(resolve_device(config["device"])))  # the trainer holds it
     with hold_runs_folder(absolute(runs_dir)) as runs_dir:
         require_installed(runs_dir)  # before the run folder exists: a refused launch leaves nothing
         run_dir = runs.create_run(runs_dir, config)
@@ -36,6 +38,7 @@ def launch_resume(run_dir) -> Path:
     """Continue a stopped, failed or interrupted run in a detached `train --resume` process."""
     run_dir = absolute(run_dir)
     config = resumable_config(run_dir)  # refuses running and finished runs now, not in the child
+    locks.check_device_free(locks.device_name(resolve_device(config["device"])))
     require_installed(run_dir)
     with hold_runs_folder(run_dir.parent):
         _start_detached(run_dir, "--resume", config["processes"])

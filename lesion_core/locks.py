@@ -1,0 +1,107 @@
+"""Locks the operating system releases when their process dies: who trains a run, who trains on a device.
+
+A pid in status.json says which process claimed a run, but a pid proves little: pid 1 exists,
+pids are reused, and a file can say anything. A trainer therefore holds an flock on
+<run>/.trainer.lock for as long as it trains; a run whose status says running while nobody
+holds that lock is not being trained (runs.effective_state). And one training per device holds
+across runs folders: the trainer holds <cache>/locks/train-<device>.lock, which names its run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from lesion_core.errors import TrainingError
+from lesion_core.i18n import N_
+from lesion_core.paths import cache_dir
+
+RUN_LOCK = ".trainer.lock"
+
+
+def device_lock_path(device: str) -> Path:
+    safe = "".join(c if c.isalnum() else "-" for c in device)
+    return cache_dir() / "locks" / f"train-{safe}.lock"
+
+
+def held(path) -> bool:
+    """True while some process holds the flock on path (False when the file does not exist)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the lock taken just now
+    return False
+
+
+def holder(path) -> str:
+    """What the holder of a lock file wrote into it (its run folder), "" when unreadable."""
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace").strip()[:300]
+    except OSError:
+        return ""
+
+
+@contextmanager
+def hold(path, note: str, busy):
+    """Hold the flock on path (created if needed, note written into it) for the with block;
+    TrainingError(busy(what the holder wrote)) when another process holds it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TrainingError(busy(holder(path) or "?")) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, note.encode("utf-8") + b"\n")
+        yield
+    finally:
+        os.close(fd)
+
+
+def run_busy(run_dir) -> bool:
+    """True while a trainer holds the run folder's lock."""
+    return held(Path(run_dir) / RUN_LOCK)
+
+
+def check_device_free(device: str) -> None:
+    """TrainingError when a training holds the device (asked before a run folder is made)."""
+    path = device_lock_path(device)
+    if held(path):
+        raise TrainingError(DEVICE_BUSY.format(device=device, holder=holder(path) or "?"))
+
+
+DEVICE_BUSY = N_("another training is using {device} (run {holder}): one training per device; wait for it or stop it")
+
+
+def device_name(device) -> str:
+    """The lock's name of a torch device: "cpu", "cuda:0", "mps"."""
+    device = str(device)
+    return "cuda:0" if device == "cuda" else device
+
+
+@contextmanager
+def device(name: str, run_dir):
+    """Held by the process that trains run_dir on device name, for as long as it trains."""
+    with hold(device_lock_path(name), str(run_dir), lambda who: DEVICE_BUSY.format(device=name, holder=who)):
+        yield
+
+
+@contextmanager
+def run(run_dir):
+    """Held by the process that trains run_dir, for as long as it trains."""
+    with hold(Path(run_dir) / RUN_LOCK, str(os.getpid()),
+              lambda who: RUN_BUSY.format(run=Path(run_dir).name, holder=who)):
+        yield
+
+
+RUN_BUSY = N_("run {run} is being trained by another process (pid {holder})")

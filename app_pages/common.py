@@ -13,7 +13,6 @@ PIPELINE and MODEL keys below.
 
 from __future__ import annotations
 
-import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ from app_pages.lang import _, classes, cls, md, num, rendered, setting
 from lesion_core import access, data, metrics, paths, runs, settings
 from lesion_core.errors import LesionLabError, describe_os_error
 from lesion_core.i18n import N_
+from lesion_core.evaluation import bootstrap
 from lesion_core.settings import preview
 
 DATASET = "dataset"  # {"source": "demo"|"folder"|"upload", "root": str}
@@ -299,7 +299,7 @@ def runs_frame(listed: list[runs.RunInfo]):
             _("model"): f"{model.get('name', '?')} ({_(str(model.get('weights', '?')))})",
             _("headline"): _(metrics.HEADLINE_METRICS.get(headline, str(headline))),
             _("test"): test.get(headline),
-            _("test 95% CI"): _ci_text(run, headline, test.get(headline)),
+            _("test 95% CI"): bootstrap.stored_interval_text(run.path, "test", headline, test.get(headline)),
             _("state"): (_("damaged: {damage}", damage="; ".join(rendered(p) for p in run.damage)) if run.damage
                          else _(run.state)),
             _("best val"): best.get("value") if best.get("metric") == f"val_{headline}" else None,
@@ -312,22 +312,6 @@ def runs_frame(listed: list[runs.RunInfo]):
             _("minutes"): round(run.duration / 60, 1) if run.duration else None,
         })
     return pd.DataFrame(rows)
-
-
-def _ci_text(run: runs.RunInfo, metric: str, value) -> str:
-    """The stored 95% interval of a test metric ("[0.80, 0.91]"), "" when there is none.
-
-    The headline AUCs are stored as mean_auc's interval when they are the same number (ISIC
-    2017 mean AUC for the 2017 classes, macro AUC for more than two classes)."""
-    from lesion_core.evaluation import bootstrap
-
-    found = bootstrap.run_intervals(run.path, "test", compute=False) or {}
-    interval = found.get(metric) or found.get("mean_auc")
-    if not isinstance(interval, dict) or not isinstance(value, (int, float)) \
-            or abs((interval.get("value") or math.nan) - value) > 1e-9:
-        return ""
-    text = bootstrap.format_interval(interval)
-    return text.partition(" ")[2]
 
 
 def runs_overview(limit: int | None = None) -> None:

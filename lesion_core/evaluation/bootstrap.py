@@ -204,3 +204,17 @@ def load_predictions(run_dir, split: str):
     probs = frame[[f"prob_{n}" for n in names]].to_numpy(dtype=float)
     labels = frame["label"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=int)
     return list(frame["id"]), labels, probs, names
+
+
+def stored_interval_text(run_dir, split: str, metric: str, value) -> str:
+    """The stored 95% interval of a split's metric ("[0.80, 0.91]"), "" when there is none or it
+    is not the interval of this value.
+
+    The headline AUCs are stored as mean_auc's interval when they are the same number (ISIC
+    2017 mean AUC for the 2017 classes, macro AUC for more than two classes)."""
+    found = run_intervals(run_dir, split, compute=False) or {}
+    interval = found.get(metric) or found.get("mean_auc")
+    if not isinstance(interval, dict) or not isinstance(value, (int, float)) \
+            or abs((interval.get("value") or math.nan) - value) > 1e-9:
+        return ""
+    return format_interval(interval).partition(" ")[2]

@@ -5,7 +5,9 @@ import streamlit as st
 from app_pages import cache, common, lang, review_views
 from app_pages.lang import _, cls, fig, num, pct, rendered
 from lesion_core import data, inference, plots, runs, transforms
-from lesion_core.evaluation import calibration, confidence, external, patient, review
+from lesion_core.evaluation import confidence, external, review
+from lesion_core.inference import prior as patient_prior
+from lesion_core.inference import temperature as scaling
 
 st.title(_("Predictions"))
 st.caption(":material/info: " + _("Research tool, not a diagnosis: never use it to decide on a patient's care."))
@@ -29,7 +31,7 @@ elif frame is not None:
     # the same probabilities (a caption's raw 41% beside a calibrated 98.6% confused users).
     calibrated = review_views.calibrated_toggle("keep_pred_calibrated", run)
     if calibrated:
-        frame = review.scaled_frame(frame, calibration.read_temperature(run.path))
+        frame = review.scaled_frame(frame, scaling.read_temperature(run.path))
     true_col, pred_col, right_col, sort_col = st.columns(4)
     wanted_true = true_col.multiselect(_("True class"), names, format_func=lang.class_options(), key="keep_pred_true")
     wanted_pred = pred_col.multiselect(_("Predicted class"), names, format_func=lang.class_options(),
@@ -117,7 +119,7 @@ if image_file is not None:
         tta = tta_col.toggle(_("Test-time augmentation"), key=f"keep_pred_tta_{run.id}", value=bool(run.config.get("tta")),
                              help=_("Average the 8 flips and 90-degree rotations of the image"))
         meta = {}
-        prior = patient.read(run.path)
+        prior = patient_prior.read(run.path)
         if prior is not None:  # the run combines the image with the patient's age, sex and site
             age_col, sex_col = st.columns(2)
             weighs = _("This run also weighs the patient's age and sex (weight {weight}); empty: unknown",

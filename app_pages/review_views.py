@@ -15,6 +15,8 @@ from app_pages import cache, common, lang
 from app_pages.lang import _, cls, fig, num, pct
 from lesion_core.evaluation import calibration, explain, figures, operating, review
 from lesion_core.inference.decision import decide
+from lesion_core.inference import decision as rules
+from lesion_core.inference import temperature as scaling
 
 
 def _pct(value) -> str:
@@ -31,7 +33,7 @@ def calibrated_toggle(key: str, run) -> bool:
     """The page's 'calibrated probabilities' switch (on by default), under a warning when the
     run's calibration.json was ignored (damaged, or a temperature out of range): the page then
     shows raw probabilities whatever the switch says, and says so."""
-    fitted = calibration.read_calibration(run.path)
+    fitted = scaling.read_calibration(run.path)
     if fitted.problem:
         st.warning(lang.rendered(fitted.problem))
     elif fitted.scaled and not fitted.by_default:
@@ -49,10 +51,10 @@ def results_review(run, split: str) -> None:
     if frame is None:
         return
     labels, raw, names = review.frame_arrays(frame)
-    temperature = calibration.read_temperature(run.path)
+    temperature = scaling.read_temperature(run.path)
     st.subheader(_("Review"))
     calibrated = calibrated_toggle("keep_res_calibrated", run)
-    probs = calibration.apply_temperature(raw, temperature if calibrated else 1.0)
+    probs = scaling.apply_temperature(raw, temperature if calibrated else 1.0)
     with st.expander(_("Calibration: does 80% mean 80%?"), expanded=True):
         _calibration_section(run, labels, raw, temperature)
     with st.expander(_("Operating point: sensitivity and specificity at a threshold"), expanded=True):
@@ -72,10 +74,10 @@ def _calibration_section(run, labels, raw, temperature) -> None:
                delta_color="inverse", help=_("Mean gap between confidence and accuracy, weighted by bin size"))
     brier.metric(_("Brier score"), num(report["brier_calibrated"]),
                  _signed(report["brier_calibrated"] - report["brier"]), delta_color="inverse")
-    note = calibration.read_note(run.path)
+    note = scaling.read_note(run.path)
     if note:
         st.info(lang.rendered(note))
-    if not (run.path / calibration.CALIBRATION_FILE).is_file():
+    if not (run.path / scaling.CALIBRATION_FILE).is_file():
         st.info(_("This run has no calibration.json (trained before calibration existed): probabilities are raw."))
         if st.button(_("Fit calibration on the validation split"), key="res_fit_calibration"):
             with common.user_errors():
@@ -102,7 +104,7 @@ def _operating_section(run, labels, probs, names, calibrated: bool, split: str) 
                      key="keep_res_op_mode")
     c = names.index(name)
     is_class, scores = labels == c, probs[:, c]
-    saved = operating.read_threshold(run.path)
+    saved = rules.read_threshold(run.path)
     if how == "threshold":
         # after a reload the slider starts at the saved rule, not at 0.50 beside it
         common.default("keep_res_op_threshold", saved["threshold"] if saved and saved["class"] == name else 0.5)
@@ -251,7 +253,7 @@ def heatmap_view(run, image: np.ndarray, mask, key: str, class_names=None) -> np
 
 def decision_line(run, probs: dict, calibrated: bool) -> None:
     """The saved threshold's decision for one image, when the run has one."""
-    outcome = decide(run.path, probs, calibrated, calibration.read_temperature(run.path))
+    outcome = decide(run.path, probs, calibrated, scaling.read_temperature(run.path))
     if outcome["decision_withheld"]:  # a weak model refers nobody, and says so first, in a box
         st.warning(lang.rendered(outcome["decision_withheld"]))
     elif outcome["decision"]:

@@ -39,9 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from lesion_core import data, inference, runs
-from lesion_core.evaluation import bootstrap, patient
+from lesion_core.evaluation import bootstrap
 from lesion_core import settings
 from lesion_core import training
+from lesion_core.inference import prior as patient_prior
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "isic2017_train"
@@ -207,7 +208,7 @@ def main() -> None:
             row["test_without_tta" if scored_with_tta else "test_tta"] = scores(labels, other_probs, names)
             pooled["plain"].append(other_probs if scored_with_tta else probs)
             pooled["tta"].append(probs if scored_with_tta else other_probs)
-        if (run_dir / patient.FILE).is_file():  # the same predictions from the image alone
+        if (run_dir / patient_prior.FILE).is_file():  # the same predictions from the image alone
             alone = inference.evaluate_run(run_dir, "test", calibrated=False, metadata=False)
             order = {sample_id: i for i, sample_id in enumerate(alone["ids"])}
             pooled["image_alone"].append(alone["raw_probs"][[order[i] for i in ids]])

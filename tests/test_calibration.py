@@ -12,6 +12,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, log_loss
 
 from lesion_core.evaluation import calibration
+from lesion_core.inference import temperature as scaling
 
 
 def overconfident(n=600, classes=3, sharpen=3.0, seed=0):
@@ -29,11 +30,11 @@ def test_fitted_temperature_undoes_overconfidence_and_minimises_nll():
     assert t == pytest.approx(3.0, rel=0.2) and note is None
     # the NLL minimum found independently by scipy on the same objective
     def objective(x):
-        return log_loss(labels, calibration.apply_temperature(probs, x), labels=[0, 1, 2])
+        return log_loss(labels, scaling.apply_temperature(probs, x), labels=[0, 1, 2])
     reference = minimize_scalar(objective, bounds=(0.1, 10), method="bounded").x
     assert t == pytest.approx(reference, rel=1e-3)
-    assert calibration.nll(calibration.apply_temperature(probs, t), labels) < calibration.nll(probs, labels)
-    assert calibration.ece(calibration.apply_temperature(probs, t), labels) < calibration.ece(probs, labels)
+    assert calibration.nll(scaling.apply_temperature(probs, t), labels) < calibration.nll(probs, labels)
+    assert calibration.ece(scaling.apply_temperature(probs, t), labels) < calibration.ece(probs, labels)
 
 
 def test_a_validation_split_without_errors_is_not_sharpened_towards_certainty(tmp_path):
@@ -43,10 +44,10 @@ def test_a_validation_split_without_errors_is_not_sharpened_towards_certainty(tm
     labels = probs.argmax(1)
     t, note = calibration.fit_temperature(probs, labels)
     assert t == 1.0 and note.startswith("not fitted: all 45 validation images are already classified correctly")
-    assert calibration.nll(calibration.apply_temperature(probs, 0.3), labels) < calibration.nll(probs, labels)
+    assert calibration.nll(scaling.apply_temperature(probs, 0.3), labels) < calibration.nll(probs, labels)
     record = calibration.fit_and_save(tmp_path, probs, labels)
-    assert record["temperature"] == 1.0 and calibration.read_note(tmp_path) == note
-    assert calibration.read_temperature(tmp_path) == 1.0
+    assert record["temperature"] == 1.0 and scaling.read_note(tmp_path) == note
+    assert scaling.read_temperature(tmp_path) == 1.0
 
 
 def test_a_fit_beyond_the_trusted_range_is_limited_to_it_and_says_so():
@@ -55,7 +56,7 @@ def test_a_fit_beyond_the_trusted_range_is_limited_to_it_and_says_so():
     labels = probs.argmax(1)
     labels[0] = (labels[0] + 1) % 3
     def objective(x):
-        return log_loss(labels, calibration.apply_temperature(probs, x), labels=[0, 1, 2])
+        return log_loss(labels, scaling.apply_temperature(probs, x), labels=[0, 1, 2])
     unbounded = minimize_scalar(objective, bounds=(0.01, 10), method="bounded").x
     assert unbounded < calibration.FIT_RANGE[0]  # the case the guard is for
     t, note = calibration.fit_temperature(probs, labels)
@@ -66,14 +67,14 @@ def test_a_fit_beyond_the_trusted_range_is_limited_to_it_and_says_so():
 @pytest.mark.parametrize("content", ['{"temperature": 0.8, "note": 7}', '{"temperature": 0.8, "note": ""}', "[1]"])
 def test_a_calibration_note_that_is_not_text_is_no_note(tmp_path, content):
     (tmp_path / "calibration.json").write_text(content)
-    assert calibration.read_note(tmp_path) is None
+    assert scaling.read_note(tmp_path) is None
 
 
 def test_scaling_saved_probabilities_equals_scaling_logits():
     probs, _, logits = overconfident(n=50)
     expected = torch.softmax(torch.tensor(3.0 * logits) / 2.5, 1).numpy()
-    np.testing.assert_allclose(calibration.apply_temperature(probs, 2.5), expected, atol=1e-9)
-    assert calibration.apply_temperature(probs, 2.5).argmax(1).tolist() == probs.argmax(1).tolist()
+    np.testing.assert_allclose(scaling.apply_temperature(probs, 2.5), expected, atol=1e-9)
+    assert scaling.apply_temperature(probs, 2.5).argmax(1).tolist() == probs.argmax(1).tolist()
 
 
 def test_ece_and_reliability_bins_match_a_direct_computation_and_sklearn():
@@ -118,7 +119,7 @@ def test_brier_score_equals_sklearns_multiclass_brier():
                                      '{"temperature": true}', "[1, 2]", "not json", '{"temperature": NaN}'])
 def test_a_broken_calibration_file_means_no_scaling(tmp_path, content):
     (tmp_path / "calibration.json").write_text(content)
-    assert calibration.read_temperature(tmp_path) == 1.0
+    assert scaling.read_temperature(tmp_path) == 1.0
 
 
 def test_fit_and_save_writes_a_readable_calibration_file(tmp_path):
@@ -126,9 +127,9 @@ def test_fit_and_save_writes_a_readable_calibration_file(tmp_path):
     record = calibration.fit_and_save(tmp_path, probs, labels)
     saved = json.loads((tmp_path / "calibration.json").read_text())
     assert saved["temperature"] == pytest.approx(record["temperature"])
-    assert calibration.read_temperature(tmp_path) == pytest.approx(record["temperature"])
+    assert scaling.read_temperature(tmp_path) == pytest.approx(record["temperature"])
     assert saved["nll_calibrated"] <= saved["nll"]
-    assert calibration.read_temperature(tmp_path / "missing") == 1.0
+    assert scaling.read_temperature(tmp_path / "missing") == 1.0
 
 
 def test_calibration_is_applied_by_default_only_when_it_helps_held_out_images(tmp_path):

@@ -14,6 +14,8 @@ from lesion_core import runs
 from lesion_core.cli import main
 from lesion_core.evaluation import calibration, operating
 from lesion_core import inference
+from lesion_core.inference import decision as rules
+from lesion_core.inference import temperature as scaling
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -50,7 +52,7 @@ def test_training_fits_calibration_on_val_and_writes_review_keys(run):
         metrics = runs.read_metrics(run, split)
         assert {"auc", "confusion", "calibration", "operating_points"} <= set(metrics)  # old keys kept
         labels, probs, names = saved(run, split)
-        scaled = calibration.apply_temperature(probs, record["temperature"])
+        scaled = scaling.apply_temperature(probs, record["temperature"])
         cal = metrics["calibration"]
         assert cal["temperature"] == pytest.approx(record["temperature"])
         assert cal["ece"] == pytest.approx(calibration.ece(probs, labels), abs=1e-5)
@@ -81,7 +83,7 @@ def test_predict_is_calibrated_by_default_and_uncalibrated_on_request(run, demo_
     raw = json.loads(capsys.readouterr().out)["probabilities"]
     assert main(["predict", str(run), str(image)]) == 0
     scaled = json.loads(capsys.readouterr().out)["probabilities"]
-    expected = calibration.apply_temperature(np.array([list(raw.values())]), 1.8)[0]
+    expected = scaling.apply_temperature(np.array([list(raw.values())]), 1.8)[0]
     np.testing.assert_allclose(list(scaled.values()), expected, atol=1e-5)
 
 
@@ -97,7 +99,7 @@ def test_predict_is_raw_by_default_where_calibration_did_not_help_and_says_so(ru
     assert "raw probabilities: calibration not applied by default" in captured.err
     assert main(["predict", str(run), str(image), "--calibrated"]) == 0
     forced = json.loads(capsys.readouterr().out)["probabilities"]
-    expected = calibration.apply_temperature(np.array([list(raw.values())]), 1.8)[0]
+    expected = scaling.apply_temperature(np.array([list(raw.values())]), 1.8)[0]
     np.testing.assert_allclose(list(forced.values()), expected, atol=1e-5)
 
 
@@ -118,7 +120,7 @@ def test_a_saved_threshold_makes_predict_report_a_decision(run, demo_root, capsy
     assert printed["decision"]["refer"] is True and printed["decision_withheld"] is None
     assert "decision: refer: melanoma suspected" in captured.err
     assert main(["threshold", str(run), "--class", "melanoma", "--specificity", "0.8"]) == 0
-    rule = operating.read_threshold(run)
+    rule = rules.read_threshold(run)
     labels, probs, names = saved(run, "val")
     assert rule["calibrated"] is False  # picked on the raw probabilities, as the ROC, and recorded so
     table = operating.table_at(labels == 1, probs[:, 1], rule["threshold"])
@@ -130,7 +132,7 @@ def test_a_saved_threshold_makes_predict_report_a_decision(run, demo_root, capsy
 
 def test_calibrate_fits_an_older_run_without_calibration(run, capsys):
     (run / "calibration.json").unlink()
-    assert calibration.read_temperature(run) == 1.0
+    assert scaling.read_temperature(run) == 1.0
     assert main(["calibrate", str(run)]) == 0
     assert "temperature" in capsys.readouterr().out
     assert (run / "calibration.json").is_file()

@@ -11,6 +11,7 @@ from sklearn.metrics import average_precision_score, confusion_matrix
 from lesion_core import runs
 from lesion_core.errors import TrainingError
 from lesion_core.evaluation import operating
+from lesion_core.inference import decision as rules
 
 NAMES = ["nevus", "melanoma", "seborrheic keratosis"]
 
@@ -73,15 +74,15 @@ def run_dir(tmp_path):
 
 def test_saved_threshold_drives_the_decision(run_dir):
     operating.save_threshold(run_dir, "melanoma", 0.3)
-    rule = operating.read_threshold(run_dir)
+    rule = rules.read_threshold(run_dir)
     assert {k: rule[k] for k in ("class", "threshold", "calibrated")} == {"class": "melanoma", "threshold": 0.3,
                                                                            "calibrated": True}
     saved = json.loads((run_dir / "threshold.json").read_text())
     assert saved["split"] == "val" and saved["probabilities"] == "calibrated"
     assert saved["sensitivity"] is None  # no validation predictions in this folder to measure it on
-    refer = operating.decision({"nevus": 0.6, "melanoma": 0.35, "seborrheic keratosis": 0.05}, rule)
+    refer = rules.decision({"nevus": 0.6, "melanoma": 0.35, "seborrheic keratosis": 0.05}, rule)
     assert refer["refer"] and refer["text"].startswith("refer: melanoma suspected")
-    calm = operating.decision({"nevus": 0.8, "melanoma": 0.15, "seborrheic keratosis": 0.05}, rule)
+    calm = rules.decision({"nevus": 0.8, "melanoma": 0.15, "seborrheic keratosis": 0.05}, rule)
     assert calm["text"].startswith("not flagged")
 
 
@@ -93,7 +94,7 @@ def test_bad_thresholds_are_refused_or_ignored(run_dir):
     for content in ({"class": "wart", "threshold": 0.5}, {"class": "melanoma", "threshold": "0.5"},
                     {"class": "melanoma", "threshold": -2}, ["melanoma"]):
         (run_dir / "threshold.json").write_text(json.dumps(content))
-        assert operating.read_threshold(run_dir) is None
+        assert rules.read_threshold(run_dir) is None
 
 
 def test_a_rule_saved_on_calibrated_probabilities_converts_raw_ones_first(run_dir):
@@ -104,7 +105,7 @@ def test_a_rule_saved_on_calibrated_probabilities_converts_raw_ones_first(run_di
     scaled = apply_temperature(raw, 3.0)[0]  # T = 3 flattens 0.6 below 0.5
     assert scaled[1] < 0.5
     as_dict = dict(zip(NAMES, raw[0]))
-    assert operating.decision(as_dict, rule)["refer"]  # no conversion asked: compared as given
-    assert not operating.decision(as_dict, rule, calibrated=False, temperature=3.0)["refer"]
-    back = operating.decision(dict(zip(NAMES, scaled)), dict(rule, calibrated=False), calibrated=True, temperature=3.0)
+    assert rules.decision(as_dict, rule)["refer"]  # no conversion asked: compared as given
+    assert not rules.decision(as_dict, rule, calibrated=False, temperature=3.0)["refer"]
+    back = rules.decision(dict(zip(NAMES, scaled)), dict(rule, calibrated=False), calibrated=True, temperature=3.0)
     assert back["refer"]  # the scaled probabilities converted back to raw 0.6

@@ -9,6 +9,7 @@ from lesion_core.evaluation import operating
 from lesion_core import inference
 from lesion_core import settings
 from lesion_core import training
+from lesion_core.inference import decision as rules
 from tests.test_pages import LENET, goto, texts
 
 
@@ -33,7 +34,7 @@ def test_results_page_shows_calibration_operating_point_and_computes_focus(app, 
     assert specificity != "n/a", "a threshold high enough always reaches 90% specificity"
     assert float(specificity.rstrip("%")) >= 90.0
     app.button(key="res_op_save").click().run()
-    rule = operating.read_threshold(tiny_run)
+    rule = rules.read_threshold(tiny_run)
     assert rule is not None and rule["class"] == "melanoma" and rule["split"] == "val"
     app.button(key="res_explain_split").click().run()
     assert not app.exception, app.exception
@@ -156,8 +157,8 @@ def test_a_saved_rule_is_shown_after_a_reload_and_replacing_it_asks_first(app, t
     assert "res_op_save" not in [b.key for b in app.button]  # the saved rule is what the slider shows
     app.slider(key="keep_res_op_threshold").set_value(0.6).run()
     app.button(key="res_op_save").click().run()
-    assert operating.read_threshold(tiny_run)["threshold"] == pytest.approx(0.38)  # one click overwrites nothing
+    assert rules.read_threshold(tiny_run)["threshold"] == pytest.approx(0.38)  # one click overwrites nothing
     assert "This replaces the saved rule" in texts(app)
     app.button(key="res_op_replace").click().run()
     assert not app.exception, app.exception
-    assert operating.read_threshold(tiny_run)["threshold"] == pytest.approx(0.6)
+    assert rules.read_threshold(tiny_run)["threshold"] == pytest.approx(0.6)

@@ -16,6 +16,7 @@ from lesion_core.cli import main
 from lesion_core.errors import DataError, TrainingError
 from lesion_core.evaluation import patient
 from lesion_core import training
+from lesion_core.inference import prior as patient_prior
 from tests.test_train import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -122,13 +123,13 @@ def test_the_prior_learns_age_and_moves_probabilities_toward_the_likely_class():
     model = patient.fit(metas, labels, 3)
     assert model["features"] == ["age", "age^2", "age_known", "sex=female", "sex=male"]
     assert np.allclose(model["prior"], np.bincount(labels, minlength=3) / 300)
-    alone = patient.patient_probs(model, metas)
+    alone = patient_prior.patient_probs(model, metas)
     assert roc_auc_score(labels == 2, alone[:, 2]) > 0.95
     flat = np.full((3, 3), 1 / 3)
-    old = patient.combine(flat, model, [{"age": "80"}, {"age": "30"}, {}], weight=1.0)
+    old = patient_prior.combine(flat, model, [{"age": "80"}, {"age": "30"}, {}], weight=1.0)
     assert old[0].argmax() == 2 and old[1].argmax() == 0
     assert np.allclose(old.sum(axis=1), 1.0)
-    assert np.array_equal(patient.combine(flat, model, [{}] * 3, weight=0.0), flat)
+    assert np.array_equal(patient_prior.combine(flat, model, [{}] * 3, weight=0.0), flat)
 
 
 def test_the_weight_is_fitted_on_val_and_zero_when_the_metadata_says_nothing():
@@ -153,7 +154,7 @@ def test_two_classes_have_a_row_per_class():
     metas, labels = synthetic(200)
     model = patient.fit(metas, (labels == 2).astype(int), 2)
     assert np.asarray(model["coef"]).shape == (2, 5) and len(model["intercept"]) == 2
-    assert patient.patient_probs(model, [{"age": "85"}])[0, 1] > 0.8
+    assert patient_prior.patient_probs(model, [{"age": "85"}])[0, 1] > 0.8
 
 
 # ---------------------------------------------------------------- a run
@@ -173,7 +174,7 @@ def read_probs(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def test_a_run_with_metadata_fits_the_prior_and_its_weight_and_says_so(meta_run):
-    model = patient.read(meta_run, 3)
+    model = patient_prior.read(meta_run, 3)
     assert model["weight"] > 0 and model["n"] == len(runs.read_config(meta_run)["data"]["split"]["splits"]["train"])
     log = runs.log_tail(meta_run)
     assert f"weight {model['weight']:g} fitted on val" in log and "combined)" in log
@@ -195,8 +196,8 @@ def test_evaluate_and_predict_reproduce_the_combined_predictions(meta_run):
     # the loader reads the decoded cache (resized), predict_image the file: close, not equal
     assert np.allclose(list(one.values()), saved[0], atol=2e-3)
     unknown = inference.predict_image(meta_run, image, calibrated=False)
-    model = patient.read(meta_run)
-    shift = np.log(patient.patient_probs(model, [meta, {}]))
+    model = patient_prior.read(meta_run)
+    shift = np.log(patient_prior.patient_probs(model, [meta, {}]))
     added = np.log(list(one.values())) - np.log(list(unknown.values()))  # what the metadata added, per class
     expected = model["weight"] * (shift[0] - shift[1])
     assert np.allclose(added - added.mean(), expected - expected.mean(), atol=1e-6)
@@ -223,7 +224,7 @@ def test_predict_on_the_command_line_takes_the_patients_age(meta_run, capsys):
 
 def test_without_metadata_in_the_data_the_run_uses_the_image_alone(demo_root, tmp_path):
     run_dir = training.run_training(tiny_config(demo_root, epochs=1, metadata=True), tmp_path)
-    assert not (run_dir / patient.FILE).exists()
+    assert not (run_dir / patient_prior.FILE).exists()
     assert "0% of the training images have an age or a sex (at least 50% needed): the image alone" in runs.log_tail(run_dir)
 
 
@@ -236,7 +237,7 @@ def test_without_metadata_in_the_data_the_run_uses_the_image_alone(demo_root, tm
 ])
 def test_a_damaged_patient_model_is_named_and_refused(meta_run, tmp_path, content, expected):
     run_dir = Path(shutil.copytree(meta_run, tmp_path / meta_run.name))
-    (run_dir / patient.FILE).write_text(content)
+    (run_dir / patient_prior.FILE).write_text(content)
     assert any(p.startswith(expected) for p in runs.run_info(run_dir).damage)
     image = data.read_image(next((Path(runs.read_config(run_dir)["data"]["root"]) / "images").glob("*.jpg")))
     with pytest.raises(TrainingError, match=expected.replace("(", r"\(")):

@@ -82,9 +82,10 @@ def _fmt(value, digits: int = 3) -> str:
 def print_review(result: dict, run_dir) -> None:
     """Calibration and operating points of an evaluate_run() result, as text."""
     from lesion_core.evaluation import calibration, operating
+    from lesion_core.inference import temperature as scaling
 
     names = result["class_names"]
-    report = calibration.report(result["raw_probs"], result["labels"], calibration.read_temperature(run_dir))
+    report = calibration.report(result["raw_probs"], result["labels"], scaling.read_temperature(run_dir))
     print(f"calibration: temperature {report['temperature']:.3f}; ECE {_fmt(report['ece'])} -> "
           f"{_fmt(report['ece_calibrated'])}; Brier {_fmt(report['brier'])} -> {_fmt(report['brier_calibrated'])}"
           + ("" if result["temperature"] != 1.0 else " (probabilities shown uncalibrated)"))
@@ -160,12 +161,13 @@ def cmd_explain(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from lesion_core.evaluation import calibration
+    from lesion_core.inference import temperature as scaling
 
     record = calibration.calibrate_run(args.run)
     print(f"temperature {record['temperature']:.3f} fitted on {record['n']} validation images: "
           f"NLL {_fmt(record['nll'])} -> {_fmt(record['nll_calibrated'])}, "
           f"ECE {_fmt(record['ece'])} -> {_fmt(record['ece_calibrated'])}\n"
-          f"written to {Path(args.run) / calibration.CALIBRATION_FILE}")
+          f"written to {Path(args.run) / scaling.CALIBRATION_FILE}")
     return 0
 
 

@@ -11,10 +11,6 @@ from pathlib import Path
 from lesion_core.cli import review as cli_review
 from lesion_core.errors import TrainingError
 from lesion_core.paths import absolute
-from lesion_core import ranks
-from lesion_core import settings
-from lesion_core import training
-from lesion_core.training import ddp
 
 
 def register(subparsers) -> None:
@@ -113,7 +109,7 @@ def _workers(value: str):
 
 def config_from_args(args) -> dict:
     """The run's config: the recipe's, then --config FILE's settings, then the flags given (flags win)."""
-    from lesion_core import transforms
+    from lesion_core import settings, transforms
 
     config = {}
     if args.config:
@@ -195,7 +191,8 @@ def _absolute_paths(args, *names) -> None:
 
 
 def cmd_train(args) -> int:
-    from lesion_core import runs
+    from lesion_core import ranks, runs, training
+    from lesion_core.training import ddp
 
     _absolute_paths(args, "out", "resume", "run_dir")  # --data: config_from_args; weights: validate_config
     bars = _Bars()
@@ -311,7 +308,8 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from lesion_core import data, inference, paths, runs
     from lesion_core.errors import DataError
-    from lesion_core.evaluation import calibration, external
+    from lesion_core.evaluation import external
+    from lesion_core.inference import temperature as scaling
     from lesion_core.inference.decision import decide
 
     _absolute_paths(args, "run", "mask", "masks", "out")
@@ -321,7 +319,7 @@ def cmd_predict(args) -> int:
     meta = data.patient_meta(args.age or "", args.sex or "", args.site or "")
     if args.age and "age" not in meta:
         raise DataError(f"--age {args.age!r} is not an age in years from 0 to 120")
-    fitted = calibration.read_calibration(args.run)
+    fitted = scaling.read_calibration(args.run)
     calibrated = args.calibrated or (not args.uncalibrated and fitted.by_default)
     if fitted.problem and not args.uncalibrated:  # never silently raw where calibrated was asked for
         print(f"warning: {fitted.problem}", file=sys.stderr)

@@ -17,8 +17,8 @@ import torch
 
 from lesion_core import runs
 from lesion_core.i18n import N_
-from lesion_core.inference.temperature import (  # noqa: F401  (applying a temperature moved to inference)
-    CALIBRATION_FILE, LOG_FLOOR, T_RANGE, log_probs, apply_temperature, read_calibration, read_note, read_temperature)
+from lesion_core.inference.temperature import (
+    CALIBRATION_FILE, log_probs, apply_temperature)
 
 N_BINS = 15
 # What fit_temperature may choose: sharpening a model's probabilities more than 4x, or

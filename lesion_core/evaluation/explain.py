@@ -26,6 +26,7 @@ from lesion_core import models, paths, transforms
 from lesion_core.errors import ModelError
 from lesion_core.i18n import N_
 from lesion_core import settings
+from lesion_core.inference import temperature as scaling
 
 # Name -> pytorch-grad-cam class name. Score-CAM is gradient-free (one forward pass per
 # channel of the target layer: slow on a CPU); EigenCAM is gradient-free and class-agnostic.
@@ -118,7 +119,6 @@ class Explainer:
 
     def __init__(self, run_dir, method: str = DEFAULT_METHOD, calibrated: bool = True):
         from lesion_core import inference
-        from lesion_core.evaluation import calibration
 
         if method not in METHODS:
             raise ModelError(N_("unknown explanation method {method}; choose one of: {methods}").format(
@@ -131,7 +131,7 @@ class Explainer:
         spec = transforms.finalize_spec(self.config["eval_augment"], settings.image_size(self.config),
                                         self.entry.mean, self.entry.std)
         self.pipeline = transforms.build_pipeline(spec)
-        self.temperature = calibration.read_temperature(run_dir) if calibrated else 1.0
+        self.temperature = scaling.read_temperature(run_dir) if calibrated else 1.0
         self.run_dir, self.calibrated = Path(run_dir), calibrated
         self.cam = self._build_cam()
         # The pages share one Explainer between sessions; CAM hooks hold per-call state.
@@ -153,7 +153,6 @@ class Explainer:
         model inputs (B, 3, S, S); targets: class per image, None for the predicted class."""
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        from lesion_core.evaluation import calibration
 
         # One forward serves both: the CAM keeps the model's outputs; with no explicit
         # targets it explains the predicted (argmax) class, which temperature never changes.
@@ -167,7 +166,7 @@ class Explainer:
             heat = self.cam(input_tensor=images, targets=None)
             logits = self.cam.outputs
         probs = torch.softmax(logits.detach().float(), dim=1).numpy()
-        probs = calibration.apply_temperature(probs, self.temperature)
+        probs = scaling.apply_temperature(probs, self.temperature)
         heat = np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0)  # a flat CAM normalises to NaN
         return heat, probs
 

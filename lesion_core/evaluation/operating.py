@@ -15,7 +15,7 @@ from sklearn.metrics import average_precision_score, roc_curve
 from lesion_core import runs
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
-from lesion_core.inference.decision import THRESHOLD_FILE, decision, read_threshold  # noqa: F401  (moved)
+from lesion_core.inference.decision import THRESHOLD_FILE, read_threshold
 
 # The specificities at which the ISIC 2017 challenge reported sensitivity.
 TARGET_SPECIFICITIES = (0.82, 0.89, 0.95)

@@ -28,8 +28,8 @@ import numpy as np
 from lesion_core import runs
 from lesion_core.runs import PATIENT_MAX_WEIGHT as MAX_WEIGHT
 from lesion_core.evaluation import calibration
-from lesion_core.inference.prior import (  # noqa: F401  (applying the prior moved to inference)
-    FILE, apply_run, combine, features, known_share, metas_of, patient_probs, problems, read)
+from lesion_core.inference.prior import (
+    FILE, combine, features, known_share)
 
 # A prior is fitted only when at least this share of the training images has an age or a sex.
 MIN_KNOWN = 0.5

@@ -32,6 +32,7 @@ import numpy as np
 from lesion_core import csvsafe, runs
 from lesion_core.errors import DataError
 from lesion_core.i18n import N_
+from lesion_core.inference import temperature as scaling
 
 FOLDER = "readers"
 COLUMNS = ("image_id", "pass", "diagnosis", "confidence", "management", "time_s", "timestamp")
@@ -263,7 +264,7 @@ def model_predictions(run_dir, split: str):
     place the study takes the model's probabilities from (the run's stored predictions,
     temperature-scaled as the pages and `predict` show them)."""
     from lesion_core import inference
-    from lesion_core.evaluation import calibration, review
+    from lesion_core.evaluation import review
 
     path = Path(run_dir) / f"predictions_{split}.csv"
     if not path.is_file():
@@ -271,7 +272,7 @@ def model_predictions(run_dir, split: str):
     frame = inference.read_predictions(path)
     labels, raw, names = review.frame_arrays(frame)
     ids = [str(i) for i in frame["id"]]
-    return ids, labels, calibration.apply_temperature(raw, calibration.read_temperature(run_dir)), names
+    return ids, labels, scaling.apply_temperature(raw, scaling.read_temperature(run_dir)), names
 
 
 def operating_marks(labels, probs, class_names, class_name: str) -> dict[float, float]:

@@ -17,6 +17,8 @@ from lesion_core import plots, runs
 from lesion_core.evaluation import bootstrap, calibration, figures, operating, review
 from lesion_core.inference.decision import withheld_reason
 from lesion_core.metrics import scored_classes
+from lesion_core.inference import decision as rules
+from lesion_core.inference import temperature as scaling
 
 N_WORST = 4
 LIMITATIONS = (
@@ -75,7 +77,7 @@ def _split_section(run_dir: Path, split: str, fig: _Figures, temperature: float)
         return f"<h2>{split}</h2><p>No predictions for this split.</p>"
     frame = read_predictions(path)
     labels, raw, names = review.frame_arrays(frame)
-    probs = calibration.apply_temperature(raw, temperature)
+    probs = scaling.apply_temperature(raw, temperature)
     # The figures the Results page shows (metrics_<split>.json's intervals, the same stratified
     # bootstrap, from the uncalibrated probabilities: a temperature does not reorder images
     # much, and the report must not contradict the app).
@@ -167,7 +169,7 @@ def _worst_errors(run_dir: Path, split: str) -> str:
     if not path.is_file():
         return ""
     # The probabilities the Predictions page shows by default, and the report's header names.
-    frame = review.scaled_frame(read_predictions(path), calibration.read_calibration(run_dir).default_temperature)
+    frame = review.scaled_frame(read_predictions(path), scaling.read_calibration(run_dir).default_temperature)
     wrong = frame[~frame["correct"]].sort_values("loss", ascending=False).head(N_WORST)
     if wrong.empty:
         return "<h2>Worst errors</h2><p>No wrong prediction in this split.</p>"
@@ -211,8 +213,8 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
     augment = config.get("augment")
     steps = ", ".join(str(s.get("name")) for s in augment if isinstance(s, dict)) if isinstance(augment, list) else augment
     # the probabilities the pages and predict show by default (raw where calibration did not help)
-    temperature = calibration.read_calibration(run_dir).default_temperature
-    rule = operating.read_threshold(run_dir)
+    temperature = scaling.read_calibration(run_dir).default_temperature
+    rule = rules.read_threshold(run_dir)
     fig = _Figures()
     recipe = [["model", f"{model.get('name')} (initial weights: {model.get('weights')})"],
               ["optimiser", f"{optim.get('optimizer')}, learning rate {optim.get('lr')}"],
@@ -221,11 +223,11 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
               ["training augmentation", steps or "none"],
               ["probabilities", f"temperature-scaled (T = {temperature:.2f}, fitted on the validation split)"
                                 if temperature != 1.0
-                                else f"raw softmax ({problem})" if (problem := calibration.read_calibration(run_dir).problem)
-                                else "raw softmax (see the calibration note)" if calibration.read_note(run_dir)
-                                else "raw softmax (T = 1)" if (run_dir / calibration.CALIBRATION_FILE).is_file()
+                                else f"raw softmax ({problem})" if (problem := scaling.read_calibration(run_dir).problem)
+                                else "raw softmax (see the calibration note)" if scaling.read_note(run_dir)
+                                else "raw softmax (T = 1)" if (run_dir / scaling.CALIBRATION_FILE).is_file()
                                 else "raw softmax (no calibration.json)"],
-              *([["calibration note", note]] if (note := calibration.read_note(run_dir)) else []),
+              *([["calibration note", note]] if (note := scaling.read_note(run_dir)) else []),
               ["decision rule", (withheld_reason(run_dir, rule["class"]) or f"refer when p({rule['class']}) >= "
                                  f"{rule['threshold']:.3f}") if rule else "none saved"]]
     sizes = [[name, len(ids) if isinstance(ids, list) else "?"] for name, ids in splits.items()]
@@ -239,7 +241,7 @@ def build_report(run_dir, split: str = "test", with_heatmaps: bool = True) -> st
             "<h2>Data and recipe</h2>",
             f"<p>Dataset: {_e(cfg_data.get('root'))}; classes: {_e(', '.join(cfg_data.get('class_names') or []))}</p>",
             _table(["split", "images"], sizes), _table(["setting", "value"], recipe),
-            _split_section(run_dir, split, fig, calibration.read_temperature(run_dir)),  # the fitted T, judged
+            _split_section(run_dir, split, fig, scaling.read_temperature(run_dir)),  # the fitted T, judged
             _readers_section(run_dir, split, fig)]
     if with_heatmaps:
         body.append(_worst_errors(run_dir, split))

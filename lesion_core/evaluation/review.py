@@ -10,6 +10,7 @@ import numpy as np
 from lesion_core import runs
 from lesion_core.evaluation import calibration, operating
 from lesion_core.metrics import per_image, to_jsonable
+from lesion_core.inference import temperature as scaling
 
 
 def split_review(run_dir, split: str, labels, raw_probs, class_names) -> dict:
@@ -24,7 +25,7 @@ def split_review(run_dir, split: str, labels, raw_probs, class_names) -> dict:
     labels = np.asarray(labels, dtype=np.int64)
     if split == "val":
         calibration.fit_and_save(run_dir, raw_probs, labels)
-    temperature = calibration.read_temperature(run_dir)
+    temperature = scaling.read_temperature(run_dir)
     points = operating.operating_points(labels, raw_probs, class_names)
     return to_jsonable({"calibration": calibration.report(raw_probs, labels, temperature),
                         "operating_points": {name: dict(point, probabilities="raw") for name, point in points.items()},
@@ -53,7 +54,7 @@ def scaled_frame(frame, temperature: float):
     if temperature == 1.0 or frame.empty:
         return frame
     labels, raw, names = frame_arrays(frame)
-    probs = calibration.apply_temperature(raw, temperature)
+    probs = scaling.apply_temperature(raw, temperature)
     out = frame.copy()
     for c, name in enumerate(names):
         out[f"prob_{name}"] = probs[:, c]

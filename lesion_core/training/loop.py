@@ -51,6 +51,7 @@ from lesion_core.training.ops import (
     set_train_mode,
 )
 from lesion_core.training.optim import make_optimizer, make_scheduler, resume_schedule
+from lesion_core.inference import prior as patient_prior
 
 STATUS_EVERY_S = 1.0  # status.json refresh period while training: live enough, cheap enough
 
@@ -392,23 +393,23 @@ class Trainer:
         metas = [r.meta for r in records]
         prior = patient.fit(metas, [r.label for r in records], len(self.class_names))
         if prior is None:
-            self.log(f"patient metadata: {patient.known_share(metas):.0%} of the training "
+            self.log(f"patient metadata: {patient_prior.known_share(metas):.0%} of the training "
                      f"images have an age or a sex (at least {patient.MIN_KNOWN:.0%} needed): the image alone")
         return prior
 
     def _with_patient_prior(self, prior: dict, split: str, records, ids, labels, probs) -> np.ndarray:
         """probs combined with each image's metadata; on val, the weight is fitted first and
         patient_model.json written (val comes before test)."""
-        metas = patient.metas_of(records, ids)
+        metas = patient_prior.metas_of(records, ids)
         if split == "val":
             prior["weight"] = patient.fit_weight(prior, probs, labels, metas)
             patient.save(self.run_dir, prior)
             before = metrics.compute_metrics(labels, probs, self.class_names)["mean_auc"]
-            after = metrics.compute_metrics(labels, patient.combine(probs, prior, metas), self.class_names)["mean_auc"]
+            after = metrics.compute_metrics(labels, patient_prior.combine(probs, prior, metas), self.class_names)["mean_auc"]
             self.log(f"patient metadata: prior from {prior['n']} training images ({prior['known']:.0%} with age or "
                      f"sex; {', '.join(prior['features'])}), weight {prior['weight']:g} fitted on val "
                      f"(val mean AUC {_fmt(before)} with the image alone, {_fmt(after)} combined)")
-        return patient.combine(probs, prior, metas)
+        return patient_prior.combine(probs, prior, metas)
 
     def _finish(self) -> None:
         """Predictions and metrics of the best weights on val and test; state finished."""

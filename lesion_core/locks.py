@@ -2,7 +2,7 @@
 
 A pid in status.json says which process claimed a run, but a pid proves little: pid 1 exists,
 pids are reused, and a file can say anything. A trainer therefore holds an flock on
-<run>/.trainer.lock for as long as it trains; a run whose status says running while nobody
+<run>/trainer.lock for as long as it trains; a run whose status says running while nobody
 holds that lock is not being trained (runs.effective_state). And one training per device holds
 across runs folders: the trainer holds <cache>/locks/train-<device>.lock, which names its run.
 """
@@ -18,7 +18,7 @@ from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
 from lesion_core.paths import cache_dir
 
-RUN_LOCK = ".trainer.lock"
+RUN_LOCK = "trainer.lock"
 
 
 def device_lock_path(device: str) -> Path:
@@ -41,12 +41,41 @@ def held(path) -> bool:
     return False
 
 
+def _written(path) -> tuple[int | None, str]:
+    """(pid, note) the holder of a lock file wrote into it; (None, "") when unreadable."""
+    try:
+        pid, _, note = Path(path).read_text(encoding="utf-8", errors="replace").partition("\n")
+        return int(pid), note.strip()[:300]
+    except (OSError, ValueError):
+        return None, ""
+
+
 def holder(path) -> str:
     """What the holder of a lock file wrote into it (its run folder), "" when unreadable."""
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace").strip()[:300]
-    except OSError:
-        return ""
+    return _written(path)[1]
+
+
+ORPHAN_WAIT_S = 15.0  # DataLoader workers of a killed trainer keep its locks until they notice (~5 s)
+
+
+def _take(fd, path) -> bool:
+    """Take the flock on fd; when its holder (the pid written in the file) is dead, the lock is
+    held only by that trainer's orphaned children (forked DataLoader workers inherit it): wait
+    for them to exit, up to ORPHAN_WAIT_S. False when a live process holds it."""
+    import time
+
+    from lesion_core import runs
+
+    deadline = time.monotonic() + ORPHAN_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pid = _written(path)[0]
+            if (pid is not None and runs.pid_alive(pid)) or time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
 
 
 @contextmanager
@@ -57,12 +86,10 @@ def hold(path, note: str, busy):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TrainingError(busy(holder(path) or "?")) from None
+        if not _take(fd, path):
+            raise TrainingError(busy(holder(path) or "?"))
         os.ftruncate(fd, 0)
-        os.write(fd, note.encode("utf-8") + b"\n")
+        os.write(fd, f"{os.getpid()}\n{note}\n".encode())
         yield
     finally:
         os.close(fd)
@@ -75,8 +102,11 @@ def run_busy(run_dir) -> bool:
 
 def check_device_free(device: str) -> None:
     """TrainingError when a training holds the device (asked before a run folder is made)."""
+    from lesion_core import runs
+
     path = device_lock_path(device)
-    if held(path):
+    pid = _written(path)[0]
+    if held(path) and (pid is None or runs.pid_alive(pid)):  # a dead holder's orphans: the trainer waits for them
         raise TrainingError(DEVICE_BUSY.format(device=device, holder=holder(path) or "?"))
 
 
@@ -99,8 +129,8 @@ def device(name: str, run_dir):
 @contextmanager
 def run(run_dir):
     """Held by the process that trains run_dir, for as long as it trains."""
-    with hold(Path(run_dir) / RUN_LOCK, str(os.getpid()),
-              lambda who: RUN_BUSY.format(run=Path(run_dir).name, holder=who)):
+    with hold(Path(run_dir) / RUN_LOCK, "", lambda who: RUN_BUSY.format(run=Path(run_dir).name,
+                                                                      holder=_written(Path(run_dir) / RUN_LOCK)[0])):
         yield
 
 

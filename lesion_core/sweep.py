@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from collections.abc import Callable
 
-from lesion_core import runs, safejson
+from lesion_core import locks, runs, safejson
 from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
 from lesion_core.install import require_installed
@@ -122,12 +122,13 @@ def sweep_runs(runs_dir, sid: str) -> dict[int, runs.RunInfo]:
 
 
 def _wait(run_dir: Path) -> str:
-    """Block until the run is no longer active; its final state."""
+    """Block until the run is no longer active and its trainer has let go of it (and so of the
+    device: the next run may start); its final state."""
     while True:
         info = runs.run_info(run_dir)
-        if info.state not in runs.ACTIVE_STATES:
+        if info.state not in runs.ACTIVE_STATES and not locks.run_busy(run_dir):
             return info.state
-        time.sleep(POLL_S)
+        time.sleep(POLL_S if info.state in runs.ACTIVE_STATES else 0.1)
 
 
 def run_sweep(spec: dict, runs_dir, on_log: Callable[[str], None] = print) -> list[Path]:

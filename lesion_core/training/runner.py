@@ -41,7 +41,8 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
     # The device's lock (one training per device, whatever the runs folder) is taken before
     # anything is written, the run's right after the run is claimed; both are held until the
     # end. Under torchrun, rank 0 holds them for the run.
-    held, lead = ExitStack(), os.environ.get("RANK", "0") == "0"
+    # The device's lock is released first, so whoever waits for the run's lock (a sweep) finds the device free.
+    held, run_held, lead = ExitStack(), ExitStack(), os.environ.get("RANK", "0") == "0"
 
     def hold_device(config, run_dir):
         if lead:
@@ -70,10 +71,11 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
                 run_dir = runs.create_run(runs_dir, config)
                 runs.write_status(run_dir, pid=os.getpid())  # active from now on: a launch beside us is refused
         if lead:
-            held.enter_context(locks.run(run_dir))
+            run_held.enter_context(locks.run(run_dir))
         trainer = (trainer_cls or Trainer)(run_dir, config, on_batch, on_log)  # under torchrun: DistributedTrainer
     except BaseException:
         held.close()
+        run_held.close()
         raise
     trainer.status = runs.read_status(run_dir)
     previous = install_signal_handlers(trainer)
@@ -114,6 +116,7 @@ def run_training(config: dict | None = None, runs_dir=None, resume=None, run_dir
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         held.close()
+        run_held.close()
     return run_dir
 
 

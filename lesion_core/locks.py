@@ -64,7 +64,6 @@ def _take(fd, path) -> bool:
     for them to exit, up to ORPHAN_WAIT_S. False when a live process holds it."""
     import time
 
-    from lesion_core import runs
 
     deadline = time.monotonic() + ORPHAN_WAIT_S
     while True:
@@ -73,7 +72,7 @@ def _take(fd, path) -> bool:
             return True
         except BlockingIOError:
             pid = _written(path)[0]
-            if (pid is not None and runs.pid_alive(pid)) or time.monotonic() > deadline:
+            if (pid is not None and pid_alive(pid)) or time.monotonic() > deadline:
                 return False
             time.sleep(0.2)
 
@@ -102,11 +101,10 @@ def run_busy(run_dir) -> bool:
 
 def check_device_free(device: str) -> None:
     """TrainingError when a training holds the device (asked before a run folder is made)."""
-    from lesion_core import runs
 
     path = device_lock_path(device)
     pid = _written(path)[0]
-    if held(path) and (pid is None or runs.pid_alive(pid)):  # a dead holder's orphans: the trainer waits for them
+    if held(path) and (pid is None or pid_alive(pid)):  # a dead holder's orphans: the trainer waits for them
         raise TrainingError(DEVICE_BUSY.format(device=device, holder=holder(path) or "?"))
 
 
@@ -135,3 +133,37 @@ def run(run_dir):
 
 
 RUN_BUSY = N_("run {run} is being trained by another process (pid {holder})")
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _proc_stat(pid) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first), or None (no /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_start(pid) -> str | None:
+    """When process pid started (clock ticks since boot, from /proc), or None where unknown."""
+    fields = _proc_stat(pid) if isinstance(pid, int) and pid > 0 else None
+    return fields[19] if fields and len(fields) > 19 else None
+
+
+def pid_alive(pid, started: str | None = None) -> bool:
+    """True when a process with this id exists, is not a zombie (killed, not yet reaped) and,
+    when started (a process_start() value) is given, is the process that started then."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc (macOS): os.kill said it exists
+    return fields[0] != "Z" and (started is None or process_start(pid) == started)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lesion_core import locks, paths, safejson
+from lesion_core.locks import pid_alive, process_start
 from lesion_core.i18n import N_
 from lesion_core.metrics import to_jsonable
 from lesion_core.paths import absolute, atomic_write_text
@@ -296,37 +297,6 @@ def create_run(runs_dir, config: dict) -> Path:
     write_status(run_dir, state="queued", message=N_("waiting for the trainer to start"),
                  created=time.time())
     return run_dir
-
-
-def _proc_stat(pid) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state first), or None (no /proc)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def process_start(pid) -> str | None:
-    """When process pid started (clock ticks since boot, from /proc), or None where unknown."""
-    fields = _proc_stat(pid) if isinstance(pid, int) and pid > 0 else None
-    return fields[19] if fields and len(fields) > 19 else None
-
-
-def pid_alive(pid, started: str | None = None) -> bool:
-    """True when a process with this id exists, is not a zombie (killed, not yet reaped) and,
-    when started (a process_start() value) is given, is the process that started then."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    fields = _proc_stat(pid)
-    if fields is None:
-        return True  # no /proc (macOS): os.kill said it exists
-    return fields[0] != "Z" and (started is None or process_start(pid) == started)
 
 
 def effective_state(status: dict, run_dir=None) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lesion_core import runs
+from lesion_core import locks, runs
 from lesion_core.settings import loading
 from lesion_core import errors
 from lesion_core import settings
@@ -249,7 +249,7 @@ def test_launch_and_resume_start_two_processes_through_torchrun_and_stop_reaches
     runs.request_stop(run_dir)
     info = wait_for(run_dir, lambda info: info.state not in runs.ACTIVE_STATES, "the stop")
     assert info.state == "stopped", info.status
-    wait_for(run_dir, lambda info: not runs.pid_alive(launcher), "torchrun's exit")  # both ranks left
+    wait_for(run_dir, lambda info: not locks.pid_alive(launcher), "torchrun's exit")  # both ranks left
     assert runs.read_config(run_dir)["resolved"]["world_size"] == 2
     done = len([r for r in runs.read_history(run_dir) if r["phase"] == "val"])
 

@@ -43,11 +43,11 @@ def server(tmp_path_factory, demo_root):
 
 def _stop_trainers(runs_dir) -> None:
     """Kill trainer processes the app launched (they run detached from the server's group)."""
-    from lesion_core import runs
+    from lesion_core import locks, runs
 
     for run in runs.list_runs(runs_dir):
         pid = run.status.get("pid")
-        if run.state in runs.ACTIVE_STATES and runs.pid_alive(pid):
+        if run.state in runs.ACTIVE_STATES and locks.pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
 
 

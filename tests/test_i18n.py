@@ -387,7 +387,7 @@ def test_a_failed_run_says_why_in_spanish(demo_root, tmp_path):
 
 def test_a_running_run_shows_its_progress_in_spanish(demo_root, finished_run):
     # status.json as the trainer writes it mid-epoch; this test's own process stands in for the trainer.
-    runs.write_status(finished_run, state="running", pid=os.getpid(), pid_start=runs.process_start(os.getpid()),
+    runs.write_status(finished_run, state="running", pid=os.getpid(), pid_start=locks.process_start(os.getpid()),
                       message="epoch 1 train", epochs=4, epoch=1, phase="train", iteration=3, n_iters=10,
                       images_per_s=12.5, eta_s=42)
     english = runs.progress(runs.read_status(finished_run))[1]

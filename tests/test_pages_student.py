@@ -2,7 +2,7 @@
 says about the choices that carry from one page to the next."""
 
 from __future__ import annotations
-from lesion_core import settings
+from lesion_core import locks, settings
 from lesion_core import training
 from lesion_core.training import duration
 
@@ -168,7 +168,7 @@ def test_a_reload_while_a_run_trains_shows_that_runs_settings(app, demo_root):
                                     "epochs": 3, "optim": {"lr": 0.0005}})
     run_dir = runs.create_run(paths.runs_dir(), config)
     # status.json as a trainer writes it; this test's own process stands in for the trainer
-    runs.write_status(run_dir, state="running", pid=os.getpid(), pid_start=runs.process_start(os.getpid()),
+    runs.write_status(run_dir, state="running", pid=os.getpid(), pid_start=locks.process_start(os.getpid()),
                       message="epoch 1 train", epochs=3, epoch=1, phase="train", iteration=1, n_iters=5)
     try:
         app.session_state["dataset"] = {"source": "folder", "root": str(demo_root)}  # a new session: a reload

@@ -156,10 +156,10 @@ def test_the_cli_from_a_fresh_clone_with_relative_paths(checkout, tmp_path):
 
 
 def _stop_trainers(runs_dir: Path) -> None:
-    from lesion_core import runs
+    from lesion_core import locks, runs
 
     for run in runs.list_runs(runs_dir):
-        if run.state in runs.ACTIVE_STATES and runs.pid_alive(run.status.get("pid")):
+        if run.state in runs.ACTIVE_STATES and locks.pid_alive(run.status.get("pid")):
             os.kill(run.status["pid"], signal.SIGTERM)
 
 

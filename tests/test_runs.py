@@ -139,9 +139,9 @@ def test_zombie_process_counts_as_dead(tmp_path):
     try:
         deadline = time.monotonic() + 30
         # the child exits but stays a zombie until proc.wait() reaps it
-        while runs.pid_alive(proc.pid) and time.monotonic() < deadline:
+        while locks.pid_alive(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not runs.pid_alive(proc.pid)
+        assert not locks.pid_alive(proc.pid)
     finally:
         proc.wait()
 
@@ -152,7 +152,7 @@ def test_a_reused_pid_is_not_taken_for_the_trainer(tmp_path):
     run_dir = runs.create_run(tmp_path, _config())
     runs.write_status(run_dir, state="running", pid=os.getpid())
     status = runs.read_status(run_dir)
-    assert status["pid_start"] == runs.process_start(os.getpid()) is not None
+    assert status["pid_start"] == locks.process_start(os.getpid()) is not None
     with locks.run(run_dir):  # this test stands in for the trainer, which holds the run's lock
         assert runs.run_info(run_dir).state == "running"
         runs.atomic_write_json(run_dir / "status.json", dict(status, pid_start="1"))  # an older process's

@@ -376,7 +376,7 @@ def test_sigterm_leaves_a_consistent_resumable_run(demo_root, tmp_path):
     assert status["eta_s"] >= 0 and status["images_per_s"] > 0 and status["epochs"] == 40
     pid = status["pid"]
     os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not runs.pid_alive(pid) or runs.read_status(run_dir)["state"] == "stopped", "the trainer to exit")
+    wait_for(lambda: not locks.pid_alive(pid) or runs.read_status(run_dir)["state"] == "stopped", "the trainer to exit")
     wait_for(lambda: runs.read_status(run_dir)["state"] == "stopped", "state stopped")
     assert runs.run_info(run_dir).state == "stopped"
     history = runs.read_history(run_dir)
@@ -434,7 +434,7 @@ def test_killed_trainer_shows_as_interrupted_and_resumes(demo_root, tmp_path):
     wait_for(lambda: _status_shows_training(run_dir), "the trainer to report a batch")
     pid = runs.read_status(run_dir)["pid"]
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not runs.pid_alive(pid), "the trainer to die")
+    wait_for(lambda: not locks.pid_alive(pid), "the trainer to die")
     assert runs.run_info(run_dir).state == "interrupted"
     assert runs.active_run(tmp_path) is None
     training.run_training(resume=run_dir)

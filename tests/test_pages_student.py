@@ -178,3 +178,24 @@ def test_a_reload_while_a_run_trains_shows_that_runs_settings(app, demo_root):
         assert app.selectbox(key="keep_tr_recipe").value == "standard"
     finally:
         runs.write_status(run_dir, state="stopped", message="stopped")
+
+
+def test_a_sweep_launched_from_train_is_followed_at_once(app, demo_root):
+    import time
+
+    from lesion_core import paths, runs
+
+    app.session_state["model"] = {"name": "lenet", "weights": "random", "weights_path": None, "freeze_backbone": False}
+    goto(app, "train")
+    for key, value in (("keep_tr_size", 32), ("keep_tr_epochs", 1), ("keep_tr_max_size", 24), ("keep_tr_batch", 8)):
+        app.number_input(key=key).set_value(value).run()
+    app.toggle(key="keep_tr_tta").set_value(False).run()
+    app.text_area(key="keep_tr_sweep_grid").set_value('{"seed": [3]}').run()
+    app.button(key="tr_sweep_launch").click().run()
+    assert not app.exception and not app.error, app.error
+    [run] = [r for r in runs.list_runs(paths.runs_dir()) if (r.config.get("sweep") or {}).get("id")]
+    assert f"Run {run.id}" in [s.value for s in app.subheader]  # no reload needed
+    assert any(s.value.startswith("Sweep ") and "started: 1 runs" in s.value for s in app.success)
+    deadline = time.monotonic() + 300  # the sweep's one run ends, and its process with it
+    while runs.run_info(run.path).state in runs.ACTIVE_STATES and time.monotonic() < deadline:
+        time.sleep(1)

@@ -156,8 +156,33 @@ def sweep_launcher(config: dict) -> None:
                     raise TrainingError(N_("the grid is not valid JSON: {error}").format(error=problem))
                 spec = {"base": config, "grid": grid, "repeats": int(repeats)}
                 sid = sweep.launch_sweep(spec, common.runs_root())
-                st.success(_("Sweep {sweep} started: {n} runs, one after another. "
-                             "The first appears below in a few seconds.", sweep=sid, n=len(sweep.expand(spec))))
+                started = _("Sweep {sweep} started: {n} runs, one after another.", sweep=sid, n=len(sweep.expand(spec)))
+                with st.spinner(_("Waiting for the sweep's first run...")):
+                    first = _first_run_of(sid, common.runs_root())
+                if first is None:  # a slow start: the run appears on the next visit
+                    st.success(started + " " + _("Its first run is slow to start; it appears here once it has."))
+                else:  # followed live at once, as a run started with Launch is
+                    st.session_state["tr_settings_note"] = started
+                    common.select_run_and_rerun(first)
+
+
+SWEEP_START_S = 60  # how long the page waits for a sweep's first run folder
+
+
+def _first_run_of(sweep_id: str, runs_dir, timeout: float = SWEEP_START_S) -> str | None:
+    """The id of the sweep's first run folder once its process has made it, or None."""
+    import time
+
+    from lesion_core import runs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run in runs.list_runs(runs_dir):
+            tag = run.config.get("sweep")
+            if isinstance(tag, dict) and tag.get("id") == sweep_id:
+                return run.id
+        time.sleep(0.5)
+    return None
 
 
 def sweeps(listed) -> None:

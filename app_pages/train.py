@@ -252,6 +252,8 @@ def show_run(run_id: str) -> None:
         waited = time.time() - (run.status.get("updated") or time.time())
         message += f" ({waited:.0f} s)"
     state_text = f"**{_(run.state)}**: {md(lang.rendered(message.removeprefix(run.state + ': ')))}"
+    if run.state == "running":  # the progress bar's line says what it does: one status line, not two
+        state_text = f"**{_(run.state)}**"
     damage = md("; ".join(lang.rendered(problem) for problem in run.damage))
     if run.state == runs.DAMAGED:
         state_text = f"**{_(run.state)}**: {damage}"
@@ -290,7 +292,10 @@ def show_run(run_id: str) -> None:
     if any(r.get("phase") in ("train", "val") for r in history):
         loss, auc = st.columns(2)
         loss.plotly_chart(fig(plots.loss_curves(history)), key="tr_loss")
-        auc.plotly_chart(fig(plots.auc_curves(history, class_names)), key="tr_auc")
+        if any(r.get("phase") == "val" and r.get("mean_auc") is not None for r in history):
+            auc.plotly_chart(fig(plots.auc_curves(history, class_names)), key="tr_auc")
+        else:  # an empty axis from -1 to 6 looked broken
+            auc.caption(_("The validation AUC curves appear here when the first validation ends."))
     else:  # empty axes running from -1 looked broken to a new user
         st.caption(_("The loss and validation AUC curves appear here when the first epoch ends."))
     speeds = [r["images_per_s"] for r in history if r.get("phase") == "train" and r.get("images_per_s")]

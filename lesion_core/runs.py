@@ -376,16 +376,19 @@ PHASES = (N_("train"), N_("val"), N_("calibrate"), N_("evaluate"))
 def progress(status: dict) -> tuple[float, str]:
     """(fraction of the run done in [0, 1], one line of text) from an active run's status.json.
 
-    Within an epoch the training phase moves the bar; the phases after it (BatchNorm
-    calibration, validation, the final evaluation) count as the epoch's end.
+    The bar means the whole run: every epoch, then the final scoring of val and test (a share
+    of one epoch), so it is never full while the run still works. Within an epoch the training
+    phase moves it; the phases after it (BatchNorm calibration, validation) count as the
+    epoch's end. The line names each phase as the trainer's message does.
     """
     epochs, epoch, phase = status.get("epochs") or 1, status.get("epoch") or 0, status.get("phase")
     iteration, n_iters = status.get("iteration") or 0, status.get("n_iters") or 0
-    if phase == "train":
-        within = iteration / n_iters if n_iters else 0.0
+    units = epochs + 1  # the epochs, then the final scoring
+    if phase == "evaluate":
+        fraction = (epochs + 0.5) / units
     else:
-        within = 1.0 if phase else 0.0
-    fraction = min(1.0, max(0.0, (epoch - 1 + within) / epochs)) if epoch else 0.0
+        within = (iteration / n_iters if n_iters else 0.0) if phase == "train" else (1.0 if phase else 0.0)
+        fraction = min(1.0, max(0.0, (epoch - 1 + within) / units)) if epoch else 0.0
     # Before the first epoch (queued, loading data, building the model) the message says what is going on.
     # Each part is a message of its own; pages translate the line part by part (lang.rendered).
     parts = [N_("epoch {epoch}/{epochs}").format(epoch=epoch, epochs=epochs) if epoch
@@ -393,13 +396,18 @@ def progress(status: dict) -> tuple[float, str]:
     if phase in ("train", "val"):
         parts.append(N_("{phase} batch {iteration}/{n_iters}").format(phase=phase, iteration=iteration, n_iters=n_iters))
     elif phase:
-        parts.append(phase)
+        parts.append(_PHASE_LINES.get(phase, phase))
     if status.get("images_per_s"):
         parts.append(N_("{speed} images/s").format(speed=f"{status['images_per_s']:.1f}"))
     if status.get("eta_s") is not None:
         eta = int(status["eta_s"])
         parts.append(N_("ETA {time}").format(time=f"{eta // 60}:{eta % 60:02d}"))
     return fraction, " · ".join(parts)
+
+
+# A phase as the trainer's own message names that moment (one name on the page, not two).
+_PHASE_LINES = {"calibrate": N_("recomputing BatchNorm statistics"),
+                "evaluate": N_("evaluating the best model on val and test")}
 
 
 @dataclass

@@ -71,6 +71,7 @@ def test_command_line_writes_images_masks_and_params(lesion_files, tmp_path):
         assert -180 <= rotation["angle"] <= 180 and len(rotation["box"]) == 4
         assert tuple(draw["steps"][names.index("RandomChangeSkin")]["tone"]) in SKIN_TONES
         assert isinstance(draw["steps"][names.index("RandomHorizontalFlip")]["flipped"], bool)
+        assert 0 < draw["lesion_kept"] <= 1  # as the Augmentations page says it under each draw
 
 
 def test_written_image_and_mask_stay_aligned(lesion_files, tmp_path):

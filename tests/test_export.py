@@ -179,7 +179,8 @@ def test_the_readme_onnxruntime_snippet_runs(lenet_run, demo_root, tmp_path, mon
     readme = (REPO / "README.md").read_text()
     snippet = next(block.split("```", 1)[0] for block in readme.split("```python\n")[1:] if "onnxruntime" in block)
     assert len(snippet.strip().splitlines()) <= 6  # "five lines" of use, plus the imports
-    export.export_run(lenet_run, "onnx", tmp_path / "model.onnx")
+    (tmp_path / "runs" / "RUN-ID").mkdir(parents=True)  # where `export runs/RUN-ID` writes it
+    export.export_run(lenet_run, "onnx", tmp_path / "runs" / "RUN-ID" / "model.onnx")
     (tmp_path / "lesion.jpg").write_bytes(sorted((demo_root / "images").iterdir())[0].read_bytes())
     monkeypatch.chdir(tmp_path)
     exec(compile(snippet, "README.md", "exec"), {})

@@ -2,10 +2,9 @@
 says about the choices that carry from one page to the next."""
 
 from __future__ import annotations
-from lesion_core import locks, settings
-from lesion_core import training
-from lesion_core.training import duration
 
+from lesion_core import locks, settings, training
+from lesion_core.training import duration
 from tests.test_pages import goto, texts
 
 
@@ -177,5 +176,53 @@ def test_a_reload_while_a_run_trains_shows_that_runs_settings(app, demo_root):
         assert app.number_input(key="keep_tr_epochs").value == 3
         assert app.number_input(key="keep_tr_lr").value == 0.0005
         assert app.selectbox(key="keep_tr_recipe").value == "standard"
+    finally:
+        runs.write_status(run_dir, state="stopped", message="stopped")
+
+
+def test_a_sweep_launched_from_train_is_followed_at_once(app, demo_root):
+    import time
+
+    from lesion_core import paths, runs
+
+    app.session_state["model"] = {"name": "lenet", "weights": "random", "weights_path": None, "freeze_backbone": False}
+    goto(app, "train")
+    for key, value in (("keep_tr_size", 32), ("keep_tr_epochs", 1), ("keep_tr_max_size", 24), ("keep_tr_batch", 8)):
+        app.number_input(key=key).set_value(value).run()
+    app.toggle(key="keep_tr_tta").set_value(False).run()
+    app.text_area(key="keep_tr_sweep_grid").set_value('{"seed": [3]}').run()
+    app.button(key="tr_sweep_launch").click().run()
+    assert not app.exception and not app.error, app.error
+    [run] = [r for r in runs.list_runs(paths.runs_dir()) if (r.config.get("sweep") or {}).get("id")]
+    assert f"Run {run.id}" in [s.value for s in app.subheader]  # no reload needed
+    assert any(s.value.startswith("Sweep ") and "started: 1 runs" in s.value for s in app.success)
+    deadline = time.monotonic() + 300  # the sweep's one run ends, and its process with it
+    while runs.run_info(run.path).state in runs.ACTIVE_STATES and time.monotonic() < deadline:
+        time.sleep(1)
+
+
+def test_a_running_run_has_one_status_line_one_bar_and_no_empty_auc_axis(app, demo_root):
+    import json
+    import os
+
+    from lesion_core import paths, runs
+
+    config = settings.validate_config({"data": {"root": str(demo_root)}, "model": {"name": "lenet", "weights": "random"},
+                                    "image_size": 32, "epochs": 3})
+    run_dir = runs.create_run(paths.runs_dir(), config)
+    runs.append_line(run_dir / "history.jsonl", json.dumps({"epoch": 1, "phase": "train", "loss": 1.1,
+                                                            "images_per_s": 20.0}))
+    runs.write_status(run_dir, state="running", pid=os.getpid(), pid_start=runs.process_start(os.getpid()),
+                      message="epoch 1: recomputing BatchNorm statistics", epochs=3, epoch=1, phase="calibrate",
+                      iteration=10, n_iters=10, eta_s=95)
+    try:
+        goto(app, "train")
+        assert [i.value for i in app.info if i.value.startswith("**running**")] == ["**running**"]
+        [bar] = app.get("progress")
+        assert bar.proto.text == "epoch 1/3 · recomputing BatchNorm statistics · ETA 1:35"
+        assert bar.proto.value < 50  # 1 of 3 epochs and the final scoring: a quarter, not a full bar
+        keys = [c.proto.id for c in app.get("plotly_chart")]
+        assert any("tr_loss" in k for k in keys) and not any("tr_auc" in k for k in keys)
+        assert "The validation AUC curves appear here when the first validation ends." in texts(app)
     finally:
         runs.write_status(run_dir, state="stopped", message="stopped")

@@ -16,7 +16,8 @@ def register(subparsers) -> None:
         "augment",
         help="apply a pipeline N times to one image; write the images, masks and drawn parameters",
         description="Writes OUT/<k>_image.png (RGB, before ToTensor/Normalize), OUT/<k>_mask.png "
-                    "(0/255) and OUT/params.json (each draw's angle, flips, crop box, size, tone).",
+                    "(0/255) and OUT/params.json (each draw's angle, flips, crop box, size, tone, and the share "
+                    "of the lesion it kept).",
     )
     parser.add_argument("image", type=Path, help="JPEG or PNG image")
     parser.add_argument("--mask", type=Path, help="lesion mask (PNG, 0/255 or 0/1); needed by "
@@ -86,7 +87,8 @@ def _write_draw(out_dir: Path, k: int, sample: dict, params: list[dict], spec: l
     from PIL import Image
 
     Image.fromarray(sample["image"]).save(out_dir / f"{k}_image.png")
-    record = {"draw": k, "image": f"{k}_image.png", "mask": None, "size": list(sample["image"].shape[:2])}
+    record = {"draw": k, "image": f"{k}_image.png", "mask": None, "size": list(sample["image"].shape[:2]),
+              "lesion_kept": sample.get("lesion_kept")}  # share of the lesion the draw still shows
     if sample["mask"] is not None:
         Image.fromarray(sample["mask"] * 255).save(out_dir / f"{k}_mask.png")
         record["mask"] = f"{k}_mask.png"

@@ -217,7 +217,11 @@ def use_settings(run_id: str) -> None:
     state["keep_model_name"], state["keep_model_weights"] = cfg["model"]["name"], cfg["model"]["weights"]
     state["keep_model_freeze"] = cfg["model"]["freeze_backbone"]
     state[common.PIPELINE] = transforms.image_steps(cfg["augment"])
-    common.choose_dataset("demo") if cfg["data"]["root"] == "demo" else common.choose_dataset("folder", cfg["data"]["root"])
+    # (statements, not one conditional expression: Streamlit's magic would write its value, None)
+    if cfg["data"]["root"] == "demo":
+        common.choose_dataset("demo")
+    else:
+        common.choose_dataset("folder", cfg["data"]["root"])
     state["tr_settings_note"] = _("The form now holds the settings of run {run}; press Launch to train with them.",
                                   run=run_id)
 

@@ -164,8 +164,9 @@ def test_a_near_chance_run_withholds_its_decision_in_predict_the_report_and_the_
 
 
 def test_an_unreachable_specificity_names_the_best_reachable_one(run_copy, capsys):
-    assert main(["threshold", str(run_copy), "--class", "melanoma", "--specificity", "1.5"]) != 0
-    assert "between 0 and 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse refuses it in one line (cli.review._fraction)
+        main(["threshold", str(run_copy), "--class", "melanoma", "--specificity", "1.5"])
+    assert refused.value.code == 2 and "must be a number from 0 to 1, got 1.5" in capsys.readouterr().err
     frame = inference.read_predictions(run_copy / "predictions_val.csv")
     is_class = (frame["label"] == "melanoma").to_numpy()
     best = operating.best_specificity_with_sensitivity(is_class, frame["prob_melanoma"].to_numpy(dtype=float))

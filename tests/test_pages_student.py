@@ -171,7 +171,8 @@ def test_a_reload_while_a_run_trains_shows_that_runs_settings(app, demo_root):
                       message="epoch 1 train", epochs=3, epoch=1, phase="train", iteration=1, n_iters=5)
     try:
         app.session_state["dataset"] = {"source": "folder", "root": str(demo_root)}  # a new session: a reload
-        goto(app, "train")
+        with locks.run(run_dir):  # held as the trainer holds it: without it the run is not running
+            goto(app, "train")
         assert app.number_input(key="keep_tr_size").value == 96  # not the standard recipe's 224
         assert app.number_input(key="keep_tr_epochs").value == 3
         assert app.number_input(key="keep_tr_lr").value == 0.0005

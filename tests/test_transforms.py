@@ -224,7 +224,8 @@ def lab(pixels: np.ndarray) -> np.ndarray:
 def test_a_skin_tone_keeps_the_skins_texture_on_real_images(isic_dev_root, tone):
     """The skin takes the tone as its median colour (in CIELAB) and keeps its pores, hairs and
     shading: its lightness varies as before, pixel for pixel (not one flat colour)."""
-    from lesion_core import data, skin
+    from lesion_core import data
+    from lesion_core.data import skin
 
     for record in data.load_dataset(isic_dev_root).records[:6]:
         image = data.read_image(record.image_path, None)

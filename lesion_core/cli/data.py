@@ -84,7 +84,7 @@ def _print_check_json(root, **options) -> int:
     from lesion_core.data import load_dataset, skin
 
     _step(f"checking {root} (every image and mask is read once)...")
-    data = load_dataset(root, **options)
+    data = load_dataset(root, **options, require_usable=False)  # an unusable folder is reported, not refused
     _step(f"estimating the skin tone of {len(data.records)} images...")
     report = data.report
     tones = skin.dataset_tones(data.records)

@@ -177,8 +177,6 @@ def cmd_threshold(args) -> int:
     from lesion_core.evaluation import operating
 
     threshold = args.threshold
-    if args.specificity is not None and not 0.0 <= args.specificity <= 1.0:
-        raise TrainingError(f"--specificity is a share between 0 and 1; got {args.specificity}")
     if args.specificity is not None:
         path = Path(args.run) / "predictions_val.csv"
         if not path.is_file():

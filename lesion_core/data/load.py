@@ -271,8 +271,9 @@ def _apply_recorded_splits(records: list, splits: dict, report: Report) -> list:
 
 def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float = 0.15,
                  test_fraction: float = 0.15, split_seed: int = 42, check_images: bool = True,
-                 splits: dict | None = None, labels: str | None = None) -> LesionData:
-    """Load and validate a dataset folder (layout detected); DataError when no row is usable.
+                 splits: dict | None = None, labels: str | None = None, require_usable: bool = True) -> LesionData:
+    """Load and validate a dataset folder (layout detected); DataError when no row is usable
+    (unless require_usable is False: check-data --json reports such a folder too).
 
     max_size > 0 keeps a seeded random subset of at most max_size rows of each table (the
     single labels.csv before it is split, or each split file), like the notebook's maxSize.
@@ -341,7 +342,7 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
             report.notes.append(Problem("", "empty_class", N_(
                 "class {name} has no usable images: its AUC is undefined and a model cannot learn it").format(
                     name=repr(name))))
-    if not report.n_usable:  # a page translates the message and the report under it line by line
+    if require_usable and not report.n_usable:  # a page translates the message and the report under it line by line
         raise DataError(N_("no usable samples in {root}:").format(root=root) + "\n" + report.format())
     return LesionData(root, layout, class_names, records, report, split_seed,
                       max_size, val_fraction, test_fraction, group_column, labels)

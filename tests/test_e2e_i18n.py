@@ -13,8 +13,8 @@ from tests.test_e2e import TIMEOUT_MS, wait_idle
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PAGES_ES = ["Inicio", "Conjunto de datos", "Aumentaciones", "Modelo", "Entrenar", "Resultados", "Comparar",
-            "Predicciones"]
-PAGES_EN = ["Home", "Dataset", "Augmentations", "Model", "Train", "Results", "Compare", "Predictions"]
+            "Predicciones", "Estudio de lectores"]
+PAGES_EN = ["Home", "Dataset", "Augmentations", "Model", "Train", "Results", "Compare", "Predictions", "Reader study"]
 
 
 @pytest.fixture(scope="module")

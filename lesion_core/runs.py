@@ -308,7 +308,10 @@ def effective_state(status: dict, run_dir=None) -> str:
     if state in ACTIVE_STATES and not pid_alive(status.get("pid"), status.get("pid_start")):
         return "failed" if state == "queued" else INTERRUPTED
     if state in ("running", "stopping") and run_dir is not None and not locks.run_busy(run_dir):
-        return INTERRUPTED
+        # The trainer writes its last status, then lets go of the lock: status read before the
+        # lock was found free may be older than the end. Read again, after the lock check.
+        fresh = read_status(run_dir).get("state", state)
+        return fresh if fresh not in ("running", "stopping") else INTERRUPTED
     return state
 
 

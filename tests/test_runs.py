@@ -242,3 +242,15 @@ def test_read_metrics_is_none_until_written_and_for_garbage(tmp_path):
     result = metrics.to_jsonable(metrics.compute_metrics([0, 1, 2, 1], np.eye(3)[[0, 1, 2, 2]], ["a", "b", "c"]))
     runs.atomic_write_json(tmp_path / "metrics_test.json", result | {"n": 4})
     assert runs.read_metrics(tmp_path, "test")["accuracy"] == 0.75
+
+
+def test_a_run_that_ended_between_reading_its_status_and_its_lock_is_not_called_interrupted(tmp_path):
+    """The trainer writes its last status, then lets go of the run's lock. A reader holding the
+    status from just before (running) and finding the lock free must read the status again:
+    the run stopped, it was not interrupted (a torchrun test saw 'interrupted' here)."""
+    run_dir = runs.create_run(tmp_path, _config())
+    before = runs.write_status(run_dir, state="running", pid=os.getpid(), pid_start=locks.process_start(os.getpid()))
+    runs.write_status(run_dir, state="stopped", message="stopped during epoch 2")  # then the lock is let go
+    assert runs.effective_state(before, run_dir) == "stopped"
+    runs.write_status(run_dir, state="running")  # running, and no trainer holds the lock
+    assert runs.effective_state(runs.read_status(run_dir), run_dir) == "interrupted"

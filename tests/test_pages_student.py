@@ -213,11 +213,12 @@ def test_a_running_run_has_one_status_line_one_bar_and_no_empty_auc_axis(app, de
     run_dir = runs.create_run(paths.runs_dir(), config)
     runs.append_line(run_dir / "history.jsonl", json.dumps({"epoch": 1, "phase": "train", "loss": 1.1,
                                                             "images_per_s": 20.0}))
-    runs.write_status(run_dir, state="running", pid=os.getpid(), pid_start=runs.process_start(os.getpid()),
+    runs.write_status(run_dir, state="running", pid=os.getpid(), pid_start=locks.process_start(os.getpid()),
                       message="epoch 1: recomputing BatchNorm statistics", epochs=3, epoch=1, phase="calibrate",
                       iteration=10, n_iters=10, eta_s=95)
     try:
-        goto(app, "train")
+        with locks.run(run_dir):  # held as the trainer holds it: without it the run is not running
+            goto(app, "train")
         assert [i.value for i in app.info if i.value.startswith("**running**")] == ["**running**"]
         [bar] = app.get("progress")
         assert bar.proto.text == "epoch 1/3 · recomputing BatchNorm statistics · ETA 1:35"

@@ -65,9 +65,13 @@ VENV = "python3 -m venv .venv"
 def as_tested(command: str) -> str:
     """The README's command as the tests run it: its virtual environment sees the packages of
     the Python running the suite (--system-site-packages), so installing finds torch already
-    there instead of downloading 6 GB; everything else as written."""
+    there instead of downloading 6 GB; everything else as written. Such a venv gets no
+    `streamlit` script of its own (pip finds the package installed outside it), and the one
+    outside would run the outside Python, where another copy of Lesion Lab is installed: so
+    `streamlit run` becomes `python -m streamlit run`, the venv's Python, as a fresh venv has it."""
     assert command.startswith(VENV + " && "), f"the README's command should make its venv first: {command}"
-    return command.replace(VENV, f"{Path(sys.executable).resolve()} -m venv --system-site-packages .venv", 1)
+    command = command.replace(VENV, f"{Path(sys.executable).resolve()} -m venv --system-site-packages .venv", 1)
+    return command.replace("&& streamlit run ", "&& python -m streamlit run ")
 
 
 def test_the_readme_commands_make_a_venv_and_install_the_package():

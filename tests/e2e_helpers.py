@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,18 @@ def wait_for(predicate, what: str, timeout: float = 60.0):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@contextmanager
+def browser_tab(timeout_ms: int, height: int = 1000, **context):
+    """A headless Chromium tab, 1400 px wide, with timeout_ms as its default wait (closed after)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_context(viewport={"width": 1400, "height": height}, **context).new_page()
+            tab.set_default_timeout(timeout_ms)
+            yield tab
+        finally:
+            browser.close()

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from lesion_core import i18n
-from tests.e2e_helpers import CHROMIUM, CHROMIUM_ARGS, Server, require_chromium, seed_demo_cache
+from tests.e2e_helpers import Server, browser_tab, require_chromium, seed_demo_cache
 from tests.test_e2e import TIMEOUT_MS, wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -33,14 +33,8 @@ def server(tmp_path_factory, demo_root):
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        tab = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US").new_page()
-        tab.set_default_timeout(TIMEOUT_MS)
+    with browser_tab(TIMEOUT_MS, locale="en-US") as tab:
         yield tab
-        browser.close()
 
 
 def nav(page) -> list[str]:

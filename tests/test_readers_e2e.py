@@ -12,7 +12,7 @@ import pytest
 from lesion_core import data, runs
 from lesion_core.evaluation import readers
 from lesion_core import inference
-from tests.e2e_helpers import CHROMIUM, CHROMIUM_ARGS, Server, artifacts_dir, require_chromium, seed_demo_cache
+from tests.e2e_helpers import Server, browser_tab, artifacts_dir, require_chromium, seed_demo_cache
 from tests.test_export import make_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -57,14 +57,8 @@ def server(tmp_path_factory, demo_root):
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        tab = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
-        tab.set_default_timeout(TIMEOUT_MS)
+    with browser_tab(TIMEOUT_MS, height=1100) as tab:
         yield tab
-        browser.close()
 
 
 def wait_idle(page) -> None:

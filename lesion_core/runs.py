@@ -275,6 +275,9 @@ def write_status(run_dir, **fields) -> dict:
     return status
 
 
+RUN_ID_TIME = len("20261127-053012")  # the sortable date and time an id begins with
+
+
 def new_run_id(model_name: str) -> str:
     """A sortable, unique id: 20261127-053012-efficientnet_lite0-ab12."""
     safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in str(model_name)) or "run"
@@ -526,12 +529,20 @@ def run_info(run_dir) -> RunInfo:
 
 
 def list_runs(runs_dir) -> list[RunInfo]:
-    """Every run folder (one holding config.json) under runs_dir, newest first."""
+    """Every run folder (one holding config.json) under runs_dir, newest first: by the id's
+    second, then by the creation time status.json records (two runs started in the same second
+    differ only in their random suffix), then by id."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
     folders = [p for p in runs_dir.iterdir() if p.is_dir() and (p / "config.json").is_file()]
-    return [run_info(p) for p in sorted(folders, key=lambda p: p.name, reverse=True)]
+
+    def newest_first(run: RunInfo):
+        created = run.status.get("created")  # untrusted: a number, or nothing to sort by
+        created = created if isinstance(created, (int, float)) and math.isfinite(created) else 0.0
+        return run.id[:RUN_ID_TIME], created, run.id
+
+    return sorted((run_info(p) for p in folders), key=newest_first, reverse=True)
 
 
 def active_run(runs_dir) -> RunInfo | None:

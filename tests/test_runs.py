@@ -188,6 +188,19 @@ def test_list_runs_newest_first_with_best_from_history(tmp_path):
     assert listed[1].best is None
 
 
+def test_two_runs_started_in_the_same_second_list_by_their_creation_time(tmp_path):
+    # The ids share their second and differ in the random suffix, which sorts the wrong way here.
+    for suffix, created in (("ffff", 100.0), ("0000", 200.0)):
+        run_dir = tmp_path / f"20261208-010000-lenet-{suffix}"
+        run_dir.mkdir()
+        runs.atomic_write_json(run_dir / "config.json", _config())
+        runs.atomic_write_json(run_dir / "status.json", {"state": "done", "created": created})
+    (tmp_path / "20261208-010001-lenet-aaaa").mkdir()  # a second later, with a damaged creation time
+    runs.atomic_write_json(tmp_path / "20261208-010001-lenet-aaaa" / "config.json", _config())
+    runs.atomic_write_json(tmp_path / "20261208-010001-lenet-aaaa" / "status.json", {"state": "done", "created": "x"})
+    assert [r.id[-4:] for r in runs.list_runs(tmp_path)] == ["aaaa", "0000", "ffff"]
+
+
 def test_best_falls_back_to_val_loss_when_auc_undefined():
     history = [{"epoch": 1, "phase": "val", "mean_auc": None, "loss": 0.9},
                {"epoch": 2, "phase": "val", "mean_auc": None, "loss": 0.5},

@@ -12,6 +12,7 @@ import streamlit as st
 from app_pages import lang
 from app_pages.lang import _, cls, fig, rendered
 from lesion_core import plots
+from lesion_core.errors import DataError
 from lesion_core.evaluation import bootstrap
 
 
@@ -23,7 +24,11 @@ def interval(found) -> str:
 def intervals(run_dir, split: str, key: str) -> None:
     """The split's mean AUC, per-class AUC, accuracy and balanced accuracy with 95% intervals,
     and a warning per class too small for its AUC to mean much."""
-    found = bootstrap.run_intervals(run_dir, split)
+    try:
+        found = bootstrap.run_intervals(run_dir, split)
+    except DataError as exc:  # predictions_<split>.csv damaged: named, the rest of the page stands
+        st.warning(_("No 95% intervals: {error}", error=rendered(str(exc))), icon=":material/warning:")
+        return
     if not found:
         return
     fmt = interval

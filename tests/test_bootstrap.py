@@ -10,6 +10,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_sco
 
 from lesion_core import runs
 from lesion_core.data import CLASS_NAMES
+from lesion_core.errors import DataError
 from lesion_core.evaluation import bootstrap
 from lesion_core import training
 
@@ -116,4 +117,7 @@ def test_a_finished_run_stores_intervals_matching_its_predictions(demo_root, tmp
         recomputed["mean_auc"]["ci_high"])
     assert bootstrap.run_intervals(run_dir, "test", compute=False) is None
     (run_dir / "predictions_test.csv").write_text("garbage,\n\x00\x01")
+    with pytest.raises(DataError, match="predictions_test.csv is damaged"):  # named, never silently no interval
+        bootstrap.run_intervals(run_dir, "test")
+    (run_dir / "predictions_test.csv").unlink()
     assert bootstrap.run_intervals(run_dir, "test") is None

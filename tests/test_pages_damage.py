@@ -67,6 +67,15 @@ def test_every_page_renders_beside_every_kind_of_damaged_run(app, demo_root):
     app.session_state["keep_run"] = ids["files"]
     goto(app, "results")
     assert any("metrics_test.json: class_names is None" in e.value for e in app.error)
+    # Sound metrics without stored intervals beside the damaged CSV: the CSV is named, not an
+    # interval silently missing.
+    sound, files = paths.runs_dir() / ids["sound"], paths.runs_dir() / ids["files"]
+    metrics_test = json.loads((sound / "metrics_test.json").read_text())
+    metrics_test.pop("intervals", None)
+    (files / "metrics_test.json").write_text(json.dumps(metrics_test))
+    goto(app, "results")
+    assert any("No 95% intervals: predictions_test.csv is damaged" in w.value for w in app.warning)
+    assert not app.exception
     goto(app, "predictions")
     assert any("predictions_test.csv is damaged" in e.value for e in app.error)
     app.radio(key="keep_pred_split").set_value("val").run()

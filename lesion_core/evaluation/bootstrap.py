@@ -173,7 +173,8 @@ def _valid_interval(value) -> bool:
 
 def run_intervals(run_dir, split: str, compute: bool = True) -> dict | None:
     """A run's intervals for a split: those stored in metrics_<split>.json, else (compute=True,
-    runs from before intervals) computed from predictions_<split>.csv; None when neither exists."""
+    runs from before intervals) computed from predictions_<split>.csv; None when neither exists,
+    DataError when that CSV is damaged."""
     from lesion_core import runs
 
     stored = (runs.read_metrics(run_dir, split) or {}).get("intervals")
@@ -190,16 +191,12 @@ def run_intervals(run_dir, split: str, compute: bool = True) -> dict | None:
 
 def load_predictions(run_dir, split: str):
     """(ids list, labels (N,) int, probs (N, C), class names) of predictions_<split>.csv, or None
-    when the file is missing or cannot be read as one."""
-    from lesion_core.errors import DataError
-
+    when the run has no such file; DataError names the file when it is there but damaged (an
+    interval is never silently missing)."""
     path = Path(run_dir) / f"predictions_{split}.csv"
     if not path.is_file():
         return None
-    try:
-        frame = inference.read_predictions(path)
-    except (DataError, OSError):  # a damaged or foreign CSV: no intervals, no crash
-        return None
+    frame = inference.read_predictions(path)
     names = frame.attrs["class_names"]
     probs = frame[[f"prob_{n}" for n in names]].to_numpy(dtype=float)
     labels = frame["label"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=int)

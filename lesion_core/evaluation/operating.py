@@ -95,7 +95,8 @@ def save_threshold(run_dir, class_name: str, threshold: float, calibrated: bool 
 def rule_on_validation(run_dir, rule: dict) -> dict:
     """What a rule does on the run's validation split, the only split rules are chosen on:
     {"split": "val", "probabilities": "calibrated" | "raw", "sensitivity", "specificity",
-    "n_positive", "n_negative"} (None where predictions_val.csv cannot be read)."""
+    "n_positive", "n_negative"} (None where the run has no predictions_val.csv; DataError names a
+    damaged one)."""
     from lesion_core.evaluation.bootstrap import load_predictions
     from lesion_core.inference.temperature import apply_temperature, read_temperature
 

@@ -99,9 +99,9 @@ def robustness(run, split: str) -> None:
     from lesion_core.evaluation import robustness as engine
 
     st.subheader(_("Robustness"))
-    st.caption(_("The split re-scored with the skin outside the lesion repainted in one tone per skin-tone "
-               "(ITA) group, and rotated, darker, brighter, flatter, blurred. A model that leans on skin "
-               "colour loses AUC on some tones."))
+    st.caption(_("The split re-scored with the skin outside the lesion moved to one tone per skin-tone (ITA) "
+               "group, its texture kept (as RandomChangeSkin does), and rotated, darker, brighter, flatter, "
+               "blurred. A model that leans on skin colour loses AUC on some tones."))
     report = engine.read_report(run.path, split)
     if st.button(_("Compute the robustness report") if report is None else _("Recompute"), key="res_robust_button",
                  disabled=not (run.path / "best.pt").is_file(),
@@ -111,6 +111,9 @@ def robustness(run, split: str) -> None:
             engine.save_report(run.path, report)
     if report is None:
         return
+    if report.get("skin_shift") != engine.SKIN_SHIFT:
+        st.info(_("This report's skin conditions were computed with the earlier flat repaint (one colour, no "
+                  "texture); Recompute to score them with the skin's texture kept."), icon=":material/info:")
     fmt = interval
     st.plotly_chart(fig(engine.figure(report)), key="res_robust_chart")
     rows = [{"condition": rendered(r.get("name")), "images": r.get("n"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lesion_core import paths, runs
@@ -92,6 +94,12 @@ def test_results_page_computes_and_shows_the_robustness_report(app, demo_root):
     assert groups["images"].sum() == len(bootstrap.load_predictions(run_dir, "test")[0])
     goto(app, "results")  # a later visit shows the stored report at once
     assert any("condition" in d.value.columns for d in app.dataframe)
+    assert not any("flat repaint" in i.value for i in app.info)
+    stored = json.loads((run_dir / "robustness_test.json").read_text())
+    del stored["skin_shift"]  # a report from before the skin kept its texture
+    (run_dir / "robustness_test.json").write_text(json.dumps(stored))
+    goto(app, "results")
+    assert any("earlier flat repaint" in i.value for i in app.info)
 
 
 def test_results_groups_a_sweep_marks_the_best_and_shows_the_seed_spread(app, demo_root):

@@ -10,7 +10,9 @@ import pytest
 
 from lesion_core import runs
 from lesion_core.cli import main
+from lesion_core.data import skin
 from lesion_core.evaluation import robustness
+from lesion_core.transforms import kernels
 from lesion_core import training
 from tests.test_train import tiny_config
 
@@ -29,11 +31,19 @@ def condition(kind, value):
     return {"name": kind, "kind": kind, "ita_group": None, "value": value}
 
 
-def test_skin_repaint_changes_only_the_skin():
+@pytest.mark.parametrize("group", ["very light", "intermediate", "dark"])
+def test_skin_shift_gives_the_groups_tone_keeps_the_texture_and_only_the_skin(group):
     image, mask = image_and_mask()
-    out, same_mask = robustness.shift(image, mask, condition("skin", [10, 20, 30]))
-    assert (out[mask == 0] == [10, 20, 30]).all()
+    before = image.copy()
+    tone = list(skin.PALETTE_RGB[group])
+    out, same_mask = robustness.shift(image, mask, condition("skin", tone))
     assert (out[mask == 1] == image[mask == 1]).all() and same_mask is mask
+    assert (image == before).all()  # the input (a cached, shared array) is never written
+    assert skin.ita_group(skin.image_ita(out, mask)) == group
+    assert out[mask == 0].std(axis=0).min() > 10  # texture kept: not one flat colour
+    expected = image.copy()  # the same kernel as the RandomChangeSkin augmentation
+    kernels.shift_skin(expected, mask == 0, tone)
+    assert (out == expected).all()
 
 
 def test_rotation_moves_the_mask_with_the_image():

@@ -1,6 +1,7 @@
 """Robustness report of a run: its split re-scored under realistic shifts, with intervals.
 
-Skin repainted (outside the lesion mask) in one palette tone per ITA group, a rotation,
+Skin (outside the lesion mask) moved to one palette tone per ITA group keeping its texture, as
+the RandomChangeSkin augmentation does (transforms.kernels.shift_skin), a rotation,
 brighter, darker, lower contrast and blur. Each condition is scored on the same images as
 the unshifted baseline, so its drop comes with a paired interval. The same report gives the
 model's metrics per ITA group of the original images (how it does on the skin in the data).
@@ -23,6 +24,7 @@ from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
 from lesion_core.inference import prior
 from lesion_core.inference.score import softmax_batch
+from lesion_core.transforms.kernels import shift_skin
 from lesion_core.evaluation import bootstrap
 from lesion_core import settings
 
@@ -42,12 +44,17 @@ def default_conditions() -> list[dict]:
     return tones + [{"name": name, "kind": kind, "ita_group": None, "value": value} for name, kind, value in shifts]
 
 
+# How the skin conditions change the skin, stored with every report: reports without it were
+# computed with the earlier flat repaint (one colour, no texture), and the page says so.
+SKIN_SHIFT = "cielab"
+
+
 def shift(image: np.ndarray, mask: np.ndarray | None, condition: dict) -> tuple[np.ndarray, np.ndarray | None]:
     """(image uint8 (H, W, 3), mask) under one condition; the mask moves with a rotation."""
     kind, value = condition["kind"], condition["value"]
     if kind == "skin":
-        out = image.copy()
-        out[mask == 0] = value  # vectorised repaint (the notebook looped over pixels)
+        out = np.array(image, np.uint8, order="C")  # a copy: cached images are shared, never written
+        shift_skin(out, np.asarray(mask) == 0, value)  # the augmentation's own CIELAB shift, not a flat paint
         return out, mask
     tensor = torch.from_numpy(np.require(image, requirements="CW")).permute(2, 0, 1)  # read-only cached arrays
     if kind == "rotation":
@@ -103,7 +110,7 @@ def robustness_report(run_dir, split: str = "test", data_root=None, conditions: 
     """{"run", "split", "n", "skipped_no_mask", "baseline", "baseline_masked", "conditions": [{"name",
     "kind", "ita_group", "mean_auc", "ci_low", "ci_high", "n", "accuracy", "delta", "delta_ci_low",
     "delta_ci_high"}], "groups": [{"ita_group", "n", "mean_auc", "ci_low", "ci_high", "accuracy", "warning"}],
-    "seconds"}. records: score these instead of the run's split (benchmarks); on_progress(text)."""
+    "seconds", "skin_shift"}. records: score these instead of the run's split (benchmarks); on_progress(text)."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
     scorer = _Scorer(run_dir)
@@ -129,7 +136,7 @@ def robustness_report(run_dir, split: str = "test", data_root=None, conditions: 
               "baseline": bootstrap.metric_intervals(labels, base, class_names, n_resamples, seed),
               "baseline_masked": (bootstrap.metric_intervals(labels[masked], base[masked], class_names, n_resamples,
                                                              seed) if masked.any() else None),
-              "conditions": [], "groups": []}
+              "skin_shift": SKIN_SHIFT, "conditions": [], "groups": []}
     for number, condition in enumerate(default_conditions() if conditions is None else conditions, start=1):
         progress(f"condition {number}: {condition['name']}")
         subset = masked if condition["kind"] == "skin" else np.ones(len(samples), bool)

@@ -21,7 +21,9 @@ def register(subparsers) -> None:
                                           "the data (--recipe): 'quick' on the demo, 'standard' on a dataset folder "
                                           "(EfficientNet-Lite0 from offline ImageNet weights, AdamW with warm-up and "
                                           "cosine, label smoothing, class weighting, default_train augmentation, "
-                                          "224 px, test-time augmentation; see the README for its measured quality).")
+                                          "224 px, test-time augmentation; see the README for its measured quality). "
+                                          "An option's range and default are the config schema's (settings.fields); "
+                                          "the recipe sets some of them otherwise.")
     # Every option that sets one setting is the schema's (settings.fields): its name, type,
     # range, choices and help; a value out of range is refused here, before torch loads.
     for flag, _key, options in fields.cli_options():

@@ -348,9 +348,11 @@ def cli_options() -> list[tuple[str, str, dict]]:
         info = meta(key)
         if "flag" not in info:
             continue
-        default = field(key).default
-        shown = f" (default: {default})" if default not in (None, "") and kind(key) is not bool else ""
-        options_kw: dict = {"help": info["help"] + shown, "default": None}
+        default, limits = field(key).default, bounds(key)
+        notes = [_range_text(limits)] if kind(key) in (int, float) and limits else []
+        if default not in (None, "") and kind(key) is not bool:
+            notes.append(f"default {_number(default)}")
+        options_kw: dict = {"help": info["help"] + (f" ({'; '.join(notes)})" if notes else ""), "default": None}
         if kind(key) is bool:
             options_kw["action"] = argparse.BooleanOptionalAction
         else:
@@ -361,6 +363,17 @@ def cli_options() -> list[tuple[str, str, dict]]:
                 options_kw["metavar"] = info["metavar"]
         options.append((info["flag"], key, options_kw))
     return options
+
+
+def _range_text(limits: dict) -> str:
+    """">= 1", "1 to 64", "0 to < 1": a setting's range as its help shows it."""
+    low = _number(limits.get("ge", limits.get("gt", "")))
+    low = f"> {low}" if "gt" in limits else low
+    if "le" in limits:
+        return f"{low} to {_number(limits['le'])}"
+    if "lt" in limits:
+        return f"{low} to < {_number(limits['lt'])}"
+    return f">= {low}" if "ge" in limits else low
 
 
 class _Parser:

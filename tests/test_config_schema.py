@@ -230,3 +230,10 @@ def test_a_damaged_draft_is_named_and_ignored(app, content, named):
     assert "The form's saved settings were ignored" in warnings and named in warnings, warnings
     recipe = settings.recipe_config(fresh.session_state["keep_tr_recipe"])
     assert fresh.number_input(key="keep_tr_epochs").value == recipe["epochs"]
+
+
+def test_the_schema_version_is_no_setting_that_differs_between_runs():
+    from lesion_core.evaluation import compare
+
+    old, new = {"epochs": 3, "optim": {"lr": 0.001}}, {"epochs": 3, "optim": {"lr": 0.001}, "version": 2}
+    assert compare.config_diff({"old": old, "new": new}) == []

@@ -119,6 +119,11 @@ def limits(key: str) -> dict:
     return found | {"help": _(found["help"])}
 
 
+def helptext(key: str) -> str:
+    """A setting's help, the config schema's, in the page's language."""
+    return _(run_settings.help_text(key))
+
+
 def settings(dataset) -> dict:
     """Draw the hyperparameter widgets; return the run's config (validated by training.launch)."""
     choice_root = common.dataset_choice()
@@ -164,21 +169,15 @@ def settings(dataset) -> dict:
                                 **limits("scheduler.gamma"))
         warmup = st.number_input(_("Warm-up (epochs)"), key="keep_tr_warmup", **limits("scheduler.warmup_epochs"))
         weights = st.selectbox(_("Class weights"), ["auto", "none", "custom"], format_func=lang.options(),
-                               key="keep_tr_weights",
-                               help=_("auto: inverse class frequency, so rare classes count as much"))
+                               key="keep_tr_weights", help=helptext("class_weights"))
         if weights == "custom":
             common.default("keep_tr_custom_weights", ", ".join("1" for _ in dataset.class_names))
             text = st.text_input(_("One weight per class, comma-separated"), key="keep_tr_custom_weights",
                                  help=", ".join(classes(dataset.class_names)))
             weights = common.parse_numbers(text)
     tta_col, metadata_col = st.columns(2)
-    tta = tta_col.toggle(_("Test-time augmentation"), key="keep_tr_tta",
-                         help=_("Score the validation and test images averaged over their 8 flips and 90-degree "
-                                "rotations (8x the time of that final scoring)"))
-    metadata = metadata_col.toggle(_("Patient metadata"), key="keep_tr_metadata",
-                                   help=_("Where the dataset has the patients' age, sex or site, combine them with "
-                                          "the image: a prior fitted on the training images, weighted on the "
-                                          "validation images (nothing changes without metadata)"))
+    tta = tta_col.toggle(_("Test-time augmentation"), key="keep_tr_tta", help=helptext("tta"))
+    metadata = metadata_col.toggle(_("Patient metadata"), key="keep_tr_metadata", help=helptext("metadata"))
     if st.session_state.pop(common.FROM_AUGMENT, False):  # "Train with this pipeline" on the Augmentations page
         st.session_state["keep_tr_aug"] = "page"
     augment = st.radio(_("Augmentation"), ["page", *transforms.PRESETS], horizontal=True, key="keep_tr_aug",

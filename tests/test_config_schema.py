@@ -153,6 +153,22 @@ def test_a_current_config_without_version_keeps_every_value(demo_root):
     assert again == current  # what the run trained and is scored with, unchanged
 
 
+def test_a_run_records_the_schema_version_and_scores_the_same_without_it(demo_root, tmp_path):
+    from lesion_core import inference, runs, training
+
+    run_dir = training.run_training({"data": {"root": str(demo_root)}, "model": {"name": "lenet", "weights": "random"},
+                                     "image_size": 32, "batch_size": 8, "epochs": 1, "tta": False}, tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["version"] == fields.SCHEMA_VERSION
+    stored = runs.read_metrics(run_dir, "test")
+    del config["version"]  # config.json as the code before versions wrote it
+    (run_dir / "config.json").write_text(json.dumps(config))
+    assert settings.run_config(run_dir)["version"] == fields.SCHEMA_VERSION
+    rescored = inference.evaluate_run(run_dir, split="test")
+    assert rescored["accuracy"] == pytest.approx(stored["accuracy"])
+    assert rescored["auc"] == pytest.approx(stored["auc"], nan_ok=True)
+
+
 def test_a_config_from_a_newer_version_is_named(demo_root, tmp_path):
     config = first_shape_config(demo_root) | {"version": 99}
     with pytest.raises(TrainingError, match=r"^version must be an integer from 1 to 2, got 99$"):
@@ -187,7 +203,13 @@ def test_the_train_pages_number_limits_are_the_schemas(app):
         assert element.max == (min(high, fields.JS_MAX_INT) if high is not None else None) or (
             high is None and element.max >= fields.JS_MAX_INT), (widget, element.max, high)
         assert element.step == fields.meta(key).get("step", 1), widget
+        if key != "image_size":  # (its help names the model's own size)
+            assert element.help == fields.help_text(key), widget
     assert app.selectbox(key="keep_tr_optimizer").options == list(fields.choices("optim.optimizer"))
+    assert app.selectbox(key="keep_tr_scheduler").options == list(fields.choices("scheduler.name"))
+    for widget, key in (("keep_tr_tta", "tta"), ("keep_tr_metadata", "metadata")):
+        assert app.toggle(key=widget).help == fields.help_text(key)
+    assert app.selectbox(key="keep_tr_weights").help == fields.help_text("class_weights")
 
 
 def test_the_form_is_kept_across_a_new_session_and_reset_to_the_recipe(app):

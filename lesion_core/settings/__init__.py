@@ -24,7 +24,7 @@ _HOMES = {
     "recipes": ("RECIPES", "recipe_for"),
     "schema": ("OPTIMIZERS", "SCHEDULERS", "check_partial", "default_config", "image_size", "merge_config",
                "recipe_config", "run_config", "validate_config"),
-    "fields": ("SCHEMA_VERSION", "number_limits"),
+    "fields": ("SCHEMA_VERSION", "help_text", "number_limits"),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
 _HOME["AMP_MODES"] = "fields"

@@ -147,16 +147,16 @@ class TrainConfig(_Section):
                  "accuracy (default: ISIC 2017 mean AUC for its classes, else macro AUC)"), flag="--headline-metric")
     sweep: dict | None = setting(None, N_("the sweep a run belongs to (a tag only)"),
                                  message=N_("{key} must be an object, got {value}"))
-    tta: bool = setting(False, N_("score the run's val/test images averaged over 8 flips/rotations (--no-tta: plain)"),
-                        flag="--tta")
+    tta: bool = setting(False, N_("Score the validation and test images averaged over their 8 flips and 90-degree "
+                                  "rotations (8x the time of that final scoring)"), flag="--tta")
     ema: float = setting(0.0, N_("validate, keep and predict with a moving average of the weights (e.g. 0.99; 0: off)"),
                          flag="--ema", metavar="DECAY", ge=0.0, lt=1.0,
                          message=N_("{key} must be a decay in [{low}, {high}) (0 = off), got {value}"))
     freeze_epochs: int = setting(0, N_("train the head alone for the first N epochs (the backbone as loaded), then "
                                        "every layer"), flag="--freeze-epochs", metavar="N", ge=0)
-    metadata: bool = setting(False, N_("combine the image model with the patients' age, sex and site where the data "
-                                       "has them (a prior fitted on the training split, weighted on val)"),
-                             flag="--metadata")
+    metadata: bool = setting(False, N_("Where the dataset has the patients' age, sex or site, combine them with the "
+                                       "image: a prior fitted on the training images, weighted on the validation "
+                                       "images (nothing changes without metadata)"), flag="--metadata")
     recipe: str | None = setting(None, N_("the recipe the settings started from (a tag only)"))
 
 
@@ -390,6 +390,11 @@ class _Parser:
             return parse(self.key, text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def help_text(key: str) -> str:
+    """A setting's help text (English; pages translate it)."""
+    return meta(key)["help"]
 
 
 def number_limits(key: str) -> dict:

@@ -101,6 +101,7 @@ def test_recipes_are_checked_against_the_schema(name):
     ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
     ({"optim": {"label_smoothing": 1.0}}, "optim.label_smoothing must be a number from 0 to 0.99"),
     ({"scheduler": {"warmup": 1}}, "unknown config key 'scheduler.warmup'"),
+    ({"recipe": "fast"}, "unknown recipe 'fast'"),
 ])
 def test_a_recipe_out_of_the_schema_is_refused(recipe, message):
     with pytest.raises(TrainingError, match=message.replace("(", r"\(")):
@@ -241,6 +242,9 @@ def test_the_form_is_kept_across_a_new_session_and_reset_to_the_recipe(app):
     ('{"epochs": 5, "optim": {"lr": 99}}', "optim.lr must be a number from 1e-07 to 10, got 99"),
     ("{not json", "train_draft.json: not valid JSON"),
     ('{"model": {"name": "lenet"}}', "train_draft.json: not settings of the Train form"),
+    ('{"recipe": "fast"}', "unknown recipe 'fast'"),
+    ('{"augment": "nope"}', "unknown augmentation preset 'nope'"),
+    ("[1, 2]", "a config must be a JSON object, got list"),
 ])
 def test_a_damaged_draft_is_named_and_ignored(app, content, named):
     from lesion_core import paths

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from lesion_core import runs
+from lesion_core import runs, transforms
 from lesion_core.errors import LesionLabError
 from lesion_core.i18n import N_
 from lesion_core.settings.fields import SCHEMA_VERSION
@@ -61,6 +61,8 @@ def read_draft(runs_dir) -> tuple[dict | None, str | None]:
         unknown = set(value) - set(FORM[None]) - {"version", "data", "optim", "scheduler"}
         if unknown or set(value.get("data", {})) - set(FORM["data"]):
             raise LesionLabError(N_("{file}: not settings of the Train form").format(file=DRAFT_FILE))
+        if "augment" in value and value["augment"] not in transforms.PRESETS:  # the form offers presets
+            raise LesionLabError(N_("unknown augmentation preset {name}").format(name=repr(value["augment"])))
     except LesionLabError as exc:
         return None, N_("The form's saved settings were ignored ({error}); it starts from the recipe.").format(
             error=exc)

@@ -67,7 +67,10 @@ def check_partial(config: dict) -> dict:
     known and each value of its type and in its range; TrainingError names the first refused."""
     require(isinstance(config, dict), N_("a config must be a JSON object, got {type}").format(
         type=type(config).__name__))
-    fields.check(merge_config(default_config(), config))
+    checked = fields.check(merge_config(default_config(), config))
+    require(checked["recipe"] is None or checked["recipe"] in recipes.RECIPES,
+            N_("unknown recipe {value}; use one of: {choices}").format(
+                value=repr(checked["recipe"]), choices=", ".join(recipes.RECIPES)))
     return config
 
 

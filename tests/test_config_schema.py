@@ -83,6 +83,11 @@ def test_errors_never_show_pydantic():
         assert "pydantic" not in text and "errors.pydantic.dev" not in text and "\n" not in text, text
 
 
+def test_the_schema_itself_names_an_unknown_key_and_the_known_ones():
+    with pytest.raises(TrainingError, match=r"^unknown config key 'optim.x'; known keys: optimizer, lr, momentum"):
+        fields.check({"optim": {"x": 1}})
+
+
 def test_the_schemas_defaults_are_the_documented_ones():
     config = settings.default_config()
     assert config["version"] == fields.SCHEMA_VERSION

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
+from lesion_core.errors import TrainingError
 from lesion_core.i18n import N_
 
 SCHEMA_VERSION = 2  # config.json's "version"; settings.versions migrates older files
@@ -294,11 +295,9 @@ def explain(error: ValidationError, config: dict) -> str:
         else:
             break
     key = ".".join(path)
-    if first["type"] == "extra_forbidden":
-        section = SECTIONS.get(".".join(path[:-1]), TrainConfig) if len(path) > 1 else TrainConfig
-        known = ", ".join(section.model_fields)
-        name = ".".join(loc[: len(path) + 1]) if not path or key in SECTIONS else key
-        return UNKNOWN_KEY.format(key=repr(name if name else loc[-1]), known=known)
+    if first["type"] == "extra_forbidden":  # (merge_config names these first, as the same message)
+        section = SECTIONS.get(".".join(loc[:-1]), TrainConfig)
+        return UNKNOWN_KEY.format(key=repr(".".join(loc)), known=", ".join(section.model_fields))
     if key in SECTIONS:
         return N_("config section {key} must be an object of settings, got {value}").format(
             key=repr(key), value=repr(_value_at(config, path)))
@@ -310,8 +309,6 @@ def explain(error: ValidationError, config: dict) -> str:
 def check(config: dict) -> dict:
     """config (a complete or partial config) checked against the schema and completed with the
     defaults: a plain dict; TrainingError with the schema's message when a value is refused."""
-    from lesion_core.errors import TrainingError
-
     try:
         return TrainConfig.model_validate(config).model_dump()
     except ValidationError as exc:

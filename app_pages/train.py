@@ -9,6 +9,7 @@ from app_pages.lang import _, classes, fig, md, num
 from lesion_core import data, models, plots, runs, training, transforms
 from lesion_core import settings as run_settings  # (this page's settings() draws the form)
 from lesion_core.errors import LesionLabError, TrainingError
+from lesion_core.settings import draft
 from lesion_core.training import duration
 
 st.title(_("Train"))
@@ -19,6 +20,7 @@ DEFAULTS = {"keep_tr_max_size": 0, "keep_tr_seed": 0, "keep_tr_weights": "auto",
 for key, value in DEFAULTS.items():
     common.default(key, value)
 RECIPE = "keep_tr_recipe"
+FORM_SEEN = "tr_form_seen"  # the form's draft at the last script run, to notice a change
 WAS_ACTIVE = "tr_was_active"  # the run the live part last saw active, to notice its end
 
 
@@ -27,29 +29,70 @@ def _optimizer_default_decay() -> None:
     st.session_state["keep_tr_decay"] = training.weight_decay({"optimizer": st.session_state["keep_tr_optimizer"]})
 
 
-def fill_from_recipe() -> None:
-    """Callback (and first visit): the form takes the chosen recipe's settings."""
-    cfg = run_settings.recipe_config(st.session_state[RECIPE])
-    optim, sched = cfg["optim"], cfg["scheduler"]
-    st.session_state.update({
-        "keep_tr_size": cfg["image_size"] or models.MODELS[common.model_choice()["name"]].input_size,
+def fill_form(cfg: dict, augment: str) -> None:
+    """The form's widgets take a complete config's values (a recipe's, a draft's, a run's)."""
+    optim, sched, weights = cfg["optim"], cfg["scheduler"], cfg["class_weights"]
+    state = st.session_state
+    size = cfg["image_size"] or models.MODELS[common.model_choice()["name"]].input_size
+    state.update({
+        "keep_tr_size": max(int(size), models.MODELS[common.model_choice()["name"]].min_input_size),
         "keep_tr_batch": cfg["batch_size"], "keep_tr_epochs": cfg["epochs"],
+        "keep_tr_max_size": cfg["data"]["max_size"], "keep_tr_seed": cfg["seed"],
         "keep_tr_optimizer": optim["optimizer"], "keep_tr_lr": float(optim["lr"]),
         "keep_tr_momentum": float(optim["momentum"]), "keep_tr_decay": training.weight_decay(optim),
         "keep_tr_smoothing": float(optim["label_smoothing"]), "keep_tr_scheduler": sched["name"],
         "keep_tr_step": sched["step_size"], "keep_tr_gamma": float(sched["gamma"]),
         "keep_tr_warmup": float(sched["warmup_epochs"]), "keep_tr_tta": cfg["tta"], "keep_tr_metadata": cfg["metadata"],
-        # the quick recipe trains on the Augmentations page's pipeline, standard on its measured preset
-        "keep_tr_aug": "page" if st.session_state[RECIPE] == "quick" else cfg["augment"],
+        "keep_tr_device": run_settings.device_choice(cfg), "keep_tr_aug": augment,
+        "keep_tr_weights": weights if weights in ("auto", "none") else "custom",
     })
+    if isinstance(weights, list):
+        state["keep_tr_custom_weights"] = ", ".join(f"{w:g}" for w in weights)
+
+
+def fill_from_recipe() -> None:
+    """Callback (and first visit): the form takes the chosen recipe's settings."""
+    cfg = run_settings.recipe_config(st.session_state[RECIPE])
+    kept = {key: st.session_state[key] for key in DEFAULTS if key in st.session_state}  # no recipe sets these
+    # the quick recipe trains on the Augmentations page's pipeline, standard on its measured preset
+    fill_form(cfg, "page" if st.session_state[RECIPE] == "quick" else cfg["augment"])
+    st.session_state.update(kept)
+
+
+def reset_to_recipe() -> None:
+    """Callback of "Reset to recipe": forget the kept form, fill it from the recipe."""
+    draft.discard_draft(common.runs_root())
+    st.session_state.pop(FORM_SEEN, None)  # the refill is no change of the user's to keep
+    fill_from_recipe()
+
+
+def fill_from_draft(saved: dict, root: str) -> None:
+    """First visit: the form as the user left it (the draft kept in the runs folder)."""
+    st.session_state[RECIPE] = saved.get("recipe") or run_settings.recipe_for(root)
+    cfg = run_settings.merge_config(run_settings.recipe_config(st.session_state[RECIPE]),
+                                    {k: v for k, v in saved.items() if k != "augment"})
+    fill_form(cfg, saved.get("augment", "page"))
+
+
+def keep_form(config: dict) -> None:
+    """Save the form as a draft when the user changed it since the last script run."""
+    kept = draft.from_form(config, None if st.session_state["keep_tr_aug"] == "page" else st.session_state["keep_tr_aug"])
+    if st.session_state.get(FORM_SEEN) not in (None, kept):
+        draft.write_draft(common.runs_root(), kept)
+    st.session_state[FORM_SEEN] = kept
 
 
 def recipe_choice(root: str) -> str:
     """The recipe selector (first value: the one for the dataset); returns its name."""
     if RECIPE not in st.session_state:
         active = runs.active_run(common.runs_root())
-        filled = False
-        if active is not None:  # a reload while a run trains: the form shows what that run trains with
+        saved, problem = draft.read_draft(common.runs_root())
+        if problem:
+            st.session_state["tr_draft_warning"] = problem
+        filled = saved is not None
+        if saved is not None:  # a reload: the form as the user left it
+            fill_from_draft(saved, root)
+        elif active is not None:  # a reload while a run trains: the form shows what that run trains with
             use_settings(active.id)
             st.session_state.pop("tr_settings_note", None)
             filled = st.session_state.pop("tr_settings_error", None) is None
@@ -57,11 +100,28 @@ def recipe_choice(root: str) -> str:
             st.session_state[RECIPE] = run_settings.recipe_for(root)
         if not filled:
             fill_from_recipe()
-    return st.selectbox(_("Recipe"), list(run_settings.RECIPES), key=RECIPE, on_change=fill_from_recipe,
-                        format_func=lang.options(),
-                        help=_("The settings to start from: quick (the demo: about a minute) or standard (the "
-                               "default for real data, measured in the README). Choosing one fills the form; "
-                               "change any setting after."))
+    if "tr_draft_warning" in st.session_state:
+        st.warning(lang.rendered(st.session_state.pop("tr_draft_warning")))
+    recipe_col, reset_col = st.columns([3, 1], vertical_alignment="bottom")
+    reset_col.button(_("Reset to recipe"), key="tr_reset", on_click=reset_to_recipe, icon=":material/restart_alt:",
+                     help=_("Your changes to the form are kept across a reload; this discards them and fills the "
+                            "form from the recipe"))
+    return recipe_col.selectbox(_("Recipe"), list(run_settings.RECIPES), key=RECIPE, on_change=fill_from_recipe,
+                                format_func=lang.options(),
+                                help=_("The settings to start from: quick (the demo: about a minute) or standard (the "
+                                       "default for real data, measured in the README). Choosing one fills the form; "
+                                       "change any setting after."))
+
+
+def limits(key: str) -> dict:
+    """A number widget's min, max, step and help: the config schema's (settings.fields)."""
+    found = run_settings.number_limits(key)
+    return found | {"help": _(found["help"])}
+
+
+def helptext(key: str) -> str:
+    """A setting's help, the config schema's, in the page's language."""
+    return _(run_settings.help_text(key))
 
 
 def settings(dataset) -> dict:
@@ -77,26 +137,22 @@ def settings(dataset) -> dict:
     st.page_link("app_pages/model.py", label=_("Change the model"), icon=":material/account_tree:")
     data_col, optim_col, sched_col = st.columns(3)
     with data_col:
-        size = st.number_input(_("Image size (px)"), min_value=entry.min_input_size, max_value=1024, step=16,
-                               key="keep_tr_size",
-                               help=_("{model} was designed for {size} px", model=choice["name"], size=entry.input_size))
-        batch = st.number_input(_("Batch size"), min_value=1, max_value=512, key="keep_tr_batch")
-        epochs = st.number_input(_("Epochs"), min_value=1, max_value=500, key="keep_tr_epochs")
-        max_size = st.number_input(_("Use at most N images (0 = all)"), min_value=0, step=10, key="keep_tr_max_size",
-                                   help=_("A seeded random subset of at most this many images, then split into "
-                                        "train, val and test (the notebook's maxSize)"))
-        seed = st.number_input(_("Seed"), min_value=0, step=1, key="keep_tr_seed")
+        size = st.number_input(_("Image size (px)"), key="keep_tr_size", **limits("image_size") | {
+                               "min_value": entry.min_input_size,
+                               "help": _("{model} was designed for {size} px", model=choice["name"], size=entry.input_size)})
+        batch = st.number_input(_("Batch size"), key="keep_tr_batch", **limits("batch_size"))
+        epochs = st.number_input(_("Epochs"), key="keep_tr_epochs", **limits("epochs"))
+        max_size = st.number_input(_("Use at most N images (0 = all)"), key="keep_tr_max_size",
+                                   **limits("data.max_size"))
+        seed = st.number_input(_("Seed"), key="keep_tr_seed", **limits("seed"))
     with optim_col:
         optimizer = st.selectbox(_("Optimiser"), run_settings.OPTIMIZERS, key="keep_tr_optimizer",
                                  on_change=_optimizer_default_decay)
-        lr = st.number_input(_("Learning rate"), min_value=1e-7, max_value=10.0, format="%.5f", step=1e-4,
-                             key="keep_tr_lr")
-        momentum = st.number_input(_("Momentum (SGD)"), min_value=0.0, max_value=0.999, step=0.05,
-                                   key="keep_tr_momentum", disabled=optimizer != "sgd")
-        decay = st.number_input(_("Weight decay"), min_value=0.0, max_value=1.0, step=0.01, key="keep_tr_decay")
-        smoothing = st.number_input(_("Label smoothing"), min_value=0.0, max_value=0.99, step=0.05,
-                                    key="keep_tr_smoothing",
-                                    help=_("Targets of 1 - s for the true class and s spread over the others"))
+        lr = st.number_input(_("Learning rate"), format="%.5f", key="keep_tr_lr", **limits("optim.lr"))
+        momentum = st.number_input(_("Momentum (SGD)"), key="keep_tr_momentum", disabled=optimizer != "sgd",
+                                   **limits("optim.momentum"))
+        decay = st.number_input(_("Weight decay"), key="keep_tr_decay", **limits("optim.weight_decay"))
+        smoothing = st.number_input(_("Label smoothing"), key="keep_tr_smoothing", **limits("optim.label_smoothing"))
         # labels translated now: the format function is also called outside this script run
         devices = {choice: lang.rendered(label) for choice, label in run_settings.device_choices().items()}
         if st.session_state["keep_tr_device"] not in devices:  # e.g. a run's GPU that this machine lacks
@@ -107,28 +163,21 @@ def settings(dataset) -> dict:
                    "process each, with the batch size split between them")))
     with sched_col:
         scheduler = st.selectbox(_("Scheduler"), run_settings.SCHEDULERS, format_func=lang.options(), key="keep_tr_scheduler")
-        step = st.number_input(_("Step size (epochs)"), min_value=1, key="keep_tr_step",
-                               disabled=scheduler != "step")
-        gamma = st.number_input(_("Gamma"), min_value=0.001, max_value=1.0, step=0.05, key="keep_tr_gamma",
-                                disabled=scheduler != "step")
-        warmup = st.number_input(_("Warm-up (epochs)"), min_value=0.0, max_value=50.0, step=0.5, key="keep_tr_warmup",
-                                 help=_("The learning rate rises linearly from almost 0 over these first epochs"))
+        step = st.number_input(_("Step size (epochs)"), key="keep_tr_step", disabled=scheduler != "step",
+                               **limits("scheduler.step_size"))
+        gamma = st.number_input(_("Gamma"), key="keep_tr_gamma", disabled=scheduler != "step",
+                                **limits("scheduler.gamma"))
+        warmup = st.number_input(_("Warm-up (epochs)"), key="keep_tr_warmup", **limits("scheduler.warmup_epochs"))
         weights = st.selectbox(_("Class weights"), ["auto", "none", "custom"], format_func=lang.options(),
-                               key="keep_tr_weights",
-                               help=_("auto: inverse class frequency, so rare classes count as much"))
+                               key="keep_tr_weights", help=helptext("class_weights"))
         if weights == "custom":
             common.default("keep_tr_custom_weights", ", ".join("1" for _ in dataset.class_names))
             text = st.text_input(_("One weight per class, comma-separated"), key="keep_tr_custom_weights",
                                  help=", ".join(classes(dataset.class_names)))
             weights = common.parse_numbers(text)
     tta_col, metadata_col = st.columns(2)
-    tta = tta_col.toggle(_("Test-time augmentation"), key="keep_tr_tta",
-                         help=_("Score the validation and test images averaged over their 8 flips and 90-degree "
-                                "rotations (8x the time of that final scoring)"))
-    metadata = metadata_col.toggle(_("Patient metadata"), key="keep_tr_metadata",
-                                   help=_("Where the dataset has the patients' age, sex or site, combine them with "
-                                          "the image: a prior fitted on the training images, weighted on the "
-                                          "validation images (nothing changes without metadata)"))
+    tta = tta_col.toggle(_("Test-time augmentation"), key="keep_tr_tta", help=helptext("tta"))
+    metadata = metadata_col.toggle(_("Patient metadata"), key="keep_tr_metadata", help=helptext("metadata"))
     if st.session_state.pop(common.FROM_AUGMENT, False):  # "Train with this pipeline" on the Augmentations page
         st.session_state["keep_tr_aug"] = "page"
     augment = st.radio(_("Augmentation"), ["page", *transforms.PRESETS], horizontal=True, key="keep_tr_aug",
@@ -195,25 +244,11 @@ def use_settings(run_id: str) -> None:
     except LesionLabError as exc:
         st.session_state["tr_settings_error"] = _("The settings of run {run} cannot be used: {error}", run=run_id, error=exc)
         return
-    optim, sched, weights = cfg["optim"], cfg["scheduler"], cfg["class_weights"]
     state = st.session_state
-    state.update({
-        "keep_tr_size": int(run_settings.image_size(cfg)), "keep_tr_batch": cfg["batch_size"],
-        "keep_tr_epochs": cfg["epochs"], "keep_tr_max_size": cfg["data"]["max_size"], "keep_tr_seed": cfg["seed"],
-        "keep_tr_optimizer": optim["optimizer"], "keep_tr_lr": float(optim["lr"]),
-        "keep_tr_momentum": float(optim["momentum"]),
-        "keep_tr_decay": training.weight_decay(optim),
-        "keep_tr_scheduler": sched["name"], "keep_tr_step": sched["step_size"], "keep_tr_gamma": float(sched["gamma"]),
-        "keep_tr_smoothing": float(optim["label_smoothing"]), "keep_tr_warmup": float(sched["warmup_epochs"]),
-        "keep_tr_tta": cfg["tta"], "keep_tr_metadata": cfg["metadata"], "keep_tr_device": run_settings.device_choice(run.config),
-        "keep_tr_aug": "page",
-        "keep_tr_weights": weights if weights in ("auto", "none") else "custom",
-    })
+    state[common.MODEL] = dict(cfg["model"])  # first: the form's image size is the model's
+    fill_form(cfg | {"device": run.config.get("device", "auto"), "processes": run.config.get("processes", 1)}, "page")
     if cfg["recipe"]:
         state[RECIPE] = cfg["recipe"]
-    if isinstance(weights, list):
-        state["keep_tr_custom_weights"] = ", ".join(f"{w:g}" for w in weights)
-    state[common.MODEL] = dict(cfg["model"])
     state["keep_model_name"], state["keep_model_weights"] = cfg["model"]["name"], cfg["model"]["weights"]
     state["keep_model_freeze"] = cfg["model"]["freeze_backbone"]
     state[common.PIPELINE] = transforms.image_steps(cfg["augment"])
@@ -323,6 +358,7 @@ dataset = common.current_data()
 if dataset is None:
     st.stop()
 config = settings(dataset)
+keep_form(config)
 time_estimate(config, dataset)
 if st.button(_("Launch"), type="primary", key="tr_launch", icon=":material/play_arrow:"):
     with common.user_errors(), st.spinner(_("Starting the trainer...")):

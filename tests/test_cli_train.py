@@ -140,13 +140,9 @@ def test_train_on_the_builtin_demo_data(tmp_path):
 
 BAD = [
     (["train", "--data", "{demo}", "--model", "nope", "--out", "{out}"], "unknown model 'nope'; choose one of"),
-    (["train", "--data", "{demo}", "--lr", "-1", "--out", "{out}"], "learning rate must be > 0"),
     (["train", "--data", "/no/such/data", "--out", "{out}"], "dataset folder not found"),
     (["train", "--out", "{out}"], "give --data DIR"),
     (["train", "--data", "{demo}"], "give --out RUNS_DIR"),
-    (["train", "--data", "{demo}", "--epochs", "0", "--out", "{out}"], "epochs must be an integer >= 1"),
-    (["train", "--data", "{demo}", "--optimizer", "rmsprop", "--out", "{out}"], "unknown optimizer"),
-    (["train", "--data", "{demo}", "--scheduler", "plateau", "--out", "{out}"], "unknown scheduler"),
     (["train", "--data", "{demo}", "--pretrained", "/no/such.pt", "--out", "{out}"], "weights file not found"),
     (["train", "--data", "{demo}", "--model", "lenet", "--pretrained", "offline", "--out", "{out}"],
      "weights 'offline' are not available for lenet"),
@@ -173,7 +169,7 @@ def test_malformed_number_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--data", "demo", "--epochs", "x", "--out", "runs"])
     assert exit_info.value.code == 2
-    assert "invalid int value: 'x'" in capsys.readouterr().err
+    assert capsys.readouterr().err == "error: argument --epochs: epochs must be an integer >= 1, got 'x'\n"
 
 
 def test_evaluate_refuses_a_best_checkpoint_that_runs_code(trained_run, tmp_path, capsys):

@@ -67,8 +67,8 @@ def test_an_old_checkpoints_per_epoch_schedule_resumes_at_the_right_rate():
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"optim": {"label_smoothing": 1.0}}, "label_smoothing must be in"),
-    ({"scheduler": {"warmup_epochs": -1}}, "warmup_epochs must be a number >= 0"),
+    ({"optim": {"label_smoothing": 1.0}}, r"optim.label_smoothing must be a number from 0 to 0.99, got 1.0"),
+    ({"scheduler": {"warmup_epochs": -1}}, "scheduler.warmup_epochs must be a number from 0 to 50, got -1"),
     ({"tta": "yes"}, "tta must be true or false"),
     ({"recipe": "fast"}, "unknown recipe 'fast'"),
     ({"recipe": ""}, "unknown recipe ''"),

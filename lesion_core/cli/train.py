@@ -11,6 +11,7 @@ from pathlib import Path
 from lesion_core.cli import review as cli_review
 from lesion_core.errors import TrainingError
 from lesion_core.paths import absolute
+from lesion_core.settings import fields, recipes
 
 
 def register(subparsers) -> None:
@@ -20,48 +21,24 @@ def register(subparsers) -> None:
                                           "the data (--recipe): 'quick' on the demo, 'standard' on a dataset folder "
                                           "(EfficientNet-Lite0 from offline ImageNet weights, AdamW with warm-up and "
                                           "cosine, label smoothing, class weighting, default_train augmentation, "
-                                          "224 px, test-time augmentation; see the README for its measured quality).")
-    p.add_argument("--data", help="dataset folder, or 'demo' for the built-in demo data")
+                                          "224 px, test-time augmentation; see the README for its measured quality). "
+                                          "An option's range and default are the config schema's (settings.fields); "
+                                          "the recipe sets some of them otherwise.")
+    # Every option that sets one setting is the schema's (settings.fields): its name, type,
+    # range, choices and help; a value out of range is refused here, before torch loads.
+    for flag, _key, options in fields.cli_options():
+        p.add_argument(flag, **options)
     p.add_argument("--recipe", help="the settings to start from: quick or standard (default: quick for the demo, "
                                     "standard for a dataset folder); the other options override them")
-    p.add_argument("--model", help="model name (see `models`)")
     p.add_argument("--pretrained", metavar="random|offline|torchvision|FILE", help="initial weights")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--momentum", type=float, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, help="default: the optimiser's own (AdamW 0.01, SGD/Adam 0)")
-    p.add_argument("--optimizer", help="sgd, adam or adamw")
-    p.add_argument("--scheduler", help="step, cosine or none")
-    p.add_argument("--step-size", type=int, help="StepLR period in epochs")
-    p.add_argument("--gamma", type=float, help="StepLR factor")
-    p.add_argument("--warmup-epochs", type=float, help="linear learning-rate warm-up over this many epochs")
-    p.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing, in [0, 1)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction,
-                   help="score the run's val/test images averaged over 8 flips/rotations (--no-tta: plain)")
-    p.add_argument("--freeze-epochs", type=int, metavar="N",
-                   help="train the head alone for the first N epochs (the backbone as loaded), then every layer")
-    p.add_argument("--ema", type=float, metavar="DECAY",
-                   help="validate, keep and predict with a moving average of the weights (e.g. 0.99; 0: off)")
-    p.add_argument("--metadata", action=argparse.BooleanOptionalAction,
-                   help="combine the image model with the patients' age, sex and site where the data has them "
-                        "(a prior fitted on the training split, weighted on val; standard recipe: on)")
     p.add_argument("--augment", metavar="PIPELINE.json|PRESET",
                    help="training augmentation: a pipeline file, or a preset name (notebook_train, default_train, eval)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--headline-metric", help="metric that picks the best epoch: isic2017_mean_auc, macro_auc, "
-                   "balanced_accuracy, mean_auc or accuracy (default: ISIC 2017 mean AUC for its classes, else macro AUC)")
     p.add_argument("--config", metavar="FILE", help="JSON config (settings.default_config() layout); flags override it")
     p.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run folder")
-    p.add_argument("--max-size", type=int, help="use at most N images (seeded subset), 0 = all")
-    p.add_argument("--labels", help="which labels where a layout offers several: ISIC 2020 'diagnosis'")
-    p.add_argument("--image-size", type=int, help="model input side in pixels (default: the model's)")
-    p.add_argument("--num-workers", type=_workers, metavar="N|auto",
-                   help="DataLoader worker processes (default auto: 0 on a 2-core CPU, else cores - 1, at most 8)")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:<index> or mps")
     p.add_argument("--out", metavar="RUNS_DIR", help="folder that receives the run folder")
     p.add_argument("--run-dir", help=argparse.SUPPRESS)  # a folder made by training.launch()
     p.set_defaults(func=cmd_train)
+    p.error = _one_line_error(p)
 
     p = subparsers.add_parser("evaluate", help="metrics and confusion matrix of a run's best model",
                               description="Score a run's best model on its own val or test split, or with "
@@ -102,14 +79,17 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_models)
 
 
-def _workers(value: str):
-    """--num-workers: "auto" or an integer."""
-    return value if value == "auto" else int(value)
+def _one_line_error(parser):
+    """The train command's usage errors as one line (its usage runs to a screenful): the schema's
+    message names the setting and its range."""
+    def error(message: str):
+        parser.exit(2, f"error: {message}\n")
+    return error
 
 
 def config_from_args(args) -> dict:
     """The run's config: the recipe's, then --config FILE's settings, then the flags given (flags win)."""
-    from lesion_core import settings, transforms
+    from lesion_core import transforms
 
     config = {}
     if args.config:
@@ -124,32 +104,24 @@ def config_from_args(args) -> dict:
         if value is not None:
             (config.setdefault(section, {}) if section else config)[key] = value
 
-    put("data", "root", args.data if args.data in (None, "demo") else str(absolute(args.data)))
-    put("data", "max_size", args.max_size)
-    put("data", "labels", args.labels)
-    put("model", "name", args.model)
+    for flag, key, _options in fields.cli_options():
+        section, _, name = key.rpartition(".")
+        put(section, name, getattr(args, flag.removeprefix("--").replace("-", "_")))
+    if args.data not in (None, "demo"):
+        config["data"]["root"] = str(absolute(args.data))
     if args.pretrained is not None:
         if args.pretrained in ("default", "random", "offline", "torchvision"):
             put("model", "weights", args.pretrained)
         else:
             put("model", "weights", "file")
             put("model", "weights_path", args.pretrained)
-    for key in ("optimizer", "lr", "momentum", "weight_decay", "label_smoothing"):
-        put("optim", key, getattr(args, key))
-    put("scheduler", "warmup_epochs", args.warmup_epochs)
-    put("scheduler", "name", args.scheduler)
-    put("scheduler", "step_size", args.step_size)
-    put("scheduler", "gamma", args.gamma)
-    for key in ("epochs", "batch_size", "seed", "image_size", "num_workers", "device", "headline_metric", "tta", "ema",
-                "freeze_epochs", "metadata"):
-        put(None, key, getattr(args, key))
     if args.augment in transforms.PRESETS:
         put(None, "augment", args.augment)  # sized to the run's image size by validate_config
     elif args.augment:
         put(None, "augment", transforms.load_spec(args.augment))
     # The recipe under it all (validate_config starts from it): --recipe, else the file's, else
     # the one for the data.
-    config["recipe"] = args.recipe or config.get("recipe") or settings.recipe_for((config.get("data") or {}).get("root"))
+    config["recipe"] = args.recipe or config.get("recipe") or recipes.recipe_for((config.get("data") or {}).get("root"))
     return config  # settings.validate_config makes its paths absolute
 
 

@@ -18,7 +18,7 @@ from lesion_core import inference
 # The verdict is about this metric (the ISIC 2017 challenge's score).
 VERDICT_METRIC = "mean_auc"
 # Config entries that say nothing about the recipe (timings, versions of the run itself).
-_IGNORED = ("versions", "data.split.splits")
+_IGNORED = ("version", "data.split.splits")  # "version": the schema's (and "versions"), no setting
 
 
 def flatten(config: dict, prefix: str = "") -> dict:

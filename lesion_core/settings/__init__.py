@@ -1,84 +1,43 @@
 """A run's settings and what follows from them, below training and scoring alike: the config
-schema (defaults, recipes, checks), the device rules, and the data loaders a config describes.
+schema (settings.fields: every setting's default, type, range and help; schema: recipes, the
+checks across settings; versions: older config.json files), the device rules, and the data
+loaders a config describes.
 
 Scoring (inference) reads a run with the same rules it was trained with, so these live below
-both (ARCHITECTURE.md)."""
+both (ARCHITECTURE.md).
+
+The names below load their module when first used: the command line builds its parser from
+settings.fields (pydantic alone) before torch loads for the rest.
+"""
 
 from __future__ import annotations
 
-from lesion_core.settings.device import (
-    AMP_MODES,
-    DEVICE_NAME,
-    DEVICES,
-    device_choice,
-    device_choices,
-    gpu_count,
-    resolve_amp,
-    resolve_device,
-    split_device_choice,
-)
-from lesion_core.settings.loaders import (
-    class_weights,
-    collate,
-    epoch_seed,
-    load_data,
-    make_loader,
-    recorded_split,
-    seed_everything,
-)
-from lesion_core.settings.loading import (
-    MAX_AUTO_WORKERS,
-    SeededSampler,
-    SeededSamples,
-    cpu_count,
-    loader_options,
-    resolve_num_workers,
-    sample_seed,
-)
-from lesion_core.settings.recipes import RECIPES, recipe_for
-from lesion_core.settings.schema import (
-    OPTIMIZERS,
-    SCHEDULERS,
-    default_config,
-    image_size,
-    merge_config,
-    recipe_config,
-    run_config,
-    validate_config,
-)
+import importlib
 
-__all__ = [
-    "AMP_MODES",
-    "DEVICES",
-    "DEVICE_NAME",
-    "MAX_AUTO_WORKERS",
-    "OPTIMIZERS",
-    "RECIPES",
-    "SCHEDULERS",
-    "SeededSampler",
-    "SeededSamples",
-    "class_weights",
-    "collate",
-    "cpu_count",
-    "default_config",
-    "device_choice",
-    "device_choices",
-    "epoch_seed",
-    "gpu_count",
-    "image_size",
-    "load_data",
-    "loader_options",
-    "make_loader",
-    "merge_config",
-    "recipe_config",
-    "recipe_for",
-    "recorded_split",
-    "resolve_amp",
-    "resolve_device",
-    "resolve_num_workers",
-    "run_config",
-    "sample_seed",
-    "seed_everything",
-    "split_device_choice",
-    "validate_config",
-]
+_HOMES = {
+    "device": ("AMP_MODES", "DEVICE_NAME", "DEVICES", "device_choice", "device_choices", "gpu_count", "resolve_amp",
+               "resolve_device", "split_device_choice"),
+    "loaders": ("class_weights", "collate", "epoch_seed", "load_data", "make_loader", "recorded_split",
+                "seed_everything"),
+    "loading": ("MAX_AUTO_WORKERS", "SeededSampler", "SeededSamples", "cpu_count", "loader_options",
+                "resolve_num_workers", "sample_seed"),
+    "recipes": ("RECIPES", "recipe_for"),
+    "schema": ("OPTIMIZERS", "SCHEDULERS", "check_partial", "default_config", "image_size", "merge_config",
+               "recipe_config", "run_config", "validate_config"),
+    "fields": ("SCHEMA_VERSION", "help_text", "number_limits"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+_HOME["AMP_MODES"] = "fields"
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

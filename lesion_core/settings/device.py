@@ -12,10 +12,6 @@ from lesion_core.i18n import N_
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
-
-AMP_MODES = ("auto", "off", "bf16", "fp16")
-
-
 DEVICE_NAME = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
 
 

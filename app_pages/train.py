@@ -138,8 +138,9 @@ def settings(dataset) -> dict:
     st.caption(_("Training augments with: {steps}", steps=" → ".join(s["name"] for s in transforms.image_steps(spec))
                  or _("no step (each image only resized to the model's input)")))
     with common.user_errors():  # a bad page pipeline is reported by Launch too
+        evaluation = transforms.image_steps(transforms.eval_spec(spec, int(size)))
         st.caption(_("Evaluation (validation, test, predictions) uses: {steps}, then the model's resize and "
-                     "normalisation", steps=transforms.describe_steps(transforms.image_steps(transforms.eval_spec(spec)))),
+                     "normalisation", steps=transforms.describe_steps(evaluation)),
                    help=lang.rendered(transforms.EVAL_HELP))
     return {
         "data": {"root": root, "max_size": int(max_size), "class_names": list(dataset.class_names)},

@@ -156,15 +156,26 @@ def settings(dataset) -> dict:
 
 
 def time_estimate(config: dict, dataset) -> None:
-    """How long Launch will take, roughly, and on what the guess rests."""
+    """How long Launch will take, roughly, and on what the guess rests; without a finished run of
+    these settings here, a button times a few batches of the model on this machine."""
     try:
-        guess = duration.estimate(run_settings.validate_config(config), dataset.report.n_usable, common.all_runs())
+        config = run_settings.validate_config(config)
+        guess = duration.estimate(config, dataset.report.n_usable, common.all_runs(), duration.timed_speed(config))
     except LesionLabError:  # Launch names what is wrong with the settings
         return
+    if guess["basis"] == "reference" and st.button(
+            _("Time a few batches here"), key="tr_time_batches",
+            help=_("Trains the chosen model on a few batches at this image size on this device (about 10 seconds "
+                   "on a CPU), for an estimate from this machine's own speed")):
+        with st.spinner(_("Timing a few batches of {model}...", model=config["model"]["name"])):
+            timed = duration.time_batches(config)
+        guess = duration.estimate(config, dataset.report.n_usable, common.all_runs(), timed)
     when = _("{low} to {high}", low=_duration(guess["low"]), high=_duration(guess["high"]))
-    basis = (_("at the speed run {run} measured on this machine", run=guess["run"]) if guess["basis"] == "run"
-             else _("at the reference speed of this kind of device (a 2-core CPU, or a lab GPU), scaled to the "
-                    "image size; a finished run here measures this machine for the next guess"))
+    basis = {"run": lambda: _("at the speed run {run} measured on this machine", run=guess["run"]),
+             "timed": lambda: _("at the speed of a few batches timed on this machine"),
+             "reference": lambda: _("at the reference speed of this kind of device (a 2-core CPU, or a lab GPU), "
+                                    "scaled to the image size; a finished run here measures this machine for the "
+                                    "next guess")}[guess["basis"]]()
     st.caption(_("Recipe **{recipe}**, {epochs} epochs on {n} images: {when}, {basis}. The progress bar's "
                  "time left follows the run itself from its first batches.",
                  recipe=lang.options()(config["recipe"]), epochs=config["epochs"], n=guess["images"],

@@ -75,6 +75,7 @@ def settings(dataset) -> dict:
                   data=common.dataset_name(), n=dataset.report.n_usable, model=choice["name"],
                   weights=_(choice["weights"]), frozen=_(", backbone frozen") if choice["freeze_backbone"] else ""))
     st.page_link("app_pages/model.py", label=_("Change the model"), icon=":material/account_tree:")
+    lang.decimal_point_note()
     data_col, optim_col, sched_col = st.columns(3)
     with data_col:
         size = st.number_input(_("Image size (px)"), min_value=entry.min_input_size, max_value=1024, step=16,

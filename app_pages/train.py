@@ -166,17 +166,20 @@ def time_estimate(config: dict, dataset) -> None:
         return
     if guess["basis"] == "reference" and st.button(
             _("Time a few batches here"), key="tr_time_batches",
+            disabled=runs.active_run(common.runs_root()) is not None,  # it would time the training beside it
             help=_("Trains the chosen model on a few batches at this image size on this device (about 10 seconds "
                    "on a CPU), for an estimate from this machine's own speed")):
         with st.spinner(_("Timing a few batches of {model}...", model=config["model"]["name"])):
             timed = duration.time_batches(config)
         guess = duration.estimate(config, dataset.report.n_usable, common.all_runs(), timed)
     when = _("{low} to {high}", low=_duration(guess["low"]), high=_duration(guess["high"]))
-    basis = {"run": lambda: _("at the speed run {run} measured on this machine", run=guess["run"]),
-             "timed": lambda: _("at the speed of a few batches timed on this machine"),
-             "reference": lambda: _("at the reference speed of this kind of device (a 2-core CPU, or a lab GPU), "
-                                    "scaled to the image size; a finished run here measures this machine for the "
-                                    "next guess")}[guess["basis"]]()
+    if guess["basis"] == "run":
+        basis = _("at the speed run {run} measured on this machine", run=guess["run"])
+    elif guess["basis"] == "timed":
+        basis = _("at the speed of a few batches timed on this machine")
+    else:
+        basis = _("at the reference speed of this kind of device (a 2-core CPU, or a lab GPU), scaled to the "
+                  "image size; a finished run here measures this machine for the next guess")
     st.caption(_("Recipe **{recipe}**, {epochs} epochs on {n} images: {when}, {basis}. The progress bar's "
                  "time left follows the run itself from its first batches.",
                  recipe=lang.options()(config["recipe"]), epochs=config["epochs"], n=guess["images"],

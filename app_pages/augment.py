@@ -70,6 +70,8 @@ def param_widget(param, value, key: str):
 def edit_steps() -> list:
     """Draw one bordered box per step (parameters, move, remove); return the edited spec."""
     version, spec, edited = st.session_state.get(EDIT, 0), common.pipeline(), []
+    if spec:
+        lang.decimal_point_note()
     for index, step in enumerate(spec):
         info = transforms.REGISTRY[step["name"]]
         with st.container(border=True):

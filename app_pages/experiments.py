@@ -239,4 +239,5 @@ def sweeps(listed) -> None:
     if spread is not None and (spread["count"] > 1).any():
         st.markdown(_("**Seed-to-seed spread** (the same setting, different seeds): differences smaller than "
                     "this are luck of the draw"))
-        st.dataframe(spread.reset_index(), hide_index=True, width="stretch", key="res_sweep_spread")
+        spread, numbers = lang.numbers_table(spread.reset_index(), dict.fromkeys(("mean", "std", "min", "max"), 3))
+        st.dataframe(spread, hide_index=True, width="stretch", key="res_sweep_spread", column_config=numbers)

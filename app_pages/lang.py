@@ -51,6 +51,15 @@ def num(value, digits: int = 3) -> str:
     return i18n.number(value, digits, language())
 
 
+def decimal_point_note() -> None:
+    """Once above a page's decimal number fields, in a language that writes a decimal comma: say
+    that those fields take a point. Streamlit's number field and slider have no locale (their
+    format is printf's), while keeping them keeps the steppers and the bounds; tables and texts
+    write the language's comma (numbers_table, num)."""
+    if i18n.number(0.5, 1, language()) != "0.5":
+        st.caption(_("Number fields take a decimal point (0.5); tables and texts write a decimal comma."))
+
+
 def pct(value, digits: int = 0) -> str:
     """A fraction as a percentage in the current language's notation."""
     return i18n.number(value, digits, language(), percent=True)

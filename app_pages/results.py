@@ -86,7 +86,9 @@ else:
         st.subheader(_("Subgroups"))
         st.caption(_("Macro AUC (for two classes: the positive class's AUC) per sex, age band and anatomic "
                    "site, with a 95% bootstrap interval; small groups have wide intervals."))
-        st.dataframe(subgroup_rows, hide_index=True, width="stretch", key="res_subgroups")
+        subgroup_rows, numbers = lang.numbers_table(subgroup_rows, dict.fromkeys(
+            ("AUC", "AUC 95% low", "AUC 95% high", "accuracy"), 3))
+        st.dataframe(subgroup_rows, hide_index=True, width="stretch", key="res_subgroups", column_config=numbers)
     experiments.intervals(run.path, split, key="res_intervals")
     experiments.robustness(run, split)
 review_views.results_review(run, split)

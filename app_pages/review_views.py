@@ -102,6 +102,7 @@ def _operating_section(run, labels, probs, names, calibrated: bool, split: str) 
                           key="keep_res_op_class")
     how = mode.radio(_("Choose by"), ["threshold", "specificity at least"], horizontal=True, format_func=lang.options(),
                      key="keep_res_op_mode")
+    lang.decimal_point_note()  # the slider below
     c = names.index(name)
     is_class, scores = labels == c, probs[:, c]
     saved = rules.read_threshold(run.path)
@@ -194,7 +195,8 @@ def _tta_section(run, split: str, calibrated: bool) -> None:
                 for n, a, t in zip(result["class_names"], result["auc"], result["auc_tta"])]
         rows.append({_("class"): _("mean (scored classes)"), "AUC": result["mean_auc"],
                      _("AUC with TTA"): result["mean_auc_tta"]})
-        st.dataframe(rows, hide_index=True, width="stretch")
+        rows, numbers = lang.numbers_table(rows, {"AUC": 3, _("AUC with TTA"): 3})
+        st.dataframe(rows, hide_index=True, width="stretch", column_config=numbers)
 
 
 def _focus_section(run, split: str, frame, names) -> None:

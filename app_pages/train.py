@@ -135,6 +135,7 @@ def settings(dataset) -> dict:
                   data=common.dataset_name(), n=dataset.report.n_usable, model=choice["name"],
                   weights=_(choice["weights"]), frozen=_(", backbone frozen") if choice["freeze_backbone"] else ""))
     st.page_link("app_pages/model.py", label=_("Change the model"), icon=":material/account_tree:")
+    lang.decimal_point_note()
     data_col, optim_col, sched_col = st.columns(3)
     with data_col:
         size = st.number_input(_("Image size (px)"), key="keep_tr_size", **limits("image_size") | {
@@ -187,8 +188,9 @@ def settings(dataset) -> dict:
     st.caption(_("Training augments with: {steps}", steps=" → ".join(s["name"] for s in transforms.image_steps(spec))
                  or _("no step (each image only resized to the model's input)")))
     with common.user_errors():  # a bad page pipeline is reported by Launch too
+        evaluation = transforms.image_steps(transforms.eval_spec(spec, int(size)))
         st.caption(_("Evaluation (validation, test, predictions) uses: {steps}, then the model's resize and "
-                     "normalisation", steps=transforms.describe_steps(transforms.image_steps(transforms.eval_spec(spec)))),
+                     "normalisation", steps=transforms.describe_steps(evaluation)),
                    help=lang.rendered(transforms.EVAL_HELP))
     return {
         "data": {"root": root, "max_size": int(max_size), "class_names": list(dataset.class_names)},
@@ -204,15 +206,29 @@ def settings(dataset) -> dict:
 
 
 def time_estimate(config: dict, dataset) -> None:
-    """How long Launch will take, roughly, and on what the guess rests."""
+    """How long Launch will take, roughly, and on what the guess rests; without a finished run of
+    these settings here, a button times a few batches of the model on this machine."""
     try:
-        guess = duration.estimate(run_settings.validate_config(config), dataset.report.n_usable, common.all_runs())
+        config = run_settings.validate_config(config)
+        guess = duration.estimate(config, dataset.report.n_usable, common.all_runs(), duration.timed_speed(config))
     except LesionLabError:  # Launch names what is wrong with the settings
         return
+    if guess["basis"] == "reference" and st.button(
+            _("Time a few batches here"), key="tr_time_batches",
+            disabled=runs.active_run(common.runs_root()) is not None,  # it would time the training beside it
+            help=_("Trains the chosen model on a few batches at this image size on this device (about 10 seconds "
+                   "on a CPU), for an estimate from this machine's own speed")):
+        with st.spinner(_("Timing a few batches of {model}...", model=config["model"]["name"])):
+            timed = duration.time_batches(config)
+        guess = duration.estimate(config, dataset.report.n_usable, common.all_runs(), timed)
     when = _("{low} to {high}", low=_duration(guess["low"]), high=_duration(guess["high"]))
-    basis = (_("at the speed run {run} measured on this machine", run=guess["run"]) if guess["basis"] == "run"
-             else _("at the reference speed of this kind of device (a 2-core CPU, or a lab GPU), scaled to the "
-                    "image size; a finished run here measures this machine for the next guess"))
+    if guess["basis"] == "run":
+        basis = _("at the speed run {run} measured on this machine", run=guess["run"])
+    elif guess["basis"] == "timed":
+        basis = _("at the speed of a few batches timed on this machine")
+    else:
+        basis = _("at the reference speed of this kind of device (a 2-core CPU, or a lab GPU), scaled to the "
+                  "image size; a finished run here measures this machine for the next guess")
     st.caption(_("Recipe **{recipe}**, {epochs} epochs on {n} images: {when}, {basis}. The progress bar's "
                  "time left follows the run itself from its first batches.",
                  recipe=lang.options()(config["recipe"]), epochs=config["epochs"], n=guess["images"],

@@ -406,9 +406,22 @@ def progress(status: dict) -> tuple[float, str]:
     if status.get("images_per_s"):
         parts.append(N_("{speed} images/s").format(speed=f"{status['images_per_s']:.1f}"))
     if status.get("eta_s") is not None:
-        eta = int(status["eta_s"])
-        parts.append(N_("ETA {time}").format(time=f"{eta // 60}:{eta % 60:02d}"))
+        low, high = eta_range(status["eta_s"], fraction)
+        parts.append(N_("ETA {time}").format(time=_clock(low) if low == high else f"{_clock(low)}–{_clock(high)}"))
     return fraction, " · ".join(parts)
+
+
+def eta_range(eta_s: float, fraction: float) -> tuple[int, int]:
+    """(low, high) seconds left around the trainer's eta_s (remaining batches times the time per
+    batch measured so far), when fraction of the run is done: wide after the first batches
+    (the later phases are still guessed, and the machine's load may change), narrowing as
+    the run measures more of itself; a run tends to slow down more than it speeds up."""
+    spread = 0.1 + 0.4 * (1.0 - min(max(fraction, 0.0), 1.0))
+    return int(eta_s * (1 - spread / 2)), int(round(eta_s * (1 + spread)))
+
+
+def _clock(seconds: int) -> str:
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 # A phase as the trainer's own message names that moment (one name on the page, not two).

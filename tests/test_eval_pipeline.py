@@ -96,3 +96,26 @@ def test_predicting_without_a_mask_under_lesion_crops_says_what_to_give(demo_roo
     _record, image, _mask = _first_test_sample(run_dir)
     with pytest.raises(LesionLabError, match="trained on lesion crops.*give the lesion mask"):
         inference.predict_image(run_dir, image, None)
+
+
+def test_the_derived_eval_pipeline_resamples_once_to_the_run_size(isic_dev_root):
+    # The Augmentations page's notebook_train ends at 224 (Rescale 256 -> RandomCrop 224); a 96-px
+    # run used to score through CropByMask -> Rescale(256) -> CenterCrop(224) -> Rescale [96, 96].
+    config = settings.validate_config({"augment": transforms.PRESETS["notebook_train"], "image_size": 96})
+    final = transforms.finalize_spec(config["eval_augment"], 96, transforms.IMAGENET_MEAN, transforms.IMAGENET_STD)
+    assert names(final) == ["CropByMask", "Rescale", "CenterCrop", "ToTensor", "Normalize"]
+    assert final[1]["params"]["size"] == round(256 * 96 / 224) and final[2]["params"]["size"] == 96
+    # A recorded pipeline (a run already trained) is finalised as it always was, so it scores the same.
+    recorded = transforms.eval_spec(transforms.PRESETS["notebook_train"])
+    assert names(transforms.finalize_spec(recorded, 96, transforms.IMAGENET_MEAN, transforms.IMAGENET_STD)) == [
+        "CropByMask", "Rescale", "CenterCrop", "Rescale", "ToTensor", "Normalize"]
+    # The same window of the lesion, one resample instead of two: the pixels barely differ.
+    once = transforms.build_pipeline(transforms.image_steps(final))
+    twice = transforms.build_pipeline(transforms.image_steps(
+        transforms.finalize_spec(recorded, 96, transforms.IMAGENET_MEAN, transforms.IMAGENET_STD)))
+    for record in data.load_dataset(isic_dev_root).records[:10]:
+        image = data.read_image(record.image_path, None)
+        sample = {"image": image, "mask": data.read_mask(record.mask_path, image.shape[:2]), "label": 0, "id": record.id}
+        a, b = (np.asarray(p(sample)["image"], dtype=float) for p in (once, twice))
+        assert a.shape == b.shape and a.shape[:2] == (96, 96)
+        assert np.abs(a - b).mean() < 6  # of 255: resampling differences, not another window

@@ -392,12 +392,12 @@ def test_a_running_run_shows_its_progress_in_spanish(demo_root, finished_run):
                       message="epoch 1 train", epochs=4, epoch=1, phase="train", iteration=3, n_iters=10,
                       images_per_s=12.5, eta_s=42)
     english = runs.progress(runs.read_status(finished_run))[1]
-    assert english == "epoch 1/4 · train batch 3/10 · 12.5 images/s · ETA 0:42"  # what the CLI and bars say
+    assert english == "epoch 1/4 · train batch 3/10 · 12.5 images/s · ETA 0:32–1:02"  # what the CLI and bars say
 
     with locks.run(finished_run):  # held as the trainer holds it
         app = _page_in_spanish(demo_root, "train", finished_run.name)
     texts = shown_strings(app)
-    assert "época 1/4 · entrenamiento: lote 3/10 · 12,5 imágenes/s · tiempo restante 0:42" in texts
+    assert "época 1/4 · entrenamiento: lote 3/10 · 12,5 imágenes/s · tiempo restante 0:32–1:02" in texts
     assert "**en curso**" in [i.value for i in app.info]  # the bar's line says the rest, once
     assert english_leftovers(texts) == []
 

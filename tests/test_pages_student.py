@@ -221,7 +221,7 @@ def test_a_running_run_has_one_status_line_one_bar_and_no_empty_auc_axis(app, de
             goto(app, "train")
         assert [i.value for i in app.info if i.value.startswith("**running**")] == ["**running**"]
         [bar] = app.get("progress")
-        assert bar.proto.text == "epoch 1/3 · recomputing BatchNorm statistics · ETA 1:35"
+        assert bar.proto.text == "epoch 1/3 · recomputing BatchNorm statistics · ETA 1:16–2:13"
         assert bar.proto.value < 50  # 1 of 3 epochs and the final scoring: a quarter, not a full bar
         keys = [c.proto.id for c in app.get("plotly_chart")]
         assert any("tr_loss" in k for k in keys) and not any("tr_auc" in k for k in keys)

@@ -237,13 +237,13 @@ def test_progress_never_moves_back_within_an_epoch():
     assert seen == sorted(seen) and seen[-1] == 2 / 5  # 2 of 4 epochs, then the final scoring to come
     # the bar is not full while the best model is still being scored (and the ETA still counts)
     final = runs.progress({**base, "phase": "evaluate", "epoch": 4, "eta_s": 30})
-    assert 0.8 < final[0] < 1.0 and final[1] == "epoch 4/4 · evaluating the best model on val and test · ETA 0:30"
+    assert 0.8 < final[0] < 1.0 and final[1] == "epoch 4/4 · evaluating the best model on val and test · ETA 0:27–0:34"
     calibrating = runs.progress({**base, "phase": "calibrate"})[1]
     assert calibrating == "epoch 2/4 · recomputing BatchNorm statistics"  # as the trainer's message names it
     assert runs.progress({"state": "queued", "message": "waiting for the trainer to start"}) == (
         0.0, "waiting for the trainer to start")
     text = runs.progress({**base, "phase": "val", "iteration": 3, "images_per_s": 12.34, "eta_s": 125.7})[1]
-    assert text == "epoch 2/4 · val batch 3/10 · 12.3 images/s · ETA 2:05"
+    assert text == "epoch 2/4 · val batch 3/10 · 12.3 images/s · ETA 1:44–2:48"
 
 
 def test_read_metrics_is_none_until_written_and_for_garbage(tmp_path):

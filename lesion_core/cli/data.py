@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
+from lesion_core.cli.progress import step
+
 # The engine loads inside each command, so that --help answers at once.
-
-
-def _step(text: str) -> None:
-    """A phase of a long command, on stderr at once (stdout stays the report or its JSON)."""
-    print(text, file=sys.stderr, flush=True)
 
 
 def register(subparsers) -> None:
@@ -58,7 +54,7 @@ def _print_check(root, **options) -> int:
     """Load and validate root, print the report; 0 when usable, 1 when not."""
     from lesion_core.data import load_dataset
 
-    _step(f"checking {root} (every image and mask is read once)...")
+    step(f"checking {root} (every image and mask is read once)...")
     data = load_dataset(root, **options)
     print(f"dataset: {data.root} (layout {data.layout})")
     print(f"classes ({len(data.class_names)}): {', '.join(data.class_names)}")
@@ -83,9 +79,9 @@ def _print_check_json(root, **options) -> int:
 
     from lesion_core.data import load_dataset, skin
 
-    _step(f"checking {root} (every image and mask is read once)...")
+    step(f"checking {root} (every image and mask is read once)...")
     data = load_dataset(root, **options, require_usable=False)  # an unusable folder is reported, not refused
-    _step(f"estimating the skin tone of {len(data.records)} images...")
+    step(f"estimating the skin tone of {len(data.records)} images...")
     report = data.report
     tones = skin.dataset_tones(data.records)
     print(json.dumps({
@@ -102,10 +98,10 @@ def _print_check_json(root, **options) -> int:
 def import_zip_command(args) -> int:
     from lesion_core.data import import_zip
 
-    _step(f"extracting {args.file} into {args.dest} (every entry checked first)...")
+    step(f"extracting {args.file} into {args.dest} (every entry checked first)...")
     start = time.perf_counter()
     root = import_zip(args.file, args.dest)
-    _step(f"extracted in {time.perf_counter() - start:.1f} s")
+    step(f"extracted in {time.perf_counter() - start:.1f} s")
     print(f"imported {args.file} into {args.dest}; dataset root: {root}")
     return _print_check(root)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from lesion_core.cli import progress
+
 
 def register(subparsers) -> None:
     """Add the compare, robustness and sweep sub-commands."""
@@ -42,6 +44,7 @@ def cmd_compare(args) -> int:
     from lesion_core.evaluation import bootstrap, compare
     from lesion_core.metrics import to_jsonable
 
+    progress.step(f"comparing {args.split} predictions, {args.resamples} paired bootstrap resamples...")
     result = compare.compare_runs(args.run_a, args.run_b, args.split, args.resamples, args.seed)
     if args.json:
         print(json.dumps(to_jsonable(compare.json_summary(result)), indent=2, allow_nan=False))
@@ -71,9 +74,8 @@ def cmd_robustness(args) -> int:
     from lesion_core.evaluation import bootstrap, robustness
     from lesion_core.metrics import to_jsonable
 
-    log = (lambda text: print(text, file=sys.stderr)) if not args.json else None
     report = robustness.robustness_report(args.run, args.split, data_root=args.moved_data, n_resamples=args.resamples,
-                                          on_progress=log)
+                                          on_progress=progress.step)  # stderr: a --json stdout stays JSON
     path = robustness.save_report(args.run, report)
     if args.json:
         print(json.dumps(to_jsonable(report), indent=2, allow_nan=False))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lesion_core.cli.progress import step
+
 
 def register(subparsers) -> None:
     """Add the export sub-command."""
@@ -28,6 +30,8 @@ def cmd_export(args) -> int:
 
     images = [data.read_image(Path(p)) for p in args.images] if args.images else None
     out = args.out or Path(args.run) / f"model{export.SUFFIXES[args.format]}"  # beside its run, not in the checkout
+    step(f"exporting {args.run} to {args.format}, then checking it against PyTorch on "
+         + (f"{len(images)} images..." if images else "up to 8 of its own images..."))
     sidecar = export.export_run(args.run, args.format, out, images=images)
     check = sidecar["verification"]
     print(f"wrote {out} and {export.sidecar_path(out)}")

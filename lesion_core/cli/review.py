@@ -4,8 +4,9 @@ review part of `evaluate` (calibration, operating points, --tta, --explain)."""
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
+
+from lesion_core.cli import progress
 
 
 def _fraction(text: str) -> float:
@@ -111,10 +112,8 @@ def evaluate_extras(args, result: dict) -> None:
         review.update_metrics(args.run, args.split, {"tta": tta})
         print(f"test-time augmentation: mean AUC {_fmt(plain['mean_auc'])} without, {_fmt(result['mean_auc'])} with")
     if args.explain:
-        from tqdm import tqdm
-
         def wrap(it):
-            return tqdm(it, desc=f"heatmaps {args.split}", unit="batch", leave=False, file=sys.stderr, disable=None)
+            return progress.bar(it, f"heatmaps {args.split}")
         focus = explain.explain_split(args.run, args.split, args.method, data_root=args.moved_data,
                                       calibrated=not args.uncalibrated, wrap=wrap)
         names = result["class_names"]
@@ -209,6 +208,8 @@ def cmd_report(args) -> int:
 
     if not (Path(args.run) / "config.json").is_file():
         raise TrainingError(f"not a run folder (no config.json): {args.run}")
+    progress.step(f"writing the report of {args.run} ({args.split}"
+                  + (")..." if args.no_heatmaps else ", with heatmaps: the slow part)..."))
     path = report.write_report(args.run, args.out, args.split, with_heatmaps=not args.no_heatmaps)
     print(f"report written to {path}")
     return 0

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from lesion_core.cli import progress
 from lesion_core.cli import review as cli_review
 from lesion_core.errors import TrainingError
 from lesion_core.paths import absolute
@@ -132,17 +133,14 @@ class _Bars:
         self.bar = None
         self.key = None
 
-    def batch(self, progress: dict) -> None:
-        from tqdm import tqdm
-
-        key = (progress["epoch"], progress["phase"])
+    def batch(self, status: dict) -> None:
+        key = (status["epoch"], status["phase"])
         if key != self.key:
             self.close()
             self.key = key
-            self.bar = tqdm(total=progress["n_iters"], desc=f"epoch {key[0]} {key[1]}", unit="batch",
-                            leave=False, file=sys.stderr, disable=None)
-        self.bar.set_postfix(img_s=f"{progress['images_per_s']:.1f}", eta=f"{progress['eta_s']:.0f}s", refresh=False)
-        self.bar.update(progress["iteration"] - self.bar.n)
+            self.bar = progress.live(total=status["n_iters"], desc=f"epoch {key[0]} {key[1]}", unit="batch")
+        self.bar.set_postfix(img_s=f"{status['images_per_s']:.1f}", eta=f"{status['eta_s']:.0f}s", refresh=False)
+        self.bar.update(status["iteration"] - self.bar.n)
 
     def log(self, line: str) -> None:
         from tqdm import tqdm
@@ -212,10 +210,8 @@ def format_confusion(confusion, class_names, percent: bool = False) -> str:
 def cmd_evaluate(args) -> int:
     from lesion_core import inference
 
-    from tqdm import tqdm
-
     def bar(loader):
-        return tqdm(loader, desc=f"evaluating {args.split}", unit="batch", leave=False, file=sys.stderr, disable=None)
+        return progress.bar(loader, f"evaluating {args.data or args.split}")
 
     _absolute_paths(args, "run", "data", "moved_data", "out")
     if args.data:
@@ -311,7 +307,8 @@ def cmd_predict(args) -> int:
             print(outcome["decision_withheld"], file=sys.stderr)
         return 0
     rows, problems = external.predict_files(args.run, images, masks_dir=args.masks, mask=args.mask, meta=meta,
-                                            calibrated=calibrated)
+                                            calibrated=calibrated,
+                                            wrap=lambda paths: progress.bar(paths, "classifying", unit="image"))
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
     if not rows:

@@ -90,13 +90,14 @@ def find_mask(image_path: Path, masks_dir=None) -> Path | None:
 
 
 def predict_files(run_dir, paths, masks_dir=None, mask=None, meta: dict | None = None,
-                  calibrated: bool = True) -> tuple[list[dict], list[str]]:
+                  calibrated: bool = True, wrap=None) -> tuple[list[dict], list[str]]:
     """(rows, problems): one row per image that could be classified ({"file", class: probability
     ..., "pred", "top_p", "uncertain"}), one message per image that could not (unreadable, or no
     mask where the run needs one). mask: one mask file for a single image; meta: the patient's
-    age, sex and site (data.patient_meta), for a run trained with metadata."""
+    age, sex and site (data.patient_meta), for a run trained with metadata; wrap: optional
+    iterable -> iterable around the paths (a progress bar)."""
     rows, problems = [], []
-    for path in paths:
+    for path in (wrap(paths) if wrap else paths):
         try:
             image = data.read_image(path)
             mask_path = mask or find_mask(path, masks_dir)

@@ -115,7 +115,7 @@ def _validate_config(config: dict) -> dict:
     for key in ("augment", "eval_augment"):
         if config[key] == "auto":  # evaluation sees what training saw, without the randomness
             require(key == "eval_augment", N_('augment cannot be "auto"; give a pipeline or a preset name'))
-            config[key] = transforms.eval_spec(config["augment"])
+            config[key] = transforms.eval_spec(config["augment"], image_size(config))
         elif isinstance(config[key], str):
             config[key] = transforms.preset(config[key], image_size(config))
         config[key] = transforms.validate_spec(config[key])

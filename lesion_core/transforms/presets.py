@@ -89,11 +89,13 @@ def _eval_step(step: dict) -> list[dict]:
     return [copy.deepcopy(step)]
 
 
-def eval_spec(train_spec) -> list[dict]:
+def eval_spec(train_spec, size: int | None = None) -> list[dict]:
     """The evaluation pipeline that matches a training pipeline: every deterministic step kept
     (a crop to the lesion included, so a model trained on lesion crops is scored on lesion
     crops), every random step replaced by its deterministic counterpart or dropped. Crops to
-    the lesion in a row become one: the tighter border is what the second leaves."""
+    the lesion in a row become one: the tighter border is what the second leaves. Given the
+    run's image size, a closing resize-then-centre-crop to another square side is scaled to end
+    at that size, so the image is resampled once (finalize_spec then adds no second resize)."""
     steps = []
     for out in (out for step in validate_spec(train_spec) for out in _eval_step(step)):
         if out["name"] == "CropByMask" and steps and steps[-1]["name"] == "CropByMask":
@@ -101,7 +103,28 @@ def eval_spec(train_spec) -> list[dict]:
             out = _step("CropByMask", border=border[0] if border[0] == border[1] else border)
             steps.pop()
         steps.append(out)
-    return validate_spec(steps)
+    return validate_spec(_end_at(steps, size) if size else steps)
+
+
+def _end_at(steps: list[dict], size: int) -> list[dict]:
+    """Image steps ending in Rescale(r) -> CenterCrop(c) (shorter side r, then a c x c window,
+    r >= c) or in Rescale [c, c], rewritten to end at (size, size) in that same resample:
+    Rescale(r * size / c) -> CenterCrop(size) is the same window of the image. Anything else
+    (and the closing ToTensor/Normalize) as it is."""
+    n = len(image_steps(steps))
+    if any(s["name"] in TENSOR_STEPS for s in steps[:n]):  # tensor steps elsewhere than at the end
+        return steps
+    head, closing = steps[:n], steps[n:]
+    if [s["name"] for s in head[-2:]] == ["Rescale", "CenterCrop"]:
+        rescale, (high, wide) = head[-2]["params"]["size"], pair(head[-1]["params"]["size"])
+        if isinstance(rescale, int) and high == wide != size and rescale >= high:
+            return [*head[:-2], _step("Rescale", size=round(rescale * size / high)), _step("CenterCrop", size=size),
+                    *closing]
+    if head and head[-1]["name"] == "Rescale" and not isinstance(head[-1]["params"]["size"], int):
+        high, wide = head[-1]["params"]["size"]
+        if high == wide != size:
+            return [*head[:-1], _step("Rescale", size=[size, size]), *closing]
+    return steps
 
 
 EVAL_HELP = ("Derived from the training pipeline: the same crops (to the lesion too), each random step "

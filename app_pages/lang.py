@@ -47,9 +47,10 @@ def _(msgid: str, **values) -> str:
     return i18n.translate(msgid, language(), **values)
 
 
-def _n(singular: str, plural: str, n, **values) -> str:
-    """The form of an ngettext-style message for n in the current language, filled from values."""
-    return i18n.translate_plural(singular, plural, n, language(), **values)
+def _n(singular: str, plural: str, count, /, **values) -> str:
+    """The form of an ngettext-style message for count in the current language (its plural
+    rule: 1 núcleo, 2 núcleos), filled from values."""
+    return i18n.translate_plural(singular, plural, count, language(), **values)
 
 
 def num(value, digits: int = 3) -> str:

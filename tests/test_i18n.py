@@ -6,6 +6,8 @@ import functools
 import json
 import os
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -328,20 +330,25 @@ def test_spanish_home_page_and_back_to_english(demo_root):
     assert app.query_params["lang"] in ("en", ["en"])
 
 
-def test_catalogues_are_valid_gettext_po(tmp_path):
-    import shutil
-    import subprocess
+def msgfmt_check(path, out):
+    """gettext's own check of a catalogue (format strings, header, plural forms), and Babel
+    reading translations from it; raises when the file is missing or broken."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no catalogue at {path}")
+    subprocess.run(["msgfmt", "--check", "-o", str(out), str(path)], check=True, capture_output=True)
+    if not i18n.parse_po(path.read_text(encoding="utf-8")):
+        raise ValueError(f"{path} holds no translation Babel can read")
 
+
+def test_catalogues_are_valid_gettext_po(tmp_path):
     if not shutil.which("msgfmt"):
         if os.environ.get("CI"):
             pytest.fail("gettext's msgfmt not found; CI must install gettext (see .ci/run)")
         pytest.skip("gettext's msgfmt is not installed")
     translated = [lang for lang in i18n.LANGUAGES if lang != "en"]  # English is the source: no catalogue
     assert translated
-    for lang in translated:
-        path = i18n.catalogue_path(lang)
-        assert path.is_file(), f"{lang} has no catalogue at {path}"
-        subprocess.run(["msgfmt", "--check-format", "-o", str(tmp_path / f"{lang}.mo"), str(path)], check=True)
+    for lang in translated:  # test_i18n_messages shows that a missing or broken catalogue fails here
+        msgfmt_check(i18n.catalogue_path(lang), tmp_path / f"{lang}.mo")
 
 
 def test_wrap_puts_the_translator_around_plain_literals_and_imports_it(tmp_path):

@@ -49,7 +49,7 @@ from babel.support import Translations
 
 from lesion_core.i18n.message import Message, N_, N_n, concat, from_json, join, to_json
 
-__all__ = ["DEFAULT", "LANGUAGES", "Message", "N_", "N_n", "PARTS", "catalogue", "class_name", "concat", "figure",
+__all__ = ["DEFAULT", "LANGUAGES", "Message", "N_", "N_n", "PARTS", "catalogue", "class_name", "concat", "figure", "forget",
            "from_json", "join", "keep", "localize", "number", "pick_language", "placeholders", "plurals",
            "to_json", "translate", "translate_plural"]
 
@@ -127,6 +127,12 @@ def translations(lang: str) -> gettext.NullTranslations:
     return Translations(buffer)
 
 
+def forget() -> None:
+    """Read the catalogues again when next used (after a catalogue file changed)."""
+    for cached in (_catalog, catalogue, plurals, translations):
+        cached.cache_clear()
+
+
 def pick_language(requested: str | None = None, locale: str | None = None) -> str:
     """The language to show: requested (e.g. ?lang=es) when known, else the browser's locale
     ("es-ES" -> "es") when we have it, else English."""
@@ -147,9 +153,9 @@ def translate(msgid: str, lang: str, **values) -> str:
     return _fill(text, values, lang) if values else text
 
 
-def translate_plural(singular: str, plural: str, n, lang: str, **values) -> str:
-    """The form of an ngettext-style message for n in lang (its plural rule), filled from values."""
-    text = translations(lang).ngettext(singular, plural, n)
+def translate_plural(singular: str, plural: str, count, lang: str, /, **values) -> str:
+    """The form of an ngettext-style message for count in lang (its plural rule), filled from values."""
+    text = translations(lang).ngettext(singular, plural, count)
     return _fill(text, values, lang) if values else text
 
 

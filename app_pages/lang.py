@@ -3,7 +3,7 @@
 The choice lives in session state (kept across pages) and in the URL (?lang=es, kept across
 reloads and shareable); a new session without ?lang= takes the browser's language when
 Streamlit exposes it (st.context.locale), else English. Catalogues: lesion_core/i18n/*.po.
-`_n()` picks a plural form by the language's rule; `rendered()` translates lesion_core's messages by id.
+`ngettext()` picks a plural form by the language's rule; `rendered()` translates lesion_core's messages by id.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _(msgid: str, **values) -> str:
     return i18n.translate(msgid, language(), **values)
 
 
-def _n(singular: str, plural: str, count, /, **values) -> str:
+def ngettext(singular: str, plural: str, count, /, **values) -> str:
     """The form of an ngettext-style message for count in the current language (its plural
     rule: 1 núcleo, 2 núcleos), filled from values."""
     return i18n.translate_plural(singular, plural, count, language(), **values)

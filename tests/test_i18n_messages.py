@@ -66,7 +66,7 @@ def test_fuzzy_and_obsolete_entries_are_not_translations(own_catalogue):
     assert i18n.localize(i18n.N_("Guessed"), "es") == "Guessed"
     assert set(i18n.catalogue("es")) == {"Home"}
     page = own_catalogue / "page.py"
-    page.write_text('_("Home")\n_("Guessed")\n_n("{n} apple", "{n} apples", 2)\n_n("{n} pear", "{n} pears", 2)\n')
+    page.write_text('_("Home")\n_("Guessed")\nngettext("{n} apple", "{n} apples", 2)\nngettext("{n} pear", "{n} pears", 2)\n')
     # the checker counts the fuzzy entry and the plural with an empty form as missing
     assert [f.text for f in check.missing("es", [page])] == ["Guessed", "{n} pear"]
 

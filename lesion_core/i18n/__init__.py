@@ -5,7 +5,7 @@ and a string nobody translated yet still shows, in English:
 
     _("Compare runs")                        # pages call app_pages.lang._, which calls translate()
     _("Run {run}", run=run.id)               # placeholders, never f-strings (they cannot be looked up)
-    _n("{n} image", "{n} images", n, n=n)    # a plural: the language's own plural rule picks the form
+    ngettext("{n} image", "{n} images", n, n=n)  # a plural: the language's own plural rule picks the form
 
 Catalogues are standard PO files, lesion_core/i18n/<lang>.po, read by Babel
 (babel.messages.pofile) when first used: no compiled .mo to rebuild and keep in sync, and any

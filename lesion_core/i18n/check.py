@@ -3,7 +3,7 @@
 Lists (1) text literals and f-strings handed to Streamlit elements in app.py and app_pages/
 without _() around them, and (2) messages that a catalogue lacks: those the pages use through
 _("..."), and those lesion_core marks N_("...") (texts it renders in English that pages show
-through lang.rendered: status messages, errors, help texts); a plural message (_n / N_n) needs
+through lang.rendered: status messages, errors, help texts); a plural message (ngettext / N_n) needs
 its plural entry, and a fuzzy or empty msgstr counts as missing.
 --wrap first puts _() around every plain literal it would list (and imports _ where a page
 lacks it); f-strings are left listed, for a person to turn into _("... {name}", name=...).
@@ -34,7 +34,7 @@ ELEMENTS = {
 TEXT_KEYWORDS = {"label", "help", "placeholder", "title", "text", "caption", "page_title"}
 WORDS = re.compile(r"[A-Za-z]{2,}")
 TRANSLATORS = {"_", "translate", "N_"}
-PLURAL_TRANSLATORS = {"_n", "N_n", "translate_plural"}  # (singular, plural, n): ngettext-style
+PLURAL_TRANSLATORS = {"ngettext", "N_n", "translate_plural"}  # (singular, plural, n): ngettext-style
 
 
 def page_files() -> list[Path]:
@@ -152,7 +152,7 @@ def rebinds_underscore(paths=None) -> list[Finding]:
 
 def used_messages(paths=None) -> dict[str, Finding]:
     """msgid -> where it is first used, for every _("...") / translate("...") / N_("...") with a
-    literal id, in the pages and lesion_core; a plural message (_n / N_n("singular", "plural",
+    literal id, in the pages and lesion_core; a plural message (ngettext / N_n("singular", "plural",
     n)) by its singular msgid, its Finding's plural naming the plural msgid."""
     used = {}
     for path in paths or page_files() + core_files():

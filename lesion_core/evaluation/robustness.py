@@ -189,10 +189,15 @@ def read_report(run_dir, split: str) -> dict | None:
         return None
     if not all(isinstance(row, dict) and isinstance(row.get("name"), str) for row in found["conditions"]):
         return None
-    for row in found["conditions"]:  # a skin tone's name as the message it was made from, for pages
+    # The texts as the messages they were made from, for pages (when the stored English is theirs).
+    for row in found["conditions"]:
         group = row.get("ita_group")
         if row.get("kind") == "skin" and isinstance(group, str) and row["name"] == f"skin {group}":
             row["name"] = N_("skin {group}").format(group=group)
+    for row in found.get("groups") if isinstance(found.get("groups"), list) else ():
+        if isinstance(row, dict) and isinstance(row.get("n"), int) and isinstance(row.get("warning"), str):
+            message = N_("only {n} images: this group's numbers are mostly noise").format(n=row["n"])
+            row["warning"] = message if row["warning"] == message else row["warning"]
     return found
 
 

@@ -46,6 +46,8 @@ def test_translations_keep_the_placeholders_of_their_message():
     for lang in i18n.LANGUAGES:
         for msgid, msgstr in i18n.catalogue(lang).items():
             assert i18n.placeholders(msgid) == i18n.placeholders(msgstr), (lang, msgid, msgstr)
+        for singular, (plural, forms) in i18n.plurals(lang).items():
+            assert all(i18n.placeholders(form) == i18n.placeholders(plural) for form in forms), (lang, singular, forms)
 
 
 def test_the_checker_finds_what_a_new_section_forgets(tmp_path):

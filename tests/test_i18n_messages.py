@@ -153,6 +153,25 @@ def test_messages_survive_pickling_processes_and_data_loader_workers():
     assert all(isinstance(m, i18n.Message) for m in batch)
 
 
+def test_a_message_goes_to_json_and_back_and_hostile_trees_are_refused():
+    import numpy as np
+
+    inner = i18n.N_("epoch {epoch} done").format(epoch=np.int64(3))
+    message = i18n.N_("{error}: training diverged. Lower the learning rate (it was {lr}) and start a new run; "
+                      "best weights so far are kept").format(error=TrainingError(inner), lr=float("nan"))
+    tree = json.loads(json.dumps(i18n.to_json(message), allow_nan=False))  # strict JSON: NaN as its text
+    back = i18n.from_json(tree, str(message))
+    assert back == message and i18n.localize(back, "es") == i18n.localize(message, "es")
+    assert i18n.from_json(tree) == message  # nested: the English made again from the msgid and values
+    deep = {"id": "{x}", "params": {"x": "end"}}
+    for _ in range(20):
+        deep = {"id": "{x}", "params": {"x": deep}}
+    for hostile in (deep, {"id": 3}, {"id": "{x}", "params": {"x": [1]}}, {"id": "{x}", "params": {"not a name": 1}},
+                    {"id": "{x}", "params": {f"p{i}": "v" for i in range(1000)}}, {"id": "{x}", "extra": 1},
+                    {"id": "{a}", "params": {"x": 1}}, {"id": "a", "plural": "b", "n": True}, "text"):
+        assert i18n.from_json(hostile) is None, hostile
+
+
 def test_a_status_message_of_a_real_training_run_reads_in_spanish_after_a_reload(demo_root):
     config = {"data": {"root": str(demo_root), "max_size": 24}, "model": {"name": "lenet", "weights": "random"},
               "image_size": 32, "epochs": 1, "batch_size": 8, "augment": [], "device": "cpu"}

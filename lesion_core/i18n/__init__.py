@@ -129,7 +129,7 @@ def translations(lang: str) -> gettext.NullTranslations:
 
 def forget() -> None:
     """Read the catalogues again when next used (after a catalogue file changed)."""
-    for cached in (_catalog, catalogue, plurals, translations):
+    for cached in (_catalog, catalogue, plurals, translations, _symbols):
         cached.cache_clear()
 
 
@@ -167,7 +167,9 @@ def class_name(name: str, lang: str) -> str:
 # ---------------------------------------------------------------- numbers
 
 
+@functools.cache
 def _symbols(lang: str) -> dict:
+    """str.translate table from Python's number notation (1,234.5) to lang's."""
     return {ord(","): get_group_symbol(lang), ord("."): get_decimal_symbol(lang)}
 
 
@@ -230,7 +232,7 @@ def localize(value, lang: str):
         return value.translate(symbols)
     if _INTERVAL.match(value):  # with decimal commas the bounds are parted by ";"
         low_high = value.translate(symbols)
-        return low_high.replace(get_group_symbol(lang) + " ", "; ") if symbols[ord(".")] == "," else low_high
+        return low_high.replace(symbols[ord(",")] + " ", "; ") if symbols[ord(".")] == "," else low_high
     return value
 
 

@@ -17,6 +17,7 @@ Messages pickle (DataLoader workers, torchrun, multiprocessing) and turn into JS
 
 from __future__ import annotations
 
+import math
 import numbers
 
 # A text read back from a file is untrusted: from_json gives up past these.
@@ -107,11 +108,13 @@ def _json_value(value, depth: int):
         return to_json(value, depth + 1)
     if isinstance(value, BaseException) and value.args and isinstance(value.args[0], Message):
         return to_json(value.args[0], depth + 1)
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or isinstance(value, (bool, int)):
         return value
-    if isinstance(value, numbers.Real):  # numpy numbers
+    if isinstance(value, numbers.Integral):  # numpy integers
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(value):  # numpy numbers too
         return float(value)
-    return str.__str__(str(value))
+    return str.__str__(str(value))  # NaN and infinity as their text: strict JSON has none
 
 
 def to_json(message: Message, depth: int = 0) -> dict:

@@ -96,6 +96,11 @@ def test_numbers_are_written_in_the_language_s_notation():
     assert i18n.number(1234.5, 1, "es") == "1.234,5"
     assert i18n.number(1234.5, 1, "en") == "1,234.5"
     assert i18n.number(0.456, 1, "es", percent=True) == "45,6%"
+    # a count that lesion_core grouped in English ("7,470 lesions") reads 7.470 in Spanish, not 7,47
+    line = i18n.N_("split by {column}: {n} {many}, no {one} in two splits").format(
+        column="lesion_id", n=f"{7470:,}", many=i18n.N_("lesions"), one=i18n.N_("lesion"))
+    assert line == "split by lesion_id: 7,470 lesions, no lesion in two splits"
+    assert "7.470" in i18n.localize(line, "es") and "7,470" not in i18n.localize(line, "es")
     # a number among a message's values, with the message's own format spec
     message = i18n.N_("{name} (AUC {value})").format(name="melanoma", value=0.8734)
     assert i18n.localize(message, "es") == "melanoma (AUC 0,8734)"

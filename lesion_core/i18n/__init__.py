@@ -204,7 +204,8 @@ def _fill(text: str, values: dict, lang: str) -> str:
         return text
 
 
-_DECIMAL = re.compile(r"[-+]?\d+\.\d+%?\Z")
+# A stand-alone number as Python writes it: "0.859", "12.5%", "7,470" (thousands grouped).
+_DECIMAL = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+)%?\Z")
 # A value with its interval, as lesion_core.evaluation.bootstrap writes it: "0.859 [0.799, 0.909]".
 _INTERVAL = re.compile(r"[-+]?\d+\.\d+ \[[-+]?\d+\.\d+, [-+]?\d+\.\d+\]\Z")
 

@@ -21,7 +21,7 @@ import streamlit as st
 import torch
 
 from app_pages import auth, cache
-from app_pages.lang import _, classes, cls, md, num, rendered, setting
+from app_pages.lang import _, classes, cls, md, ngettext, num, rendered, setting
 from lesion_core import access, data, metrics, paths, runs, settings
 from lesion_core.errors import LesionLabError, describe_os_error
 from lesion_core.i18n import N_
@@ -219,7 +219,8 @@ def device_label() -> str:
         return _("{n} GPUs: {name}", n=gpus, name=torch.cuda.get_device_name(0))
     if gpus:
         return _("GPU: {name}", name=torch.cuda.get_device_name(0))
-    return _("CPU ({cores} cores; no GPU found)", cores=os.cpu_count())
+    cores = os.cpu_count() or 1
+    return ngettext("CPU ({cores} core; no GPU found)", "CPU ({cores} cores; no GPU found)", cores, cores=cores)
 
 
 def runs_root() -> Path:

@@ -3,6 +3,7 @@
 The choice lives in session state (kept across pages) and in the URL (?lang=es, kept across
 reloads and shareable); a new session without ?lang= takes the browser's language when
 Streamlit exposes it (st.context.locale), else English. Catalogues: lesion_core/i18n/*.po.
+`ngettext()` picks a plural form by the language's rule; `rendered()` translates lesion_core's messages by id.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def picker() -> None:
 def _(msgid: str, **values) -> str:
     """msgid translated to the current language, {placeholders} filled from values."""
     return i18n.translate(msgid, language(), **values)
+
+
+def ngettext(singular: str, plural: str, count, /, **values) -> str:
+    """The form of an ngettext-style message for count in the current language (its plural
+    rule: 1 núcleo, 2 núcleos), filled from values."""
+    return i18n.translate_plural(singular, plural, count, language(), **values)
 
 
 def num(value, digits: int = 3) -> str:
@@ -96,10 +103,10 @@ def class_options():
 
 
 def rendered(text):
-    """A text lesion_core already rendered in English (a status message, an error, a help text,
-    a shape in words), matched against the catalogue's messages (lesion_core marks them N_) and
-    given back in the current language; else unchanged."""
-    return i18n.translate_rendered(text, language())
+    """A text lesion_core rendered in English (a status message, an error or the error itself,
+    a help text, a shape in words) in the current language: a message by its msgid and values
+    (i18n.localize), other text when it is a msgid as a whole; else unchanged."""
+    return i18n.localize(text, language())
 
 
 # What makes markdown load, link, colour or format: images and links ![x](...), [x](...),

@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lesion_core.errors import ModelError
-from lesion_core.i18n import N_
+from lesion_core.i18n import N_, N_n
 from lesion_core.net import reachable
 
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -547,13 +547,14 @@ def summarize(model: nn.Module, input_size: int, batch_size: int = 2) -> ModelSu
 def shape_in_words(shape) -> str:
     """An output shape for a reader: [1, 6, 28, 28] -> "6 feature maps of 28 x 28", [1, 3] -> "3 values"."""
     if not shape or not isinstance(shape[0], int):
-        return "several outputs" if shape else "no output"
+        return N_("several outputs") if shape else N_("no output")
     per_image = list(shape[1:])  # the first number is the batch: images at once
     if len(per_image) == 3:
         channels, height, width = per_image
-        return f"{channels} feature map{'s' if channels != 1 else ''} of {height} x {width}"
+        return N_n("{n} feature map of {height} x {width}", "{n} feature maps of {height} x {width}",
+                   channels).format(n=channels, height=height, width=width)
     if len(per_image) == 1:
-        return f"{per_image[0]} value{'s' if per_image[0] != 1 else ''}"
+        return N_n("{n} value", "{n} values", per_image[0]).format(n=per_image[0])
     return " x ".join(map(str, per_image)) + " values"
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from lesion_core.i18n import N_
+from lesion_core.i18n import N_, keep
 from lesion_core.metrics import scored_classes
 
 # One colour per class everywhere (nevus, melanoma, seborrheic keratosis, then extras).
@@ -116,8 +116,10 @@ def auc_curves(history: Sequence[Mapping], class_names: Sequence[str]) -> go.Fig
     """Validation AUC per epoch of each scored class (melanoma, keratosis) and their mean; for
     two classes only the positive class (both AUCs are the same number)."""
     scored = [1] if len(class_names) == 2 else scored_classes(class_names)
-    lines = [("val", f"auc/{class_names[i]}", f"{class_names[i]} AUC") for i in scored]
+    lines = [("val", f"auc/{class_names[i]}", N_("{name} AUC").format(name=class_names[i])) for i in scored]
     fig = metric_curves(history, lines + [("val", "mean_auc", "mean AUC")], "Validation AUC", "AUC")
+    for _phase, _key, name in lines:
+        keep(fig, name)
     fig.update_yaxes(range=UNIT_AXIS)
     return fig
 
@@ -177,13 +179,15 @@ def roc_curves(roc: Mapping, auc: Mapping | Sequence, class_names: Sequence[str]
         if not curve or (binary and index == 0):
             continue
         value = _by_class(auc, index, name)
-        label = f"{name} (AUC {value:.3f})" if _is_number(value) else f"{name} (AUC n/a)"
+        label = keep(fig, N_("{name} (AUC {value})").format(name=name, value=f"{value:.3f}" if _is_number(value)
+                                                             else "n/a"))
         fig.add_scatter(x=list(curve["fpr"]), y=list(curve["tpr"]), mode="lines", name=label,
                         line=dict(color=_class_colour(index)))
     fig.update_xaxes(range=[0, 1], title="false positive rate")
     fig.update_yaxes(range=UNIT_AXIS, title="true positive rate")
-    title = (f"ROC curve ({class_names[1]} against {class_names[0]})" if binary
-             else "ROC curves (one class against the rest)")
+    title = (keep(fig, N_("ROC curve ({positive} against {negative})").format(positive=class_names[1],
+                                                                              negative=class_names[0]))
+             if binary else "ROC curves (one class against the rest)")
     return _layout(fig, title)
 
 
@@ -211,10 +215,12 @@ def precision_recall_bars(precision, recall, class_names: Sequence[str]) -> go.F
 def probability_bars(probs: Sequence[float], class_names: Sequence[str],
                      true_label: int | None = None) -> go.Figure:
     """Horizontal bars of one image's class probabilities; the true class is marked."""
-    names = [f"{n} (true)" if i == true_label else n for i, n in enumerate(class_names)]
+    names = [N_("{name} (true)").format(name=n) if i == true_label else n for i, n in enumerate(class_names)]
     values = [float(p) for p in probs]
     fig = go.Figure(go.Bar(x=values, y=names, orientation="h", text=[f"{v:.1%}" for v in values],
                            marker_color=[_class_colour(i) for i in range(len(values))]))
+    for name in names:
+        keep(fig, name)
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, "Class probabilities", height=80 + 45 * len(values))

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from lesion_core import locks, paths, safejson
 from lesion_core.locks import pid_alive, process_start
-from lesion_core.i18n import N_
+from lesion_core import i18n
+from lesion_core.i18n import N_, N_n
 from lesion_core.metrics import to_jsonable
 from lesion_core.paths import absolute, atomic_write_text
 
@@ -95,6 +96,8 @@ STATUS_FIELDS = {
     "best": _optional(_is_best), "final": _optional(_is_final),
 }
 _SECTIONS = ("data", "model", "optim", "scheduler")
+# Next to status.json's English "message": its msgid and values (i18n.to_json), when it is a message.
+MESSAGE_FIELDS = ("message_id", "message_params")
 
 
 def load_json(path: Path) -> tuple[object, str | None]:
@@ -200,9 +203,17 @@ def read_metrics(run_dir, split: str) -> dict | None:
 
 def read_status(run_dir) -> dict:
     """The run's status.json as a dict ({} when missing or unreadable); fields of the wrong
-    type are left out (status_problems names them)."""
+    type are left out (status_problems names them). The message comes back as the i18n.Message
+    its writer gave (MESSAGE_FIELDS), so that a page translates it by its msgid; those fields
+    are only an aid to translation: damaged, they are ignored and the English stays."""
     status = read_json(Path(run_dir) / "status.json", {})
-    return {k: v for k, v in status.items() if k not in STATUS_FIELDS or STATUS_FIELDS[k](v)}
+    status = {k: v for k, v in status.items() if k not in STATUS_FIELDS or STATUS_FIELDS[k](v)}
+    tree = {"id": status.pop(MESSAGE_FIELDS[0], None), "params": status.pop(MESSAGE_FIELDS[1], None)}
+    if isinstance(status.get("message"), str) and tree["id"] is not None:
+        message = i18n.from_json({k: v for k, v in tree.items() if v is not None}, status["message"])
+        if message is not None:
+            status["message"] = message
+    return status
 
 
 _HISTORY_NUMBERS = ("loss", "accuracy", "mean_auc", "lr", "n_images", "time_s", "images_per_s",
@@ -256,8 +267,8 @@ def run_problems(run_dir) -> list[str]:
     problems += [problem] if problem else patient_model_problems(value) if value is not None else []
     skipped = read_history_checked(run_dir)[1]
     if skipped:
-        problems.append((N_("{file}: {n} unreadable lines skipped") if skipped > 1
-                         else N_("{file}: {n} unreadable line skipped")).format(file="history.jsonl", n=skipped))
+        problems.append(N_n("{file}: {n} unreadable line skipped", "{file}: {n} unreadable lines skipped",
+                            skipped).format(file="history.jsonl", n=skipped))
     return problems
 
 
@@ -268,6 +279,13 @@ def write_status(run_dir, **fields) -> dict:
     the same pid (after a reboot or a container restart) is not taken for the trainer.
     """
     status = read_status(run_dir)
+    if "message" in fields:  # the msgid and values of a message, for pages (read_status)
+        message = fields["message"]
+        tree = i18n.to_json(message) if isinstance(message, i18n.Message) and message.plural is None else {}
+        for key, name in zip(("id", "params"), MESSAGE_FIELDS):
+            status.pop(name, None)
+            if key in tree:
+                fields[name] = tree[key]
     if "pid" in fields:
         fields["pid_start"] = process_start(fields["pid"])
     status.update(fields, updated=time.time())
@@ -408,7 +426,7 @@ def progress(status: dict) -> tuple[float, str]:
     if status.get("eta_s") is not None:
         low, high = eta_range(status["eta_s"], fraction)
         parts.append(N_("ETA {time}").format(time=_clock(low) if low == high else f"{_clock(low)}–{_clock(high)}"))
-    return fraction, " · ".join(parts)
+    return fraction, i18n.join(i18n.PARTS, parts)
 
 
 def eta_range(eta_s: float, fraction: float) -> tuple[int, int]:

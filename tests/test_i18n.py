@@ -6,6 +6,8 @@ import functools
 import json
 import os
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -44,6 +46,8 @@ def test_translations_keep_the_placeholders_of_their_message():
     for lang in i18n.LANGUAGES:
         for msgid, msgstr in i18n.catalogue(lang).items():
             assert i18n.placeholders(msgid) == i18n.placeholders(msgstr), (lang, msgid, msgstr)
+        for singular, (plural, forms) in i18n.plurals(lang).items():
+            assert all(i18n.placeholders(form) == i18n.placeholders(plural) for form in forms), (lang, singular, forms)
 
 
 def test_the_checker_finds_what_a_new_section_forgets(tmp_path):
@@ -257,7 +261,9 @@ def finished_run(demo_root):
             runs.append_line(run_dir / "history.jsonl", json.dumps(
                 {"epoch": epoch, "phase": phase, "loss": 1.0 / epoch, "mean_auc": 0.5 + epoch / 10,
                  "auc": {"melanoma": 0.6, "seborrheic keratosis": 0.7}, "images_per_s": 10.5}))
-    runs.write_status(run_dir, state="finished", message="finished: test mean AUC 0.700")
+    # the message as the trainer writes it: English, with its msgid and values beside it
+    runs.write_status(run_dir, state="finished",
+                      message=i18n.concat("finished: ", i18n.N_("test mean AUC {auc}").format(auc="0.700")))
     return run_dir
 
 
@@ -326,20 +332,25 @@ def test_spanish_home_page_and_back_to_english(demo_root):
     assert app.query_params["lang"] in ("en", ["en"])
 
 
-def test_catalogues_are_valid_gettext_po(tmp_path):
-    import shutil
-    import subprocess
+def msgfmt_check(path, out):
+    """gettext's own check of a catalogue (format strings, header, plural forms), and Babel
+    reading translations from it; raises when the file is missing or broken."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no catalogue at {path}")
+    subprocess.run(["msgfmt", "--check", "-o", str(out), str(path)], check=True, capture_output=True)
+    if not i18n.parse_po(path.read_text(encoding="utf-8")):
+        raise ValueError(f"{path} holds no translation Babel can read")
 
+
+def test_catalogues_are_valid_gettext_po(tmp_path):
     if not shutil.which("msgfmt"):
         if os.environ.get("CI"):
             pytest.fail("gettext's msgfmt not found; CI must install gettext (see .ci/run)")
         pytest.skip("gettext's msgfmt is not installed")
     translated = [lang for lang in i18n.LANGUAGES if lang != "en"]  # English is the source: no catalogue
     assert translated
-    for lang in translated:
-        path = i18n.catalogue_path(lang)
-        assert path.is_file(), f"{lang} has no catalogue at {path}"
-        subprocess.run(["msgfmt", "--check-format", "-o", str(tmp_path / f"{lang}.mo"), str(path)], check=True)
+    for lang in translated:  # test_i18n_messages shows that a missing or broken catalogue fails here
+        msgfmt_check(i18n.catalogue_path(lang), tmp_path / f"{lang}.mo")
 
 
 def test_wrap_puts_the_translator_around_plain_literals_and_imports_it(tmp_path):
@@ -441,16 +452,26 @@ def test_run_tables_write_decimal_commas_in_spanish(demo_root, finished_run):
     assert runs_table[i18n.translate("model", "es")].tolist() == ["lenet (aleatorios)"]  # the weight source too
 
 
-def test_lesion_core_messages_are_found_again_in_their_english_rendering():
-    es = functools.partial(i18n.translate_rendered, lang="es")
-    # the most specific message wins: "epoch {epoch} {phase}" would also match this text
-    assert es("stopped during epoch 2 train, batch 3/10; best and last weights saved (last.pt: epoch 1); "
-              "continue with Resume on the Train page or train --resume runs/r") == (
+def test_lesion_core_messages_are_translated_by_their_msgid_with_their_values():
+    from lesion_core.training.loop import StopRequested
+
+    es = functools.partial(i18n.localize, lang="es")
+    # The message the runner writes when a run is stopped, with the stop's own message nested in it.
+    where = StopRequested(i18n.N_("epoch {epoch} {phase}, batch {iteration}/{n_iters}").format(
+        epoch=2, phase="train", iteration=3, n_iters=10))
+    saved = i18n.N_("best and last weights saved (last.pt: epoch {epoch})").format(epoch=1)
+    message = i18n.N_("stopped during {where}; {saved}; continue with Resume on the Train page or {command}").format(
+        where=where, saved=saved, command="train --resume runs/r")
+    assert message == ("stopped during epoch 2 train, batch 3/10; best and last weights saved (last.pt: epoch 1); "
+                       "continue with Resume on the Train page or train --resume runs/r")  # the CLI's English
+    assert es(message) == (
         "detenida durante época 2, entrenamiento, lote 3/10; mejores y últimos pesos guardados (last.pt: época 1); "
         "continúa con Reanudar en la página Entrenar o con train --resume runs/r")
     assert es("0.859 [0.799, 0.909]") == "0,859 [0,799; 0,909]"  # decimal commas part the bounds with ";"
     assert es("+0.031 [-0.012, +0.078]") == "+0,031 [-0,012; +0,078]"
     assert es("not a message at all") == "not a message at all"
+    # English text that is not a message is never matched back against the catalogue's messages
+    assert es(str.__str__(message)) == str.__str__(message)
     # the CLI's text is the msgid itself
     assert compare.verdict_text({"same_images": False, "reason": "a run has no test images"}) == \
         "No verdict: a run has no test images"
@@ -515,7 +536,7 @@ def test_an_unusable_dataset_error_is_translated_line_by_line_with_its_report(tm
         data.load_dataset(root)
     english = str(caught.value)
     assert english.splitlines()[0] == f"no usable samples in {root}:"  # the CLI's text
-    spanish = i18n.translate_rendered(english, "es").splitlines()
+    spanish = i18n.localize(caught.value, "es").splitlines()  # the error's message, line by line
     assert spanish[0] == f"no hay muestras utilizables en {root}:"
     assert spanish[1] == "0 utilizables de 2 filas; 2 excluidas, 4 notas"
     assert "  a: [missing_image] no se encuentra la imagen: a.jpg" in spanish
@@ -571,13 +592,13 @@ def test_a_bad_pipeline_is_explained_in_spanish_on_the_augmentations_page(demo_r
 def test_pipeline_errors_read_in_spanish(spec, spanish):
     with pytest.raises(TransformError) as caught:
         transforms.validate_spec(spec)
-    assert i18n.translate_rendered(str(caught.value), "es") == spanish
+    assert i18n.localize(caught.value, "es") == spanish
 
 
 def test_a_linked_pipeline_that_was_ignored_says_why_in_spanish():
     _choices, problems = links.decode({"pipeline": json.dumps([{"name": "ToTensor"}, {"name": "ToTensor"}])})
     assert problems == ["the link's pipeline setting was ignored: the pipeline has ToTensor more than once; keep one"]
-    assert i18n.translate_rendered(problems[0], "es") == (
+    assert i18n.localize(problems[0], "es") == (
         "se ignoró el ajuste secuencia del enlace: la secuencia tiene ToTensor más de una vez; deja solo uno")
 
 

@@ -27,7 +27,7 @@ from lesion_core.data.records import (
 )
 from lesion_core.data.splits import carve_groups, leak_line
 from lesion_core.errors import DataError
-from lesion_core.i18n import N_
+from lesion_core.i18n import N_, join
 
 # ISIC 2017 folder/file stems per split, as the challenge distributed them.
 _ISIC_SPLITS = {"train": "Training", "val": "Validation", "test": "Test_v2"}
@@ -343,6 +343,6 @@ def load_dataset(root, class_names=None, max_size: int = 0, val_fraction: float 
                 "class {name} has no usable images: its AUC is undefined and a model cannot learn it").format(
                     name=repr(name))))
     if require_usable and not report.n_usable:  # a page translates the message and the report under it line by line
-        raise DataError(N_("no usable samples in {root}:").format(root=root) + "\n" + report.format())
+        raise DataError(join("\n", [N_("no usable samples in {root}:").format(root=root), report.format()]))
     return LesionData(root, layout, class_names, records, report, split_seed,
                       max_size, val_fraction, test_fraction, group_column, labels)

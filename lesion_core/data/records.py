@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from lesion_core.errors import DataError
-from lesion_core.i18n import N_
+from lesion_core.i18n import N_, concat, join
 
 SPLITS = ("train", "val", "test")
 
@@ -83,12 +83,12 @@ class Report:
                     by_kind.setdefault(p.kind, []).append(p)
                 for kind, found in by_kind.items():
                     if len(found) > examples:  # 100,000 missing images: one line, not 100,000
-                        lines.append("  " + N_("[{kind}] {n} rows, for example:").format(kind=kind, n=len(found)))
-                    lines += [f"  {p.id or '-'}: [{p.kind}] {p.message}" for p in found[:examples]]
+                        lines.append(concat("  ", N_("[{kind}] {n} rows, for example:").format(kind=kind, n=len(found))))
+                    lines += [concat(f"  {p.id or '-'}: [{p.kind}] ", p.message) for p in found[:examples]]
                     if len(found) > examples:
-                        lines.append("  " + N_("... and {n} more [{kind}] (all of them: check-data --json)").format(
-                            n=len(found) - examples, kind=kind))
-        return "\n".join(lines)
+                        lines.append(concat("  ", N_("... and {n} more [{kind}] (all of them: check-data --json)").format(
+                            n=len(found) - examples, kind=kind)))
+        return join("\n", lines)  # lines of messages: a page translates them one by one
 
 
 @dataclass

@@ -16,6 +16,7 @@ from scipy.stats import rankdata
 
 from lesion_core.metrics import scored_classes
 from lesion_core import inference
+from lesion_core.i18n import N_
 
 N_RESAMPLES = 1000
 SEED = 0
@@ -161,9 +162,11 @@ def small_class_warnings(intervals: dict, split: str, threshold: int = SMALL_CLA
         # A handful of images can make every resample score the same (an interval of width 0
         # at AUC 1.0): 1/sqrt(n) keeps the warning from claiming that any difference is real.
         delta = max(high - low, 1 / math.sqrt(max(count, 1))) if _is_number(low) and _is_number(high) else None
-        noise = (f"AUC differences below ~{min(1.0, math.ceil(delta * 20) / 20):.2f} are noise here"
-                 if delta is not None else "its AUC is not defined or is pure noise")
-        warnings.append(f"{name}: {count} {split} images; {noise}")
+        warnings.append(
+            N_("{name}: {n} {split} images; AUC differences below ~{delta} are noise here").format(
+                name=name, n=count, split=split, delta=f"{min(1.0, math.ceil(delta * 20) / 20):.2f}")
+            if delta is not None else N_("{name}: {n} {split} images; its AUC is not defined or is pure noise").format(
+                name=name, n=count, split=split))
     return warnings
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lesion_core import runs
+from lesion_core.i18n import N_
 
 # Below this top-class probability a prediction is labelled "uncertain". With three classes
 # a guess is 0.33; 0.6 asks for a clear majority before a class is named without a caveat.
@@ -19,12 +20,15 @@ def describe(probs: dict[str, float]) -> dict:
     ranked = sorted(probs.items(), key=lambda item: item[1], reverse=True)
     top, top_p = ranked[0]
     uncertain = top_p < UNCERTAIN_BELOW
-    if uncertain:
-        runner_up = f"; next {ranked[1][0]} {ranked[1][1]:.0%}" if len(ranked) > 1 else ""
-        headline = (f"Uncertain. Most likely: {top}, at only {top_p:.0%}{runner_up} "
-                    f"(a prediction below {UNCERTAIN_BELOW:.0%} is labelled uncertain)")
+    if uncertain and len(ranked) > 1:
+        headline = N_("Uncertain. Most likely: {name}, at only {p}; next {other} {q} (a prediction below {limit} is "
+                      "labelled uncertain)").format(name=top, p=f"{top_p:.0%}", other=ranked[1][0],
+                                                     q=f"{ranked[1][1]:.0%}", limit=f"{UNCERTAIN_BELOW:.0%}")
+    elif uncertain:
+        headline = N_("Uncertain. Most likely: {name}, at only {p} (a prediction below {limit} is labelled "
+                      "uncertain)").format(name=top, p=f"{top_p:.0%}", limit=f"{UNCERTAIN_BELOW:.0%}")
     else:
-        headline = f"Most likely: {top} ({top_p:.0%})"
+        headline = N_("Most likely: {name} ({p})").format(name=top, p=f"{top_p:.0%}")
     return {"ranked": ranked, "top": top, "top_p": top_p, "uncertain": uncertain, "headline": headline}
 
 
@@ -35,5 +39,5 @@ def validation_summary(run_dir) -> str | None:
         return None
     auc = result.get("mean_auc")
     auc_text = "n/a" if auc is None else f"{auc:.3f}"
-    return (f"This run on its {result.get('n', '?')} validation images: mean AUC {auc_text}, "
-            f"accuracy {result.get('accuracy', float('nan')):.1%}")
+    return N_("This run on its {n} validation images: mean AUC {auc}, accuracy {accuracy}").format(
+        n=result.get("n", "?"), auc=auc_text, accuracy=f"{result.get('accuracy', float('nan')):.1%}")

@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from lesion_core.i18n import N_, keep
 from lesion_core.plots import CLASS_COLOURS
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white", height=360)
@@ -47,7 +48,7 @@ def roc_with_point(is_class, scores, table: Mapping, name: str, colour_index: in
                     marker=dict(size=13, color="black", symbol="x"))
     fig.update_xaxes(range=[0, 1], title="1 - specificity")
     fig.update_yaxes(range=[0, 1.02], title="sensitivity")
-    fig.update_layout(title=f"ROC: {name} vs rest", **_LAYOUT)
+    fig.update_layout(title=keep(fig, N_("ROC: {name} vs rest").format(name=name)), **_LAYOUT)
     return fig
 
 
@@ -61,7 +62,7 @@ def pr_with_point(is_class, scores, table: Mapping, name: str, colour_index: int
                     marker=dict(size=13, color="black", symbol="x"))
     fig.update_xaxes(range=[0, 1], title="recall (sensitivity)")
     fig.update_yaxes(range=[0, 1.02], title="precision (PPV)")
-    fig.update_layout(title=f"Precision-recall: {name} vs rest", **_LAYOUT)
+    fig.update_layout(title=keep(fig, N_("Precision-recall: {name} vs rest").format(name=name)), **_LAYOUT)
     return fig
 
 
@@ -105,7 +106,7 @@ def reader_roc(is_class, scores, study: Mapping, marks: Mapping | None = None) -
         x, y = 1 - spec["value"], sens["value"]
         reader_index = sorted({r["reader"] for r in study["readers"]}).index(row["reader"])
         fig.add_scatter(
-            x=[x], y=[y], mode="markers", name=f"{row['reader']}, pass {row['pass']}",
+            x=[x], y=[y], mode="markers", name=keep(fig, N_("{reader}, pass {n}").format(reader=row["reader"], n=row["pass"])),
             marker=dict(size=12, color=colours[reader_index % len(colours)],
                         symbol="circle" if row["pass"] == 1 else "diamond"),
             error_x=dict(type="data", symmetric=False, array=[1 - spec["ci_low"] - x], arrayminus=[x - (1 - spec["ci_high"])],
@@ -122,7 +123,7 @@ def reader_roc(is_class, scores, study: Mapping, marks: Mapping | None = None) -
     fig.update_yaxes(range=[0, 1.02], title="sensitivity", automargin=True)
     # The legend in rows under the plot, as lesion_core.plots does: one entry per reader and
     # pass beside the plot would squeeze it at half of a 900 px page.
-    fig.update_layout(title=f"Readers on the model's ROC: {name} vs rest",
+    fig.update_layout(title=keep(fig, N_("Readers on the model's ROC: {name} vs rest").format(name=name)),
                       **(_LAYOUT | dict(height=560, legend=dict(orientation="h", x=0, xanchor="left", y=-0.15,
                                                                yanchor="top"))))
     return fig

@@ -31,7 +31,7 @@ import numpy as np
 
 from lesion_core import csvsafe, runs
 from lesion_core.errors import DataError
-from lesion_core.i18n import N_
+from lesion_core.i18n import N_, N_n
 from lesion_core.inference import temperature as scaling
 
 FOLDER = "readers"
@@ -165,8 +165,8 @@ def read_reads(path, class_names) -> tuple[list[Read], list[str]]:
         reads.append(read)
     problems = []
     if bad:
-        problems.append((N_("{file}: {n} unreadable rows skipped") if bad > 1
-                         else N_("{file}: {n} unreadable row skipped")).format(file=name, n=bad))
+        problems.append(N_n("{file}: {n} unreadable row skipped", "{file}: {n} unreadable rows skipped",
+                            bad).format(file=name, n=bad))
     if frozen:
         problems.append(N_("{file}: {n} first-pass answers changed after the model was shown, ignored").format(
             file=name, n=frozen))

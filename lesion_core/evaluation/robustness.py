@@ -21,7 +21,7 @@ from torchvision.transforms.v2 import functional as F
 from lesion_core import data, inference, models, runs, transforms
 from lesion_core.data import skin
 from lesion_core.errors import TrainingError
-from lesion_core.i18n import N_
+from lesion_core.i18n import N_, keep
 from lesion_core.inference import prior
 from lesion_core.inference.score import softmax_batch
 from lesion_core.transforms.kernels import shift_skin
@@ -196,6 +196,15 @@ def read_report(run_dir, split: str) -> dict | None:
         return None
     if not all(isinstance(row, dict) and isinstance(row.get("name"), str) for row in found["conditions"]):
         return None
+    # The texts as the messages they were made from, for pages (when the stored English is theirs).
+    for row in found["conditions"]:
+        group = row.get("ita_group")
+        if row.get("kind") == "skin" and isinstance(group, str) and row["name"] == f"skin {group}":
+            row["name"] = N_("skin {group}").format(group=group)
+    for row in found.get("groups") if isinstance(found.get("groups"), list) else ():
+        if isinstance(row, dict) and isinstance(row.get("n"), int) and isinstance(row.get("warning"), str):
+            message = N_("only {n} images: this group's numbers are mostly noise").format(n=row["n"])
+            row["warning"] = message if row["warning"] == message else row["warning"]
     return found
 
 
@@ -206,7 +215,7 @@ def figure(report: dict):
 
     rows = [r for r in report["conditions"] if isinstance(r.get("mean_auc"), (int, float))]
     fig = go.Figure()
-    fig.add_scatter(y=[r["name"] for r in rows], x=[r["mean_auc"] for r in rows], mode="markers",
+    fig.add_scatter(y=[keep(fig, r["name"]) for r in rows], x=[r["mean_auc"] for r in rows], mode="markers",
                     marker={"size": 10}, name=N_("shifted"), orientation="h",
                     error_x={"type": "data", "symmetric": False,
                              "array": [(r["ci_high"] or r["mean_auc"]) - r["mean_auc"] for r in rows],
@@ -214,10 +223,11 @@ def figure(report: dict):
     base = report["baseline"].get("mean_auc") or {}
     if isinstance(base.get("value"), (int, float)):
         fig.add_vline(x=base["value"], line_dash="dash",
-                      annotation_text=N_("unshifted {auc}").format(auc=f"{base['value']:.3f}"))
+                      annotation_text=keep(fig, N_("unshifted {auc}").format(auc=f"{base['value']:.3f}")))
         if isinstance(base.get("ci_low"), (int, float)) and isinstance(base.get("ci_high"), (int, float)):
             fig.add_vrect(x0=base["ci_low"], x1=base["ci_high"], opacity=0.12, line_width=0, fillcolor="grey")
-    fig.update_layout(title=N_("Mean AUC under shifts ({split}, 95% intervals)").format(split=report.get("split")),
+    fig.update_layout(title=keep(fig, N_("Mean AUC under shifts ({split}, 95% intervals)").format(
+                          split=report.get("split"))),
                       xaxis_title=N_("mean AUC"), xaxis_range=[0, 1.02], height=120 + 28 * len(rows),
                       margin={"t": 50}, yaxis={"autorange": "reversed"})
     return fig

@@ -3,7 +3,8 @@
 Lists (1) text literals and f-strings handed to Streamlit elements in app.py and app_pages/
 without _() around them, and (2) messages that a catalogue lacks: those the pages use through
 _("..."), and those lesion_core marks N_("...") (texts it renders in English that pages show
-through lang.rendered: status messages, errors, help texts).
+through lang.rendered: status messages, errors, help texts); a plural message (ngettext / N_n) needs
+its plural entry, and a fuzzy or empty msgstr counts as missing.
 --wrap first puts _() around every plain literal it would list (and imports _ where a page
 lacks it); f-strings are left listed, for a person to turn into _("... {name}", name=...).
 --add appends the missing messages to each catalogue with an empty msgstr, ready to fill in
@@ -33,6 +34,7 @@ ELEMENTS = {
 TEXT_KEYWORDS = {"label", "help", "placeholder", "title", "text", "caption", "page_title"}
 WORDS = re.compile(r"[A-Za-z]{2,}")
 TRANSLATORS = {"_", "translate", "N_"}
+PLURAL_TRANSLATORS = {"ngettext", "N_n", "translate_plural"}  # (singular, plural, n): ngettext-style
 
 
 def page_files() -> list[Path]:
@@ -50,6 +52,7 @@ class Finding:
     path: Path
     line: int
     text: str
+    plural: str | None = None  # the plural msgid of an ngettext-style message
 
     def __str__(self) -> str:
         return f"{self.path.relative_to(REPO)}:{self.line}: {self.text}"
@@ -149,15 +152,21 @@ def rebinds_underscore(paths=None) -> list[Finding]:
 
 def used_messages(paths=None) -> dict[str, Finding]:
     """msgid -> where it is first used, for every _("...") / translate("...") / N_("...") with a
-    literal id, in the pages and lesion_core."""
+    literal id, in the pages and lesion_core; a plural message (ngettext / N_n("singular", "plural",
+    n)) by its singular msgid, its Finding's plural naming the plural msgid."""
     used = {}
     for path in paths or page_files() + core_files():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and _call_name(node) in TRANSLATORS and node.args:
-                arg = node.args[0]
-                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                    used.setdefault(arg.value, Finding(path, arg.lineno, arg.value))
+            name = _call_name(node) if isinstance(node, ast.Call) else None
+            texts = [_constant(a) for a in node.args[:2]] if name in PLURAL_TRANSLATORS else \
+                [_constant(node.args[0]) if node.args else None, None] if name in TRANSLATORS else []
+            if texts and texts[0] is not None and (name in TRANSLATORS or texts[1] is not None):
+                used.setdefault(texts[0], Finding(path, node.args[0].lineno, texts[0], texts[1]))
     return used
+
+
+def _constant(node) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 def registry_messages() -> dict[str, Finding]:
@@ -178,10 +187,12 @@ def registry_messages() -> dict[str, Finding]:
 
 def missing(lang: str, paths=None) -> list[Finding]:
     """Messages the pages use (and, when no paths are given, lesion_core's N_ messages and the
-    registries' texts) that lang's catalogue has no (non-empty) translation for."""
-    table = i18n.catalogue(lang)
+    registries' texts) that lang's catalogue has no translation for: no entry, an empty msgstr
+    (or plural form) or a fuzzy one, a plural message without its plural entry."""
+    table, plural = i18n.catalogue(lang), i18n.plurals(lang)
     used = used_messages(paths) if paths else used_messages() | registry_messages()
-    return [where for msgid, where in used.items() if msgid not in table]
+    return [where for msgid, where in used.items()
+            if (msgid not in table if where.plural is None else plural.get(msgid, (None,))[0] != where.plural)]
 
 
 def _po_quote(text: str) -> str:
@@ -195,8 +206,9 @@ def add_stubs(lang: str, findings: list[Finding]) -> int:
     present = set(re.findall(r'^msgid (".*")$', text, re.M))
     new = [f for f in findings if _po_quote(f.text) not in present]
     if new:
-        stubs = "".join(f"\n#: {f.path.relative_to(REPO)}:{f.line}\nmsgid {_po_quote(f.text)}\nmsgstr \"\"\n"
-                        for f in new)
+        stubs = "".join(f"\n#: {f.path.relative_to(REPO)}:{f.line}\nmsgid {_po_quote(f.text)}\n" + (
+            "msgstr \"\"\n" if f.plural is None else f"msgid_plural {_po_quote(f.plural)}\nmsgstr[0] \"\"\nmsgstr[1] \"\"\n")
+            for f in new)
         path.write_text(text.rstrip("\n") + "\n" + stubs, encoding="utf-8")
     return len(new)
 

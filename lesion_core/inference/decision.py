@@ -49,8 +49,10 @@ def decision(probabilities: dict, rule: dict, calibrated: bool | None = None, te
         probabilities = dict(zip(probabilities, converted))
     p = float(probabilities[rule["class"]])
     refer = p >= rule["threshold"]
-    text = (f"refer: {rule['class']} suspected" if refer else "not flagged") + \
-        f" (p({rule['class']}) {p:.3f} {'>=' if refer else '<'} threshold {rule['threshold']:.3f})"
+    name, shown, threshold = rule["class"], f"{p:.3f}", f"{rule['threshold']:.3f}"
+    text = (N_("refer: {name} suspected (p({name2}) {p} >= threshold {threshold})").format(
+                name=name, name2=name, p=shown, threshold=threshold) if refer
+            else N_("not flagged (p({name}) {p} < threshold {threshold})").format(name=name, p=shown, threshold=threshold))
     return {"refer": bool(refer), "class": rule["class"], "threshold": rule["threshold"], "text": text}
 
 

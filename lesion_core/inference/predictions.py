@@ -53,7 +53,7 @@ def read_predictions(path):
     except (ValueError, TypeError, KeyError, TrainingError, pd.errors.ParserError) as exc:
         # UnicodeDecodeError is a ValueError: a binary file where a CSV should be
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:100]
-        raise DataError(f"{Path(path).name} is damaged: {first_line}") from None
+        raise DataError(N_("{file} is damaged: {error}").format(file=Path(path).name, error=first_line)) from None
     frame["confidence"] = result["confidence"]
     frame["loss"] = result["loss"]
     frame["correct"] = frame["label"] == frame["pred"]

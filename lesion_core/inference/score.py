@@ -100,7 +100,7 @@ def evaluate_run(run_dir, split: str = "test", data_root=None, wrap: Callable | 
     """
     model, config = load_run_model(run_dir)
     if split not in ("train", "val", "test"):
-        raise TrainingError(f"unknown split {split!r}; use val or test")
+        raise TrainingError(N_("unknown split {split}; use val or test").format(split=repr(split)))
     lesion = load_data(config, root_override=data_root)
     records = lesion.split(split)
     recorded = (recorded_split(config["data"]) or {}).get("splits", {}).get(split, [])

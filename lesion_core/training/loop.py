@@ -34,7 +34,7 @@ from lesion_core.core import is_int
 from lesion_core.errors import TrainingError, require
 from lesion_core.evaluation import bootstrap, patient
 from lesion_core.evaluation.review import split_review
-from lesion_core.i18n import N_
+from lesion_core.i18n import N_, concat
 from lesion_core.inference.model import forward
 from lesion_core.inference.predictions import write_predictions
 from lesion_core.inference.score import predict_loader
@@ -448,10 +448,10 @@ class Trainer:
         key = self.best["metric"].removeprefix("val_")
         best = {"metric": metrics.HEADLINE_METRICS.get(key, key), "value": _fmt(self.best["value"], 3),
                 "epoch": self.best["epoch"]}
-        message = "finished: " + (
+        message = concat("finished: ", (
             N_("best validation {metric}: {value} at epoch {epoch}; test mean AUC {auc}").format(
                 **best, auc=_fmt(summary["test"]["mean_auc"], 3)) if "test" in summary
-            else N_("best validation {metric}: {value} at epoch {epoch}").format(**best))
+            else N_("best validation {metric}: {value} at epoch {epoch}").format(**best)))
         self.set_status(state="finished", phase=None, message=message, eta_s=0, final=metrics.to_jsonable(summary))
         self.log(message)
 

@@ -73,12 +73,12 @@ def main() -> None:
         write_runs(folder, args.runs)
 
         def cold():
-            runs._READ_CACHE.clear()
+            runs.forget_read_cache()
             return runs.list_runs(folder)
 
         def sessions(clear: bool):
             if clear:
-                runs._READ_CACHE.clear()
+                runs.forget_read_cache()
             with ThreadPoolExecutor(args.sessions) as pool:
                 list(pool.map(lambda _: runs.list_runs(folder), range(args.sessions)))
 

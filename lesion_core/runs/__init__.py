@@ -23,14 +23,14 @@ from lesion_core.runs.lifecycle import (
     new_run_id, progress, request_stop, start_failure, stop_requested,
 )
 from lesion_core.runs.index import (
-    RunInfo, active_run, best_from_history, dataset_label, is_active, list_runs, run_info, trained_on_demo,
+    RunInfo, active_run, best_from_history, dataset_label, forget_read_cache, is_active, list_runs, run_info, trained_on_demo,
 )
 
 __all__ = [
     "ACTIVE_STATES", "atomic_write_text", "CONSOLE_LOG", "DAMAGED", "INTERRUPTED", "MESSAGE_FIELDS", "PATIENT_FILE",
     "PATIENT_MAX_WEIGHT", "PHASES", "RUN_ID_TIME", "RunInfo", "STATES", "STATUS_FIELDS", "STOP_FILE",
     "active_run", "append_line", "atomic_write_json", "best_from_history", "clear_stop",
-    "config_problems", "create_run", "dataset_label", "effective_state", "eta_range", "is_active",
+    "config_problems", "create_run", "dataset_label", "effective_state", "forget_read_cache", "eta_range", "is_active",
     "list_runs", "load_json", "log_tail", "metrics_problems", "new_run_id", "patient_model_problems",
     "progress", "read_capped", "read_config", "read_history", "read_history_checked", "read_json",
     "read_metrics", "read_status", "request_stop", "run_info", "run_problems", "start_failure",

@@ -77,6 +77,11 @@ _READ_CACHE: dict = {}  # run folder -> (its files' stamp, status, config, damag
 _READ_CACHE_MAX = 4096
 
 
+def forget_read_cache() -> None:
+    """Parse every run folder again on its next listing (benchmarks measure the cold listing)."""
+    _READ_CACHE.clear()
+
+
 def _folder_stamp(run_dir: Path) -> tuple | None:
     """Name, size, modification time and inode of every file in a run folder (one scandir):
     any write (atomic writes rename a new inode into place) changes it; None when unreadable."""

@@ -112,6 +112,40 @@ def test_a_tta_run_exports_its_tta_and_matches_predict(run_copy, tmp_path):
                                                   abs=1e-6)
 
 
+def test_a_lesion_crop_run_exports_with_image_and_mask_and_gives_predicts_numbers(isic_dev_root, tmp_path,
+                                                                                 capsys):
+    # issue 26: "A lesion-crop run cannot be exported (the run's evaluation pipeline has a CropByMask step)"
+    config = dict(TINY, augment="notebook_train", eval_augment="auto", epochs=1, batch_size=16,
+                  data={"root": str(isic_dev_root)})
+    run = training.run_training(config, tmp_path / "runs")
+    assert runs.read_config(run)["eval_augment"][0]["name"] == "CropByMask"  # the run crops to the lesion
+    out = tmp_path / "crop.onnx"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    assert "inputs: image (N, H, W, 3) and mask (N, H, W)" in capsys.readouterr().out
+    sidecar = json.loads(export.sidecar_path(out).read_text())
+    assert [(i["name"], i["dtype"], i["shape"]) for i in sidecar["inputs"]] == [
+        ("image", "uint8", ["N", "H", "W", 3]), ("mask", "uint8", ["N", "H", "W"])]
+    assert "bounding box" in sidecar["lesion_crop"] and sidecar["preprocessing"][0]["name"] == "CropByMask"
+    assert sidecar["verification"]["images"] == export.VERIFY_IMAGES
+    assert sidecar["verification"]["max_abs_diff_vs_predict"] <= sidecar["verification"]["tolerance_vs_predict"]
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    records = [r for r in settings.load_data(runs.read_config(run)).split("test") if r.mask_path][:6]
+    images = [data.read_image(r.image_path) for r in records]
+    masks = [data.read_mask(r.mask_path, image.shape[:2]) for r, image in zip(records, images)]
+    got = session.run(None, {"image": np.stack(images), "mask": np.stack(masks)})[0]  # one batch, six crops
+    calibrated = read_calibration(run).by_default
+    expected = np.array([[inference.predict_image(run, image, mask, calibrated=calibrated)[n]
+                          for n in sidecar["class_names"]] for image, mask in zip(images, masks)])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    # the crop is the mask's: another mask gives other numbers, an empty one the whole image's
+    shifted = session.run(None, {"image": images[0][None], "mask": np.zeros_like(masks[0])[None]})[0][0]
+    whole = inference.predict_image(run, images[0], np.zeros_like(masks[0]), calibrated=calibrated)
+    np.testing.assert_allclose(shifted, [whole[n] for n in sidecar["class_names"]], atol=1e-4)
+    assert np.abs(shifted - got[0]).max() > 1e-4
+
+
 def test_each_stored_operating_point_lies_on_the_raw_roc_of_the_predictions_csv(run_dir):
     frame = inference.read_predictions(run_dir / "predictions_test.csv")
     names = frame.attrs["class_names"]

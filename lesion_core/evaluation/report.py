@@ -194,10 +194,11 @@ def _worst_errors(run_dir: Path, split: str) -> str:
             continue
         result = explainer.explain(image, mask)
         focus = "" if result.focus is None else f", focus {result.focus:.2f}"
-        cells.append(f'<figure><img src="{_png_uri(explain.heatmap_overlay(result.image, result.heatmap, result.mask))}"'
+        cells.append(f'<figure><img src="{_png_uri(result.overlay())}"'
                      f' width="224"><figcaption>{_e(row["id"])}: true {_e(row["label"])}, predicted '
                      f"{_e(row['pred'])} ({row['confidence']:.0%}){_e(focus)}</figcaption></figure>")
     return ("<h2>Worst errors (most confident wrong predictions, Grad-CAM of the predicted class)</h2>"
+            "<p>Each heatmap is drawn on the original image; the yellow box marks the part the model saw.</p>"
             f'<div class="row">{"".join(cells)}</div>')
 
 

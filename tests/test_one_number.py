@@ -235,3 +235,27 @@ def test_predictions_csv_names_raw_and_calibrated_columns_and_old_files_still_lo
     before = inference.read_predictions(old)
     assert before.attrs["class_names"] == names
     np.testing.assert_allclose(before[[f"prob_{n}" for n in names]].to_numpy(float), raw)
+
+
+@pytest.mark.slow
+def test_the_readme_threshold_example_works_on_the_readme_example_run(demo_root, tmp_path, monkeypatch, capsys):
+    # issue 26: "`threshold RUN --class melanoma --specificity 0.89`, the README's own example, failed"
+    import shlex
+
+    from lesion_core import paths
+    from tests.e2e_helpers import REPO, seed_demo_cache
+
+    lines = [line.split("#")[0].strip() for line in (REPO / "README.md").read_text().splitlines()]
+    train = next(line for line in lines if line.startswith("python -m lesion_core train --data DIR|demo"))
+    threshold = next(line for line in lines if line.startswith("python -m lesion_core threshold RUN --class"))
+    assert "--specificity 0.89" in threshold
+    seed_demo_cache(paths.cache_dir(), demo_root)  # the demo, 60 images instead of 300
+    monkeypatch.chdir(tmp_path)
+    assert main([arg.replace("DIR|demo", "demo") for arg in shlex.split(train)[3:]]) == 0  # the quick recipe
+    run = next((tmp_path / "runs").iterdir())
+    capsys.readouterr()
+    assert main([str(run) if arg == "RUN" else arg for arg in shlex.split(threshold)[3:]]) == 0
+    printed = capsys.readouterr().out
+    assert "specificity >= 0.89 on val: threshold" in printed and "saved: refer when p(melanoma) >=" in printed
+    rule = json.loads((run / "threshold.json").read_text())
+    assert rule["split"] == "val" and rule["specificity"] >= 0.89 and rule["sensitivity"] > 0

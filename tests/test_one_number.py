@@ -139,6 +139,15 @@ def test_a_lesion_crop_run_exports_with_image_and_mask_and_gives_predicts_number
     expected = np.array([[inference.predict_image(run, image, mask, calibrated=calibrated)[n]
                           for n in sidecar["class_names"]] for image, mask in zip(images, masks)])
     np.testing.assert_allclose(got, expected, atol=1e-4)
+    # predict and explain (CLI) on one image and its mask: the same numbers, and the view explain marks
+    assert main(["predict", str(run), str(records[0].image_path), "--mask", str(records[0].mask_path)]) == 0
+    printed = json.loads(capsys.readouterr().out)["probabilities"]
+    assert [printed[n] for n in sidecar["class_names"]] == pytest.approx(expected[0], abs=1e-6)
+    assert main(["explain", str(run), str(records[0].image_path), "--mask", str(records[0].mask_path),
+                 "--out", str(tmp_path / "explained")]) == 0
+    explained = json.loads((tmp_path / "explained" / "explain.json").read_text())
+    assert explained["probabilities"] == pytest.approx(printed, abs=1e-6)
+    assert explained["view_box"][2] * explained["view_box"][3] < masks[0].size  # the lesion's crop, not the image
     # the crop is the mask's: another mask gives other numbers, an empty one the whole image's
     shifted = session.run(None, {"image": images[0][None], "mask": np.zeros_like(masks[0])[None]})[0][0]
     whole = inference.predict_image(run, images[0], np.zeros_like(masks[0]), calibrated=calibrated)

@@ -9,7 +9,7 @@ from app_pages import cache, common, lang
 from app_pages.lang import _, cls, fig, num, rendered
 from lesion_core import plots, transforms
 from lesion_core.errors import LesionLabError, describe_os_error
-from lesion_core.evaluation import explain, figures, readers
+from lesion_core.evaluation import figures, readers
 
 st.title(_("Reader study"))
 st.caption(_("Read the images as you would in clinic: no label, no model. Then, if you like, read them again "
@@ -127,10 +127,10 @@ def model_output(image_id: str, sample, reads: list) -> None:
             held = st.session_state.get("read_heatmap")
             if not held or held[0] != (str(run.path), image_id):
                 result = cache.explainer(run.path).explain(sample["image"], sample["mask"])
-                held = ((str(run.path), image_id), explain.heatmap_overlay(result.image, result.heatmap, result.mask),
-                        result.target_class)
+                held = ((str(run.path), image_id), result.overlay(), result.target_class)
                 st.session_state["read_heatmap"] = held
-            st.image(held[1], width="stretch", caption=_("Grad-CAM of **{name}** on the model's view", name=cls(held[2])))
+            st.image(held[1], width="stretch",
+                     caption=_("Grad-CAM of **{name}**; the yellow box marks what the model saw", name=cls(held[2])))
 
 
 def controls(reader: str, pass_no: int, order: list, done: dict, position: int, image_id: str, key: str,

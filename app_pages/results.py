@@ -113,6 +113,9 @@ st.caption(_("The best model with its resizing and normalisation inside, for use
            "on real images before it is offered."))
 export_format = st.radio(_("Format"), ["onnx", "torchscript"], horizontal=True, key="keep_res_export_format",
                          format_func={"onnx": "ONNX", "torchscript": "TorchScript"}.get)
+if export.takes_mask(run.config):
+    st.caption(_("This run was trained on lesion crops: the exported model also takes each image's lesion mask, "
+                 "uint8 shaped (N, H, W), and crops the image to it inside, as the run did."))
 if not (run.path / "best.pt").is_file():
     st.caption(_("best.pt: not written yet"))
 elif (unexportable := export.export_problem(run.config)) is not None:  # not offered where it would fail

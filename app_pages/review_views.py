@@ -13,6 +13,7 @@ import streamlit as st
 
 from app_pages import cache, common, lang
 from app_pages.lang import _, cls, fig, num, pct
+from lesion_core import transforms
 from lesion_core.evaluation import calibration, explain, figures, operating, review
 from lesion_core.inference.decision import decide
 from lesion_core.inference import decision as rules
@@ -228,10 +229,18 @@ def _focus_section(run, split: str, frame, names) -> None:
         st.caption(_("The lesion covers {share} of what this model sees, so a heatmap spread evenly would have a "
                      "focus of {share_number}: compare runs by the focus lift, not the focus.",
                      share=_pct(share), share_number=num(share, 2)))
+    if transforms.crops_to_lesion(run.config["eval_augment"]):
+        st.info(_lesion_crop_focus())
     low.metric(_("Images with focus < 0.5"), _pct(float((defined < 0.5).mean())))
     hit.metric(_("Pointing game"), _pct(float((peaks[~np.isnan(focus)] == "true").mean())),
                help=_("Share of images whose heatmap peak lies inside the lesion"))
     st.plotly_chart(fig(figures.focus_by_class(focus, frame["label"], frame["correct"], names)), key="res_focus")
+
+
+def _lesion_crop_focus() -> str:
+    return _("This run crops each image to its lesion before the model sees it, so the lesion fills most of the "
+             "model's view and almost any heatmap scores a high lesion focus: the focus lift says whether the model "
+             "prefers the lesion.")
 
 
 def heatmap_view(run, image: np.ndarray, mask, key: str, class_names=None) -> np.ndarray | None:
@@ -240,7 +249,7 @@ def heatmap_view(run, image: np.ndarray, mask, key: str, class_names=None) -> np
         return None
     with common.user_errors(), st.spinner(_("Computing the heatmap...")):
         result = cache.explainer(run.path).explain(image, mask)
-        caption = _("Grad-CAM of **{name}** on the model's view", name=cls(result.target_class))
+        caption = _("Grad-CAM of **{name}**; the yellow box marks what the model saw", name=cls(result.target_class))
         if result.focus_lift is not None:
             caption += _(" · the lesion covers {share} of the model's view, focus lift {lift} (1.0: no preference)",
                          share=_pct(result.lesion_share), lift=num(result.focus_lift, 2))
@@ -249,7 +258,9 @@ def heatmap_view(run, image: np.ndarray, mask, key: str, class_names=None) -> np
                         if result.peak_in_lesion else
                         _(" · lesion focus {focus}, peak outside the lesion", focus=num(result.focus, 2)))
         st.caption(caption)
-        return explain.heatmap_overlay(result.image, result.heatmap, result.mask)
+        if transforms.crops_to_lesion(run.config["eval_augment"]):
+            st.caption(_lesion_crop_focus())
+        return result.overlay()
     return None
 
 

@@ -10,6 +10,10 @@ to use it:
          order of the sidecar's "class_names"; calibrated (softmax(logits / temperature))
          when the run has a fitted calibration temperature.
 
+A run trained on lesion crops (its evaluation pipeline starts CropByMask) takes two inputs,
+"image" (as "images" above) and "mask", uint8 (N, H, W), and crops to the lesion inside the
+graph (export_crop), then as below.
+
 Inside the graph, in this order: to float in [0, 1], the run's evaluation resizes and crops
 (e.g. shorter side to 256 bilinear with antialias, central 224x224), the model's
 normalisation (x - mean) / std, the network, softmax. A JSON sidecar (FILE.json) says all
@@ -35,6 +39,7 @@ from torch.nn import functional as F
 
 from lesion_core import data, models, runs, transforms
 from lesion_core.errors import LesionLabError, ModelError
+from lesion_core.export_crop import CROP_TOLERANCE, LesionWindow, lesion_window
 from lesion_core.i18n import N_
 from lesion_core.paths import new_temp_file
 from lesion_core.inference.decision import read_threshold, withheld_reason
@@ -122,8 +127,10 @@ class ExportedClassifier(nn.Module):
         self.log_floor = float(LOG_FLOOR)  # an attribute: TorchScript reads no module globals
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float() / 255.0
-        x = self.steps(x)
+        return self.classify(self.steps(images.permute(0, 3, 1, 2).float() / 255.0))
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities of preprocessed float images (N, 3, size, size) in [0, 1]."""
         x = (x - self.mean) / self.std
         if self.tta:  # inference.tta's 8 views, one batch through the net
             mirrored = x.flip(-1)
@@ -137,27 +144,42 @@ class ExportedClassifier(nn.Module):
         return probs
 
 
-def preprocessing_modules(spec, size: int, mean, std) -> tuple[nn.Sequential, list[dict]]:
-    """The run's evaluation resizes and crops (finalize_spec: what the lab itself runs) as
-    graph modules, plus those steps as JSON; ModelError for a step that cannot run inside an
-    exported graph (it needs a mask, or is random)."""
+class ExportedCropClassifier(ExportedClassifier):
+    """(uint8 image (N, H, W, 3) RGB, uint8 mask (N, H, W)) -> float32 (N, classes): the crop
+    to the lesion (export_crop.LesionWindow), the steps after it, then as ExportedClassifier."""
+
+    def __init__(self, net: nn.Module, window: LesionWindow, steps: nn.Sequential, mean, std,
+                 temperature: float = 1.0, tta: bool = False):
+        super().__init__(net, steps, mean, std, temperature, tta)
+        self.window = window
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        x = self.window(image.permute(0, 3, 1, 2).float(), mask) / 255.0
+        return self.classify(self.steps(x))
+
+
+def preprocessing_modules(spec, size: int, mean, std) -> tuple[LesionWindow | None, nn.Sequential, list[dict]]:
+    """The run's evaluation crops and resizes (finalize_spec: what the lab itself runs) as graph
+    modules: (the crop to the lesion with what it absorbs, or None; the other steps; all the
+    steps as JSON). ModelError for a step that cannot run inside an exported graph (random, or
+    a crop to the lesion that export_crop cannot reproduce)."""
     steps = transforms.image_steps(transforms.finalize_spec(spec, size, mean, std))
+    window, rest = lesion_window(steps)
     modules = []
-    for step in steps:
+    for step in rest:
         name, value = step["name"], step["params"].get("size")
         if name == "Rescale" and isinstance(value, int):
             modules.append(ResizeShorter(value))
         elif name == "Rescale":
             modules.append(ResizeExact(*value))
-        elif name == "CenterCrop" and modules:  # after a resize, so the image is large enough
+        elif name == "CenterCrop" and (modules or window):  # after a resize or the lesion crop: large enough
             modules.append(CentreCrop(*((value, value) if isinstance(value, int) else value)))
         else:
             raise ModelError(N_(
                 "the run's evaluation pipeline has a {step} step, which cannot be exported "
-                "(export supports Rescale, and CenterCrop after a Rescale); evaluate with the "
-                "default 'eval' pipeline to export this model"
+                "(export supports a leading CropByMask, Rescale, and CenterCrop after a Rescale)"
             ).format(step=name))
-    return nn.Sequential(*modules), steps
+    return window, nn.Sequential(*modules), steps
 
 
 # ---------------------------------------------------------------- what the run knows
@@ -178,6 +200,15 @@ def export_problem(config: dict) -> str | None:
     return None
 
 
+def takes_mask(config: dict) -> bool:
+    """Whether a run's exported model takes the lesion mask beside each image (its evaluation
+    pipeline crops to the lesion)."""
+    try:
+        return transforms.crops_to_lesion(config["eval_augment"])
+    except (LesionLabError, KeyError, TypeError, ValueError):
+        return False
+
+
 def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
     """(the run's best model wrapped with its preprocessing, fp32 eval mode; the sidecar dict)."""
     from lesion_core import inference, settings  # they import much; keep `import lesion_core.export` light
@@ -186,20 +217,32 @@ def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
     entry = models.MODELS[config["model"]["name"]]
     size = settings.image_size(config)
     # the pipeline predict runs (inference.predict_image), an empty one included
-    steps, described = preprocessing_modules(config["eval_augment"], size, entry.mean, entry.std)
+    window, steps, described = preprocessing_modules(config["eval_augment"], size, entry.mean, entry.std)
     calibration = read_calibration(run_dir)  # the reader predict and the pages use: one meaning of a bad file
     # predict's default: the temperature only where cross-fitting on validation showed it helps
     temperature = calibration.default_temperature if calibration.default_temperature != 1.0 else None
     class_names = list(config["data"]["class_names"])
     tta = bool(config.get("tta"))
-    wrapper = ExportedClassifier(model.float(), steps, entry.mean, entry.std, temperature or 1.0, tta).eval()
+    if window is None:
+        wrapper = ExportedClassifier(model.float(), steps, entry.mean, entry.std, temperature or 1.0, tta).eval()
+        inputs = [{"name": "images", "dtype": "uint8", "shape": ["N", "H", "W", 3], "channels": "RGB",
+                   "note": f"channels last; any N >= 1, H and W >= {MIN_SIDE}, one H x W per batch"}]
+    else:
+        wrapper = ExportedCropClassifier(model.float(), window, steps, entry.mean, entry.std, temperature or 1.0,
+                                         tta).eval()
+        inputs = [{"name": "image", "dtype": "uint8", "shape": ["N", "H", "W", 3], "channels": "RGB",
+                   "note": f"channels last; any N >= 1, H and W >= {MIN_SIDE}, one H x W per batch"},
+                  {"name": "mask", "dtype": "uint8", "shape": ["N", "H", "W"],
+                   "note": "the lesion's segmentation mask of each image, the image's H x W: any non-zero value "
+                           "is lesion. The graph crops the image to the mask's bounding box grown by the "
+                           "CropByMask border (clamped to the image; an empty mask keeps the whole image), as "
+                           "the run was trained and evaluated"}]
     sidecar = {
         "run": Path(run_dir).name,
         "model": entry.name,
         "class_names": class_names,
         "input_size": size,
-        "input": {"name": "images", "dtype": "uint8", "shape": ["N", "H", "W", 3], "channels": "RGB",
-                  "note": f"channels last; any N >= 1, H and W >= {MIN_SIDE}, one H x W per batch"},
+        "inputs": inputs,  # every input by name; "input" (the one input) too where there is one, as before
         "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", len(class_names)],
                    "note": "softmax of the logits (averaged over the 8 flips and 90-degree rotations when "
                            "tta), then scaled by the temperature: softmax(log p / temperature); columns in "
@@ -213,6 +256,14 @@ def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
         "temperature": temperature,
         "threshold": read_threshold(run_dir),
     }
+    if window is None:
+        sidecar["input"] = inputs[0]
+    else:
+        sidecar["lesion_crop"] = N_(
+            "the graph crops each image to its mask's bounding box (grown by the CropByMask border, clamped; an "
+            "empty mask keeps the whole image) and resizes it as predict does, torch's uint8 fixed-point resize "
+            "included; where torch resizes otherwise (not an x86 CPU with AVX2) a pixel may differ by one level, "
+            "so the check allows {tolerance} against predict").format(tolerance=f"{CROP_TOLERANCE:g}")
     if calibration.problem:
         sidecar["calibration_ignored"] = calibration.problem
     elif calibration.scaled and not calibration.by_default:
@@ -225,48 +276,61 @@ def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:
 # ---------------------------------------------------------------- writing and checking
 
 
-def _write_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path) -> None:
+def input_names(wrapper: nn.Module) -> list[str]:
+    """The exported graph's input names: image and mask for a lesion-crop run, else images."""
+    return ["image", "mask"] if isinstance(wrapper, ExportedCropClassifier) else ["images"]
+
+
+def _write_onnx(wrapper: nn.Module, example: tuple, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1)
     height, width = torch.export.Dim("height", min=MIN_SIDE), torch.export.Dim("width", min=MIN_SIDE)
-    torch.onnx.export(wrapper, (example,), str(path), dynamo=True, opset_version=ONNX_OPSET,
-                      input_names=["images"], output_names=["probabilities"], external_data=False,
-                      dynamic_shapes={"images": {0: batch, 1: height, 2: width}}, verbose=False)
+    names = input_names(wrapper)
+    shapes = {"images": {0: batch, 1: height, 2: width}} if names == ["images"] else \
+        {"image": {0: batch, 1: height, 2: width}, "mask": {0: batch, 1: height, 2: width}}
+    with warnings.catch_warnings():  # image and mask share their Dims, which is the point; no notice needed
+        warnings.filterwarnings("ignore", message=".*The axis name: .* will not be used", category=UserWarning)
+        torch.onnx.export(wrapper, example, str(path), dynamo=True, opset_version=ONNX_OPSET,
+                          input_names=names, output_names=["probabilities"], external_data=False,
+                          dynamic_shapes=shapes, verbose=False)
 
 
-def _write_torchscript(wrapper: ExportedClassifier, path: Path) -> None:
+def _write_torchscript(wrapper: ExportedClassifier, path: Path, size: int) -> None:
     # The network is traced (its input is always size x size, and some zoo nets are not
     # scriptable); the preprocessing is scripted, so H and W stay free.
-    size = wrapper.steps[-1].h
     with warnings.catch_warnings():
         # TorchScript is what was asked for; torch's "deprecated" notice would only alarm users.
         warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)
         traced = torch.jit.trace(wrapper.net, torch.zeros(1, 3, size, size))
-        scripted = torch.jit.script(ExportedClassifier(traced, wrapper.steps, wrapper.mean.flatten().tolist(),
-                                                       wrapper.std.flatten().tolist(), wrapper.temperature,
-                                                       wrapper.tta))
+        common = (wrapper.mean.flatten().tolist(), wrapper.std.flatten().tolist(), wrapper.temperature, wrapper.tta)
+        if isinstance(wrapper, ExportedCropClassifier):
+            scripted = torch.jit.script(ExportedCropClassifier(traced, wrapper.window, wrapper.steps, *common))
+        else:
+            scripted = torch.jit.script(ExportedClassifier(traced, wrapper.steps, *common))
         torch.jit.save(scripted, str(path))
 
 
-def _runner(fmt: str, path: Path):
-    """A function uint8 (N, H, W, 3) numpy -> probabilities numpy, reading the exported file."""
+def _runner(fmt: str, path: Path, names: list[str]):
+    """A function (uint8 (N, H, W, 3) numpy[, its masks (N, H, W)]) -> probabilities numpy,
+    reading the exported file."""
     if fmt == "onnx":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda batch: session.run(["probabilities"], {"images": batch})[0]
+        return lambda *arrays: session.run(["probabilities"], dict(zip(names, arrays)))[0]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is deprecated", category=FutureWarning)
         loaded = torch.jit.load(str(path), map_location="cpu")
 
-    def run(batch):
+    def run(*arrays):
         with torch.no_grad():
-            return loaded(torch.from_numpy(batch)).numpy()
+            return loaded(*map(torch.from_numpy, arrays)).numpy()
 
     return run
 
 
-def verification_images(run_dir, limit: int = VERIFY_IMAGES) -> list[np.ndarray]:
-    """Up to `limit` real images of the run's own dataset (validation split first)."""
+def verification_images(run_dir, limit: int = VERIFY_IMAGES, masks: bool = False) -> list:
+    """Up to `limit` real images of the run's own dataset (validation split first); with masks,
+    (image, mask) pairs of the images that have one (a lesion-crop run's export needs both)."""
 
     config = runs.read_config(run_dir)
     try:
@@ -275,30 +339,44 @@ def verification_images(run_dir, limit: int = VERIFY_IMAGES) -> list[np.ndarray]
         raise ModelError(N_("export checks the model on the run's images, which cannot be read ({error}); "
                             "pass images to check with (--images)").format(error=err)) from None
     records = lesion.split("val") + lesion.split("test") + lesion.split("train")
-    return [data.read_image(r.image_path) for r in records[:limit]]
+    if not masks:
+        return [data.read_image(r.image_path) for r in records[:limit]]
+    pairs = []
+    for record in (r for r in records if r.mask_path is not None):
+        image = data.read_image(record.image_path)
+        pairs.append((image, data.read_mask(record.mask_path, image.shape[:2])))
+        if len(pairs) == limit:
+            break
+    return pairs
 
 
-def _batches(images: list[np.ndarray]) -> list[np.ndarray]:
-    """Images grouped by size into uint8 (N, H, W, 3) batches (the graph takes one size per batch)."""
+def _batches(samples: list) -> list[tuple]:
+    """Samples (images, or (image, mask) pairs) grouped by size into uint8 batches: (N, H, W, 3)
+    images[, (N, H, W) masks] (the graph takes one size per batch)."""
     groups: dict[tuple, list] = {}
-    for image in images:
-        groups.setdefault(image.shape, []).append(image)
-    return [np.stack(group) for group in groups.values()]
+    for sample in samples:
+        parts = sample if isinstance(sample, tuple) else (sample,)
+        groups.setdefault(parts[0].shape, []).append(parts)
+    return [tuple(np.stack([np.ascontiguousarray(p[i], dtype=np.uint8) for p in group]) for i in range(len(group[0])))
+            for group in groups.values()]
 
 
-def verify(wrapper: nn.Module, fmt: str, path: Path, images: list[np.ndarray], run_dir=None) -> dict:
-    """Largest |exported - PyTorch| probability over the images; ModelError above TOLERANCE.
-    With run_dir, also the largest |exported - predict| (inference.predict_image with the
-    run's TTA and temperature, the image alone): ModelError above PREDICT_TOLERANCE, so the
+def verify(wrapper: nn.Module, fmt: str, path: Path, images: list, run_dir=None) -> dict:
+    """Largest |exported - PyTorch| probability over the images (for a lesion-crop run, (image,
+    mask) pairs); ModelError above TOLERANCE. With run_dir, also the largest |exported - predict|
+    (inference.predict_image with the run's TTA and temperature, the image alone): ModelError
+    above the allowed difference (PREDICT_TOLERANCE, CROP_TOLERANCE for a lesion crop), so the
     file is the model predict runs, not only the bare network."""
     if not images:
         raise ModelError(N_("export needs at least one real image to check the exported model on"))
-    run = _runner(fmt, path)
+    run = _runner(fmt, path, input_names(wrapper))
+    crop = isinstance(wrapper, ExportedCropClassifier)
+    allowed = CROP_TOLERANCE if crop else PREDICT_TOLERANCE
     worst, worst_predict, n = 0.0, 0.0, 0
     for batch in _batches(images):
         with torch.no_grad():
-            expected = wrapper(torch.from_numpy(batch)).numpy()
-        got = np.asarray(run(batch))
+            expected = wrapper(*map(torch.from_numpy, batch)).numpy()
+        got = np.asarray(run(*batch))
         if got.shape != expected.shape:
             raise ModelError(N_("the exported {format} model returned shape {shape}, PyTorch {expected}").format(
                 format=fmt, shape=got.shape, expected=expected.shape))
@@ -306,24 +384,27 @@ def verify(wrapper: nn.Module, fmt: str, path: Path, images: list[np.ndarray], r
         if run_dir is not None:
             from lesion_core.inference import predict_image
 
-            for image, row in zip(batch, got):
-                lab = predict_image(run_dir, image, tta=wrapper.tta, prior=False)
+            # predict's default: the temperature only where cross-fitting showed it helps, as in the graph
+            calibrated = read_calibration(run_dir).by_default
+            for i, row in enumerate(got):
+                lab = predict_image(run_dir, batch[0][i], mask=batch[1][i] if crop else None, tta=wrapper.tta,
+                                    prior=False, calibrated=calibrated)
                 worst_predict = max(worst_predict, float(np.abs(row - np.array(list(lab.values()))).max()))
-        n += len(batch)
+        n += len(batch[0])
     if not worst <= TOLERANCE:  # also catches NaN
         raise ModelError(N_(
             "the exported {format} model disagrees with PyTorch: probabilities differ by up to {worst} "
             "(allowed {tolerance}) on {n} real images; the file was not written"
         ).format(format=fmt, worst=f"{worst:.3g}", tolerance=f"{TOLERANCE:g}", n=n))
-    if not worst_predict <= PREDICT_TOLERANCE:
+    if not worst_predict <= allowed:
         raise ModelError(N_(
             "the exported {format} model disagrees with predict: probabilities differ by up to {worst} "
             "(allowed {tolerance}) on {n} real images; the file was not written"
-        ).format(format=fmt, worst=f"{worst_predict:.3g}", tolerance=f"{PREDICT_TOLERANCE:g}", n=n))
+        ).format(format=fmt, worst=f"{worst_predict:.3g}", tolerance=f"{allowed:g}", n=n))
     out = {"images": n, "batches": len(_batches(images)), "max_abs_diff": worst, "tolerance": TOLERANCE,
            "runtime": _runtime_name(fmt)}
     if run_dir is not None:
-        out |= {"max_abs_diff_vs_predict": worst_predict, "tolerance_vs_predict": PREDICT_TOLERANCE}
+        out |= {"max_abs_diff_vs_predict": worst_predict, "tolerance_vs_predict": allowed}
     return out
 
 
@@ -341,10 +422,11 @@ def sidecar_path(out) -> Path:
     return out.with_name(out.name + ".json")
 
 
-def export_run(run_dir, fmt: str, out, images: list[np.ndarray] | None = None) -> dict:
+def export_run(run_dir, fmt: str, out, images: list[np.ndarray] | None = None,
+               masks: list[np.ndarray] | None = None) -> dict:
     """Export run_dir's best model to `out` (format "onnx" or "torchscript") with its sidecar
-    FILE.json, after checking it on real images; returns the sidecar. Nothing is left at
-    `out` when anything fails."""
+    FILE.json, after checking it on real images (the run's own unless given; with their masks
+    for a lesion-crop run); returns the sidecar. Nothing is left at `out` when anything fails."""
     if fmt not in FORMATS:
         raise ModelError(N_("unknown export format {format}; choose one of: {formats}").format(
             format=repr(fmt), formats=", ".join(FORMATS)))
@@ -353,18 +435,26 @@ def export_run(run_dir, fmt: str, out, images: list[np.ndarray] | None = None) -
         raise ModelError(N_("folder {folder} does not exist; create it or choose another --out").format(
             folder=out.parent))
     wrapper, sidecar = build_exportable(run_dir)
-    images = verification_images(run_dir) if images is None else images
+    crop = isinstance(wrapper, ExportedCropClassifier)
+    if images is None:
+        images = verification_images(run_dir, masks=crop)
+    elif crop:
+        if masks is None or len(masks) != len(images):
+            raise ModelError(N_("this run crops to the lesion, so its export is checked on images with their "
+                                "masks: give one mask per image (--masks)"))
+        images = list(zip(images, masks))
     # Write next to the target and rename only once verified, so a failed export leaves nothing.
     fd, tmp = new_temp_file(out.parent, out.name, SUFFIXES[fmt])
     os.close(fd)
     try:
-        example = torch.from_numpy(_batches(images)[0]) if images else torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+        example = tuple(map(torch.from_numpy, _batches(images)[0])) if images else \
+            (torch.zeros(1, 64, 64, 3, dtype=torch.uint8),) + ((torch.ones(1, 64, 64, dtype=torch.uint8),) if crop else ())
         try:
             with torch.no_grad():
                 if fmt == "onnx":
                     _write_onnx(wrapper, example, tmp)
                 else:
-                    _write_torchscript(wrapper, tmp)
+                    _write_torchscript(wrapper, tmp, sidecar["input_size"])
         except ImportError as err:
             raise ModelError(N_("{format} export needs {package} (pip install -r requirements.txt)").format(
                 format=fmt, package=err.name)) from None

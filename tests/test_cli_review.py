@@ -146,7 +146,7 @@ def test_explain_writes_overlay_heatmap_and_json(run, demo_root, tmp_path, capsy
     heat = np.load(out / "heatmap.npy")
     assert heat.dtype == np.float32 and heat.shape == (32, 32)
     assert 0.0 <= heat.min() and heat.max() <= 1.0
-    assert Image.open(out / "heatmap.png").size == (32, 32)
+    assert Image.open(out / "heatmap.png").size == Image.open(image).size  # drawn on the original image
     record = json.loads((out / "explain.json").read_text())
     assert record["method"] == "gradcam++" and record["class"] == "melanoma"
     assert sum(record["probabilities"].values()) == pytest.approx(1.0)

@@ -97,3 +97,55 @@ def test_compare_without_predictions_says_what_is_missing(two_runs, tmp_path, ca
         compare.compare_runs(a, b, "val")
     assert main(["compare", str(a), str(b), "--split", "val"]) == 2
     assert "error: run " in capsys.readouterr().err
+
+
+def test_compare_gives_each_run_the_numbers_evaluate_prints_for_it(two_runs, capsys):
+    # issue 26: one number, one answer; compare reads each run's stored predictions, which are what
+    # the run's own scoring (inference) gave: evaluate re-scores and must print the same numbers
+    import re
+
+    a, b = two_runs
+    assert main(["compare", str(a), str(b), "--json"]) == 0
+    compared = json.loads(capsys.readouterr().out)["metrics"]
+    for side, run in (("a", a), ("b", b)):
+        rescored = inference.evaluate_run(run, "test")
+        assert compared["mean_auc"][side] == pytest.approx(rescored["mean_auc"], abs=1e-6)
+        assert compared["balanced_accuracy"][side] == pytest.approx(rescored["balanced_accuracy"], abs=1e-6)
+        assert compared["accuracy"][side] == pytest.approx(rescored["accuracy"], abs=1e-6)
+        for i, name in enumerate(rescored["class_names"]):
+            assert compared[f"auc_{name}"][side] == pytest.approx(rescored["auc"][i], abs=1e-6)
+        assert main(["evaluate", str(run), "--split", "test"]) == 0
+        printed = capsys.readouterr().out
+        assert "reproduces metrics_test.json" in printed
+        assert f"mean AUC {compared['mean_auc'][side]:.4f}" in printed
+        assert re.search(rf"accuracy {compared['accuracy'][side]:.4f}", printed)
+
+
+def test_an_overconfident_runs_compared_numbers_are_still_evaluates(two_runs, capsys):
+    # Rounded to 6 decimals, a saturated run's probabilities tied at 0.000000 in predictions_test.csv:
+    # compare (reading the file) gave mean AUC 0.694 where evaluate (re-scoring) gave 0.750.
+    import shutil
+
+    import torch
+
+    from lesion_core import models, runs
+    from lesion_core.evaluation import saved
+
+    a, b = two_runs
+    sharp = shutil.copytree(a, a.parent / "sharp")
+    checkpoint = torch.load(sharp / "best.pt", weights_only=True)
+    weights = checkpoint["model"] if "model" in checkpoint else checkpoint
+    head = models.MODELS[runs.read_config(sharp)["model"]["name"]].head
+    for key in [k for k in weights if k.startswith(head + ".")]:
+        weights[key] = weights[key] * 200  # logits 200x apart: probabilities down to 1e-30 and below
+    torch.save(checkpoint, sharp / "best.pt")
+    for stale in [*sharp.glob("metrics_*.json"), *sharp.glob("predictions_*.csv")]:
+        stale.unlink()
+    saved.evaluate_best(sharp)  # the files a finished run writes
+    assert main(["compare", str(sharp), str(b), "--json"]) == 0
+    compared = json.loads(capsys.readouterr().out)["metrics"]
+    rescored = inference.evaluate_run(sharp, "test")
+    assert (rescored["raw_probs"] < 5e-7).mean() > 0.1  # saturated: below the 6th decimal
+    assert compared["mean_auc"]["a"] == pytest.approx(rescored["mean_auc"], abs=1e-9)
+    assert compared["accuracy"]["a"] == pytest.approx(rescored["accuracy"], abs=1e-9)
+    assert runs.read_metrics(sharp, "test")["mean_auc"] == pytest.approx(rescored["mean_auc"], abs=1e-9)

@@ -129,3 +129,44 @@ def test_focus_lift_is_focus_over_the_lesions_share_of_the_view():
     summary = explain.summarize({"a": (0.9, True, 0.8), "b": (0.3, False, 0.1)})
     assert summary["mean_lesion_share"] == pytest.approx(0.45) and summary["focus_lift"] == pytest.approx(0.6 / 0.45)
     assert explain.lesion_share(None) is None and explain.focus_lift(0.5, None) is None
+
+
+@pytest.mark.parametrize("eval_augment, expected_box", [
+    # a lesion-crop run: the view is the mask's box grown by the border (kernels.lesion_box)
+    ([{"name": "CropByMask", "params": {"border": 10}}], "lesion box"),
+    # a centre-crop run at 256 px: Rescale to 37, the central 32 (offset round(2.5) = 2)
+    ([{"name": "Rescale", "params": {"size": 37}}, {"name": "CenterCrop", "params": {"size": 32}}],
+     [2 * 256 / 37, 2 * 256 / 37, 32 * 256 / 37, 32 * 256 / 37]),
+])
+def test_the_heatmap_is_drawn_on_the_original_image_with_the_models_view_marked(isic_dev_root, tmp_path,
+                                                                                 eval_augment, expected_box):
+    # issue 26: the heatmap was a blurry crop with nothing of the original image around it
+    from lesion_core import runs
+    from lesion_core.transforms.kernels import lesion_box
+    from tests.test_export import make_run
+
+    run_dir = make_run(isic_dev_root, tmp_path / "runs", "lenet", 32)
+    runs.atomic_write_json(run_dir / "config.json", dict(runs.read_config(run_dir), eval_augment=eval_augment))
+    image = data.read_image(isic_dev_root / "images" / "ISIC_0000003.jpg")
+    mask = data.read_mask(isic_dev_root / "masks" / "ISIC_0000003.png", image.shape[:2])
+    result = explain.Explainer(run_dir).explain(image, mask)
+    if expected_box == "lesion box":
+        expected_box = lesion_box(torch.from_numpy(mask)[None], 10, 10)
+        assert expected_box[2] * expected_box[3] < 0.8 * mask.size  # a real crop, not the whole image
+    assert result.view_box == pytest.approx(expected_box)
+    picture = result.overlay()
+    assert picture.shape == image.shape  # the original's size, not the model's 32 px view
+    top, left, height, width = (int(round(v)) for v in result.view_box)
+    assert (picture[top, left + 5] == explain.VIEW_COLOUR).all()  # the box's edges lie where the crop was
+    assert (picture[top + height - 1, left + width // 2] == explain.VIEW_COLOUR).all()
+    outside = np.ones(image.shape[:2], bool)
+    outside[max(top - 3, 0):top + height + 3, max(left - 3, 0):left + width + 3] = False
+    assert outside.any() and (picture[outside] == image[outside]).all()  # the rest of the image as it is
+    inside = picture[top + 3:top + height - 3, left + 3:left + width - 3]
+    assert (inside != image[top + 3:top + height - 3, left + 3:left + width - 3]).mean() > 0.5  # the heatmap
+    explain.write_explanation(result, tmp_path / "explained")
+    assert Image.open(tmp_path / "explained" / "heatmap.png").size == (image.shape[1], image.shape[0])
+    import json
+
+    assert json.loads((tmp_path / "explained" / "explain.json").read_text())["view_box"] == pytest.approx(
+        result.view_box, abs=0.01)

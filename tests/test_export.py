@@ -158,12 +158,38 @@ def test_verification_fails_loudly_when_the_file_differs_from_pytorch(lenet_run,
 def test_an_eval_pipeline_that_cannot_be_exported_is_refused_and_nothing_is_written(demo_root, tmp_path):
     run_dir = make_run(demo_root, tmp_path / "runs", "lenet", 64)
     config = runs.read_config(run_dir)
-    config["eval_augment"] = [{"name": "CropByMask", "params": {"border": 10}}]
+    # a crop to the lesion after a resize: the graph crops first (export_crop), so this one cannot be exported
+    config["eval_augment"] = [{"name": "Rescale", "params": {"size": 80}}, {"name": "CropByMask", "params": {"border": 10}}]
     runs.atomic_write_json(run_dir / "config.json", config)
+    assert "crops to the lesion after other steps" in export.export_problem(config)
     out = tmp_path / "m.onnx"
-    with pytest.raises(ModelError, match="CropByMask"):
+    with pytest.raises(ModelError, match="crops to the lesion after other steps"):
         export.export_run(run_dir, "onnx", out)
     assert list(tmp_path.glob("*m.onnx*")) == []
+
+
+def test_a_lesion_crop_run_is_checked_on_the_images_and_masks_given(demo_root, tmp_path, capsys):
+    run_dir = make_run(demo_root, tmp_path / "runs", "lenet", 32)
+    config = runs.read_config(run_dir)
+    config["eval_augment"] = [{"name": "CropByMask", "params": {"border": 4}}, {"name": "Rescale", "params": {"size": 40}},
+                              {"name": "CenterCrop", "params": {"size": 32}}]
+    runs.atomic_write_json(run_dir / "config.json", config)
+    images = sorted((demo_root / "images").iterdir())[:3]
+    masks = [demo_root / "masks" / f"{p.stem}.png" for p in images]
+    out = tmp_path / "crop.pt"
+    args = ["export", str(run_dir), "--format", "torchscript", "--out", str(out), "--images", *map(str, images)]
+    assert main(args) == 2  # a crop to the lesion needs the masks to be checked on
+    assert "give one mask per image (--masks)" in capsys.readouterr().err and not out.exists()
+    assert main(args + ["--masks", *map(str, masks)]) == 0
+    sidecar = json.loads(export.sidecar_path(out).read_text())
+    assert sidecar["verification"]["images"] == 3 and [i["name"] for i in sidecar["inputs"]] == ["image", "mask"]
+    loaded = torch.jit.load(str(out))
+    image = data.read_image(images[0])
+    mask = data.read_mask(masks[0], image.shape[:2])
+    with torch.no_grad():
+        got = loaded(torch.from_numpy(image)[None], torch.from_numpy(mask)[None])[0].numpy()
+    expected = inference.predict_image(run_dir, image, mask)
+    np.testing.assert_allclose(got, [expected[n] for n in sidecar["class_names"]], atol=1e-4)
 
 
 def test_a_run_without_weights_says_so(demo_root, tmp_path, capsys):

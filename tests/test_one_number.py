@@ -112,6 +112,49 @@ def test_a_tta_run_exports_its_tta_and_matches_predict(run_copy, tmp_path):
                                                   abs=1e-6)
 
 
+def test_a_lesion_crop_run_exports_with_image_and_mask_and_gives_predicts_numbers(isic_dev_root, tmp_path,
+                                                                                 capsys):
+    # issue 26: "A lesion-crop run cannot be exported (the run's evaluation pipeline has a CropByMask step)"
+    config = dict(TINY, augment="notebook_train", eval_augment="auto", epochs=1, batch_size=16,
+                  data={"root": str(isic_dev_root)})
+    run = training.run_training(config, tmp_path / "runs")
+    assert runs.read_config(run)["eval_augment"][0]["name"] == "CropByMask"  # the run crops to the lesion
+    out = tmp_path / "crop.onnx"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    assert "inputs: image (N, H, W, 3) and mask (N, H, W)" in capsys.readouterr().out
+    sidecar = json.loads(export.sidecar_path(out).read_text())
+    assert [(i["name"], i["dtype"], i["shape"]) for i in sidecar["inputs"]] == [
+        ("image", "uint8", ["N", "H", "W", 3]), ("mask", "uint8", ["N", "H", "W"])]
+    assert "bounding box" in sidecar["lesion_crop"] and sidecar["preprocessing"][0]["name"] == "CropByMask"
+    assert sidecar["verification"]["images"] == export.VERIFY_IMAGES
+    assert sidecar["verification"]["max_abs_diff_vs_predict"] <= sidecar["verification"]["tolerance_vs_predict"]
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    records = [r for r in settings.load_data(runs.read_config(run)).split("test") if r.mask_path][:6]
+    images = [data.read_image(r.image_path) for r in records]
+    masks = [data.read_mask(r.mask_path, image.shape[:2]) for r, image in zip(records, images)]
+    got = session.run(None, {"image": np.stack(images), "mask": np.stack(masks)})[0]  # one batch, six crops
+    calibrated = read_calibration(run).by_default
+    expected = np.array([[inference.predict_image(run, image, mask, calibrated=calibrated)[n]
+                          for n in sidecar["class_names"]] for image, mask in zip(images, masks)])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    # predict and explain (CLI) on one image and its mask: the same numbers, and the view explain marks
+    assert main(["predict", str(run), str(records[0].image_path), "--mask", str(records[0].mask_path)]) == 0
+    printed = json.loads(capsys.readouterr().out)["probabilities"]
+    assert [printed[n] for n in sidecar["class_names"]] == pytest.approx(expected[0], abs=1e-6)
+    assert main(["explain", str(run), str(records[0].image_path), "--mask", str(records[0].mask_path),
+                 "--out", str(tmp_path / "explained")]) == 0
+    explained = json.loads((tmp_path / "explained" / "explain.json").read_text())
+    assert explained["probabilities"] == pytest.approx(printed, abs=1e-6)
+    assert explained["view_box"][2] * explained["view_box"][3] < masks[0].size  # the lesion's crop, not the image
+    # the crop is the mask's: another mask gives other numbers, an empty one the whole image's
+    shifted = session.run(None, {"image": images[0][None], "mask": np.zeros_like(masks[0])[None]})[0][0]
+    whole = inference.predict_image(run, images[0], np.zeros_like(masks[0]), calibrated=calibrated)
+    np.testing.assert_allclose(shifted, [whole[n] for n in sidecar["class_names"]], atol=1e-4)
+    assert np.abs(shifted - got[0]).max() > 1e-4
+
+
 def test_each_stored_operating_point_lies_on_the_raw_roc_of_the_predictions_csv(run_dir):
     frame = inference.read_predictions(run_dir / "predictions_test.csv")
     names = frame.attrs["class_names"]
@@ -201,3 +244,27 @@ def test_predictions_csv_names_raw_and_calibrated_columns_and_old_files_still_lo
     before = inference.read_predictions(old)
     assert before.attrs["class_names"] == names
     np.testing.assert_allclose(before[[f"prob_{n}" for n in names]].to_numpy(float), raw)
+
+
+@pytest.mark.slow
+def test_the_readme_threshold_example_works_on_the_readme_example_run(demo_root, tmp_path, monkeypatch, capsys):
+    # issue 26: "`threshold RUN --class melanoma --specificity 0.89`, the README's own example, failed"
+    import shlex
+
+    from lesion_core import paths
+    from tests.e2e_helpers import REPO, seed_demo_cache
+
+    lines = [line.split("#")[0].strip() for line in (REPO / "README.md").read_text().splitlines()]
+    train = next(line for line in lines if line.startswith("python -m lesion_core train --data DIR|demo"))
+    threshold = next(line for line in lines if line.startswith("python -m lesion_core threshold RUN --class"))
+    assert "--specificity 0.89" in threshold
+    seed_demo_cache(paths.cache_dir(), demo_root)  # the demo, 60 images instead of 300
+    monkeypatch.chdir(tmp_path)
+    assert main([arg.replace("DIR|demo", "demo") for arg in shlex.split(train)[3:]]) == 0  # the quick recipe
+    run = next((tmp_path / "runs").iterdir())
+    capsys.readouterr()
+    assert main([str(run) if arg == "RUN" else arg for arg in shlex.split(threshold)[3:]]) == 0
+    printed = capsys.readouterr().out
+    assert "specificity >= 0.89 on val: threshold" in printed and "saved: refer when p(melanoma) >=" in printed
+    rule = json.loads((run / "threshold.json").read_text())
+    assert rule["split"] == "val" and rule["specificity"] >= 0.89 and rule["sensitivity"] > 0

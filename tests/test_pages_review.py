@@ -162,3 +162,17 @@ def test_a_saved_rule_is_shown_after_a_reload_and_replacing_it_asks_first(app, t
     app.button(key="res_op_replace").click().run()
     assert not app.exception, app.exception
     assert rules.read_threshold(tiny_run)["threshold"] == pytest.approx(0.6)
+
+
+def test_a_lesion_crop_runs_heatmap_marks_its_view_and_says_why_its_focus_is_high(app, demo_root):
+    # issue 26: "Lesion focus on a lesion-crop run was 0.92 ... No caveat; the heatmap is a blurry 96 px crop"
+    crop = [{"name": "CropByMask", "params": {"border": 4}}]
+    config = {"data": {"root": str(demo_root)}, "model": LENET, "image_size": 32, "epochs": 1,
+              "augment": crop, "eval_augment": crop}
+    training.run_training(config, paths.runs_dir())
+    goto(app, "predictions")
+    app.button[0].click().run()  # "View large" of the first gallery image
+    app.toggle(key="pred_heatmap").set_value(True).run()
+    assert not app.exception, app.exception
+    assert "the yellow box marks what the model saw" in texts(app)
+    assert "This run crops each image to its lesion" in texts(app) and "focus lift" in texts(app)

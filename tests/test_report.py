@@ -50,3 +50,16 @@ def test_a_demo_run_report_says_its_figures_are_about_drawn_shapes(demo_root, tm
     config["data"]["root"] = str(demo_root)  # the same images as a folder of the user's
     (run_dir / "config.json").write_text(json.dumps(config))
     assert "Synthetic data." not in report.build_report(run_dir, with_heatmaps=False)
+
+
+def test_a_heatmap_on_a_large_original_is_embedded_shrunk():
+    # heatmaps are drawn on the original image now: a 2,000 px dermoscopy photo must not be embedded whole
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    uri = report._png_uri(np.full((2000, 1500, 3), 90, np.uint8), report.HEATMAP_SIDE)
+    picture = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert picture.size == (336, 448)  # the aspect ratio kept

@@ -9,6 +9,10 @@ Lesion-focus score of a heatmap H >= 0 and a binary mask M (same size):
     focus = sum(H * M) / sum(H)      (the share of the heatmap's mass inside the lesion, 0..1)
     peak_in_lesion = M[argmax H]     (the "pointing game" hit)
 Both are None when there is no mask, the mask is empty, or H is all zero.
+
+The pictures draw the heatmap back on the original image, inside a rectangle that marks what
+the model saw (view_box: the crop to the lesion, the centre crop), the rest of the image
+around it as it is.
 """
 
 from __future__ import annotations
@@ -101,6 +105,9 @@ class Explanation:
     focus: float | None
     peak_in_lesion: bool | None
     lesion_share: float | None = None
+    original: np.ndarray | None = None  # the image as given, uint8 (H, W, 3)
+    original_mask: np.ndarray | None = None  # its mask as given, (H, W), or None
+    view_box: list[float] | None = None  # [top, left, height, width] of the model's view on the original
 
     @property
     def focus_lift(self) -> float | None:
@@ -108,10 +115,19 @@ class Explanation:
 
     def to_json(self) -> dict:
         """explain.json: {"method", "class", "probabilities", "focus", "peak_in_lesion",
-        "lesion_share", "focus_lift"}."""
+        "lesion_share", "focus_lift", "view_box"} (view_box: [top, left, height, width] of what the
+        model saw, in the original image's pixels; null where the pipeline's geometry is unknown)."""
         return {"method": self.method, "class": self.target_class, "probabilities": self.probabilities,
                 "focus": self.focus, "peak_in_lesion": self.peak_in_lesion, "lesion_share": self.lesion_share,
-                "focus_lift": self.focus_lift}
+                "focus_lift": self.focus_lift,
+                "view_box": None if self.view_box is None else [round(v, 2) for v in self.view_box]}
+
+    def overlay(self) -> np.ndarray:
+        """The picture to show: the heatmap on the original image with the model's view marked
+        (original_overlay), or on the model's view where its place in the original is unknown."""
+        if self.original is None or self.view_box is None:
+            return heatmap_overlay(self.image, self.heatmap, self.mask)
+        return original_overlay(self.original, self.heatmap, self.view_box, self.original_mask)
 
 
 class Explainer:
@@ -181,9 +197,9 @@ class Explainer:
         from lesion_core import inference
 
         probabilities = inference.predict_image(self.run_dir, image, mask, calibrated=self.calibrated, meta=meta)
-        sample = self.pipeline({"image": np.ascontiguousarray(image, dtype=np.uint8),
-                                "mask": None if mask is None else (np.asarray(mask) != 0).astype(np.uint8),
-                                "label": 0, "id": "image"})
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        mask = None if mask is None else (np.asarray(mask) != 0).astype(np.uint8)
+        sample, drawn = self.pipeline.apply_with_params({"image": image, "mask": mask, "label": 0, "id": "image"})
         target = self.class_index(class_name)
         chosen = self.class_names.index(max(probabilities, key=probabilities.get)) if target is None else target
         with self._lock:
@@ -193,7 +209,41 @@ class Explainer:
         return Explanation(heatmap=heat[0], image=transforms.denormalize(sample["image"], self.entry.mean, self.entry.std),
                            mask=view_mask, method=self.method, target_class=self.class_names[chosen],
                            probabilities=probabilities, focus=focus, peak_in_lesion=peak,
-                           lesion_share=lesion_share(view_mask) if focus is not None else None)
+                           lesion_share=lesion_share(view_mask) if focus is not None else None,
+                           original=image, original_mask=mask,
+                           view_box=view_box(self.pipeline.spec, drawn, image.shape[:2]))
+
+
+# Steps that leave the geometry as it is (colours, tensors).
+_SAME_GEOMETRY = ("ToTensor", "Normalize", "ShadesOfGrey", "ChangeSkin", "ColorJitter")
+
+
+def view_box(spec: list[dict], drawn: list[dict], shape: tuple) -> list[float] | None:
+    """[top, left, height, width] (float, original pixels) of the region of an image of `shape`
+    (H, W) that a deterministic pipeline's output shows, from its steps and what each drew
+    (Pipeline.apply_with_params); it may reach past the image where a centre crop pads. None for
+    a step whose geometry this does not follow (rotations, random crops)."""
+    top, left, scale_y, scale_x = 0.0, 0.0, 1.0, 1.0
+    h, w = int(shape[0]), int(shape[1])
+    for step, params in zip(spec, drawn):
+        name = step["name"]
+        if name == "CropByMask":
+            if params.get("box") is not None:  # None: an empty mask keeps the whole image
+                box_top, box_left, h, w = params["box"]
+                top, left = top + box_top * scale_y, left + box_left * scale_x
+        elif name == "Rescale":
+            new_h, new_w = params["size"]
+            scale_y, scale_x, h, w = scale_y * h / new_h, scale_x * w / new_w, new_h, new_w
+        elif name == "CenterCrop":
+            size = step["params"]["size"]
+            crop_h, crop_w = (size, size) if isinstance(size, int) else size
+            # torchvision: round((h - crop) / 2) where the image is larger, -((crop - h) // 2) where it pads
+            off_y = int(round((h - crop_h) / 2.0)) if h >= crop_h else -((crop_h - h) // 2)
+            off_x = int(round((w - crop_w) / 2.0)) if w >= crop_w else -((crop_w - w) // 2)
+            top, left, h, w = top + off_y * scale_y, left + off_x * scale_x, crop_h, crop_w
+        elif name not in _SAME_GEOMETRY:
+            return None
+    return [top, left, h * scale_y, w * scale_x]
 
 
 # ---------------------------------------------------------------- pictures and files
@@ -212,15 +262,49 @@ def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, mask: np.ndarray | N
     return out
 
 
+VIEW_COLOUR = (255, 255, 0)  # the rectangle of the model's view: yellow, apart from the white mask outline
+
+
+def original_overlay(original: np.ndarray, heatmap: np.ndarray, box: list[float], mask: np.ndarray | None = None,
+                     alpha: float = 0.45) -> np.ndarray:
+    """uint8, the original's size: the heatmap (S, S) of the model's view mapped back onto the
+    original image inside box ([top, left, height, width], view_box), the image around it as it
+    is, the box drawn in VIEW_COLOUR and the lesion mask's outline (original size) in white."""
+    import cv2
+    from matplotlib import colormaps
+
+    rows, cols = original.shape[:2]
+    top, left, height, width = box
+    size_y, size_x = heatmap.shape
+    # heat pixel (x + 0.5) lands at left + (x + 0.5) * width / size_x in the original: half-pixel centres
+    matrix = np.array([[width / size_x, 0, left + 0.5 * width / size_x - 0.5],
+                       [0, height / size_y, top + 0.5 * height / size_y - 0.5]])
+    heat = cv2.warpAffine(np.clip(heatmap, 0, 1).astype(np.float32), matrix, (cols, rows), flags=cv2.INTER_LINEAR)
+    y, x = np.ogrid[:rows, :cols]
+    seen = (y + 0.5 > top) & (y + 0.5 < top + height) & (x + 0.5 > left) & (x + 0.5 < left + width)
+    colours = (colormaps["jet"](heat)[..., :3] * 255).astype(np.float32)
+    out = original.astype(np.float32)
+    out = np.where(seen[..., None], (1 - alpha) * out + alpha * colours, out)
+    out = np.round(out).astype(np.uint8)
+    if mask is not None:
+        out[transforms.mask_outline(np.asarray(mask) != 0)] = (255, 255, 255)
+    thickness = max(1, round(min(rows, cols) / 128))
+    corner = (int(round(left)), int(round(top)))
+    far = (int(round(left + width)) - 1, int(round(top + height)) - 1)
+    cv2.rectangle(out, corner, far, VIEW_COLOUR, thickness)
+    return out
+
+
 def write_explanation(explanation: Explanation, out_dir) -> Path:
-    """DIR/heatmap.png (overlay), DIR/heatmap.npy (float32 (S, S), 0..1), DIR/explain.json."""
+    """DIR/heatmap.png (the overlay on the original, the model's view marked), DIR/heatmap.npy
+    (float32 (S, S), the model's view, 0..1), DIR/explain.json."""
     from PIL import Image
 
     from lesion_core import runs
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    png = _png_bytes(Image.fromarray(heatmap_overlay(explanation.image, explanation.heatmap, explanation.mask)))
+    png = _png_bytes(Image.fromarray(explanation.overlay()))
     paths.atomic_write_bytes(out_dir / "heatmap.png", png)
     buffer = io.BytesIO()
     np.save(buffer, explanation.heatmap.astype(np.float32))

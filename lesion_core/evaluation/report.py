@@ -61,11 +61,19 @@ class _Figures:
         return f'<div class="fig">{out}</div>'
 
 
-def _png_uri(image: np.ndarray) -> str:
+HEATMAP_SIDE = 448  # px: the report shows each heatmap 224 px wide, sharp on a 2x screen
+
+
+def _png_uri(image: np.ndarray, max_side: int | None = None) -> str:
+    """A PNG data URI; max_side shrinks a larger picture first (heatmaps on original images of
+    thousands of pixels would make the report tens of megabytes)."""
     from PIL import Image
 
+    picture = Image.fromarray(image)
+    if max_side is not None:
+        picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    picture.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -194,10 +202,11 @@ def _worst_errors(run_dir: Path, split: str) -> str:
             continue
         result = explainer.explain(image, mask)
         focus = "" if result.focus is None else f", focus {result.focus:.2f}"
-        cells.append(f'<figure><img src="{_png_uri(explain.heatmap_overlay(result.image, result.heatmap, result.mask))}"'
+        cells.append(f'<figure><img src="{_png_uri(result.overlay(), HEATMAP_SIDE)}"'
                      f' width="224"><figcaption>{_e(row["id"])}: true {_e(row["label"])}, predicted '
                      f"{_e(row['pred'])} ({row['confidence']:.0%}){_e(focus)}</figcaption></figure>")
     return ("<h2>Worst errors (most confident wrong predictions, Grad-CAM of the predicted class)</h2>"
+            "<p>Each heatmap is drawn on the original image; the yellow box marks the part the model saw.</p>"
             f'<div class="row">{"".join(cells)}</div>')
 
 

@@ -14,8 +14,9 @@ from lesion_core import runs
 from lesion_core.i18n import N_
 
 CALIBRATION_FILE = "calibration.json"
-# predictions_*.csv keep 6 decimals: a probability below this was rounded to 0, so its log is
-# taken at the rounding step instead of -inf.
+# predictions_*.csv written before their probabilities kept every digit have 6 decimals: a
+# probability below this was rounded to 0 there, so its log is taken at the rounding step
+# instead of -inf.
 LOG_FLOOR = 5e-7
 # The one validity range of a temperature read from a run folder (an untrusted file): outside
 # it the file is ignored, and said to be, by predict, the pages, the report and the export alike.

@@ -243,3 +243,17 @@ def test_the_catalogue_check_fails_on_a_missing_or_broken_catalogue(tmp_path):
         msgfmt_check(broken, tmp_path / "broken.mo")
     for lang in (lang for lang in i18n.LANGUAGES if lang != i18n.DEFAULT):
         msgfmt_check(i18n.catalogue_path(lang), tmp_path / f"{lang}.mo")  # the real ones pass
+
+
+def test_a_checkpoint_with_class_names_that_are_messages_loads_as_plain_data(tmp_path):
+    # ISIC 2020 and HAM10000 class names are marked messages; torch.load(weights_only=True)
+    # refuses any str subclass, so the checkpoint writer stores their plain English text.
+    import torch
+
+    from lesion_core.i18n import N_
+    from lesion_core.training.ops import save_torch
+
+    save_torch(tmp_path / "best.pt", {"class_names": [N_("benign"), N_("melanoma")], "meta": {N_("nevus"): (1,)}})
+    loaded = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert loaded == {"class_names": ["benign", "melanoma"], "meta": {"nevus": (1,)}}
+    assert type(loaded["class_names"][0]) is str

@@ -47,10 +47,10 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, format_percent, get_decimal_symbol, get_group_symbol
 from babel.support import Translations
 
-from lesion_core.i18n.message import Message, N_, N_n, concat, from_json, join, to_json
+from lesion_core.i18n.message import Message, N_, N_n, concat, from_json, join, plain, to_json
 
 __all__ = ["DEFAULT", "LANGUAGES", "Message", "N_", "N_n", "PARTS", "catalogue", "class_name", "concat", "figure", "forget",
-           "from_json", "join", "keep", "localize", "number", "pick_language", "placeholders", "plurals",
+           "from_json", "join", "keep", "localize", "number", "pick_language", "placeholders", "plain", "plurals",
            "to_json", "translate", "translate_plural"]
 
 LANGUAGES = {"en": "English", "es": "Español"}

@@ -73,6 +73,19 @@ class Message(str):
         return str.removeprefix(str.__str__(self), prefix)
 
 
+def plain(value):
+    """value with every Message in it (in dicts, lists and tuples) as the plain str of its English
+    text: for files that must hold plain data only, such as a checkpoint torch.load(weights_only=True)
+    reads back (it refuses any str subclass), where class names from a dataset layout may be messages."""
+    if isinstance(value, Message):
+        return str.__str__(value)
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    return value
+
+
 def N_(msgid: str) -> Message:
     """Mark an English message that lesion_core renders and a page may show. The text stays
     English (the CLI and the run folder keep English); `python -m lesion_core.i18n.check`

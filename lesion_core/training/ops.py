@@ -14,14 +14,15 @@ from torch.utils.data import DataLoader
 from lesion_core import models, paths
 from lesion_core.core import is_int
 from lesion_core.errors import require
-from lesion_core.i18n import N_
+from lesion_core.i18n import N_, plain
 from lesion_core.inference.model import forward
 
 
 def save_torch(path: Path, obj: dict) -> None:
-    """torch.save through an atomic write (readable with torch.load(weights_only=True))."""
+    """torch.save through an atomic write (readable with torch.load(weights_only=True), which
+    refuses a message where a class name should be a plain str)."""
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    torch.save(plain(obj), buffer)
     paths.atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -109,8 +109,8 @@ review_views.report_download(run, split)
 
 st.subheader(_("Export"))
 st.caption(_("The best model with its resizing and normalisation inside, for use without Lesion Lab: it takes "
-           "uint8 RGB images shaped (N, H, W, 3) and returns class probabilities. Checked against PyTorch "
-           "on real images before it is offered."))
+           "uint8 RGB images shaped (N, H, W, 3) and returns class probabilities. Checked on real images "
+           "against the PyTorch model and against predict before it is offered."))
 export_format = st.radio(_("Format"), ["onnx", "torchscript"], horizontal=True, key="keep_res_export_format",
                          format_func={"onnx": "ONNX", "torchscript": "TorchScript"}.get)
 if export.takes_mask(run.config):

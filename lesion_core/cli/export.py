@@ -35,7 +35,7 @@ def cmd_export(args) -> int:
     masks = [data.read_mask(Path(p), image.shape[:2]) for p, image in zip(args.masks, images)] \
         if args.masks and images and len(args.masks) == len(images) else None
     out = args.out or Path(args.run) / f"model{export.SUFFIXES[args.format]}"  # beside its run, not in the checkout
-    step(f"exporting {args.run} to {args.format}, then checking it against predict on "
+    step(f"exporting {args.run} to {args.format}, then checking it against PyTorch and predict on "
          + (f"{len(images)} images..." if images else "up to 8 of its own images..."))
     sidecar = export.export_run(args.run, args.format, out, images=images, masks=masks)
     check = sidecar["verification"]

@@ -4,6 +4,7 @@ a Spanish page translates them by id (Babel's catalogue, plural forms and number
 from __future__ import annotations
 
 import json
+import os
 import multiprocessing
 import pickle
 import shutil
@@ -257,3 +258,26 @@ def test_a_checkpoint_with_class_names_that_are_messages_loads_as_plain_data(tmp
     loaded = torch.load(tmp_path / "best.pt", weights_only=True)
     assert loaded == {"class_names": ["benign", "melanoma"], "meta": {"nevus": (1,)}}
     assert type(loaded["class_names"][0]) is str
+
+
+def test_a_status_message_keeps_its_msgid_through_later_progress_writes(tmp_path):
+    # The trainer writes its message once, then progress fields every batch: the message must
+    # stay translatable, not fall back to its English text at the first progress update.
+    from lesion_core import runs
+    from lesion_core.i18n import N_, localize
+
+    runs.write_status(tmp_path, state="running", message=N_("epoch {epoch} {phase}").format(epoch=1, phase="train"))
+    runs.write_status(tmp_path, iteration=3, eta_s=40.0)
+    runs.write_status(tmp_path, pid=os.getpid())
+    stored = json.loads((tmp_path / "status.json").read_text())
+    assert stored["message_id"] == "epoch {epoch} {phase}" and stored["message"] == "epoch 1 train"
+    assert localize(runs.read_status(tmp_path)["message"], "es") != "epoch 1 train"
+
+
+def test_a_non_finite_eta_in_status_json_is_left_out_of_the_progress_line(tmp_path):
+    from lesion_core import runs
+
+    for eta in ("Infinity", "NaN", "1e999"):
+        (tmp_path / "status.json").write_text('{"state": "running", "epoch": 1, "epochs": 2, "eta_s": %s}' % eta)
+        fraction, line = runs.progress(runs.read_status(tmp_path))
+        assert "ETA" not in line and 0 <= fraction <= 1

@@ -285,13 +285,14 @@ def write_status(run_dir, **fields) -> dict:
     the same pid (after a reboot or a container restart) is not taken for the trainer.
     """
     status = read_status(run_dir)
-    if "message" in fields:  # the msgid and values of a message, for pages (read_status)
-        message = fields["message"]
-        tree = i18n.to_json(message) if isinstance(message, i18n.Message) and message.plural is None else {}
-        for key, name in zip(("id", "params"), MESSAGE_FIELDS):
-            status.pop(name, None)
-            if key in tree:
-                fields[name] = tree[key]
+    # The msgid and values of the message, for pages (read_status): written again with every
+    # update, since read_status hands them back inside the message, not as fields.
+    message = fields.get("message", status.get("message"))
+    tree = i18n.to_json(message) if isinstance(message, i18n.Message) and message.plural is None else {}
+    for key, name in zip(("id", "params"), MESSAGE_FIELDS):
+        status.pop(name, None)
+        if key in tree:
+            fields[name] = tree[key]
     if "pid" in fields:
         fields["pid_start"] = process_start(fields["pid"])
     status.update(fields, updated=time.time())

@@ -3,6 +3,7 @@ and the progress line of an active run."""
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from pathlib import Path
@@ -129,8 +130,9 @@ def progress(status: dict) -> tuple[float, str]:
         parts.append(_PHASE_LINES.get(phase, phase))
     if status.get("images_per_s"):
         parts.append(N_("{speed} images/s").format(speed=f"{status['images_per_s']:.1f}"))
-    if status.get("eta_s") is not None:
-        low, high = eta_range(status["eta_s"], fraction)
+    eta = status.get("eta_s")
+    if isinstance(eta, (int, float)) and math.isfinite(eta):  # untrusted: Infinity parses as JSON here
+        low, high = eta_range(eta, fraction)
         parts.append(N_("ETA {time}").format(time=_clock(low) if low == high else f"{_clock(low)}–{_clock(high)}"))
     return fraction, i18n.join(i18n.PARTS, parts)
 

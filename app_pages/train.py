@@ -8,7 +8,7 @@ from app_pages import common, experiments, lang
 from app_pages.lang import _, classes, fig, md, num
 from lesion_core import data, models, plots, runs, training, transforms
 from lesion_core import settings as run_settings  # (this page's settings() draws the form)
-from lesion_core.errors import LesionLabError, TrainingError
+from lesion_core.errors import LesionLabError, TrainingError, describe_os_error
 from lesion_core.settings import draft
 from lesion_core.training import duration
 
@@ -60,9 +60,14 @@ def fill_from_recipe() -> None:
 
 
 def reset_to_recipe() -> None:
-    """Callback of "Reset to recipe": forget the kept form, fill it from the recipe."""
-    draft.discard_draft(common.runs_root())
+    """Callback of "Reset to recipe": forget the kept form, fill it from the recipe (and the
+    settings no recipe sets from their defaults, as a reload after the reset shows them)."""
+    try:
+        draft.discard_draft(common.runs_root())
+    except OSError as exc:
+        st.session_state["tr_draft_warning"] = describe_os_error(exc)
     st.session_state.pop(FORM_SEEN, None)  # the refill is no change of the user's to keep
+    st.session_state.update(DEFAULTS)
     fill_from_recipe()
 
 
@@ -78,7 +83,10 @@ def keep_form(config: dict) -> None:
     """Save the form as a draft when the user changed it since the last script run."""
     kept = draft.from_form(config, None if st.session_state["keep_tr_aug"] == "page" else st.session_state["keep_tr_aug"])
     if st.session_state.get(FORM_SEEN) not in (None, kept):
-        draft.write_draft(common.runs_root(), kept)
+        try:
+            draft.write_draft(common.runs_root(), kept)
+        except OSError as exc:  # a read-only or full runs folder: the form works, it is just not kept
+            st.warning(_("The form is not kept across a reload: {error}", error=lang.rendered(describe_os_error(exc))))
     st.session_state[FORM_SEEN] = kept
 
 

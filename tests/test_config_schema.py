@@ -234,12 +234,26 @@ def test_the_form_is_kept_across_a_new_session_and_reset_to_the_recipe(app):
     assert fresh.number_input(key="keep_tr_epochs").value == 7
     assert fresh.number_input(key="keep_tr_size").value == 64
 
+    fresh.number_input(key="keep_tr_seed").set_value(5).run()
     fresh.button(key="tr_reset").click().run()
     assert not fresh.exception
     assert fresh.number_input(key="keep_tr_epochs").value == recipe["epochs"]
+    assert fresh.number_input(key="keep_tr_seed").value == 0  # no recipe sets it: its default, as after a reload
     assert not draft.draft_path(paths.runs_dir()).exists()
     again = train_page(AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run())
     assert again.number_input(key="keep_tr_epochs").value == recipe["epochs"]
+
+
+def test_an_unwritable_runs_folder_keeps_the_form_working_and_says_it_is_not_kept(app):
+    from lesion_core import paths
+
+    train_page(app)
+    paths.runs_dir().mkdir(parents=True, exist_ok=True)
+    draft.draft_path(paths.runs_dir()).mkdir()  # a folder where the draft file should be: every write fails
+    app.number_input(key="keep_tr_epochs").set_value(7).run()
+    assert not app.exception
+    assert app.number_input(key="keep_tr_epochs").value == 7
+    assert any("The form is not kept across a reload" in w.value for w in app.warning)
 
 
 @pytest.mark.parametrize("content, named", [
@@ -249,6 +263,7 @@ def test_the_form_is_kept_across_a_new_session_and_reset_to_the_recipe(app):
     ('{"model": {"name": "lenet"}}', "train_draft.json: not settings of the Train form"),
     ('{"recipe": "fast"}', "unknown recipe 'fast'"),
     ('{"augment": "nope"}', "unknown augmentation preset 'nope'"),
+    ('{"augment": [{"name": "Rescale", "params": {"size": 256}}]}', "unknown augmentation preset"),
     ("[1, 2]", "a config must be a JSON object, got list"),
 ])
 def test_a_damaged_draft_is_named_and_ignored(app, content, named):

@@ -278,6 +278,6 @@ def test_a_non_finite_eta_in_status_json_is_left_out_of_the_progress_line(tmp_pa
     from lesion_core import runs
 
     for eta in ("Infinity", "NaN", "1e999"):
-        (tmp_path / "status.json").write_text('{"state": "running", "epoch": 1, "epochs": 2, "eta_s": %s}' % eta)
+        (tmp_path / "status.json").write_text('{"state": "running", "epoch": 1, "epochs": 2, "eta_s": ' + eta + "}")
         fraction, line = runs.progress(runs.read_status(tmp_path))
         assert "ETA" not in line and 0 <= fraction <= 1

@@ -61,7 +61,8 @@ def read_draft(runs_dir) -> tuple[dict | None, str | None]:
         unknown = set(value) - set(FORM[None]) - {"version", "data", "optim", "scheduler"}
         if unknown or set(value.get("data", {})) - set(FORM["data"]):
             raise LesionLabError(N_("{file}: not settings of the Train form").format(file=DRAFT_FILE))
-        if "augment" in value and value["augment"] not in transforms.PRESETS:  # the form offers presets
+        if "augment" in value and not (isinstance(value["augment"], str)  # the form offers presets
+                                       and value["augment"] in transforms.PRESETS):
             raise LesionLabError(N_("unknown augmentation preset {name}").format(name=repr(value["augment"])))
     except LesionLabError as exc:
         return None, N_("The form's saved settings were ignored ({error}); it starts from the recipe.").format(

@@ -229,7 +229,7 @@ def _focus_section(run, split: str, frame, names) -> None:
         st.caption(_("The lesion covers {share} of what this model sees, so a heatmap spread evenly would have a "
                      "focus of {share_number}: compare runs by the focus lift, not the focus.",
                      share=_pct(share), share_number=num(share, 2)))
-    if transforms.crops_to_lesion(run.config["eval_augment"]):
+    if transforms.run_crops_to_lesion(run.config):
         st.info(_lesion_crop_focus())
     low.metric(_("Images with focus < 0.5"), _pct(float((defined < 0.5).mean())))
     hit.metric(_("Pointing game"), _pct(float((peaks[~np.isnan(focus)] == "true").mean())),
@@ -258,7 +258,7 @@ def heatmap_view(run, image: np.ndarray, mask, key: str, class_names=None) -> np
                         if result.peak_in_lesion else
                         _(" · lesion focus {focus}, peak outside the lesion", focus=num(result.focus, 2)))
         st.caption(caption)
-        if transforms.crops_to_lesion(run.config["eval_augment"]):
+        if transforms.run_crops_to_lesion(run.config):
             st.caption(_lesion_crop_focus())
         return result.overlay()
     return None

@@ -203,10 +203,7 @@ def export_problem(config: dict) -> str | None:
 def takes_mask(config: dict) -> bool:
     """Whether a run's exported model takes the lesion mask beside each image (its evaluation
     pipeline crops to the lesion)."""
-    try:
-        return transforms.crops_to_lesion(config["eval_augment"])
-    except (LesionLabError, KeyError, TypeError, ValueError):
-        return False
+    return transforms.run_crops_to_lesion(config)
 
 
 def build_exportable(run_dir) -> tuple[ExportedClassifier, dict]:

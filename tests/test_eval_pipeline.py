@@ -119,3 +119,11 @@ def test_the_derived_eval_pipeline_resamples_once_to_the_run_size(isic_dev_root)
         a, b = (np.asarray(p(sample)["image"], dtype=float) for p in (once, twice))
         assert a.shape == b.shape and a.shape[:2] == (96, 96)
         assert np.abs(a - b).mean() < 6  # of 255: resampling differences, not another window
+
+
+@pytest.mark.parametrize("config", [{}, {"eval_augment": [{"name": "NoSuchStep", "params": {}}]},
+                                    {"eval_augment": 3}, "damaged"])
+def test_a_damaged_configs_pipeline_is_no_lesion_crop_rather_than_a_crash(config):
+    # Results, Predictions and the export ask this of every run, damaged ones included.
+    assert transforms.run_crops_to_lesion(config) is False
+    assert transforms.run_crops_to_lesion({"eval_augment": [{"name": "CropByMask", "params": {"border": 0}}]})

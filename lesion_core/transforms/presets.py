@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from lesion_core.errors import TransformError
+from lesion_core.errors import LesionLabError, TransformError
 from lesion_core.i18n import N_
 from lesion_core.transforms.kernels import IMAGENET_MEAN, IMAGENET_STD, TENSOR_STEPS
 from lesion_core.transforms.schema import REGISTRY, validate_spec
@@ -61,6 +61,15 @@ def crops_to_lesion(spec) -> bool:
     """Whether a pipeline crops to the lesion (CropByMask, or RandomRotation with crop_to_lesion)."""
     return any(s["name"] == "CropByMask" or (s["name"] == "RandomRotation" and s["params"]["crop_to_lesion"])
                for s in validate_spec(spec))
+
+
+def run_crops_to_lesion(config) -> bool:
+    """Whether a run's evaluation pipeline crops to the lesion; False when its config.json holds
+    no readable pipeline (a damaged file, named by the run's damage report, never a crash here)."""
+    try:
+        return crops_to_lesion(config["eval_augment"])
+    except (LesionLabError, KeyError, TypeError, ValueError):
+        return False
 
 
 def needs_mask(spec) -> bool:

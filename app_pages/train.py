@@ -9,6 +9,7 @@ from app_pages.lang import _, classes, fig, md, num
 from lesion_core import data, models, plots, runs, training, transforms
 from lesion_core import settings as run_settings  # (this page's settings() draws the form)
 from lesion_core.errors import LesionLabError, TrainingError, describe_os_error
+from lesion_core.i18n import N_
 from lesion_core.settings import draft
 from lesion_core.training import duration
 
@@ -226,9 +227,9 @@ def time_estimate(config: dict, dataset) -> None:
             disabled=runs.active_run(common.runs_root()) is not None,  # it would time the training beside it
             help=_("Trains the chosen model on a few batches at this image size on this device (about 10 seconds "
                    "on a CPU), for an estimate from this machine's own speed")):
-        with st.spinner(_("Timing a few batches of {model}...", model=config["model"]["name"])):
+        with common.user_errors(), st.spinner(_("Timing a few batches of {model}...", model=config["model"]["name"])):
             timed = duration.time_batches(config)
-        guess = duration.estimate(config, dataset.report.n_usable, common.all_runs(), timed)
+            guess = duration.estimate(config, dataset.report.n_usable, common.all_runs(), timed)
     when = _("{low} to {high}", low=_duration(guess["low"]), high=_duration(guess["high"]))
     if guess["basis"] == "run":
         basis = _("at the speed run {run} measured on this machine", run=guess["run"])
@@ -313,7 +314,7 @@ def show_run(run_id: str) -> None:
     message = str(run.status.get("message", ""))
     if run.state == "queued":
         waited = time.time() - (run.status.get("updated") or time.time())
-        message += f" ({waited:.0f} s)"
+        message = N_("{message} ({seconds} s)").format(message=message, seconds=f"{waited:.0f}")
     state_text = f"**{_(run.state)}**: {md(lang.rendered(message.removeprefix(run.state + ': ')))}"
     if run.state == "running":  # the progress bar's line says what it does: one status line, not two
         state_text = f"**{_(run.state)}**"

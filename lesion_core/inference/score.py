@@ -71,8 +71,9 @@ def predict_image(run_dir, image: np.ndarray, mask: np.ndarray | None = None, ca
     model, pipeline, class_names, settings, run_tta = _MODEL_CACHE[key]
     tta = run_tta if tta is None else tta
     if mask is None and transforms.needs_mask(pipeline.spec):
-        raise TransformError(f"run {run_dir.name} was trained on lesion crops, so it classifies an image cropped "
-                             "to its lesion: give the lesion mask too (predict --mask MASK, or the mask upload)")
+        raise TransformError(N_("run {run} was trained on lesion crops, so it classifies an image cropped to its "
+                                "lesion: give the lesion mask too (predict --mask MASK, or the mask upload)").format(
+            run=run_dir.name))
     sample = pipeline({"image": np.ascontiguousarray(image, dtype=np.uint8), "mask": mask, "label": 0, "id": "image"})
     with torch.no_grad():
         probs = softmax_batch(model, sample["image"].unsqueeze(0), settings, tta).numpy()

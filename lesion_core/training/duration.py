@@ -11,6 +11,7 @@ import torch
 
 from lesion_core import runs
 from lesion_core.errors import TrainingError
+from lesion_core.i18n import N_
 from lesion_core.settings.device import resolve_amp, resolve_device
 from lesion_core.settings.schema import image_size
 
@@ -163,10 +164,14 @@ def time_batches(config: dict, budget_s: float = TIMING_BUDGET_S) -> dict:
         with torch.no_grad():
             forward(model, images, device, amp_dtype, channels_last)
 
-    model.train()
-    train_s, steps = _steps_per_s(train_step, device, budget_s * 0.7)
-    model.eval()
-    eval_s, _ = _steps_per_s(eval_step, device, budget_s * 0.3)
+    try:
+        model.train()
+        train_s, steps = _steps_per_s(train_step, device, budget_s * 0.7)
+        model.eval()
+        eval_s, _ = _steps_per_s(eval_step, device, budget_s * 0.3)
+    except RuntimeError as exc:  # out of memory at this size and batch, above all (torch.OutOfMemoryError)
+        raise TrainingError(N_("timing a few batches of {model} at {size} px failed: {error}").format(
+            model=name, size=size, error=(str(exc).splitlines() or [type(exc).__name__])[0][:200])) from None
     _TIMED[key] = {"train": batch / train_s, "eval": batch / eval_s, "batches": steps}
     return _TIMED[key]
 

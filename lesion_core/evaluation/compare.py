@@ -13,7 +13,6 @@ from lesion_core.errors import TrainingError
 from lesion_core.evaluation import bootstrap
 from lesion_core.i18n import N_
 from lesion_core import training
-from lesion_core import inference
 
 # The verdict is about this metric (the ISIC 2017 challenge's score).
 VERDICT_METRIC = "mean_auc"
@@ -70,10 +69,7 @@ def config_diff(configs: dict[str, dict]) -> list[dict]:
 
 def _predictions(run_dir: Path, split: str):
     loaded = bootstrap.load_predictions(run_dir, split)
-    if loaded is None:
-        if (run_dir / f"predictions_{split}.csv").is_file():  # there but damaged: say what is wrong with it
-
-            inference.read_predictions(run_dir / f"predictions_{split}.csv")
+    if loaded is None:  # (a damaged file raises its reader's DataError, naming it)
         raise TrainingError(N_("run {run} has no readable predictions_{split}.csv (it is written when the run "
                                "finishes; try the other split)").format(run=run_dir.name, split=split))
     return loaded

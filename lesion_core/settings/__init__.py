@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 
 _HOMES = {
-    "device": ("AMP_MODES", "DEVICE_NAME", "DEVICES", "device_choice", "device_choices", "gpu_count", "resolve_amp",
+    "device": ("DEVICE_NAME", "DEVICES", "device_choice", "device_choices", "gpu_count", "resolve_amp",
                "resolve_device", "split_device_choice"),
     "loaders": ("class_weights", "collate", "epoch_seed", "load_data", "make_loader", "recorded_split",
                 "seed_everything"),
@@ -24,10 +24,9 @@ _HOMES = {
     "recipes": ("RECIPES", "recipe_for"),
     "schema": ("OPTIMIZERS", "SCHEDULERS", "check_partial", "default_config", "image_size", "merge_config",
                "recipe_config", "run_config", "validate_config"),
-    "fields": ("SCHEMA_VERSION", "help_text", "number_limits"),
+    "fields": ("AMP_MODES", "SCHEMA_VERSION", "help_text", "number_limits"),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
-_HOME["AMP_MODES"] = "fields"
 __all__ = sorted(_HOME)
 
 

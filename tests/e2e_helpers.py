@@ -103,6 +103,22 @@ class Server:
         self._out.close()
 
 
+@contextmanager
+def demo_server(home: Path, demo_root: Path, **env):
+    """A Streamlit server of this checkout on the demo data: its decoded cache seeded, runs in
+    home/runs (server.runs), more environment from env; healthy when yielded, stopped after."""
+    require_chromium()
+    demo = seed_demo_cache(home / "cache", demo_root)
+    server = Server({"LESION_LAB_CACHE": str(home / "cache"), "LESION_LAB_RUNS": str(home / "runs"),
+                     "OMP_NUM_THREADS": "1", **env}, log=home / "server.log")
+    server.demo, server.runs = demo, home / "runs"
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()
+
+
 def wait_for(predicate, what: str, timeout: float = 60.0):
     """Poll predicate() until it returns something truthy; fail after timeout seconds."""
     deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@ import pytest
 
 from lesion_core import settings
 from lesion_core.settings import draft
-from tests.e2e_helpers import Server, browser_tab, require_chromium, seed_demo_cache, wait_for
+from tests.e2e_helpers import demo_server, browser_tab, wait_for
 from tests.test_e2e import TIMEOUT_MS, wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -17,17 +17,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, demo_root):
-    require_chromium()
-    home = tmp_path_factory.mktemp("e2e_form")
-    seed_demo_cache(home / "cache", demo_root)
-    app = Server({"LESION_LAB_CACHE": str(home / "cache"), "LESION_LAB_RUNS": str(home / "runs"),
-                  "OMP_NUM_THREADS": "1"}, log=home / "server.log")
-    app.runs = home / "runs"
-    try:
-        app.wait_healthy()
+    with demo_server(tmp_path_factory.mktemp("e2e_form"), demo_root) as app:
         yield app
-    finally:
-        app.stop()
 
 
 def shown(page, label: str) -> str:

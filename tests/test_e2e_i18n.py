@@ -7,7 +7,7 @@ import re
 import pytest
 
 from lesion_core import i18n
-from tests.e2e_helpers import Server, browser_tab, require_chromium, seed_demo_cache
+from tests.e2e_helpers import demo_server, browser_tab
 from tests.test_e2e import TIMEOUT_MS, wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -19,16 +19,8 @@ PAGES_EN = ["Home", "Dataset", "Augmentations", "Model", "Train", "Results", "Co
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, demo_root):
-    require_chromium()
-    home = tmp_path_factory.mktemp("e2e_i18n")
-    seed_demo_cache(home / "cache", demo_root)
-    app = Server({"LESION_LAB_CACHE": str(home / "cache"), "LESION_LAB_RUNS": str(home / "runs"),
-                  "OMP_NUM_THREADS": "1"}, log=home / "server.log")
-    try:
-        app.wait_healthy()
+    with demo_server(tmp_path_factory.mktemp("e2e_i18n"), demo_root) as app:
         yield app
-    finally:
-        app.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from tests.e2e_helpers import Server, browser_tab, require_chromium, seed_demo_cache
+from tests.e2e_helpers import demo_server, browser_tab
 from tests.test_e2e import TIMEOUT_MS, wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -18,18 +18,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, demo_root, isic_dev_root):
-    require_chromium()
-    home = tmp_path_factory.mktemp("e2e_student")
-    seed_demo_cache(home / "cache", demo_root)
-    app = Server({"LESION_LAB_CACHE": str(home / "cache"), "LESION_LAB_RUNS": str(home / "runs"),
-                  "OMP_NUM_THREADS": "1", "LESION_LAB_DATA_ROOTS": str(isic_dev_root)}, log=home / "server.log")
-    app.data = "folder:" + str(isic_dev_root)
-    app.runs = home / "runs"
-    try:
-        app.wait_healthy()
+    with demo_server(tmp_path_factory.mktemp("e2e_student"), demo_root,
+                     LESION_LAB_DATA_ROOTS=str(isic_dev_root)) as app:
+        app.data = "folder:" + str(isic_dev_root)
         yield app
-    finally:
-        app.stop()
 
 
 @pytest.fixture(scope="module")

@@ -379,9 +379,9 @@ def _page_in_spanish(demo_root, page: str, run_id: str | None = None) -> AppTest
     return app
 
 
-def test_a_failed_run_says_why_in_spanish(demo_root, tmp_path):
-    # A real failure: the run's data folder vanished between launch and the trainer's start.
-    moved = tmp_path / "data"
+def failed_run(demo_root, moved):
+    """A real failure: the run's data folder (moved, a link to the demo) vanished between launch
+    and the trainer's start; the run's folder."""
     moved.symlink_to(demo_root, target_is_directory=True)
     config = settings.validate_config({"data": {"root": str(moved)}, "model": {"name": "lenet", "weights": "random"},
                                     "image_size": 32, "device": "cpu"})
@@ -389,6 +389,11 @@ def test_a_failed_run_says_why_in_spanish(demo_root, tmp_path):
     moved.unlink()
     with pytest.raises(TrainingError):
         training.run_training(run_dir=run_dir)
+    return run_dir
+
+
+def test_a_failed_run_says_why_in_spanish(demo_root, tmp_path):
+    run_dir = failed_run(demo_root, tmp_path / "data")
     assert runs.read_status(run_dir)["message"].startswith("dataset folder not found: ")  # the CLI's English
 
     app = _page_in_spanish(demo_root, "train", run_dir.name)

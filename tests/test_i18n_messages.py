@@ -13,13 +13,13 @@ import subprocess
 import pytest
 import torch
 
-from lesion_core import i18n, paths, runs, settings, training
+from lesion_core import i18n, paths, runs, training
 from lesion_core.errors import DataError, TrainingError
 from lesion_core.i18n import check
 from streamlit.testing.v1 import AppTest
 
 from tests.e2e_helpers import REPO, seed_demo_cache
-from tests.test_i18n import _page_in_spanish, msgfmt_check
+from tests.test_i18n import _page_in_spanish, failed_run, msgfmt_check
 
 PO = '''msgid ""
 msgstr ""
@@ -206,13 +206,7 @@ def test_a_failed_run_names_its_folder_exactly_in_spanish(demo_root, tmp_path):
     # The run's data folder vanished between launch and the trainer's start. Its name holds " · ",
     # which matching the English back took for the parts of a status line: half of it stayed English.
     moved = tmp_path / "isic · 2017"
-    moved.symlink_to(demo_root, target_is_directory=True)
-    config = settings.validate_config({"data": {"root": str(moved)}, "model": {"name": "lenet", "weights": "random"},
-                                       "image_size": 32, "device": "cpu"})
-    run_dir = runs.create_run(paths.runs_dir(), config)
-    moved.unlink()
-    with pytest.raises(TrainingError):
-        training.run_training(run_dir=run_dir)
+    run_dir = failed_run(demo_root, moved)
 
     app = _page_in_spanish(demo_root, "train", run_dir.name)
     errors = [e.value for e in app.error]

@@ -12,7 +12,7 @@ import pytest
 from lesion_core import data, runs
 from lesion_core.evaluation import readers
 from lesion_core import inference
-from tests.e2e_helpers import Server, browser_tab, artifacts_dir, require_chromium, seed_demo_cache
+from tests.e2e_helpers import demo_server, browser_tab, artifacts_dir
 from tests.test_export import make_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -42,17 +42,11 @@ def reader_run(demo_root, runs_dir):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, demo_root):
-    require_chromium()
     home = tmp_path_factory.mktemp("readers_e2e")
-    seed_demo_cache(home / "cache", demo_root)
-    app = Server({"LESION_LAB_CACHE": str(home / "cache"), "LESION_LAB_RUNS": str(home / "runs"),
-                  "OMP_NUM_THREADS": "1"}, log=home / "server.log")
-    app.run_dir, app.names = reader_run(demo_root, home / "runs")
-    try:
-        app.wait_healthy()
+    run_dir, names = reader_run(demo_root, home / "runs")
+    with demo_server(home, demo_root) as app:
+        app.run_dir, app.names = run_dir, names
         yield app
-    finally:
-        app.stop()
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,8 @@ def test_the_form_survives_a_reload_and_reset_brings_the_recipe_back(server):
     quick = settings.recipe_config("quick")  # the demo's recipe
     with browser_tab(TIMEOUT_MS, locale="en-US") as page:
         open_train(page, server)
-        assert shown(page, "Epochs") == str(quick["epochs"])
+        # a fresh server's first page draws its number fields before their values arrive
+        wait_for(lambda: shown(page, "Epochs") == str(quick["epochs"]), "the recipe's epochs")
         type_into(page, "Epochs", 7)
         type_into(page, "Image size (px)", 64)
         saved = wait_for(lambda: draft.draft_path(server.runs).is_file()
@@ -62,4 +63,4 @@ def test_the_form_survives_a_reload_and_reset_brings_the_recipe_back(server):
         assert shown(page, "Image size (px)") == str(quick["image_size"])
         assert not draft.draft_path(server.runs).exists()
         open_train(page, server)  # and a reload after the reset stays at the recipe
-        assert shown(page, "Epochs") == str(quick["epochs"])
+        wait_for(lambda: shown(page, "Epochs") == str(quick["epochs"]), "the recipe's epochs after a reload")

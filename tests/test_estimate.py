@@ -34,6 +34,13 @@ def test_an_estimate_from_timed_batches_is_within_a_sane_factor_of_a_real_run(de
                    env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
     actual = time.perf_counter() - start
     assert 0.25 * actual < guess["seconds"] < 4 * actual, (guess, actual)
+    # The timed speed itself, not only the whole guess (a fixed start-up allowance dominates it at
+    # this size): the model alone trains faster than the run, which also reads and augments images,
+    # but not by orders of magnitude.
+    (run,) = runs.list_runs(tmp_path)
+    measured = [row["images_per_s"] for row in runs.read_history(run.path)
+                if row.get("phase") == "train" and row.get("images_per_s")]
+    assert measured and 0.3 < timed["train"] / measured[-1] < 20, (timed, measured)
 
 
 def test_a_running_runs_time_left_is_a_range_that_narrows_as_it_measures_itself():

@@ -24,18 +24,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_readers)
 
 
-def _fmt(interval: dict) -> str:
-    if interval.get("value") is None:
-        return "n/a"
-    text = f"{interval['value']:.3f}"
-    if interval.get("ci_low") is not None:
-        text += f" [{interval['ci_low']:.3f}, {interval['ci_high']:.3f}]"
-    return text
-
-
 def cmd_readers(args) -> int:
     from lesion_core.errors import DataError
     from lesion_core.evaluation import readers
+    from lesion_core.evaluation.bootstrap import format_interval
     from lesion_core.metrics import to_jsonable
 
     model = readers.model_predictions(args.run, args.split)
@@ -57,8 +49,8 @@ def cmd_readers(args) -> int:
     print(f"{result['class']} vs rest on {args.split} ({result['n']} images; model AUC "
           f"{'n/a' if result['model']['auc'] is None else format(result['model']['auc'], '.3f')})")
     for row in result["readers"]:
-        print(f"  {row['reader']} pass {row['pass']} ({row['n']} images): sensitivity {_fmt(row['sensitivity'])}, "
-              f"specificity {_fmt(row['specificity'])}; model at that specificity "
-              f"{_fmt(row['model_sensitivity_at_reader_specificity'])}; model - reader {_fmt(row['delta'])}: "
-              f"{row['verdict'] or 'n/a'}")
+        sens, spec, model_sens, delta = (format_interval(row[key]) for key in (
+            "sensitivity", "specificity", "model_sensitivity_at_reader_specificity", "delta"))
+        print(f"  {row['reader']} pass {row['pass']} ({row['n']} images): sensitivity {sens}, specificity {spec}; "
+              f"model at that specificity {model_sens}; model - reader {delta}: {row['verdict'] or 'n/a'}")
     return 0

@@ -126,13 +126,15 @@ def paired_differences(labels, probs_a, probs_b, class_names, n_resamples: int =
     return out
 
 
-def format_interval(interval: dict | None, digits: int = 3) -> str:
-    """"0.859 [0.799, 0.909]"; "n/a" when undefined; the bare value when it has no interval."""
+def format_interval(interval: dict | None, digits: int = 3, signed: bool = False) -> str:
+    """"0.859 [0.799, 0.909]" ("+0.031 [-0.012, +0.078]" signed, for a difference); "n/a" when
+    undefined; the bare value when it has no interval."""
     if not isinstance(interval, dict) or not _is_number(interval.get("value")):
         return "n/a"
-    text = f"{interval['value']:.{digits}f}"
+    form = f"{'+' if signed else ''}.{digits}f"
+    text = f"{interval['value']:{form}}"
     if _is_number(interval.get("ci_low")) and _is_number(interval.get("ci_high")):
-        text += f" [{interval['ci_low']:.{digits}f}, {interval['ci_high']:.{digits}f}]"
+        text += f" [{interval['ci_low']:{form}}, {interval['ci_high']:{form}}]"
     return text
 
 

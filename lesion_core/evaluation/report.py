@@ -126,15 +126,6 @@ def _split_section(run_dir: Path, split: str, fig: _Figures, temperature: float)
     return "\n".join(parts)
 
 
-def _signed(interval: dict) -> str:
-    if interval.get("value") is None:
-        return "n/a"
-    text = f"{interval['value']:+.3f}"
-    if interval.get("ci_low") is not None:
-        text += f" [{interval['ci_low']:+.3f}, {interval['ci_high']:+.3f}]"
-    return text
-
-
 def _readers_section(run_dir: Path, split: str, fig: _Figures) -> str:
     """The reader study of this split (readers/*.csv), as the Reader study page shows it for
     its first class (melanoma when the run has it); "" when nobody has read this split."""
@@ -150,10 +141,10 @@ def _readers_section(run_dir: Path, split: str, fig: _Figures) -> str:
     class_name = readers.study_classes(names)[0]
     result = readers.score_study(study, ids, labels, probs, names, class_name, split)
     c = names.index(class_name)
-    rows = [[r["reader"], r["pass"], r["n"], bootstrap.format_interval(r["sensitivity"]),
-             bootstrap.format_interval(r["specificity"]),
-             bootstrap.format_interval(r["model_sensitivity_at_reader_specificity"]), _signed(r["delta"]),
-             r["verdict"] or "n/a", _signed(r["change"]["sensitivity"]) if "change" in r else ""]
+    interval, signed = bootstrap.format_interval, lambda x: bootstrap.format_interval(x, signed=True)
+    rows = [[r["reader"], r["pass"], r["n"], interval(r["sensitivity"]), interval(r["specificity"]),
+             interval(r["model_sensitivity_at_reader_specificity"]), signed(r["delta"]),
+             r["verdict"] or "n/a", signed(r["change"]["sensitivity"]) if "change" in r else ""]
             for r in result["readers"]]
     return "\n".join([
         f"<h2>Reader study: {_e(class_name)} against the rest, {len(study)} reader(s)</h2>",
